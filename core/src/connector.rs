@@ -1,0 +1,124 @@
+//! The `Connector` trait: what every platform connector provides, and nothing more.
+//!
+//! A connector declares its streams as data ([`StreamDef`], in the manner of the Singer SDK), checks its
+//! credentials, and reads one stream as a lazy stream of [`Page`]s. It does not store anything and does
+//! not own state: the sync engine decides when a checkpoint is safe (after the page it covers is
+//! committed) and hands the saved state back on the next run.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::JourneyMapper;
+use crate::Result;
+
+/// How a stream is kept up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Read only what changed since the saved cursor.
+    Incremental {
+        /// The record field the cursor follows, e.g. `date_modified_gmt`.
+        cursor_field: &'static str,
+    },
+    /// Read everything every time.
+    FullRefresh,
+}
+
+/// A stream declared as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamDef {
+    /// Stream name, unique within the connector.
+    pub name: &'static str,
+    /// Fields that identify a record.
+    pub primary_key: &'static [&'static str],
+    /// Incremental cursor or full refresh.
+    pub mode: SyncMode,
+    /// True when the platform returns records in cursor order, so that the cursor can be checkpointed
+    /// after every page; otherwise only at the end of the stream.
+    pub sorted: bool,
+    /// A stream whose records this one is read for (e.g. refunds of orders), if any.
+    pub parent: Option<&'static str>,
+    /// One line for `discover`.
+    pub description: &'static str,
+}
+
+/// One record as the platform sent it, with its identity and cursor value pulled out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Primary key value(s), joined with `:` when composite.
+    pub id: String,
+    /// Cursor value (RFC 3339 UTC for times, so that text order is time order).
+    pub cursor: Option<String>,
+    /// The record, unknown fields included.
+    pub payload: Value,
+}
+
+/// One page of records, and optionally the state that is safe to save once they are committed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The page's records.
+    pub records: Vec<Record>,
+    /// A connector-defined checkpoint (e.g. GA4's last complete date). When `None`, the engine derives
+    /// `{"cursor": max cursor}` for sorted incremental streams.
+    pub checkpoint: Option<Value>,
+}
+
+/// A closed time window, for backfills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Inclusive start.
+    pub since: DateTime<Utc>,
+    /// Exclusive end.
+    pub until: DateTime<Utc>,
+}
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadRequest {
+    /// The stream's name.
+    pub stream: String,
+    /// The saved state, if any and not overridden by a full refresh.
+    pub state: Option<Value>,
+    /// Where to begin when there is no state (the config's `start_date`).
+    pub start: DateTime<Utc>,
+    /// A backfill window: read records *created* in it, ignoring state.
+    pub window: Option<Window>,
+}
+
+impl ReadRequest {
+    /// The `cursor` field of the saved state.
+    pub fn state_cursor(&self) -> Option<&str> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.get("cursor"))
+            .and_then(|c| c.as_str())
+    }
+}
+
+/// A platform connector.
+#[async_trait]
+pub trait Connector: Send + Sync + fmt::Debug {
+    /// The connector type (`woocommerce`, `shopify`, …).
+    fn source_type(&self) -> &'static str;
+
+    /// The user's name for this source (`[sources.NAME]`), used in messages.
+    fn name(&self) -> &str;
+
+    /// The streams this connector reads.
+    fn streams(&self) -> Vec<StreamDef>;
+
+    /// Authenticate and read one small page; the error says what to fix.
+    async fn check(&self) -> Result<()>;
+
+    /// Read one stream as pages. Nothing is fetched until the stream is polled.
+    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>>;
+
+    /// How this connector's records map into the journey model.
+    fn mapper(&self) -> Arc<dyn JourneyMapper>;
+}

@@ -1,0 +1,189 @@
+//! Where records land.
+//!
+//! [`Destination`] is the storage interface (SQLite today, [`sqlite::SqliteDestination`]); it is
+//! synchronous because the stores are. [`DatasetWriter`] puts one destination on its own thread and gives
+//! the async sync engine a handle: every page is committed in a transaction *together with* the state
+//! that covers it, so a sync killed at any point resumes from a state that never runs ahead of the data.
+//! Pages arriving from several streams at once are committed in one transaction.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connector::Record;
+use crate::model::JourneyMapper;
+use crate::{Error, Result};
+
+/// Records of one stream and the state to save once they are committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteBatch {
+    /// Source name.
+    pub source: String,
+    /// Stream name.
+    pub stream: String,
+    /// Records to upsert.
+    pub records: Vec<Record>,
+    /// State to save in the same transaction, if any.
+    pub state: Option<Value>,
+}
+
+/// What a journey-model rebuild did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebuildStats {
+    /// Raw records read.
+    pub records: u64,
+    /// Orders written.
+    pub orders: u64,
+    /// Journey events written.
+    pub events: u64,
+    /// Customers written.
+    pub customers: u64,
+    /// Records that failed to map (logged and skipped).
+    pub failed: u64,
+}
+
+/// A dataset store.
+pub trait Destination: Send {
+    /// Remember that `source` is of `source_type`, so the model can be rebuilt without the config.
+    fn register_source(&mut self, source: &str, source_type: &str) -> Result<()>;
+    /// The saved state of a stream.
+    fn load_state(&mut self, source: &str, stream: &str) -> Result<Option<Value>>;
+    /// Upsert every batch's records and save their states, all in one transaction.
+    fn commit(&mut self, batches: &[WriteBatch]) -> Result<()>;
+    /// Rebuild `customers`, `orders` and `journey_events` from `raw_records`.
+    fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats>;
+}
+
+enum Command {
+    Register(String, String, oneshot::Sender<Result<()>>),
+    LoadState(String, String, oneshot::Sender<Result<Option<Value>>>),
+    Commit(WriteBatch, oneshot::Sender<Result<()>>),
+    Rebuild(
+        Vec<Arc<dyn JourneyMapper>>,
+        oneshot::Sender<Result<RebuildStats>>,
+    ),
+}
+
+/// An async handle to a destination running on its own thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DatasetWriter {
+    tx: mpsc::Sender<Command>,
+}
+
+/// Most records committed in one transaction when several streams' pages queue up.
+const MAX_RECORDS_PER_TRANSACTION: usize = 5_000;
+
+fn closed() -> Error {
+    Error::Other("the dataset writer has stopped".into())
+}
+
+impl DatasetWriter {
+    /// Start the writer thread. The queue is small on purpose: readers wait for commits instead of
+    /// piling pages up in memory.
+    pub fn spawn(mut dest: Box<dyn Destination>) -> DatasetWriter {
+        let (tx, mut rx) = mpsc::channel::<Command>(16);
+        std::thread::Builder::new()
+            .name("growthflow-writer".into())
+            .spawn(move || {
+                while let Some(cmd) = rx.blocking_recv() {
+                    match cmd {
+                        Command::Register(s, t, ack) => {
+                            let _ = ack.send(dest.register_source(&s, &t));
+                        }
+                        Command::LoadState(s, st, ack) => {
+                            let _ = ack.send(dest.load_state(&s, &st));
+                        }
+                        Command::Rebuild(m, ack) => {
+                            let _ = ack.send(dest.rebuild_journey(&m));
+                        }
+                        Command::Commit(batch, ack) => {
+                            let mut batches = vec![batch];
+                            let mut acks = vec![ack];
+                            let mut pending = None;
+                            let mut count = batches[0].records.len();
+                            while count < MAX_RECORDS_PER_TRANSACTION {
+                                match rx.try_recv() {
+                                    Ok(Command::Commit(b, a)) => {
+                                        count += b.records.len();
+                                        batches.push(b);
+                                        acks.push(a);
+                                    }
+                                    Ok(other) => {
+                                        pending = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            let result = dest.commit(&batches);
+                            for a in acks {
+                                let _ = a.send(match &result {
+                                    Ok(()) => Ok(()),
+                                    Err(e) => Err(Error::Other(format!("commit failed: {e}"))),
+                                });
+                            }
+                            match pending {
+                                Some(Command::Register(s, t, ack)) => {
+                                    let _ = ack.send(dest.register_source(&s, &t));
+                                }
+                                Some(Command::LoadState(s, st, ack)) => {
+                                    let _ = ack.send(dest.load_state(&s, &st));
+                                }
+                                Some(Command::Rebuild(m, ack)) => {
+                                    let _ = ack.send(dest.rebuild_journey(&m));
+                                }
+                                Some(Command::Commit(..)) | None => {}
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the writer thread");
+        DatasetWriter { tx }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (ack, rx) = oneshot::channel();
+        self.tx.send(make(ack)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// See [`Destination::register_source`].
+    pub async fn register_source(&self, source: &str, source_type: &str) -> Result<()> {
+        let (s, t) = (source.to_string(), source_type.to_string());
+        self.call(|a| Command::Register(s, t, a)).await
+    }
+
+    /// See [`Destination::load_state`].
+    pub async fn load_state(&self, source: &str, stream: &str) -> Result<Option<Value>> {
+        let (s, st) = (source.to_string(), stream.to_string());
+        self.call(|a| Command::LoadState(s, st, a)).await
+    }
+
+    /// Commit a batch; returns once it is durable.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<()> {
+        self.call(|a| Command::Commit(batch, a)).await
+    }
+
+    /// See [`Destination::rebuild_journey`].
+    pub async fn rebuild_journey(
+        &self,
+        mappers: Vec<Arc<dyn JourneyMapper>>,
+    ) -> Result<RebuildStats> {
+        self.call(|a| Command::Rebuild(mappers, a)).await
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Register(..) => "Register",
+            Command::LoadState(..) => "LoadState",
+            Command::Commit(..) => "Commit",
+            Command::Rebuild(..) => "Rebuild",
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! One error type for every connector, classified so that the HTTP layer and the sync engine can decide
+//! what to do without knowing the platform: retry a transient failure, wait out a throttle, stop and tell
+//! the user to fix credentials, or report the platform's own message for a bad request.
+//!
+//! The platform's status and message are kept apart from transport and decode failures (as octocrab does),
+//! because a user acts on them differently: a 400 with `rest_invalid_param` is a bug or bad config, a
+//! connection reset is weather.
+
+use std::time::Duration;
+
+/// Shorthand for results carrying [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure this is — the one question every caller asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Worth retrying as is: 5xx, timeouts, dropped connections.
+    Transient,
+    /// The platform asked us to slow down; retry after the delay it gave.
+    Throttled,
+    /// Credentials are missing, wrong, expired or lack a permission: retrying will not help.
+    Auth,
+    /// The platform rejected the request (4xx) with its own message.
+    Client,
+    /// The response could not be read as what the platform documents.
+    Decode,
+    /// The user's configuration is wrong.
+    Config,
+    /// The local dataset failed.
+    Destination,
+    /// A daily or hourly quota is spent: stop now, the next run resumes.
+    QuotaExhausted,
+}
+
+/// Every failure growthflow reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The platform answered with an error of its own (status, code and message as it sent them).
+    #[error("{platform} API error {status}{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Api {
+        /// Platform name for the message (`WooCommerce`, `Shopify`, …).
+        platform: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The platform's machine-readable code, e.g. `rest_invalid_param`.
+        code: Option<String>,
+        /// The platform's human message.
+        message: String,
+    },
+    /// Authentication or authorisation failed; `message` says what to do.
+    #[error("authentication failed: {message}")]
+    Auth {
+        /// What went wrong and what the user should do about it.
+        message: String,
+    },
+    /// Throttled by the platform.
+    #[error("throttled: {message}")]
+    Throttled {
+        /// How long the platform asked us to wait, if it said.
+        retry_after: Option<Duration>,
+        /// What the platform said.
+        message: String,
+    },
+    /// A failure worth retrying (5xx, timeout, connection dropped).
+    #[error("temporary failure: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+    /// A quota that will not refill soon is spent.
+    #[error("quota exhausted: {message}")]
+    QuotaExhausted {
+        /// What is spent and when the next run can continue.
+        message: String,
+    },
+    /// The body was not what the platform documents.
+    #[error("could not decode the response: {message}")]
+    Decode {
+        /// Decoder message plus the start of the body.
+        message: String,
+    },
+    /// Bad configuration; `key` names the config key.
+    #[error("config error: {key}: {message}")]
+    Config {
+        /// The config key at fault, e.g. `sources.woo.url`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The local dataset failed.
+    #[error("dataset error: {0}")]
+    Destination(#[from] rusqlite::Error),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Classify this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Api { .. } => ErrorKind::Client,
+            Error::Auth { .. } => ErrorKind::Auth,
+            Error::Throttled { .. } => ErrorKind::Throttled,
+            Error::Transient { .. } => ErrorKind::Transient,
+            Error::QuotaExhausted { .. } => ErrorKind::QuotaExhausted,
+            Error::Decode { .. } => ErrorKind::Decode,
+            Error::Config { .. } => ErrorKind::Config,
+            Error::Destination(_) => ErrorKind::Destination,
+            Error::Other(_) => ErrorKind::Client,
+        }
+    }
+
+    /// True when retrying the same request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Transient | ErrorKind::Throttled)
+    }
+
+    /// The delay the platform asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A decode error quoting at most the first 200 characters of `body`, so that an HTML error page
+    /// from a proxy is recognisable in the message.
+    pub fn decode(err: impl std::fmt::Display, body: &[u8]) -> Error {
+        let text = String::from_utf8_lossy(body);
+        let snippet: String = text.chars().take(200).collect();
+        Error::Decode {
+            message: format!("{err}; body starts with: {snippet:?}"),
+        }
+    }
+
+    /// A config error for `key`.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Decode {
+            message: e.to_string(),
+        }
+    }
+}

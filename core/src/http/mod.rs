@@ -1,0 +1,549 @@
+//! The one HTTP layer every connector goes through.
+//!
+//! A connector builds a request and names the endpoint it belongs to; [`HttpClient::send`] does the rest
+//! the same way for all five platforms: waits for the endpoint's rate-limit windows and any pause the
+//! platform asked for, applies credentials, enforces timeouts, classifies the answer through the
+//! connector's [`ApiPolicy`], refreshes credentials once on a 401, and retries transient and throttled
+//! failures with backoff that honours the platform's own delay. Only paths are logged, never query
+//! strings, because some platforms put tokens there.
+
+mod clock;
+mod ratelimit;
+mod retry;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+pub use clock::{Clock, TestClock, TokioClock};
+pub use ratelimit::{Quota, RateLimits};
+pub use retry::{parse_retry_after, RetryPolicy};
+
+use crate::auth::{Authenticator, NoAuth};
+use crate::{Error, Result};
+
+/// A response read whole (pages are bounded by the page size; bulk downloads use [`HttpClient::send_raw`]).
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Decode the body as JSON; an HTML error page or truncated body becomes a [`Error::Decode`] that
+    /// quotes the start of the body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::decode(e, &self.body))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every value of a header (e.g. several `Link` lines).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// True when the body looks like an HTML page rather than the API's JSON.
+    pub fn is_html(&self) -> bool {
+        let ct = self.header("content-type").unwrap_or_default();
+        let start = self
+            .body
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace())
+            .take(15)
+            .copied()
+            .collect::<Vec<u8>>()
+            .to_ascii_lowercase();
+        ct.contains("text/html") || start.starts_with(b"<!doctype") || start.starts_with(b"<html")
+    }
+}
+
+/// What a platform's answers mean. Each connector implements this once; the defaults cover plain HTTP
+/// semantics and every method can fall back to [`default_classify`].
+pub trait ApiPolicy: Send + Sync + fmt::Debug {
+    /// Platform name used in messages (`WooCommerce`).
+    fn platform(&self) -> &'static str;
+
+    /// `None` when the response is a success; otherwise the classified error. Override for platforms
+    /// that signal failures inside a 200 (Shopify's `THROTTLED`) or throttling inside a 400 (Meta).
+    fn classify(&self, resp: &Response) -> Option<Error> {
+        default_classify(self, resp)
+    }
+
+    /// The platform's own error code and message from an error body.
+    fn error_message(&self, resp: &Response) -> (Option<String>, String) {
+        generic_error_message(resp)
+    }
+
+    /// The message for a 401/403: what failed and what the user should do.
+    fn auth_message(&self, resp: &Response) -> String {
+        let (code, message) = self.error_message(resp);
+        format!(
+            "{} answered {}{}: {message}; check the source's credentials",
+            self.platform(),
+            resp.status.as_u16(),
+            code.map(|c| format!(" ({c})")).unwrap_or_default()
+        )
+    }
+
+    /// A pause to take before the next request on this endpoint, read from usage signals on any response
+    /// (cost buckets, usage percentages, remaining-token headers). `None` when there is headroom.
+    fn pace(&self, _resp: &Response) -> Option<Duration> {
+        None
+    }
+}
+
+/// Plain HTTP semantics: 2xx ok; 401/403 auth; 408, 5xx and non-JSON proxy pages transient; 429 throttled
+/// with `Retry-After`; other 4xx a client error with the platform's message.
+pub fn default_classify<P: ApiPolicy + ?Sized>(policy: &P, resp: &Response) -> Option<Error> {
+    let status = resp.status;
+    if status.is_success() {
+        return None;
+    }
+    Some(match status.as_u16() {
+        401 | 403 => Error::Auth {
+            message: policy.auth_message(resp),
+        },
+        429 => Error::Throttled {
+            retry_after: resp.header("retry-after").and_then(parse_retry_after),
+            message: format!("{} answered 429 Too Many Requests", policy.platform()),
+        },
+        408 | 500..=599 => Error::Transient {
+            message: format!(
+                "{} answered {}{}",
+                policy.platform(),
+                status,
+                if resp.is_html() {
+                    " (an HTML error page)".to_string()
+                } else {
+                    format!(": {}", policy.error_message(resp).1)
+                }
+            ),
+        },
+        code => {
+            let (api_code, message) = policy.error_message(resp);
+            Error::Api {
+                platform: policy.platform(),
+                status: code,
+                code: api_code,
+                message,
+            }
+        }
+    })
+}
+
+/// A best effort at `{"message": …}`, `{"error": {"message": …}}` or `{"errors": …}`; the body's start
+/// otherwise.
+pub fn generic_error_message(resp: &Response) -> (Option<String>, String) {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&resp.body) {
+        let code = v
+            .get("code")
+            .or_else(|| v.pointer("/error/status"))
+            .and_then(|c| c.as_str().map(str::to_string));
+        let msg = v
+            .get("message")
+            .or_else(|| v.pointer("/error/message"))
+            .or_else(|| v.get("errors"))
+            .or_else(|| v.get("error"))
+            .map(|m| {
+                m.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| m.to_string())
+            });
+        if let Some(msg) = msg {
+            return (code, msg);
+        }
+    }
+    let text: String = resp.text().chars().take(200).collect();
+    (
+        None,
+        if resp.is_html() {
+            "an HTML page instead of the API's JSON".to_string()
+        } else {
+            text
+        },
+    )
+}
+
+/// A policy with plain HTTP semantics, for simple platforms and tests.
+#[derive(Debug, Clone)]
+pub struct DefaultPolicy(pub &'static str);
+
+impl ApiPolicy for DefaultPolicy {
+    fn platform(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// Timeouts, retries and limits of one client.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout, body included.
+    pub request_timeout: Duration,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// Sent as `User-Agent`.
+    pub user_agent: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            retry: RetryPolicy::default(),
+            user_agent: default_user_agent(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_user_agent() -> String {
+    format!("growthflow/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What a connector's owner may override when building it: the clock (tests pass a [`TestClock`] to
+/// assert waits without sleeping) and timeouts/retries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The clock the client waits on.
+    pub clock: Arc<dyn Clock>,
+    /// Timeouts and retries.
+    pub config: HttpConfig,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            clock: Arc::new(TokioClock),
+            config: HttpConfig::default(),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options with a test clock.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        ClientOptions {
+            clock,
+            ..Default::default()
+        }
+    }
+}
+
+/// The shared client. Cheap to clone; clones share limits, pauses and credentials.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    config: HttpConfig,
+    limits: RateLimits,
+    auth: Arc<dyn Authenticator>,
+    policy: Arc<dyn ApiPolicy>,
+    clock: Arc<dyn Clock>,
+    /// Per endpoint: no request before this instant (set by [`ApiPolicy::pace`] and throttles).
+    not_before: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("platform", &self.policy.platform())
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`HttpClient`].
+#[derive(Debug)]
+pub struct HttpClientBuilder {
+    config: HttpConfig,
+    limits: RateLimits,
+    auth: Arc<dyn Authenticator>,
+    policy: Arc<dyn ApiPolicy>,
+    clock: Arc<dyn Clock>,
+}
+
+impl HttpClientBuilder {
+    /// Timeouts and retry settings.
+    pub fn config(mut self, config: HttpConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Client-side rate limits.
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Credentials.
+    pub fn auth(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+    /// Clock and config from [`ClientOptions`].
+    pub fn options(mut self, options: &ClientOptions) -> Self {
+        self.clock = options.clock.clone();
+        self.config = options.config.clone();
+        self
+    }
+    /// The clock (tests pass a [`TestClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Build the client.
+    pub fn build(self) -> Result<HttpClient> {
+        let inner = reqwest::Client::builder()
+            .connect_timeout(self.config.connect_timeout)
+            .timeout(self.config.request_timeout)
+            .user_agent(self.config.user_agent.clone())
+            .build()
+            .map_err(|e| Error::Other(format!("could not build the HTTP client: {e}")))?;
+        Ok(HttpClient {
+            inner,
+            config: self.config,
+            limits: self.limits,
+            auth: self.auth,
+            policy: self.policy,
+            clock: self.clock,
+            not_before: Arc::default(),
+        })
+    }
+}
+
+impl HttpClient {
+    /// A builder for a platform described by `policy`.
+    pub fn builder(policy: Arc<dyn ApiPolicy>) -> HttpClientBuilder {
+        HttpClientBuilder {
+            config: HttpConfig::default(),
+            limits: RateLimits::default(),
+            auth: Arc::new(NoAuth),
+            policy,
+            clock: Arc::new(TokioClock),
+        }
+    }
+
+    /// The underlying reqwest client, to build requests with.
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// The policy this client classifies with.
+    pub fn policy(&self) -> &dyn ApiPolicy {
+        &*self.policy
+    }
+
+    /// The clock this client waits on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Do not send anything on `endpoint` for `delay` from now (used by connectors that learn of a
+    /// limit outside a response, and by [`send`](Self::send) for throttles).
+    pub fn pause(&self, endpoint: &str, delay: Duration) {
+        let until = self.clock.now() + delay;
+        let mut map = self.not_before.lock().expect("pause lock");
+        let entry = map.entry(endpoint.to_string()).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+
+    async fn wait_turn(&self, endpoint: &str) {
+        let wait = {
+            let map = self.not_before.lock().expect("pause lock");
+            map.get(endpoint)
+                .and_then(|t| t.checked_duration_since(self.clock.now()))
+        };
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            tracing::debug!(endpoint, wait_ms = wait.as_millis() as u64, "pacing");
+            self.clock.sleep(wait).await;
+        }
+        self.limits.acquire(endpoint).await;
+    }
+
+    /// Send `request` (built with [`reqwest`](Self::reqwest)) on `endpoint` — the name its rate limit is
+    /// declared under — and return the successful response, retrying as the policy classifies.
+    pub async fn send(&self, endpoint: &str, request: reqwest::RequestBuilder) -> Result<Response> {
+        let template = request
+            .build()
+            .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
+        let path = template.url().path().to_string();
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            self.wait_turn(endpoint).await;
+            let mut req = template
+                .try_clone()
+                .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
+            self.auth.authorize(&mut req).await?;
+            let started = Instant::now();
+            let outcome = self.execute_once(req).await;
+            let error = match outcome {
+                Ok(resp) => {
+                    if let Some(pause) = self.policy.pace(&resp) {
+                        self.pause(endpoint, pause);
+                    }
+                    match self.policy.classify(&resp) {
+                        None => {
+                            tracing::debug!(
+                                endpoint,
+                                path = %path,
+                                status = resp.status.as_u16(),
+                                ms = started.elapsed().as_millis() as u64,
+                                "ok"
+                            );
+                            return Ok(resp);
+                        }
+                        Some(Error::Auth { message })
+                            if resp.status == StatusCode::UNAUTHORIZED && !refreshed =>
+                        {
+                            refreshed = true;
+                            if self.auth.on_unauthorized().await? {
+                                tracing::info!(endpoint, "credentials refreshed after a 401");
+                                continue;
+                            }
+                            Error::Auth { message }
+                        }
+                        Some(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if !error.is_retryable() || attempt >= self.config.retry.max_retries {
+                tracing::warn!(endpoint, path = %path, attempt, error = %error, "request failed");
+                return Err(error);
+            }
+            let delay = match error.retry_after() {
+                Some(d) if d > self.config.retry.max_wait => {
+                    return Err(Error::Throttled {
+                        retry_after: Some(d),
+                        message: format!(
+                            "{} asked to wait {}s, longer than the {}s we wait; run again later",
+                            self.policy.platform(),
+                            d.as_secs(),
+                            self.config.retry.max_wait.as_secs()
+                        ),
+                    })
+                }
+                Some(d) => d,
+                None => self.config.retry.backoff(attempt),
+            };
+            tracing::info!(
+                endpoint,
+                path = %path,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "retrying"
+            );
+            self.clock.sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn execute_once(&self, req: reqwest::Request) -> Result<Response> {
+        let resp = self.inner.execute(req).await.map_err(transport_error)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(transport_error)?.to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Send and return the raw streaming response after the status checks (for large downloads such as
+    /// Shopify's bulk JSONL). Retries only happen before the body starts.
+    pub async fn send_raw(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let template = request
+            .build()
+            .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
+        let mut attempt = 0u32;
+        loop {
+            self.wait_turn(endpoint).await;
+            let req = template
+                .try_clone()
+                .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
+            let error = match self.inner.execute(req).await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                    let r = Response {
+                        status,
+                        headers,
+                        body,
+                    };
+                    self.policy
+                        .classify(&r)
+                        .unwrap_or_else(|| Error::Transient {
+                            message: format!("unexpected status {status}"),
+                        })
+                }
+                Err(e) => transport_error(e),
+            };
+            if !error.is_retryable() || attempt >= self.config.retry.max_retries {
+                return Err(error);
+            }
+            let delay = error
+                .retry_after()
+                .unwrap_or_else(|| self.config.retry.backoff(attempt));
+            self.clock.sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Connection failures, timeouts and bodies cut short are transient; the URL (which may carry a token)
+/// is stripped from the message.
+fn transport_error(e: reqwest::Error) -> Error {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the connection dropped while reading the body"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    Error::Transient {
+        message: format!("{what}: {e}"),
+    }
+}

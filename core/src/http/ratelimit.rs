@@ -1,0 +1,98 @@
+//! Client-side rate limits, declared by each connector as data.
+//!
+//! Platforms limit differently: Klaviyo per endpoint with a burst (per second) and a steady (per minute)
+//! window, Meta and Shopify by a budget the response reports, WooCommerce not at all (its host does).
+//! A [`Quota`] covers the fixed windows with governor limiters — every window must admit a request —
+//! and the adaptive part lives in [`ApiPolicy::pace`](super::ApiPolicy::pace).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota as GQuota, RateLimiter};
+
+/// The fixed windows of one endpoint (or of the whole platform).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests per second (the burst window).
+    pub per_second: Option<u32>,
+    /// Requests per minute (the steady window).
+    pub per_minute: Option<u32>,
+    /// Requests per hour.
+    pub per_hour: Option<u32>,
+}
+
+impl Quota {
+    /// No client-side limit.
+    pub const UNLIMITED: Quota = Quota {
+        per_second: None,
+        per_minute: None,
+        per_hour: None,
+    };
+
+    /// `n` requests a second.
+    pub const fn per_second(n: u32) -> Quota {
+        Quota {
+            per_second: Some(n),
+            per_minute: None,
+            per_hour: None,
+        }
+    }
+
+    /// A burst and a steady window, as Klaviyo's tiers are given.
+    pub const fn burst_steady(per_second: u32, per_minute: u32) -> Quota {
+        Quota {
+            per_second: Some(per_second),
+            per_minute: Some(per_minute),
+            per_hour: None,
+        }
+    }
+
+    fn limiters(&self) -> Vec<Arc<DefaultDirectRateLimiter>> {
+        let mut out = Vec::new();
+        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("non-zero");
+        if let Some(n) = self.per_second {
+            out.push(Arc::new(RateLimiter::direct(GQuota::per_second(nz(n)))));
+        }
+        if let Some(n) = self.per_minute {
+            // Steady window: allow the whole minute's budget as a burst only up to the per-second rate,
+            // so a fresh client cannot spend a minute's quota in one second.
+            let burst = self.per_second.unwrap_or(n).min(n);
+            out.push(Arc::new(RateLimiter::direct(
+                GQuota::per_minute(nz(n)).allow_burst(nz(burst)),
+            )));
+        }
+        if let Some(n) = self.per_hour {
+            out.push(Arc::new(RateLimiter::direct(GQuota::per_hour(nz(n)))));
+        }
+        out
+    }
+}
+
+/// The limiters of one client: a default for every endpoint and overrides per endpoint name.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    default: Vec<Arc<DefaultDirectRateLimiter>>,
+    endpoints: HashMap<String, Vec<Arc<DefaultDirectRateLimiter>>>,
+}
+
+impl RateLimits {
+    /// `default` for every endpoint not listed in `endpoints`.
+    pub fn new(default: Quota, endpoints: &[(&str, Quota)]) -> Self {
+        RateLimits {
+            default: default.limiters(),
+            endpoints: endpoints
+                .iter()
+                .map(|(name, q)| (name.to_string(), q.limiters()))
+                .collect(),
+        }
+    }
+
+    /// Wait until every window of `endpoint` admits one more request.
+    pub async fn acquire(&self, endpoint: &str) {
+        let limiters = self.endpoints.get(endpoint).unwrap_or(&self.default);
+        for l in limiters {
+            l.until_ready().await;
+        }
+    }
+}

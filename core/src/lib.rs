@@ -1,0 +1,29 @@
+//! # growthflow-core
+//!
+//! Everything the five connectors share, so that a connector only declares *what* it reads and *how its
+//! platform speaks*, never how to retry, pace, page or store:
+//!
+//! - [`connector`]: the [`Connector`](connector::Connector) trait and its streams declared as data.
+//! - [`http`]: one HTTP layer — rate limits per endpoint, classified errors, retries that honour the
+//!   platform's own signals, timeouts, auth.
+//! - [`auth`]: token providers (static keys, OAuth2 refresh-token grant) with secrets kept redacted.
+//! - [`paginate`]: the paging styles the platforms use, as small reusable pieces.
+//! - [`model`] and [`channel`]: the journey model and the channel classifier.
+//! - [`destination`]: where records land (SQLite), with state committed alongside the records it covers.
+//! - [`report`]: the Growth Flow report computed from the dataset.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod channel;
+pub mod connector;
+pub mod destination;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod paginate;
+pub mod report;
+pub mod time;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,440 @@
+//! The paging styles the five platforms use, as small reusable pieces.
+//!
+//! A [`Paginator`] looks at a page's response and says where the next page is: new parameter values
+//! (page number, offset, cursor — the connector puts them in the query string, a JSON body or GraphQL
+//! variables, wherever its platform wants them), a URL to follow verbatim (a `Link` header, JSON:API
+//! `links.next`, Graph API `paging.next`), or nothing. [`paged`] turns a fetch function into a lazy stream
+//! of pages, so a connector never loads more than one page at a time.
+
+use std::fmt;
+use std::future::Future;
+
+use futures::Stream;
+
+use crate::http::Response;
+use crate::{Error, Result};
+
+/// Where the next page is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextPage {
+    /// No more pages.
+    Done,
+    /// Request again with these parameters set (replacing earlier values of the same names).
+    Params(Vec<(String, String)>),
+    /// Follow this URL as given.
+    Url(String),
+}
+
+/// Decides the next page from the current one.
+pub trait Paginator: Send + fmt::Debug {
+    /// Parameters for the first page.
+    fn first(&self) -> Vec<(String, String)>;
+    /// The next page after `resp`, which held `records` records.
+    fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage>;
+}
+
+/// `?page=N&per_page=M`, stopping at the total-pages header when the platform sends one (WooCommerce's
+/// `X-WP-TotalPages`), else at the first short page.
+#[derive(Debug, Clone)]
+pub struct PageNumber {
+    /// Name of the page parameter.
+    pub page_param: &'static str,
+    /// Name of the page-size parameter.
+    pub size_param: &'static str,
+    /// Page size requested.
+    pub size: u32,
+    /// Header holding the total number of pages, if any.
+    pub total_pages_header: Option<&'static str>,
+    page: u32,
+}
+
+impl PageNumber {
+    /// Start at page 1.
+    pub fn new(
+        page_param: &'static str,
+        size_param: &'static str,
+        size: u32,
+        total_pages_header: Option<&'static str>,
+    ) -> Self {
+        PageNumber {
+            page_param,
+            size_param,
+            size,
+            total_pages_header,
+            page: 1,
+        }
+    }
+
+    /// The page number the next request will ask for.
+    pub fn page(&self) -> u32 {
+        self.page
+    }
+}
+
+impl Paginator for PageNumber {
+    fn first(&self) -> Vec<(String, String)> {
+        vec![
+            (self.page_param.into(), self.page.to_string()),
+            (self.size_param.into(), self.size.to_string()),
+        ]
+    }
+
+    fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage> {
+        let total = self
+            .total_pages_header
+            .and_then(|h| resp.header(h))
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let more = match total {
+            Some(total) => self.page < total && records > 0,
+            None => records >= self.size as usize,
+        };
+        if !more {
+            return Ok(NextPage::Done);
+        }
+        self.page += 1;
+        Ok(NextPage::Params(vec![
+            (self.page_param.into(), self.page.to_string()),
+            (self.size_param.into(), self.size.to_string()),
+        ]))
+    }
+}
+
+/// RFC 8288 `Link` headers: follow `rel="next"` (WordPress sends one header per rel, others join them
+/// with commas; both are read).
+#[derive(Debug, Clone)]
+pub struct LinkHeader {
+    /// The relation to follow, `next` by default.
+    pub rel: &'static str,
+}
+
+impl Default for LinkHeader {
+    fn default() -> Self {
+        LinkHeader { rel: "next" }
+    }
+}
+
+/// Parse `Link` header values into `(url, rel)` pairs.
+pub fn parse_link_header(values: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for value in values {
+        // Split on commas that start a new `<…>` entry (URLs may contain commas).
+        for part in value.split(", <").map(|p| p.trim()) {
+            let part = part.strip_prefix('<').unwrap_or(part);
+            let Some((url, params)) = part.split_once('>') else {
+                continue;
+            };
+            for p in params.split(';') {
+                let p = p.trim();
+                if let Some(rel) = p.strip_prefix("rel=") {
+                    for r in rel.trim_matches('"').split_whitespace() {
+                        out.push((url.to_string(), r.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Paginator for LinkHeader {
+    fn first(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn next(&mut self, resp: &Response, _records: usize) -> Result<NextPage> {
+        let links = parse_link_header(&resp.header_all("link"));
+        Ok(links
+            .into_iter()
+            .find(|(_, rel)| rel == self.rel)
+            .map(|(url, _)| NextPage::Url(url))
+            .unwrap_or(NextPage::Done))
+    }
+}
+
+/// A cursor inside the JSON body: Klaviyo's `links.next` and Meta's `paging.next` (URLs, followed
+/// verbatim), Meta's `paging.cursors.after` or Shopify's `pageInfo.endCursor` (values for a parameter).
+#[derive(Debug, Clone)]
+pub struct JsonCursor {
+    /// JSON pointer to the cursor, e.g. `/links/next`.
+    pub pointer: String,
+    /// Parameter to put the cursor in; `None` means the cursor is a URL.
+    pub param: Option<&'static str>,
+    /// JSON pointer to a "more pages" flag (Shopify's `hasNextPage`); when false, stop.
+    pub has_more_pointer: Option<String>,
+}
+
+impl JsonCursor {
+    /// The cursor is a URL to follow.
+    pub fn url(pointer: impl Into<String>) -> Self {
+        JsonCursor {
+            pointer: pointer.into(),
+            param: None,
+            has_more_pointer: None,
+        }
+    }
+
+    /// The cursor is a value for `param`.
+    pub fn param(pointer: impl Into<String>, param: &'static str) -> Self {
+        JsonCursor {
+            pointer: pointer.into(),
+            param: Some(param),
+            has_more_pointer: None,
+        }
+    }
+
+    /// Stop when the boolean at `pointer` is false.
+    pub fn with_has_more(mut self, pointer: impl Into<String>) -> Self {
+        self.has_more_pointer = Some(pointer.into());
+        self
+    }
+
+    /// The next page read from an already parsed body.
+    pub fn next_from(&self, body: &serde_json::Value) -> NextPage {
+        if let Some(p) = &self.has_more_pointer {
+            if body.pointer(p).and_then(|v| v.as_bool()) != Some(true) {
+                return NextPage::Done;
+            }
+        }
+        match body.pointer(&self.pointer).and_then(|v| v.as_str()) {
+            Some(c) if !c.is_empty() => match self.param {
+                Some(param) => NextPage::Params(vec![(param.to_string(), c.to_string())]),
+                None => NextPage::Url(c.to_string()),
+            },
+            _ => NextPage::Done,
+        }
+    }
+}
+
+impl Paginator for JsonCursor {
+    fn first(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn next(&mut self, resp: &Response, _records: usize) -> Result<NextPage> {
+        let body: serde_json::Value = resp.json()?;
+        Ok(self.next_from(&body))
+    }
+}
+
+/// `offset`/`limit` paging (GA4's runReport), stopping at a total count in the body when there is one,
+/// else at the first short page.
+#[derive(Debug, Clone)]
+pub struct Offset {
+    /// Name of the offset parameter.
+    pub offset_param: &'static str,
+    /// Name of the limit parameter.
+    pub limit_param: &'static str,
+    /// Page size.
+    pub limit: u64,
+    /// JSON pointer to the total row count, e.g. `/rowCount`.
+    pub total_pointer: Option<String>,
+    offset: u64,
+}
+
+impl Offset {
+    /// Start at offset 0.
+    pub fn new(
+        offset_param: &'static str,
+        limit_param: &'static str,
+        limit: u64,
+        total_pointer: Option<String>,
+    ) -> Self {
+        Offset {
+            offset_param,
+            limit_param,
+            limit,
+            total_pointer,
+            offset: 0,
+        }
+    }
+
+    /// The next page given the page's record count and the total (if known).
+    pub fn advance(&mut self, records: usize, total: Option<u64>) -> NextPage {
+        self.offset += records as u64;
+        let more = records > 0
+            && match total {
+                Some(t) => self.offset < t,
+                None => records as u64 >= self.limit,
+            };
+        if more {
+            NextPage::Params(vec![
+                (self.offset_param.into(), self.offset.to_string()),
+                (self.limit_param.into(), self.limit.to_string()),
+            ])
+        } else {
+            NextPage::Done
+        }
+    }
+}
+
+impl Paginator for Offset {
+    fn first(&self) -> Vec<(String, String)> {
+        vec![
+            (self.offset_param.into(), "0".into()),
+            (self.limit_param.into(), self.limit.to_string()),
+        ]
+    }
+
+    fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage> {
+        let total = match &self.total_pointer {
+            Some(p) => {
+                let body: serde_json::Value = resp.json()?;
+                body.pointer(p).and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+            }
+            None => None,
+        };
+        Ok(self.advance(records, total))
+    }
+}
+
+/// Set `params` on `url`, replacing existing values of the same names.
+pub fn set_query(url: &mut url::Url, params: &[(String, String)]) {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !params.iter().any(|(p, _)| p == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+/// A lazy stream of pages: `fetch` gets the current page's request state and returns the page's item and
+/// the next request state (`None` when done). Nothing is fetched until the stream is polled, and only one
+/// page is held at a time.
+pub fn paged<S, T, F, Fut>(first: S, mut fetch: F) -> impl Stream<Item = Result<T>>
+where
+    F: FnMut(S) -> Fut,
+    Fut: Future<Output = Result<(T, Option<S>)>>,
+{
+    futures::stream::try_unfold(Some(first), move |state| {
+        let fut = state.map(&mut fetch);
+        async move {
+            match fut {
+                None => Ok::<_, Error>(None),
+                Some(fut) => {
+                    let (item, next) = fut.await?;
+                    Ok(Some((item, next)))
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn resp(headers: &[(&'static str, &str)], body: &str) -> Response {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Response {
+            status: reqwest::StatusCode::OK,
+            headers: h,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn page_number_stops_at_total_pages() {
+        let mut p = PageNumber::new("page", "per_page", 100, Some("X-WP-TotalPages"));
+        let r = resp(&[("X-WP-TotalPages", "2")], "[]");
+        assert_eq!(
+            p.next(&r, 100).unwrap(),
+            NextPage::Params(vec![
+                ("page".into(), "2".into()),
+                ("per_page".into(), "100".into())
+            ])
+        );
+        assert_eq!(p.next(&r, 100).unwrap(), NextPage::Done);
+    }
+
+    #[test]
+    fn page_number_without_header_stops_on_short_page() {
+        let mut p = PageNumber::new("page", "per_page", 10, None);
+        let r = resp(&[], "[]");
+        assert!(matches!(p.next(&r, 10).unwrap(), NextPage::Params(_)));
+        assert_eq!(p.next(&r, 3).unwrap(), NextPage::Done);
+    }
+
+    #[test]
+    fn link_headers_separate_or_joined() {
+        let sep = resp(
+            &[
+                ("link", "<https://x/o?page=1>; rel=\"prev\""),
+                ("link", "<https://x/o?page=3>; rel=\"next\""),
+            ],
+            "[]",
+        );
+        assert_eq!(
+            LinkHeader::default().next(&sep, 1).unwrap(),
+            NextPage::Url("https://x/o?page=3".into())
+        );
+        let joined = resp(
+            &[(
+                "link",
+                "<https://x/o?a=1,2&page=1>; rel=\"previous\", <https://x/o?page=3>; rel=\"next\"",
+            )],
+            "[]",
+        );
+        assert_eq!(
+            LinkHeader::default().next(&joined, 1).unwrap(),
+            NextPage::Url("https://x/o?page=3".into())
+        );
+        let last = resp(&[("link", "<https://x/o?page=1>; rel=\"prev\"")], "[]");
+        assert_eq!(
+            LinkHeader::default().next(&last, 1).unwrap(),
+            NextPage::Done
+        );
+    }
+
+    #[test]
+    fn json_cursor_url_param_and_has_more() {
+        let r = resp(
+            &[],
+            r#"{"links":{"next":"https://a/api/events?page%5Bcursor%5D=abc"}}"#,
+        );
+        assert_eq!(
+            JsonCursor::url("/links/next").next(&r, 1).unwrap(),
+            NextPage::Url("https://a/api/events?page%5Bcursor%5D=abc".into())
+        );
+        let r = resp(&[], r#"{"links":{"next":null}}"#);
+        assert_eq!(
+            JsonCursor::url("/links/next").next(&r, 1).unwrap(),
+            NextPage::Done
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(r#"{"pageInfo":{"hasNextPage":false,"endCursor":"x"}}"#).unwrap();
+        let c = JsonCursor::param("/pageInfo/endCursor", "after")
+            .with_has_more("/pageInfo/hasNextPage");
+        assert_eq!(c.next_from(&body), NextPage::Done);
+    }
+
+    #[test]
+    fn offset_uses_total_as_string_or_number() {
+        let mut o = Offset::new("offset", "limit", 2, Some("/rowCount".into()));
+        let r = resp(&[], r#"{"rowCount":"3"}"#);
+        assert_eq!(
+            o.next(&r, 2).unwrap(),
+            NextPage::Params(vec![
+                ("offset".into(), "2".into()),
+                ("limit".into(), "2".into())
+            ])
+        );
+        assert_eq!(o.next(&r, 1).unwrap(), NextPage::Done);
+    }
+
+    #[test]
+    fn set_query_replaces() {
+        let mut u = url::Url::parse("http://h/p?page=1&x=y").unwrap();
+        set_query(&mut u, &[("page".into(), "2".into())]);
+        assert_eq!(u.as_str(), "http://h/p?x=y&page=2");
+    }
+}

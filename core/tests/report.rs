@@ -1,0 +1,1354 @@
+//! The Growth Flow report against a hand-made dataset whose every number is worked out below by hand.
+
+use chrono::{Days, NaiveDate, Utc};
+use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+
+const SCHEMA: &str = include_str!("../src/destination/migrations/0001_init.sql");
+
+fn db() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    conn
+}
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+struct Order<'a> {
+    source: &'a str,
+    id: &'a str,
+    customer: Option<&'a str>,
+    created_at: &'a str,
+    currency: &'a str,
+    total: f64,
+    cancelled: bool,
+    test: bool,
+    utm_campaign: Option<&'a str>,
+    channel: Option<&'a str>,
+    index: Option<i64>,
+}
+
+impl Default for Order<'_> {
+    fn default() -> Self {
+        Order {
+            source: "shop",
+            id: "0",
+            customer: None,
+            created_at: "2025-03-15T12:00:00Z",
+            currency: "USD",
+            total: 0.0,
+            cancelled: false,
+            test: false,
+            utm_campaign: None,
+            channel: Some("direct"),
+            index: None,
+        }
+    }
+}
+
+fn order(conn: &Connection, o: Order<'_>) {
+    conn.execute(
+        "INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
+                             cancelled, test, utm_campaign, channel, customer_order_index)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            o.source,
+            o.id,
+            o.customer,
+            o.created_at,
+            o.currency,
+            o.total,
+            o.cancelled as i64,
+            o.test as i64,
+            o.utm_campaign,
+            o.channel,
+            o.index
+        ],
+    )
+    .unwrap();
+}
+
+struct Ev<'a> {
+    source: &'a str,
+    event_type: &'a str,
+    date: &'a str,
+    channel: Option<&'a str>,
+    campaign: Option<&'a str>,
+    quantity: f64,
+    value: Option<f64>,
+    currency: Option<&'a str>,
+    attributes: Value,
+}
+
+impl Default for Ev<'_> {
+    fn default() -> Self {
+        Ev {
+            source: "x",
+            event_type: "",
+            date: "2025-03-15",
+            channel: None,
+            campaign: None,
+            quantity: 1.0,
+            value: None,
+            currency: None,
+            attributes: json!({}),
+        }
+    }
+}
+
+fn event(conn: &Connection, e: Ev<'_>) {
+    let id: i64 = conn
+        .query_row("SELECT COUNT(*) FROM journey_events", [], |r| r.get(0))
+        .unwrap();
+    let stage = match e.event_type {
+        "ad_insights" | "sessions" | "new_users" => "awareness",
+        "refund" | "reported_purchases" => "feedback",
+        "checkout_abandoned" | "placed_order" => "conversion",
+        _ => "consideration",
+    };
+    conn.execute(
+        "INSERT INTO journey_events (event_id, source, stream, occurred_at, date, stage, event_type,
+                                     channel, campaign, quantity, value, currency, attributes)
+         VALUES (?1, ?2, 's', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            format!("ev{id}"),
+            e.source,
+            format!("{}T00:00:00Z", e.date),
+            e.date,
+            stage,
+            e.event_type,
+            e.channel,
+            e.campaign,
+            e.quantity,
+            e.value,
+            e.currency,
+            e.attributes.to_string()
+        ],
+    )
+    .unwrap();
+}
+
+fn window(since: &str, until: &str) -> ReportOptions {
+    ReportOptions {
+        since: Some(d(since)),
+        until: Some(d(until)),
+    }
+}
+
+/// The full fixture. The report window used for the hand computations is 2025-03-01 ..= 2025-03-30.
+fn fixture() -> Connection {
+    let c = db();
+
+    // ---- Orders (two stores: "shop" = Shopify, "woo" = WooCommerce) ----
+    // alice: first order before the window, second inside → repeat customer.
+    order(
+        &c,
+        Order {
+            source: "shop",
+            id: "1001",
+            customer: Some("alice@x.com"),
+            created_at: "2025-02-10T10:00:00Z",
+            total: 100.00,
+            index: Some(1),
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            source: "shop",
+            id: "1002",
+            customer: Some("alice@x.com"),
+            created_at: "2025-03-05T14:22:31Z",
+            total: 50.10,
+            index: Some(2),
+            utm_campaign: Some("Spring Sale"),
+            channel: Some("paid_social"),
+            ..Default::default()
+        },
+    );
+    // bob: first order exactly at the start of the window; second one the day after the window.
+    order(
+        &c,
+        Order {
+            source: "woo",
+            id: "2001",
+            customer: Some("bob@x.com"),
+            created_at: "2025-03-01T00:00:00Z",
+            total: 19.99,
+            index: Some(1),
+            utm_campaign: Some("spring sale "),
+            channel: Some("paid_social"),
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            source: "shop",
+            id: "1005",
+            customer: Some("bob@x.com"),
+            created_at: "2025-03-31T00:00:00Z",
+            total: 40.00,
+            index: Some(2),
+            ..Default::default()
+        },
+    );
+    // carol: first order at the last second of the window, second (repeat) inside it.
+    order(
+        &c,
+        Order {
+            source: "woo",
+            id: "2002",
+            customer: Some("carol@x.com"),
+            created_at: "2025-03-30T23:59:59Z",
+            total: 30.01,
+            index: Some(1),
+            utm_campaign: Some("Newsletter March"),
+            channel: Some("email"),
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            source: "shop",
+            id: "1006",
+            customer: Some("carol@x.com"),
+            created_at: "2025-03-20T09:00:00Z",
+            total: 20.00,
+            index: Some(2),
+            utm_campaign: Some("Google Brand"),
+            channel: Some("paid_search"),
+            ..Default::default()
+        },
+    );
+    // An order without email, in EUR.
+    order(
+        &c,
+        Order {
+            source: "shop",
+            id: "1004",
+            customer: None,
+            currency: "EUR",
+            created_at: "2025-03-15T08:00:00Z",
+            total: 10.00,
+            ..Default::default()
+        },
+    );
+    // Cancelled and test orders: excluded everywhere.
+    order(
+        &c,
+        Order {
+            source: "shop",
+            id: "1003",
+            customer: Some("dave@x.com"),
+            created_at: "2025-03-10T10:00:00Z",
+            total: 500.00,
+            cancelled: true,
+            utm_campaign: Some("Spring Sale"),
+            channel: Some("paid_social"),
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            source: "woo",
+            id: "2003",
+            customer: Some("erin@x.com"),
+            created_at: "2025-03-12T10:00:00Z",
+            total: 75.00,
+            test: true,
+            ..Default::default()
+        },
+    );
+    // frank: one second before the window.
+    order(
+        &c,
+        Order {
+            source: "woo",
+            id: "2000",
+            customer: Some("frank@x.com"),
+            created_at: "2025-02-28T23:59:59Z",
+            total: 60.00,
+            index: Some(1),
+            ..Default::default()
+        },
+    );
+
+    // ---- GA4 daily rows ----
+    let ga4 = |c: &Connection,
+               t: &'static str,
+               date: &'static str,
+               campaign: Option<&'static str>,
+               channel: Option<&'static str>,
+               q: f64| {
+        event(
+            c,
+            Ev {
+                source: "web",
+                event_type: t,
+                date,
+                campaign,
+                channel,
+                quantity: q,
+                ..Default::default()
+            },
+        );
+    };
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-01",
+        Some("(direct)"),
+        Some("direct"),
+        100.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-05",
+        Some("Spring Sale"),
+        Some("paid_social"),
+        40.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-06",
+        Some("Google Brand"),
+        Some("paid_search"),
+        30.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-07",
+        Some("Google Brand"),
+        Some("organic_search"),
+        5.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-07",
+        Some("(not set)"),
+        Some("organic_search"),
+        25.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-30",
+        Some("(organic)"),
+        Some("organic_search"),
+        5.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-02-28",
+        Some("Spring Sale"),
+        Some("paid_social"),
+        1000.0,
+    );
+    ga4(
+        &c,
+        "sessions",
+        "2025-03-31",
+        Some("(direct)"),
+        Some("direct"),
+        1000.0,
+    );
+    ga4(&c, "new_users", "2025-03-02", None, None, 80.0);
+    ga4(&c, "new_users", "2025-02-20", None, None, 99.0);
+    ga4(&c, "engaged_sessions", "2025-03-02", None, None, 120.0);
+    ga4(&c, "add_to_carts", "2025-03-03", None, None, 30.0);
+    ga4(&c, "checkouts_started", "2025-03-03", None, None, 12.0);
+    event(
+        &c,
+        Ev {
+            source: "web",
+            event_type: "reported_purchases",
+            date: "2025-03-05",
+            quantity: 5.0,
+            value: Some(260.0),
+            attributes: json!({"platform": "ga4"}),
+            ..Default::default()
+        },
+    );
+
+    // ---- Meta Ads daily insights ----
+    event(
+        &c,
+        Ev {
+            source: "ads",
+            event_type: "ad_insights",
+            date: "2025-03-05",
+            channel: Some("paid_social"),
+            campaign: Some("Spring Sale"),
+            quantity: 10000.0,
+            value: Some(150.55),
+            currency: Some("USD"),
+            attributes: json!({"clicks": 200}),
+        },
+    );
+    event(
+        &c,
+        Ev {
+            source: "ads",
+            event_type: "ad_insights",
+            date: "2025-03-06",
+            channel: Some("paid_social"),
+            campaign: Some("SPRING SALE"),
+            quantity: 5000.0,
+            value: Some(49.45),
+            currency: Some("USD"),
+            attributes: json!({"clicks": "100"}),
+        },
+    );
+    event(
+        &c,
+        Ev {
+            source: "ads",
+            event_type: "ad_insights",
+            date: "2025-03-06",
+            channel: Some("paid_social"),
+            campaign: Some("Retargeting Q1"),
+            quantity: 2000.0,
+            value: Some(20.00),
+            currency: Some("USD"),
+            attributes: json!({"clicks": 10}),
+        },
+    );
+    event(
+        &c,
+        Ev {
+            source: "ads",
+            event_type: "ad_insights",
+            date: "2025-02-27",
+            channel: Some("paid_social"),
+            campaign: Some("Old Campaign"),
+            quantity: 99999.0,
+            value: Some(999.0),
+            attributes: json!({"clicks": 999}),
+            ..Default::default()
+        },
+    );
+    for (date, q) in [
+        ("2025-03-05", 4.0),
+        ("2025-03-06", 2.0),
+        ("2025-03-31", 10.0),
+    ] {
+        event(
+            &c,
+            Ev {
+                source: "ads",
+                event_type: "reported_purchases",
+                date,
+                quantity: q,
+                value: Some(q * 50.0),
+                attributes: json!({"platform": "meta_ads"}),
+                ..Default::default()
+            },
+        );
+    }
+
+    // ---- Klaviyo ----
+    for date in ["2025-03-02", "2025-03-03", "2025-03-30", "2025-03-31"] {
+        event(
+            &c,
+            Ev {
+                source: "email",
+                event_type: "email_opened",
+                date,
+                channel: Some("email"),
+                ..Default::default()
+            },
+        );
+    }
+    for date in ["2025-03-02", "2025-03-29", "2025-02-01"] {
+        event(
+            &c,
+            Ev {
+                source: "email",
+                event_type: "email_clicked",
+                date,
+                channel: Some("email"),
+                ..Default::default()
+            },
+        );
+    }
+    for (date, value, attributed) in [
+        ("2025-03-05", 50.10, true),
+        ("2025-03-20", 20.00, true),
+        ("2025-03-21", 99.00, false),
+        ("2025-02-28", 1000.00, true),
+    ] {
+        event(
+            &c,
+            Ev {
+                source: "email",
+                event_type: "placed_order",
+                date,
+                value: Some(value),
+                attributes: json!({"attributed": attributed}),
+                ..Default::default()
+            },
+        );
+    }
+
+    // ---- Shopify abandoned checkouts ----
+    for date in ["2025-03-04", "2025-03-08", "2025-04-01"] {
+        event(
+            &c,
+            Ev {
+                source: "shop",
+                event_type: "checkout_abandoned",
+                date,
+                value: Some(80.0),
+                ..Default::default()
+            },
+        );
+    }
+
+    // ---- Refunds ----
+    let refund =
+        |c: &Connection, source: &'static str, date: &'static str, value: f64, order_id: Value| {
+            event(
+                c,
+                Ev {
+                    source,
+                    event_type: "refund",
+                    date,
+                    value: Some(value),
+                    attributes: json!({"order_id": order_id}),
+                    ..Default::default()
+                },
+            );
+        };
+    refund(&c, "shop", "2025-03-10", 10.05, json!("1002")); // valid order → counted
+    refund(&c, "shop", "2025-03-11", 500.00, json!("1003")); // cancelled order → not counted
+    refund(&c, "woo", "2025-03-12", 5.00, json!(2001)); // valid, id as a JSON number → counted
+    refund(&c, "shop", "2025-03-02", 3.00, json!("1001")); // order before the window, refund inside → counted
+    refund(&c, "woo", "2025-03-13", 7.00, json!("1002")); // no woo order 1002 → not counted
+    refund(&c, "woo", "2025-03-14", 75.00, json!("2003")); // test order → not counted
+    refund(&c, "shop", "2025-04-02", 20.00, json!("1002")); // after the window → not counted
+
+    c
+}
+
+/// Every metric of the fixture over 2025-03-01 ..= 2025-03-30, worked out by hand.
+fn expected_full() -> Value {
+    json!({
+        "since": "2025-03-01",
+        "until": "2025-03-30",
+        // Valid orders in the window: 4 in USD (1002, 2001, 2002, 1006), 1 in EUR (1004).
+        "currency": "USD",
+        "awareness": {
+            // Meta rows in the window: 10000 + 5000 + 2000.
+            "impressions": 17000,
+            // 200 + "100" (a string, as Meta sends it) + 10.
+            "clicks": 310,
+            // 310 / 17000 = 0.018235… → 0.0182
+            "ctr": 0.0182,
+            // 150.55 + 49.45 + 20.00
+            "spend": 220,
+            // 220 / 17000 × 1000 = 12.941… → 12.94
+            "cpm": 12.94,
+            // 100 + 40 + 30 + 5 + 25 + 5 (02-28 and 03-31 rows are outside)
+            "sessions": 205,
+            "new_users": 80
+        },
+        "consideration": {
+            "engaged_sessions": 120,
+            // 120 / 205 = 0.58536… → 0.5854
+            "engagement_rate": 0.5854,
+            "add_to_carts": 30,
+            "checkouts_started": 12,
+            // 03-02, 03-03, 03-30 (03-31 is outside)
+            "email_opens": 3,
+            // 03-02, 03-29 (02-01 is outside)
+            "email_clicks": 2
+        },
+        "conversion": {
+            // 1002 (50.10), 2001 (19.99, first second), 2002 (30.01, last second), 1006 (20.00), 1004 (10.00)
+            "orders": 5,
+            // 50.10 + 19.99 + 30.01 + 20.00 + 10.00
+            "revenue": 130.10,
+            // 130.10 / 5
+            "aov": 26.02,
+            // 5 / 205 = 0.02439… → 0.0244
+            "conversion_rate": 0.0244,
+            // 03-04, 03-08 (04-01 is outside)
+            "abandoned_checkouts": 2,
+            // 2 / (2 + 5) = 0.285714… → 0.2857
+            "cart_abandonment_rate": 0.2857
+        },
+        "retention": {
+            // alice, bob, carol (1004 has no customer)
+            "customers": 3,
+            // alice (1002 is her 2nd), carol (1006 is her 2nd); bob's 2nd is after the window
+            "repeat_customers": 2,
+            // 2 / 3 → 0.6667
+            "repeat_purchase_rate": 0.6667,
+            // alice 100.00 + 50.10, bob 19.99 (1005 is after until), carol 30.01 + 20.00
+            // = 220.10 / 3 = 73.3666… → 73.37
+            "ltv": 73.37,
+            // attributed placed orders in the window: 50.10 + 20.00
+            "email_attributed_revenue": 70.10
+        },
+        "feedback": {
+            // shop/1002 10.05, woo/2001 5.00, shop/1001 3.00
+            "refunds": 3,
+            "refunded_amount": 18.05,
+            // 18.05 / 130.10 = 0.138739… → 0.1387
+            "refund_rate": 0.1387,
+            "reported_purchases": {
+                // 4 + 2 (03-31 is outside)
+                "meta_ads": 6,
+                "ga4": 5,
+                // attributed placed orders in the window
+                "klaviyo": 2,
+                "store": 5
+            }
+        },
+        "campaigns": [
+            {
+                // Spellings: "Spring Sale" ×3 (Meta, GA4, order 1002), "SPRING SALE" ×1, "spring sale " ×1.
+                "campaign": "Spring Sale",
+                // Meta reports it.
+                "channel": "paid_social",
+                // 150.55 + 49.45
+                "spend": 200,
+                "impressions": 15000,
+                "clicks": 300,
+                "sessions": 40,
+                // 1002 (50.10) + 2001 (19.99); the cancelled 1003 does not count
+                "orders": 2,
+                "revenue": 70.09,
+                // 70.09 / 200 = 0.35045 → 0.3505 (half away from zero)
+                "roas": 0.3505
+            },
+            {
+                "campaign": "Newsletter March",
+                // No Meta, no GA4: the channel of its order.
+                "channel": "email",
+                "spend": 0, "impressions": 0, "clicks": 0, "sessions": 0,
+                "orders": 1, "revenue": 30.01,
+                "roas": null
+            },
+            {
+                "campaign": "Google Brand",
+                // GA4: 30 paid_search sessions beat 5 organic_search ones.
+                "channel": "paid_search",
+                "spend": 0, "impressions": 0, "clicks": 0, "sessions": 35,
+                "orders": 1, "revenue": 20,
+                "roas": null
+            },
+            {
+                "campaign": "Retargeting Q1",
+                "channel": "paid_social",
+                "spend": 20, "impressions": 2000, "clicks": 10, "sessions": 0,
+                "orders": 0, "revenue": 0,
+                // 0 / 20
+                "roas": 0.0
+            }
+        ]
+    })
+}
+
+#[test]
+fn full_report_matches_hand_computation() {
+    let conn = fixture();
+    let report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let got = report.to_json();
+    let want = expected_full();
+    // Section by section first, for readable failures.
+    for key in [
+        "since",
+        "until",
+        "currency",
+        "awareness",
+        "consideration",
+        "conversion",
+        "retention",
+        "feedback",
+    ] {
+        assert_eq!(got[key], want[key], "section {key}");
+    }
+    let got_campaigns = got["campaigns"].as_array().unwrap();
+    let want_campaigns = want["campaigns"].as_array().unwrap();
+    for (i, (g, w)) in got_campaigns.iter().zip(want_campaigns).enumerate() {
+        assert_eq!(g, w, "campaign #{i}");
+    }
+    assert_eq!(
+        got_campaigns.len(),
+        want_campaigns.len(),
+        "{got_campaigns:#?}"
+    );
+    assert_eq!(got, want);
+}
+
+#[test]
+fn struct_fields_hold_exact_values() {
+    let conn = fixture();
+    let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    assert_eq!(r.conversion.revenue.to_string(), "130.10");
+    assert_eq!(r.awareness.spend.to_string(), "220.00");
+    assert_eq!(r.retention.ltv.unwrap().to_string(), "73.37");
+    assert_eq!(r.feedback.refunded_amount.to_string(), "18.05");
+    assert_eq!(r.campaigns[0].revenue.to_string(), "70.09");
+}
+
+const ORDER: &[(&str, &[&str])] = &[
+    (
+        "awareness",
+        &[
+            "impressions",
+            "clicks",
+            "ctr",
+            "spend",
+            "cpm",
+            "sessions",
+            "new_users",
+        ],
+    ),
+    (
+        "consideration",
+        &[
+            "engaged_sessions",
+            "engagement_rate",
+            "add_to_carts",
+            "checkouts_started",
+            "email_opens",
+            "email_clicks",
+        ],
+    ),
+    (
+        "conversion",
+        &[
+            "orders",
+            "revenue",
+            "aov",
+            "conversion_rate",
+            "abandoned_checkouts",
+            "cart_abandonment_rate",
+        ],
+    ),
+    (
+        "retention",
+        &[
+            "customers",
+            "repeat_customers",
+            "repeat_purchase_rate",
+            "ltv",
+            "email_attributed_revenue",
+        ],
+    ),
+    (
+        "feedback",
+        &[
+            "refunds",
+            "refunded_amount",
+            "refund_rate",
+            "reported_purchases",
+        ],
+    ),
+];
+
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn json_key_order_matches_the_contract() {
+    let conn = fixture();
+    let json = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+        .unwrap()
+        .to_json();
+    assert_eq!(
+        keys(&json),
+        [
+            "since",
+            "until",
+            "currency",
+            "awareness",
+            "consideration",
+            "conversion",
+            "retention",
+            "feedback",
+            "campaigns"
+        ]
+    );
+    for (section, fields) in ORDER {
+        assert_eq!(keys(&json[section]), *fields, "{section}");
+    }
+    assert_eq!(
+        keys(&json["feedback"]["reported_purchases"]),
+        ["meta_ads", "ga4", "klaviyo", "store"]
+    );
+    for c in json["campaigns"].as_array().unwrap() {
+        assert_eq!(
+            keys(c),
+            [
+                "campaign",
+                "channel",
+                "spend",
+                "impressions",
+                "clicks",
+                "sessions",
+                "orders",
+                "revenue",
+                "roas"
+            ]
+        );
+    }
+    // And the serialised text keeps that order too (what `report --format json` prints).
+    let text = serde_json::to_string(&json).unwrap();
+    let pos = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+    assert!(pos("since") < pos("until") && pos("until") < pos("currency"));
+    assert!(pos("awareness") < pos("consideration") && pos("feedback") < pos("campaigns"));
+}
+
+#[test]
+fn counts_are_integers_and_money_is_numeric() {
+    let conn = fixture();
+    let json = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+        .unwrap()
+        .to_json();
+    for (section, field) in [
+        ("awareness", "impressions"),
+        ("awareness", "clicks"),
+        ("awareness", "sessions"),
+        ("conversion", "orders"),
+        ("retention", "customers"),
+        ("feedback", "refunds"),
+    ] {
+        assert!(json[section][field].is_i64(), "{section}.{field}");
+    }
+    assert!(json["conversion"]["revenue"].is_number());
+    assert!(json["awareness"]["spend"].is_number());
+}
+
+fn assert_empty_metrics(json: &Value) {
+    for (section, fields) in ORDER {
+        for field in *fields {
+            let v = &json[section][field];
+            match *field {
+                "ctr"
+                | "cpm"
+                | "engagement_rate"
+                | "aov"
+                | "conversion_rate"
+                | "cart_abandonment_rate"
+                | "repeat_purchase_rate"
+                | "ltv"
+                | "refund_rate" => {
+                    assert!(v.is_null(), "{section}.{field} = {v}")
+                }
+                "reported_purchases" => assert_eq!(
+                    *v,
+                    json!({"meta_ads": 0, "ga4": 0, "klaviyo": 0, "store": 0})
+                ),
+                _ => assert_eq!(*v, json!(0), "{section}.{field}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_dataset_gives_zeros_and_nulls_over_the_last_30_days_to_today() {
+    let conn = db();
+    let before = Utc::now().date_naive();
+    let r = build_report(&conn, &ReportOptions::default()).unwrap();
+    let after = Utc::now().date_naive();
+    assert!(r.until == before || r.until == after);
+    assert_eq!(r.since, r.until.checked_sub_days(Days::new(29)).unwrap());
+    assert_eq!(r.currency, "USD");
+    let json = r.to_json();
+    assert_empty_metrics(&json);
+    assert_eq!(json["campaigns"], json!([]));
+
+    // Explicit windows over an empty dataset too.
+    let r = build_report(&conn, &window("2024-01-01", "2024-12-31")).unwrap();
+    assert_empty_metrics(&r.to_json());
+    // Rendering an empty report never panics and shows the nulls.
+    assert!(r.to_table().contains('-'));
+    assert!(r.to_csv().contains("awareness,ctr,\n"));
+}
+
+#[test]
+fn store_only_dataset_has_zero_awareness_and_null_ratios_over_sessions() {
+    let c = db();
+    order(
+        &c,
+        Order {
+            source: "woo",
+            id: "1",
+            customer: Some("a@x.com"),
+            created_at: "2025-05-01T10:00:00Z",
+            total: 40.00,
+            index: Some(1),
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            source: "woo",
+            id: "2",
+            customer: Some("a@x.com"),
+            created_at: "2025-05-02T10:00:00Z",
+            total: 60.00,
+            index: Some(2),
+            ..Default::default()
+        },
+    );
+    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    assert_eq!((r.since, r.until), (d("2025-04-03"), d("2025-05-02")));
+    let j = r.to_json();
+    assert_eq!(
+        j["awareness"],
+        json!({"impressions": 0, "clicks": 0, "ctr": null, "spend": 0, "cpm": null,
+               "sessions": 0, "new_users": 0})
+    );
+    assert_eq!(
+        j["consideration"],
+        json!({"engaged_sessions": 0, "engagement_rate": null, "add_to_carts": 0,
+               "checkouts_started": 0, "email_opens": 0, "email_clicks": 0})
+    );
+    assert_eq!(
+        j["conversion"],
+        json!({"orders": 2, "revenue": 100, "aov": 50, "conversion_rate": null,
+               "abandoned_checkouts": 0, "cart_abandonment_rate": 0.0})
+    );
+    assert_eq!(
+        j["retention"],
+        json!({"customers": 1, "repeat_customers": 1, "repeat_purchase_rate": 1.0, "ltv": 100,
+               "email_attributed_revenue": 0})
+    );
+    assert_eq!(
+        j["feedback"],
+        json!({"refunds": 0, "refunded_amount": 0, "refund_rate": 0.0,
+               "reported_purchases": {"meta_ads": 0, "ga4": 0, "klaviyo": 0, "store": 2}})
+    );
+    assert_eq!(j["campaigns"], json!([]));
+}
+
+#[test]
+fn window_boundaries_are_inclusive() {
+    let conn = fixture();
+    // Only bob's order at 2025-03-01T00:00:00Z, the GA4 "(direct)" row and nothing else that day.
+    let r = build_report(&conn, &window("2025-03-01", "2025-03-01")).unwrap();
+    assert_eq!(r.conversion.orders, 1);
+    assert_eq!(r.conversion.revenue.to_string(), "19.99");
+    assert_eq!(r.awareness.sessions, 100);
+    // Only carol's order at 2025-03-30T23:59:59Z, the GA4 "(organic)" row and one email open.
+    let r = build_report(&conn, &window("2025-03-30", "2025-03-30")).unwrap();
+    assert_eq!(r.conversion.orders, 1);
+    assert_eq!(r.conversion.revenue.to_string(), "30.01");
+    assert_eq!(r.awareness.sessions, 5);
+    assert_eq!(r.consideration.email_opens, 1);
+    // The day before and the day after the main window hold frank's and bob's orders.
+    let r = build_report(&conn, &window("2025-02-28", "2025-02-28")).unwrap();
+    assert_eq!(r.conversion.orders, 1);
+    assert_eq!(r.conversion.revenue.to_string(), "60.00");
+    let r = build_report(&conn, &window("2025-03-31", "2025-03-31")).unwrap();
+    assert_eq!(r.conversion.orders, 1);
+    assert_eq!(r.conversion.revenue.to_string(), "40.00");
+    assert_eq!(r.feedback.reported_purchases.meta_ads, 10);
+}
+
+#[test]
+fn default_window_is_the_last_30_days_of_data() {
+    let conn = fixture();
+    // Latest data: the refund dated 2025-04-02 (later than any order) → 2025-03-04 ..= 2025-04-02.
+    let r = build_report(&conn, &ReportOptions::default()).unwrap();
+    assert_eq!((r.since, r.until), (d("2025-03-04"), d("2025-04-02")));
+    // Valid orders in it: 1002 50.10, 1004 10.00, 1006 20.00, 2002 30.01, 1005 40.00.
+    assert_eq!(r.conversion.orders, 5);
+    assert_eq!(r.conversion.revenue.to_string(), "150.11");
+
+    // Orders only: the latest order's date ends the window; a day 30 days back is outside.
+    let c = db();
+    for (id, at) in [
+        ("1", "2025-01-01T12:00:00Z"),
+        ("2", "2025-01-02T00:00:00Z"),
+        ("3", "2025-01-31T23:00:00Z"),
+    ] {
+        order(
+            &c,
+            Order {
+                id,
+                created_at: at,
+                total: 1.0,
+                ..Default::default()
+            },
+        );
+    }
+    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    assert_eq!((r.since, r.until), (d("2025-01-02"), d("2025-01-31")));
+    assert_eq!(r.conversion.orders, 2);
+}
+
+#[test]
+fn half_open_windows_and_backwards_windows() {
+    let conn = fixture();
+    let r = build_report(
+        &conn,
+        &ReportOptions {
+            since: None,
+            until: Some(d("2025-03-30")),
+        },
+    )
+    .unwrap();
+    assert_eq!((r.since, r.until), (d("2025-03-01"), d("2025-03-30")));
+    let r = build_report(
+        &conn,
+        &ReportOptions {
+            since: Some(d("2025-03-20")),
+            until: None,
+        },
+    )
+    .unwrap();
+    assert_eq!((r.since, r.until), (d("2025-03-20"), d("2025-04-02")));
+    // A since after the data ends still gives a (one-day) window, not an error.
+    let r = build_report(
+        &conn,
+        &ReportOptions {
+            since: Some(d("2026-01-01")),
+            until: None,
+        },
+    )
+    .unwrap();
+    assert_eq!((r.since, r.until), (d("2026-01-01"), d("2026-01-01")));
+    assert_eq!(r.conversion.orders, 0);
+    let err = build_report(&conn, &window("2025-03-30", "2025-03-01")).unwrap_err();
+    assert!(matches!(err, ReportError::InvalidWindow { .. }), "{err}");
+}
+
+#[test]
+fn money_is_summed_exactly_and_rounded_half_away_from_zero() {
+    let c = db();
+    // 1.005 is 1.00499999999999989… as a float: float rounding would give 1.00.
+    order(
+        &c,
+        Order {
+            id: "1",
+            customer: Some("a@x.com"),
+            created_at: "2025-06-01T00:00:00Z",
+            total: 1.005,
+            index: Some(1),
+            ..Default::default()
+        },
+    );
+    // A thousand 0.1s: 100.00 exactly.
+    for i in 0..1000 {
+        let id = format!("m{i}");
+        order(
+            &c,
+            Order {
+                id: &id,
+                created_at: "2025-06-02T00:00:00Z",
+                total: 0.1,
+                ..Default::default()
+            },
+        );
+    }
+    let r = build_report(&c, &window("2025-06-01", "2025-06-01")).unwrap();
+    assert_eq!(r.conversion.revenue.to_string(), "1.01");
+    let r = build_report(&c, &window("2025-06-02", "2025-06-02")).unwrap();
+    assert_eq!(r.conversion.revenue.to_string(), "100.00");
+    assert_eq!(r.to_json()["conversion"]["revenue"], json!(100));
+    assert_eq!(r.to_json()["conversion"]["aov"], json!(0.1));
+}
+
+#[test]
+fn currency_falls_back_to_events_then_usd() {
+    let c = db();
+    event(
+        &c,
+        Ev {
+            source: "ads",
+            event_type: "ad_insights",
+            date: "2025-03-05",
+            quantity: 100.0,
+            value: Some(5.0),
+            currency: Some("eur"),
+            ..Default::default()
+        },
+    );
+    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    assert_eq!(r.currency, "EUR");
+    // Orders win over events.
+    order(
+        &c,
+        Order {
+            id: "1",
+            created_at: "2025-03-05T10:00:00Z",
+            currency: "GBP",
+            total: 1.0,
+            ..Default::default()
+        },
+    );
+    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    assert_eq!(r.currency, "GBP");
+}
+
+#[test]
+fn campaign_channel_falls_back_and_placeholders_are_ignored() {
+    let c = db();
+    // Orders only: most common channel of its orders.
+    for (id, ch) in [
+        ("1", "referral"),
+        ("2", "referral"),
+        ("3", "organic_social"),
+    ] {
+        order(
+            &c,
+            Order {
+                id,
+                utm_campaign: Some("Influencer"),
+                channel: Some(ch),
+                total: 10.0,
+                ..Default::default()
+            },
+        );
+    }
+    // Placeholders and blanks never become campaigns, in any source.
+    order(
+        &c,
+        Order {
+            id: "4",
+            utm_campaign: Some("(not set)"),
+            total: 10.0,
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            id: "5",
+            utm_campaign: Some("  "),
+            total: 10.0,
+            ..Default::default()
+        },
+    );
+    for p in [
+        "(direct)",
+        "(organic)",
+        "(referral)",
+        "(not set)",
+        "(Not Set)",
+    ] {
+        event(
+            &c,
+            Ev {
+                event_type: "sessions",
+                campaign: Some(p),
+                channel: Some("direct"),
+                quantity: 3.0,
+                ..Default::default()
+            },
+        );
+    }
+    // GA4 campaign without a usable channel, with orders of another → orders decide.
+    event(
+        &c,
+        Ev {
+            event_type: "sessions",
+            campaign: Some("Mystery"),
+            channel: None,
+            quantity: 7.0,
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            id: "6",
+            utm_campaign: Some("mystery"),
+            channel: Some("email"),
+            total: 5.0,
+            ..Default::default()
+        },
+    );
+    // A campaign nobody can place.
+    event(
+        &c,
+        Ev {
+            event_type: "sessions",
+            campaign: Some("Lonely"),
+            channel: None,
+            quantity: 1.0,
+            ..Default::default()
+        },
+    );
+    let r = build_report(&c, &window("2025-03-01", "2025-03-30")).unwrap();
+    let got: Vec<(&str, &str, i64, i64)> = r
+        .campaigns
+        .iter()
+        .map(|c| {
+            (
+                c.campaign.as_str(),
+                c.channel.as_str(),
+                c.orders,
+                c.sessions,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Influencer", "referral", 3, 0),
+            ("Mystery", "email", 1, 7),
+            ("Lonely", "other", 0, 1),
+        ]
+    );
+    assert_eq!(r.awareness.sessions, 15 + 7 + 1);
+}
+
+#[test]
+fn csv_has_one_row_per_metric_and_campaign_field() {
+    let conn = fixture();
+    let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let csv = r.to_csv();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "section,metric,value");
+    for line in [
+        "report,since,2025-03-01",
+        "report,until,2025-03-30",
+        "report,currency,USD",
+        "awareness,impressions,17000",
+        "awareness,clicks,310",
+        "awareness,ctr,0.0182",
+        "awareness,spend,220.00",
+        "awareness,cpm,12.94",
+        "awareness,sessions,205",
+        "consideration,engagement_rate,0.5854",
+        "conversion,orders,5",
+        "conversion,revenue,130.10",
+        "conversion,aov,26.02",
+        "conversion,cart_abandonment_rate,0.2857",
+        "retention,repeat_purchase_rate,0.6667",
+        "retention,ltv,73.37",
+        "retention,email_attributed_revenue,70.10",
+        "feedback,refunds,3",
+        "feedback,refunded_amount,18.05",
+        "feedback,refund_rate,0.1387",
+        "feedback,reported_purchases.meta_ads,6",
+        "feedback,reported_purchases.ga4,5",
+        "feedback,reported_purchases.klaviyo,2",
+        "feedback,reported_purchases.store,5",
+        "campaigns,Spring Sale/channel,paid_social",
+        "campaigns,Spring Sale/spend,200.00",
+        "campaigns,Spring Sale/revenue,70.09",
+        "campaigns,Spring Sale/roas,0.3505",
+        "campaigns,Google Brand/roas,",
+        "campaigns,Google Brand/sessions,35",
+    ] {
+        assert!(lines.contains(&line), "missing {line:?} in\n{csv}");
+    }
+    // 3 report rows + 31 metrics + 4 campaigns × 8 fields, plus the header.
+    assert_eq!(lines.len(), 1 + 3 + 31 + 4 * 8);
+    assert!(lines.iter().all(|l| l.split(',').count() == 3), "{csv}");
+}
+
+#[test]
+fn csv_quotes_awkward_campaign_names() {
+    let c = db();
+    order(
+        &c,
+        Order {
+            id: "1",
+            utm_campaign: Some("Sale, \"50%\" off"),
+            total: 10.0,
+            ..Default::default()
+        },
+    );
+    let csv = build_report(&c, &window("2025-03-01", "2025-03-30"))
+        .unwrap()
+        .to_csv();
+    assert!(
+        csv.contains("campaigns,\"Sale, \"\"50%\"\" off/revenue\",10.00\n"),
+        "{csv}"
+    );
+}
+
+#[test]
+fn table_shows_every_stage_and_the_campaigns() {
+    let conn = fixture();
+    let table = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+        .unwrap()
+        .to_table();
+    assert!(table.contains("2025-03-01 .. 2025-03-30 (USD)"), "{table}");
+    for heading in [
+        "AWARENESS",
+        "CONSIDERATION",
+        "CONVERSION",
+        "RETENTION",
+        "FEEDBACK",
+        "CAMPAIGNS",
+    ] {
+        assert!(table.contains(heading), "{heading} missing in\n{table}");
+    }
+    let line = |metric: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(metric))
+            .unwrap_or_else(|| panic!("no {metric} line in\n{table}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("impressions"), "17000");
+    assert_eq!(line("ctr"), "1.82%");
+    assert_eq!(line("spend"), "220.00");
+    assert_eq!(line("revenue"), "130.10");
+    assert_eq!(line("aov"), "26.02");
+    assert_eq!(line("ltv"), "73.37");
+    assert_eq!(line("refund_rate"), "13.87%");
+    assert_eq!(line("reported_purchases.meta_ads"), "6");
+    let spring = table.lines().find(|l| l.contains("Spring Sale")).unwrap();
+    let cols: Vec<&str> = spring.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        [
+            "Spring",
+            "Sale",
+            "paid_social",
+            "200.00",
+            "15000",
+            "300",
+            "40",
+            "2",
+            "70.09",
+            "0.35x"
+        ]
+    );
+    let brand = table.lines().find(|l| l.contains("Google Brand")).unwrap();
+    assert!(brand.trim_end().ends_with('-'), "{brand}");
+    // Columns line up: every campaign row is as wide as the header.
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| *l != "CAMPAIGNS")
+        .skip(1)
+        .collect();
+    let width = rows[0].chars().count();
+    assert!(rows.iter().all(|r| r.chars().count() == width), "{table}");
+}
+
+#[test]
+fn report_is_a_plain_value() {
+    // Report is cloneable and comparable, so callers can cache and diff reports.
+    let conn = fixture();
+    let a: Report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let b = a.clone();
+    assert_eq!(a, b);
+}
