@@ -1,0 +1,646 @@
+//! The HTTP side of the simulated store: routing, authentication, filtering, ordering and paging, as
+//! WooCommerce's REST controllers do them.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use chrono::{NaiveDateTime, TimeDelta};
+use serde_json::{Map, Value};
+
+use super::auth::{self, AuthOutcome, NonceCache, SignedRequest};
+use super::data::{refunds_by_order, WooStore};
+use super::rest::{
+    add_rest_headers, json_response, parse_list_params, Collection, DateBound, ListParams, Query,
+    WpError,
+};
+use super::PREFIX;
+use crate::faults::{self, FaultLayer, Faults};
+
+const WC_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+
+/// One record with the values the filters and orderings need, parsed once.
+#[derive(Debug)]
+struct Rec {
+    value: Value,
+    id: u64,
+    created: NaiveDateTime,
+    created_gmt: NaiveDateTime,
+    modified: NaiveDateTime,
+    modified_gmt: NaiveDateTime,
+    /// Lower-cased sort title (product name, coupon code, customer display name).
+    title: String,
+    slug: String,
+    status: String,
+    customer_id: u64,
+    parent: u64,
+    role: String,
+    email: String,
+    sku: String,
+    product_type: String,
+    price: f64,
+    total_sales: u64,
+    product_ids: Vec<u64>,
+}
+
+impl Rec {
+    fn new(value: Value, kind: Collection) -> Self {
+        let s = |k: &str| value[k].as_str().unwrap_or("").to_owned();
+        let dt = |k: &str| {
+            NaiveDateTime::parse_from_str(value[k].as_str().unwrap_or(""), WC_FORMAT)
+                .unwrap_or_default()
+        };
+        let created = dt("date_created");
+        let created_gmt = dt("date_created_gmt");
+        let (modified, modified_gmt) = if value.get("date_modified").is_some() {
+            (dt("date_modified"), dt("date_modified_gmt"))
+        } else {
+            (created, created_gmt)
+        };
+        let title = match kind {
+            Collection::Products => s("name"),
+            Collection::Coupons => s("code"),
+            Collection::Customers => format!("{} {}", s("first_name"), s("last_name")),
+            _ => String::new(),
+        }
+        .to_lowercase();
+        let slug = match kind {
+            Collection::Coupons => s("code"),
+            _ => s("slug"),
+        };
+        let product_ids = value["line_items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["product_id"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Rec {
+            id: value["id"].as_u64().unwrap_or(0),
+            created,
+            created_gmt,
+            modified,
+            modified_gmt,
+            title,
+            slug,
+            status: s("status"),
+            customer_id: value["customer_id"].as_u64().unwrap_or(0),
+            parent: value["parent_id"].as_u64().unwrap_or(0),
+            role: s("role"),
+            email: s("email").trim().to_lowercase(),
+            sku: s("sku"),
+            product_type: s("type"),
+            price: s("price").parse().unwrap_or(0.0),
+            total_sales: value["total_sales"].as_u64().unwrap_or(0),
+            product_ids,
+            value,
+        }
+    }
+}
+
+/// Parsed records of every collection.
+#[derive(Debug)]
+struct Index {
+    orders: Vec<Rec>,
+    customers: Vec<Rec>,
+    products: Vec<Rec>,
+    coupons: Vec<Rec>,
+    refunds: Vec<Rec>,
+    /// Per-order refunds (without `parent_id`), keyed by order id.
+    order_refunds: BTreeMap<u64, Vec<Rec>>,
+}
+
+impl Index {
+    fn new(store: &WooStore) -> Self {
+        let build = |v: &[Value], kind| v.iter().cloned().map(|x| Rec::new(x, kind)).collect();
+        let order_refunds = refunds_by_order(&store.refunds)
+            .into_iter()
+            .map(|(order, list)| {
+                let recs = list
+                    .into_iter()
+                    .map(|v| {
+                        // Served without `parent_id`, but keep the parent for filtering.
+                        let mut rec = Rec::new(v, Collection::Refunds);
+                        rec.parent = order;
+                        rec
+                    })
+                    .collect();
+                (order, recs)
+            })
+            .collect();
+        Index {
+            orders: build(&store.orders, Collection::Orders),
+            customers: build(&store.customers, Collection::Customers),
+            products: build(&store.products, Collection::Products),
+            coupons: build(&store.coupons, Collection::Coupons),
+            refunds: build(&store.refunds, Collection::Refunds),
+            order_refunds,
+        }
+    }
+
+    fn collection(&self, kind: Collection) -> &[Rec] {
+        match kind {
+            Collection::Orders => &self.orders,
+            Collection::Customers => &self.customers,
+            Collection::Products => &self.products,
+            Collection::Coupons => &self.coupons,
+            Collection::Refunds => &self.refunds,
+        }
+    }
+}
+
+fn find(recs: &[Rec], id: u64) -> Option<&Rec> {
+    recs.binary_search_by_key(&id, |r| r.id)
+        .ok()
+        .map(|i| &recs[i])
+}
+
+/// Shared state of the WooCommerce routes.
+#[derive(Debug)]
+struct WooState {
+    store: Arc<WooStore>,
+    index: Index,
+    nonces: NonceCache,
+    faults: Faults,
+    site_offset: TimeDelta,
+    /// `Host` to assume when a request has none.
+    fallback_host: String,
+}
+
+/// The WooCommerce routes (everything under `/woocommerce`), wrapped by the fault layer.
+pub(crate) fn router(store: Arc<WooStore>, faults: Faults, fallback_host: String) -> Router {
+    let state = Arc::new(WooState {
+        index: Index::new(&store),
+        site_offset: TimeDelta::hours(i64::from(store.utc_offset_hours)),
+        store,
+        nonces: NonceCache::default(),
+        faults: faults.clone(),
+        fallback_host,
+    });
+    let prefix = format!("/{PREFIX}");
+    Router::new()
+        .route(&prefix, any(handle))
+        .route(&format!("{prefix}/"), any(handle))
+        .route(&format!("{prefix}/{{*rest}}"), any(handle))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            FaultLayer {
+                faults,
+                platform: PREFIX,
+            },
+            faults::middleware,
+        ))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// A collection; for refunds, `Some(order_id)` is `/orders/{id}/refunds`.
+    List(Collection, Option<u64>),
+    Get(Collection, u64),
+    OrderRefund(u64, u64),
+}
+
+fn parse_route(rest: &str) -> Option<Route> {
+    let r = rest.strip_prefix("/wp-json/wc/v3/")?.trim_end_matches('/');
+    let id = |s: &str| -> Option<u64> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let segs: Vec<&str> = r.split('/').collect();
+    Some(match segs.as_slice() {
+        ["orders"] => Route::List(Collection::Orders, None),
+        ["orders", i] => Route::Get(Collection::Orders, id(i)?),
+        ["orders", i, "refunds"] => Route::List(Collection::Refunds, Some(id(i)?)),
+        ["orders", i, "refunds", r] => Route::OrderRefund(id(i)?, id(r)?),
+        ["refunds"] => Route::List(Collection::Refunds, None),
+        ["customers"] => Route::List(Collection::Customers, None),
+        ["customers", i] => Route::Get(Collection::Customers, id(i)?),
+        ["products"] => Route::List(Collection::Products, None),
+        ["products", i] => Route::Get(Collection::Products, id(i)?),
+        ["coupons"] => Route::List(Collection::Coupons, None),
+        ["coupons", i] => Route::Get(Collection::Coupons, id(i)?),
+        _ => return None,
+    })
+}
+
+async fn handle(State(st): State<Arc<WooState>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let header_str = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let host = header_str(header::HOST).unwrap_or_else(|| st.fallback_host.clone());
+    let authorization = header_str(header::AUTHORIZATION);
+    let path = uri.path().to_owned();
+    let rest = path
+        .strip_prefix(&format!("/{PREFIX}"))
+        .unwrap_or(&path)
+        .to_owned();
+    let query = Query::parse(uri.query());
+
+    // WooCommerce authenticates only requests to its own namespaces, before routing.
+    let mut authenticated = false;
+    if rest.starts_with("/wp-json/wc/") {
+        let signed = SignedRequest {
+            method: method.as_str(),
+            host: &host,
+            path: &path,
+            query: &query.pairs,
+            authorization: authorization.as_deref(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        match auth::authenticate(
+            &signed,
+            &st.store.consumer_key,
+            &st.store.consumer_secret,
+            now,
+            &st.nonces,
+        ) {
+            AuthOutcome::Failed(e) => return e.into_response(),
+            AuthOutcome::Authenticated => authenticated = true,
+            AuthOutcome::Anonymous => {}
+        }
+    }
+
+    if method != Method::GET && method != Method::HEAD {
+        return WpError::no_route().into_response();
+    }
+    let Some(route) = parse_route(&rest) else {
+        return WpError::no_route().into_response();
+    };
+    match route {
+        Route::List(kind, scope) => {
+            // WordPress validates parameters before the permission check.
+            let params = match parse_list_params(kind, &query) {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
+            if !authenticated {
+                return WpError::new(
+                    401,
+                    "woocommerce_rest_cannot_view",
+                    "Sorry, you cannot list resources.",
+                )
+                .into_response();
+            }
+            let link_base = format!("http://{host}{path}");
+            st.list(kind, scope, &params, &link_base, &query)
+        }
+        Route::Get(kind, id) => {
+            if !authenticated {
+                return cannot_view_one();
+            }
+            let found = find(st.index.collection(kind), id);
+            match found {
+                Some(rec) => single(&rec.value, &query),
+                None => {
+                    let (code, message) = match kind {
+                        Collection::Orders => {
+                            ("woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
+                        }
+                        Collection::Products => {
+                            ("woocommerce_rest_product_invalid_id", "Invalid ID.")
+                        }
+                        Collection::Coupons => {
+                            ("woocommerce_rest_shop_coupon_invalid_id", "Invalid ID.")
+                        }
+                        _ => ("woocommerce_rest_invalid_id", "Invalid resource ID."),
+                    };
+                    WpError::new(404, code, message).into_response()
+                }
+            }
+        }
+        Route::OrderRefund(order_id, refund_id) => {
+            if !authenticated {
+                return cannot_view_one();
+            }
+            if find(&st.index.orders, order_id).is_none() {
+                return invalid_order_id();
+            }
+            let found = st
+                .index
+                .order_refunds
+                .get(&order_id)
+                .and_then(|list| list.iter().find(|r| r.id == refund_id));
+            match found {
+                Some(rec) => single(&rec.value, &query),
+                None => {
+                    WpError::new(404, "woocommerce_rest_invalid_id", "Invalid ID.").into_response()
+                }
+            }
+        }
+    }
+}
+
+fn cannot_view_one() -> Response {
+    WpError::new(
+        401,
+        "woocommerce_rest_cannot_view",
+        "Sorry, you cannot view this resource.",
+    )
+    .into_response()
+}
+
+fn invalid_order_id() -> Response {
+    WpError::new(
+        404,
+        "woocommerce_rest_invalid_order_id",
+        "Invalid order ID.",
+    )
+    .into_response()
+}
+
+fn single(value: &Value, query: &Query) -> Response {
+    let fields = query.get("_fields").map(|f| {
+        f.split(',')
+            .map(|x| x.trim().to_owned())
+            .filter(|x| !x.is_empty())
+            .collect::<Vec<_>>()
+    });
+    let v = project(value, fields.as_deref());
+    let mut resp = json_response(200, serde_json::to_vec(&v).unwrap_or_default());
+    resp.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
+    );
+    resp
+}
+
+/// `_fields`: keep only the named top-level members (`a.b` keeps `a`).
+fn project(value: &Value, fields: Option<&[String]>) -> Value {
+    let (Some(fields), Some(obj)) = (fields, value.as_object()) else {
+        return value.clone();
+    };
+    let wanted: Vec<&str> = fields
+        .iter()
+        .map(|f| f.split('.').next().unwrap_or(f))
+        .collect();
+    let mut out = Map::new();
+    for (k, v) in obj {
+        if wanted.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+impl WooState {
+    fn matches(&self, r: &Rec, kind: Collection, p: &ListParams) -> bool {
+        if !p.include.is_empty() && !p.include.contains(&r.id) {
+            return false;
+        }
+        if p.exclude.contains(&r.id) {
+            return false;
+        }
+        let gmt = p.dates_are_gmt;
+        let bound = |b: &Option<DateBound>| b.map(|b| b.in_frame(gmt, self.site_offset));
+        let (created, modified) = if gmt {
+            (r.created_gmt, r.modified_gmt)
+        } else {
+            (r.created, r.modified)
+        };
+        // Date bounds are exclusive (WP_Query date_query after/before).
+        if bound(&p.after).is_some_and(|b| created <= b)
+            || bound(&p.before).is_some_and(|b| created >= b)
+            || bound(&p.modified_after).is_some_and(|b| modified <= b)
+            || bound(&p.modified_before).is_some_and(|b| modified >= b)
+        {
+            return false;
+        }
+        match kind {
+            Collection::Orders => {
+                if !p.status.is_empty()
+                    && !p.status.iter().any(|s| s == "any")
+                    && !p.status.contains(&r.status)
+                {
+                    return false;
+                }
+                if p.customer.is_some_and(|c| c != r.customer_id) {
+                    return false;
+                }
+                if p.product.is_some_and(|pid| !r.product_ids.contains(&pid)) {
+                    return false;
+                }
+                if !p.parent.is_empty() && !p.parent.contains(&r.parent) {
+                    return false;
+                }
+            }
+            Collection::Products => {
+                if let Some(s) = p.status.first() {
+                    if s != "any" && s != &r.status {
+                        return false;
+                    }
+                }
+                if p.product_type
+                    .as_ref()
+                    .is_some_and(|t| t != &r.product_type)
+                {
+                    return false;
+                }
+                if p.sku
+                    .as_ref()
+                    .is_some_and(|s| !s.split(',').any(|one| one.trim() == r.sku))
+                {
+                    return false;
+                }
+            }
+            Collection::Coupons => {
+                if p.code
+                    .as_ref()
+                    .is_some_and(|c| c.to_lowercase() != r.slug.to_lowercase())
+                {
+                    return false;
+                }
+            }
+            Collection::Customers => {
+                if p.role != "all" && p.role != r.role {
+                    return false;
+                }
+                if p.email
+                    .as_ref()
+                    .is_some_and(|e| e.trim().to_lowercase() != r.email)
+                {
+                    return false;
+                }
+            }
+            Collection::Refunds => {
+                if !p.parent.is_empty() && !p.parent.contains(&r.parent) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn compare(p: &ListParams, a: &Rec, b: &Rec) -> Ordering {
+        if p.orderby == "include" && !p.include.is_empty() {
+            // post__in keeps the requested order whatever `order` says.
+            let pos = |r: &Rec| {
+                p.include
+                    .iter()
+                    .position(|&i| i == r.id)
+                    .unwrap_or(usize::MAX)
+            };
+            return pos(a).cmp(&pos(b));
+        }
+        let primary = match p.orderby.as_str() {
+            "date" | "registered_date" => a.created_gmt.cmp(&b.created_gmt),
+            "modified" => a.modified_gmt.cmp(&b.modified_gmt),
+            "title" | "name" => a.title.cmp(&b.title),
+            "slug" => a.slug.cmp(&b.slug),
+            "price" => a.price.partial_cmp(&b.price).unwrap_or(Ordering::Equal),
+            "popularity" => a.total_sales.cmp(&b.total_sales),
+            _ => Ordering::Equal, // id, include without a list, rating (no ratings)
+        };
+        let ord = primary.then(a.id.cmp(&b.id));
+        if p.desc {
+            ord.reverse()
+        } else {
+            ord
+        }
+    }
+
+    fn list(
+        &self,
+        kind: Collection,
+        scope: Option<u64>,
+        p: &ListParams,
+        link_base: &str,
+        query: &Query,
+    ) -> Response {
+        let records: &[Rec] = match scope {
+            Some(order_id) => {
+                if find(&self.index.orders, order_id).is_none() {
+                    return invalid_order_id();
+                }
+                self.index
+                    .order_refunds
+                    .get(&order_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+            }
+            None => self.index.collection(kind),
+        };
+        let mut matched: Vec<&Rec> = records
+            .iter()
+            .filter(|r| self.matches(r, kind, p))
+            .collect();
+        matched.sort_by(|a, b| Self::compare(p, a, b));
+
+        let total = matched.len() as u64;
+        let total_pages = total.div_ceil(p.per_page);
+        let start = p.offset.unwrap_or((p.page - 1).saturating_mul(p.per_page));
+        let page: Vec<Value> = matched
+            .iter()
+            .skip(usize::try_from(start).unwrap_or(usize::MAX))
+            .take(p.per_page as usize)
+            .map(|r| project(&r.value, p.fields.as_deref()))
+            .collect();
+        let body = serde_json::to_vec(&page).unwrap_or_default();
+
+        let mut links = Vec::new();
+        if p.page > 1 {
+            let prev = (p.page - 1).min(total_pages.max(1));
+            links.push(format!(
+                "<{}>; rel=\"prev\"",
+                page_url(link_base, query, prev)
+            ));
+        }
+        if total_pages > p.page {
+            links.push(format!(
+                "<{}>; rel=\"next\"",
+                page_url(link_base, query, p.page + 1)
+            ));
+        }
+
+        let mut resp = if self.faults.take_list_drop(PREFIX) {
+            let (body, full_len) = faults::truncated_body(body);
+            let mut resp = Response::new(body);
+            add_rest_headers(resp.headers_mut());
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(full_len));
+            resp
+        } else {
+            json_response(200, body)
+        };
+        let h = resp.headers_mut();
+        h.insert("X-WP-Total", HeaderValue::from(total));
+        h.insert("X-WP-TotalPages", HeaderValue::from(total_pages));
+        for l in links {
+            if let Ok(v) = HeaderValue::from_str(&l) {
+                h.append(header::LINK, v);
+            }
+        }
+        h.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        resp
+    }
+}
+
+/// The collection URL with `page` set, like `add_query_arg('page', n, $base)`: every query parameter
+/// the client sent is kept (OAuth ones included, as WordPress does), `page` replaced in place or
+/// appended.
+fn page_url(base: &str, query: &Query, page: u64) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    let mut replaced = false;
+    for (k, v) in &query.pairs {
+        if k == "page" {
+            if !replaced {
+                ser.append_pair("page", &page.to_string());
+                replaced = true;
+            }
+        } else {
+            ser.append_pair(k, v);
+        }
+    }
+    if !replaced {
+        ser.append_pair("page", &page.to_string());
+    }
+    format!("{base}?{}", ser.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(
+            parse_route("/wp-json/wc/v3/orders"),
+            Some(Route::List(Collection::Orders, None))
+        ));
+        assert!(matches!(
+            parse_route("/wp-json/wc/v3/orders/12/refunds/"),
+            Some(Route::List(Collection::Refunds, Some(12)))
+        ));
+        assert!(parse_route("/wp-json/wc/v3/orders/abc").is_none());
+        assert!(parse_route("/wp-json/wc/v3/webhooks").is_none());
+        assert!(parse_route("/wp-json/wc/v2/orders").is_none());
+    }
+
+    #[test]
+    fn page_url_replaces_page_in_place() {
+        let q = Query::parse(Some("per_page=5&page=2&after=2025-01-01T00:00:00"));
+        assert_eq!(
+            page_url("http://h/x", &q, 3),
+            "http://h/x?per_page=5&page=3&after=2025-01-01T00%3A00%3A00"
+        );
+        let q = Query::parse(Some("per_page=5"));
+        assert_eq!(
+            page_url("http://h/x", &q, 2),
+            "http://h/x?per_page=5&page=2"
+        );
+    }
+}
