@@ -1,0 +1,533 @@
+//! The streams WooCommerce is read as, declared as data, and the one read loop they share.
+//!
+//! Every stream is a list endpoint paged with `page`/`per_page` and `X-WP-TotalPages`; they differ only in
+//! which date the server can filter and sort on:
+//!
+//! - orders, products and coupons are filtered and sorted by modification time (`modified_after`,
+//!   `orderby=modified`), so their cursor can be checkpointed after every page;
+//! - refunds are immutable, so creation time is their cursor (`after`, `orderby=date`);
+//! - customers have no date filter at all: every sync reads them all by id and drops the unchanged ones
+//!   client-side, which is why that stream is unsorted and only checkpoints at its end.
+//!
+//! WooCommerce's `after`/`modified_after` are exclusive and second-granular, so an incremental read starts
+//! one second before the saved cursor (plus `lookback_days`): re-reading a record is an upsert, missing one
+//! is silent data loss.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::Value;
+use url::Url;
+
+use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
+use growthflow_core::http::{HttpClient, Response};
+use growthflow_core::paginate::{paged, set_query, NextPage, PageNumber, Paginator};
+use growthflow_core::time::{format_utc, parse_utc};
+use growthflow_core::{Error, Result};
+
+/// The rate-limit and pause key of every request: WooCommerce's limits are the host's, shared by all
+/// endpoints, so a throttle on one endpoint must slow them all.
+pub const ENDPOINT: &str = "wc/v3";
+
+/// The header WordPress puts the page count in.
+pub const TOTAL_PAGES_HEADER: &str = "X-WP-TotalPages";
+
+/// Orders, with line items, refund summaries and the order-attribution meta.
+pub const ORDERS: StreamDef = StreamDef {
+    name: "orders",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "date_modified_gmt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Orders (GET /orders), incremental on date_modified_gmt",
+};
+
+/// Refunds of every order through the global endpoint (WooCommerce 9.0+).
+pub const REFUNDS: StreamDef = StreamDef {
+    name: "refunds",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "date_created_gmt",
+    },
+    sorted: true,
+    parent: None,
+    description:
+        "Refunds of all orders (GET /refunds, WooCommerce 9.0+), incremental on date_created_gmt",
+};
+
+/// Registered customers of any role (guests exist only on orders).
+pub const CUSTOMERS: StreamDef = StreamDef {
+    name: "customers",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "date_modified_gmt",
+    },
+    sorted: false,
+    parent: None,
+    description:
+        "Registered customers (GET /customers?role=all); no server-side date filter, so every sync \
+                  scans all and keeps those modified since the cursor",
+};
+
+/// Products (variations are not read).
+pub const PRODUCTS: StreamDef = StreamDef {
+    name: "products",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "date_modified_gmt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Products (GET /products), incremental on date_modified_gmt",
+};
+
+/// Coupons.
+pub const COUPONS: StreamDef = StreamDef {
+    name: "coupons",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "date_modified_gmt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Coupons (GET /coupons), incremental on date_modified_gmt",
+};
+
+/// Every stream, in the order `discover` lists and `sync` reads them.
+pub fn stream_defs() -> Vec<StreamDef> {
+    vec![ORDERS, REFUNDS, CUSTOMERS, PRODUCTS, COUPONS]
+}
+
+/// How a stream's incremental reads are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    /// `modified_after` + `orderby=modified`.
+    Modified,
+    /// `after` + `orderby=date` (records that never change).
+    Created,
+    /// No server-side filter: read all by id, filter here.
+    ClientSide,
+}
+
+/// What the read loop needs to know about a stream beyond its [`StreamDef`].
+#[derive(Debug, Clone)]
+struct Spec {
+    def: StreamDef,
+    /// Path below the API root.
+    path: &'static str,
+    filter: Filter,
+}
+
+impl Spec {
+    fn of(name: &str) -> Option<Spec> {
+        let (def, path, filter) = match name {
+            "orders" => (ORDERS, "orders", Filter::Modified),
+            "refunds" => (REFUNDS, "refunds", Filter::Created),
+            "customers" => (CUSTOMERS, "customers", Filter::ClientSide),
+            "products" => (PRODUCTS, "products", Filter::Modified),
+            "coupons" => (COUPONS, "coupons", Filter::Modified),
+            _ => return None,
+        };
+        Some(Spec { def, path, filter })
+    }
+
+    fn cursor_field(&self) -> &'static str {
+        match self.def.mode {
+            SyncMode::Incremental { cursor_field } => cursor_field,
+            SyncMode::FullRefresh => "date_modified_gmt",
+        }
+    }
+}
+
+/// Which records of a page to keep, for filters the server cannot apply.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    All,
+    /// Cursor at or after this time (records without a cursor are kept: we cannot tell).
+    CursorSince(DateTime<Utc>),
+    /// Created inside the window.
+    CreatedIn(Window),
+}
+
+/// One read, fully decided before the first request.
+#[derive(Debug, Clone)]
+struct Plan {
+    spec: Spec,
+    url: Url,
+    params: Vec<(String, String)>,
+    keep: Keep,
+}
+
+/// The connector's reading half: client, API root and paging settings. Shared by the streams it reads.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) client: HttpClient,
+    pub(crate) api_base: Url,
+    pub(crate) per_page: u32,
+    pub(crate) lookback_days: u32,
+}
+
+/// A date as WooCommerce's filters take it with `dates_are_gmt=true`: no zone suffix.
+pub fn wc_date(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn param(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_string(), v.into())
+}
+
+impl Reader {
+    /// The URL of an endpoint below the API root.
+    pub(crate) fn endpoint_url(&self, path: &str) -> Url {
+        let mut url = self.api_base.clone();
+        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+
+    /// Where an incremental read starts: the saved cursor less the overlap and lookback, else the
+    /// configured start date.
+    fn incremental_start(&self, request: &ReadRequest) -> Result<DateTime<Utc>> {
+        let Some(cursor) = request.state_cursor() else {
+            return Ok(request.start);
+        };
+        let saved = parse_utc(cursor).ok_or_else(|| {
+            Error::Other(format!(
+                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
+                request.stream
+            ))
+        })?;
+        Ok(saved - Duration::seconds(1) - Duration::days(i64::from(self.lookback_days)))
+    }
+
+    fn plan(&self, spec: Spec, request: &ReadRequest) -> Result<Plan> {
+        let gmt = param("dates_are_gmt", "true");
+        let (params, keep) = match (request.window, spec.filter) {
+            (Some(w), Filter::ClientSide) => (
+                vec![
+                    param("role", "all"),
+                    param("orderby", "id"),
+                    param("order", "asc"),
+                ],
+                Keep::CreatedIn(w),
+            ),
+            (Some(w), _) => (
+                vec![
+                    // `after` is exclusive, the window's start is not.
+                    param("after", wc_date(w.since - Duration::seconds(1))),
+                    param("before", wc_date(w.until)),
+                    gmt,
+                    param("orderby", "date"),
+                    param("order", "asc"),
+                ],
+                Keep::All,
+            ),
+            (None, Filter::Modified) => (
+                vec![
+                    param("orderby", "modified"),
+                    param("order", "asc"),
+                    param("modified_after", wc_date(self.incremental_start(request)?)),
+                    gmt,
+                ],
+                Keep::All,
+            ),
+            (None, Filter::Created) => (
+                vec![
+                    param("after", wc_date(self.incremental_start(request)?)),
+                    gmt,
+                    param("orderby", "date"),
+                    param("order", "asc"),
+                ],
+                Keep::All,
+            ),
+            (None, Filter::ClientSide) => (
+                vec![
+                    param("role", "all"),
+                    param("orderby", "id"),
+                    param("order", "asc"),
+                ],
+                Keep::CursorSince(self.incremental_start(request)?),
+            ),
+        };
+        Ok(Plan {
+            url: self.endpoint_url(spec.path),
+            spec,
+            params,
+            keep,
+        })
+    }
+
+    /// GET one list page and decode it as a JSON array.
+    pub(crate) async fn get_list(&self, url: Url, path: &str) -> Result<(Response, Vec<Value>)> {
+        let resp = self
+            .client
+            .send(ENDPOINT, self.client.reqwest().get(url))
+            .await
+            .map_err(|e| explain(e, path))?;
+        let items = decode_list(&resp, path)?;
+        Ok((resp, items))
+    }
+}
+
+/// Add what the user needs to know to a 404 `rest_no_route`: which WooCommerce the refunds endpoint
+/// needs, or that the URL does not point at a WordPress site with WooCommerce.
+fn explain(e: Error, path: &str) -> Error {
+    match e {
+        Error::Api {
+            platform,
+            status: 404,
+            code: Some(code),
+            message,
+        } if code == "rest_no_route" => {
+            let message = if path == "refunds" {
+                format!(
+                    "{message} The global /wp-json/wc/v3/refunds endpoint needs WooCommerce 9.0 or later: \
+                     update WooCommerce, or sync this source without the refunds stream"
+                )
+            } else {
+                format!(
+                    "{message} No /wp-json/wc/v3/{path} here: check that `url` is the WordPress site's address \
+                     and that WooCommerce is active"
+                )
+            };
+            Error::Api {
+                platform,
+                status: 404,
+                code: Some(code),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+/// A page body as a JSON array. A 200 HTML page is what WordPress serves for `/wp-json/…` when pretty
+/// permalinks are off (or what a caching layer serves by mistake); retrying will not change it, so it is a
+/// decode error that says where to look.
+fn decode_list(resp: &Response, path: &str) -> Result<Vec<Value>> {
+    if resp.is_html() {
+        return Err(Error::Decode {
+            message: format!(
+                "WooCommerce answered /wp-json/wc/v3/{path} with an HTML page instead of JSON: check that `url` \
+                 is the site's address and that WordPress permalinks are not set to \"Plain\""
+            ),
+        });
+    }
+    resp.json::<Vec<Value>>().map_err(|e| match e {
+        Error::Decode { message } => Error::Decode {
+            message: format!("WooCommerce /wp-json/wc/v3/{path}: {message}"),
+        },
+        other => other,
+    })
+}
+
+/// A JSON id (number or string) as text.
+pub(crate) fn id_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+/// A `*_gmt` time field: `Ok(None)` when absent or null, a decode error naming the field when present but
+/// unreadable.
+pub(crate) fn gmt_field(item: &Value, field: &str, what: &str) -> Result<Option<DateTime<Utc>>> {
+    match item.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => parse_utc(s).map(Some).ok_or_else(|| Error::Decode {
+            message: format!("WooCommerce {what}: `{field}` is not a date-time: {s:?}"),
+        }),
+        Some(other) => Err(Error::Decode {
+            message: format!("WooCommerce {what}: `{field}` is not a date-time: {other}"),
+        }),
+    }
+}
+
+/// A record with its id and cursor pulled out. A record whose cursor field is null (customers created
+/// before WooCommerce tracked modification) falls back to its creation time, so it still has a place in
+/// time order.
+fn to_record(spec: &Spec, item: Value) -> Result<Record> {
+    let stream = spec.def.name;
+    let Some(id) = id_text(item.get("id")) else {
+        return Err(Error::Decode {
+            message: format!("WooCommerce {stream} record without an `id`"),
+        });
+    };
+    let what = format!("{stream} record {id}");
+    let field = spec.cursor_field();
+    let cursor = match gmt_field(&item, field, &what)? {
+        Some(t) => Some(t),
+        None => gmt_field(&item, "date_created_gmt", &what)?,
+    };
+    Ok(Record {
+        id,
+        cursor: cursor.map(format_utc),
+        payload: item,
+    })
+}
+
+fn kept(keep: &Keep, record: &Record) -> Result<bool> {
+    Ok(match keep {
+        Keep::All => true,
+        Keep::CursorSince(start) => match record.cursor.as_deref().and_then(parse_utc) {
+            Some(c) => c >= *start,
+            None => true,
+        },
+        Keep::CreatedIn(w) => match gmt_field(&record.payload, "date_created_gmt", "customer")? {
+            Some(c) => c >= w.since && c < w.until,
+            None => false,
+        },
+    })
+}
+
+/// The paging state between two requests: only the paginator, never the records.
+struct Cursor {
+    paginator: PageNumber,
+    page_params: Vec<(String, String)>,
+}
+
+/// Read one stream lazily, one page in memory at a time.
+pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+    let Some(spec) = Spec::of(&request.stream) else {
+        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
+        let err = Error::Other(format!(
+            "WooCommerce has no stream {:?} (streams: {})",
+            request.stream,
+            names.join(", ")
+        ));
+        return futures::stream::once(async move { Err(err) }).boxed();
+    };
+    let plan = match reader.plan(spec, &request) {
+        Ok(p) => {
+            // The filter parameters carry no credentials (those are added per request), so they can be logged.
+            tracing::debug!(stream = p.spec.def.name, params = ?p.params, "reading");
+            Arc::new(p)
+        }
+        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    let paginator = PageNumber::new(
+        "page",
+        "per_page",
+        reader.per_page,
+        Some(TOTAL_PAGES_HEADER),
+    );
+    let first = Cursor {
+        page_params: paginator.first(),
+        paginator,
+    };
+    paged(first, move |mut cursor: Cursor| {
+        let reader = reader.clone();
+        let plan = plan.clone();
+        async move {
+            let mut url = plan.url.clone();
+            set_query(&mut url, &plan.params);
+            set_query(&mut url, &cursor.page_params);
+            let (resp, items) = reader.get_list(url, plan.spec.path).await?;
+            let count = items.len();
+            let mut records = Vec::with_capacity(count);
+            for item in items {
+                let record = to_record(&plan.spec, item)?;
+                if kept(&plan.keep, &record)? {
+                    records.push(record);
+                }
+            }
+            let next = match cursor.paginator.next(&resp, count)? {
+                NextPage::Params(p) => {
+                    cursor.page_params = p;
+                    Some(cursor)
+                }
+                NextPage::Url(_) | NextPage::Done => None,
+            };
+            Ok((
+                Page {
+                    records,
+                    checkpoint: None,
+                },
+                next,
+            ))
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    #[test]
+    fn records_get_string_ids_and_utc_cursors() {
+        let spec = Spec::of("orders").unwrap();
+        let r = to_record(
+            &spec,
+            json!({"id": 48213, "date_modified_gmt": "2025-03-07T16:02:48", "extra": {"kept": true}}),
+        )
+        .unwrap();
+        assert_eq!(r.id, "48213");
+        assert_eq!(r.cursor.as_deref(), Some("2025-03-07T16:02:48Z"));
+        assert_eq!(r.payload["extra"]["kept"], json!(true));
+
+        let customers = Spec::of("customers").unwrap();
+        let r = to_record(
+            &customers,
+            json!({"id": 7, "date_modified_gmt": null, "date_created_gmt": "2024-11-28T21:14:05"}),
+        )
+        .unwrap();
+        assert_eq!(r.cursor.as_deref(), Some("2024-11-28T21:14:05Z"));
+
+        let bad = to_record(&spec, json!({"id": 1, "date_modified_gmt": "yesterday"})).unwrap_err();
+        assert!(
+            matches!(&bad, Error::Decode { message } if message.contains("date_modified_gmt")),
+            "{bad}"
+        );
+        let no_id =
+            to_record(&spec, json!({"date_modified_gmt": "2025-03-07T16:02:48"})).unwrap_err();
+        assert!(
+            matches!(&no_id, Error::Decode { message } if message.contains("`id`")),
+            "{no_id}"
+        );
+    }
+
+    #[test]
+    fn dates_are_sent_without_zone() {
+        let t = Utc.with_ymd_and_hms(2025, 3, 7, 16, 2, 47).unwrap();
+        assert_eq!(wc_date(t), "2025-03-07T16:02:47");
+    }
+
+    #[test]
+    fn streams_are_declared_once_each() {
+        let defs = stream_defs();
+        for d in &defs {
+            let spec = Spec::of(d.name).unwrap();
+            assert_eq!(&spec.def, d);
+        }
+        // Only customers lack a server-side sort on their cursor.
+        let unsorted: Vec<&str> = defs.iter().filter(|d| !d.sorted).map(|d| d.name).collect();
+        assert_eq!(unsorted, ["customers"]);
+        let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+        assert_eq!(
+            names,
+            ["orders", "refunds", "customers", "products", "coupons"]
+        );
+    }
+
+    #[test]
+    fn rest_no_route_on_refunds_names_the_version() {
+        let e = explain(
+            Error::Api {
+                platform: "WooCommerce",
+                status: 404,
+                code: Some("rest_no_route".into()),
+                message: "No route was found matching the URL and request method.".into(),
+            },
+            "refunds",
+        );
+        assert!(e.to_string().contains("WooCommerce 9.0"), "{e}");
+    }
+}
