@@ -1,0 +1,374 @@
+//! The commands. Each returns the process exit code of the contract: 0 ok, 1 a source failed, 2 bad
+//! usage or config. Results go to `out` (stdout), logs and progress to stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{Days, NaiveDate, Utc};
+use growthflow_core::connector::{Connector, SyncMode, Window};
+use growthflow_core::destination::sqlite::SqliteDestination;
+use growthflow_core::destination::DatasetWriter;
+use growthflow_core::engine::{self, SourceOutcome, SyncOptions};
+use growthflow_core::http::ClientOptions;
+use growthflow_core::report::{build_report, ReportOptions};
+use growthflow_core::time::start_of_day;
+use serde_json::json;
+
+use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, SyncArgs};
+use crate::config::{self, Config, ConfigError};
+use crate::progress::Bars;
+use crate::registry;
+
+/// Exit codes of the contract.
+pub mod exit {
+    /// Everything ok.
+    pub const OK: i32 = 0;
+    /// A source failed (the others were still committed).
+    pub const FAILED: i32 = 1;
+    /// Bad usage or config.
+    pub const USAGE: i32 = 2;
+}
+
+/// Run a parsed command line, writing results to `out`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
+    let result = match &cli.command {
+        Command::Demo(args) => demo(&args.dir, args.scale, &cli, out).await,
+        Command::Report(args) => match load_config(&cli, true) {
+            Ok(cfg) => report(&cfg, args, out),
+            Err(e) => Err(Failure::Usage(e.to_string())),
+        },
+        _ => match load_config(&cli, false) {
+            Ok(cfg) => dispatch(&cli, &cfg, out).await,
+            Err(e) => Err(Failure::Usage(e.to_string())),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            exit::USAGE
+        }
+        Err(Failure::Failed(msg)) => {
+            eprintln!("error: {msg}");
+            exit::FAILED
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Failed(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+fn io(e: std::io::Error) -> Failure {
+    Failure::Failed(format!("cannot write output: {e}"))
+}
+
+/// The config file; `report` works without one (it only needs the dataset's default location).
+fn load_config(cli: &Cli, optional: bool) -> Result<Config, ConfigError> {
+    let path = config::resolve_path(cli.config.as_deref());
+    if optional && cli.config.is_none() && !path.exists() {
+        return Ok(Config::default());
+    }
+    config::load(&path)
+}
+
+async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
+    match &cli.command {
+        Command::Check(a) => check(cfg, &a.sources, out).await,
+        Command::Discover(a) => discover(cfg, &a.sources, a.json, out),
+        Command::Sync(a) => sync(cli, cfg, a, out).await,
+        Command::Backfill(a) => backfill(cli, cfg, a, out).await,
+        Command::Report(_) | Command::Demo(_) => unreachable!("handled in run"),
+    }
+}
+
+fn build_sources(
+    cfg: &Config,
+    names: &[String],
+    options: &ClientOptions,
+) -> Result<Vec<Arc<dyn Connector>>, Failure> {
+    let entries = cfg.select_sources(names)?;
+    if entries.is_empty() {
+        return Err(Failure::Usage(
+            "no sources configured: add a [sources.NAME] table to the config file".into(),
+        ));
+    }
+    entries
+        .into_iter()
+        .map(|e| registry::build(e, options).map_err(Failure::from))
+        .collect()
+}
+
+async fn check(
+    cfg: &Config,
+    names: &[String],
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
+    let sources = build_sources(cfg, names, &ClientOptions::default())?;
+    let results = futures::future::join_all(sources.iter().map(|s| s.check())).await;
+    let mut code = exit::OK;
+    for (s, r) in sources.iter().zip(results) {
+        match r {
+            Ok(()) => writeln!(out, "{}: ok", s.name()).map_err(io)?,
+            Err(e) => {
+                code = exit::FAILED;
+                writeln!(out, "{}: failed: {e}", s.name()).map_err(io)?;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn discover(
+    cfg: &Config,
+    names: &[String],
+    as_json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
+    let sources = build_sources(cfg, names, &ClientOptions::default())?;
+    if as_json {
+        let v = json!({ "sources": sources.iter().map(|s| json!({
+            "source": s.name(),
+            "type": s.source_type(),
+            "streams": s.streams().iter().map(|d| json!({
+                "stream": d.name,
+                "primary_key": d.primary_key,
+                "mode": match d.mode { SyncMode::Incremental { .. } => "incremental", SyncMode::FullRefresh => "full_refresh" },
+                "cursor": match d.mode { SyncMode::Incremental { cursor_field } => Some(cursor_field), SyncMode::FullRefresh => None },
+                "sorted": d.sorted,
+                "description": d.description,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>() });
+        writeln!(out, "{v}").map_err(io)?;
+        return Ok(exit::OK);
+    }
+    for s in &sources {
+        writeln!(out, "{} ({})", s.name(), s.source_type()).map_err(io)?;
+        for d in s.streams() {
+            let mode = match d.mode {
+                SyncMode::Incremental { cursor_field } => format!("incremental on {cursor_field}"),
+                SyncMode::FullRefresh => "full refresh".to_string(),
+            };
+            writeln!(
+                out,
+                "  {:<18} key {:<14} {}",
+                d.name,
+                d.primary_key.join(","),
+                mode
+            )
+            .map_err(io)?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn open_dataset(cfg: &Config) -> Result<(PathBuf, SqliteDestination), Failure> {
+    let path = cfg.destination.sqlite_path()?;
+    let dest = SqliteDestination::open(&path)
+        .map_err(|e| Failure::Failed(format!("cannot open the dataset {}: {e}", path.display())))?;
+    Ok((path, dest))
+}
+
+fn check_streams(sources: &[Arc<dyn Connector>], streams: &[String]) -> Result<(), Failure> {
+    for s in streams {
+        if !sources
+            .iter()
+            .any(|c| c.streams().iter().any(|d| d.name == s))
+        {
+            let known: Vec<String> = sources
+                .iter()
+                .flat_map(|c| c.streams().into_iter().map(|d| d.name.to_string()))
+                .collect();
+            return Err(Failure::Usage(format!(
+                "--stream {s}: no selected source has this stream (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn sync(
+    cli: &Cli,
+    cfg: &Config,
+    a: &SyncArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
+    let sources = build_sources(cfg, &a.sources, &ClientOptions::default())?;
+    check_streams(&sources, &a.streams)?;
+    let options = SyncOptions {
+        start: start_of_day(cfg.sync.start_date),
+        streams: a.streams.clone(),
+        full_refresh: a.full_refresh,
+        window: None,
+        concurrency: cfg.sync.concurrency,
+    };
+    run_sync(cli, cfg, &sources, &options, a.json, out).await
+}
+
+async fn backfill(
+    cli: &Cli,
+    cfg: &Config,
+    a: &BackfillArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
+    let sources = build_sources(cfg, &a.sources, &ClientOptions::default())?;
+    let until = a.until.unwrap_or_else(|| Utc::now().date_naive());
+    let options = SyncOptions {
+        start: start_of_day(a.since),
+        streams: Vec::new(),
+        full_refresh: false,
+        window: Some(Window {
+            since: start_of_day(a.since),
+            until: start_of_day(until + Days::new(1)),
+        }),
+        concurrency: cfg.sync.concurrency,
+    };
+    run_sync(cli, cfg, &sources, &options, a.json, out).await
+}
+
+/// Sync into the configured dataset, rebuild the journey model, print the summary.
+async fn run_sync(
+    cli: &Cli,
+    cfg: &Config,
+    sources: &[Arc<dyn Connector>],
+    options: &SyncOptions,
+    as_json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
+    let (path, dest) = open_dataset(cfg)?;
+    let writer = DatasetWriter::spawn(Box::new(dest));
+    let bars = Arc::new(Bars::new(cli.quiet || as_json));
+    let outcomes = engine::run(sources, &writer, options, bars).await;
+    let stats = writer
+        .rebuild_journey(registry::mappers())
+        .await
+        .map_err(|e| Failure::Failed(format!("rebuilding the journey model failed: {e}")))?;
+    tracing::info!(dataset = %path.display(), orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
+    print_outcomes(&outcomes, as_json, out)?;
+    Ok(if outcomes.iter().all(SourceOutcome::ok) {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+fn print_outcomes(
+    outcomes: &[SourceOutcome],
+    as_json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(), Failure> {
+    if as_json {
+        let v = json!({ "sources": outcomes });
+        writeln!(out, "{v}").map_err(io)?;
+        return Ok(());
+    }
+    for o in outcomes {
+        writeln!(out, "{} ({}): {}", o.source, o.source_type, o.status).map_err(io)?;
+        for s in &o.streams {
+            match &s.error {
+                None => writeln!(out, "  {:<18} {:>9} records", s.stream, s.records),
+                Some(e) => writeln!(
+                    out,
+                    "  {:<18} {:>9} records  failed: {e}",
+                    s.stream, s.records
+                ),
+            }
+            .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+fn report(cfg: &Config, a: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
+    let (_, dest) = open_dataset(cfg)?;
+    print_report(&dest, a.since, a.until, a.format, out)?;
+    Ok(exit::OK)
+}
+
+fn print_report(
+    dest: &SqliteDestination,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    format: ReportFormat,
+    out: &mut (dyn Write + Send),
+) -> Result<(), Failure> {
+    let r = build_report(dest.connection(), &ReportOptions { since, until })
+        .map_err(|e| Failure::Failed(format!("cannot compute the report: {e}")))?;
+    let text = match format {
+        ReportFormat::Table => r.to_table(),
+        ReportFormat::Json => r.to_json().to_string(),
+        ReportFormat::Csv => r.to_csv(),
+    };
+    writeln!(out, "{}", text.trim_end()).map_err(io)?;
+    Ok(())
+}
+
+/// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db`, then the report.
+async fn demo(
+    dir: &Path,
+    scale: u32,
+    cli: &Cli,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
+    let sandbox = growthflow_sandbox::Sandbox::start(growthflow_sandbox::SandboxConfig {
+        scale,
+        end: Utc::now(),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Failure::Failed(format!("cannot start the sandbox: {e}")))?;
+    let cfg = demo_config(&sandbox, dir)?;
+    let sources = build_sources(&cfg, &[], &ClientOptions::default())?;
+    let options = SyncOptions {
+        start: start_of_day(cfg.sync.start_date),
+        streams: Vec::new(),
+        full_refresh: false,
+        window: None,
+        concurrency: cfg.sync.concurrency,
+    };
+    let mut summary = Vec::new();
+    let code = run_sync(cli, &cfg, &sources, &options, false, &mut summary).await?;
+    sandbox.shutdown().await;
+    out.write_all(&summary).map_err(io)?;
+    writeln!(out).map_err(io)?;
+    let (path, dest) = open_dataset(&cfg)?;
+    print_report(&dest, None, None, ReportFormat::Table, out)?;
+    writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
+    Ok(code)
+}
+
+/// The demo's config: every simulated platform as a source, the dataset in `dir`.
+fn demo_config(sandbox: &growthflow_sandbox::Sandbox, dir: &Path) -> Result<Config, Failure> {
+    let woo = sandbox.woocommerce();
+    let db = dir.join("growthflow.db");
+    let text = format!(
+        r#"
+[destination]
+url = "sqlite://{db}"
+
+[sync]
+start_date = "{start}"
+
+[sources.woo]
+type = "woocommerce"
+url = "{url}"
+consumer_key = "{ck}"
+consumer_secret = "{cs}"
+"#,
+        db = db.display().to_string().replace('\\', "/"),
+        start = (Utc::now().date_naive() - Days::new(400)).format("%Y-%m-%d"),
+        url = sandbox.woocommerce_url(),
+        ck = woo.consumer_key,
+        cs = woo.consumer_secret,
+    );
+    Ok(config::parse(&text, &|_| None)?)
+}

@@ -1,0 +1,594 @@
+//! The command line: `growthflow [--config PATH] [-v|-q] <command>`.
+//!
+//! [`Cli::parse_args`] parses `std::env::args`, printing help/usage and exiting on a usage error (exit
+//! code 2, clap's own). [`Cli::try_parse_args_from`] does the same without exiting, for tests. Both add
+//! the checks clap cannot express (`--since` not after `--until`, `-v` with `-q` on different levels) on top of clap's `Parser` methods,
+//! which `Cli` also implements.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// `growthflow`: one journey-model dataset from Shopify, WooCommerce, Klaviyo, GA4 and Meta Ads.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "growthflow",
+    version,
+    about = "Sync Shopify, WooCommerce, Klaviyo, GA4 and Meta Ads into one journey-model dataset",
+    long_about = "Sync Shopify, WooCommerce, Klaviyo, GA4 and Meta Ads into one journey-model dataset.\n\n\
+        growthflow reads the sources configured in growthflow.toml (see --config), stores their records \
+        in a SQLite dataset and rebuilds the journey model that the Growth Flow report is computed from. \
+        Logs go to stderr (RUST_LOG overrides -v/-q); results go to stdout.",
+    after_help = "Exit status: 0 ok, 1 a source failed, 2 bad usage or config."
+)]
+pub struct Cli {
+    /// Config file [default: $GROWTHFLOW_CONFIG, else ./growthflow.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr: -v debug, -vv trace
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Check that each source's credentials work
+    #[command(long_about = "Check that each source's credentials work.\n\n\
+            Authenticates to every selected source (all configured sources when none are named) and reads \
+            one small page from it, printing one line per source: `ok` or the reason it failed. Exits 1 \
+            when any source failed.")]
+    Check(CheckArgs),
+
+    /// List each source's streams
+    #[command(long_about = "List each source's streams.\n\n\
+            Shows, for every selected source, the streams it can read with their primary key and their \
+            incremental cursor (or `full refresh`). Makes no network calls.")]
+    Discover(DiscoverArgs),
+
+    /// Incremental sync, then rebuild the journey model
+    #[command(long_about = "Incremental sync, then rebuild the journey model.\n\n\
+            Reads every selected source from its saved state (the first run starts at [sync] start_date), \
+            upserts the records, saves the new state once they are committed and rebuilds the journey \
+            model. A failing source does not stop the others; the exit status is then 1.")]
+    Sync(SyncArgs),
+
+    /// Re-read a date window without moving saved cursors back
+    #[command(
+        long_about = "Re-read a date window without moving saved cursors back.\n\n\
+            Reads the selected sources again for --since..--until (until defaults to today), upserts the \
+            records and rebuilds the journey model. Saved cursors never move backwards."
+    )]
+    Backfill(BackfillArgs),
+
+    /// Print the Growth Flow report from the dataset
+    #[command(long_about = "Print the Growth Flow report from the dataset.\n\n\
+            Computes awareness, consideration, conversion, retention and feedback metrics and the \
+            campaign table over --since..--until (inclusive; default: the last 30 days of data) from the \
+            local dataset only — no network.")]
+    Report(ReportArgs),
+
+    /// Run against simulated platforms, no credentials needed
+    #[command(
+        long_about = "Run against simulated platforms, no credentials needed.\n\n\
+            Starts the sandbox's simulated Shopify, WooCommerce, Klaviyo, GA4 and Meta Ads on loopback, \
+            syncs all five into DIR/growthflow.db and prints the report."
+    )]
+    Demo(DemoArgs),
+}
+
+/// `check [SOURCE…]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CheckArgs {
+    /// Sources to check, by name [default: all configured sources]
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+}
+
+/// `discover [SOURCE…] [--json]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DiscoverArgs {
+    /// Sources to list, by name [default: all configured sources]
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Print one JSON object on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sync [SOURCE…] [--stream NAME…] [--full-refresh] [--json]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct SyncArgs {
+    /// Sources to sync, by name [default: all configured sources]
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Only these streams (repeat the flag or separate names with commas) [default: all]
+    #[arg(long = "stream", value_name = "NAME", action = ArgAction::Append, value_delimiter = ',')]
+    pub streams: Vec<String>,
+
+    /// Ignore saved state and read everything from start_date
+    #[arg(long)]
+    pub full_refresh: bool,
+
+    /// Print one JSON object with per-stream results on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backfill --since DATE [--until DATE] [SOURCE…] [--json]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct BackfillArgs {
+    /// First day to re-read (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: NaiveDate,
+
+    /// Last day to re-read, inclusive (YYYY-MM-DD) [default: today]
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub until: Option<NaiveDate>,
+
+    /// Sources to backfill, by name [default: all configured sources]
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Print one JSON object with per-stream results on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `report [--since DATE] [--until DATE] [--format table|json|csv]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ReportArgs {
+    /// First day of the report (YYYY-MM-DD) [default: 29 days before --until]
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: Option<NaiveDate>,
+
+    /// Last day of the report, inclusive (YYYY-MM-DD) [default: the last day with data]
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub until: Option<NaiveDate>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ReportFormat {
+    /// Human-readable tables.
+    #[default]
+    Table,
+    /// One JSON object (the contract's report shape).
+    Json,
+    /// CSV rows.
+    Csv,
+}
+
+/// `demo [--dir DIR] [--scale N]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's dataset (DIR/growthflow.db)
+    #[arg(long, value_name = "DIR", default_value = "growthflow-demo")]
+    pub dir: PathBuf,
+
+    /// Size of the simulated shop's history (1 = the default amount of data)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scale: u32,
+}
+
+/// Parses a `--since`/`--until` value; clap adds the flag's name to the error.
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    crate::config::parse_ymd(s.trim())
+        .ok_or_else(|| "expected a date YYYY-MM-DD, e.g. 2024-01-31".to_owned())
+}
+
+impl Cli {
+    /// Parses `std::env::args`; on `--help`/`--version` prints and exits 0, on a usage error prints the
+    /// message and exits 2.
+    pub fn parse_args() -> Self {
+        match Self::try_parse_args_from(std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(err) => err.exit(),
+        }
+    }
+
+    /// Like [`Parser::try_parse_from`], plus the checks clap cannot express: `--since` must not be
+    /// after `--until`, and `-v`/`-q` conflict even when given on different levels (`-v sync -q`). Every error's `exit_code()` is 2 (0 for `--help`/`--version`).
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Self::try_parse_from(args)?;
+        cli.validate()?;
+        Ok(cli)
+    }
+
+    /// The post-parse checks of [`try_parse_args_from`](Self::try_parse_args_from).
+    pub fn validate(&self) -> Result<(), clap::Error> {
+        // clap misses the conflict when the two global flags sit on different levels (`-v sync -q`).
+        if self.quiet && self.verbose > 0 {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--verbose' cannot be used with '--quiet'",
+            ));
+        }
+        let (name, since, until) = match &self.command {
+            Command::Backfill(a) => ("backfill", Some(a.since), a.until),
+            Command::Report(a) => ("report", a.since, a.until),
+            _ => return Ok(()),
+        };
+        if let (Some(since), Some(until)) = (since, until) {
+            if since > until {
+                let mut cmd = Self::command();
+                cmd.build();
+                let msg = format!("--since {since} is after --until {until}");
+                return Err(match cmd.find_subcommand_mut(name) {
+                    Some(sub) => sub.error(clap::error::ErrorKind::ArgumentConflict, msg),
+                    None => cmd.error(clap::error::ErrorKind::ArgumentConflict, msg),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The `tracing` filter (an `EnvFilter` directive string) for `-v`/`-q`, used when `RUST_LOG` is not
+    /// set. growthflow's own crates (every target starting with `growthflow`) log at `info` by default,
+    /// other crates at `warn`; `-q` → only errors; `-v` → growthflow at `debug`; `-vv` → growthflow at
+    /// `trace` and other crates at `info`; `-vvv` or more → everything at `trace`.
+    pub fn verbosity(&self) -> &'static str {
+        if self.quiet {
+            return "error";
+        }
+        match self.verbose {
+            0 => "warn,growthflow=info",
+            1 => "warn,growthflow=debug",
+            2 => "info,growthflow=trace",
+            _ => "trace",
+        }
+    }
+
+    /// `--json` of the commands that have it (`discover`, `sync`, `backfill`).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Discover(a) => a.json,
+            Command::Sync(a) => a.json,
+            Command::Backfill(a) => a.json,
+            Command::Check(_) | Command::Report(_) | Command::Demo(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut full = vec!["growthflow"];
+        full.extend_from_slice(args);
+        Cli::try_parse_args_from(full).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn parse_err(args: &[&str]) -> clap::Error {
+        let mut full = vec!["growthflow"];
+        full.extend_from_slice(args);
+        match Cli::try_parse_args_from(full) {
+            Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check() {
+        let cli = parse(&["check"]);
+        assert_eq!(cli.command, Command::Check(CheckArgs { sources: vec![] }));
+        assert_eq!(cli.config, None);
+        let cli = parse(&["--config", "/etc/gf.toml", "check", "shop", "woo"]);
+        assert_eq!(cli.config, Some(PathBuf::from("/etc/gf.toml")));
+        assert_eq!(
+            cli.command,
+            Command::Check(CheckArgs {
+                sources: strings(&["shop", "woo"])
+            })
+        );
+        assert!(!cli.json());
+    }
+
+    #[test]
+    fn discover() {
+        let cli = parse(&["discover", "web", "--json"]);
+        assert_eq!(
+            cli.command,
+            Command::Discover(DiscoverArgs {
+                sources: strings(&["web"]),
+                json: true
+            })
+        );
+        assert!(cli.json());
+        let cli = parse(&["discover"]);
+        assert_eq!(
+            cli.command,
+            Command::Discover(DiscoverArgs {
+                sources: vec![],
+                json: false
+            })
+        );
+    }
+
+    #[test]
+    fn sync_with_repeated_streams() {
+        let cli = parse(&[
+            "sync",
+            "shop",
+            "--stream",
+            "orders",
+            "--stream",
+            "customers",
+            "woo",
+            "--full-refresh",
+            "--json",
+        ]);
+        assert_eq!(
+            cli.command,
+            Command::Sync(SyncArgs {
+                sources: strings(&["shop", "woo"]),
+                streams: strings(&["orders", "customers"]),
+                full_refresh: true,
+                json: true,
+            })
+        );
+        let cli = parse(&["sync", "--stream=orders,refunds"]);
+        let Command::Sync(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.streams, strings(&["orders", "refunds"]));
+        assert!(args.sources.is_empty());
+        assert!(!args.full_refresh && !args.json);
+        assert_eq!(
+            parse_err(&["sync", "--stream"]).kind(),
+            ErrorKind::InvalidValue
+        );
+    }
+
+    #[test]
+    fn backfill() {
+        let cli = parse(&[
+            "backfill",
+            "--since",
+            "2024-01-01",
+            "--until",
+            "2024-01-31",
+            "ads",
+            "--json",
+        ]);
+        assert_eq!(
+            cli.command,
+            Command::Backfill(BackfillArgs {
+                since: date("2024-01-01"),
+                until: Some(date("2024-01-31")),
+                sources: strings(&["ads"]),
+                json: true,
+            })
+        );
+        let cli = parse(&["backfill", "--since=2024-03-01"]);
+        assert_eq!(
+            cli.command,
+            Command::Backfill(BackfillArgs {
+                since: date("2024-03-01"),
+                until: None,
+                sources: vec![],
+                json: false,
+            })
+        );
+        // Same day both ends is a one-day window.
+        parse(&["backfill", "--since", "2024-03-01", "--until", "2024-03-01"]);
+    }
+
+    #[test]
+    fn backfill_requires_since() {
+        let e = parse_err(&["backfill", "shop"]);
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--since <DATE>"), "{e}");
+    }
+
+    #[test]
+    fn bad_dates_name_the_flag() {
+        for (args, flag) in [
+            (vec!["backfill", "--since", "2024-13-01"], "--since"),
+            (
+                vec!["backfill", "--since", "2024-01-01", "--until", "yesterday"],
+                "--until",
+            ),
+            (vec!["report", "--since", "01/02/2024"], "--since"),
+            (vec!["report", "--until", "2024-1-5"], "--until"),
+        ] {
+            let e = parse_err(&args);
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}");
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(text.contains(flag), "{text}");
+            assert!(text.contains("YYYY-MM-DD"), "{text}");
+        }
+    }
+
+    #[test]
+    fn since_after_until_is_a_usage_error() {
+        for cmd in ["backfill", "report"] {
+            let e = parse_err(&[cmd, "--since", "2024-02-01", "--until", "2024-01-01"]);
+            assert_eq!(e.exit_code(), 2);
+            assert!(
+                e.to_string()
+                    .contains("--since 2024-02-01 is after --until 2024-01-01"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn report() {
+        let cli = parse(&["report"]);
+        assert_eq!(
+            cli.command,
+            Command::Report(ReportArgs {
+                since: None,
+                until: None,
+                format: ReportFormat::Table
+            })
+        );
+        let cli = parse(&[
+            "report",
+            "--since",
+            "2024-01-01",
+            "--until",
+            "2024-01-31",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            cli.command,
+            Command::Report(ReportArgs {
+                since: Some(date("2024-01-01")),
+                until: Some(date("2024-01-31")),
+                format: ReportFormat::Json
+            })
+        );
+        let cli = parse(&["report", "--format=csv"]);
+        let Command::Report(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.format, ReportFormat::Csv);
+        let e = parse_err(&["report", "--format", "xml"]);
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("table, json, csv"), "{e}");
+    }
+
+    #[test]
+    fn demo() {
+        let cli = parse(&["demo"]);
+        assert_eq!(
+            cli.command,
+            Command::Demo(DemoArgs {
+                dir: PathBuf::from("growthflow-demo"),
+                scale: 1
+            })
+        );
+        let cli = parse(&["demo", "--dir", "/tmp/x", "--scale", "3"]);
+        assert_eq!(
+            cli.command,
+            Command::Demo(DemoArgs {
+                dir: PathBuf::from("/tmp/x"),
+                scale: 3
+            })
+        );
+        assert_eq!(parse_err(&["demo", "--scale", "0"]).exit_code(), 2);
+        assert_eq!(parse_err(&["demo", "--scale", "many"]).exit_code(), 2);
+    }
+
+    #[test]
+    fn verbosity_flags() {
+        assert_eq!(parse(&["check"]).verbosity(), "warn,growthflow=info");
+        assert_eq!(parse(&["-q", "check"]).verbosity(), "error");
+        assert_eq!(parse(&["--quiet", "check"]).verbosity(), "error");
+        assert_eq!(parse(&["-v", "check"]).verbosity(), "warn,growthflow=debug");
+        assert_eq!(
+            parse(&["-vv", "check"]).verbosity(),
+            "info,growthflow=trace"
+        );
+        assert_eq!(
+            parse(&["-v", "-v", "check"]).verbosity(),
+            "info,growthflow=trace"
+        );
+        assert_eq!(parse(&["-vvv", "check"]).verbosity(), "trace");
+        // Global flags also work after the subcommand.
+        let cli = parse(&["sync", "-v", "--config", "x.toml"]);
+        assert_eq!(cli.verbose, 1);
+        assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
+    }
+
+    #[test]
+    fn verbose_and_quiet_conflict() {
+        for args in [
+            vec!["-v", "-q", "check"],
+            vec!["-q", "-vv", "check"],
+            vec!["check", "-v", "-q"],
+            vec!["-v", "sync", "-q"],
+        ] {
+            let e = parse_err(&args);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            vec![],
+            vec!["frobnicate"],
+            vec!["check", "--bogus"],
+            vec!["report", "--json"],
+            vec!["--config"],
+        ] {
+            let e = parse_err(&args);
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_exits_0_and_describes_each_command() {
+        let e = parse_err(&["--help"]);
+        assert_eq!(e.kind(), ErrorKind::DisplayHelp);
+        assert_eq!(e.exit_code(), 0);
+        let text = e.to_string();
+        for cmd in [
+            "check",
+            "discover",
+            "sync",
+            "backfill",
+            "report",
+            "demo",
+            "--config",
+            "--verbose",
+            "--quiet",
+        ] {
+            assert!(text.contains(cmd), "{cmd}: {text}");
+        }
+        let mut cmd = Cli::command();
+        for sub in cmd.get_subcommands_mut() {
+            assert!(sub.get_about().is_some(), "{}", sub.get_name());
+            assert!(sub.get_long_about().is_some(), "{}", sub.get_name());
+        }
+        let text = parse_err(&["sync", "--help"]).to_string();
+        assert!(
+            text.contains("--full-refresh") && text.contains("--stream <NAME>"),
+            "{text}"
+        );
+        assert_eq!(parse_err(&["--version"]).exit_code(), 0);
+    }
+}

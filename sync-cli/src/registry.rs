@@ -1,0 +1,43 @@
+//! Which connector types this build knows, how to build each from its config table, and the journey
+//! mappers used to rebuild the model. The one place that names every connector crate.
+
+use std::sync::Arc;
+
+use growthflow_core::connector::Connector;
+use growthflow_core::http::ClientOptions;
+use growthflow_core::model::JourneyMapper;
+
+use crate::config::{ConfigError, SourceEntry};
+
+/// Build the connector for one configured source. Errors name the config key at fault.
+pub fn build(
+    entry: &SourceEntry,
+    options: &ClientOptions,
+) -> Result<Arc<dyn Connector>, ConfigError> {
+    let invalid = |e: growthflow_core::Error| match e {
+        growthflow_core::Error::Config { key, message } => ConfigError::Invalid { key, message },
+        other => ConfigError::Invalid {
+            key: entry.key_path(),
+            message: other.to_string(),
+        },
+    };
+    match entry.source_type.as_str() {
+        "woocommerce" => {
+            let config: growthflow_woocommerce::WooCommerceConfig = entry.deserialize()?;
+            let c = growthflow_woocommerce::WooCommerce::new(&entry.name, config, options)
+                .map_err(invalid)?;
+            Ok(Arc::new(c))
+        }
+        other => Err(ConfigError::Invalid {
+            key: format!("{}.type", entry.key_path()),
+            message: format!(
+                "the {other} connector is not part of this build yet (available: woocommerce)"
+            ),
+        }),
+    }
+}
+
+/// Every journey mapper this build has, for rebuilding the model from whatever the dataset holds.
+pub fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
+    vec![Arc::new(growthflow_woocommerce::WooMapper)]
+}
