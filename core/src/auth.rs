@@ -155,9 +155,17 @@ impl OAuth2RefreshToken {
         }
         let mut refresh_token = self.refresh_token.lock().await;
         let grant = RefreshToken::new(refresh_token.expose_secret().to_string());
+        // The oauth2 crate hands every non-200 body to its error parser, so an outage page would read
+        // as a malformed token response; answer 5xx/408/429 as transport errors instead, which the
+        // mapping below turns into retryable ones.
+        let http = self.http.clone();
+        let send = move |req: oauth2::HttpRequest| {
+            let http = http.clone();
+            async move { checked_token_call(http, req).await }
+        };
         let response = client
             .exchange_refresh_token(&grant)
-            .request_async(&self.http)
+            .request_async(&send)
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => {
@@ -197,6 +205,21 @@ impl OAuth2RefreshToken {
             .map(|d| Instant::now() + d.saturating_sub(EXPIRY_MARGIN));
         Ok((access, expires))
     }
+}
+
+async fn checked_token_call(
+    http: oauth2::reqwest::Client,
+    req: oauth2::HttpRequest,
+) -> std::result::Result<oauth2::HttpResponse, oauth2::HttpClientError<oauth2::reqwest::Error>> {
+    use oauth2::AsyncHttpClient;
+    let resp = http.call(req).await?;
+    let status = resp.status().as_u16();
+    if status >= 500 || status == 408 || status == 429 {
+        return Err(oauth2::HttpClientError::Other(format!(
+            "the token endpoint answered {status}"
+        )));
+    }
+    Ok(resp)
 }
 
 #[async_trait]

@@ -124,14 +124,22 @@ impl Error {
         }
     }
 
-    /// A decode error quoting at most the first 200 characters of `body`, so that an HTML error page
-    /// from a proxy is recognisable in the message.
+    /// A decode error. Non-JSON bodies (an HTML page from a proxy or WAF) are quoted — at most 200
+    /// characters — so they are recognisable; JSON bodies are not, because they hold customer data
+    /// that must not reach logs.
     pub fn decode(err: impl std::fmt::Display, body: &[u8]) -> Error {
-        let text = String::from_utf8_lossy(body);
-        let snippet: String = text.chars().take(200).collect();
-        Error::Decode {
-            message: format!("{err}; body starts with: {snippet:?}"),
-        }
+        let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let message = if matches!(first, Some(b'{') | Some(b'[')) {
+            format!(
+                "{err}; the body is {} bytes of malformed or truncated JSON",
+                body.len()
+            )
+        } else {
+            let text = String::from_utf8_lossy(body);
+            let snippet: String = text.chars().take(200).collect();
+            format!("{err}; body starts with: {snippet:?}")
+        };
+        Error::Decode { message }
     }
 
     /// A config error for `key`.

@@ -298,7 +298,13 @@ pub fn build_report(conn: &Connection, opts: &ReportOptions) -> Result<Report, R
             aov: money_ratio(revenue, orders.into()),
             conversion_rate: ratio(orders.into(), sessions.into()),
             abandoned_checkouts: abandoned,
-            cart_abandonment_rate: ratio(abandoned.into(), (abandoned + orders).into()),
+            // Only Shopify reports abandoned checkouts: without a Shopify source the rate is not
+            // 0 %, it is unknown ("ratios over an unconfigured platform are null").
+            cart_abandonment_rate: if has_type(conn, "shopify")? {
+                ratio(abandoned.into(), (abandoned + orders).into())
+            } else {
+                None
+            },
         },
         retention: Retention {
             customers,
@@ -1044,4 +1050,20 @@ fn campaigns(conn: &Connection, w: &Window) -> Result<Vec<CampaignRow>, ReportEr
             .then_with(|| a.campaign.cmp(&b.campaign))
     });
     Ok(out.into_iter().map(|(_, r)| r).collect())
+}
+
+/// True when a source of `source_type` has been synced into this dataset. A dataset built by hand
+/// (tests, other tools) without the internal registry counts as having every platform.
+fn has_type(conn: &Connection, source_type: &str) -> Result<bool, ReportError> {
+    let registered: i64 =
+        conn.query_row("SELECT COUNT(*) FROM growthflow_sources", [], |r| r.get(0))?;
+    if registered == 0 {
+        return Ok(true);
+    }
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM growthflow_sources WHERE type = ?1",
+        [source_type],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }

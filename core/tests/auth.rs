@@ -284,7 +284,6 @@ async fn a_token_without_expiry_is_kept_until_invalidated() {
 /// `Error::Decode` (HTML/plain body) or `Error::Other` (empty body) — neither retryable — so a token
 /// endpoint hiccup fails the whole sync of a GA4/Klaviyo source.
 #[tokio::test]
-#[ignore = "bug: token endpoint 5xx is classified Decode/Other instead of Transient"]
 async fn token_endpoint_server_error_is_transient() {
     let server = server().await;
     token_once(

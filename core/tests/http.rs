@@ -795,7 +795,6 @@ async fn send_raw_client_error_is_classified_and_not_retried() {
 /// is returned instead" — `send` honours it, `send_raw` sleeps whatever the platform asks (an hour here,
 /// a day with `Retry-After: 86400`), hanging a sync instead of telling the user to run again later.
 #[tokio::test]
-#[ignore = "bug: send_raw ignores RetryPolicy::max_wait and sleeps any Retry-After"]
 async fn send_raw_retry_after_beyond_max_wait_fails_without_sleeping() {
     let server = server().await;
     once(

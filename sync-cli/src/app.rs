@@ -365,7 +365,8 @@ consumer_key = "{ck}"
 consumer_secret = "{cs}"
 "#,
         db = db.display().to_string().replace('\\', "/"),
-        start = (Utc::now().date_naive() - Days::new(400)).format("%Y-%m-%d"),
+        // Far enough back to include the simulated shop's whole catalogue, not only recent orders.
+        start = (Utc::now().date_naive() - Days::new(5 * 366)).format("%Y-%m-%d"),
         url = sandbox.woocommerce_url(),
         ck = woo.consumer_key,
         cs = woo.consumer_secret,

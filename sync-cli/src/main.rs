@@ -1,5 +1,7 @@
 //! `growthflow`: sync store and marketing platforms into one journey model.
 
+use std::io::IsTerminal;
+
 use growthflow_cli::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
@@ -11,6 +13,7 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

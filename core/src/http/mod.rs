@@ -129,6 +129,13 @@ pub fn default_classify<P: ApiPolicy + ?Sized>(policy: &P, resp: &Response) -> O
             retry_after: resp.header("retry-after").and_then(parse_retry_after),
             message: format!("{} answered 429 Too Many Requests", policy.platform()),
         },
+        503 if resp.header("retry-after").is_some() => Error::Throttled {
+            retry_after: resp.header("retry-after").and_then(parse_retry_after),
+            message: format!(
+                "{} answered 503 Service Unavailable with Retry-After",
+                policy.platform()
+            ),
+        },
         408 | 500..=599 => Error::Transient {
             message: format!(
                 "{} answered {}{}",
@@ -405,9 +412,12 @@ impl HttpClient {
             let mut req = template
                 .try_clone()
                 .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
-            self.auth.authorize(&mut req).await?;
             let started = Instant::now();
-            let outcome = self.execute_once(req).await;
+            let outcome = match self.auth.authorize(&mut req).await {
+                Ok(()) => self.execute_once(req).await,
+                Err(e) if e.is_retryable() => Err(e),
+                Err(e) => return Err(e),
+            };
             let error = match outcome {
                 Ok(resp) => {
                     if let Some(pause) = self.policy.pace(&resp) {
@@ -443,21 +453,7 @@ impl HttpClient {
                 tracing::warn!(endpoint, path = %path, attempt, error = %error, "request failed");
                 return Err(error);
             }
-            let delay = match error.retry_after() {
-                Some(d) if d > self.config.retry.max_wait => {
-                    return Err(Error::Throttled {
-                        retry_after: Some(d),
-                        message: format!(
-                            "{} asked to wait {}s, longer than the {}s we wait; run again later",
-                            self.policy.platform(),
-                            d.as_secs(),
-                            self.config.retry.max_wait.as_secs()
-                        ),
-                    })
-                }
-                Some(d) => d,
-                None => self.config.retry.backoff(attempt),
-            };
+            let delay = self.retry_delay(endpoint, &error, attempt)?;
             tracing::info!(
                 endpoint,
                 path = %path,
@@ -468,6 +464,28 @@ impl HttpClient {
             );
             self.clock.sleep(delay).await;
             attempt += 1;
+        }
+    }
+
+    /// How long to wait before retrying after `error`: the platform's own delay when it gave one (and
+    /// then every request on the endpoint waits, not just this one), else backoff. A delay beyond
+    /// `max_wait` ends the retries with a message saying to run again later.
+    fn retry_delay(&self, endpoint: &str, error: &Error, attempt: u32) -> Result<Duration> {
+        match error.retry_after() {
+            Some(d) if d > self.config.retry.max_wait => Err(Error::Throttled {
+                retry_after: Some(d),
+                message: format!(
+                    "{} asked to wait {}s, longer than the {}s we wait; run again later",
+                    self.policy.platform(),
+                    d.as_secs(),
+                    self.config.retry.max_wait.as_secs()
+                ),
+            }),
+            Some(d) => {
+                self.pause(endpoint, d);
+                Ok(d)
+            }
+            None => Ok(self.config.retry.backoff(attempt)),
         }
     }
 
@@ -521,9 +539,7 @@ impl HttpClient {
             if !error.is_retryable() || attempt >= self.config.retry.max_retries {
                 return Err(error);
             }
-            let delay = error
-                .retry_after()
-                .unwrap_or_else(|| self.config.retry.backoff(attempt));
+            let delay = self.retry_delay(endpoint, &error, attempt)?;
             self.clock.sleep(delay).await;
             attempt += 1;
         }
