@@ -1,0 +1,3 @@
+//! growthflow connector (being written).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
