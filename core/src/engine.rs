@@ -114,15 +114,22 @@ pub async fn run(
             }
         }
     }
-    let results: Vec<(usize, StreamOutcome)> = futures::stream::iter(work)
+    // Futures are built up front and boxed so that the whole sync future is provably `Send` (a closure
+    // inside `buffer_unordered` trips the compiler's higher-ranked lifetime inference).
+    let tasks: Vec<futures::future::BoxFuture<'_, (usize, StreamOutcome)>> = work
+        .into_iter()
         .map(|(i, c, def)| {
             let progress = progress.clone();
-            async move {
-                let outcome = sync_stream(&*c, &def, writer, options, &*progress).await;
-                progress.finished(c.name(), &outcome);
-                (i, outcome)
-            }
+            let fut: futures::future::BoxFuture<'_, (usize, StreamOutcome)> =
+                Box::pin(async move {
+                    let outcome = sync_stream(&*c, &def, writer, options, &*progress).await;
+                    progress.finished(c.name(), &outcome);
+                    (i, outcome)
+                });
+            fut
         })
+        .collect();
+    let results: Vec<(usize, StreamOutcome)> = futures::stream::iter(tasks)
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
