@@ -681,3 +681,52 @@ async fn backfill_rereads_a_window_without_moving_the_cursor() {
     // Same data re-read: nothing changes, state included.
     assert_eq!(snapshot(&db(&config)), before);
 }
+
+/// A log sink shared with the test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs_even_at_trace_level() {
+    let env = Env::start().await;
+    let good = env.config("good", "", None);
+    let bad = env.config("bad", "", Some("cs_wrong_secret_value"));
+    let sink = Captured::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime is single-threaded, so every task of the sync logs through this subscriber.
+    let guard = tracing::subscriber::set_default(subscriber);
+    env.sandbox.faults().rate_limit(1, 0);
+    assert_eq!(cli(&good, &["sync"]).await.0, 0);
+    assert_eq!(cli(&bad, &["sync"]).await.0, 1);
+    drop(guard);
+    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("retrying"),
+        "the 429 retry was logged: {logs}"
+    );
+    assert!(logs.contains("request failed"), "the 401 was logged");
+    for secret in [
+        env.store().consumer_secret.as_str(),
+        "cs_wrong_secret_value",
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    assert!(
+        !logs.contains("oauth_signature="),
+        "signed query strings reached the logs"
+    );
+}
