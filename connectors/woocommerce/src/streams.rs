@@ -13,6 +13,7 @@
 //! one second before the saved cursor (plus `lookback_days`): re-reading a record is an upsert, missing one
 //! is silent data loss.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -159,6 +160,8 @@ struct Plan {
     url: Url,
     params: Vec<(String, String)>,
     keep: Keep,
+    /// Page by modification time instead of page number (see [`Anchor`]).
+    keyset: bool,
 }
 
 /// The connector's reading half: client, API root and paging settings. Shared by the streams it reads.
@@ -252,11 +255,13 @@ impl Reader {
                 Keep::CursorSince(self.incremental_start(request)?),
             ),
         };
+        let keyset = request.window.is_none() && matches!(spec.filter, Filter::Modified);
         Ok(Plan {
             url: self.endpoint_url(spec.path),
             spec,
             params,
             keep,
+            keyset,
         })
     }
 
@@ -385,10 +390,38 @@ fn kept(keep: &Keep, record: &Record) -> Result<bool> {
     })
 }
 
-/// The paging state between two requests: only the paginator, never the records.
+/// Where a modification-ordered read stands: the newest modification time read so far and the ids
+/// already emitted at exactly that second.
+///
+/// Page numbers over a list ordered by modification time are unsafe while the store is live: an order
+/// modified mid-sync jumps to the end of the list, every later record shifts one place towards the
+/// front, and the record that slides onto an already-read page is never read — while the saved cursor
+/// moves past it. So these streams re-anchor every request on the last modification time instead
+/// (`modified_after` = that time − 1 s, because WooCommerce's bound is exclusive and whole-second),
+/// drop the records of that second already emitted, and fall back to the next page number only when a
+/// whole page shares one second.
+#[derive(Debug, Default)]
+struct Anchor {
+    at: Option<DateTime<Utc>>,
+    seen: HashSet<String>,
+}
+
+/// The paging state between two requests: the paginator (and anchor), never the records.
 struct Cursor {
     paginator: PageNumber,
     page_params: Vec<(String, String)>,
+    anchor: Anchor,
+}
+
+/// The next page number after `resp`, or `None` at the end.
+fn page_on(mut cursor: Cursor, resp: &Response, count: usize) -> Result<Option<Cursor>> {
+    Ok(match cursor.paginator.next(resp, count)? {
+        NextPage::Params(p) => {
+            cursor.page_params = p;
+            Some(cursor)
+        }
+        NextPage::Url(_) | NextPage::Done => None,
+    })
 }
 
 /// Read one stream lazily, one page in memory at a time.
@@ -419,29 +452,64 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
     let first = Cursor {
         page_params: paginator.first(),
         paginator,
+        anchor: Anchor::default(),
     };
+    let per_page = reader.per_page as usize;
     paged(first, move |mut cursor: Cursor| {
         let reader = reader.clone();
         let plan = plan.clone();
         async move {
             let mut url = plan.url.clone();
             set_query(&mut url, &plan.params);
+            if let Some(at) = cursor.anchor.at {
+                set_query(
+                    &mut url,
+                    &[param("modified_after", wc_date(at - Duration::seconds(1)))],
+                );
+            }
             set_query(&mut url, &cursor.page_params);
             let (resp, items) = reader.get_list(url, plan.spec.path).await?;
             let count = items.len();
             let mut records = Vec::with_capacity(count);
+            let mut newest: Option<DateTime<Utc>> = None;
+            let mut at_newest: Vec<String> = Vec::new();
             for item in items {
                 let record = to_record(&plan.spec, item)?;
+                if plan.keyset {
+                    let t = record.cursor.as_deref().and_then(parse_utc);
+                    if t > newest {
+                        newest = t;
+                        at_newest.clear();
+                    }
+                    if t == newest {
+                        at_newest.push(record.id.clone());
+                    }
+                    if t == cursor.anchor.at && cursor.anchor.seen.contains(&record.id) {
+                        continue;
+                    }
+                }
                 if kept(&plan.keep, &record)? {
                     records.push(record);
                 }
             }
-            let next = match cursor.paginator.next(&resp, count)? {
-                NextPage::Params(p) => {
-                    cursor.page_params = p;
+            let next = if plan.keyset {
+                if count < per_page {
+                    None
+                } else if newest > cursor.anchor.at {
+                    // Progress: re-anchor on the newest second and start again at page 1.
+                    cursor.anchor = Anchor {
+                        at: newest,
+                        seen: at_newest.into_iter().collect(),
+                    };
+                    cursor.page_params = cursor.paginator.first();
                     Some(cursor)
+                } else {
+                    // A whole page within one second: page on within it.
+                    cursor.anchor.seen.extend(at_newest);
+                    page_on(cursor, &resp, count)?
                 }
-                NextPage::Url(_) | NextPage::Done => None,
+            } else {
+                page_on(cursor, &resp, count)?
             };
             Ok((
                 Page {

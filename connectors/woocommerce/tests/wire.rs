@@ -333,16 +333,27 @@ async fn three_pages_yield_every_record_once_in_order() {
             order(6, "2025-03-04T11:00:00"),
         ],
     ];
-    for (i, items) in pages_data.iter().enumerate() {
+    // Modification-ordered streams re-anchor each request on the newest time read (minus WooCommerce's
+    // exclusive second) instead of asking for page N, so a record modified mid-sync cannot shift
+    // another one out of reach; the last full page is followed by one that re-reads the newest second.
+    let anchors = [
+        "2025-03-01T00:00:00",
+        "2025-03-02T10:59:59",
+        "2025-03-03T10:59:59",
+        "2025-03-04T10:59:59",
+    ];
+    let mut responses: Vec<Vec<Value>> = pages_data.to_vec();
+    responses.push(vec![order(6, "2025-03-04T11:00:00")]);
+    for (anchor, items) in anchors.iter().zip(responses) {
         Mock::given(method("GET"))
             .and(path("/wp-json/wc/v3/orders"))
-            .and(query_param("page", (i + 1).to_string().as_str()))
+            .and(query_param("page", "1"))
             .and(query_param("per_page", "2"))
             .and(query_param("orderby", "modified"))
             .and(query_param("order", "asc"))
-            .and(query_param("modified_after", "2025-03-01T00:00:00"))
+            .and(query_param("modified_after", *anchor))
             .and(query_param("dates_are_gmt", "true"))
-            .respond_with(list(items.clone(), 3))
+            .respond_with(list(items, 3))
             .expect(1)
             .mount(&h.server)
             .await;
@@ -360,7 +371,11 @@ async fn three_pages_yield_every_record_once_in_order() {
         .iter()
         .map(|p| p.records.iter().map(|r| r.id.as_str()).collect())
         .collect();
-    assert_eq!(ids, vec![vec!["1", "2"], vec!["3", "4"], vec!["5", "6"]]);
+    // The re-read of the newest second emits nothing already emitted.
+    assert_eq!(
+        ids,
+        vec![vec!["1", "2"], vec!["3", "4"], vec!["5", "6"], vec![]]
+    );
     let cursors: Vec<&str> = pages
         .iter()
         .flat_map(|p| p.records.iter().map(|r| r.cursor.as_deref().unwrap()))
@@ -372,8 +387,11 @@ async fn three_pages_yield_every_record_once_in_order() {
     assert_eq!(pages[0].records[0].payload["currency_symbol"], json!("£"));
 
     let requests = h.finish(guard).await;
-    let pages_asked: Vec<String> = requests.iter().map(|r| query(r)["page"].clone()).collect();
-    assert_eq!(pages_asked, ["1", "2", "3"]);
+    let asked: Vec<String> = requests
+        .iter()
+        .map(|r| query(r)["modified_after"].clone())
+        .collect();
+    assert_eq!(asked, anchors);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -825,4 +843,75 @@ async fn an_unknown_stream_is_an_error_without_a_request() {
         .unwrap_err();
     assert!(err.to_string().contains("subscriptions"), "{err}");
     assert!(h.finish(guard).await.is_empty());
+}
+
+/// A live store: order 1 is modified while the sync reads page 1, jumps to the end of the
+/// modification order and every later order shifts one place forward. Asking for "page 2" would now
+/// skip order 3; re-anchoring on the newest modification time reads every order.
+#[tokio::test]
+async fn an_order_modified_mid_sync_does_not_hide_another() {
+    let h = Harness::start().await;
+    let live = [
+        order(2, "2025-03-02T11:00:00"),
+        order(3, "2025-03-03T10:00:00"),
+        order(4, "2025-03-03T11:00:00"),
+        order(1, "2025-03-09T09:00:00"),
+    ];
+    let answers: [(&str, Vec<Value>); 5] = [
+        (
+            "2025-03-01T00:00:00",
+            vec![
+                order(1, "2025-03-02T10:00:00"),
+                order(2, "2025-03-02T11:00:00"),
+            ],
+        ),
+        (
+            "2025-03-02T10:59:59",
+            vec![live[0].clone(), live[1].clone()],
+        ),
+        (
+            "2025-03-03T09:59:59",
+            vec![live[1].clone(), live[2].clone()],
+        ),
+        (
+            "2025-03-03T10:59:59",
+            vec![live[2].clone(), live[3].clone()],
+        ),
+        ("2025-03-09T08:59:59", vec![live[3].clone()]),
+    ];
+    for (anchor, items) in answers {
+        Mock::given(method("GET"))
+            .and(path("/wp-json/wc/v3/orders"))
+            .and(query_param("page", "1"))
+            .and(query_param("modified_after", anchor))
+            .respond_with(list(items, 2))
+            .expect(1)
+            .mount(&h.server)
+            .await;
+    }
+    let guard = h.catch_all().await;
+    let mut config = h.config();
+    config.per_page = 2;
+    let pages = read_all(
+        &h.connector_with(config),
+        read_request("orders", None, start()),
+    )
+    .await
+    .unwrap();
+    let read: Vec<(String, String)> = pages
+        .iter()
+        .flat_map(|p| p.records.iter())
+        .map(|r| (r.id.clone(), r.cursor.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("1".into(), "2025-03-02T10:00:00Z".into()),
+            ("2".into(), "2025-03-02T11:00:00Z".into()),
+            ("3".into(), "2025-03-03T10:00:00Z".into()),
+            ("4".into(), "2025-03-03T11:00:00Z".into()),
+            ("1".into(), "2025-03-09T09:00:00Z".into()),
+        ]
+    );
+    h.finish(guard).await;
 }

@@ -1,0 +1,229 @@
+//! How Klaviyo records become journey rows.
+//!
+//! Events are mapped by their metric's *name* (from the `included.metric` the stream joins in), because
+//! metric ids differ per account and integration while the names of Klaviyo's own email metrics and the
+//! e-commerce integrations' metrics are fixed. Events of other metrics map to nothing. Profiles become
+//! people. Everything else is kept raw only.
+//!
+//! "Placed Order" is the event the report's `email_attributed_revenue` and Klaviyo's reported purchases
+//! come from, so its attribution is read from every place Klaviyo puts it: the `$attributed_message` /
+//! `$attributed_flow` properties and the `attributions` relationship (with its included attribution
+//! resources naming the campaign or flow). Money is parsed from the JSON number's written form into
+//! [`Decimal`], never through `f64` arithmetic.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use growthflow_core::model::{Channel, CustomerRow, EventRow, JourneyMapper, JourneyRows, Stage};
+use growthflow_core::{Error, Result};
+
+use crate::streams::time_attr;
+
+/// The connector type this mapper belongs to.
+pub const SOURCE_TYPE: &str = "klaviyo";
+
+/// Metric name → (event_type, stage, is an email engagement event). "Checkout Started" is the older
+/// Shopify integration's name for "Started Checkout".
+pub const METRIC_EVENTS: [(&str, &str, Stage, bool); 7] = [
+    (
+        "Received Email",
+        "email_received",
+        Stage::Consideration,
+        true,
+    ),
+    ("Opened Email", "email_opened", Stage::Consideration, true),
+    ("Clicked Email", "email_clicked", Stage::Consideration, true),
+    (
+        "Viewed Product",
+        "product_viewed",
+        Stage::Consideration,
+        false,
+    ),
+    (
+        "Started Checkout",
+        "checkout_started",
+        Stage::Consideration,
+        false,
+    ),
+    (
+        "Checkout Started",
+        "checkout_started",
+        Stage::Consideration,
+        false,
+    ),
+    ("Placed Order", "placed_order", Stage::Conversion, false),
+];
+
+/// Maps Klaviyo records into the journey model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KlaviyoMapper;
+
+impl JourneyMapper for KlaviyoMapper {
+    fn source_type(&self) -> &'static str {
+        SOURCE_TYPE
+    }
+
+    fn map(&self, stream: &str, record: &Value) -> Result<JourneyRows> {
+        let mut rows = JourneyRows::default();
+        match stream {
+            "events" => rows.events.extend(event_row(record)?),
+            "profiles" => rows.customers.extend(customer_row(record)?),
+            _ => {}
+        }
+        Ok(rows)
+    }
+}
+
+fn decode(what: &str, message: impl std::fmt::Display) -> Error {
+    Error::Decode {
+        message: format!("Klaviyo {what}: {message}"),
+    }
+}
+
+/// A non-blank string, trimmed (numbers, as some integrations send ids, as their text).
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A money value: a JSON number parsed from its written form, or a decimal string.
+fn money(v: Option<&Value>, field: &str, what: &str) -> Result<Option<Decimal>> {
+    let parse = |s: &str| {
+        Decimal::from_str(s.trim())
+            .or_else(|_| Decimal::from_scientific(s.trim()))
+            .map_err(|_| decode(what, format!("`{field}` is not a decimal amount: {s:?}")))
+    };
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => parse(s).map(Some),
+        Some(Value::Number(n)) => parse(&n.to_string()).map(Some),
+        Some(other) => Err(decode(
+            what,
+            format!("`{field}` is not a decimal amount: {other}"),
+        )),
+    }
+}
+
+/// The id a relationship of an (included) resource points at.
+fn related_id(resource: &Value, rel: &str) -> Option<String> {
+    text(resource.pointer(&format!("/relationships/{rel}/data/id")))
+}
+
+/// When the event happened: `datetime`, else the epoch `timestamp`.
+fn occurred_at(record: &Value, what: &str) -> Result<DateTime<Utc>> {
+    match time_attr(record, "datetime", what)? {
+        Some(t) => Ok(t),
+        None => time_attr(record, "timestamp", what)?
+            .ok_or_else(|| decode(what, "has neither `datetime` nor `timestamp`")),
+    }
+}
+
+/// Who Klaviyo credits an order to: campaign id, flow id, and whether it is attributed at all.
+#[derive(Debug, Default, PartialEq)]
+struct Attribution {
+    campaign: Option<String>,
+    flow: Option<String>,
+    attributed: bool,
+}
+
+fn attribution(record: &Value, props: &Map<String, Value>) -> Attribution {
+    let mut a = Attribution::default();
+    for resource in record
+        .pointer("/included/attributions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if a.campaign.is_none() {
+            a.campaign = related_id(resource, "campaign");
+        }
+        if a.flow.is_none() {
+            a.flow = related_id(resource, "flow");
+        }
+    }
+    let attributed_flow = text(props.get("$attributed_flow"));
+    let attributed_message = text(props.get("$attributed_message"));
+    if a.flow.is_none() {
+        a.flow = attributed_flow.clone();
+    }
+    // `$attributed_message` is a campaign's message when no flow is named, a flow message otherwise.
+    if a.campaign.is_none() && a.flow.is_none() {
+        a.campaign = attributed_message.clone();
+    }
+    let related = record
+        .pointer("/relationships/attributions/data")
+        .and_then(Value::as_array)
+        .is_some_and(|links| !links.is_empty());
+    a.attributed = a.campaign.is_some()
+        || a.flow.is_some()
+        || attributed_message.is_some()
+        || attributed_flow.is_some()
+        || related;
+    a
+}
+
+/// One event of a mapped metric as a journey event; `None` for other metrics.
+pub fn event_row(record: &Value) -> Result<Option<EventRow>> {
+    let id = text(record.get("id")).ok_or_else(|| decode("event", "`id` is missing"))?;
+    let what = format!("event {id}");
+    let Some(metric) = text(record.pointer("/included/metric/attributes/name")) else {
+        return Ok(None);
+    };
+    let Some(&(_, event_type, stage, is_email)) =
+        METRIC_EVENTS.iter().find(|(name, ..)| *name == metric)
+    else {
+        return Ok(None);
+    };
+    let at = occurred_at(record, &what)?;
+    let empty = Map::new();
+    let props = record
+        .pointer("/attributes/event_properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let mut event = EventRow::at(format!("event:{id}"), at, stage, event_type);
+    event.email = text(record.pointer("/included/profile/attributes/email"));
+    if is_email {
+        let message = text(props.get("$message"));
+        let flow = text(props.get("$flow"));
+        event.channel = Some(Channel::Email);
+        event.campaign = text(props.get("Campaign Name"))
+            .or_else(|| flow.clone())
+            .or_else(|| message.clone());
+        event.attributes = json!({ "message": message, "flow": flow });
+    } else if event_type == "placed_order" {
+        let a = attribution(record, props);
+        event.value = money(props.get("$value"), "$value", &what)?;
+        event.currency = text(props.get("$currency_code"))
+            .or_else(|| text(props.get("$value_currency")))
+            .or_else(|| text(props.get("Currency")));
+        if a.attributed {
+            event.channel = Some(Channel::Email);
+        }
+        event.attributes = json!({
+            "attributed": a.attributed,
+            "campaign": a.campaign,
+            "flow": a.flow,
+        });
+    }
+    Ok(Some(event))
+}
+
+/// A profile with an email as a person, first seen when Klaviyo created the profile.
+pub fn customer_row(record: &Value) -> Result<Option<CustomerRow>> {
+    let id = text(record.get("id")).unwrap_or_else(|| "?".into());
+    let what = format!("profile {id}");
+    let Some(email) = text(record.pointer("/attributes/email")) else {
+        return Ok(None);
+    };
+    Ok(Some(CustomerRow {
+        email,
+        first_seen_at: time_attr(record, "created", &what)?,
+    }))
+}

@@ -1,0 +1,685 @@
+//! The streams Klaviyo is read as, declared as data, and the one read loop they share.
+//!
+//! Every stream is a JSON:API collection paged by cursor: the first request carries the filter, sort,
+//! includes and page size; every later one is `links.next` followed verbatim (it already holds all of
+//! them plus `page[cursor]`). They differ in the field the server can filter on and how:
+//!
+//! - events: `greater-or-equal(datetime,…)`, sorted by `datetime`, re-reading `lookback_days` because
+//!   Klaviyo accepts events with past timestamps; `include=metric,profile,attributions` so that the
+//!   mapper knows the metric's name, the person's email and the attributed campaign or flow;
+//! - profiles and lists: `greater-than(updated,…)` (the only operator Klaviyo allows there), sorted;
+//! - campaigns: `greater-or-equal(updated_at,…)`, once per channel, because Klaviyo refuses to list
+//!   campaigns without an `equals(messages.channel,…)` filter — two requests, so unsorted overall;
+//! - flows: `greater-or-equal(updated,…)`, sorted;
+//! - metrics: no date filter at all; a small list read whole every time.
+//!
+//! Each record is the `data` item as Klaviyo sent it, plus an `included` object holding the included
+//! resources its relationships point at (by relationship name), so a record stands on its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use reqwest::header::ACCEPT;
+use serde_json::{Map, Value};
+use url::Url;
+
+use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::http::{HttpClient, Response};
+use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
+use growthflow_core::time::{format_utc, parse_utc};
+use growthflow_core::{Error, Result};
+
+use crate::config::revision_at_least;
+
+/// The media type of JSON:API, which Klaviyo answers in.
+pub const JSON_API: &str = "application/vnd.api+json";
+
+/// Events with their metric, profile and attributions.
+pub const EVENTS: StreamDef = StreamDef {
+    name: "events",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "datetime",
+    },
+    sorted: true,
+    parent: None,
+    description:
+        "Events (GET /api/events?include=metric,profile,attributions), incremental on datetime \
+                  with a lookback",
+};
+
+/// Metrics (the event types), read whole.
+pub const METRICS: StreamDef = StreamDef {
+    name: "metrics",
+    primary_key: &["id"],
+    mode: SyncMode::FullRefresh,
+    sorted: false,
+    parent: None,
+    description: "Metrics (GET /api/metrics); no server-side date filter, so a full refresh",
+};
+
+/// Profiles (people).
+pub const PROFILES: StreamDef = StreamDef {
+    name: "profiles",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated",
+    },
+    sorted: true,
+    parent: None,
+    description: "Profiles (GET /api/profiles), incremental on updated",
+};
+
+/// Email and SMS campaigns.
+pub const CAMPAIGNS: StreamDef = StreamDef {
+    name: "campaigns",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated_at",
+    },
+    sorted: false,
+    parent: None,
+    description:
+        "Email and SMS campaigns (GET /api/campaigns, one request per channel), incremental on \
+                  updated_at",
+};
+
+/// Flows (automations).
+pub const FLOWS: StreamDef = StreamDef {
+    name: "flows",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated",
+    },
+    sorted: true,
+    parent: None,
+    description: "Flows (GET /api/flows), incremental on updated",
+};
+
+/// Lists.
+pub const LISTS: StreamDef = StreamDef {
+    name: "lists",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated",
+    },
+    sorted: true,
+    parent: None,
+    description: "Lists (GET /api/lists), incremental on updated",
+};
+
+/// Every stream, in the order `discover` lists and `sync` reads them.
+pub fn stream_defs() -> Vec<StreamDef> {
+    vec![EVENTS, METRICS, PROFILES, CAMPAIGNS, FLOWS, LISTS]
+}
+
+/// The campaign channels read, one request each (Klaviyo requires the filter).
+pub const CAMPAIGN_CHANNELS: [&str; 2] = ["email", "sms"];
+
+/// Largest event page: `page[size]` exists on `/api/events` from revision 2026-01-15 (max 1000); before
+/// it, pages are a fixed 200 and the parameter is rejected.
+pub const EVENTS_PAGE_SIZE: u32 = 1000;
+
+/// The first revision whose `/api/events` accepts `page[size]`.
+pub const EVENTS_PAGE_SIZE_SINCE: &str = "2026-01-15";
+
+/// Largest profile page (default 20).
+pub const PROFILES_PAGE_SIZE: u32 = 100;
+
+/// What the read loop needs to know about a stream beyond its [`StreamDef`].
+#[derive(Debug, Clone)]
+struct Spec {
+    def: StreamDef,
+    /// Path below `/api` and the rate-limit endpoint name.
+    path: &'static str,
+    /// Server-side date filter on the incremental field: (operator, exclusive?).
+    updated_filter: Option<(&'static str, bool)>,
+    /// Server-side filter on creation time for backfills, if the endpoint has one.
+    created_field: Option<&'static str>,
+    /// `sort=` value.
+    sort: Option<&'static str>,
+}
+
+impl Spec {
+    fn of(name: &str) -> Option<Spec> {
+        let (def, updated_filter, created_field, sort) = match name {
+            "events" => (
+                EVENTS,
+                Some(("greater-or-equal", false)),
+                Some("datetime"),
+                Some("datetime"),
+            ),
+            "metrics" => (METRICS, None, None, None),
+            "profiles" => (
+                PROFILES,
+                Some(("greater-than", true)),
+                Some("created"),
+                Some("updated"),
+            ),
+            "campaigns" => (
+                CAMPAIGNS,
+                Some(("greater-or-equal", false)),
+                Some("created_at"),
+                None,
+            ),
+            "flows" => (
+                FLOWS,
+                Some(("greater-or-equal", false)),
+                Some("created"),
+                Some("updated"),
+            ),
+            "lists" => (LISTS, Some(("greater-than", true)), None, Some("updated")),
+            _ => return None,
+        };
+        Some(Spec {
+            path: def.name,
+            def,
+            updated_filter,
+            created_field,
+            sort,
+        })
+    }
+
+    fn cursor_field(&self) -> &'static str {
+        match self.def.mode {
+            SyncMode::Incremental { cursor_field } => cursor_field,
+            SyncMode::FullRefresh => "updated",
+        }
+    }
+}
+
+/// Records to drop client-side, for bounds the server cannot apply (lists have no `created` filter).
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    All,
+    /// `attributes.created` in `[since, until)`.
+    CreatedIn(DateTime<Utc>, DateTime<Utc>),
+}
+
+/// The connector's reading half: client, API root, revision and lookback. Shared by the streams it reads.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) client: HttpClient,
+    pub(crate) api_base: Url,
+    pub(crate) revision: String,
+    pub(crate) lookback_days: u32,
+}
+
+/// A time as Klaviyo's filters take it: unquoted RFC 3339 UTC.
+pub fn filter_time(t: DateTime<Utc>) -> String {
+    format_utc(t)
+}
+
+fn param(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_string(), v.into())
+}
+
+impl Reader {
+    /// The URL of an endpoint below `/api`.
+    pub(crate) fn endpoint_url(&self, path: &str) -> Url {
+        let mut url = self.api_base.clone();
+        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+
+    /// `page[size]` for a stream, when the endpoint takes one larger than its default.
+    fn page_size(&self, stream: &str) -> Option<u32> {
+        match stream {
+            "events" if revision_at_least(&self.revision, EVENTS_PAGE_SIZE_SINCE) => {
+                Some(EVENTS_PAGE_SIZE)
+            }
+            "profiles" => Some(PROFILES_PAGE_SIZE),
+            _ => None,
+        }
+    }
+
+    /// Where an incremental read starts: the saved cursor less a second for exclusive filters (the cursor
+    /// keeps whole seconds) and, for events, less `lookback_days`; else the configured start.
+    fn incremental_start(
+        &self,
+        spec: &Spec,
+        request: &ReadRequest,
+        exclusive: bool,
+    ) -> Result<DateTime<Utc>> {
+        let Some(cursor) = request.state_cursor() else {
+            return Ok(request.start);
+        };
+        let saved = parse_utc(cursor).ok_or_else(|| {
+            Error::Other(format!(
+                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
+                request.stream
+            ))
+        })?;
+        let mut start = saved;
+        if exclusive {
+            start -= Duration::seconds(1);
+        }
+        if spec.def.name == "events" {
+            start -= Duration::days(i64::from(self.lookback_days));
+        }
+        Ok(start)
+    }
+
+    /// The first URL(s) of a read (campaigns: one per channel) and the client-side filter.
+    fn plan(&self, spec: &Spec, request: &ReadRequest) -> Result<(Vec<Url>, Keep)> {
+        let mut filters: Vec<String> = Vec::new();
+        let mut keep = Keep::All;
+        match (request.window, spec.updated_filter) {
+            (_, None) => {}
+            (Some(w), Some(_)) => match spec.created_field {
+                // Profiles only allow greater-than/less-than on `created`: one second back keeps the
+                // window's start inclusive.
+                Some(field) if spec.def.name == "profiles" => {
+                    filters.push(format!(
+                        "greater-than({field},{})",
+                        filter_time(w.since - Duration::seconds(1))
+                    ));
+                    filters.push(format!("less-than({field},{})", filter_time(w.until)));
+                }
+                Some(field) => {
+                    filters.push(format!(
+                        "greater-or-equal({field},{})",
+                        filter_time(w.since)
+                    ));
+                    filters.push(format!("less-than({field},{})", filter_time(w.until)));
+                }
+                None => keep = Keep::CreatedIn(w.since, w.until),
+            },
+            (None, Some((op, exclusive))) => {
+                let start = self.incremental_start(spec, request, exclusive)?;
+                filters.push(format!(
+                    "{op}({},{})",
+                    spec.cursor_field(),
+                    filter_time(start)
+                ));
+            }
+        }
+        let mut common = Vec::new();
+        if let Some(sort) = spec.sort {
+            common.push(param("sort", sort));
+        }
+        if spec.def.name == "events" {
+            common.push(param("include", "metric,profile,attributions"));
+            common.push(param("fields[metric]", "name,integration"));
+            common.push(param("fields[profile]", "email"));
+        }
+        if let Some(size) = self.page_size(spec.def.name) {
+            common.push(param("page[size]", size.to_string()));
+        }
+        let channels: Vec<Option<&str>> = if spec.def.name == "campaigns" {
+            CAMPAIGN_CHANNELS.iter().map(|c| Some(*c)).collect()
+        } else {
+            vec![None]
+        };
+        let urls = channels
+            .into_iter()
+            .map(|channel| {
+                let mut all: Vec<String> = channel
+                    .map(|c| format!("equals(messages.channel,'{c}')"))
+                    .into_iter()
+                    .collect();
+                all.extend(filters.iter().cloned());
+                let mut params = Vec::new();
+                if !all.is_empty() {
+                    params.push(param("filter", all.join(",")));
+                }
+                params.extend(common.iter().cloned());
+                let mut url = self.endpoint_url(spec.path);
+                set_query(&mut url, &params);
+                url
+            })
+            .collect();
+        Ok((urls, keep))
+    }
+
+    /// GET one JSON:API page with the revision and accept headers.
+    pub(crate) async fn get(&self, url: Url, endpoint: &str) -> Result<Value> {
+        let request = self
+            .client
+            .reqwest()
+            .get(url)
+            .header("revision", &self.revision)
+            .header(ACCEPT, JSON_API);
+        let resp = self.client.send(endpoint, request).await?;
+        decode_document(&resp, endpoint)
+    }
+}
+
+/// A page body as a JSON:API document. A 200 HTML page is a proxy or challenge page, not data.
+fn decode_document(resp: &Response, endpoint: &str) -> Result<Value> {
+    if resp.is_html() {
+        return Err(Error::Decode {
+            message: format!(
+                "Klaviyo answered /api/{endpoint} with an HTML page instead of JSON:API: check base_url \
+                 and any proxy in between"
+            ),
+        });
+    }
+    let body: Value = resp.json().map_err(|e| match e {
+        Error::Decode { message } => Error::Decode {
+            message: format!("Klaviyo /api/{endpoint}: {message}"),
+        },
+        other => other,
+    })?;
+    if !body.get("data").is_some_and(Value::is_array) {
+        return Err(Error::Decode {
+            message: format!("Klaviyo /api/{endpoint}: the document has no `data` array"),
+        });
+    }
+    Ok(body)
+}
+
+/// Add to each `data` item an `included` object: for every relationship whose resources were included,
+/// the resource (to-one) or the list of resources (to-many), under the relationship's name. Items of a
+/// document without `included` are left as sent.
+pub fn join_included(document: &mut Value) -> Vec<Value> {
+    let included: HashMap<(String, String), Value> = document
+        .get("included")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|r| {
+                    let t = r.get("type")?.as_str()?.to_string();
+                    let id = r.get("id")?.as_str()?.to_string();
+                    Some(((t, id), r.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let has_included = document.get("included").is_some();
+    let data = match document.get_mut("data").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    if !has_included {
+        return data;
+    }
+    let lookup = |linkage: &Value| -> Option<Value> {
+        let t = linkage.get("type")?.as_str()?;
+        let id = linkage.get("id")?.as_str()?;
+        included.get(&(t.to_string(), id.to_string())).cloned()
+    };
+    data.into_iter()
+        .map(|mut item| {
+            let mut joined = Map::new();
+            if let Some(rels) = item.get("relationships").and_then(Value::as_object) {
+                for (name, rel) in rels {
+                    match rel.get("data") {
+                        Some(Value::Array(links)) => {
+                            let found: Vec<Value> = links.iter().filter_map(lookup).collect();
+                            joined.insert(name.clone(), Value::Array(found));
+                        }
+                        Some(linkage @ Value::Object(_)) => {
+                            if let Some(found) = lookup(linkage) {
+                                joined.insert(name.clone(), found);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(obj) = item.as_object_mut() {
+                obj.insert("included".to_string(), Value::Object(joined));
+            }
+            item
+        })
+        .collect()
+}
+
+/// A time attribute of a resource: `Ok(None)` when absent or null, a decode error naming the field when
+/// present but unreadable. Epoch seconds (events' `timestamp`) are accepted too.
+pub(crate) fn time_attr(item: &Value, field: &str, what: &str) -> Result<Option<DateTime<Utc>>> {
+    match item.pointer(&format!("/attributes/{field}")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => parse_utc(s).map(Some).ok_or_else(|| Error::Decode {
+            message: format!("Klaviyo {what}: `{field}` is not a date-time: {s:?}"),
+        }),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+            .map(Some)
+            .ok_or_else(|| Error::Decode {
+                message: format!("Klaviyo {what}: `{field}` is not a timestamp: {n}"),
+            }),
+        Some(other) => Err(Error::Decode {
+            message: format!("Klaviyo {what}: `{field}` is not a date-time: {other}"),
+        }),
+    }
+}
+
+/// A record with its id and cursor pulled out. Events without `datetime` fall back to `timestamp`.
+fn to_record(spec: &Spec, item: Value) -> Result<Record> {
+    let stream = spec.def.name;
+    let Some(id) = item
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
+        return Err(Error::Decode {
+            message: format!("Klaviyo {stream} record without an `id`"),
+        });
+    };
+    let what = format!("{stream} record {id}");
+    let mut cursor = time_attr(&item, spec.cursor_field(), &what)?;
+    if cursor.is_none() && stream == "events" {
+        cursor = time_attr(&item, "timestamp", &what)?;
+    }
+    Ok(Record {
+        id,
+        cursor: cursor.map(format_utc),
+        payload: item,
+    })
+}
+
+fn kept(keep: Keep, record: &Record) -> Result<bool> {
+    Ok(match keep {
+        Keep::All => true,
+        Keep::CreatedIn(since, until) => match time_attr(&record.payload, "created", &record.id)? {
+            Some(c) => c >= since && c < until,
+            None => false,
+        },
+    })
+}
+
+/// The paging state between two requests: the URL to fetch and the first URLs still to read.
+struct Cursor {
+    url: Url,
+    queued: Vec<Url>,
+}
+
+/// Read one stream lazily, one page in memory at a time.
+pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+    let Some(spec) = Spec::of(&request.stream) else {
+        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
+        let err = Error::Other(format!(
+            "Klaviyo has no stream {:?} (streams: {})",
+            request.stream,
+            names.join(", ")
+        ));
+        return futures::stream::once(async move { Err(err) }).boxed();
+    };
+    let (mut urls, keep) = match reader.plan(&spec, &request) {
+        Ok(p) => p,
+        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    // The URLs carry filters only; credentials go in a header, so they can be logged.
+    tracing::debug!(stream = spec.def.name, urls = ?urls.iter().map(Url::as_str).collect::<Vec<_>>(), "reading");
+    urls.reverse();
+    let Some(first) = urls.pop() else {
+        return futures::stream::empty().boxed();
+    };
+    let start = Cursor {
+        url: first,
+        queued: urls,
+    };
+    let spec = Arc::new(spec);
+    paged(start, move |mut cursor: Cursor| {
+        let reader = reader.clone();
+        let spec = spec.clone();
+        async move {
+            let mut document = reader.get(cursor.url.clone(), spec.path).await?;
+            let next = JsonCursor::url("/links/next").next_from(&document);
+            let mut records = Vec::new();
+            for item in join_included(&mut document) {
+                let record = to_record(&spec, item)?;
+                if kept(keep, &record)? {
+                    records.push(record);
+                }
+            }
+            let next = match next {
+                NextPage::Url(u) => {
+                    cursor.url = Url::parse(&u).map_err(|e| Error::Decode {
+                        message: format!("Klaviyo links.next is not a URL ({e}): {u:?}"),
+                    })?;
+                    Some(cursor)
+                }
+                NextPage::Params(_) | NextPage::Done => cursor.queued.pop().map(|url| {
+                    cursor.url = url;
+                    cursor
+                }),
+            };
+            Ok((
+                Page {
+                    records,
+                    checkpoint: None,
+                },
+                next,
+            ))
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn included_resources_are_joined_by_relationship() {
+        let mut doc = json!({
+            "data": [
+                {"type": "event", "id": "e1", "attributes": {"datetime": "2024-06-01T08:00:00+00:00"},
+                 "relationships": {
+                    "metric": {"data": {"type": "metric", "id": "m1"}},
+                    "profile": {"data": {"type": "profile", "id": "p-missing"}},
+                    "attributions": {"data": [{"type": "attribution", "id": "a1"}]}}}
+            ],
+            "included": [
+                {"type": "metric", "id": "m1", "attributes": {"name": "Opened Email"}},
+                {"type": "attribution", "id": "a1", "relationships": {}}
+            ]
+        });
+        let items = join_included(&mut doc);
+        assert_eq!(
+            items[0]["included"],
+            json!({
+                "metric": {"type": "metric", "id": "m1", "attributes": {"name": "Opened Email"}},
+                "attributions": [{"type": "attribution", "id": "a1", "relationships": {}}]
+            })
+        );
+        let r = to_record(&Spec::of("events").unwrap(), items[0].clone()).unwrap();
+        assert_eq!(r.cursor.as_deref(), Some("2024-06-01T08:00:00Z"));
+
+        let mut plain = json!({"data": [{"type": "list", "id": "l1"}]});
+        assert_eq!(
+            join_included(&mut plain),
+            vec![json!({"type": "list", "id": "l1"})]
+        );
+    }
+
+    #[test]
+    fn events_fall_back_to_the_epoch_timestamp() {
+        let r = to_record(
+            &Spec::of("events").unwrap(),
+            json!({"id": "e", "attributes": {"datetime": null, "timestamp": 1717228800}}),
+        )
+        .unwrap();
+        assert_eq!(r.cursor.as_deref(), Some("2024-06-01T08:00:00Z"));
+        let r = to_record(
+            &Spec::of("metrics").unwrap(),
+            json!({"id": "m", "attributes": {"updated": "2021-03-31T10:50:36.123456"}}),
+        )
+        .unwrap();
+        assert_eq!(r.cursor.as_deref(), Some("2021-03-31T10:50:36Z"));
+        assert!(to_record(&Spec::of("events").unwrap(), json!({"attributes": {}})).is_err());
+    }
+
+    fn reader() -> Reader {
+        Reader {
+            client: HttpClient::builder(Arc::new(growthflow_core::http::DefaultPolicy("Klaviyo")))
+                .build()
+                .unwrap(),
+            api_base: Url::parse("https://a.klaviyo.com/api").unwrap(),
+            revision: "2026-07-15".into(),
+            lookback_days: 3,
+        }
+    }
+
+    fn filters_of(stream: &str, request: &ReadRequest) -> (Vec<String>, bool) {
+        let (urls, keep) = reader().plan(&Spec::of(stream).unwrap(), request).unwrap();
+        let filters = urls
+            .iter()
+            .map(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "filter")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        (filters, matches!(keep, Keep::CreatedIn(..)))
+    }
+
+    #[test]
+    fn backfill_windows_filter_on_creation_time() {
+        use chrono::TimeZone;
+        let request = |stream: &str| ReadRequest {
+            stream: stream.into(),
+            state: Some(json!({"cursor": "2024-07-01T00:00:00Z"})),
+            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            window: Some(growthflow_core::connector::Window {
+                since: Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap(),
+                until: Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap(),
+            }),
+        };
+        assert_eq!(
+            filters_of("profiles", &request("profiles")),
+            (
+                vec!["greater-than(created,2024-04-30T23:59:59Z),less-than(created,2024-06-01T00:00:00Z)".to_string()],
+                false
+            )
+        );
+        assert_eq!(
+            filters_of("campaigns", &request("campaigns")).0,
+            vec![
+                "equals(messages.channel,'email'),greater-or-equal(created_at,2024-05-01T00:00:00Z),less-than(created_at,2024-06-01T00:00:00Z)".to_string(),
+                "equals(messages.channel,'sms'),greater-or-equal(created_at,2024-05-01T00:00:00Z),less-than(created_at,2024-06-01T00:00:00Z)".to_string(),
+            ]
+        );
+        assert_eq!(
+            filters_of("lists", &request("lists")),
+            (vec![String::new()], true)
+        );
+        assert_eq!(
+            filters_of("metrics", &request("metrics")),
+            (vec![String::new()], false)
+        );
+    }
+
+    #[test]
+    fn streams_are_declared_once_each() {
+        let defs = stream_defs();
+        for d in &defs {
+            assert_eq!(&Spec::of(d.name).unwrap().def, d);
+        }
+        let unsorted: Vec<&str> = defs.iter().filter(|d| !d.sorted).map(|d| d.name).collect();
+        assert_eq!(unsorted, ["metrics", "campaigns"]);
+    }
+}

@@ -1,0 +1,743 @@
+//! The connector against a mock Klaviyo (wiremock): what it sends and how it reacts.
+//!
+//! Every test mounts a catch-all mock last, at the lowest priority, answering 500 "unexpected request",
+//! and ends with [`Harness::finish`], which fails if any request reached it — so a wrong path or a
+//! missing/extra query parameter fails loudly instead of being retried into a pass.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::{FutureExt, StreamExt};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use wiremock::matchers::{any, header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockGuard, MockServer, Request, ResponseTemplate};
+
+use growthflow_core::connector::{Connector, Page, ReadRequest, Window};
+use growthflow_core::destination::sqlite::SqliteDestination;
+use growthflow_core::destination::DatasetWriter;
+use growthflow_core::engine::{sync_stream, NoProgress, SyncOptions};
+use growthflow_core::http::{ClientOptions, TestClock};
+use growthflow_core::Error;
+use growthflow_klaviyo::{limits, streams, Klaviyo, KlaviyoConfig};
+
+const KEY: &str = "pk_3f0c5b3a9d6e4d2b8c1a7e9f0b2d4c6e8a";
+const CURSOR: &str = "bmV4dDo6ZGF0ZXRpbWU6OjE3MTcyNTk0MDA6OjVRYlcya0xtTjdz";
+
+/// A fixture, with `{{BASE}}` in its links replaced by the mock server's address.
+fn fixture(name: &str, base: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text.replace("{{BASE}}", base)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn doc(items: Vec<Value>) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "application/vnd.api+json")
+        .set_body_json(
+            json!({ "data": items, "links": { "self": "x", "next": null, "prev": null } }),
+        )
+}
+
+struct Harness {
+    server: MockServer,
+    clock: TestClock,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Harness {
+            server: MockServer::start().await,
+            clock: TestClock::new(),
+        }
+    }
+
+    fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    fn config(&self) -> KlaviyoConfig {
+        let mut c = KlaviyoConfig::with_api_key(KEY);
+        c.base_url = Some(self.server.uri());
+        c
+    }
+
+    fn options(&self) -> ClientOptions {
+        ClientOptions::with_clock(Arc::new(self.clock.clone()))
+    }
+
+    fn connector_with(&self, config: KlaviyoConfig) -> Klaviyo {
+        Klaviyo::new("email", config, &self.options()).unwrap()
+    }
+
+    fn connector(&self) -> Klaviyo {
+        self.connector_with(self.config())
+    }
+
+    /// Mount the catch-all; call after the test's own mocks.
+    async fn catch_all(&self) -> MockGuard {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500).set_body_string("unexpected request"))
+            .with_priority(u8::MAX)
+            .named("catch-all")
+            .mount_as_scoped(&self.server)
+            .await
+    }
+
+    /// Fail if any request fell through to the catch-all; return every request received.
+    async fn finish(&self, catch_all: MockGuard) -> Vec<Request> {
+        let unexpected = catch_all.received_requests().await;
+        assert!(
+            unexpected.is_empty(),
+            "unexpected requests: {:?}",
+            unexpected
+                .iter()
+                .map(|r| r.url.to_string())
+                .collect::<Vec<_>>()
+        );
+        self.server.received_requests().await.unwrap_or_default()
+    }
+}
+
+fn read_request(stream: &str, state: Option<Value>) -> ReadRequest {
+    ReadRequest {
+        stream: stream.into(),
+        state,
+        start: start(),
+        window: None,
+    }
+}
+
+async fn read_all(c: &Klaviyo, req: ReadRequest) -> Result<Vec<Page>, Error> {
+    let mut pages = Vec::new();
+    let mut s = c.read(req);
+    while let Some(p) = s.next().await {
+        pages.push(p?);
+    }
+    Ok(pages)
+}
+
+fn query(req: &Request) -> BTreeMap<String, String> {
+    req.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Headers, includes, cursor pages.
+
+#[tokio::test]
+async fn events_send_key_revision_accept_and_follow_links_next_verbatim() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    Mock::given(method("GET"))
+        .and(path("/api/events"))
+        .and(header(
+            "authorization",
+            format!("Klaviyo-API-Key {KEY}").as_str(),
+        ))
+        .and(header("revision", "2026-07-15"))
+        .and(header("accept", "application/vnd.api+json"))
+        .and(query_param(
+            "filter",
+            "greater-or-equal(datetime,2024-06-01T00:00:00Z)",
+        ))
+        .and(query_param("sort", "datetime"))
+        .and(query_param("include", "metric,profile,attributions"))
+        .and(query_param("fields[metric]", "name,integration"))
+        .and(query_param("fields[profile]", "email"))
+        .and(query_param("page[size]", "1000"))
+        .and(query_param_is_missing("page[cursor]"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/vnd.api+json")
+                .insert_header("RateLimit-Limit", "3500")
+                .insert_header("RateLimit-Remaining", "3497")
+                .insert_header("RateLimit-Reset", "41")
+                .set_body_json(fixture("events_page1.json", &base)),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    // Page 2 is exactly `links.next`: Klaviyo's trailing-slash path and every parameter it carries.
+    Mock::given(method("GET"))
+        .and(path("/api/events/"))
+        .and(header(
+            "authorization",
+            format!("Klaviyo-API-Key {KEY}").as_str(),
+        ))
+        .and(header("revision", "2026-07-15"))
+        .and(header("accept", "application/vnd.api+json"))
+        .and(query_param("page[cursor]", CURSOR))
+        .and(query_param(
+            "filter",
+            "greater-or-equal(datetime,2024-06-01T00:00:00Z)",
+        ))
+        .and(query_param("page[size]", "1000"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/vnd.api+json")
+                .set_body_json(fixture("events_page2.json", &base)),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let pages = read_all(&h.connector(), read_request("events", None))
+        .await
+        .unwrap();
+
+    let ids: Vec<Vec<(&str, &str)>> = pages
+        .iter()
+        .map(|p| {
+            p.records
+                .iter()
+                .map(|r| (r.id.as_str(), r.cursor.as_deref().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            vec![
+                ("5Q8rVYhTZpE", "2024-06-01T08:00:00Z"),
+                ("5QbW2kLmN7s", "2024-06-01T16:30:00Z")
+            ],
+            vec![("5RcX3mNpQ8t", "2024-06-01T18:00:00Z")]
+        ]
+    );
+    // The payload is the data item as sent, plus the resources its relationships point at.
+    let order = &pages[0].records[1].payload;
+    assert_eq!(
+        order["attributes"]["event_properties"]["$value"],
+        json!(129.9)
+    );
+    assert_eq!(
+        order["included"]["metric"]["attributes"]["name"],
+        "Placed Order"
+    );
+    assert_eq!(
+        order["included"]["profile"]["attributes"]["email"],
+        "sarah.mason@example.com"
+    );
+    assert_eq!(
+        order["included"]["attributions"][0]["relationships"]["campaign"]["data"]["id"],
+        "01HZ4K7Q3M2V8N5R6T9W0XYZAA"
+    );
+    let opened = &pages[0].records[0].payload;
+    assert_eq!(
+        opened["included"]["metric"]["attributes"]["name"],
+        "Opened Email"
+    );
+    assert_eq!(opened["included"]["attributions"], json!([]));
+    assert!(pages.iter().all(|p| p.checkpoint.is_none()));
+
+    let requests = h.finish(guard).await;
+    assert_eq!(requests.len(), 2);
+    // wiremock reports the host as `localhost`; path and query are compared byte for byte.
+    let next = url::Url::parse(
+        fixture("events_page1.json", &base)["links"]["next"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (requests[1].url.path(), requests[1].url.query()),
+        (next.path(), next.query()),
+        "links.next is followed verbatim"
+    );
+    // Headers only on these two; the key never travels in the URL.
+    assert!(requests.iter().all(|r| !r.url.as_str().contains(KEY)));
+}
+
+#[tokio::test]
+async fn an_older_revision_sends_no_page_size_on_events() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/events"))
+        .and(header("revision", "2025-10-15"))
+        .and(query_param_is_missing("page[size]"))
+        .respond_with(doc(vec![]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut config = h.config();
+    config.revision = "2025-10-15".into();
+    let pages = read_all(&h.connector_with(config), read_request("events", None))
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 1);
+    assert!(pages[0].records.is_empty());
+    h.finish(guard).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Saved state drives the filters.
+
+#[tokio::test]
+async fn the_second_sync_filters_from_saved_state_minus_the_lookback() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    let mut page = fixture("events_page2.json", &base);
+    page["data"][0]["attributes"]["datetime"] = json!("2024-06-10T12:00:00+00:00");
+    Mock::given(method("GET"))
+        .and(path("/api/events"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/vnd.api+json")
+                .set_body_json(page),
+        )
+        .expect(2)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let connector = h.connector();
+    let writer = DatasetWriter::spawn(Box::new(SqliteDestination::in_memory().unwrap()));
+    let options = SyncOptions {
+        start: start(),
+        streams: Vec::new(),
+        full_refresh: false,
+        window: None,
+        concurrency: 1,
+    };
+    let first = sync_stream(&connector, &streams::EVENTS, &writer, &options, &NoProgress).await;
+    assert_eq!(
+        (first.status, first.records),
+        ("ok", 1),
+        "{:?}",
+        first.error
+    );
+    assert_eq!(
+        writer.load_state("email", "events").await.unwrap(),
+        Some(json!({ "cursor": "2024-06-10T12:00:00Z" }))
+    );
+    let second = sync_stream(&connector, &streams::EVENTS, &writer, &options, &NoProgress).await;
+    assert_eq!(second.status, "ok", "{:?}", second.error);
+
+    let requests = h.finish(guard).await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        query(&requests[0])["filter"],
+        "greater-or-equal(datetime,2024-06-01T00:00:00Z)"
+    );
+    assert_eq!(
+        query(&requests[1])["filter"],
+        "greater-or-equal(datetime,2024-06-07T12:00:00Z)",
+        "saved cursor minus lookback_days = 3"
+    );
+    assert_eq!(query(&requests[1])["sort"], "datetime");
+}
+
+#[tokio::test]
+async fn profiles_use_greater_than_on_updated_one_second_back() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    Mock::given(method("GET"))
+        .and(path("/api/profiles"))
+        .and(query_param(
+            "filter",
+            "greater-than(updated,2024-06-01T16:30:04Z)",
+        ))
+        .and(query_param("sort", "updated"))
+        .and(query_param("page[size]", "100"))
+        .and(query_param_is_missing("include"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("profiles.json", &base)))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let state = json!({ "cursor": "2024-06-01T16:30:05Z" });
+    let pages = read_all(&h.connector(), read_request("profiles", Some(state)))
+        .await
+        .unwrap();
+    let r = &pages[0].records[0];
+    assert_eq!(
+        (r.id.as_str(), r.cursor.as_deref()),
+        ("01HZ1A2B3C4D5E6F7G8H9J0KLM", Some("2024-06-01T16:30:05Z"))
+    );
+    assert!(r.payload.get("included").is_none());
+    h.finish(guard).await;
+}
+
+#[tokio::test]
+async fn campaigns_are_read_once_per_channel() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    Mock::given(method("GET"))
+        .and(path("/api/campaigns"))
+        .and(query_param(
+            "filter",
+            "equals(messages.channel,'email'),greater-or-equal(updated_at,2024-06-01T00:00:00Z)",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture("campaign_email.json", &base)),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/campaigns"))
+        .and(query_param(
+            "filter",
+            "equals(messages.channel,'sms'),greater-or-equal(updated_at,2024-06-01T00:00:00Z)",
+        ))
+        .respond_with(doc(vec![]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let state = json!({ "cursor": "2024-06-01T00:00:00Z" });
+    let pages = read_all(&h.connector(), read_request("campaigns", Some(state)))
+        .await
+        .unwrap();
+    let records: Vec<(&str, &str)> = pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|r| (r.id.as_str(), r.cursor.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        records,
+        [("01HZ4K7Q3M2V8N5R6T9W0XYZAA", "2024-06-01T08:05:12Z")]
+    );
+    assert_eq!(h.finish(guard).await.len(), 2);
+}
+
+#[tokio::test]
+async fn flows_lists_and_metrics_queries() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    Mock::given(method("GET"))
+        .and(path("/api/flows"))
+        .and(query_param("filter", "greater-or-equal(updated,2024-06-01T00:00:00Z)"))
+        .and(query_param("sort", "updated"))
+        .and(query_param_is_missing("page[size]"))
+        .respond_with(doc(vec![json!({"type":"flow","id":"XVTP5Q","attributes":{"name":"Abandoned Checkout","status":"live","archived":false,"created":"2022-05-31T06:48:46+00:00","updated":"2024-05-02T11:20:31+00:00","trigger_type":"Metric"}})]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/lists"))
+        .and(query_param("filter", "greater-than(updated,2024-06-01T00:00:00Z)"))
+        .and(query_param("sort", "updated"))
+        .respond_with(doc(vec![json!({"type":"list","id":"Y6nRLr","attributes":{"name":"Newsletter","created":"2021-03-31T10:50:36+00:00","updated":"2024-05-20T09:00:00+00:00","opt_in_process":"double_opt_in"}})]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .and(query_param_is_missing("filter"))
+        .and(query_param_is_missing("page[size]"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("metrics.json", &base)))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let c = h.connector();
+    let flows = read_all(&c, read_request("flows", None)).await.unwrap();
+    assert_eq!(
+        flows[0].records[0].cursor.as_deref(),
+        Some("2024-05-02T11:20:31Z")
+    );
+    let lists = read_all(&c, read_request("lists", None)).await.unwrap();
+    assert_eq!(lists[0].records[0].id, "Y6nRLr");
+    let metrics = read_all(
+        &c,
+        read_request("metrics", Some(json!({"cursor": "2030-01-01T00:00:00Z"}))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(metrics[0].records.len(), 2, "metrics are a full refresh");
+    assert_eq!(h.finish(guard).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_backfill_filters_events_on_the_window() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/events"))
+        .and(query_param(
+            "filter",
+            "greater-or-equal(datetime,2024-05-01T00:00:00Z),less-than(datetime,2024-06-01T00:00:00Z)",
+        ))
+        .respond_with(doc(vec![]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let request = ReadRequest {
+        stream: "events".into(),
+        state: Some(json!({ "cursor": "2024-06-10T00:00:00Z" })),
+        start: start(),
+        window: Some(Window {
+            since: Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap(),
+            until: Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap(),
+        }),
+    };
+    read_all(&h.connector(), request).await.unwrap();
+    h.finish(guard).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Throttles and errors.
+
+#[tokio::test]
+async fn a_429_with_retry_after_waits_that_long_then_succeeds() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "31")
+                .insert_header("content-type", "application/vnd.api+json")
+                .set_body_json(fixture("error_429.json", &base)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("metrics.json", &base)))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let pages = read_all(&h.connector(), read_request("metrics", None))
+        .await
+        .unwrap();
+    assert_eq!(pages[0].records.len(), 2);
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_secs(31)]);
+    assert_eq!(h.finish(guard).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_exhausted_steady_window_pauses_until_the_reset() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .respond_with(
+            doc(vec![])
+                .insert_header("RateLimit-Limit", "150")
+                .insert_header("RateLimit-Remaining", "0")
+                .insert_header("RateLimit-Reset", "17"),
+        )
+        .expect(2)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let c = h.connector();
+    c.check().await.unwrap();
+    assert!(h.clock.sleeps().is_empty());
+    c.check().await.unwrap();
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_secs(17)]);
+    h.finish(guard).await;
+}
+
+#[tokio::test]
+async fn an_html_403_is_reported_as_a_challenge_page() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("content-type", "text/html; charset=UTF-8")
+                .insert_header("cf-mitigated", "challenge")
+                .set_body_string(
+                    "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body></body></html>",
+                ),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let err = h.connector().check().await.unwrap_err();
+    let Error::Auth { message } = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert!(message.contains("HTML challenge page"), "{message}");
+    assert!(message.contains("source \"email\""), "{message}");
+    assert!(!matches!(err, Error::Decode { .. }));
+    assert!(h.clock.sleeps().is_empty(), "not retried");
+    assert_eq!(h.finish(guard).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_401_names_the_source_code_and_scopes() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(fixture("error_401.json", &base)))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let err = h.connector().check().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "authentication failed: Klaviyo rejected the credentials of source \"email\" (401 not_authenticated: \
+         Authentication credentials were not provided.: Missing or invalid private key.): check the private \
+         API key (pk_…) and its scopes: events:read, profiles:read, campaigns:read, flows:read, lists:read, \
+         metrics:read (Klaviyo › Settings › API keys)"
+    );
+    assert!(!err.to_string().contains(KEY));
+    assert_eq!(h.finish(guard).await.len(), 1);
+}
+
+#[tokio::test]
+async fn base_url_keeps_its_path_prefix() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/proxy/klaviyo/api/metrics"))
+        .respond_with(doc(vec![]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut config = h.config();
+    config.base_url = Some(format!("{}/proxy/klaviyo/", h.uri()));
+    let c = h.connector_with(config);
+    assert_eq!(
+        c.api_base().as_str(),
+        format!("{}/proxy/klaviyo/api", h.uri())
+    );
+    c.check().await.unwrap();
+    h.finish(guard).await;
+}
+
+#[tokio::test]
+async fn an_unknown_stream_is_an_error_without_a_request() {
+    let h = Harness::start().await;
+    let guard = h.catch_all().await;
+    let err = read_all(&h.connector(), read_request("segments", None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("segments"), "{err}");
+    assert!(h.finish(guard).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// OAuth.
+
+#[tokio::test]
+async fn oauth_refreshes_with_basic_client_auth_and_hands_over_the_rotated_token() {
+    let h = Harness::start().await;
+    let basic = base64::engine::general_purpose::STANDARD.encode("cid_123:cs_secret");
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(header("authorization", format!("Basic {basic}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "at_first", "token_type": "Bearer", "expires_in": 3600,
+            "refresh_token": "rt_rotated", "scope": "events:read metrics:read"
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(header("authorization", format!("Basic {basic}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "at_second", "token_type": "Bearer", "expires_in": 3600,
+            "refresh_token": "rt_rotated_again"
+        })))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    // The first access token is refused (expired early), the refreshed one accepted.
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .and(header("authorization", "Bearer at_first"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(fixture("error_401.json", "")))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/metrics"))
+        .and(header("authorization", "Bearer at_second"))
+        .and(header("revision", "2026-07-15"))
+        .respond_with(doc(vec![]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let rotated: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = rotated.clone();
+    let mut config = KlaviyoConfig::with_oauth("cid_123", "cs_secret", "rt_original");
+    config.base_url = Some(h.uri());
+    let c = Klaviyo::with_rotation_hook(
+        "email",
+        config,
+        &h.options(),
+        Arc::new(move |t| {
+            seen.lock().unwrap().push(t.expose_secret().to_string());
+            Ok(())
+        }),
+    )
+    .unwrap();
+    c.check().await.unwrap();
+    assert_eq!(
+        *rotated.lock().unwrap(),
+        vec!["rt_rotated", "rt_rotated_again"]
+    );
+
+    let requests = h.finish(guard).await;
+    let forms: Vec<BTreeMap<String, String>> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/oauth/token")
+        .map(|r| {
+            url::form_urlencoded::parse(&r.body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(forms.len(), 2);
+    assert_eq!(forms[0]["grant_type"], "refresh_token");
+    assert_eq!(forms[0]["refresh_token"], "rt_original");
+    assert_eq!(
+        forms[1]["refresh_token"], "rt_rotated",
+        "the rotated token is used next"
+    );
+    assert!(
+        !forms[0].contains_key("client_secret"),
+        "client auth is HTTP Basic only"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rate tiers.
+
+#[tokio::test]
+async fn the_events_limiter_admits_its_burst_and_holds_back_more() {
+    let limits = limits::rate_limits();
+    for i in 0..350 {
+        assert!(
+            limits.acquire("events").now_or_never().is_some(),
+            "request {i} of the burst should be admitted at once"
+        );
+    }
+    assert!(
+        limits.acquire("events").now_or_never().is_none(),
+        "the 351st request in the same second must wait"
+    );
+    // Endpoints have their own windows: flows (tier S) still has its 3.
+    for _ in 0..3 {
+        assert!(limits.acquire("flows").now_or_never().is_some());
+    }
+    assert!(limits.acquire("flows").now_or_never().is_none());
+    // Anything not in the table gets the smallest tier.
+    assert!(limits.acquire("accounts").now_or_never().is_some());
+    assert!(limits.acquire("accounts").now_or_never().is_none());
+}

@@ -1,0 +1,391 @@
+//! Bulk operations for long backfill windows.
+//!
+//! Paging a year of orders costs thousands of requests and runs into Shopify's deep-pagination cap; a bulk
+//! operation runs the same query server-side and hands back one JSONL file. The flow is Shopify's:
+//! `bulkOperationRunQuery` → poll `node(id:)` until `COMPLETED` (failing clearly on `FAILED`, `EXPIRED`,
+//! `CANCELED`, `TIMEOUT`, `ACCESS_DENIED`) → download the file from its signed URL (without the Admin API
+//! token, which must not leave Shopify) through core's `send_raw`, line by line.
+//!
+//! In the file, each node of a nested *connection* (an order's line items, a product's variants) is its own
+//! line with `__parentId`; since API 2026-01 (`groupObjects: false`) a child may come before its parent.
+//! Children are therefore collected by parent id and re-attached at the end as `{field: {nodes: [...]}}`, so
+//! a bulk record has the same shape as a paged one and maps the same way.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+
+use growthflow_core::connector::{Record, Window};
+use growthflow_core::{Error, Result};
+
+use crate::streams::{search_time, to_record, Reader};
+
+/// The pause key of bulk result downloads (a storage bucket, not the Admin API).
+pub const DOWNLOAD_ENDPOINT: &str = "bulk-download";
+
+/// First poll delay; doubles up to [`MAX_POLL_INTERVAL`].
+pub const FIRST_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest delay between two polls.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// Give up waiting after this long (Shopify lets an operation run for up to 10 days; a backfill should not).
+pub const MAX_BULK_WAIT: Duration = Duration::from_secs(6 * 3600);
+
+const RUN_MUTATION: &str = "mutation RunBulk($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}";
+
+const POLL_QUERY: &str = "query PollBulk($id: ID!) {
+  node(id: $id) { ... on BulkOperation { id status errorCode objectCount url partialDataUrl } }
+}";
+
+const VISIT_FIELDS: &str =
+    "id occurredAt source sourceType sourceDescription landingPage referrerUrl \
+     referralCode utmParameters { source medium campaign content term }";
+
+/// The bulk query of a stream over a creation-time window, with nested connections as `edges { node }`
+/// (bulk queries take no `first:` on them) and `__typename` on every node.
+fn bulk_query(stream: &str, window: Window) -> Option<String> {
+    let filter = format!(
+        "created_at:>={} created_at:<{}",
+        search_time(window.since),
+        search_time(window.until)
+    );
+    let (root, fields) = match stream {
+        "orders" => (
+            "orders",
+            format!(
+                "id legacyResourceId name createdAt updatedAt processedAt cancelledAt cancelReason
+                 email test tags sourceName currencyCode presentmentCurrencyCode discountCodes
+                 displayFinancialStatus displayFulfillmentStatus
+                 customer {{ id email }}
+                 totalPriceSet {{ shopMoney {{ amount currencyCode }} }}
+                 subtotalPriceSet {{ shopMoney {{ amount currencyCode }} }}
+                 totalDiscountsSet {{ shopMoney {{ amount currencyCode }} }}
+                 totalTaxSet {{ shopMoney {{ amount currencyCode }} }}
+                 totalShippingPriceSet {{ shopMoney {{ amount currencyCode }} }}
+                 totalRefundedSet {{ shopMoney {{ amount currencyCode }} }}
+                 lineItems {{ edges {{ node {{ __typename id name sku quantity currentQuantity
+                   originalUnitPriceSet {{ shopMoney {{ amount currencyCode }} }}
+                   discountedTotalSet {{ shopMoney {{ amount currencyCode }} }}
+                   product {{ id }} variant {{ id }} }} }} }}
+                 refunds {{ id createdAt note totalRefundedSet {{ shopMoney {{ amount currencyCode }} }} }}
+                 customerJourneySummary {{ ready customerOrderIndex daysToConversion
+                   firstVisit {{ {VISIT_FIELDS} }} lastVisit {{ {VISIT_FIELDS} }} }}"
+            ),
+        ),
+        "customers" => (
+            "customers",
+            "id email firstName lastName state tags createdAt updatedAt numberOfOrders
+             amountSpent { amount currencyCode }
+             emailMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt }"
+                .to_string(),
+        ),
+        "products" => (
+            "products",
+            "id legacyResourceId title handle status vendor productType tags createdAt updatedAt publishedAt
+             variants { edges { node { __typename id sku title price compareAtPrice } } }"
+                .to_string(),
+        ),
+        "abandoned_checkouts" => (
+            "abandonedCheckouts",
+            "id name createdAt updatedAt completedAt abandonedCheckoutUrl discountCodes
+             customer { id email }
+             subtotalPriceSet { shopMoney { amount currencyCode } }
+             totalDiscountSet { shopMoney { amount currencyCode } }
+             totalPriceSet { shopMoney { amount currencyCode } }
+             lineItems { edges { node { __typename id title quantity variant { id } } } }"
+                .to_string(),
+        ),
+        _ => return None,
+    };
+    Some(format!(
+        "{{ {root}(query: {filter:?}, sortKey: CREATED_AT) {{ edges {{ node {{ __typename {fields} }} }} }} }}"
+    ))
+}
+
+/// The parent field a child line of `__typename` belongs in.
+fn child_field(typename: &str) -> &'static str {
+    match typename {
+        "ProductVariant" => "variants",
+        _ => "lineItems",
+    }
+}
+
+/// Re-assembles flattened JSONL lines into parent records, whatever order the lines come in.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    roots: Vec<Map<String, Value>>,
+    index: HashMap<String, usize>,
+    orphans: HashMap<String, Vec<Map<String, Value>>>,
+}
+
+impl Assembler {
+    /// Add one line of the file (blank lines are ignored).
+    pub fn push_line(&mut self, line: &str) -> Result<()> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(());
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| Error::Decode {
+            message: format!("Shopify bulk result line is not JSON: {e}"),
+        })?;
+        let Value::Object(mut obj) = value else {
+            return Err(Error::Decode {
+                message: "Shopify bulk result line is not a JSON object".into(),
+            });
+        };
+        match obj.remove("__parentId") {
+            Some(Value::String(parent)) => match self.index.get(&parent) {
+                Some(&i) => attach(&mut self.roots[i], obj),
+                None => self.orphans.entry(parent).or_default().push(obj),
+            },
+            _ => {
+                let id = obj.get("id").and_then(Value::as_str).map(str::to_string);
+                let i = self.roots.len();
+                if let Some(id) = id {
+                    let mut root = obj;
+                    for child in self.orphans.remove(&id).unwrap_or_default() {
+                        attach(&mut root, child);
+                    }
+                    self.index.insert(id, i);
+                    self.roots.push(root);
+                } else {
+                    self.roots.push(obj);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The assembled root objects, in file order. Children whose parent never appeared are dropped
+    /// (and counted in the log), since they cannot be stored on their own.
+    pub fn finish(self) -> Vec<Value> {
+        if !self.orphans.is_empty() {
+            tracing::warn!(
+                parents = self.orphans.len(),
+                "Shopify bulk result had child lines without their parent; they were dropped"
+            );
+        }
+        self.roots.into_iter().map(Value::Object).collect()
+    }
+}
+
+fn attach(parent: &mut Map<String, Value>, child: Map<String, Value>) {
+    let typename = child
+        .get("__typename")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let field = child_field(typename);
+    let slot = parent
+        .entry(field)
+        .or_insert_with(|| json!({ "nodes": [] }));
+    if let Some(nodes) = slot.get_mut("nodes").and_then(Value::as_array_mut) {
+        nodes.push(Value::Object(child));
+    }
+}
+
+/// The final state of a bulk operation, as far as a reader cares.
+fn failed(source: &str, status: &str, op: &Value) -> Error {
+    let code = op
+        .get("errorCode")
+        .and_then(Value::as_str)
+        .unwrap_or("none");
+    let id = op.get("id").and_then(Value::as_str).unwrap_or("?");
+    if status == "ACCESS_DENIED" || code == "ACCESS_DENIED" {
+        return Error::Auth {
+            message: format!(
+                "Shopify denied the bulk operation {id} of source \"{source}\": the app lacks a scope for \
+                 this data (read_all_orders for orders older than 60 days)"
+            ),
+        };
+    }
+    Error::Api {
+        platform: "Shopify",
+        status: 200,
+        code: Some(format!("BULK_{status}")),
+        message: format!(
+            "bulk operation {id} ended {status} (errorCode {code}); run the backfill again, or with a \
+             shorter window"
+        ),
+    }
+}
+
+impl Reader {
+    /// Read every record of `stream` created in `window` through a bulk operation.
+    pub(crate) async fn bulk_read(&self, stream: &str, window: Window) -> Result<Vec<Record>> {
+        let query = bulk_query(stream, window)
+            .ok_or_else(|| Error::Other(format!("Shopify has no bulk query for {stream:?}")))?;
+        let (_, body) = self.post(RUN_MUTATION, json!({ "query": query })).await?;
+        let run = body
+            .pointer("/data/bulkOperationRunQuery")
+            .ok_or_else(|| Error::Decode {
+                message: "Shopify answered bulkOperationRunQuery without data".into(),
+            })?;
+        if let Some(err) = run
+            .get("userErrors")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+        {
+            return Err(Error::Api {
+                platform: "Shopify",
+                status: 200,
+                code: err.get("code").and_then(Value::as_str).map(str::to_string),
+                message: format!(
+                    "could not start a bulk operation: {}",
+                    err.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no message)")
+                ),
+            });
+        }
+        let id = run
+            .pointer("/bulkOperation/id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Decode {
+                message: "Shopify started a bulk operation without an id".into(),
+            })?
+            .to_string();
+        tracing::info!(stream, operation = %id, "bulk operation started");
+
+        let clock = self.client.clock().clone();
+        let mut interval = FIRST_POLL_INTERVAL;
+        let mut waited = Duration::ZERO;
+        let url = loop {
+            clock.sleep(interval).await;
+            waited += interval;
+            let (_, body) = self.post(POLL_QUERY, json!({ "id": id })).await?;
+            let op = body
+                .pointer("/data/node")
+                .filter(|n| !n.is_null())
+                .ok_or_else(|| Error::Decode {
+                    message: format!("Shopify does not know bulk operation {id}"),
+                })?;
+            let status = op.get("status").and_then(Value::as_str).unwrap_or("");
+            match status {
+                "COMPLETED" => break op.get("url").and_then(Value::as_str).map(str::to_string),
+                "CREATED" | "RUNNING" => {}
+                _ => return Err(failed(&self.source, status, op)),
+            }
+            if waited >= MAX_BULK_WAIT {
+                return Err(Error::Transient {
+                    message: format!(
+                        "bulk operation {id} still running after {} h; run the backfill again later",
+                        MAX_BULK_WAIT.as_secs() / 3600
+                    ),
+                });
+            }
+            interval = (interval * 2).min(MAX_POLL_INTERVAL);
+        };
+        // A completed operation that matched nothing has no file.
+        let Some(url) = url else {
+            return Ok(Vec::new());
+        };
+        let resp = self
+            .client
+            .send_raw(DOWNLOAD_ENDPOINT, self.client.reqwest().get(&url))
+            .await?;
+        let mut assembler = Assembler::default();
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut chunks = resp.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| Error::Transient {
+                message: format!("the bulk result download dropped: {}", e.without_url()),
+            })?;
+            buffer.extend_from_slice(&chunk);
+            while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=pos).collect();
+                assembler.push_line(&String::from_utf8_lossy(&line))?;
+            }
+        }
+        assembler.push_line(&String::from_utf8_lossy(&buffer))?;
+        assembler
+            .finish()
+            .into_iter()
+            .map(|node| to_record(stream, strip_typename(node)))
+            .collect()
+    }
+}
+
+/// Drop the `__typename` bulk queries add, so bulk and paged records look alike.
+fn strip_typename(mut node: Value) -> Value {
+    if let Some(obj) = node.as_object_mut() {
+        obj.remove("__typename");
+        for field in ["lineItems", "variants"] {
+            if let Some(nodes) = obj
+                .get_mut(field)
+                .and_then(|f| f.get_mut("nodes"))
+                .and_then(Value::as_array_mut)
+            {
+                for n in nodes {
+                    if let Some(n) = n.as_object_mut() {
+                        n.remove("__typename");
+                    }
+                }
+            }
+        }
+    }
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn children_are_reattached_even_before_their_parent() {
+        let mut a = Assembler::default();
+        for line in [
+            r#"{"__typename":"LineItem","id":"gid://shopify/LineItem/1","__parentId":"gid://shopify/Order/9"}"#,
+            r#"{"__typename":"Order","id":"gid://shopify/Order/9"}"#,
+            "",
+            r#"{"__typename":"LineItem","id":"gid://shopify/LineItem/2","__parentId":"gid://shopify/Order/9"}"#,
+            r#"{"__typename":"Order","id":"gid://shopify/Order/10"}"#,
+        ] {
+            a.push_line(line).unwrap();
+        }
+        let roots = a.finish();
+        assert_eq!(roots.len(), 2);
+        let items: Vec<&str> = roots[0]["lineItems"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            items,
+            ["gid://shopify/LineItem/1", "gid://shopify/LineItem/2"]
+        );
+        assert!(roots[0]["lineItems"]["nodes"][0]
+            .get("__parentId")
+            .is_none());
+        assert!(roots[1].get("lineItems").is_none());
+        assert!(a_line_error("not json"));
+    }
+
+    fn a_line_error(line: &str) -> bool {
+        Assembler::default().push_line(line).is_err()
+    }
+
+    #[test]
+    fn bulk_queries_filter_by_creation_and_have_no_first() {
+        let w = Window {
+            since: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            until: Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).unwrap(),
+        };
+        for stream in ["orders", "customers", "products", "abandoned_checkouts"] {
+            let q = bulk_query(stream, w).unwrap();
+            assert!(
+                q.contains(r#"query: "created_at:>='2024-01-01T00:00:00Z' created_at:<'2024-04-01T00:00:00Z'""#),
+                "{q}"
+            );
+            assert!(!q.contains("first:"), "{q}");
+        }
+        assert!(bulk_query("nope", w).is_none());
+    }
+}

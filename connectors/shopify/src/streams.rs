@@ -1,0 +1,505 @@
+//! The streams Shopify is read as, declared as data, and the one GraphQL read loop they share.
+//!
+//! Every stream is a connection of the GraphQL Admin API paged with `first`/`after` and
+//! `pageInfo { hasNextPage endCursor }`, filtered with Shopify's search syntax in `query:`:
+//!
+//! - incremental reads ask for `updated_at:>='<saved cursor − 1 s − lookback>'` sorted by `UPDATED_AT`,
+//!   so orders, customers and products can be checkpointed after every page;
+//! - abandoned checkouts cannot be sorted by update time (their sort keys are `CREATED_AT`, `ID`, …), so
+//!   that stream is read by id and only checkpointed once it is complete;
+//! - backfill windows ask for `created_at:>='<since>' created_at:<'<until>'` sorted by creation time.
+//!
+//! A page whose worst-case cost exceeds Shopify's single-query limit (`MAX_COST_EXCEEDED`) is asked again
+//! with half the page size, and the smaller size is kept for the rest of the stream. Pacing on the cost
+//! bucket and retries on `THROTTLED` are the HTTP layer's, through [`ShopifyPolicy`](crate::ShopifyPolicy).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::{json, Value};
+use url::Url;
+
+use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
+use growthflow_core::http::{HttpClient, Response};
+use growthflow_core::paginate::{paged, JsonCursor, NextPage};
+use growthflow_core::time::{format_utc, parse_utc};
+use growthflow_core::{Error, Result};
+
+use crate::policy::MAX_COST_EXCEEDED;
+
+/// The rate-limit and pause key of every GraphQL request: Shopify's cost bucket is shared by the whole
+/// app installation, so a pause learnt on one stream must hold for all of them.
+pub const ENDPOINT: &str = "graphql";
+
+/// Orders with money, line items, refunds and the customer journey summary.
+pub const ORDERS: StreamDef = StreamDef {
+    name: "orders",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Orders (GraphQL orders, sortKey UPDATED_AT) with line items, refunds and customerJourneySummary",
+};
+
+/// Customers with lifetime order count and spend.
+pub const CUSTOMERS: StreamDef = StreamDef {
+    name: "customers",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Customers (GraphQL customers, sortKey UPDATED_AT)",
+};
+
+/// Products with their first 50 variants.
+pub const PRODUCTS: StreamDef = StreamDef {
+    name: "products",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Products with variants (GraphQL products, sortKey UPDATED_AT)",
+};
+
+/// Abandoned checkouts (needs the staff permission to manage abandoned checkouts).
+pub const ABANDONED_CHECKOUTS: StreamDef = StreamDef {
+    name: "abandoned_checkouts",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: false,
+    parent: None,
+    description: "Abandoned checkouts (GraphQL abandonedCheckouts); Shopify cannot sort them by update time, \
+                  so the cursor is saved when the stream completes",
+};
+
+/// Every stream, in the order `discover` lists and `sync` reads them.
+pub fn stream_defs() -> Vec<StreamDef> {
+    vec![ORDERS, CUSTOMERS, PRODUCTS, ABANDONED_CHECKOUTS]
+}
+
+/// The fields of an order. `refunds` is a plain list, not a connection.
+const ORDER_FIELDS: &str =
+    "id legacyResourceId name createdAt updatedAt processedAt cancelledAt cancelReason
+      email test tags sourceName currencyCode presentmentCurrencyCode discountCodes
+      displayFinancialStatus displayFulfillmentStatus
+      customer { id email }
+      totalPriceSet { shopMoney { amount currencyCode } }
+      subtotalPriceSet { shopMoney { amount currencyCode } }
+      totalDiscountsSet { shopMoney { amount currencyCode } }
+      totalTaxSet { shopMoney { amount currencyCode } }
+      totalShippingPriceSet { shopMoney { amount currencyCode } }
+      totalRefundedSet { shopMoney { amount currencyCode } }
+      lineItems(first: 50) { nodes { id name sku quantity currentQuantity
+        originalUnitPriceSet { shopMoney { amount currencyCode } }
+        discountedTotalSet { shopMoney { amount currencyCode } }
+        product { id } variant { id } } }
+      refunds { id createdAt note totalRefundedSet { shopMoney { amount currencyCode } } }
+      customerJourneySummary { ready customerOrderIndex daysToConversion
+        firstVisit { ...Visit } lastVisit { ...Visit } }";
+
+const VISIT_FRAGMENT: &str = "fragment Visit on CustomerVisit { id occurredAt source sourceType \
+     sourceDescription landingPage referrerUrl referralCode utmParameters { source medium campaign content term } }";
+
+const CUSTOMER_FIELDS: &str =
+    "id email firstName lastName state tags createdAt updatedAt numberOfOrders
+      amountSpent { amount currencyCode }
+      emailMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt }";
+
+const PRODUCT_FIELDS: &str =
+    "id legacyResourceId title handle status vendor productType tags createdAt updatedAt
+      publishedAt variants(first: 50) { nodes { id sku title price compareAtPrice } }";
+
+const CHECKOUT_FIELDS: &str =
+    "id name createdAt updatedAt completedAt abandonedCheckoutUrl discountCodes
+      customer { id email }
+      subtotalPriceSet { shopMoney { amount currencyCode } }
+      totalDiscountSet { shopMoney { amount currencyCode } }
+      totalPriceSet { shopMoney { amount currencyCode } }
+      lineItems(first: 50) { nodes { id title quantity variant { id } } }";
+
+/// What the read loop needs to know about a stream beyond its [`StreamDef`].
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    def: StreamDef,
+    /// The root connection field.
+    root: &'static str,
+    /// The GraphQL type of its `sortKey` argument.
+    sort_type: &'static str,
+    /// Sort key of incremental reads.
+    incremental_sort: &'static str,
+    fields: &'static str,
+    fragment: &'static str,
+}
+
+impl Spec {
+    pub(crate) fn of(name: &str) -> Option<Spec> {
+        let spec = match name {
+            "orders" => Spec {
+                def: ORDERS,
+                root: "orders",
+                sort_type: "OrderSortKeys",
+                incremental_sort: "UPDATED_AT",
+                fields: ORDER_FIELDS,
+                fragment: VISIT_FRAGMENT,
+            },
+            "customers" => Spec {
+                def: CUSTOMERS,
+                root: "customers",
+                sort_type: "CustomerSortKeys",
+                incremental_sort: "UPDATED_AT",
+                fields: CUSTOMER_FIELDS,
+                fragment: "",
+            },
+            "products" => Spec {
+                def: PRODUCTS,
+                root: "products",
+                sort_type: "ProductSortKeys",
+                incremental_sort: "UPDATED_AT",
+                fields: PRODUCT_FIELDS,
+                fragment: "",
+            },
+            "abandoned_checkouts" => Spec {
+                def: ABANDONED_CHECKOUTS,
+                root: "abandonedCheckouts",
+                sort_type: "AbandonedCheckoutSortKeys",
+                incremental_sort: "ID",
+                fields: CHECKOUT_FIELDS,
+                fragment: "",
+            },
+            _ => return None,
+        };
+        Some(spec)
+    }
+
+    /// The page query, with the page size, cursor, filter and sort key as variables.
+    pub(crate) fn document(&self) -> String {
+        format!(
+            "query Page($first: Int!, $after: String, $query: String, $sortKey: {sort}) {{\n  \
+             {root}(first: $first, after: $after, query: $query, sortKey: $sortKey) {{\n    \
+             pageInfo {{ hasNextPage endCursor }}\n    nodes {{ {fields} }}\n  }}\n}}\n{fragment}",
+            sort = self.sort_type,
+            root = self.root,
+            fields = self.fields,
+            fragment = self.fragment,
+        )
+    }
+}
+
+/// The connector's reading half: client, endpoint and paging settings. Shared by the streams it reads.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) client: HttpClient,
+    pub(crate) graphql_url: Url,
+    pub(crate) page_size: u32,
+    pub(crate) lookback_days: u32,
+    /// Backfill windows longer than this many days are read with a bulk operation.
+    pub(crate) bulk_threshold_days: u32,
+    /// The source's name, for messages.
+    pub(crate) source: String,
+}
+
+/// A time as Shopify's search syntax takes it: quoted RFC 3339 UTC.
+pub fn search_time(t: DateTime<Utc>) -> String {
+    format!("'{}'", format_utc(t))
+}
+
+/// The numeric tail of a global id (`gid://shopify/Order/123` → `123`); other ids are returned as they are.
+pub fn gid_tail(gid: &str) -> &str {
+    let gid = gid.split('?').next().unwrap_or(gid);
+    gid.rsplit('/').next().unwrap_or(gid)
+}
+
+/// One read, fully decided before the first request.
+#[derive(Debug, Clone)]
+struct Plan {
+    spec: Spec,
+    document: String,
+    filter: String,
+    sort_key: &'static str,
+}
+
+impl Reader {
+    /// Where an incremental read starts: the saved cursor less one second and the lookback, else the
+    /// configured start date.
+    fn incremental_start(&self, request: &ReadRequest) -> Result<DateTime<Utc>> {
+        let Some(cursor) = request.state_cursor() else {
+            return Ok(request.start);
+        };
+        let saved = parse_utc(cursor).ok_or_else(|| {
+            Error::Other(format!(
+                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
+                request.stream
+            ))
+        })?;
+        Ok(saved - Duration::seconds(1) - Duration::days(i64::from(self.lookback_days)))
+    }
+
+    fn plan(&self, spec: Spec, request: &ReadRequest) -> Result<Plan> {
+        let (filter, sort_key) = match request.window {
+            Some(w) => (
+                format!(
+                    "created_at:>={} created_at:<{}",
+                    search_time(w.since),
+                    search_time(w.until)
+                ),
+                "CREATED_AT",
+            ),
+            None => (
+                format!(
+                    "updated_at:>={}",
+                    search_time(self.incremental_start(request)?)
+                ),
+                spec.incremental_sort,
+            ),
+        };
+        Ok(Plan {
+            document: spec.document(),
+            spec,
+            filter,
+            sort_key,
+        })
+    }
+
+    /// POST one GraphQL request and return the parsed body.
+    pub(crate) async fn post(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+        let body = json!({ "query": query, "variables": variables });
+        let request = self
+            .client
+            .reqwest()
+            .post(self.graphql_url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&body);
+        let resp = self.client.send(ENDPOINT, request).await?;
+        let parsed: Value = resp.json().map_err(|e| match e {
+            Error::Decode { message } => Error::Decode {
+                message: format!("Shopify GraphQL response: {message}"),
+            },
+            other => other,
+        })?;
+        Ok((resp, parsed))
+    }
+
+    /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`.
+    async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<Value> {
+        loop {
+            let variables = json!({
+                "first": cursor.first,
+                "after": cursor.after,
+                "query": plan.filter,
+                "sortKey": plan.sort_key,
+            });
+            match self.post(&plan.document, variables).await {
+                Ok((_, body)) => return Ok(body),
+                Err(Error::Api {
+                    code: Some(code), ..
+                }) if code == MAX_COST_EXCEEDED && cursor.first > 1 => {
+                    let smaller = cursor.first / 2;
+                    tracing::info!(
+                        stream = plan.spec.def.name,
+                        from = cursor.first,
+                        to = smaller,
+                        "query cost over Shopify's limit; asking for smaller pages"
+                    );
+                    cursor.first = smaller;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A record with its id and cursor pulled out: the id is the gid's numeric tail (the gid stays in the
+/// payload), the cursor `updatedAt` as RFC 3339 UTC.
+pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
+    let Some(gid) = node.get("id").and_then(Value::as_str) else {
+        return Err(Error::Decode {
+            message: format!("Shopify {stream} record without an `id`"),
+        });
+    };
+    let id = gid_tail(gid).to_string();
+    let cursor = match node.get("updatedAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_utc(s).ok_or_else(|| Error::Decode {
+            message: format!("Shopify {stream} record {id}: `updatedAt` is not a date-time: {s:?}"),
+        })?),
+        Some(other) => {
+            return Err(Error::Decode {
+                message: format!(
+                    "Shopify {stream} record {id}: `updatedAt` is not a date-time: {other}"
+                ),
+            })
+        }
+    };
+    Ok(Record {
+        id,
+        cursor: cursor.map(format_utc),
+        payload: node,
+    })
+}
+
+/// The paging state between two requests: the `after` cursor and the (possibly shrunk) page size.
+#[derive(Debug, Clone)]
+struct Cursor {
+    after: Option<String>,
+    first: u32,
+}
+
+/// Read one stream lazily, one page in memory at a time.
+pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+    let Some(spec) = Spec::of(&request.stream) else {
+        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
+        let err = Error::Other(format!(
+            "Shopify has no stream {:?} (streams: {})",
+            request.stream,
+            names.join(", ")
+        ));
+        return futures::stream::once(async move { Err(err) }).boxed();
+    };
+    if let Some(window) = request.window {
+        if window.until - window.since > Duration::days(i64::from(reader.bulk_threshold_days)) {
+            return bulk_pages(reader, spec, window);
+        }
+    }
+    let plan = match reader.plan(spec, &request) {
+        Ok(p) => {
+            tracing::debug!(stream = p.spec.def.name, filter = %p.filter, "reading");
+            Arc::new(p)
+        }
+        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    let first = Cursor {
+        after: None,
+        first: reader.page_size,
+    };
+    paged(first, move |mut cursor: Cursor| {
+        let reader = reader.clone();
+        let plan = plan.clone();
+        async move {
+            let body = reader.page(&plan, &mut cursor).await?;
+            let root = format!("/data/{}", plan.spec.root);
+            let connection = body.pointer(&root).ok_or_else(|| Error::Decode {
+                message: format!(
+                    "Shopify answered without data.{} (API version or permissions?)",
+                    plan.spec.root
+                ),
+            })?;
+            let nodes = connection
+                .get("nodes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut records = Vec::with_capacity(nodes.len());
+            for node in nodes {
+                records.push(to_record(plan.spec.def.name, node)?);
+            }
+            let paginator = JsonCursor::param("/pageInfo/endCursor", "after")
+                .with_has_more("/pageInfo/hasNextPage");
+            let next = match paginator.next_from(connection) {
+                NextPage::Params(p) => {
+                    cursor.after = p.into_iter().next().map(|(_, v)| v);
+                    Some(cursor)
+                }
+                NextPage::Url(_) | NextPage::Done => None,
+            };
+            Ok((
+                Page {
+                    records,
+                    checkpoint: None,
+                },
+                next,
+            ))
+        }
+    })
+    .boxed()
+}
+
+/// A backfill window read through one bulk operation, handed out in pages of `page_size` records.
+fn bulk_pages(reader: Arc<Reader>, spec: Spec, window: Window) -> BoxStream<'static, Result<Page>> {
+    let size = reader.page_size.max(1) as usize;
+    futures::stream::once(async move { reader.bulk_read(spec.def.name, window).await })
+        .flat_map(move |result| {
+            let pages: Vec<Result<Page>> = match result {
+                Ok(records) => {
+                    let mut pages = Vec::new();
+                    let mut records = records.into_iter().peekable();
+                    while records.peek().is_some() {
+                        pages.push(Ok(Page {
+                            records: records.by_ref().take(size).collect(),
+                            checkpoint: None,
+                        }));
+                    }
+                    pages
+                }
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(pages)
+        })
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn records_get_numeric_ids_and_utc_cursors() {
+        let r = to_record(
+            "orders",
+            json!({"id": "gid://shopify/Order/6021883183294", "updatedAt": "2025-03-12T12:40:09-04:00"}),
+        )
+        .unwrap();
+        assert_eq!(r.id, "6021883183294");
+        assert_eq!(r.cursor.as_deref(), Some("2025-03-12T16:40:09Z"));
+        assert_eq!(r.payload["id"], "gid://shopify/Order/6021883183294");
+        assert!(to_record("orders", json!({"updatedAt": "2025-03-12T12:40:09Z"})).is_err());
+        assert!(to_record(
+            "orders",
+            json!({"id": "gid://shopify/Order/1", "updatedAt": "soon"})
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn gid_tails() {
+        assert_eq!(
+            gid_tail("gid://shopify/Refund/954287620286"),
+            "954287620286"
+        );
+        assert_eq!(
+            gid_tail("gid://shopify/AbandonedCheckout/1?checkout=x"),
+            "1"
+        );
+        assert_eq!(gid_tail("42"), "42");
+    }
+
+    #[test]
+    fn documents_name_the_root_and_sort_type() {
+        for def in stream_defs() {
+            let spec = Spec::of(def.name).unwrap();
+            assert_eq!(spec.def, def);
+            let doc = spec.document();
+            assert!(
+                doc.contains(&format!("{}(first: $first", spec.root)),
+                "{doc}"
+            );
+            assert!(doc.contains(spec.sort_type), "{doc}");
+            assert!(doc.contains("pageInfo { hasNextPage endCursor }"), "{doc}");
+        }
+        assert!(Spec::of("orders")
+            .unwrap()
+            .document()
+            .contains("fragment Visit"));
+        let t = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        assert_eq!(search_time(t), "'2025-03-01T00:00:00Z'");
+    }
+}
