@@ -46,7 +46,12 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
     match result {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            // Config errors already say so ("config error: unknown key …").
+            if msg.starts_with("config error") {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("error: {msg}");
+            }
             exit::USAGE
         }
         Err(Failure::Failed(msg)) => {

@@ -502,7 +502,9 @@ impl HttpClient {
     }
 
     /// Send and return the raw streaming response after the status checks (for large downloads such as
-    /// Shopify's bulk JSONL). Retries only happen before the body starts.
+    /// Shopify's bulk JSONL). Retries only happen before the body starts. No credentials are applied:
+    /// such downloads are pre-signed URLs on a storage host, which must never receive the platform's
+    /// token.
     pub async fn send_raw(
         &self,
         endpoint: &str,
