@@ -219,6 +219,20 @@ async fn checked_token_call(
             "the token endpoint answered {status}"
         )));
     }
+    // RFC 6749 makes `token_type` required, but Shopify's refresh answer leaves it out; every grant
+    // growthflow uses issues bearer tokens, so a missing type is read as bearer instead of failing.
+    if (200..300).contains(&status) {
+        if let Ok(serde_json::Value::Object(mut body)) =
+            serde_json::from_slice::<serde_json::Value>(resp.body())
+        {
+            if !body.contains_key("token_type") {
+                body.insert("token_type".into(), "bearer".into());
+                let (parts, _) = resp.into_parts();
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                return Ok(oauth2::HttpResponse::from_parts(parts, bytes));
+            }
+        }
+    }
     Ok(resp)
 }
 

@@ -561,7 +561,12 @@ fn transport_error(e: reqwest::Error) -> Error {
         "request failed"
     };
     let e = e.without_url();
-    Error::Transient {
-        message: format!("{what}: {e}"),
+    // reqwest's own text ("error sending request") hides the cause (DNS, refused, TLS); the chain says it.
+    let mut message = format!("{what}: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
     }
+    Error::Transient { message }
 }
