@@ -50,8 +50,9 @@ pub struct ShopifyConfig {
     /// single-query limit (1000 points) is retried with half the size automatically.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Backfill windows longer than this many days are meant to use bulk operations (default 30). Bulk
-    /// reading is not implemented yet, so every read pages; the key is accepted so configs stay valid.
+    /// Backfill windows longer than this many days are read with one bulk operation instead of paging
+    /// (default 30): long windows would otherwise cost thousands of requests and hit Shopify's
+    /// deep-pagination cap. Incremental syncs always page.
     #[serde(default = "default_bulk_threshold_days")]
     pub bulk_threshold_days: u32,
     /// For expiring offline tokens: the app's client id (API key).

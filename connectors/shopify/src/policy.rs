@@ -108,6 +108,22 @@ impl ShopifyPolicy {
     fn classify_graphql(&self, body: &Value) -> Option<Error> {
         let (code, message, path) = first_error(body)?;
         let source = &self.source;
+        // Landing pages and referrers are protected customer data: an app without that approval gets the
+        // orders with a null journey summary and a field-level ACCESS_DENIED. Syncing the orders without
+        // attribution beats failing the stream; the warning says what is missing.
+        if code.as_deref() == Some(ACCESS_DENIED)
+            && body.get("data").is_some_and(|d| !d.is_null())
+            && path
+                .as_deref()
+                .is_some_and(|p| p.ends_with("customerJourneySummary"))
+        {
+            tracing::warn!(
+                source = %source,
+                "Shopify withheld customerJourneySummary (protected customer data access is needed); \
+                 orders sync without attribution"
+            );
+            return None;
+        }
         Some(match code.as_deref() {
             Some(THROTTLED) => Error::Throttled {
                 retry_after: QueryCost::from_body(body)
@@ -289,6 +305,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_withheld_journey_summary_keeps_the_page() {
+        let p = ShopifyPolicy::new("shop");
+        let body = json!({"errors": [{"message": "Access denied for customerJourneySummary field.",
+            "path": ["orders", "edges", 0, "node", "customerJourneySummary"],
+            "extensions": {"code": "ACCESS_DENIED"}}],
+            "data": {"orders": {"edges": [{"node": {"id": "gid://shopify/Order/1", "customerJourneySummary": null}}]}}});
+        assert!(p.classify(&resp(200, &body)).is_none());
     }
 
     #[test]

@@ -627,8 +627,7 @@ async fn sync_with_refreshed_token(h: &Harness) -> Vec<String> {
 #[tokio::test]
 async fn the_refresh_token_grant_rotates_and_the_hook_is_called() {
     let h = Harness::start().await;
-    // `token_type` is not in Shopify's documented response; core's OAuth2 client needs it (see the
-    // ignored test below).
+    // With an explicit `token_type`; the test below sends Shopify's documented response, which has none.
     mount_token_endpoint(
         &h,
         json!({"access_token": "shpat_fresh", "token_type": "bearer", "expires_in": 3600,
@@ -640,8 +639,6 @@ async fn the_refresh_token_grant_rotates_and_the_hook_is_called() {
 }
 
 #[tokio::test]
-#[ignore = "growthflow-core's OAuth2RefreshToken (oauth2 crate) requires `token_type`, which Shopify's \
-            token response omits; needs a core fix (default token_type to bearer)"]
 async fn the_refresh_token_grant_accepts_shopifys_exact_response() {
     let h = Harness::start().await;
     mount_token_endpoint(
