@@ -115,6 +115,10 @@ mod tests {
             ]
         );
         assert_eq!(limit_of("flows").unwrap().tier, Tier::S);
+        // Every stream is read under an endpoint the table knows.
+        for def in crate::streams::stream_defs() {
+            assert!(limit_of(def.name).is_some(), "{} has no limit", def.name);
+        }
         assert!(limit_of("accounts").is_none());
     }
 }
