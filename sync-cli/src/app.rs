@@ -164,7 +164,7 @@ fn discover(
             };
             writeln!(
                 out,
-                "  {:<18} key {:<14} {}",
+                "  {:<20} key {:<14} {}",
                 d.name,
                 d.primary_key.join(","),
                 mode

@@ -28,10 +28,22 @@ pub fn build(
                 .map_err(invalid)?;
             Ok(Arc::new(c))
         }
+        "shopify" => {
+            let config: growthflow_shopify::ShopifyConfig = entry.deserialize()?;
+            let c =
+                growthflow_shopify::Shopify::new(&entry.name, config, options).map_err(invalid)?;
+            Ok(Arc::new(c))
+        }
+        "klaviyo" => {
+            let config: growthflow_klaviyo::KlaviyoConfig = entry.deserialize()?;
+            let c =
+                growthflow_klaviyo::Klaviyo::new(&entry.name, config, options).map_err(invalid)?;
+            Ok(Arc::new(c))
+        }
         other => Err(ConfigError::Invalid {
             key: format!("{}.type", entry.key_path()),
             message: format!(
-                "the {other} connector is not part of this build yet (available: woocommerce)"
+                "the {other} connector is not part of this build yet (available: woocommerce, shopify, klaviyo)"
             ),
         }),
     }
@@ -39,5 +51,9 @@ pub fn build(
 
 /// Every journey mapper this build has, for rebuilding the model from whatever the dataset holds.
 pub fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
-    vec![Arc::new(growthflow_woocommerce::WooMapper)]
+    vec![
+        Arc::new(growthflow_woocommerce::WooMapper),
+        Arc::new(growthflow_shopify::ShopifyMapper),
+        Arc::new(growthflow_klaviyo::KlaviyoMapper),
+    ]
 }
