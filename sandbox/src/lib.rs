@@ -26,7 +26,9 @@
 #![forbid(unsafe_code)]
 
 pub mod faults;
+pub mod klaviyo;
 mod rng;
+pub mod shopify;
 pub mod woocommerce;
 
 use std::net::SocketAddr;
@@ -43,6 +45,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::Faults;
+pub use klaviyo::KlaviyoAccount;
+pub use shopify::ShopData;
 pub use woocommerce::WooStore;
 
 /// What to generate: the seed, the size and the simulated "now".
@@ -77,6 +81,8 @@ impl Default for SandboxConfig {
 pub struct Sandbox {
     addr: SocketAddr,
     woo: Arc<WooStore>,
+    shop: Arc<ShopData>,
+    klaviyo: Arc<KlaviyoAccount>,
     faults: Faults,
     requests: Arc<AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -100,6 +106,27 @@ impl Sandbox {
             .await
             .map_err(std::io::Error::other)?;
         let woo = Arc::new(woo);
+        let shop = Arc::new(
+            tokio::task::spawn_blocking(move || ShopData::generate(seed, scale, end))
+                .await
+                .map_err(std::io::Error::other)?,
+        );
+        // Klaviyo's profiles are the store's customers, joined on the normalised email.
+        let mut emails: Vec<String> = woo
+            .orders
+            .iter()
+            .map(WooStore::order_email)
+            .filter(|e| e.contains('@'))
+            .collect();
+        emails.sort();
+        emails.dedup();
+        let klaviyo = Arc::new(
+            tokio::task::spawn_blocking(move || {
+                KlaviyoAccount::generate(seed, scale, end, &emails)
+            })
+            .await
+            .map_err(std::io::Error::other)?,
+        );
         let faults = Faults::new();
         let requests = Arc::new(AtomicU64::new(0));
 
@@ -113,6 +140,8 @@ impl Sandbox {
                 faults.clone(),
                 addr.to_string(),
             ))
+            .merge(shopify::router(shop.clone(), faults.clone()))
+            .merge(klaviyo::router(klaviyo.clone(), faults.clone()))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 requests.clone(),
@@ -131,6 +160,8 @@ impl Sandbox {
         Ok(Sandbox {
             addr,
             woo,
+            shop,
+            klaviyo,
             faults,
             requests,
             shutdown: Some(tx),
@@ -155,6 +186,26 @@ impl Sandbox {
     }
 
     /// The run-time faults (shared with the server: changes apply to the next request).
+    /// The simulated Shopify shop's `base_url` (`http://127.0.0.1:PORT/shopify`).
+    pub fn shopify_url(&self) -> String {
+        format!("{}/{}", self.base_url(), shopify::PREFIX)
+    }
+
+    /// The simulated Shopify shop's data and credentials.
+    pub fn shopify(&self) -> &ShopData {
+        &self.shop
+    }
+
+    /// The simulated Klaviyo account's `base_url` (`http://127.0.0.1:PORT/klaviyo`).
+    pub fn klaviyo_url(&self) -> String {
+        format!("{}/{}", self.base_url(), klaviyo::PREFIX)
+    }
+
+    /// The simulated Klaviyo account's data and key.
+    pub fn klaviyo(&self) -> &KlaviyoAccount {
+        &self.klaviyo
+    }
+
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
