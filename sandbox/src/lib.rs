@@ -185,7 +185,6 @@ impl Sandbox {
         &self.woo
     }
 
-    /// The run-time faults (shared with the server: changes apply to the next request).
     /// The simulated Shopify shop's `base_url` (`http://127.0.0.1:PORT/shopify`).
     pub fn shopify_url(&self) -> String {
         format!("{}/{}", self.base_url(), shopify::PREFIX)
@@ -206,6 +205,7 @@ impl Sandbox {
         &self.klaviyo
     }
 
+    /// The run-time faults (shared with the server: changes apply to the next request).
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
