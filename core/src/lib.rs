@@ -24,6 +24,8 @@ pub mod http;
 pub mod model;
 pub mod paginate;
 pub mod report;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 
 pub use error::{Error, ErrorKind, Result};

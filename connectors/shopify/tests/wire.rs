@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use futures::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use wiremock::matchers::{any, body_string_contains, header, method, path};
+use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Match, Mock, MockGuard, MockServer, Request, ResponseTemplate};
 
 use growthflow_core::connector::{Connector, Page, ReadRequest, Window};
@@ -115,28 +114,12 @@ impl Harness {
 
     /// Mount the catch-all; call after the test's own mocks.
     async fn catch_all(&self) -> MockGuard {
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500).set_body_string("unexpected request"))
-            .with_priority(u8::MAX)
-            .named("catch-all")
-            .mount_as_scoped(&self.server)
-            .await
+        growthflow_core::testing::mount_catch_all(&self.server).await
     }
 
     /// Fail if any request fell through to the catch-all; return every request received.
     async fn finish(&self, catch_all: MockGuard) -> Vec<Request> {
-        let unexpected = catch_all.received_requests().await;
-        assert!(
-            unexpected.is_empty(),
-            "unexpected requests: {:?}",
-            unexpected
-                .iter()
-                .map(|r| (
-                    r.url.to_string(),
-                    String::from_utf8_lossy(&r.body).into_owned()
-                ))
-                .collect::<Vec<_>>()
-        );
+        growthflow_core::testing::assert_no_unexpected(catch_all).await;
         self.server.received_requests().await.unwrap_or_default()
     }
 }
@@ -155,12 +138,7 @@ fn read_request(stream: &str, state: Option<Value>) -> ReadRequest {
 }
 
 async fn read_all(c: &Shopify, req: ReadRequest) -> Result<Vec<Page>, Error> {
-    let mut pages = Vec::new();
-    let mut s = c.read(req);
-    while let Some(p) = s.next().await {
-        pages.push(p?);
-    }
-    Ok(pages)
+    growthflow_core::testing::read_pages(c, req).await
 }
 
 fn ids(pages: &[Page]) -> Vec<String> {

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use wiremock::matchers::{any, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockGuard, MockServer, Request, ResponseTemplate};
 
 use growthflow_core::connector::{Connector, Page, ReadRequest, Window};
@@ -85,25 +84,12 @@ impl Harness {
 
     /// Mount the catch-all; call after the test's own mocks.
     async fn catch_all(&self) -> MockGuard {
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500).set_body_string("unexpected request"))
-            .with_priority(u8::MAX)
-            .named("catch-all")
-            .mount_as_scoped(&self.server)
-            .await
+        growthflow_core::testing::mount_catch_all(&self.server).await
     }
 
     /// Fail if any request fell through to the catch-all; return every request received.
     async fn finish(&self, catch_all: MockGuard) -> Vec<Request> {
-        let unexpected = catch_all.received_requests().await;
-        assert!(
-            unexpected.is_empty(),
-            "unexpected requests: {:?}",
-            unexpected
-                .iter()
-                .map(|r| r.url.to_string())
-                .collect::<Vec<_>>()
-        );
+        growthflow_core::testing::assert_no_unexpected(catch_all).await;
         self.server.received_requests().await.unwrap_or_default()
     }
 }
@@ -118,19 +104,11 @@ fn read_request(stream: &str, state: Option<Value>, start: DateTime<Utc>) -> Rea
 }
 
 async fn read_all(c: &WooCommerce, req: ReadRequest) -> Result<Vec<Page>, Error> {
-    let mut pages = Vec::new();
-    let mut s = c.read(req);
-    while let Some(p) = s.next().await {
-        pages.push(p?);
-    }
-    Ok(pages)
+    growthflow_core::testing::read_pages(c, req).await
 }
 
 fn query(req: &Request) -> BTreeMap<String, String> {
-    req.url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    growthflow_core::testing::query_map(req)
 }
 
 fn start() -> DateTime<Utc> {
