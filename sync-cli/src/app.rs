@@ -101,6 +101,7 @@ fn build_sources(
     options: &ClientOptions,
 ) -> Result<Vec<Arc<dyn Connector>>, Failure> {
     let entries = cfg.select_sources(names)?;
+    let tokens = crate::tokens::TokenStore::beside(&cfg.destination.sqlite_path()?);
     if entries.is_empty() {
         return Err(Failure::Usage(
             "no sources configured: add a [sources.NAME] table to the config file".into(),
@@ -108,7 +109,7 @@ fn build_sources(
     }
     entries
         .into_iter()
-        .map(|e| registry::build(e, options).map_err(Failure::from))
+        .map(|e| registry::build(e, options, &tokens).map_err(Failure::from))
         .collect()
 }
 

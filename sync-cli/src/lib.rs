@@ -11,3 +11,4 @@ pub mod cli;
 pub mod config;
 pub mod progress;
 pub mod registry;
+pub mod tokens;

@@ -8,11 +8,15 @@ use growthflow_core::http::ClientOptions;
 use growthflow_core::model::JourneyMapper;
 
 use crate::config::{ConfigError, SourceEntry};
+use crate::tokens::TokenStore;
 
-/// Build the connector for one configured source. Errors name the config key at fault.
+/// Build the connector for one configured source. Errors name the config key at fault. Sources that
+/// authenticate with a rotating refresh token start from the newest one in `tokens` and save each
+/// rotation there.
 pub fn build(
     entry: &SourceEntry,
     options: &ClientOptions,
+    tokens: &TokenStore,
 ) -> Result<Arc<dyn Connector>, ConfigError> {
     let invalid = |e: growthflow_core::Error| match e {
         growthflow_core::Error::Config { key, message } => ConfigError::Invalid { key, message },
@@ -29,16 +33,30 @@ pub fn build(
             Ok(Arc::new(c))
         }
         "shopify" => {
-            let config: growthflow_shopify::ShopifyConfig = entry.deserialize()?;
-            let c =
-                growthflow_shopify::Shopify::new(&entry.name, config, options).map_err(invalid)?;
-            Ok(Arc::new(c))
+            let mut config: growthflow_shopify::ShopifyConfig = entry.deserialize()?;
+            let c = if config.refresh_token.is_some() {
+                if let Some(saved) = tokens.load(&entry.name) {
+                    config.refresh_token = Some(saved);
+                }
+                let hook = tokens.hook(&entry.name);
+                growthflow_shopify::Shopify::with_rotation_hook(&entry.name, config, options, hook)
+            } else {
+                growthflow_shopify::Shopify::new(&entry.name, config, options)
+            };
+            Ok(Arc::new(c.map_err(invalid)?))
         }
         "klaviyo" => {
-            let config: growthflow_klaviyo::KlaviyoConfig = entry.deserialize()?;
-            let c =
-                growthflow_klaviyo::Klaviyo::new(&entry.name, config, options).map_err(invalid)?;
-            Ok(Arc::new(c))
+            let mut config: growthflow_klaviyo::KlaviyoConfig = entry.deserialize()?;
+            let c = if config.refresh_token.is_some() {
+                if let Some(saved) = tokens.load(&entry.name) {
+                    config.refresh_token = Some(saved);
+                }
+                let hook = tokens.hook(&entry.name);
+                growthflow_klaviyo::Klaviyo::with_rotation_hook(&entry.name, config, options, hook)
+            } else {
+                growthflow_klaviyo::Klaviyo::new(&entry.name, config, options)
+            };
+            Ok(Arc::new(c.map_err(invalid)?))
         }
         other => Err(ConfigError::Invalid {
             key: format!("{}.type", entry.key_path()),
