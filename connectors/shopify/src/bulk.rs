@@ -11,7 +11,6 @@
 //! Children are therefore collected by parent id and re-attached at the end as `{field: {nodes: [...]}}`, so
 //! a bulk record has the same shape as a paged one and maps the same way.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -116,15 +115,39 @@ fn child_field(typename: &str) -> &'static str {
     }
 }
 
-/// Re-assembles flattened JSONL lines into parent records, whatever order the lines come in.
-#[derive(Debug, Default)]
+/// Re-assembles flattened JSONL lines into parent records, whatever order the lines come in, in
+/// bounded memory.
+///
+/// A one-year backfill file can hold millions of lines, and since API 2026-01 a child line may come
+/// before its parent, so nothing can be handed out until the whole file is read. Lines are therefore
+/// spilled into a private temporary SQLite database on disk (indexed by parent), and parents are then
+/// read back a page at a time with their children attached: memory holds one page, not the file.
+#[derive(Debug)]
 pub struct Assembler {
-    roots: Vec<Map<String, Value>>,
-    index: HashMap<String, usize>,
-    orphans: HashMap<String, Vec<Map<String, Value>>>,
+    conn: rusqlite::Connection,
+    seq: i64,
+}
+
+fn spill_error(e: rusqlite::Error) -> Error {
+    Error::Other(format!(
+        "could not spill the Shopify bulk result to a temporary file: {e}"
+    ))
 }
 
 impl Assembler {
+    /// An empty assembler backed by a private temporary database (deleted when dropped).
+    pub fn new() -> Result<Self> {
+        // An empty path opens a private on-disk temporary database.
+        let conn = rusqlite::Connection::open("").map_err(spill_error)?;
+        conn.execute_batch(
+            "CREATE TABLE lines (seq INTEGER PRIMARY KEY, id TEXT, parent TEXT, json TEXT NOT NULL);
+             CREATE INDEX lines_parent ON lines (parent, seq);
+             BEGIN;",
+        )
+        .map_err(spill_error)?;
+        Ok(Assembler { conn, seq: 0 })
+    }
+
     /// Add one line of the file (blank lines are ignored).
     pub fn push_line(&mut self, line: &str) -> Result<()> {
         let line = line.trim();
@@ -139,39 +162,100 @@ impl Assembler {
                 message: "Shopify bulk result line is not a JSON object".into(),
             });
         };
-        match obj.remove("__parentId") {
-            Some(Value::String(parent)) => match self.index.get(&parent) {
-                Some(&i) => attach(&mut self.roots[i], obj),
-                None => self.orphans.entry(parent).or_default().push(obj),
-            },
-            _ => {
-                let id = obj.get("id").and_then(Value::as_str).map(str::to_string);
-                let i = self.roots.len();
-                if let Some(id) = id {
-                    let mut root = obj;
-                    for child in self.orphans.remove(&id).unwrap_or_default() {
-                        attach(&mut root, child);
-                    }
-                    self.index.insert(id, i);
-                    self.roots.push(root);
-                } else {
-                    self.roots.push(obj);
-                }
-            }
-        }
+        let parent = match obj.remove("__parentId") {
+            Some(Value::String(p)) => Some(p),
+            _ => None,
+        };
+        let id = obj.get("id").and_then(Value::as_str).map(str::to_string);
+        self.seq += 1;
+        self.conn
+            .prepare_cached("INSERT INTO lines (seq, id, parent, json) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| {
+                st.execute(rusqlite::params![
+                    self.seq,
+                    id,
+                    parent,
+                    Value::Object(obj).to_string()
+                ])
+            })
+            .map_err(spill_error)?;
         Ok(())
     }
 
-    /// The assembled root objects, in file order. Children whose parent never appeared are dropped
-    /// (and counted in the log), since they cannot be stored on their own.
-    pub fn finish(self) -> Vec<Value> {
-        if !self.orphans.is_empty() {
+    /// Stop adding lines; the roots can now be read back in file order.
+    pub fn finish(self) -> Result<Roots> {
+        self.conn.execute_batch("COMMIT").map_err(spill_error)?;
+        let orphans: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM lines c WHERE c.parent IS NOT NULL AND NOT EXISTS
+                   (SELECT 1 FROM lines p WHERE p.id = c.parent AND p.parent IS NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(spill_error)?;
+        if orphans > 0 {
             tracing::warn!(
-                parents = self.orphans.len(),
+                lines = orphans,
                 "Shopify bulk result had child lines without their parent; they were dropped"
             );
         }
-        self.roots.into_iter().map(Value::Object).collect()
+        Ok(Roots {
+            conn: self.conn,
+            after: 0,
+        })
+    }
+}
+
+/// The assembled root objects of a bulk result, read back a batch at a time.
+#[derive(Debug)]
+pub struct Roots {
+    conn: rusqlite::Connection,
+    after: i64,
+}
+
+impl Roots {
+    /// The next `n` roots in file order, each with its children attached; empty at the end.
+    pub fn next_batch(&mut self, n: usize) -> Result<Vec<Value>> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Option<String>, String)> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, id, json FROM lines WHERE parent IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(spill_error)?;
+            let rows = st
+                .query_map(rusqlite::params![self.after, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(spill_error)?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(spill_error)?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, id, json) in rows {
+            self.after = seq;
+            let Value::Object(mut root) = serde_json::from_str(&json)? else {
+                continue;
+            };
+            if let Some(id) = id {
+                let mut st = self
+                    .conn
+                    .prepare_cached("SELECT json FROM lines WHERE parent = ?1 ORDER BY seq")
+                    .map_err(spill_error)?;
+                let children = st
+                    .query_map([id], |r| r.get::<_, String>(0))
+                    .map_err(spill_error)?;
+                for child in children {
+                    if let Value::Object(c) = serde_json::from_str(&child.map_err(spill_error)?)? {
+                        attach(&mut root, c);
+                    }
+                }
+            }
+            out.push(Value::Object(root));
+        }
+        Ok(out)
     }
 }
 
@@ -217,7 +301,7 @@ fn failed(source: &str, status: &str, op: &Value) -> Error {
 
 impl Reader {
     /// Read every record of `stream` created in `window` through a bulk operation.
-    pub(crate) async fn bulk_read(&self, stream: &str, window: Window) -> Result<Vec<Record>> {
+    pub(crate) async fn bulk_read(&self, stream: &str, window: Window) -> Result<Option<Roots>> {
         let query = bulk_query(stream, window)
             .ok_or_else(|| Error::Other(format!("Shopify has no bulk query for {stream:?}")))?;
         let (_, body) = self.post(RUN_MUTATION, json!({ "query": query })).await?;
@@ -283,13 +367,13 @@ impl Reader {
         };
         // A completed operation that matched nothing has no file.
         let Some(url) = url else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let resp = self
             .client
             .send_raw(DOWNLOAD_ENDPOINT, self.client.reqwest().get(&url))
             .await?;
-        let mut assembler = Assembler::default();
+        let mut assembler = Assembler::new()?;
         let mut buffer: Vec<u8> = Vec::new();
         let mut chunks = resp.bytes_stream();
         while let Some(chunk) = chunks.next().await {
@@ -303,12 +387,17 @@ impl Reader {
             }
         }
         assembler.push_line(&String::from_utf8_lossy(&buffer))?;
-        assembler
-            .finish()
-            .into_iter()
-            .map(|node| to_record(stream, strip_typename(node)))
-            .collect()
+        assembler.finish().map(Some)
     }
+}
+
+/// The next page of a bulk result as records (bulk and paged records look alike).
+pub(crate) fn next_records(roots: &mut Roots, stream: &str, n: usize) -> Result<Vec<Record>> {
+    roots
+        .next_batch(n)?
+        .into_iter()
+        .map(|node| to_record(stream, strip_typename(node)))
+        .collect()
 }
 
 /// Drop the `__typename` bulk queries add, so bulk and paged records look alike.
@@ -339,7 +428,7 @@ mod tests {
 
     #[test]
     fn children_are_reattached_even_before_their_parent() {
-        let mut a = Assembler::default();
+        let mut a = Assembler::new().unwrap();
         for line in [
             r#"{"__typename":"LineItem","id":"gid://shopify/LineItem/1","__parentId":"gid://shopify/Order/9"}"#,
             r#"{"__typename":"Order","id":"gid://shopify/Order/9"}"#,
@@ -349,8 +438,11 @@ mod tests {
         ] {
             a.push_line(line).unwrap();
         }
-        let roots = a.finish();
-        assert_eq!(roots.len(), 2);
+        let mut reader = a.finish().unwrap();
+        let first = reader.next_batch(1).unwrap();
+        let second = reader.next_batch(1).unwrap();
+        assert!(reader.next_batch(1).unwrap().is_empty());
+        let roots = [first[0].clone(), second[0].clone()];
         let items: Vec<&str> = roots[0]["lineItems"]["nodes"]
             .as_array()
             .unwrap()
@@ -368,8 +460,48 @@ mod tests {
         assert!(a_line_error("not json"));
     }
 
+    #[test]
+    fn a_large_result_is_read_back_in_batches_in_file_order() {
+        let mut a = Assembler::new().unwrap();
+        // Each order's second line item comes before the order itself, the first after it.
+        for i in 0..1000 {
+            a.push_line(&format!(
+                r#"{{"__typename":"LineItem","id":"L{i}b","__parentId":"O{i}"}}"#
+            ))
+            .unwrap();
+            a.push_line(&format!(r#"{{"__typename":"Order","id":"O{i}"}}"#))
+                .unwrap();
+            a.push_line(&format!(
+                r#"{{"__typename":"LineItem","id":"L{i}a","__parentId":"O{i}"}}"#
+            ))
+            .unwrap();
+        }
+        let mut roots = a.finish().unwrap();
+        let mut sizes = Vec::new();
+        let mut next = 0;
+        loop {
+            let batch = roots.next_batch(300).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            sizes.push(batch.len());
+            for order in batch {
+                assert_eq!(order["id"], format!("O{next}"));
+                let items: Vec<&str> = order["lineItems"]["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n["id"].as_str().unwrap())
+                    .collect();
+                assert_eq!(items, [format!("L{next}b"), format!("L{next}a")]);
+                next += 1;
+            }
+        }
+        assert_eq!(sizes, [300, 300, 300, 100]);
+    }
+
     fn a_line_error(line: &str) -> bool {
-        Assembler::default().push_line(line).is_err()
+        Assembler::new().unwrap().push_line(line).is_err()
     }
 
     #[test]

@@ -422,26 +422,30 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
     .boxed()
 }
 
-/// A backfill window read through one bulk operation, handed out in pages of `page_size` records.
+/// A backfill window read through one bulk operation, handed out in pages of `page_size` records read
+/// back from the spilled result (one page in memory at a time).
 fn bulk_pages(reader: Arc<Reader>, spec: Spec, window: Window) -> BoxStream<'static, Result<Page>> {
     let size = reader.page_size.max(1) as usize;
-    futures::stream::once(async move { reader.bulk_read(spec.def.name, window).await })
-        .flat_map(move |result| {
-            let pages: Vec<Result<Page>> = match result {
-                Ok(records) => {
-                    let mut pages = Vec::new();
-                    let mut records = records.into_iter().peekable();
-                    while records.peek().is_some() {
-                        pages.push(Ok(Page {
-                            records: records.by_ref().take(size).collect(),
+    let stream = spec.def.name;
+    futures::stream::once(async move { reader.bulk_read(stream, window).await })
+        .flat_map(move |result| match result {
+            Ok(None) => futures::stream::empty().boxed(),
+            Ok(Some(roots)) => futures::stream::try_unfold(roots, move |mut roots| async move {
+                let records = crate::bulk::next_records(&mut roots, stream, size)?;
+                Ok(if records.is_empty() {
+                    None
+                } else {
+                    Some((
+                        Page {
+                            records,
                             checkpoint: None,
-                        }));
-                    }
-                    pages
-                }
-                Err(e) => vec![Err(e)],
-            };
-            futures::stream::iter(pages)
+                        },
+                        roots,
+                    ))
+                })
+            })
+            .boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .boxed()
 }
