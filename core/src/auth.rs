@@ -137,8 +137,8 @@ impl OAuth2RefreshToken {
     }
 
     async fn refresh(&self) -> Result<(SecretString, Option<Instant>)> {
-        use oauth2::basic::{BasicClient, BasicErrorResponseType};
-        use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError};
+        use oauth2::basic::BasicClient;
+        use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken};
         use oauth2::{TokenResponse, TokenUrl};
 
         let token_url = TokenUrl::new(self.token_url.clone())
@@ -167,29 +167,7 @@ impl OAuth2RefreshToken {
             .exchange_refresh_token(&grant)
             .request_async(&send)
             .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => {
-                    let desc = r.error_description().cloned().unwrap_or_default();
-                    if *r.error() == BasicErrorResponseType::InvalidGrant {
-                        Error::Auth {
-                            message: format!(
-                                "the refresh token was rejected (invalid_grant{}{desc}); authorise again to get a new one{}",
-                                if desc.is_empty() { "" } else { ": " },
-                                self.invalid_grant_hint
-                            ),
-                        }
-                    } else {
-                        Error::Auth {
-                            message: format!("token endpoint refused the refresh: {} {desc}", r.error()),
-                        }
-                    }
-                }
-                RequestTokenError::Request(e) => Error::Transient {
-                    message: format!("token endpoint unreachable: {e}"),
-                },
-                RequestTokenError::Parse(e, body) => Error::decode(e, &body),
-                RequestTokenError::Other(m) => Error::Other(m),
-            })?;
+            .map_err(|e| token_error(e, &self.invalid_grant_hint))?;
         if let Some(new_refresh) = response.refresh_token() {
             let new_refresh = SecretString::from(new_refresh.secret().to_string());
             if new_refresh.expose_secret() != refresh_token.expose_secret() {
@@ -204,6 +182,138 @@ impl OAuth2RefreshToken {
             .expires_in()
             .map(|d| Instant::now() + d.saturating_sub(EXPIRY_MARGIN));
         Ok((access, expires))
+    }
+}
+
+/// What a failed token request means for the user: a rejected grant is an auth error with advice, an
+/// unreachable or failing endpoint is transient.
+fn token_error(
+    e: oauth2::RequestTokenError<
+        oauth2::HttpClientError<oauth2::reqwest::Error>,
+        oauth2::basic::BasicErrorResponse,
+    >,
+    invalid_grant_hint: &str,
+) -> Error {
+    use oauth2::basic::BasicErrorResponseType;
+    use oauth2::RequestTokenError;
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let desc = r.error_description().cloned().unwrap_or_default();
+            if *r.error() == BasicErrorResponseType::InvalidGrant {
+                Error::Auth {
+                    message: format!(
+                        "the refresh token was rejected (invalid_grant{}{desc}); authorise again to get a new one{invalid_grant_hint}",
+                        if desc.is_empty() { "" } else { ": " },
+                    ),
+                }
+            } else {
+                Error::Auth {
+                    message: format!("token endpoint refused the grant: {} {desc}", r.error()),
+                }
+            }
+        }
+        RequestTokenError::Request(e) => Error::Transient {
+            message: format!("token endpoint unreachable: {e}"),
+        },
+        RequestTokenError::Parse(e, body) => Error::decode(e, &body),
+        RequestTokenError::Other(m) => Error::Other(m),
+    }
+}
+
+/// The OAuth2 client-credentials grant (RFC 6749 §4.4): an app's own id and secret exchanged for a
+/// short-lived access token (Shopify's apps on stores of their own organisation), cached until shortly
+/// before it expires and fetched again after a 401.
+pub struct OAuth2ClientCredentials {
+    client_id: String,
+    client_secret: SecretString,
+    token_url: String,
+    client_auth: ClientAuth,
+    cached: Mutex<Option<(SecretString, Option<Instant>)>>,
+    http: oauth2::reqwest::Client,
+}
+
+impl fmt::Debug for OAuth2ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("token_url", &self.token_url)
+            .field("client_secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl OAuth2ClientCredentials {
+    /// A client-credentials grant against `token_url`.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: SecretString,
+        token_url: impl Into<String>,
+        client_auth: ClientAuth,
+    ) -> Result<Self> {
+        let http = oauth2::reqwest::ClientBuilder::new()
+            .redirect(oauth2::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Other(format!("could not build the OAuth HTTP client: {e}")))?;
+        Ok(OAuth2ClientCredentials {
+            client_id: client_id.into(),
+            client_secret,
+            token_url: token_url.into(),
+            client_auth,
+            cached: Mutex::new(None),
+            http,
+        })
+    }
+
+    async fn fetch(&self) -> Result<(SecretString, Option<Instant>)> {
+        use oauth2::basic::BasicClient;
+        use oauth2::{AuthType, ClientId, ClientSecret, TokenResponse, TokenUrl};
+        let token_url = TokenUrl::new(self.token_url.clone())
+            .map_err(|e| Error::config("token_url", e.to_string()))?;
+        let client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                self.client_secret.expose_secret().to_string(),
+            ))
+            .set_token_uri(token_url)
+            .set_auth_type(match self.client_auth {
+                ClientAuth::BasicAuth => AuthType::BasicAuth,
+                ClientAuth::RequestBody => AuthType::RequestBody,
+            });
+        let http = self.http.clone();
+        let send = move |req: oauth2::HttpRequest| {
+            let http = http.clone();
+            async move { checked_token_call(http, req).await }
+        };
+        let response = client
+            .exchange_client_credentials()
+            .request_async(&send)
+            .await
+            .map_err(|e| token_error(e, ""))?;
+        let access = SecretString::from(response.access_token().secret().to_string());
+        let expires = response
+            .expires_in()
+            .map(|d| Instant::now() + d.saturating_sub(EXPIRY_MARGIN));
+        Ok((access, expires))
+    }
+}
+
+#[async_trait]
+impl TokenProvider for OAuth2ClientCredentials {
+    async fn token(&self) -> Result<SecretString> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, expires)) = cached.as_ref() {
+            if expires.is_none_or(|e| Instant::now() < e) {
+                return Ok(token.clone());
+            }
+        }
+        let (token, expires) = self.fetch().await?;
+        *cached = Some((token.clone(), expires));
+        Ok(token)
+    }
+
+    async fn invalidate(&self) -> Result<bool> {
+        *self.cached.lock().await = None;
+        Ok(true)
     }
 }
 

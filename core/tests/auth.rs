@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use growthflow_core::auth::{
-    ClientAuth, HeaderAuth, OAuth2RefreshToken, QueryAuth, StaticToken, TokenProvider,
+    ClientAuth, HeaderAuth, OAuth2ClientCredentials, OAuth2RefreshToken, QueryAuth, StaticToken,
+    TokenProvider,
 };
 use growthflow_core::http::{DefaultPolicy, HttpClient, TestClock};
 use growthflow_core::{Error, ErrorKind};
@@ -383,5 +384,43 @@ async fn debug_output_never_shows_secrets() {
     for secret in ["CLIENT_SECRET", "REFRESH_SECRET", "ACCESS_SECRET"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn client_credentials_grant_is_cached_and_fetched_again_after_invalidate() {
+    let server = server().await;
+    token_once(
+        &server,
+        ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "C1", "scope": "read_orders", "expires_in": 86399}),
+        ),
+        1,
+    )
+    .await;
+    token_once(&server, token_response("C2", 86399, None), 2).await;
+    let provider = OAuth2ClientCredentials::new(
+        "cid",
+        SecretString::from("csecret"),
+        format!("{}/token", server.uri()),
+        ClientAuth::RequestBody,
+    )
+    .unwrap();
+    // No token_type in the first answer (Shopify omits it): read as bearer.
+    assert_eq!(provider.token().await.unwrap().expose_secret(), "C1");
+    assert_eq!(provider.token().await.unwrap().expose_secret(), "C1");
+    assert!(provider.invalidate().await.unwrap());
+    assert_eq!(provider.token().await.unwrap().expose_secret(), "C2");
+    let reqs = requests(&server).await;
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        form(&reqs[0]),
+        map(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "cid"),
+            ("client_secret", "csecret"),
+        ])
+    );
+    assert!(!format!("{provider:?}").contains("csecret"));
     server.verify().await;
 }

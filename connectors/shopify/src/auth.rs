@@ -1,6 +1,8 @@
-//! Shopify's two ways of authenticating the Admin API, both sent as `X-Shopify-Access-Token`.
+//! Shopify's ways of authenticating the Admin API, all sent as `X-Shopify-Access-Token`.
 //!
 //! - A static Admin API access token (`shpat_…`) of a custom app: [`StaticToken`].
+//! - The client-credentials grant of an app developed by the shop's own organisation (~24 h tokens):
+//!   [`OAuth2ClientCredentials`].
 //! - Expiring offline tokens (since December 2025, mandatory for public apps from 2027): a 60-minute
 //!   access token refreshed with the refresh-token grant at `/admin/oauth/access_token`, where Shopify
 //!   *rotates* the refresh token on every refresh: [`OAuth2RefreshToken`] with the client id and secret
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use reqwest::header::HeaderName;
 
 use growthflow_core::auth::{
-    ClientAuth, HeaderAuth, OAuth2RefreshToken, RotationHook, StaticToken, TokenProvider,
+    ClientAuth, HeaderAuth, OAuth2ClientCredentials, OAuth2RefreshToken, RotationHook, StaticToken,
+    TokenProvider,
 };
 use growthflow_core::Result;
 
@@ -32,6 +35,15 @@ pub fn authenticator(
 ) -> Result<HeaderAuth> {
     let provider: Arc<dyn TokenProvider> = match config.credentials(source)? {
         Credentials::AccessToken(token) => Arc::new(StaticToken::new(token)),
+        Credentials::ClientCredentials {
+            client_id,
+            client_secret,
+        } => Arc::new(OAuth2ClientCredentials::new(
+            client_id,
+            client_secret,
+            config.token_url(source)?.to_string(),
+            ClientAuth::RequestBody,
+        )?),
         Credentials::RefreshToken {
             client_id,
             client_secret,

@@ -102,6 +102,14 @@ pub enum Credentials {
         /// The current refresh token.
         refresh_token: SecretString,
     },
+    /// The client-credentials grant: an app of the shop's own organisation exchanges its id and secret
+    /// for a ~24 h token, fetched again when it expires.
+    ClientCredentials {
+        /// The app's client id.
+        client_id: String,
+        /// The app's client secret.
+        client_secret: SecretString,
+    },
 }
 
 impl ShopifyConfig {
@@ -267,19 +275,27 @@ impl ShopifyConfig {
             .ok_or_else(|| {
                 Error::config(
                     key("client_id"),
-                    "is missing; the app's client id (API key) is needed with refresh_token",
+                    "is missing; the app's client id (API key) is needed with client_secret",
                 )
             })?;
         if blank(&self.client_secret) {
             return Err(Error::config(
                 key("client_secret"),
-                "is missing; the app's client secret is needed with refresh_token",
+                "is missing; the app's client secret is needed with client_id",
             ));
+        }
+        if self.refresh_token.is_none() {
+            // No refresh token: the app is the shop's own and uses the client-credentials grant.
+            return Ok(Credentials::ClientCredentials {
+                client_id: client_id.to_string(),
+                client_secret: self.client_secret.clone().expect("checked above"),
+            });
         }
         if blank(&self.refresh_token) {
             return Err(Error::config(
                 key("refresh_token"),
-                "is missing; give the refresh token Shopify issued with the expiring offline token",
+                "is empty; give the refresh token Shopify issued with the expiring offline token, or \
+                 leave it out to use the client-credentials grant",
             ));
         }
         Ok(Credentials::RefreshToken {
@@ -412,8 +428,14 @@ mod tests {
         assert_eq!(key_of(&c), "sources.shop.access_token");
         let mut c = ShopifyConfig::with_refresh_token("acme", "id", "secret", "shprt_1");
         assert!(c.validate("shop").is_ok());
-        c.refresh_token = None;
+        c.refresh_token = Some(" ".to_string().into());
         assert_eq!(key_of(&c), "sources.shop.refresh_token");
+        // Without a refresh token, client id + secret select the client-credentials grant.
+        c.refresh_token = None;
+        assert!(matches!(
+            c.credentials("shop"),
+            Ok(Credentials::ClientCredentials { ref client_id, .. }) if client_id == "id"
+        ));
         let mut c = ShopifyConfig::with_refresh_token("acme", "id", "secret", "shprt_1");
         c.client_id = Some(" ".into());
         assert_eq!(key_of(&c), "sources.shop.client_id");

@@ -38,6 +38,7 @@
 pub mod auth;
 pub mod bulk;
 pub mod config;
+pub mod install;
 pub mod mapper;
 pub mod policy;
 pub mod streams;
