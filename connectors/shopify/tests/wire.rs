@@ -746,18 +746,77 @@ async fn a_long_backfill_runs_a_bulk_operation_and_reattaches_children() {
 }
 
 #[tokio::test]
-async fn a_failed_bulk_operation_is_an_error_with_its_code() {
+async fn a_failed_bulk_operation_is_retried_in_halves() {
     let h = Harness::start().await;
     mount_bulk_start(&h).await;
     h.graphql()
         .and(body_string_contains("PollBulk"))
         .respond_with(poll_answer("FAILED", Some("INTERNAL_SERVER_ERROR"), None))
+        .up_to_n_times(1)
+        .with_priority(1)
         .expect(1)
+        .mount(&h.server)
+        .await;
+    // The two halves: 2024-01-01 .. 2024-02-15T12:00 and on to 2024-04-01; both complete empty.
+    for (since, until) in [
+        ("2024-01-01T00:00:00Z", "2024-02-15T12:00:00Z"),
+        ("2024-02-15T12:00:00Z", "2024-04-01T00:00:00Z"),
+    ] {
+        h.graphql()
+            .and(body_string_contains("bulkOperationRunQuery"))
+            .and(body_string_contains(format!(
+                "created_at:>='{since}' created_at:<'{until}'"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": {"bulkOperationRunQuery": {
+                    "bulkOperation": {"id": "gid://shopify/BulkOperation/5732981489854", "status": "CREATED"},
+                    "userErrors": []}},
+                "extensions": cost(10, 1990)})))
+            .expect(1)
+            .mount(&h.server)
+            .await;
+    }
+    h.graphql()
+        .and(body_string_contains("PollBulk"))
+        .respond_with(poll_answer("COMPLETED", None, None))
+        .with_priority(2)
+        .expect(2)
         .mount(&h.server)
         .await;
     let guard = h.catch_all().await;
     let mut req = read_request("orders", None);
     req.window = Some(bulk_window());
+    let pages = read_all(&h.connector(), req).await.unwrap();
+    assert!(pages.is_empty());
+    h.finish(guard).await;
+}
+
+#[tokio::test]
+async fn a_bulk_operation_that_keeps_failing_is_an_error_with_its_code_at_one_day() {
+    let h = Harness::start().await;
+    // Every operation fails: 31 days → 15.5 → 7.75 → 3.9 → 1.9 → 0.97 days, where splitting stops.
+    h.graphql()
+        .and(body_string_contains("bulkOperationRunQuery"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"bulkOperationRunQuery": {
+                "bulkOperation": {"id": "gid://shopify/BulkOperation/5732981489854", "status": "CREATED"},
+                "userErrors": []}},
+            "extensions": cost(10, 1990)})))
+        .expect(6)
+        .mount(&h.server)
+        .await;
+    h.graphql()
+        .and(body_string_contains("PollBulk"))
+        .respond_with(poll_answer("FAILED", Some("INTERNAL_SERVER_ERROR"), None))
+        .expect(6)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut req = read_request("orders", None);
+    req.window = Some(Window {
+        since: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+        until: Utc.with_ymd_and_hms(2024, 2, 1, 0, 0, 0).unwrap(),
+    });
     let err = read_all(&h.connector(), req).await.unwrap_err();
     assert!(
         matches!(&err, Error::Api { code: Some(code), message, .. }
