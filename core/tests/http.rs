@@ -584,11 +584,11 @@ async fn a_manual_pause_delays_that_endpoint() {
 #[test]
 fn per_endpoint_quota_holds_back_the_request_over_the_limit_and_others_are_free() {
     let limits = RateLimits::new(Quota::UNLIMITED, &[("slow", Quota::per_second(2))]);
+    // Requests are spaced evenly (no burst), so no fixed second ever holds more than 2.
     assert!(limits.acquire("slow").now_or_never().is_some(), "1st");
-    assert!(limits.acquire("slow").now_or_never().is_some(), "2nd");
     assert!(
         limits.acquire("slow").now_or_never().is_none(),
-        "3rd request within the same second must wait"
+        "2nd request must wait half a second"
     );
     for i in 0..100 {
         assert!(
@@ -600,14 +600,9 @@ fn per_endpoint_quota_holds_back_the_request_over_the_limit_and_others_are_free(
 
 #[test]
 fn every_window_of_a_quota_must_admit_a_request() {
-    // 10 a second, but only 3 a minute: the minute window's burst is capped at 3.
+    // 10 a second, but only 3 a minute: after one request the minute window spaces the next 20 s out.
     let limits = RateLimits::new(Quota::burst_steady(10, 3), &[]);
-    for i in 0..3 {
-        assert!(
-            limits.acquire("any").now_or_never().is_some(),
-            "request {i}"
-        );
-    }
+    assert!(limits.acquire("any").now_or_never().is_some());
     assert!(limits.acquire("any").now_or_never().is_none());
     // Endpoints without an override share the default limiters.
     assert!(limits.acquire("other").now_or_never().is_none());

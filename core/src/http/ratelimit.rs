@@ -6,8 +6,8 @@
 //! and the adaptive part lives in [`ApiPolicy::pace`](super::ApiPolicy::pace).
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota as GQuota, RateLimiter};
 
@@ -48,24 +48,25 @@ impl Quota {
         }
     }
 
+    /// One governor limiter per window, each spacing requests evenly at `window / limit` with no
+    /// burst. Platforms count fixed wall-clock windows; a GCRA burst of `n` plus its refill can put up
+    /// to `2n − 1` requests in one such window and earn a 429, while even spacing never exceeds `n` in
+    /// any window and still sustains exactly the platform's rate.
     fn limiters(&self) -> Vec<Arc<DefaultDirectRateLimiter>> {
-        let mut out = Vec::new();
-        let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("non-zero");
-        if let Some(n) = self.per_second {
-            out.push(Arc::new(RateLimiter::direct(GQuota::per_second(nz(n)))));
-        }
-        if let Some(n) = self.per_minute {
-            // Steady window: allow the whole minute's budget as a burst only up to the per-second rate,
-            // so a fresh client cannot spend a minute's quota in one second.
-            let burst = self.per_second.unwrap_or(n).min(n);
-            out.push(Arc::new(RateLimiter::direct(
-                GQuota::per_minute(nz(n)).allow_burst(nz(burst)),
-            )));
-        }
-        if let Some(n) = self.per_hour {
-            out.push(Arc::new(RateLimiter::direct(GQuota::per_hour(nz(n)))));
-        }
-        out
+        let spaced = |limit: u32, window: Duration| {
+            let period = window / limit.max(1);
+            GQuota::with_period(period.max(Duration::from_nanos(1)))
+                .map(|q| Arc::new(RateLimiter::direct(q)))
+        };
+        [
+            self.per_second.map(|n| (n, Duration::from_secs(1))),
+            self.per_minute.map(|n| (n, Duration::from_secs(60))),
+            self.per_hour.map(|n| (n, Duration::from_secs(3600))),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|(n, w)| spaced(n, w))
+        .collect()
     }
 }
 
