@@ -162,7 +162,7 @@ impl Assembler {
                 message: "Shopify bulk result line is not a JSON object".into(),
             });
         };
-        let parent = match obj.remove("__parentId") {
+        let parent = match obj.shift_remove("__parentId") {
             Some(Value::String(p)) => Some(p),
             _ => None,
         };
@@ -403,7 +403,7 @@ pub(crate) fn next_records(roots: &mut Roots, stream: &str, n: usize) -> Result<
 /// Drop the `__typename` bulk queries add, so bulk and paged records look alike.
 fn strip_typename(mut node: Value) -> Value {
     if let Some(obj) = node.as_object_mut() {
-        obj.remove("__typename");
+        obj.shift_remove("__typename");
         for field in ["lineItems", "variants"] {
             if let Some(nodes) = obj
                 .get_mut(field)
@@ -412,7 +412,7 @@ fn strip_typename(mut node: Value) -> Value {
             {
                 for n in nodes {
                     if let Some(n) = n.as_object_mut() {
-                        n.remove("__typename");
+                        n.shift_remove("__typename");
                     }
                 }
             }
