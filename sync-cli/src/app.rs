@@ -369,6 +369,17 @@ type = "woocommerce"
 url = "{url}"
 consumer_key = "{ck}"
 consumer_secret = "{cs}"
+
+[sources.shop]
+type = "shopify"
+shop = "sandbox"
+access_token = "{shop_token}"
+base_url = "{shop_url}"
+
+[sources.email]
+type = "klaviyo"
+api_key = "{klaviyo_key}"
+base_url = "{klaviyo_url}"
 "#,
         db = db.display().to_string().replace('\\', "/"),
         // Far enough back to include the simulated shop's whole catalogue, not only recent orders.
@@ -376,6 +387,10 @@ consumer_secret = "{cs}"
         url = sandbox.woocommerce_url(),
         ck = woo.consumer_key,
         cs = woo.consumer_secret,
+        shop_token = sandbox.shopify().access_token,
+        shop_url = sandbox.shopify_url(),
+        klaviyo_key = sandbox.klaviyo().api_key,
+        klaviyo_url = sandbox.klaviyo_url(),
     );
     Ok(config::parse(&text, &|_| None)?)
 }
