@@ -1,16 +1,15 @@
 //! End to end: `growthflow sync` and `report` against the sandbox's simulated Klaviyo account (beside its
 //! WooCommerce store), checked against values computed independently from the generated data.
 
+use growthflow_tests::{cents, cli, db, dec};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::NaiveDate;
-use growthflow_cli::app;
-use growthflow_cli::cli::Cli;
 use growthflow_sandbox::{KlaviyoAccount, Sandbox, SandboxConfig};
 use rusqlite::Connection;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 struct Env {
@@ -65,31 +64,6 @@ base_url = "{klaviyo_url}"
         std::fs::write(&path, text).unwrap();
         path
     }
-}
-
-async fn cli(config: &Path, args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["growthflow", "-q", "--config", config.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let parsed = Cli::try_parse_args_from(argv).expect("valid command line");
-    let mut out = Vec::new();
-    let code = app::run(parsed, &mut out).await;
-    (code, String::from_utf8(out).unwrap())
-}
-
-fn db(config: &Path) -> Connection {
-    Connection::open(config.parent().unwrap().join("gf.db")).unwrap()
-}
-
-fn dec(v: &Value) -> Decimal {
-    match v {
-        Value::String(s) => Decimal::from_str(s).unwrap(),
-        Value::Number(n) => Decimal::from_str(&n.to_string()).unwrap(),
-        other => panic!("not a number: {other}"),
-    }
-}
-
-fn cents(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
 fn count(conn: &Connection, sql: &str, param: &str) -> i64 {

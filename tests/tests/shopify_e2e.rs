@@ -1,16 +1,15 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated Shopify shop (GraphQL Admin
 //! API), checked against values computed independently from the shop's generated data.
 
+use growthflow_tests::{cents, cli, date_of, db, snapshot};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
-use growthflow_cli::app;
-use growthflow_cli::cli::Cli;
 use growthflow_sandbox::{Sandbox, SandboxConfig, ShopData};
 use rusqlite::Connection;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 struct Env {
@@ -59,33 +58,12 @@ base_url = "{url}"
     }
 }
 
-async fn cli(config: &Path, args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["growthflow", "-q", "--config", config.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let parsed = Cli::try_parse_args_from(argv).expect("valid command line");
-    let mut out = Vec::new();
-    let code = app::run(parsed, &mut out).await;
-    (code, String::from_utf8(out).unwrap())
-}
-
-fn db(config: &Path) -> Connection {
-    Connection::open(config.parent().unwrap().join("gf.db")).unwrap()
-}
-
 fn dec(v: &Value) -> Decimal {
     Decimal::from_str(v.as_str().unwrap()).unwrap()
 }
 
 fn shop_money(v: &Value) -> Decimal {
     dec(&v["shopMoney"]["amount"])
-}
-
-fn cents(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-}
-
-fn date_of(t: &Value) -> NaiveDate {
-    NaiveDate::parse_from_str(&t.as_str().unwrap()[..10], "%Y-%m-%d").unwrap()
 }
 
 fn is_valid(order: &Value) -> bool {
@@ -103,40 +81,6 @@ fn tail(gid: &Value) -> String {
         .next()
         .unwrap()
         .to_string()
-}
-
-/// Every row of the tables that make up the dataset, minus sync timestamps.
-fn snapshot(conn: &Connection) -> BTreeMap<&'static str, Vec<String>> {
-    let queries = [
-        (
-            "raw_records",
-            "SELECT source, stream, record_id, cursor_value, payload FROM raw_records",
-        ),
-        ("sync_state", "SELECT source, stream, state FROM sync_state"),
-        ("orders", "SELECT * FROM orders"),
-        ("customers", "SELECT * FROM customers"),
-        ("journey_events", "SELECT * FROM journey_events"),
-    ];
-    let mut out = BTreeMap::new();
-    for (name, sql) in queries {
-        let mut stmt = conn.prepare(sql).unwrap();
-        let n = stmt.column_count();
-        let mut rows: Vec<String> = stmt
-            .query_map([], |r| {
-                let mut cols = Vec::new();
-                for i in 0..n {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    cols.push(format!("{v:?}"));
-                }
-                Ok(cols.join("|"))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        rows.sort();
-        out.insert(name, rows);
-    }
-    out
 }
 
 /// raw_records as parsed JSON (key order ignored), with their cursors.

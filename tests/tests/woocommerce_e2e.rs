@@ -1,16 +1,15 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated WooCommerce store, checked
 //! against values computed independently from the store's generated data.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use growthflow_tests::{cents, cli, date_of, db, dec, snapshot};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
-use growthflow_cli::app;
-use growthflow_cli::cli::Cli;
 use growthflow_sandbox::{Sandbox, SandboxConfig, WooStore};
 use rusqlite::Connection;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// Statuses that are not sales (the WooCommerce connector's documented rule).
@@ -65,35 +64,6 @@ consumer_secret = "{cs}"
     }
 }
 
-async fn cli(config: &Path, args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["growthflow", "-q", "--config", config.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let parsed = Cli::try_parse_args_from(argv).expect("valid command line");
-    let mut out = Vec::new();
-    let code = app::run(parsed, &mut out).await;
-    (code, String::from_utf8(out).unwrap())
-}
-
-fn db(config: &Path) -> Connection {
-    Connection::open(config.parent().unwrap().join("gf.db")).unwrap()
-}
-
-fn dec(v: &Value) -> Decimal {
-    match v {
-        Value::String(s) => Decimal::from_str(s).unwrap(),
-        Value::Number(n) => Decimal::from_str(&n.to_string()).unwrap(),
-        other => panic!("not a number: {other}"),
-    }
-}
-
-fn cents(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-}
-
-fn date_of(gmt: &Value) -> NaiveDate {
-    NaiveDate::parse_from_str(&gmt.as_str().unwrap()[..10], "%Y-%m-%d").unwrap()
-}
-
 fn email_of(order: &Value) -> Option<String> {
     let e = order["billing"]["email"].as_str()?.trim().to_lowercase();
     e.contains('@').then_some(e)
@@ -105,40 +75,6 @@ fn is_sale(order: &Value) -> bool {
 
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-/// Every row of the tables that make up the dataset, minus sync timestamps.
-fn snapshot(conn: &Connection) -> BTreeMap<&'static str, Vec<String>> {
-    let queries = [
-        (
-            "raw_records",
-            "SELECT source, stream, record_id, cursor_value, payload FROM raw_records",
-        ),
-        ("sync_state", "SELECT source, stream, state FROM sync_state"),
-        ("orders", "SELECT * FROM orders"),
-        ("customers", "SELECT * FROM customers"),
-        ("journey_events", "SELECT * FROM journey_events"),
-    ];
-    let mut out = BTreeMap::new();
-    for (name, sql) in queries {
-        let mut stmt = conn.prepare(sql).unwrap();
-        let n = stmt.column_count();
-        let mut rows: Vec<String> = stmt
-            .query_map([], |r| {
-                let mut cols = Vec::new();
-                for i in 0..n {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    cols.push(format!("{v:?}"));
-                }
-                Ok(cols.join("|"))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        rows.sort();
-        out.insert(name, rows);
-    }
-    out
 }
 
 #[tokio::test]
