@@ -1,0 +1,145 @@
+//! How Meta Ads records map into the journey model (`docs/journey_model.md`).
+//!
+//! Each daily ad-level insights row becomes an `ad_insights` awareness event (impressions, spend,
+//! clicks) on the paid-social channel, and — when Meta attributed purchases to the ad that day — a
+//! `reported_purchases` feedback event, so that what Meta claims can be compared with the store's own
+//! orders. Only the `purchase` action is used: Meta reports the same purchase again as `omni_purchase`,
+//! `offsite_conversion.fb_pixel_purchase`, `onsite_web_purchase`…, and summing them would double count.
+//! Its `value` is under the requested attribution setting (default 7-day click + 1-day view). Meta
+//! sends every number as a string; they are parsed as `Decimal`, never through `f64`.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use growthflow_core::model::{Channel, EventRow, JourneyMapper, JourneyRows, Stage};
+use growthflow_core::time::parse_date;
+use growthflow_core::{Error, Result};
+
+/// The connector type, as in `[sources.NAME] type = "meta_ads"`.
+pub const SOURCE_TYPE: &str = "meta_ads";
+
+/// The action whose count and value are the reported purchases.
+pub const PURCHASE_ACTION: &str = "purchase";
+
+/// Maps Meta Ads records; only `ad_insights` rows produce journey rows (campaigns, ad sets and ads are
+/// kept as raw records).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaAdsMapper;
+
+impl JourneyMapper for MetaAdsMapper {
+    fn source_type(&self) -> &'static str {
+        SOURCE_TYPE
+    }
+
+    fn map(&self, stream: &str, record: &Value) -> Result<JourneyRows> {
+        let mut rows = JourneyRows::default();
+        if stream != "ad_insights" {
+            return Ok(rows);
+        }
+        let ad_id = text(record, "ad_id").ok_or_else(|| decode("insights row without ad_id"))?;
+        let date_text =
+            text(record, "date_start").ok_or_else(|| decode("insights row without date_start"))?;
+        let date = parse_date(&date_text)
+            .ok_or_else(|| decode(&format!("date_start {date_text:?} is not YYYY-MM-DD")))?;
+        let currency = text(record, "account_currency");
+        let impressions = number(record.get("impressions"), "impressions")?.unwrap_or_default();
+        let spend = number(record.get("spend"), "spend")?.unwrap_or_default();
+
+        let mut attributes = Map::new();
+        for k in ["clicks", "inline_link_clicks", "reach"] {
+            if let Some(n) = number(record.get(k), k)? {
+                attributes.insert(k.to_string(), count_json(n));
+            }
+        }
+        for k in ["campaign_id", "adset_id", "ad_id"] {
+            if let Some(v) = text(record, k) {
+                attributes.insert(k.to_string(), Value::String(v));
+            }
+        }
+        let mut insight = EventRow::daily(
+            format!("ad:{ad_id}:{date}"),
+            date,
+            Stage::Awareness,
+            "ad_insights",
+            impressions,
+        );
+        insight.value = Some(spend);
+        insight.channel = Some(Channel::PaidSocial);
+        insight.campaign = text(record, "campaign_name");
+        insight.currency = currency.clone();
+        insight.attributes = Value::Object(attributes);
+        let campaign = insight.campaign.clone();
+        rows.events.push(insight);
+
+        if let Some(count) = action_value(record.get("actions"), PURCHASE_ACTION)? {
+            let mut purchases = EventRow::daily(
+                format!("purchase:{ad_id}:{date}"),
+                date,
+                Stage::Feedback,
+                "reported_purchases",
+                count,
+            );
+            purchases.value = action_value(record.get("action_values"), PURCHASE_ACTION)?;
+            purchases.channel = Some(Channel::PaidSocial);
+            purchases.campaign = campaign;
+            purchases.currency = currency;
+            purchases.attributes = json!({ "platform": SOURCE_TYPE });
+            rows.events.push(purchases);
+        }
+        Ok(rows)
+    }
+}
+
+/// The `value` of the entry with `action_type == action` in a list of `AdsActionStats`, if any.
+pub fn action_value(list: Option<&Value>, action: &str) -> Result<Option<Decimal>> {
+    let Some(Value::Array(items)) = list else {
+        return Ok(None);
+    };
+    match items
+        .iter()
+        .find(|a| a.get("action_type").and_then(Value::as_str) == Some(action))
+    {
+        Some(entry) => number(entry.get("value"), action),
+        None => Ok(None),
+    }
+}
+
+/// A Meta number (a string such as `"212.47"`, or a JSON number) as an exact decimal.
+fn number(v: Option<&Value>, what: &str) -> Result<Option<Decimal>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Decimal::from_str(s.trim())
+            .map(Some)
+            .map_err(|e| decode(&format!("{what} {s:?} is not a number: {e}"))),
+        Some(Value::Number(n)) => Decimal::from_str(&n.to_string())
+            .map(Some)
+            .map_err(|e| decode(&format!("{what} {n} is not a number: {e}"))),
+        Some(other) => Err(decode(&format!("{what} is not a number: {other}"))),
+    }
+}
+
+/// A count as a JSON integer (so SQL sums need no cast); anything fractional keeps its exact text.
+fn count_json(n: Decimal) -> Value {
+    use rust_decimal::prelude::ToPrimitive;
+    match n.fract().is_zero().then(|| n.to_i64()).flatten() {
+        Some(i) => json!(i),
+        None => Value::String(n.normalize().to_string()),
+    }
+}
+
+fn text(record: &Value, key: &str) -> Option<String> {
+    match record.get(key)? {
+        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn decode(message: &str) -> Error {
+    Error::Decode {
+        message: format!("Meta Ads {message}"),
+    }
+}

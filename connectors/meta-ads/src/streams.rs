@@ -1,0 +1,643 @@
+//! The streams a Meta ad account is read as, declared as data, and the read loops they share.
+//!
+//! - `ad_insights`: `GET /{version}/act_{id}/insights` at `level=ad`, one row per ad and day
+//!   (`time_increment=1`), incremental by date. Insights are restated while conversions are attributed
+//!   (up to 28 days), so every sync re-reads `lookback_days` before the saved cursor and each row's id
+//!   `{ad_id}:{date_start}` makes a restated day replace its row. Ranges of up to
+//!   [`INSIGHTS_CHUNK_DAYS`] days are one synchronous GET; longer ones (first syncs, backfills) one
+//!   asynchronous report job (`POST` → `report_run_id` → poll → `/{report_run_id}/insights`), because
+//!   long synchronous ranges time out at Meta; a failed or skipped job is split in halves and each half
+//!   run again. Each range is checkpointed as `{"cursor": "<last complete date>"}` once its last page is
+//!   read.
+//! - `campaigns`, `adsets`, `ads`: `GET /act_{id}/{edge}` filtered on `updated_time` (unix seconds),
+//!   unsorted, so the engine saves the cursor when the stream is done.
+//!
+//! Every page after the first is `paging.next` followed as given, except for its `access_token`, which
+//! is removed (the authenticator adds the configured one back) so the token is never copied, stored or
+//! sent twice; a `next` URL on another host than the API root is refused rather than sent the token.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::{json, Value};
+use url::Url;
+
+use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::http::HttpClient;
+use growthflow_core::paginate::{paged, JsonCursor, NextPage};
+use growthflow_core::time::{format_utc, parse_date, parse_utc};
+use growthflow_core::{Error, Result};
+
+/// Daily ad-level insights.
+pub const AD_INSIGHTS: StreamDef = StreamDef {
+    name: "ad_insights",
+    primary_key: &["ad_id", "date_start"],
+    mode: SyncMode::Incremental {
+        cursor_field: "date_start",
+    },
+    sorted: false,
+    parent: None,
+    description: "Daily ad-level insights (GET /act_{id}/insights?level=ad&time_increment=1), \
+                  incremental on date_start with a 28-day lookback",
+};
+
+/// Campaigns.
+pub const CAMPAIGNS: StreamDef = StreamDef {
+    name: "campaigns",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated_time",
+    },
+    sorted: false,
+    parent: None,
+    description: "Campaigns (GET /act_{id}/campaigns), incremental on updated_time",
+};
+
+/// Ad sets.
+pub const ADSETS: StreamDef = StreamDef {
+    name: "adsets",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated_time",
+    },
+    sorted: false,
+    parent: None,
+    description: "Ad sets (GET /act_{id}/adsets), incremental on updated_time",
+};
+
+/// Ads.
+pub const ADS: StreamDef = StreamDef {
+    name: "ads",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updated_time",
+    },
+    sorted: false,
+    parent: None,
+    description: "Ads (GET /act_{id}/ads), incremental on updated_time",
+};
+
+/// Every stream, in the order `discover` lists and `sync` reads them.
+pub fn stream_defs() -> Vec<StreamDef> {
+    vec![AD_INSIGHTS, CAMPAIGNS, ADSETS, ADS]
+}
+
+/// Insights fields requested (metrics arrive as strings; `account_currency` says what `spend` is in).
+pub const INSIGHTS_FIELDS: &str = "date_start,date_stop,account_id,account_currency,campaign_id,\
+campaign_name,adset_id,adset_name,ad_id,ad_name,impressions,reach,clicks,inline_link_clicks,spend,\
+actions,action_values";
+
+/// Campaign fields.
+pub const CAMPAIGN_FIELDS: &str = "id,account_id,name,status,configured_status,effective_status,\
+objective,buying_type,bid_strategy,daily_budget,lifetime_budget,budget_remaining,start_time,stop_time,\
+created_time,updated_time,special_ad_categories";
+
+/// Ad set fields.
+pub const ADSET_FIELDS: &str = "id,account_id,name,campaign_id,status,effective_status,\
+optimization_goal,billing_event,bid_strategy,daily_budget,lifetime_budget,start_time,end_time,\
+created_time,updated_time";
+
+/// Ad fields.
+pub const AD_FIELDS: &str =
+    "id,account_id,name,adset_id,campaign_id,status,effective_status,creative{id},created_time,updated_time";
+
+/// Insights page size.
+pub const INSIGHTS_PAGE_SIZE: u32 = 500;
+
+/// Object page size.
+pub const OBJECTS_PAGE_SIZE: u32 = 100;
+
+/// Longest range read synchronously: longer ranges time out or run out of memory at Meta, so they go
+/// through an async report job.
+pub const INSIGHTS_CHUNK_DAYS: i64 = 30;
+
+/// Meta keeps insights for 37 months; an older `time_range` is a 400, so starts are clamped to this
+/// many days before today (36 months, leaving a margin).
+pub const INSIGHTS_RETENTION_DAYS: i64 = 1095;
+
+/// What every read needs: the client and where the account lives.
+#[derive(Debug)]
+pub struct Reader {
+    /// The shared client (policy, auth, clock).
+    pub client: HttpClient,
+    /// `{base}/{version}/`.
+    pub api_root: Url,
+    /// The ad account's numeric id.
+    pub account_id: String,
+    /// Days re-read before the saved cursor.
+    pub lookback_days: u32,
+    /// `action_attribution_windows`.
+    pub attribution_windows: Vec<String>,
+}
+
+impl Reader {
+    /// `{root}act_{id}/{edge}`.
+    pub fn account_url(&self, edge: &str) -> Url {
+        let mut url = self.api_root.clone();
+        url.set_path(&format!(
+            "{}act_{}/{edge}",
+            self.api_root.path(),
+            self.account_id
+        ));
+        url
+    }
+
+    /// GET `url` on `endpoint` and decode the JSON body.
+    pub async fn get(&self, endpoint: &str, url: Url) -> Result<Value> {
+        let resp = self
+            .client
+            .send(endpoint, self.client.reqwest().get(url))
+            .await?;
+        resp.json()
+    }
+
+    /// The insights request for `[since, until]` (both inclusive, account time zone).
+    pub fn insights_url(&self, since: NaiveDate, until: NaiveDate) -> Url {
+        let mut url = self.account_url("insights");
+        url.query_pairs_mut()
+            .append_pair("level", "ad")
+            .append_pair("time_increment", "1")
+            .append_pair(
+                "time_range",
+                &json!({"since": since.to_string(), "until": until.to_string()}).to_string(),
+            )
+            .append_pair("fields", INSIGHTS_FIELDS)
+            .append_pair(
+                "action_attribution_windows",
+                &Value::from(self.attribution_windows.clone()).to_string(),
+            )
+            .append_pair("limit", &INSIGHTS_PAGE_SIZE.to_string());
+        url
+    }
+
+    /// A `paging.next` URL made safe to follow: on the API's own scheme, host and port, and without
+    /// its `access_token` (the authenticator adds the configured one).
+    pub fn next_url(&self, next: &str) -> Result<Url> {
+        let url = Url::parse(next).map_err(|e| Error::Decode {
+            message: format!("Meta paging.next is not a URL: {e}"),
+        })?;
+        let mut url = strip_access_token(&url);
+        if url.origin() != self.api_root.origin() {
+            return Err(Error::Decode {
+                message: format!(
+                    "Meta paging.next points at {} instead of {}; refusing to send the token there",
+                    url.origin().ascii_serialization(),
+                    self.api_root.origin().ascii_serialization()
+                ),
+            });
+        }
+        url.set_fragment(None);
+        Ok(url)
+    }
+}
+
+/// `url` without any `access_token` query parameter.
+pub fn strip_access_token(url: &Url) -> Url {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "access_token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut out = url.clone();
+    if kept.is_empty() {
+        out.set_query(None);
+    } else {
+        out.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    out
+}
+
+/// Read `request.stream` as pages.
+pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+    match request.stream.as_str() {
+        "ad_insights" => {
+            let today = Utc::now().date_naive();
+            match insights_range(&request, reader.lookback_days, today) {
+                Ok(Some((since, until))) => read_insights(reader, plan(since, until)),
+                Ok(None) => futures::stream::empty().boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            }
+        }
+        "campaigns" => read_objects(reader, "campaigns", "campaign", CAMPAIGN_FIELDS, &request),
+        "adsets" => read_objects(reader, "adsets", "adset", ADSET_FIELDS, &request),
+        "ads" => read_objects(reader, "ads", "ad", AD_FIELDS, &request),
+        other => {
+            let e = Error::Other(format!(
+                "Meta Ads has no stream {other:?}; streams: ad_insights, campaigns, adsets, ads"
+            ));
+            futures::stream::once(async move { Err(e) }).boxed()
+        }
+    }
+}
+
+/// The dates to read: a backfill window's days; else from the saved cursor minus the lookback, or from
+/// `start`; up to today. `None` when the range is empty.
+pub fn insights_range(
+    request: &ReadRequest,
+    lookback_days: u32,
+    today: NaiveDate,
+) -> Result<Option<(NaiveDate, NaiveDate)>> {
+    let (since, until) = if let Some(w) = request.window {
+        (
+            w.since.date_naive(),
+            (w.until - Duration::nanoseconds(1)).date_naive(),
+        )
+    } else if let Some(cursor) = request.state_cursor() {
+        let saved = parse_date(cursor).ok_or_else(|| Error::Decode {
+            message: format!("saved ad_insights cursor {cursor:?} is not a YYYY-MM-DD date"),
+        })?;
+        (saved - Duration::days(i64::from(lookback_days)), today)
+    } else {
+        (request.start.date_naive(), today)
+    };
+    let since = since.max(today - Duration::days(INSIGHTS_RETENTION_DAYS));
+    let until = until.min(today);
+    Ok((since <= until).then_some((since, until)))
+}
+
+/// How a range is read: ranges of more than [`INSIGHTS_CHUNK_DAYS`] days as one asynchronous report
+/// job (split in halves if Meta fails it), shorter ones with a synchronous GET.
+pub fn plan(since: NaiveDate, until: NaiveDate) -> VecDeque<Slice> {
+    let days = (until - since).num_days() + 1;
+    VecDeque::from([Slice {
+        since,
+        until,
+        run_async: days > INSIGHTS_CHUNK_DAYS,
+    }])
+}
+
+/// One range of days read by one request sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// First day, inclusive.
+    pub since: NaiveDate,
+    /// Last day, inclusive.
+    pub until: NaiveDate,
+    /// Read through an async report job.
+    pub run_async: bool,
+}
+
+impl Slice {
+    /// The two halves of a multi-day slice (still async), or `None` for a single day.
+    pub fn halves(self) -> Option<(Slice, Slice)> {
+        let days = (self.until - self.since).num_days();
+        if days < 1 {
+            return None;
+        }
+        let mid = self.since + Duration::days((days - 1) / 2);
+        Some((
+            Slice { until: mid, ..self },
+            Slice {
+                since: mid + Duration::days(1),
+                ..self
+            },
+        ))
+    }
+}
+
+/// First poll delay of an async job; doubles up to [`JOB_POLL_MAX`].
+pub const JOB_POLL_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest delay between two polls (Airbyte polls about every 30 s).
+pub const JOB_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A job still running after this long (on the client's clock) is given up and split, as Meta says
+/// jobs can take up to about an hour.
+pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// How an async job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// `Job Completed`: its rows are at `/{report_run_id}/insights`.
+    Completed(String),
+    /// `Job Failed`, `Job Skipped` or timed out, with the status seen.
+    Failed(String),
+}
+
+impl Reader {
+    /// Start an async insights job for `slice` and poll it (backing off on the client's clock) until
+    /// it completes or fails. Only `Job Completed` counts as done: `async_percent_completion` can reach
+    /// 100 earlier.
+    pub async fn run_job(&self, slice: Slice) -> Result<JobOutcome> {
+        let url = self.insights_url(slice.since, slice.until);
+        let resp = self
+            .client
+            .send("insights", self.client.reqwest().post(url))
+            .await?;
+        let started: Value = resp.json()?;
+        let id = started
+            .get("report_run_id")
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+            .ok_or_else(|| Error::Decode {
+                message: format!("Meta async insights answer without a report_run_id: {started}"),
+            })?;
+        let mut delay = JOB_POLL_FIRST;
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let mut url = self.api_root.clone();
+            url.set_path(&format!("{}{id}", self.api_root.path()));
+            let status = self.get("insights", url).await?;
+            let state = status
+                .get("async_status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            match state.as_str() {
+                "Job Completed" => return Ok(JobOutcome::Completed(id)),
+                "Job Failed" | "Job Skipped" => return Ok(JobOutcome::Failed(state)),
+                _ => {}
+            }
+            if waited >= JOB_TIMEOUT {
+                return Ok(JobOutcome::Failed(format!(
+                    "{state} after {}s",
+                    waited.as_secs()
+                )));
+            }
+            tracing::debug!(report_run_id = %id, status = %state, "waiting for the insights job");
+            self.client.clock().sleep(delay).await;
+            waited += delay;
+            delay = (delay * 2).min(JOB_POLL_MAX);
+        }
+    }
+
+    /// The first page of a completed job's rows.
+    pub fn job_insights_url(&self, report_run_id: &str) -> Url {
+        let mut url = self.api_root.clone();
+        url.set_path(&format!("{}{report_run_id}/insights", self.api_root.path()));
+        url.query_pairs_mut()
+            .append_pair("limit", &INSIGHTS_PAGE_SIZE.to_string());
+        url
+    }
+
+    /// The first page of `slice`: a synchronous GET, or the rows of an async job — splitting failed
+    /// jobs in halves (queued in front of `pending`) until one completes.
+    async fn first_page(
+        &self,
+        slice: Slice,
+        pending: &mut VecDeque<Slice>,
+    ) -> Result<(Slice, Url)> {
+        let mut slice = slice;
+        loop {
+            if !slice.run_async {
+                return Ok((slice, self.insights_url(slice.since, slice.until)));
+            }
+            match self.run_job(slice).await? {
+                JobOutcome::Completed(id) => return Ok((slice, self.job_insights_url(&id))),
+                JobOutcome::Failed(status) => {
+                    let Some((a, b)) = slice.halves() else {
+                        return Err(Error::Other(format!(
+                            "Meta insights job for {} ended with {status:?} even for a single day; run again later",
+                            slice.since
+                        )));
+                    };
+                    tracing::info!(since = %slice.since, until = %slice.until, status = %status,
+                        "insights job failed; splitting the range in halves");
+                    pending.push_front(b);
+                    slice = a;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct InsightsState {
+    pending: VecDeque<Slice>,
+    /// The slice being read and the URL of its next page.
+    current: Option<(Slice, Url)>,
+}
+
+fn read_insights(
+    reader: Arc<Reader>,
+    pending: VecDeque<Slice>,
+) -> BoxStream<'static, Result<Page>> {
+    let first = InsightsState {
+        pending,
+        current: None,
+    };
+    paged(first, move |mut state: InsightsState| {
+        let reader = reader.clone();
+        async move {
+            let (slice, url) = match state.current.take() {
+                Some(c) => c,
+                None => {
+                    let slice = state.pending.pop_front().ok_or_else(|| {
+                        Error::Other("ad_insights: no date range left to read".into())
+                    })?;
+                    reader.first_page(slice, &mut state.pending).await?
+                }
+            };
+            let body = reader.get("insights", url).await?;
+            let records = insight_records(&body)?;
+            let (checkpoint, next) = match JsonCursor::url("/paging/next").next_from(&body) {
+                NextPage::Url(next) => {
+                    state.current = Some((slice, reader.next_url(&next)?));
+                    (None, Some(state))
+                }
+                _ => {
+                    // The slice is complete: days before today will only change within the lookback.
+                    let today = Utc::now().date_naive();
+                    let done = slice.until.min(today - Duration::days(1)).max(slice.since);
+                    let cp = Some(json!({ "cursor": done.to_string() }));
+                    (cp, (!state.pending.is_empty()).then_some(state))
+                }
+            };
+            Ok((
+                Page {
+                    records,
+                    checkpoint,
+                },
+                next,
+            ))
+        }
+    })
+    .boxed()
+}
+
+/// The records of an insights page: id `{ad_id}:{date_start}`, cursor `date_start`.
+pub fn insight_records(body: &Value) -> Result<Vec<Record>> {
+    let data = data_array(body, "insights")?;
+    data.iter()
+        .map(|row| {
+            let field = |k: &str| {
+                row.get(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| Error::Decode {
+                        message: format!("Meta insights row without {k}: {row}"),
+                    })
+            };
+            let ad_id = field("ad_id")?;
+            let date = field("date_start")?;
+            Ok(Record {
+                id: format!("{ad_id}:{date}"),
+                cursor: Some(date.to_string()),
+                payload: row.clone(),
+            })
+        })
+        .collect()
+}
+
+fn data_array<'a>(body: &'a Value, what: &str) -> Result<&'a Vec<Value>> {
+    body.get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Decode {
+            message: format!(
+                "Meta {what} response without a data array: {}",
+                body.to_string().chars().take(200).collect::<String>()
+            ),
+        })
+}
+
+/// Meta's object times (`2024-03-12T15:02:47-0700`, an offset without colon) as RFC 3339 UTC.
+pub fn parse_meta_time(s: &str) -> Option<DateTime<Utc>> {
+    parse_utc(s).or_else(|| {
+        DateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S%z")
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    })
+}
+
+fn read_objects(
+    reader: Arc<Reader>,
+    edge: &'static str,
+    object: &'static str,
+    fields: &'static str,
+    request: &ReadRequest,
+) -> BoxStream<'static, Result<Page>> {
+    let mut url = reader.account_url(edge);
+    url.query_pairs_mut()
+        .append_pair("fields", fields)
+        .append_pair("limit", &OBJECTS_PAGE_SIZE.to_string());
+    // Backfills and first runs read every object (they are few and old campaigns still spend); later
+    // runs only what changed, one second early so that an edit in the cursor's own second is kept.
+    let since = match (request.window, request.state_cursor()) {
+        (None, Some(cursor)) => parse_meta_time(cursor),
+        _ => None,
+    };
+    if let Some(since) = since {
+        let filter = json!([{
+            "field": format!("{object}.updated_time"),
+            "operator": "GREATER_THAN",
+            "value": since.timestamp() - 1,
+        }]);
+        url.query_pairs_mut()
+            .append_pair("filtering", &filter.to_string());
+    }
+    paged(url, move |url: Url| {
+        let reader = reader.clone();
+        async move {
+            let body = reader.get(edge, url).await?;
+            let records = data_array(&body, edge)?
+                .iter()
+                .map(|o| {
+                    let id = o
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| Error::Decode {
+                            message: format!("Meta {edge} item without id: {o}"),
+                        })?;
+                    let cursor = o
+                        .get("updated_time")
+                        .and_then(Value::as_str)
+                        .and_then(parse_meta_time)
+                        .map(format_utc);
+                    Ok(Record {
+                        id: id.to_string(),
+                        cursor,
+                        payload: o.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let next = match JsonCursor::url("/paging/next").next_from(&body) {
+                NextPage::Url(next) => Some(reader.next_url(&next)?),
+                _ => None,
+            };
+            Ok((
+                Page {
+                    records,
+                    checkpoint: None,
+                },
+                next,
+            ))
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use growthflow_core::connector::Window;
+
+    fn d(s: &str) -> NaiveDate {
+        parse_date(s).unwrap()
+    }
+
+    fn req(state: Option<Value>, window: Option<Window>) -> ReadRequest {
+        ReadRequest {
+            stream: "ad_insights".into(),
+            state,
+            start: parse_utc("2024-01-01T00:00:00Z").unwrap(),
+            window,
+        }
+    }
+
+    #[test]
+    fn ranges_start_at_cursor_minus_lookback_and_split_in_30_days() {
+        let today = d("2024-06-10");
+        let r = insights_range(&req(Some(json!({"cursor": "2024-06-05"})), None), 28, today);
+        assert_eq!(r.unwrap(), Some((d("2024-05-08"), today)));
+        let r = insights_range(&req(None, None), 28, today)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, (d("2024-01-01"), today));
+        let w = Window {
+            since: parse_utc("2024-03-01T00:00:00Z").unwrap(),
+            until: parse_utc("2024-04-01T00:00:00Z").unwrap(),
+        };
+        let r = insights_range(&req(None, Some(w)), 28, today)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, (d("2024-03-01"), d("2024-03-31")));
+        let p = plan(d("2024-03-01"), d("2024-03-30"));
+        assert!(!p[0].run_async, "30 days are read synchronously");
+        let p = plan(d("2024-03-01"), d("2024-04-05"));
+        assert!(p[0].run_async, "31+ days go through an async job");
+        let (a, b) = p[0].halves().unwrap();
+        assert_eq!((a.since, a.until), (d("2024-03-01"), d("2024-03-18")));
+        assert_eq!((b.since, b.until), (d("2024-03-19"), d("2024-04-05")));
+        assert!(a.run_async && b.run_async);
+        let one = Slice {
+            since: d("2024-03-01"),
+            until: d("2024-03-01"),
+            run_async: true,
+        };
+        assert_eq!(one.halves(), None);
+        assert!(insights_range(&req(Some(json!({"cursor": "x"})), None), 28, today).is_err());
+    }
+
+    #[test]
+    fn meta_times_without_colon_parse() {
+        assert_eq!(
+            format_utc(parse_meta_time("2024-06-01T07:45:19-0700").unwrap()),
+            "2024-06-01T14:45:19Z"
+        );
+    }
+
+    #[test]
+    fn strip_token_keeps_the_rest() {
+        let u = Url::parse("https://graph.facebook.com/v25.0/act_1/insights?access_token=EAAB&fields=a%2Cb&after=MQ").unwrap();
+        assert_eq!(
+            strip_access_token(&u).as_str(),
+            "https://graph.facebook.com/v25.0/act_1/insights?fields=a%2Cb&after=MQ"
+        );
+    }
+}
