@@ -58,10 +58,16 @@ pub fn build(
             };
             Ok(Arc::new(c.map_err(invalid)?))
         }
+        "meta_ads" => {
+            let config: growthflow_meta_ads::MetaAdsConfig = entry.deserialize()?;
+            let c = growthflow_meta_ads::MetaAds::new(&entry.name, config, options)
+                .map_err(invalid)?;
+            Ok(Arc::new(c))
+        }
         other => Err(ConfigError::Invalid {
             key: format!("{}.type", entry.key_path()),
             message: format!(
-                "the {other} connector is not part of this build yet (available: woocommerce, shopify, klaviyo)"
+                "the {other} connector is not part of this build yet (available: woocommerce, shopify, klaviyo, meta_ads)"
             ),
         }),
     }
@@ -73,5 +79,6 @@ pub fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
         Arc::new(growthflow_woocommerce::WooMapper),
         Arc::new(growthflow_shopify::ShopifyMapper),
         Arc::new(growthflow_klaviyo::KlaviyoMapper),
+        Arc::new(growthflow_meta_ads::MetaAdsMapper),
     ]
 }
