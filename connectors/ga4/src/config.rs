@@ -1,0 +1,252 @@
+//! The `[sources.NAME]` table of a GA4 source.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use growthflow_core::{Error, Result};
+
+/// Where the Data API lives unless `base_url` says otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://analyticsdata.googleapis.com";
+/// Google's OAuth token endpoint for a user's refresh-token grant.
+pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// Days re-read before the saved cursor: GA4 restates up to 48 h, plus a time-zone edge.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
+
+fn default_lookback_days() -> u32 {
+    DEFAULT_LOOKBACK_DAYS
+}
+
+/// A GA4 source's configuration.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ga4Config {
+    /// The numeric property id (`123456789`); `properties/123456789` is accepted too.
+    pub property_id: String,
+    /// A service-account key file (JSON); its `token_uri` is honoured.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// OAuth client id of a user's grant (with `client_secret` and `refresh_token`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth client secret of a user's grant.
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// The user's refresh token.
+    #[serde(default)]
+    pub refresh_token: Option<SecretString>,
+    /// Replaces `https://analyticsdata.googleapis.com` (proxies, sandbox, tests).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Days re-read before the saved cursor (default [`DEFAULT_LOOKBACK_DAYS`]).
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+    /// User-defined reports, read as streams `report_<name>`.
+    #[serde(default)]
+    pub reports: Vec<ReportConfig>,
+}
+
+/// One user-defined report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// `[a-z0-9_]+`; the stream is `report_<name>`.
+    pub name: String,
+    /// Dimension API names; `date` is added first when missing.
+    pub dimensions: Vec<String>,
+    /// Metric API names.
+    pub metrics: Vec<String>,
+    /// A Data API `FilterExpression`, passed as is.
+    #[serde(default)]
+    pub dimension_filter: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for Ga4Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ga4Config")
+            .field("property_id", &self.property_id)
+            .field("credentials_file", &self.credentials_file)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("base_url", &self.base_url)
+            .field("lookback_days", &self.lookback_days)
+            .field("reports", &self.reports)
+            .finish()
+    }
+}
+
+/// How the source authenticates.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// A service-account key file.
+    ServiceAccount(PathBuf),
+    /// A user's OAuth refresh-token grant.
+    OAuth {
+        /// Client id.
+        client_id: String,
+        /// Client secret.
+        client_secret: SecretString,
+        /// Refresh token.
+        refresh_token: SecretString,
+    },
+}
+
+impl Ga4Config {
+    /// A config for `property_id` authenticating with a service-account key file.
+    pub fn with_service_account(property_id: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        Ga4Config {
+            property_id: property_id.into(),
+            credentials_file: Some(file.into()),
+            client_id: None,
+            client_secret: None,
+            refresh_token: None,
+            base_url: None,
+            lookback_days: DEFAULT_LOOKBACK_DAYS,
+            reports: Vec::new(),
+        }
+    }
+
+    /// The property id's digits.
+    pub fn property(&self) -> &str {
+        let p = self.property_id.trim();
+        p.strip_prefix("properties/").unwrap_or(p)
+    }
+
+    /// Check every key, naming `sources.<source>.<key>` in the error.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let key = |k: &str| format!("sources.{source}.{k}");
+        let p = self.property();
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
+            return Err(Error::config(
+                key("property_id"),
+                format!(
+                    "\"{}\" is not a GA4 property id: expected digits such as 123456789 (Admin › Property \
+                     details), not a measurement id (G-…)",
+                    self.property_id
+                ),
+            ));
+        }
+        self.credentials(source)?;
+        self.api_base(source)?;
+        for (i, r) in self.reports.iter().enumerate() {
+            let k = key(&format!("reports[{i}]"));
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(Error::config(format!("{k}.name"), "use [a-z0-9_]+"));
+            }
+            if r.metrics.is_empty() || r.metrics.len() > 10 {
+                return Err(Error::config(
+                    format!("{k}.metrics"),
+                    "give 1 to 10 metrics",
+                ));
+            }
+            if r.dimensions.len() > 9 {
+                return Err(Error::config(
+                    format!("{k}.dimensions"),
+                    "at most 9 dimensions",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The credentials, from exactly one of `credentials_file` or the OAuth trio.
+    pub fn credentials(&self, source: &str) -> Result<Credentials> {
+        let key = |k: &str| format!("sources.{source}.{k}");
+        let oauth_any = self.client_id.is_some()
+            || self.client_secret.is_some()
+            || self.refresh_token.is_some();
+        match (&self.credentials_file, oauth_any) {
+            (Some(_), true) => Err(Error::config(
+                key("credentials_file"),
+                "give either credentials_file or client_id/client_secret/refresh_token, not both",
+            )),
+            (Some(f), false) => Ok(Credentials::ServiceAccount(f.clone())),
+            (None, true) => {
+                let missing = |k: &str| Error::config(key(k), "missing (needed with the other OAuth keys)");
+                Ok(Credentials::OAuth {
+                    client_id: self.client_id.clone().ok_or_else(|| missing("client_id"))?,
+                    client_secret: self.client_secret.clone().ok_or_else(|| missing("client_secret"))?,
+                    refresh_token: self.refresh_token.clone().ok_or_else(|| missing("refresh_token"))?,
+                })
+            }
+            (None, false) => Err(Error::config(
+                key("credentials_file"),
+                "missing: give a service-account key file, or client_id/client_secret/refresh_token",
+            )),
+        }
+    }
+
+    /// The API root (`base_url` or the default), without a trailing slash.
+    pub fn api_base(&self, source: &str) -> Result<Url> {
+        let raw = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| {
+            Error::config(
+                format!("sources.{source}.base_url"),
+                format!("\"{raw}\" is not a URL: {e}"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::config(
+                format!("sources.{source}.base_url"),
+                "use http(s)://host[:port][/prefix]",
+            ));
+        }
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_like: serde_json::Value) -> std::result::Result<Ga4Config, serde_json::Error> {
+        serde_json::from_value(toml_like)
+    }
+
+    #[test]
+    fn property_ids_and_errors_name_keys() {
+        let c =
+            parse(serde_json::json!({"property_id":"properties/123","credentials_file":"k.json"}))
+                .unwrap();
+        assert_eq!(c.property(), "123");
+        assert_eq!(c.lookback_days, 3);
+        c.validate("web").unwrap();
+        let bad =
+            parse(serde_json::json!({"property_id":"G-ABC","credentials_file":"k.json"})).unwrap();
+        assert!(bad
+            .validate("web")
+            .unwrap_err()
+            .to_string()
+            .contains("sources.web.property_id"));
+        let none = parse(serde_json::json!({"property_id":"1"})).unwrap();
+        assert!(none
+            .validate("web")
+            .unwrap_err()
+            .to_string()
+            .contains("sources.web.credentials_file"));
+        let half = parse(serde_json::json!({"property_id":"1","client_id":"x"})).unwrap();
+        assert!(half
+            .validate("web")
+            .unwrap_err()
+            .to_string()
+            .contains("sources.web.client_secret"));
+        assert!(parse(serde_json::json!({"property_id":"1","bogus":1})).is_err());
+        let secret = parse(serde_json::json!({"property_id":"1","client_id":"x","client_secret":"s3cr3t","refresh_token":"r3fr3sh"})).unwrap();
+        let dbg = format!("{secret:?}");
+        assert!(!dbg.contains("s3cr3t") && !dbg.contains("r3fr3sh"), "{dbg}");
+    }
+}

@@ -1,0 +1,218 @@
+//! What the Data API's answers mean.
+//!
+//! Errors come as a `google.rpc.Status` envelope, `{"error":{"code","message","status","details"}}`.
+//! A 429 `RESOURCE_EXHAUSTED` carries no `Retry-After`: the wait is chosen from the quota the message
+//! names, and a spent *daily* token quota stops the sync ([`Error::QuotaExhausted`]) rather than
+//! waiting for hours. Pacing follows `propertyQuota`, which every report asks for.
+
+use std::time::Duration;
+
+use growthflow_core::http::{default_classify, generic_error_message, ApiPolicy, Response};
+use growthflow_core::Error;
+
+/// Below this share of the hourly token budget left, requests pause.
+pub const HOURLY_LOW_WATERMARK: f64 = 0.10;
+/// How long to pause when the hourly budget runs low.
+pub const HOURLY_PAUSE: Duration = Duration::from_secs(300);
+/// Backoff for a spent concurrent-requests quota.
+pub const CONCURRENT_BACKOFF: Duration = Duration::from_secs(30);
+/// Backoff for a spent hourly (or thresholded / server-error) quota.
+pub const HOURLY_BACKOFF: Duration = Duration::from_secs(1800);
+
+/// GA4's error semantics for one source and property.
+#[derive(Debug, Clone)]
+pub struct Ga4Policy {
+    source: String,
+    property: String,
+}
+
+impl Ga4Policy {
+    /// The policy for source `source` reading property `property` (digits).
+    pub fn new(source: impl Into<String>, property: impl Into<String>) -> Self {
+        Ga4Policy {
+            source: source.into(),
+            property: property.into(),
+        }
+    }
+}
+
+/// `(status, message)` of a google.rpc.Status body.
+pub fn parse_status(body: &[u8]) -> Option<(Option<String>, String)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?;
+    let message = e.get("message")?.as_str()?.trim().to_string();
+    let status = e.get("status").and_then(|s| s.as_str()).map(str::to_string);
+    Some((status, message))
+}
+
+impl ApiPolicy for Ga4Policy {
+    fn platform(&self) -> &'static str {
+        "Google Analytics"
+    }
+
+    fn classify(&self, resp: &Response) -> Option<Error> {
+        if resp.status.as_u16() == 429 {
+            let (_, message) = self.error_message(resp);
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("per day")
+                || lower.contains("tokensperday")
+                || lower.contains("daily")
+            {
+                return Some(Error::QuotaExhausted {
+                    message: format!(
+                        "GA4 property {} has spent its daily token quota (\"{message}\"); the quota refills at \
+                         midnight Pacific time and the next sync resumes from the last saved day",
+                        self.property
+                    ),
+                });
+            }
+            let wait = if lower.contains("concurrent") {
+                CONCURRENT_BACKOFF
+            } else if lower.contains("hour")
+                || lower.contains("thresholded")
+                || lower.contains("server errors")
+            {
+                HOURLY_BACKOFF
+            } else {
+                CONCURRENT_BACKOFF
+            };
+            return Some(Error::Throttled {
+                retry_after: Some(wait),
+                message: format!("Google Analytics answered 429 RESOURCE_EXHAUSTED: {message}"),
+            });
+        }
+        default_classify(self, resp)
+    }
+
+    fn error_message(&self, resp: &Response) -> (Option<String>, String) {
+        parse_status(&resp.body).unwrap_or_else(|| generic_error_message(resp))
+    }
+
+    fn auth_message(&self, resp: &Response) -> String {
+        let (status, message) = self.error_message(resp);
+        let code = resp.status.as_u16();
+        let what = format!(
+            "{code}{}: {message}",
+            status.map(|s| format!(" {s}")).unwrap_or_default()
+        );
+        if code == 403 {
+            format!(
+                "Google Analytics refused source \"{}\" ({what}): the account lacks access to property {}; \
+                 add the service account's (or user's) email to the property as a Viewer (Admin › Property \
+                 access management) and check sources.{}.property_id",
+                self.source, self.property, self.source
+            )
+        } else {
+            format!(
+                "Google Analytics rejected the credentials of source \"{}\" ({what}): check \
+                 sources.{}.credentials_file or the OAuth client_id/client_secret/refresh_token",
+                self.source, self.source
+            )
+        }
+    }
+
+    fn pace(&self, resp: &Response) -> Option<Duration> {
+        quota_pause(resp)
+    }
+}
+
+/// Standard-property hourly budgets (tokens per property per hour, per project per property per hour).
+pub const HOURLY_BUDGETS: [(&str, f64); 2] = [
+    ("tokensPerHour", 40_000.0),
+    ("tokensPerProjectPerHour", 14_000.0),
+];
+
+/// A pause when `propertyQuota.tokensPerHour` (or the per-project hourly share) has under
+/// [`HOURLY_LOW_WATERMARK`] of a standard property's hourly budget remaining (`consumed` is this request's
+/// cost only, so the budget is Google's documented one).
+pub fn quota_pause(resp: &Response) -> Option<Duration> {
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
+    let q = v.get("propertyQuota")?;
+    for (name, budget) in HOURLY_BUDGETS {
+        let remaining = q
+            .get(name)
+            .and_then(|s| s.get("remaining"))
+            .and_then(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok()));
+        if let Some(remaining) = remaining {
+            if remaining < budget * HOURLY_LOW_WATERMARK {
+                tracing::warn!(
+                    quota = name,
+                    remaining,
+                    "GA4 hourly token quota running low; pausing"
+                );
+                return Some(HOURLY_PAUSE);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn status_envelopes_classify() {
+        let p = Ga4Policy::new("web", "123");
+        let e = p
+            .classify(&resp(
+                400,
+                r#"{"error":{"code":400,"message":"Field sessionDefaultChannelGrouping is not a valid dimension.","status":"INVALID_ARGUMENT"}}"#,
+            ))
+            .unwrap();
+        match e {
+            Error::Api {
+                status: 400,
+                code: Some(code),
+                message,
+                ..
+            } => {
+                assert_eq!(code, "INVALID_ARGUMENT");
+                assert!(message.contains("sessionDefaultChannelGrouping"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = p
+            .classify(&resp(
+                401,
+                r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#,
+            ))
+            .unwrap();
+        assert!(
+            matches!(&e, Error::Auth { message } if message.contains("source \"web\"")),
+            "{e}"
+        );
+        let e = p
+            .classify(&resp(
+                429,
+                r#"{"error":{"code":429,"message":"Exhausted property tokens for a project per hour.","status":"RESOURCE_EXHAUSTED"}}"#,
+            ))
+            .unwrap();
+        assert_eq!(e.retry_after(), Some(HOURLY_BACKOFF));
+        assert!(p.classify(&resp(200, "{}")).is_none());
+    }
+
+    #[test]
+    fn pace_only_when_hourly_tokens_run_low() {
+        let ok = resp(
+            200,
+            r#"{"propertyQuota":{"tokensPerHour":{"consumed":5,"remaining":39000}}}"#,
+        );
+        assert_eq!(quota_pause(&ok), None);
+        let low = resp(
+            200,
+            r#"{"propertyQuota":{"tokensPerHour":{"consumed":5,"remaining":39000},"tokensPerProjectPerHour":{"consumed":5,"remaining":1000}}}"#,
+        );
+        assert_eq!(quota_pause(&low), Some(HOURLY_PAUSE));
+        assert_eq!(quota_pause(&resp(200, "{}")), None);
+    }
+}

@@ -1,0 +1,409 @@
+//! The streams: `traffic_daily` and user-defined `report_<name>` reports, read one day per runReport
+//! request (a single day is never sampled on standard properties) and paged by `offset`/`rowCount`.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{Duration as Days, NaiveDate, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::http::HttpClient;
+use growthflow_core::paginate::{NextPage, Offset};
+use growthflow_core::{Error, Result};
+
+use crate::config::ReportConfig;
+
+/// The built-in stream.
+pub const TRAFFIC_DAILY: &str = "traffic_daily";
+/// Prefix of user-defined report streams.
+pub const REPORT_PREFIX: &str = "report_";
+/// Rows per request (the Data API's maximum).
+pub const DEFAULT_PAGE_SIZE: u64 = 250_000;
+/// Separator of dimension values in record ids.
+pub const ID_SEPARATOR: char = '\u{1f}';
+
+/// `traffic_daily`'s dimensions.
+pub const TRAFFIC_DIMENSIONS: &[&str] = &[
+    "date",
+    "sessionSource",
+    "sessionMedium",
+    "sessionCampaignName",
+    "sessionDefaultChannelGroup",
+];
+/// `traffic_daily`'s metrics.
+pub const TRAFFIC_METRICS: &[&str] = &[
+    "sessions",
+    "newUsers",
+    "engagedSessions",
+    "addToCarts",
+    "checkouts",
+    "ecommercePurchases",
+    "purchaseRevenue",
+];
+
+/// Names GA4 retired, with their replacements.
+pub const RENAMED: &[(&str, &str)] = &[
+    ("conversions", "keyEvents"),
+    ("sessionConversionRate", "sessionKeyEventRate"),
+    ("userConversionRate", "userKeyEventRate"),
+    (
+        "sessionDefaultChannelGrouping",
+        "sessionDefaultChannelGroup",
+    ),
+    (
+        "firstUserDefaultChannelGrouping",
+        "firstUserDefaultChannelGroup",
+    ),
+];
+
+/// The built-in streams, as data. User-defined reports are added by the connector.
+pub fn stream_defs() -> Vec<StreamDef> {
+    vec![StreamDef {
+        name: TRAFFIC_DAILY,
+        primary_key: &["property", "date", "dimensions"],
+        mode: SyncMode::Incremental {
+            cursor_field: "date",
+        },
+        sorted: true,
+        parent: None,
+        description: "daily sessions, new users, engagement, add-to-carts, checkouts and purchases by source, \
+                      medium, campaign and channel group",
+    }]
+}
+
+/// Everything a read needs, shared by the connector and its streams.
+#[derive(Debug)]
+pub struct Reader {
+    /// The source's name, for messages.
+    pub source: String,
+    /// The client, with GA4's policy and bearer auth.
+    pub client: HttpClient,
+    /// `https://analyticsdata.googleapis.com` or `base_url`.
+    pub api_base: Url,
+    /// The property's digits.
+    pub property: String,
+    /// Days re-read before the saved cursor.
+    pub lookback_days: u32,
+    /// Rows per request.
+    pub page_size: u64,
+    /// User-defined reports.
+    pub reports: Vec<ReportConfig>,
+    /// The property's metadata names (dimensions, metrics), fetched once.
+    pub metadata: OnceCell<(HashSet<String>, HashSet<String>)>,
+}
+
+/// One report's shape.
+#[derive(Debug, Clone)]
+pub struct ReportSpec {
+    /// Dimensions, `date` first.
+    pub dimensions: Vec<String>,
+    /// Metrics.
+    pub metrics: Vec<String>,
+    /// Optional filter expression.
+    pub dimension_filter: Option<Value>,
+    /// The config key that chose these names.
+    pub config_key: String,
+}
+
+impl Reader {
+    /// `…/v1beta/properties/{id}{suffix}`.
+    pub fn url(&self, suffix: &str) -> Url {
+        let base = self.api_base.as_str().trim_end_matches('/');
+        Url::parse(&format!(
+            "{base}/v1beta/properties/{}{suffix}",
+            self.property
+        ))
+        .expect("a valid base URL stays valid")
+    }
+
+    /// The report behind `stream`.
+    pub fn spec(&self, stream: &str) -> Result<ReportSpec> {
+        if stream == TRAFFIC_DAILY {
+            return Ok(ReportSpec {
+                dimensions: TRAFFIC_DIMENSIONS.iter().map(|s| s.to_string()).collect(),
+                metrics: TRAFFIC_METRICS.iter().map(|s| s.to_string()).collect(),
+                dimension_filter: None,
+                config_key: format!("sources.{}", self.source),
+            });
+        }
+        let found = stream
+            .strip_prefix(REPORT_PREFIX)
+            .and_then(|n| self.reports.iter().enumerate().find(|(_, r)| r.name == n));
+        let Some((i, r)) = found else {
+            return Err(Error::Other(format!(
+                "GA4 source \"{}\" has no stream \"{stream}\"",
+                self.source
+            )));
+        };
+        let mut dimensions = vec!["date".to_string()];
+        dimensions.extend(r.dimensions.iter().filter(|d| *d != "date").cloned());
+        Ok(ReportSpec {
+            dimensions,
+            metrics: r.metrics.clone(),
+            dimension_filter: r.dimension_filter.clone(),
+            config_key: format!("sources.{}.reports[{i}]", self.source),
+        })
+    }
+
+    /// The property's metadata (fetched on first use).
+    pub async fn metadata(&self) -> Result<&(HashSet<String>, HashSet<String>)> {
+        self.metadata
+            .get_or_try_init(|| async {
+                let req = self.client.reqwest().get(self.url("/metadata"));
+                let body: Value = self.client.send("metadata", req).await?.json()?;
+                let names = |k: &str| -> HashSet<String> {
+                    body.get(k)
+                        .and_then(|v| v.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|d| {
+                            d.get("apiName")
+                                .and_then(|n| n.as_str())
+                                .map(str::to_string)
+                        })
+                        .collect()
+                };
+                Ok((names("dimensions"), names("metrics")))
+            })
+            .await
+    }
+
+    /// Check a report's names against the property's metadata; the error names the wrong one.
+    pub async fn validate(&self, spec: &ReportSpec) -> Result<()> {
+        let (dims, mets) = self.metadata().await?;
+        let check = |kind: &str,
+                     key: &str,
+                     names: &[String],
+                     known: &HashSet<String>|
+         -> Result<()> {
+            for name in names {
+                if known.contains(name) {
+                    continue;
+                }
+                let hint = RENAMED
+                    .iter()
+                    .find(|(old, _)| old == name)
+                    .map(|(_, new)| format!(" (GA4 renamed it to \"{new}\")"))
+                    .unwrap_or_default();
+                return Err(Error::config(
+                    format!("{}.{key}", spec.config_key),
+                    format!(
+                        "GA4 property {} has no {kind} \"{name}\"{hint}; see GET /v1beta/properties/{}/metadata",
+                        self.property, self.property
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        check("dimension", "dimensions", &spec.dimensions, dims)?;
+        check("metric", "metrics", &spec.metrics, mets)
+    }
+
+    /// One runReport page for `day` at `offset`.
+    pub async fn run_report(
+        &self,
+        spec: &ReportSpec,
+        day: NaiveDate,
+        offset: u64,
+    ) -> Result<Value> {
+        let d = day.format("%Y-%m-%d").to_string();
+        let mut body = json!({
+            "dateRanges": [{"startDate": d, "endDate": d}],
+            "dimensions": spec.dimensions.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+            "metrics": spec.metrics.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+            "orderBys": spec.dimensions.iter().map(|n| json!({"dimension": {"dimensionName": n}})).collect::<Vec<_>>(),
+            "limit": self.page_size.to_string(),
+            "offset": offset.to_string(),
+            "keepEmptyRows": false,
+            "returnPropertyQuota": true,
+        });
+        if let Some(f) = &spec.dimension_filter {
+            body["dimensionFilter"] = f.clone();
+        }
+        let req = self
+            .client
+            .reqwest()
+            .post(self.url(":runReport"))
+            .json(&body);
+        self.client.send("runReport", req).await?.json()
+    }
+}
+
+/// A metric value parsed per its `metricHeaders[].type` (integers may be fractional: attribution credit).
+pub fn parse_metric(value: &str, metric_type: &str) -> Result<Decimal> {
+    let v = value.trim();
+    Decimal::from_str(v)
+        .or_else(|_| Decimal::from_scientific(v))
+        .map(|d| d.normalize())
+        .map_err(|e| Error::Decode {
+            message: format!("GA4 metric value \"{v}\" ({metric_type}) is not a number: {e}"),
+        })
+}
+
+/// `YYYYMMDD` → date.
+pub fn parse_ga4_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y%m%d").ok()
+}
+
+/// The records of one runReport response.
+pub fn records(property: &str, body: &Value) -> Result<Vec<Record>> {
+    let names = |k: &str| -> Vec<(String, String)> {
+        body.get(k)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                (
+                    h.get("name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    h.get("type")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("TYPE_STANDARD")
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let dim_headers = names("dimensionHeaders");
+    let met_headers = names("metricHeaders");
+    let mut metadata = Map::new();
+    if let Some(m) = body.get("metadata").and_then(|m| m.as_object()) {
+        for k in [
+            "currencyCode",
+            "timeZone",
+            "samplingMetadatas",
+            "dataLossFromOtherRow",
+            "subjectToThresholding",
+            "emptyReason",
+        ] {
+            if let Some(v) = m.get(k) {
+                metadata.insert(k.to_string(), v.clone());
+            }
+        }
+        if m.contains_key("samplingMetadatas") {
+            tracing::warn!(property, "GA4 sampled this report");
+        }
+        if m.get("dataLossFromOtherRow").and_then(|v| v.as_bool()) == Some(true) {
+            tracing::warn!(
+                property,
+                "GA4 folded rows into (other): too many distinct values"
+            );
+        }
+    }
+    let values = |row: &Value, k: &str| -> Vec<String> {
+        row.get(k)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                c.get("value")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let rows = body.get("rows").and_then(|r| r.as_array());
+    let mut out = Vec::new();
+    for row in rows.into_iter().flatten() {
+        let dv = values(row, "dimensionValues");
+        let mv = values(row, "metricValues");
+        let mut dims = Map::new();
+        let mut date = None;
+        let mut rest = Vec::new();
+        for ((name, _), v) in dim_headers.iter().zip(&dv) {
+            if name == "date" {
+                date = parse_ga4_date(v);
+            } else {
+                rest.push(v.as_str());
+            }
+            dims.insert(name.clone(), Value::String(v.clone()));
+        }
+        let date = date.ok_or_else(|| Error::Decode {
+            message: "a GA4 report row has no valid date dimension (YYYYMMDD)".to_string(),
+        })?;
+        let mut mets = Map::new();
+        for ((name, ty), v) in met_headers.iter().zip(&mv) {
+            mets.insert(
+                name.clone(),
+                Value::String(parse_metric(v, ty)?.to_string()),
+            );
+        }
+        let mut meta = metadata.clone();
+        if dv.iter().any(|v| v == "(other)") {
+            meta.insert("other_row".into(), Value::Bool(true));
+        }
+        let iso = date.format("%Y-%m-%d").to_string();
+        out.push(Record {
+            id: format!("{property}:{iso}:{}", rest.join(&ID_SEPARATOR.to_string())),
+            cursor: Some(iso.clone()),
+            payload: json!({
+                "property": property,
+                "date": iso,
+                "dimensions": dims,
+                "metrics": mets,
+                "metadata": meta,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// The days to read: a backfill window's dates, or from the saved cursor less the lookback (else the start)
+/// up to today.
+pub fn days(request: &ReadRequest, lookback_days: u32, today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    if let Some(w) = request.window {
+        let last = (w.until - Days::seconds(1)).date_naive();
+        return (w.since.date_naive(), last.min(today));
+    }
+    let from = request
+        .state_cursor()
+        .and_then(growthflow_core::time::parse_date)
+        .map(|c| c - Days::days(i64::from(lookback_days)))
+        .unwrap_or_else(|| request.start.date_naive());
+    (from, today)
+}
+
+/// Read one stream: one or more pages per day, checkpointing `{"cursor": day}` after each day.
+pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+    async_stream::try_stream! {
+        let spec = reader.spec(&request.stream)?;
+        reader.validate(&spec).await?;
+        let (from, to) = days(&request, reader.lookback_days, Utc::now().date_naive());
+        let mut day = from;
+        while day <= to {
+            let mut paging = Offset::new("offset", "limit", reader.page_size, None);
+            let mut offset = 0u64;
+            loop {
+                let body = reader.run_report(&spec, day, offset).await?;
+                let recs = records(&reader.property, &body)?;
+                let total = body.get("rowCount").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+                let next = paging.advance(recs.len(), Some(total.unwrap_or(0)));
+                let done = match next {
+                    NextPage::Params(params) => {
+                        offset = params.iter().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(offset);
+                        false
+                    }
+                    _ => true,
+                };
+                let checkpoint = (done && request.window.is_none())
+                    .then(|| json!({"cursor": day.format("%Y-%m-%d").to_string()}));
+                yield Page { records: recs, checkpoint };
+                if done {
+                    break;
+                }
+            }
+            day += Days::days(1);
+        }
+    }
+    .boxed()
+}
