@@ -64,10 +64,15 @@ pub fn build(
                 .map_err(invalid)?;
             Ok(Arc::new(c))
         }
+        "ga4" => {
+            let config: growthflow_ga4::Ga4Config = entry.deserialize()?;
+            let c = growthflow_ga4::Ga4::new(&entry.name, config, options).map_err(invalid)?;
+            Ok(Arc::new(c))
+        }
         other => Err(ConfigError::Invalid {
             key: format!("{}.type", entry.key_path()),
             message: format!(
-                "the {other} connector is not part of this build yet (available: woocommerce, shopify, klaviyo, meta_ads)"
+                "the {other} connector is not part of this build yet (available: woocommerce, shopify, klaviyo, ga4, meta_ads)"
             ),
         }),
     }
@@ -80,5 +85,6 @@ pub fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
         Arc::new(growthflow_shopify::ShopifyMapper),
         Arc::new(growthflow_klaviyo::KlaviyoMapper),
         Arc::new(growthflow_meta_ads::MetaAdsMapper),
+        Arc::new(growthflow_ga4::Ga4Mapper),
     ]
 }
