@@ -27,6 +27,7 @@
 
 pub mod faults;
 pub mod klaviyo;
+pub mod meta;
 mod rng;
 pub mod shopify;
 pub mod woocommerce;
@@ -46,6 +47,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::Faults;
 pub use klaviyo::KlaviyoAccount;
+pub use meta::AdAccount;
 pub use shopify::ShopData;
 pub use woocommerce::WooStore;
 
@@ -83,6 +85,7 @@ pub struct Sandbox {
     woo: Arc<WooStore>,
     shop: Arc<ShopData>,
     klaviyo: Arc<KlaviyoAccount>,
+    meta: Arc<AdAccount>,
     faults: Faults,
     requests: Arc<AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -127,6 +130,11 @@ impl Sandbox {
             .await
             .map_err(std::io::Error::other)?,
         );
+        let meta = Arc::new(
+            tokio::task::spawn_blocking(move || AdAccount::generate(seed, scale, end))
+                .await
+                .map_err(std::io::Error::other)?,
+        );
         let faults = Faults::new();
         let requests = Arc::new(AtomicU64::new(0));
 
@@ -142,6 +150,7 @@ impl Sandbox {
             ))
             .merge(shopify::router(shop.clone(), faults.clone()))
             .merge(klaviyo::router(klaviyo.clone(), faults.clone()))
+            .merge(meta::router(meta.clone(), faults.clone()))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 requests.clone(),
@@ -162,6 +171,7 @@ impl Sandbox {
             woo,
             shop,
             klaviyo,
+            meta,
             faults,
             requests,
             shutdown: Some(tx),
@@ -203,6 +213,17 @@ impl Sandbox {
     /// The simulated Klaviyo account's data and key.
     pub fn klaviyo(&self) -> &KlaviyoAccount {
         &self.klaviyo
+    }
+
+    /// The simulated Meta ad account's `base_url` (`http://127.0.0.1:PORT/meta`); the connector appends
+    /// `/{version}/act_{id}/…` to it.
+    pub fn meta_url(&self) -> String {
+        format!("{}/{}", self.base_url(), meta::PREFIX)
+    }
+
+    /// The simulated Meta ad account's data and access token.
+    pub fn meta(&self) -> &AdAccount {
+        &self.meta
     }
 
     /// The run-time faults (shared with the server: changes apply to the next request).

@@ -1,0 +1,458 @@
+//! The Graph API routes: `act_{id}/insights` (GET, and POST for async report jobs), `{report_run_id}`
+//! and `{report_run_id}/insights`, `act_{id}/campaigns|adsets|ads`; token check, cursor paging,
+//! usage headers and a sliding-window code-17 throttle.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use base64::Engine;
+use chrono::NaiveDate;
+use serde_json::{json, Map, Value};
+
+use super::{AdAccount, PREFIX};
+use crate::faults::{self, FaultLayer, Faults};
+
+/// Requests allowed in any [`RATE_WINDOW`] before code 17 is answered.
+pub const RATE_LIMIT: usize = 600;
+
+/// The sliding window the rate is measured over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Polls of a report job before it is `Job Completed` (first `Job Not Started`, then `Job Running`).
+pub const JOB_POLLS_TO_COMPLETE: u32 = 3;
+
+struct Job {
+    since: NaiveDate,
+    until: NaiveDate,
+    polls: u32,
+}
+
+struct MState {
+    account: Arc<AdAccount>,
+    recent: Mutex<VecDeque<Instant>>,
+    jobs: Mutex<HashMap<String, Job>>,
+    next_job: AtomicU64,
+    traces: AtomicU64,
+}
+
+pub(crate) fn router(account: Arc<AdAccount>, faults: Faults) -> Router {
+    let state = Arc::new(MState {
+        account,
+        recent: Mutex::new(VecDeque::new()),
+        jobs: Mutex::new(HashMap::new()),
+        next_job: AtomicU64::new(0),
+        traces: AtomicU64::new(0),
+    });
+    let prefix = format!("/{PREFIX}");
+    Router::new()
+        .route(&format!("{prefix}/{{*rest}}"), any(handle))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            FaultLayer {
+                faults,
+                platform: PREFIX,
+            },
+            faults::middleware,
+        ))
+}
+
+fn json_response(status: StatusCode, body: &Value, usage: f64, regain: u64, id: &str) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    let pct = (usage * 100.0).round() / 100.0;
+    let buc = json!({ id: [{
+        "type": "ads_insights", "call_count": pct, "total_cputime": (pct / 2.0).round(),
+        "total_time": (pct / 2.0).round(), "estimated_time_to_regain_access": regain,
+        "ads_api_access_tier": "standard_access"
+    }]});
+    let acc = json!({"acc_id_util_pct": pct, "reset_time_duration": regain * 60,
+        "ads_api_access_tier": "standard_access"});
+    if let Ok(v) = HeaderValue::from_str(&buc.to_string()) {
+        h.insert("x-business-use-case-usage", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&acc.to_string()) {
+        h.insert("x-ad-account-usage", v);
+    }
+    resp
+}
+
+impl MState {
+    fn trace(&self) -> String {
+        let n = self.traces.fetch_add(1, Ordering::SeqCst);
+        format!("A{:022x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn error(
+        &self,
+        usage: f64,
+        code: i64,
+        typ: &str,
+        message: &str,
+        subcode: Option<i64>,
+    ) -> Response {
+        let mut err = json!({"message": message, "type": typ, "code": code,
+            "fbtrace_id": self.trace()});
+        if let Some(s) = subcode {
+            err["error_subcode"] = json!(s);
+        }
+        json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": err }),
+            usage,
+            0,
+            &self.account.account_id,
+        )
+    }
+
+    fn unsupported(&self, usage: f64, method: &Method, object: &str) -> Response {
+        let m = method.as_str().to_lowercase();
+        self.error(
+            usage,
+            100,
+            "GraphMethodException",
+            &format!("Unsupported {m} request. Object with ID '{object}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"),
+            Some(33),
+        )
+    }
+
+    fn invalid_param(&self, usage: f64, message: &str) -> Response {
+        self.error(
+            usage,
+            100,
+            "OAuthException",
+            &format!("(#100) {message}"),
+            None,
+        )
+    }
+}
+
+async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let path = req.uri().path().to_string();
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    // The sliding-window rate and the usage it reports.
+    let (usage, over) = {
+        let now = Instant::now();
+        let mut recent = state.recent.lock().expect("rate lock");
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        let n = recent.len();
+        (
+            (n as f64 * 100.0 / RATE_LIMIT as f64).min(100.0),
+            n > RATE_LIMIT,
+        )
+    };
+    let account = &state.account;
+    if param("access_token").as_deref() != Some(account.access_token.as_str()) {
+        return state.error(
+            usage,
+            190,
+            "OAuthException",
+            "Invalid OAuth access token - Cannot parse access token",
+            None,
+        );
+    }
+    if over {
+        account.count_throttle();
+        let body = json!({"error": {"message": "User request limit reached", "type": "OAuthException",
+            "is_transient": true, "code": 17, "error_subcode": 2_446_079,
+            "fbtrace_id": state.trace()}});
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &body,
+            100.0,
+            1,
+            &account.account_id,
+        );
+    }
+    let rest = path
+        .strip_prefix(&format!("/{PREFIX}/"))
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (version, object, edge) = match segments.as_slice() {
+        [v, o] => (*v, *o, None),
+        [v, o, e] => (*v, *o, Some(*e)),
+        _ => return state.unsupported(usage, &method, rest),
+    };
+    if !version.starts_with('v') {
+        return state.unsupported(usage, &method, version);
+    }
+    if let Some(w) = param("action_attribution_windows") {
+        let ok = matches!(serde_json::from_str::<Value>(&w), Ok(Value::Array(a)) if a.iter().all(|x| {
+            matches!(x.as_str(), Some("1d_click" | "7d_click" | "28d_click" | "1d_view" | "1d_ev" | "default" | "dda"))
+        }));
+        if !ok {
+            return state.invalid_param(
+                usage,
+                "Param action_attribution_windows must be an array of 1d_click, 7d_click, 28d_click, 1d_view, 1d_ev, default, dda",
+            );
+        }
+    }
+    let act = format!("act_{}", account.account_id);
+    let id = &account.account_id;
+    match (&method, object, edge) {
+        (&Method::GET, o, Some("insights")) if o == act => {
+            let Some((since, until)) = time_range(&param) else {
+                return state.invalid_param(
+                    usage,
+                    "time_range must be {\"since\":\"YYYY-MM-DD\",\"until\":\"YYYY-MM-DD\"}",
+                );
+            };
+            if param("level").as_deref().unwrap_or("ad") != "ad"
+                || param("time_increment").as_deref().unwrap_or("1") != "1"
+            {
+                return state
+                    .invalid_param(usage, "the sandbox serves level=ad, time_increment=1 only");
+            }
+            let rows = insights_in(account, since, until);
+            page(&state, &rows, &query, &host, &path, 25, usage)
+        }
+        (&Method::POST, o, Some("insights")) if o == act => {
+            let Some((since, until)) = time_range(&param) else {
+                return state.invalid_param(
+                    usage,
+                    "time_range must be {\"since\":\"YYYY-MM-DD\",\"until\":\"YYYY-MM-DD\"}",
+                );
+            };
+            let n = state.next_job.fetch_add(1, Ordering::SeqCst);
+            let run_id = format!("{}", 6_120_000_000_000_000u64 + n * 7919 + 1);
+            state.jobs.lock().expect("jobs lock").insert(
+                run_id.clone(),
+                Job {
+                    since,
+                    until,
+                    polls: 0,
+                },
+            );
+            json_response(
+                StatusCode::OK,
+                &json!({"report_run_id": run_id}),
+                usage,
+                0,
+                id,
+            )
+        }
+        (&Method::GET, o, Some(e)) if o == act && matches!(e, "campaigns" | "adsets" | "ads") => {
+            let (items, object_name) = match e {
+                "campaigns" => (&account.campaigns, "campaign"),
+                "adsets" => (&account.adsets, "adset"),
+                _ => (&account.ads, "ad"),
+            };
+            let mut selected: Vec<Value> = Vec::new();
+            let filters = match param("filtering").map(|f| serde_json::from_str::<Value>(&f)) {
+                None => Vec::new(),
+                Some(Ok(Value::Array(a))) => a,
+                Some(_) => return state.invalid_param(usage, "Param filtering must be an array"),
+            };
+            for item in items {
+                let mut keep = true;
+                for f in &filters {
+                    let field = f["field"].as_str().unwrap_or("");
+                    let short = field.rsplit('.').next().unwrap_or("");
+                    if short != "updated_time"
+                        || !(field == short || field == format!("{object_name}.{short}"))
+                    {
+                        return state
+                            .invalid_param(usage, &format!("Filtering field {field} is invalid"));
+                    }
+                    let value = f["value"]
+                        .as_i64()
+                        .or_else(|| f["value"].as_str().and_then(|s| s.parse().ok()));
+                    let Some(value) = value else {
+                        return state
+                            .invalid_param(usage, "Filtering value must be a unix timestamp");
+                    };
+                    let t = item["updated_time"]
+                        .as_str()
+                        .and_then(|s| {
+                            chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%z").ok()
+                        })
+                        .map(|t| t.timestamp())
+                        .unwrap_or(0);
+                    keep &= match f["operator"].as_str() {
+                        Some("GREATER_THAN") => t > value,
+                        Some("LESS_THAN") => t < value,
+                        Some("GREATER_THAN_OR_EQUAL") => t >= value,
+                        Some("LESS_THAN_OR_EQUAL") => t <= value,
+                        _ => return state.invalid_param(usage, "Filtering operator is invalid"),
+                    };
+                }
+                if keep {
+                    selected.push(project(item, param("fields").as_deref(), &["id"]));
+                }
+            }
+            page(&state, &selected, &query, &host, &path, 25, usage)
+        }
+        (&Method::GET, run_id, edge) if run_id.chars().all(|c| c.is_ascii_digit()) => {
+            let mut jobs = state.jobs.lock().expect("jobs lock");
+            let Some(job) = jobs.get_mut(run_id) else {
+                drop(jobs);
+                return state.unsupported(usage, &method, run_id);
+            };
+            match edge {
+                None => {
+                    job.polls += 1;
+                    let (status, pct) = match job.polls {
+                        1 => ("Job Not Started", 0),
+                        p if p < JOB_POLLS_TO_COMPLETE => {
+                            ("Job Running", 100 * p / JOB_POLLS_TO_COMPLETE)
+                        }
+                        _ => ("Job Completed", 100),
+                    };
+                    let body = json!({"id": run_id, "account_id": id, "async_status": status,
+                        "async_percent_completion": pct,
+                        "date_start": job.since.to_string(), "date_stop": job.until.to_string()});
+                    drop(jobs);
+                    json_response(StatusCode::OK, &body, usage, 0, id)
+                }
+                Some("insights") => {
+                    if job.polls < JOB_POLLS_TO_COMPLETE {
+                        drop(jobs);
+                        return state.invalid_param(usage, "The report is not ready yet");
+                    }
+                    let (since, until) = (job.since, job.until);
+                    drop(jobs);
+                    let rows = insights_in(account, since, until);
+                    page(&state, &rows, &query, &host, &path, 25, usage)
+                }
+                Some(_) => {
+                    drop(jobs);
+                    state.unsupported(usage, &method, rest)
+                }
+            }
+        }
+        _ => state.unsupported(usage, &method, object),
+    }
+}
+
+fn time_range(param: &impl Fn(&str) -> Option<String>) -> Option<(NaiveDate, NaiveDate)> {
+    let v: Value = serde_json::from_str(&param("time_range")?).ok()?;
+    let d = |k: &str| NaiveDate::parse_from_str(v.get(k)?.as_str()?, "%Y-%m-%d").ok();
+    let (since, until) = (d("since")?, d("until")?);
+    (since <= until).then_some((since, until))
+}
+
+fn insights_in(account: &AdAccount, since: NaiveDate, until: NaiveDate) -> Vec<Value> {
+    let (s, u) = (since.to_string(), until.to_string());
+    account
+        .insights
+        .iter()
+        .filter(|r| {
+            let d = r["date_start"].as_str().unwrap_or("");
+            d >= s.as_str() && d <= u.as_str()
+        })
+        .cloned()
+        .collect()
+}
+
+/// Only the requested fields (plus `always`); every field when none are named.
+fn project(item: &Value, fields: Option<&str>, always: &[&str]) -> Value {
+    let Some(fields) = fields else {
+        return item.clone();
+    };
+    let mut out = Map::new();
+    let names = fields
+        .split(',')
+        .map(|f| f.split('{').next().unwrap_or("").trim())
+        .chain(always.iter().copied());
+    for name in names {
+        if let Some(v) = item.get(name) {
+            out.insert(name.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// One page of `rows` after the `after` cursor, `limit` long; `paging.next` is a full URL carrying
+/// every query parameter of this request (the access token included) with the new `after`.
+fn page(
+    state: &MState,
+    rows: &[Value],
+    query: &[(String, String)],
+    host: &str,
+    path: &str,
+    default_limit: usize,
+    usage: f64,
+) -> Response {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let limit = get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(default_limit)
+        .min(5000);
+    let start = match get("after") {
+        None => 0,
+        Some(a) => match b64
+            .decode(a)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            Some(i) => i + 1,
+            None => return state.invalid_param(usage, "Invalid cursor for after"),
+        },
+    };
+    let fields = get("fields");
+    let end = (start + limit).min(rows.len());
+    let data: Vec<Value> = rows
+        .get(start..end)
+        .unwrap_or(&[])
+        .iter()
+        .map(|r| {
+            if r.get("date_start").is_some() {
+                project(r, fields, &["date_start", "date_stop"])
+            } else {
+                r.clone()
+            }
+        })
+        .collect();
+    let mut body = json!({ "data": data });
+    if !data.is_empty() {
+        let before = b64.encode(start.to_string());
+        let after = b64.encode((end - 1).to_string());
+        let mut paging = json!({"cursors": {"before": before, "after": after}});
+        if end < rows.len() {
+            let mut next = url::Url::parse(&format!("http://{host}{path}")).expect("valid url");
+            {
+                let mut q = next.query_pairs_mut();
+                for (k, v) in query.iter().filter(|(k, _)| k != "after") {
+                    q.append_pair(k, v);
+                }
+                q.append_pair("after", &after);
+            }
+            paging["next"] = Value::String(next.to_string());
+        }
+        body["paging"] = paging;
+    }
+    json_response(StatusCode::OK, &body, usage, 0, &state.account.account_id)
+}

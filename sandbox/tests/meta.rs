@@ -1,0 +1,257 @@
+//! The simulated Meta ad account over HTTP: token errors, cursor paging, time ranges, async report
+//! jobs and object filtering.
+
+use std::collections::HashSet;
+
+use growthflow_sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+
+async fn get(url: &str, query: &[(&str, String)]) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert!(resp.headers().contains_key("x-business-use-case-usage"));
+    assert!(resp.headers().contains_key("x-ad-account-usage"));
+    (status, resp.json().await.unwrap())
+}
+
+/// Every row of a paged edge, following `paging.next` as given.
+async fn all_pages(first: String, query: &[(&str, String)]) -> Vec<Value> {
+    let (status, mut body) = get(&first, query).await;
+    assert_eq!(status, 200, "{body}");
+    let mut rows = Vec::new();
+    loop {
+        rows.extend(body["data"].as_array().unwrap().iter().cloned());
+        let Some(next) = body["paging"]["next"].as_str().map(str::to_string) else {
+            break;
+        };
+        assert!(
+            next.contains("access_token="),
+            "next carries the token like Meta's"
+        );
+        let (status, b) = get(&next, &[]).await;
+        assert_eq!(status, 200, "{b}");
+        body = b;
+    }
+    rows
+}
+
+fn key(r: &Value) -> String {
+    format!(
+        "{}:{}",
+        r["ad_id"].as_str().unwrap(),
+        r["date_start"].as_str().unwrap()
+    )
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_code_190() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let acct = sb.meta();
+    let url = format!("{}/v25.0/act_{}/campaigns", sb.meta_url(), acct.account_id);
+    let (status, body) = get(&url, &[("access_token", "nope".into())]).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], 190);
+    assert_eq!(body["error"]["type"], "OAuthException");
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid OAuth access token - Cannot parse access token"
+    );
+    assert!(body["error"]["fbtrace_id"].is_string());
+    let (status, _) = get(&url, &[]).await;
+    assert_eq!(status, 400);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn insights_pages_return_every_row_once_within_the_time_range() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let acct = sb.meta();
+    assert!(acct.insights.len() > 3000, "{}", acct.insights.len());
+    assert_eq!(acct.campaigns.len(), 6);
+    assert_eq!(acct.ads.len(), 24);
+    let url = format!("{}/v25.0/act_{}/insights", sb.meta_url(), acct.account_id);
+    let q = |range: Value| {
+        vec![
+            ("access_token", acct.access_token.clone()),
+            ("level", "ad".to_string()),
+            ("time_increment", "1".to_string()),
+            ("time_range", range.to_string()),
+            ("limit", "500".to_string()),
+        ]
+    };
+    let rows = all_pages(
+        url.clone(),
+        &q(json!({"since": "2020-01-01", "until": "2030-01-01"})),
+    )
+    .await;
+    assert_eq!(rows.len(), acct.insights.len());
+    let keys: HashSet<String> = rows.iter().map(key).collect();
+    assert_eq!(keys.len(), rows.len(), "no row twice");
+    assert_eq!(rows, acct.insights);
+
+    let rows = all_pages(
+        url.clone(),
+        &q(json!({"since": "2025-03-01", "until": "2025-03-10"})),
+    )
+    .await;
+    let expected: Vec<&Value> = acct
+        .insights
+        .iter()
+        .filter(|r| {
+            let d = r["date_start"].as_str().unwrap();
+            ("2025-03-01"..="2025-03-10").contains(&d)
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(rows.iter().collect::<Vec<_>>(), expected);
+    for r in &rows {
+        assert!(r["spend"].is_string() && r["impressions"].is_string());
+        assert_eq!(r["date_start"], r["date_stop"]);
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn async_report_jobs_complete_after_polls() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let acct = sb.meta();
+    let root = format!("{}/v25.0", sb.meta_url());
+    let token = ("access_token", acct.access_token.clone());
+    let started: Value = reqwest::Client::new()
+        .post(format!("{root}/act_{}/insights", acct.account_id))
+        .query(&[
+            token.clone(),
+            ("level", "ad".into()),
+            ("time_increment", "1".into()),
+            (
+                "time_range",
+                json!({"since": "2025-04-01", "until": "2025-05-31"}).to_string(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["report_run_id"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    loop {
+        let (status, body) = get(&format!("{root}/{id}"), std::slice::from_ref(&token)).await;
+        assert_eq!(status, 200, "{body}");
+        let s = body["async_status"].as_str().unwrap().to_string();
+        assert!(body["async_percent_completion"].is_u64());
+        seen.push(s.clone());
+        if s == "Job Completed" {
+            break;
+        }
+        assert!(seen.len() < 10);
+    }
+    assert_eq!(seen, ["Job Not Started", "Job Running", "Job Completed"]);
+    let rows = all_pages(
+        format!("{root}/{id}/insights"),
+        &[token, ("limit", "500".into())],
+    )
+    .await;
+    let expected: Vec<&Value> = acct
+        .insights
+        .iter()
+        .filter(|r| ("2025-04-01"..="2025-05-31").contains(&r["date_start"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows.iter().collect::<Vec<_>>(), expected);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_filter_on_updated_time() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let acct = sb.meta();
+    let token = ("access_token", acct.access_token.clone());
+    for (edge, object, items) in [
+        ("campaigns", "campaign", &acct.campaigns),
+        ("adsets", "adset", &acct.adsets),
+        ("ads", "ad", &acct.ads),
+    ] {
+        let url = format!("{}/v25.0/act_{}/{edge}", sb.meta_url(), acct.account_id);
+        let rows = all_pages(url.clone(), &[token.clone(), ("limit", "5".into())]).await;
+        assert_eq!(&rows, items);
+        let mut times: Vec<i64> = items
+            .iter()
+            .map(|i| {
+                chrono::DateTime::parse_from_str(
+                    i["updated_time"].as_str().unwrap(),
+                    "%Y-%m-%dT%H:%M:%S%z",
+                )
+                .unwrap()
+                .timestamp()
+            })
+            .collect();
+        times.sort();
+        let cut = times[times.len() / 2];
+        let filter = json!([{"field": format!("{object}.updated_time"), "operator": "GREATER_THAN", "value": cut}]);
+        let rows = all_pages(
+            url,
+            &[
+                token.clone(),
+                ("filtering", filter.to_string()),
+                ("fields", "id,name,updated_time".into()),
+            ],
+        )
+        .await;
+        assert_eq!(
+            rows.len(),
+            times.iter().filter(|t| **t > cut).count(),
+            "{edge}"
+        );
+        assert!(rows.iter().all(|r| r.as_object().unwrap().len() == 3));
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn usage_rises_with_the_rate_until_code_17() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let acct = sb.meta();
+    let url = format!("{}/v25.0/act_{}/campaigns", sb.meta_url(), acct.account_id);
+    let client = reqwest::Client::new();
+    let usage = |r: &reqwest::Response| -> (f64, f64) {
+        let h: Value =
+            serde_json::from_str(r.headers()["x-business-use-case-usage"].to_str().unwrap())
+                .unwrap();
+        let e = &h[acct.account_id.as_str()][0];
+        (
+            e["call_count"].as_f64().unwrap(),
+            e["estimated_time_to_regain_access"].as_f64().unwrap(),
+        )
+    };
+    let mut last = 0.0;
+    let mut throttled = None;
+    for i in 0..2000 {
+        let resp = client
+            .get(&url)
+            .query(&[("access_token", acct.access_token.as_str()), ("limit", "1")])
+            .send()
+            .await
+            .unwrap();
+        let (pct, regain) = usage(&resp);
+        if resp.status().as_u16() == 400 {
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], 17, "{body}");
+            assert_eq!(body["error"]["message"], "User request limit reached");
+            assert!(regain > 0.0);
+            throttled = Some(i);
+            break;
+        }
+        assert!(pct >= last, "usage rises with the rate");
+        last = pct;
+    }
+    assert!(throttled.is_some(), "the rate limit is reached");
+    assert!(last > 75.0);
+    assert_eq!(acct.throttled_count(), 1);
+    sb.shutdown().await;
+}
