@@ -97,6 +97,28 @@ async fn retry_after_seconds_is_honoured_exactly() {
 }
 
 #[tokio::test]
+async fn platform_paced_waits_have_their_own_budget_beyond_max_retries() {
+    // Ten throttles in a row (more than max_retries = 6): the platform is pacing, not failing.
+    let server = server().await;
+    Mock::given(method("GET"))
+        .and(path("/x"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(10)
+        .expect(10)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    ok_after(&server).await;
+    let clock = TestClock::new();
+    let resp = get(&default_client(&clock), "x", format!("{}/x", server.uri()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status.as_u16(), 200);
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 10]);
+    server.verify().await;
+}
+
+#[tokio::test]
 async fn retry_after_decimal_seconds() {
     let server = server().await;
     once(

@@ -406,6 +406,7 @@ impl HttpClient {
             .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
         let path = template.url().path().to_string();
         let mut attempt = 0u32;
+        let mut throttles = 0u32;
         let mut refreshed = false;
         loop {
             self.wait_turn(endpoint).await;
@@ -449,7 +450,7 @@ impl HttpClient {
                 }
                 Err(e) => e,
             };
-            if !error.is_retryable() || attempt >= self.config.retry.max_retries {
+            if !error.is_retryable() || self.budget_spent(&error, attempt, throttles) {
                 tracing::warn!(endpoint, path = %path, attempt, error = %error, "request failed");
                 return Err(error);
             }
@@ -463,7 +464,25 @@ impl HttpClient {
                 "retrying"
             );
             self.clock.sleep(delay).await;
-            attempt += 1;
+            Self::count(&error, &mut attempt, &mut throttles);
+        }
+    }
+
+    /// True when `error` has used up its kind of retry budget: platform-paced waits and plain retries
+    /// are counted apart (see [`RetryPolicy::max_throttle_waits`]).
+    fn budget_spent(&self, error: &Error, attempt: u32, throttles: u32) -> bool {
+        if error.retry_after().is_some() {
+            throttles >= self.config.retry.max_throttle_waits
+        } else {
+            attempt >= self.config.retry.max_retries
+        }
+    }
+
+    fn count(error: &Error, attempt: &mut u32, throttles: &mut u32) {
+        if error.retry_after().is_some() {
+            *throttles += 1;
+        } else {
+            *attempt += 1;
         }
     }
 
@@ -514,6 +533,7 @@ impl HttpClient {
             .build()
             .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
         let mut attempt = 0u32;
+        let mut throttles = 0u32;
         loop {
             self.wait_turn(endpoint).await;
             let req = template
@@ -538,12 +558,12 @@ impl HttpClient {
                 }
                 Err(e) => transport_error(e),
             };
-            if !error.is_retryable() || attempt >= self.config.retry.max_retries {
+            if !error.is_retryable() || self.budget_spent(&error, attempt, throttles) {
                 return Err(error);
             }
             let delay = self.retry_delay(endpoint, &error, attempt)?;
             self.clock.sleep(delay).await;
-            attempt += 1;
+            Self::count(&error, &mut attempt, &mut throttles);
         }
     }
 }

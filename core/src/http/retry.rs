@@ -6,8 +6,12 @@ use std::time::Duration;
 /// a cost bucket) replaces the computed one, up to `max_wait`.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt (so `max_retries + 1` attempts in all).
+    /// Retries of failures without a platform-given delay (5xx, timeouts), after the first attempt.
     pub max_retries: u32,
+    /// Waits the platform itself asked for (Retry-After, a cost bucket, a usage header). These are
+    /// not failures but the platform's pacing — several streams sharing one bucket can be told to
+    /// wait many times in a row — so they have their own, larger budget.
+    pub max_throttle_waits: u32,
     /// First backoff; doubles each attempt.
     pub base_delay: Duration,
     /// Upper bound for computed backoff.
@@ -20,11 +24,16 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_retries: default_max_retries(),
+            max_throttle_waits: default_max_throttle_waits(),
             base_delay: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             max_wait: Duration::from_secs(15 * 60),
         }
     }
+}
+
+fn default_max_throttle_waits() -> u32 {
+    60
 }
 
 fn default_max_retries() -> u32 {
