@@ -380,6 +380,12 @@ base_url = "{shop_url}"
 type = "klaviyo"
 api_key = "{klaviyo_key}"
 base_url = "{klaviyo_url}"
+
+[sources.ads]
+type = "meta_ads"
+ad_account_id = "act_{meta_account}"
+access_token = "{meta_token}"
+base_url = "{meta_url}"
 "#,
         db = db.display().to_string().replace('\\', "/"),
         // Far enough back to include the simulated shop's whole catalogue, not only recent orders.
@@ -391,6 +397,9 @@ base_url = "{klaviyo_url}"
         shop_url = sandbox.shopify_url(),
         klaviyo_key = sandbox.klaviyo().api_key,
         klaviyo_url = sandbox.klaviyo_url(),
+        meta_account = sandbox.meta().account_id,
+        meta_token = sandbox.meta().access_token,
+        meta_url = sandbox.meta_url(),
     );
     Ok(config::parse(&text, &|_| None)?)
 }
