@@ -301,9 +301,11 @@ impl Reader {
             match self.post(&plan.document, variables).await {
                 Ok((_, body)) => return Ok(body),
                 Err(Error::Api {
-                    code: Some(code), ..
+                    code: Some(code),
+                    message,
+                    ..
                 }) if code == MAX_COST_EXCEEDED && cursor.first > 1 => {
-                    let smaller = cursor.first / 2;
+                    let smaller = fitting_page(cursor.first, &message);
                     tracing::info!(
                         stream = plan.spec.def.name,
                         from = cursor.first,
@@ -315,6 +317,30 @@ impl Reader {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// The page size that fits under Shopify's single-query limit. The query's cost grows linearly with
+/// `first`, so when the message gives the cost ("Query cost is 5302, which exceeds the single query max
+/// cost limit (1000)") the page is scaled down in one step instead of halving blindly three times;
+/// otherwise it is halved.
+fn fitting_page(first: u32, message: &str) -> u32 {
+    let number_after = |marker: &str| -> Option<u64> {
+        let rest = &message[message.find(marker)? + marker.len()..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits.parse().ok()
+    };
+    let half = (first / 2).max(1);
+    match (
+        number_after("Query cost is "),
+        number_after("max cost limit ("),
+    ) {
+        (Some(cost), Some(max)) if cost > max && max > 0 => {
+            // A little headroom: the fixed part of the cost does not shrink with `first`.
+            let scaled = u64::from(first) * max * 9 / (cost * 10);
+            (scaled as u32).clamp(1, half)
+        }
+        _ => half,
     }
 }
 
@@ -522,6 +548,21 @@ fn bulk_pages(reader: Arc<Reader>, spec: Spec, window: Window) -> BoxStream<'sta
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn an_over_cost_page_is_scaled_to_fit_in_one_step() {
+        let msg = "Query cost is 5302, which exceeds the single query max cost limit (1000).";
+        assert_eq!(fitting_page(100, msg), 16);
+        assert_eq!(fitting_page(100, "Query cost is 1293"), 50);
+        assert_eq!(fitting_page(2, msg), 1);
+        assert_eq!(
+            fitting_page(
+                100,
+                "Query cost is 1100, which exceeds the single query max cost limit (1000)."
+            ),
+            50
+        );
+    }
 
     #[test]
     fn a_year_is_cut_into_quarters_without_gaps() {
