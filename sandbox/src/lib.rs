@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod faults;
+pub mod ga4;
 pub mod klaviyo;
 pub mod meta;
 mod rng;
@@ -46,6 +47,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::Faults;
+pub use ga4::Property;
 pub use klaviyo::KlaviyoAccount;
 pub use meta::AdAccount;
 pub use shopify::ShopData;
@@ -86,6 +88,7 @@ pub struct Sandbox {
     shop: Arc<ShopData>,
     klaviyo: Arc<KlaviyoAccount>,
     meta: Arc<AdAccount>,
+    ga4: Arc<Property>,
     faults: Faults,
     requests: Arc<AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -135,6 +138,11 @@ impl Sandbox {
                 .await
                 .map_err(std::io::Error::other)?,
         );
+        let ga4 = Arc::new(
+            tokio::task::spawn_blocking(move || Property::generate(seed, scale, end))
+                .await
+                .map_err(std::io::Error::other)?,
+        );
         let faults = Faults::new();
         let requests = Arc::new(AtomicU64::new(0));
 
@@ -151,6 +159,7 @@ impl Sandbox {
             .merge(shopify::router(shop.clone(), faults.clone()))
             .merge(klaviyo::router(klaviyo.clone(), faults.clone()))
             .merge(meta::router(meta.clone(), faults.clone()))
+            .merge(ga4::router(ga4.clone(), format!("http://{addr}")))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 requests.clone(),
@@ -172,6 +181,7 @@ impl Sandbox {
             shop,
             klaviyo,
             meta,
+            ga4,
             faults,
             requests,
             shutdown: Some(tx),
@@ -224,6 +234,17 @@ impl Sandbox {
     /// The simulated Meta ad account's data and access token.
     pub fn meta(&self) -> &AdAccount {
         &self.meta
+    }
+
+    /// The simulated GA4 property's `base_url` (`http://127.0.0.1:PORT/ga4`); the connector appends
+    /// `/v1beta/properties/{id}…` to it, and the service account's `token_uri` is this plus `/token`.
+    pub fn ga4_url(&self) -> String {
+        format!("{}/{}", self.base_url(), ga4::PREFIX)
+    }
+
+    /// The simulated GA4 property's data and service account.
+    pub fn ga4(&self) -> &Property {
+        &self.ga4
     }
 
     /// The run-time faults (shared with the server: changes apply to the next request).
