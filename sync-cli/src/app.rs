@@ -356,6 +356,13 @@ async fn demo(
 fn demo_config(sandbox: &growthflow_sandbox::Sandbox, dir: &Path) -> Result<Config, Failure> {
     let woo = sandbox.woocommerce();
     let db = dir.join("growthflow.db");
+    // The simulated property's service-account key (a test-only key pair made for the sandbox).
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    let ga4_key = dir.join("ga4-service-account.json");
+    let token_uri = format!("{}/token", sandbox.ga4_url());
+    std::fs::write(&ga4_key, sandbox.ga4().service_account_json(&token_uri))
+        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", ga4_key.display())))?;
     let text = format!(
         r#"
 [destination]
@@ -381,6 +388,12 @@ type = "klaviyo"
 api_key = "{klaviyo_key}"
 base_url = "{klaviyo_url}"
 
+[sources.web]
+type = "ga4"
+property_id = "{ga4_property}"
+credentials_file = "{ga4_key}"
+base_url = "{ga4_url}"
+
 [sources.ads]
 type = "meta_ads"
 ad_account_id = "act_{meta_account}"
@@ -400,6 +413,9 @@ base_url = "{meta_url}"
         meta_account = sandbox.meta().account_id,
         meta_token = sandbox.meta().access_token,
         meta_url = sandbox.meta_url(),
+        ga4_property = sandbox.ga4().property_id,
+        ga4_key = ga4_key.display().to_string().replace('\\', "/"),
+        ga4_url = sandbox.ga4_url(),
     );
     Ok(config::parse(&text, &|_| None)?)
 }
