@@ -2,7 +2,7 @@
 //! in-process exactly as a user would, open the dataset it wrote, and compare datasets and money the
 //! same way in every platform's test.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -80,4 +80,20 @@ pub fn snapshot(conn: &Connection) -> BTreeMap<&'static str, Vec<String>> {
         out.insert(name, rows);
     }
     out
+}
+
+/// Every raw record of `source`/`stream` as stored: record id → payload parsed back into JSON.
+pub fn raw_payloads(conn: &Connection, source: &str, stream: &str) -> HashMap<String, Value> {
+    let mut stmt = conn
+        .prepare("SELECT record_id, payload FROM raw_records WHERE source = ?1 AND stream = ?2")
+        .unwrap();
+    stmt.query_map([source, stream], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })
+    .unwrap()
+    .map(|r| {
+        let (id, p) = r.unwrap();
+        (id, serde_json::from_str(&p).unwrap())
+    })
+    .collect()
 }

@@ -1,7 +1,7 @@
 //! End to end: `growthflow sync` and `report` against the sandbox's simulated Klaviyo account (beside its
 //! WooCommerce store), checked against values computed independently from the generated data.
 
-use growthflow_tests::{cents, cli, db, dec};
+use growthflow_tests::{cents, cli, db, dec, raw_payloads};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -113,19 +113,7 @@ async fn sync_reads_every_klaviyo_record_within_the_rate_tiers() {
             items.len() as u64,
             "{stream} in the summary"
         );
-        let mut stmt = conn
-            .prepare(
-                "SELECT record_id, payload FROM raw_records WHERE source='email' AND stream=?1",
-            )
-            .unwrap();
-        let got: HashMap<String, Value> = stmt
-            .query_map([stream], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
-            .unwrap()
-            .map(|r| {
-                let (id, p) = r.unwrap();
-                (id, serde_json::from_str(&p).unwrap())
-            })
-            .collect();
+        let got: HashMap<String, Value> = raw_payloads(&conn, "email", stream);
         assert_eq!(got.len(), items.len(), "{stream} in raw_records");
         for item in items.iter() {
             let mut payload = got[item["id"].as_str().unwrap()].clone();

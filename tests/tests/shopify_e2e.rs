@@ -1,7 +1,7 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated Shopify shop (GraphQL Admin
 //! API), checked against values computed independently from the shop's generated data.
 
-use growthflow_tests::{cents, cli, date_of, db, snapshot};
+use growthflow_tests::{cents, cli, date_of, db, raw_payloads, snapshot};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -141,17 +141,7 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_shop() {
         ("products", &shop.products),
         ("abandoned_checkouts", &shop.abandoned_checkouts),
     ] {
-        let mut stmt = conn
-            .prepare("SELECT record_id, payload FROM raw_records WHERE source='shop' AND stream=?1")
-            .unwrap();
-        let got: HashMap<String, Value> = stmt
-            .query_map([stream], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
-            .unwrap()
-            .map(|r| {
-                let (id, p) = r.unwrap();
-                (id, serde_json::from_str(&p).unwrap())
-            })
-            .collect();
+        let got: HashMap<String, Value> = raw_payloads(&conn, "shop", stream);
         assert_eq!(got.len(), expected.len(), "{stream}");
         for rec in expected.iter() {
             let id = tail(&rec["id"]);

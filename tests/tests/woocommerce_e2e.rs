@@ -1,7 +1,7 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated WooCommerce store, checked
 //! against values computed independently from the store's generated data.
 
-use growthflow_tests::{cents, cli, date_of, db, dec, snapshot};
+use growthflow_tests::{cents, cli, date_of, db, dec, raw_payloads, snapshot};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -117,17 +117,7 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_store() {
         ("coupons", &store.coupons),
     ] {
         // Every record lands exactly once, as the platform sent it.
-        let mut stmt = conn
-            .prepare("SELECT record_id, payload FROM raw_records WHERE source='woo' AND stream=?1")
-            .unwrap();
-        let got: HashMap<String, Value> = stmt
-            .query_map([stream], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
-            .unwrap()
-            .map(|r| {
-                let (id, p) = r.unwrap();
-                (id, serde_json::from_str(&p).unwrap())
-            })
-            .collect();
+        let got: HashMap<String, Value> = raw_payloads(&conn, "woo", stream);
         assert_eq!(got.len(), expected.len(), "{stream}");
         for rec in expected.iter() {
             let id = rec["id"].to_string();
