@@ -67,6 +67,11 @@ pub struct Page {
     /// A connector-defined checkpoint (e.g. GA4's last complete date). When `None`, the engine derives
     /// `{"cursor": max cursor}` for sorted incremental streams.
     pub checkpoint: Option<Value>,
+    /// When set, the stream's records whose cursor equals this value are deleted before this page's
+    /// records are written, in the same transaction. A connector that re-reads a whole partition (a
+    /// GA4 day, restated by the platform) marks the partition's first page with it, so that rows which
+    /// vanished from the partition do not linger beside its new rows.
+    pub replaces: Option<String>,
 }
 
 /// A closed time window, for backfills.

@@ -224,6 +224,7 @@ pub async fn sync_stream(
             stream: def.name.to_string(),
             records: page.records,
             state,
+            replaces: page.replaces,
         };
         if let Err(e) = writer.commit(batch).await {
             return failed(records, e);
@@ -237,6 +238,7 @@ pub async fn sync_stream(
             stream: def.name.to_string(),
             records: Vec::new(),
             state: max_cursor.as_ref().map(|c| json!({ "cursor": c })),
+            replaces: None,
         };
         if let Err(e) = writer.commit(batch).await {
             return failed(records, e);

@@ -56,6 +56,7 @@ fn batch(source: &str, stream: &str, records: Vec<Record>, state: Option<Value>)
         stream: stream.into(),
         records,
         state,
+        replaces: None,
     }
 }
 
@@ -277,6 +278,50 @@ fn commit_upserts_on_the_record_key() {
     assert!(
         DateTime::parse_from_rfc3339(&synced).is_ok() && synced.ends_with('Z'),
         "{synced}"
+    );
+}
+
+#[test]
+fn a_replacing_batch_drops_the_partition_rows_it_no_longer_has() {
+    let mut dest = SqliteDestination::in_memory().unwrap();
+    let day = |id: &str, d: &str| rec(id, Some(d), json!({"id": id}));
+    dest.commit(&[
+        batch(
+            "g",
+            "traffic_daily",
+            vec![
+                day("a", "2025-06-01"),
+                day("b", "2025-06-01"),
+                day("c", "2025-06-02"),
+            ],
+            None,
+        ),
+        batch("g", "other", vec![day("x", "2025-06-01")], None),
+        batch("h", "traffic_daily", vec![day("y", "2025-06-01")], None),
+    ])
+    .unwrap();
+    // 2025-06-01 is read again and only `a` and a new `d` remain.
+    let mut replacing = batch(
+        "g",
+        "traffic_daily",
+        vec![day("a", "2025-06-01"), day("d", "2025-06-01")],
+        Some(json!({"cursor": "2025-06-01"})),
+    );
+    replacing.replaces = Some("2025-06-01".into());
+    dest.commit(&[replacing]).unwrap();
+    assert_eq!(
+        rows(
+            dest.connection(),
+            "SELECT source, stream, record_id FROM raw_records ORDER BY source, stream, record_id"
+        ),
+        vec![
+            vec![t("g"), t("other"), t("x")],
+            vec![t("g"), t("traffic_daily"), t("a")],
+            vec![t("g"), t("traffic_daily"), t("c")],
+            vec![t("g"), t("traffic_daily"), t("d")],
+            vec![t("h"), t("traffic_daily"), t("y")],
+        ],
+        "only the re-read day of that source and stream is replaced"
     );
 }
 

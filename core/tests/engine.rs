@@ -44,6 +44,7 @@ fn page(records: &[(&str, &str)]) -> Step {
     Step::Page(Page {
         records: records.iter().map(|(id, c)| rec(id, c)).collect(),
         checkpoint: None,
+        replaces: None,
     })
 }
 
@@ -51,6 +52,7 @@ fn page_with_checkpoint(records: &[(&str, &str)], checkpoint: Value) -> Step {
     Step::Page(Page {
         records: records.iter().map(|(id, c)| rec(id, c)).collect(),
         checkpoint: Some(checkpoint),
+        replaces: None,
     })
 }
 
@@ -217,6 +219,7 @@ impl Dataset {
                 stream: stream.into(),
                 records: vec![],
                 state: Some(state),
+                replaces: None,
             })
             .await
             .unwrap();

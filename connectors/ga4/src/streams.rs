@@ -397,7 +397,7 @@ pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Res
                 };
                 let checkpoint = (done && request.window.is_none())
                     .then(|| json!({"cursor": day.format("%Y-%m-%d").to_string()}));
-                yield Page { records: recs, checkpoint };
+                yield Page { records: recs, checkpoint, replaces: None };
                 if done {
                     break;
                 }

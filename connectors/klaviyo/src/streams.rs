@@ -549,6 +549,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                 Page {
                     records,
                     checkpoint: None,
+                    replaces: None,
                 },
                 next,
             ))

@@ -453,6 +453,7 @@ fn read_insights(
                 Page {
                     records,
                     checkpoint,
+                    replaces: None,
                 },
                 next,
             ))
@@ -564,6 +565,7 @@ fn read_objects(
                 Page {
                     records,
                     checkpoint: None,
+                    replaces: None,
                 },
                 next,
             ))

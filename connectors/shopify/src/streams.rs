@@ -441,6 +441,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                 Page {
                     records,
                     checkpoint: None,
+                    replaces: None,
                 },
                 next,
             ))
@@ -509,6 +510,7 @@ fn bulk_pages(reader: Arc<Reader>, spec: Spec, window: Window) -> BoxStream<'sta
                     let page = Page {
                         records,
                         checkpoint: None,
+                        replaces: None,
                     };
                     return Ok(Some((page, st)));
                 }

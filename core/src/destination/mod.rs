@@ -28,6 +28,9 @@ pub struct WriteBatch {
     pub records: Vec<Record>,
     /// State to save in the same transaction, if any.
     pub state: Option<Value>,
+    /// Delete the stream's records with this cursor value before upserting `records` (see
+    /// [`crate::connector::Page::replaces`]).
+    pub replaces: Option<String>,
 }
 
 /// What a journey-model rebuild did.

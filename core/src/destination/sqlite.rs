@@ -130,7 +130,13 @@ impl Destination for SqliteDestination {
                 "INSERT INTO sync_state (source, stream, state, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(source, stream) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
             )?;
+            let mut replace = tx.prepare_cached(
+                "DELETE FROM raw_records WHERE source = ?1 AND stream = ?2 AND cursor_value = ?3",
+            )?;
             for b in batches {
+                if let Some(partition) = &b.replaces {
+                    replace.execute(params![b.source, b.stream, partition])?;
+                }
                 for r in &b.records {
                     upsert.execute(params![
                         b.source,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 /// Now and sleep.
@@ -13,6 +14,11 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> Instant;
     /// Wait `d`.
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+    /// The wall-clock time, for connectors that decide *which days* to read ("up to today"): a test
+    /// clock pins it so date ranges do not depend on the day the tests run.
+    fn utc_now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
 }
 
 /// Real time, through tokio.
@@ -39,6 +45,7 @@ struct TestClockState {
     start: Instant,
     elapsed: Duration,
     sleeps: Vec<Duration>,
+    utc_start: Option<DateTime<Utc>>,
 }
 
 impl Default for TestClock {
@@ -48,6 +55,7 @@ impl Default for TestClock {
                 start: Instant::now(),
                 elapsed: Duration::ZERO,
                 sleeps: Vec::new(),
+                utc_start: None,
             })),
         }
     }
@@ -57,6 +65,13 @@ impl TestClock {
     /// A clock at virtual time zero.
     pub fn new() -> Self {
         Self::default()
+    }
+    /// A clock whose wall time starts at `utc` (and advances with the virtual time slept); a
+    /// clock made with [`TestClock::new`] reports the real wall time.
+    pub fn at(utc: DateTime<Utc>) -> Self {
+        let clock = Self::default();
+        clock.inner.lock().expect("clock lock").utc_start = Some(utc);
+        clock
     }
     /// Every delay slept so far, in order.
     pub fn sleeps(&self) -> Vec<Duration> {
@@ -80,5 +95,12 @@ impl Clock for TestClock {
             s.sleeps.push(d);
         }
         Box::pin(async {})
+    }
+    fn utc_now(&self) -> DateTime<Utc> {
+        let s = self.inner.lock().expect("clock lock");
+        match s.utc_start {
+            Some(t) => t + chrono::Duration::from_std(s.elapsed).unwrap_or(chrono::TimeDelta::MAX),
+            None => Utc::now(),
+        }
     }
 }
