@@ -1,9 +1,13 @@
 //! End to end: `growthflow sync` and `report` against the sandbox's simulated GA4 property, authenticated
-//! with a service-account key file, checked against values computed independently from the generated rows.
+//! with a service-account key file, checked against values computed independently from the generated rows
+//! — and again after the property restated its recent days.
 
-use growthflow_tests::{cli, db, dec, snapshot};
+use growthflow_tests::{cli, db, dec, raw_payloads, snapshot};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use chrono::{Duration, NaiveDate, Utc};
+use growthflow_sandbox::ga4::Row;
 use growthflow_sandbox::{Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -21,36 +25,7 @@ async fn sync_and_report_give_the_generated_ga4_values() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let property = sandbox.ga4();
-    let key = dir.path().join("service-account.json");
-    std::fs::write(
-        &key,
-        property.service_account_json(&format!("{}/token", sandbox.ga4_url())),
-    )
-    .unwrap();
-    let config = dir.path().join("growthflow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[destination]
-url = "sqlite://{db}"
-
-[sync]
-start_date = "2024-12-15"
-
-[sources.web]
-type = "ga4"
-property_id = "{id}"
-credentials_file = "{key}"
-base_url = "{url}"
-"#,
-            db = dir.path().join("gf.db").display(),
-            id = property.property_id,
-            key = key.display(),
-            url = sandbox.ga4_url(),
-        ),
-    )
-    .unwrap();
+    let config = ga4_config(&sandbox, dir.path(), "2024-12-15");
 
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -69,7 +44,7 @@ base_url = "{url}"
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(raw, property.rows.len() as i64, "one raw record per row");
+    assert_eq!(raw, property.rows().len() as i64, "one raw record per row");
 
     let (since, until) = ("2025-03-01", "2025-06-15");
     let (code, out) = cli(
@@ -83,8 +58,8 @@ base_url = "{url}"
     let r: Value = serde_json::from_str(out.trim()).unwrap();
 
     let (s, u) = (since.parse().unwrap(), until.parse().unwrap());
-    let rows: Vec<_> = property
-        .rows
+    let all_rows = property.rows();
+    let rows: Vec<_> = all_rows
         .iter()
         .filter(|row| row.date >= s && row.date <= u)
         .collect();
@@ -129,6 +104,198 @@ base_url = "{url}"
         snapshot(&db(&config)),
         before,
         "a second sync changes nothing"
+    );
+    sandbox.shutdown().await;
+}
+
+/// A service-account key and a config for the sandbox's property starting at `start_date`.
+fn ga4_config(sandbox: &Sandbox, dir: &Path, start_date: &str) -> PathBuf {
+    let property = sandbox.ga4();
+    let key = dir.join("service-account.json");
+    std::fs::write(
+        &key,
+        property.service_account_json(&format!("{}/token", sandbox.ga4_url())),
+    )
+    .unwrap();
+    let config = dir.join("growthflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[destination]
+url = "sqlite://{db}"
+
+[sync]
+start_date = "{start_date}"
+
+[sources.web]
+type = "ga4"
+property_id = "{id}"
+credentials_file = "{key}"
+base_url = "{url}"
+"#,
+            db = dir.join("gf.db").display(),
+            id = property.property_id,
+            key = key.display(),
+            url = sandbox.ga4_url(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The record id the connector gives a row.
+fn record_id(property: &str, row: &Row) -> String {
+    format!(
+        "{property}:{}:{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        row.date.format("%Y-%m-%d"),
+        row.source,
+        row.medium,
+        row.campaign,
+        row.channel_group
+    )
+}
+
+/// A row's metrics as exact decimals, in `traffic_daily`'s metric order.
+fn metrics(row: &Row) -> Vec<rust_decimal::Decimal> {
+    [
+        "sessions",
+        "newUsers",
+        "engagedSessions",
+        "addToCarts",
+        "checkouts",
+        "ecommercePurchases",
+        "purchaseRevenue",
+    ]
+    .iter()
+    .map(|m| row.metric(m).unwrap().parse().unwrap())
+    .collect()
+}
+
+#[tokio::test]
+async fn restated_days_replace_their_rows_in_the_dataset_and_the_report() {
+    // The connector reads up to today by the real clock and re-reads from its saved cursor (≈ today),
+    // so the property's recent days must be the real recent days.
+    let sandbox = Sandbox::start(SandboxConfig {
+        end: Utc::now(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let property = sandbox.ga4();
+    let end = property.end_date;
+    let start = end - Duration::days(9);
+    let config = ga4_config(&sandbox, dir.path(), &start.format("%Y-%m-%d").to_string());
+
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let before = raw_payloads(&db(&config), "web", "traffic_daily");
+    let synced: Vec<Row> = property
+        .rows()
+        .into_iter()
+        .filter(|r| r.date >= start)
+        .collect();
+    assert_eq!(before.len(), synced.len());
+
+    // GA4 restates the last two days: late hits raise their metrics and one row vanishes.
+    let vanished = property.restate_recent_days(2).expect("a row vanished");
+    let vanished_id = record_id(&property.property_id, &vanished);
+    assert!(
+        before.contains_key(&vanished_id),
+        "the vanished row was synced first"
+    );
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["sources"][0]["status"], "ok", "{summary}");
+
+    let after = raw_payloads(&db(&config), "web", "traffic_daily");
+    let now_rows: Vec<Row> = property
+        .rows()
+        .into_iter()
+        .filter(|r| r.date >= start)
+        .collect();
+    assert_eq!(
+        after.len(),
+        now_rows.len(),
+        "nothing doubled, the vanished row gone"
+    );
+    assert!(!after.contains_key(&vanished_id));
+    let restated: Vec<NaiveDate> = vec![end - Duration::days(1), end];
+    let want: BTreeMap<String, Vec<rust_decimal::Decimal>> = now_rows
+        .iter()
+        .filter(|r| restated.contains(&r.date))
+        .map(|r| (record_id(&property.property_id, r), metrics(r)))
+        .collect();
+    let got: BTreeMap<String, Vec<rust_decimal::Decimal>> = after
+        .iter()
+        .filter(|(_, p)| {
+            restated.contains(&p["date"].as_str().unwrap().parse::<NaiveDate>().unwrap())
+        })
+        .map(|(id, p)| {
+            let m = &p["metrics"];
+            let values = [
+                "sessions",
+                "newUsers",
+                "engagedSessions",
+                "addToCarts",
+                "checkouts",
+                "ecommercePurchases",
+                "purchaseRevenue",
+            ]
+            .iter()
+            .map(|k| dec(&m[k]))
+            .collect();
+            (id.clone(), values)
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "the restated days hold exactly the property's rows now"
+    );
+    assert_ne!(
+        got.values().map(|v| v[0]).sum::<rust_decimal::Decimal>(),
+        synced
+            .iter()
+            .filter(|r| restated.contains(&r.date))
+            .map(|r| rust_decimal::Decimal::from(r.sessions))
+            .sum::<rust_decimal::Decimal>(),
+        "the restatement changed the numbers"
+    );
+
+    let since = end - Duration::days(6);
+    let (code, out) = cli(
+        &config,
+        &[
+            "report",
+            "--since",
+            &since.format("%Y-%m-%d").to_string(),
+            "--until",
+            &end.format("%Y-%m-%d").to_string(),
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    let in_window: Vec<&Row> = now_rows.iter().filter(|row| row.date >= since).collect();
+    let sum = |f: fn(&Row) -> i64| -> rust_decimal::Decimal {
+        in_window
+            .iter()
+            .map(|row| rust_decimal::Decimal::from(f(row)))
+            .sum()
+    };
+    assert_eq!(dec(&r["awareness"]["sessions"]), sum(|r| r.sessions));
+    assert_eq!(dec(&r["awareness"]["new_users"]), sum(|r| r.new_users));
+    assert_eq!(
+        dec(&r["consideration"]["engaged_sessions"]),
+        sum(|r| r.engaged_sessions)
+    );
+    assert_eq!(
+        dec(&r["feedback"]["reported_purchases"]["ga4"]),
+        sum(|r| r.ecommerce_purchases)
     );
     sandbox.shutdown().await;
 }

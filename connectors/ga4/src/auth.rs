@@ -262,17 +262,19 @@ pub fn token_provider(
             client_id,
             client_secret,
             refresh_token,
+            token_url,
         } => Arc::new(
             OAuth2RefreshToken::new(
                 client_id,
                 Some(client_secret),
                 refresh_token,
-                DEFAULT_TOKEN_URL,
+                token_url,
                 ClientAuth::RequestBody,
             )?
             .invalid_grant_hint(format!(
-                "; refresh tokens of Google OAuth apps in \"Testing\" publishing status expire after 7 days: \
-                 publish the app (or re-authorise) and set sources.{source}.refresh_token"
+                " (GA4 source \"{source}\"); refresh tokens of Google OAuth apps in \"Testing\" publishing \
+                 status expire after 7 days: publish the app (or authorise again) and set \
+                 sources.{source}.refresh_token"
             )),
         ),
     })

@@ -37,6 +37,12 @@ pub struct Ga4Config {
     /// The user's refresh token.
     #[serde(default)]
     pub refresh_token: Option<SecretString>,
+    /// Where the OAuth refresh-token grant is posted instead of Google's
+    /// [`DEFAULT_TOKEN_URL`] (`https://oauth2.googleapis.com/token`): for a proxy in front of Google,
+    /// or tests. An http(s) URL; only with `client_id`/`client_secret`/`refresh_token`, because a
+    /// service-account key names its own endpoint (`token_uri`).
+    #[serde(default)]
+    pub token_url: Option<String>,
     /// Replaces `https://analyticsdata.googleapis.com` (proxies, sandbox, tests).
     #[serde(default)]
     pub base_url: Option<String>,
@@ -77,6 +83,7 @@ impl std::fmt::Debug for Ga4Config {
                 "refresh_token",
                 &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
             )
+            .field("token_url", &self.token_url)
             .field("base_url", &self.base_url)
             .field("lookback_days", &self.lookback_days)
             .field("reports", &self.reports)
@@ -97,6 +104,8 @@ pub enum Credentials {
         client_secret: SecretString,
         /// Refresh token.
         refresh_token: SecretString,
+        /// The token endpoint the grant is posted to.
+        token_url: String,
     },
 }
 
@@ -109,6 +118,7 @@ impl Ga4Config {
             client_id: None,
             client_secret: None,
             refresh_token: None,
+            token_url: None,
             base_url: None,
             lookback_days: DEFAULT_LOOKBACK_DAYS,
             reports: Vec::new(),
@@ -170,6 +180,11 @@ impl Ga4Config {
             || self.client_secret.is_some()
             || self.refresh_token.is_some();
         match (&self.credentials_file, oauth_any) {
+            (Some(_), _) if self.token_url.is_some() => Err(Error::config(
+                key("token_url"),
+                "only for the OAuth client_id/client_secret/refresh_token grant; a service-account key \
+                 file names its own token endpoint (token_uri)",
+            )),
             (Some(_), true) => Err(Error::config(
                 key("credentials_file"),
                 "give either credentials_file or client_id/client_secret/refresh_token, not both",
@@ -181,6 +196,7 @@ impl Ga4Config {
                     client_id: self.client_id.clone().ok_or_else(|| missing("client_id"))?,
                     client_secret: self.client_secret.clone().ok_or_else(|| missing("client_secret"))?,
                     refresh_token: self.refresh_token.clone().ok_or_else(|| missing("refresh_token"))?,
+                    token_url: self.token_url(source)?,
                 })
             }
             (None, false) => Err(Error::config(
@@ -188,6 +204,25 @@ impl Ga4Config {
                 "missing: give a service-account key file, or client_id/client_secret/refresh_token",
             )),
         }
+    }
+
+    /// The OAuth token endpoint (`token_url` or Google's), checked to be an http(s) URL with a host.
+    pub fn token_url(&self, source: &str) -> Result<String> {
+        let raw = self
+            .token_url
+            .as_deref()
+            .unwrap_or(DEFAULT_TOKEN_URL)
+            .trim();
+        let key = format!("sources.{source}.token_url");
+        let url = Url::parse(raw)
+            .map_err(|e| Error::config(&key, format!("\"{raw}\" is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::config(
+                key,
+                format!("\"{raw}\" is not an http(s) URL; use https://host[:port]/path"),
+            ));
+        }
+        Ok(raw.to_string())
     }
 
     /// The API root (`base_url` or the default), without a trailing slash.
@@ -248,5 +283,43 @@ mod tests {
         let secret = parse(serde_json::json!({"property_id":"1","client_id":"x","client_secret":"s3cr3t","refresh_token":"r3fr3sh"})).unwrap();
         let dbg = format!("{secret:?}");
         assert!(!dbg.contains("s3cr3t") && !dbg.contains("r3fr3sh"), "{dbg}");
+    }
+
+    #[test]
+    fn token_url_defaults_to_google_and_must_be_http() {
+        let oauth = serde_json::json!({"property_id":"1","client_id":"x","client_secret":"s","refresh_token":"r"});
+        let c = parse(oauth.clone()).unwrap();
+        match c.credentials("web").unwrap() {
+            Credentials::OAuth { token_url, .. } => assert_eq!(token_url, DEFAULT_TOKEN_URL),
+            other => panic!("{other:?}"),
+        }
+        let mut proxied = oauth.clone();
+        proxied["token_url"] = "http://127.0.0.1:9/oauth/token".into();
+        match parse(proxied).unwrap().credentials("web").unwrap() {
+            Credentials::OAuth { token_url, .. } => {
+                assert_eq!(token_url, "http://127.0.0.1:9/oauth/token")
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "oauth2.googleapis.com/token",
+            "ftp://example.com/token",
+            "not a url",
+        ] {
+            let mut b = oauth.clone();
+            b["token_url"] = bad.into();
+            let err = parse(b).unwrap().validate("web").unwrap_err().to_string();
+            assert!(err.contains("sources.web.token_url"), "{bad}: {err}");
+        }
+        let with_key = parse(
+            serde_json::json!({"property_id":"1","credentials_file":"k.json",
+            "token_url":"https://proxy.example.com/token"}),
+        )
+        .unwrap();
+        let err = with_key.validate("web").unwrap_err().to_string();
+        assert!(
+            err.contains("sources.web.token_url") && err.contains("token_uri"),
+            "{err}"
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! # growthflow-ga4
 //!
-//! Reads a Google Analytics 4 property through the Data API v1beta (`runReport`, one day per request,
-//! paged by `offset`/`rowCount`) into growthflow: daily traffic by source, medium, campaign and channel
-//! group as raw records, and sessions, new users, engagement, add-to-carts, checkouts and GA4's reported
-//! purchases into the journey model.
+//! Reads a Google Analytics 4 property through the Data API v1beta (one report per day, up to five days
+//! per `batchRunReports` request, a day too big for one page going on with `runReport` paged by
+//! `offset`/`rowCount`) into growthflow: daily traffic by source, medium, campaign and channel group as
+//! raw records, and sessions, new users, engagement, add-to-carts, checkouts and GA4's reported
+//! purchases into the journey model. Each day read replaces that day's stored rows, so what GA4
+//! restates — rows that vanished included — is what the dataset holds.
 //!
 //! The connector only says what GA4 is like — its streams ([`streams`]), its two ways of authenticating
 //! ([`auth`]: a service account's RS256 JWT, or a user's refresh token), its error envelope and property
@@ -95,7 +97,8 @@ impl Ga4 {
         })
     }
 
-    /// Rows per runReport request (default 250,000, the API's maximum); smaller for tests.
+    /// Rows per report page, batched or not (default 250,000, the API's maximum); smaller makes tests
+    /// page without a quarter-million-row fixture.
     pub fn with_page_size(mut self, rows: u64) -> Self {
         if let Some(reader) = Arc::get_mut(&mut self.reader) {
             reader.page_size = rows.max(1);

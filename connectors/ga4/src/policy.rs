@@ -3,7 +3,8 @@
 //! Errors come as a `google.rpc.Status` envelope, `{"error":{"code","message","status","details"}}`.
 //! A 429 `RESOURCE_EXHAUSTED` carries no `Retry-After`: the wait is chosen from the quota the message
 //! names, and a spent *daily* token quota stops the sync ([`Error::QuotaExhausted`]) rather than
-//! waiting for hours. Pacing follows `propertyQuota`, which every report asks for.
+//! waiting for hours. Pacing follows `propertyQuota`, which every report asks for (inside each of a
+//! batch's `reports`).
 
 use std::time::Duration;
 
@@ -124,15 +125,27 @@ pub const HOURLY_BUDGETS: [(&str, f64); 2] = [
 
 /// A pause when `propertyQuota.tokensPerHour` (or the per-project hourly share) has under
 /// [`HOURLY_LOW_WATERMARK`] of a standard property's hourly budget remaining (`consumed` is this request's
-/// cost only, so the budget is Google's documented one).
+/// cost only, so the budget is Google's documented one). A runReport answer carries `propertyQuota` at
+/// its top level; a batchRunReports answer carries one inside each of its `reports`, and the lowest
+/// remaining of them counts.
 pub fn quota_pause(resp: &Response) -> Option<Duration> {
     let v: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
-    let q = v.get("propertyQuota")?;
+    let batched = v
+        .get("reports")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("propertyQuota"));
+    let quotas: Vec<&serde_json::Value> =
+        v.get("propertyQuota").into_iter().chain(batched).collect();
     for (name, budget) in HOURLY_BUDGETS {
-        let remaining = q
-            .get(name)
-            .and_then(|s| s.get("remaining"))
-            .and_then(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok()));
+        let remaining = quotas
+            .iter()
+            .filter_map(|q| {
+                let x = q.get(name)?.get("remaining")?;
+                x.as_f64().or_else(|| x.as_str()?.parse().ok())
+            })
+            .reduce(f64::min);
         if let Some(remaining) = remaining {
             if remaining < budget * HOURLY_LOW_WATERMARK {
                 tracing::warn!(
@@ -214,5 +227,21 @@ mod tests {
         );
         assert_eq!(quota_pause(&low), Some(HOURLY_PAUSE));
         assert_eq!(quota_pause(&resp(200, "{}")), None);
+    }
+
+    #[test]
+    fn batched_reports_pace_on_their_own_quota() {
+        let batch = |last: u32| {
+            resp(
+                200,
+                &format!(
+                    r#"{{"reports":[{{"propertyQuota":{{"tokensPerHour":{{"consumed":5,"remaining":39000}}}}}},
+                    {{"propertyQuota":{{"tokensPerHour":{{"consumed":5,"remaining":{last}}}}}}}],
+                    "kind":"analyticsData#batchRunReports"}}"#
+                ),
+            )
+        };
+        assert_eq!(quota_pause(&batch(38_990)), None);
+        assert_eq!(quota_pause(&batch(3_000)), Some(HOURLY_PAUSE));
     }
 }

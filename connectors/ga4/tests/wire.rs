@@ -1,4 +1,5 @@
-//! Wire tests against wiremock: the token exchange, report paging, metadata validation, quota and errors.
+//! Wire tests against wiremock: both token exchanges, batched reads and runReport paging, replaced days,
+//! metadata validation, quota and errors.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,10 +15,10 @@ use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use wiremock::matchers::{body_partial_json, header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use growthflow_core::auth::TokenProvider;
-use growthflow_core::connector::{Connector, ReadRequest, Window};
+use growthflow_core::connector::{Connector, Page, ReadRequest, Window};
 use growthflow_core::http::{ClientOptions, TestClock};
 use growthflow_core::testing::{assert_no_unexpected, mount_catch_all, read_pages};
 use growthflow_core::Error;
@@ -27,6 +28,7 @@ use growthflow_ga4::{Ga4, Ga4Config};
 
 const PEM: &str = include_str!("fixtures/TEST_ONLY_not_a_secret_rsa_key.pem");
 const RUN: &str = "/v1beta/properties/123456789:runReport";
+const BATCH: &str = "/v1beta/properties/123456789:batchRunReports";
 const META: &str = "/v1beta/properties/123456789/metadata";
 
 fn fixture(name: &str) -> Value {
@@ -96,6 +98,116 @@ fn one_day(day: u32) -> ReadRequest {
 
 fn b64_json(part: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// Answers runReport and batchRunReports alike from one function of `(day, offset, limit)`, so a test
+/// describes each day's rows once whichever request asks for them.
+struct Reports<F>(F);
+
+impl<F: Fn(&str, u64, u64) -> Value + Send + Sync + 'static> Respond for Reports<F> {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let one = |r: &Value| {
+            let n = |k: &str| r[k].as_str().unwrap().parse::<u64>().unwrap();
+            (self.0)(
+                r["dateRanges"][0]["startDate"].as_str().unwrap(),
+                n("offset"),
+                n("limit"),
+            )
+        };
+        if req.url.path().ends_with(":batchRunReports") {
+            let reports: Vec<Value> = body["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(one)
+                .collect();
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"reports": reports, "kind": "analyticsData#batchRunReports"}))
+        } else {
+            ResponseTemplate::new(200).set_body_json(one(&body))
+        }
+    }
+}
+
+/// A report of `sessionSource` rows `sources[offset..offset+limit]` of `day` (`YYYY-MM-DD`), with
+/// `rowCount` the day's total; no `rows` and no `rowCount` when the day is empty, as GA4 sends it.
+fn day_report(day: &str, sources: &[&str], offset: u64, limit: u64) -> Value {
+    let compact = day.replace('-', "");
+    let rows: Vec<Value> = sources
+        .iter()
+        .enumerate()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|(i, s)| {
+            json!({"dimensionValues":[{"value": compact},{"value": s}],
+                   "metricValues":[{"value": (10 + i).to_string()}]})
+        })
+        .collect();
+    let mut out = json!({
+        "dimensionHeaders":[{"name":"date"},{"name":"sessionSource"}],
+        "metricHeaders":[{"name":"sessions","type":"TYPE_INTEGER"}],
+        "metadata":{"currencyCode":"USD","timeZone":"Etc/UTC"},
+        "kind":"analyticsData#runReport"});
+    if !sources.is_empty() {
+        out["rowCount"] = sources.len().into();
+    }
+    if !rows.is_empty() {
+        out["rows"] = rows.into();
+    }
+    out
+}
+
+/// The bodies of the requests received on `p`.
+async fn bodies(server: &MockServer, p: &str) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == p)
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// The `startDate` of each inner request of a batchRunReports body.
+fn batch_days(body: &Value) -> Vec<String> {
+    body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["dateRanges"][0]["startDate"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn summary(pages: &[Page]) -> Vec<(usize, Option<String>, Option<Value>)> {
+    pages
+        .iter()
+        .map(|p| (p.records.len(), p.replaces.clone(), p.checkpoint.clone()))
+        .collect()
+}
+
+fn window(since: (u32, u32), until: (u32, u32)) -> ReadRequest {
+    ReadRequest {
+        stream: "traffic_daily".into(),
+        state: None,
+        start: Utc
+            .with_ymd_and_hms(2024, since.0, since.1, 0, 0, 0)
+            .unwrap(),
+        window: Some(Window {
+            since: Utc
+                .with_ymd_and_hms(2024, since.0, since.1, 0, 0, 0)
+                .unwrap(),
+            until: Utc
+                .with_ymd_and_hms(2024, until.0, until.1, 0, 0, 0)
+                .unwrap(),
+        }),
+    }
 }
 
 #[tokio::test]
@@ -176,29 +288,39 @@ async fn reports_page_by_offset_and_parse_typed_metrics() {
     let server = MockServer::start().await;
     mount_token(&server).await;
     mount_metadata(&server).await;
+    // The day's first page comes in a batch of one; its rowCount (3) exceeds the 2 rows sent, so the
+    // day goes on with runReport at offset 2.
     Mock::given(method("POST"))
-        .and(path(RUN))
+        .and(path(BATCH))
         .and(header("authorization", "Bearer ya29.c.mock"))
-        .and(body_partial_json(
-            json!({"offset":"0","limit":"2","returnPropertyQuota":true,
-            "dateRanges":[{"startDate":"2024-06-01","endDate":"2024-06-01"}]}),
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("run_report_page1.json")))
+        .and(body_partial_json(json!({"requests":[
+            {"offset":"0","limit":"2","returnPropertyQuota":true,
+             "dateRanges":[{"startDate":"2024-06-01","endDate":"2024-06-01"}]}]})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"reports":[fixture("run_report_page1.json")]})),
+        )
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(RUN))
-        .and(body_partial_json(json!({"offset":"2","limit":"2"})))
+        .and(header("authorization", "Bearer ya29.c.mock"))
+        .and(body_partial_json(json!({"offset":"2","limit":"2",
+            "dateRanges":[{"startDate":"2024-06-01","endDate":"2024-06-01"}]})))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("run_report_page2.json")))
         .expect(1)
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
-    let clock = TestClock::new();
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 8, 0, 0).unwrap());
     let ga4 = connector(&server, "paging", &clock).with_page_size(2);
     let pages = read_pages(&ga4, one_day(1)).await.unwrap();
-    assert_eq!(pages.len(), 2);
+    // A backfill checkpoints nothing; only the day's first page replaces the day.
+    assert_eq!(
+        summary(&pages),
+        vec![(2, Some("2024-06-01".into()), None), (1, None, None)]
+    );
     let records: Vec<_> = pages.iter().flat_map(|p| p.records.clone()).collect();
     assert_eq!(records.len(), 3);
     assert_eq!(
@@ -219,46 +341,48 @@ async fn reports_page_by_offset_and_parse_typed_metrics() {
 }
 
 #[tokio::test]
-async fn incremental_reads_checkpoint_each_day_and_restated_days_keep_ids() {
+async fn incremental_reads_run_from_the_lookback_to_the_clocks_today() {
     let server = MockServer::start().await;
     mount_token(&server).await;
     mount_metadata(&server).await;
     Mock::given(method("POST"))
-        .and(path(RUN))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "dimensionHeaders":[{"name":"date"},{"name":"sessionSource"}],
-            "metricHeaders":[{"name":"sessions","type":"TYPE_INTEGER"}],
-            "metadata":{"currencyCode":"USD"}})))
+        .and(path(BATCH))
+        .respond_with(Reports(|day: &str, _, _| day_report(day, &[], 0, 0)))
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
-    let ga4 = connector(&server, "incremental", &TestClock::new());
-    let today = Utc::now().date_naive();
-    let cursor = (today - chrono::Duration::days(1))
-        .format("%Y-%m-%d")
-        .to_string();
+    // "Today" is the client's clock's: 2024-06-10, whatever day the tests run on.
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 6, 10, 15, 30, 0).unwrap());
+    let ga4 = connector(&server, "incremental", &clock);
     let pages = read_pages(
         &ga4,
         ReadRequest {
             stream: "traffic_daily".into(),
-            state: Some(json!({ "cursor": cursor })),
-            start: Utc::now(),
+            state: Some(json!({ "cursor": "2024-06-09" })),
+            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
             window: None,
         },
     )
     .await
     .unwrap();
-    // cursor − 3 days of lookback, through today: 5 days, one empty page each, each checkpointed.
-    assert_eq!(pages.len(), 5);
-    let first = (today - chrono::Duration::days(4))
-        .format("%Y-%m-%d")
-        .to_string();
-    assert_eq!(pages[0].checkpoint, Some(json!({ "cursor": first })));
+    // cursor − 3 days of lookback, through today: 5 empty days, each one empty page that replaces the
+    // day (so a day whose rows all vanished is emptied) and checkpoints it.
+    let days = [
+        "2024-06-06",
+        "2024-06-07",
+        "2024-06-08",
+        "2024-06-09",
+        "2024-06-10",
+    ];
     assert_eq!(
-        pages[4].checkpoint,
-        Some(json!({ "cursor": today.format("%Y-%m-%d").to_string() }))
+        summary(&pages),
+        days.iter()
+            .map(|d| (0, Some(d.to_string()), Some(json!({ "cursor": d }))))
+            .collect::<Vec<_>>()
     );
-    assert!(pages.iter().all(|p| p.records.is_empty()));
+    let batches = bodies(&server, BATCH).await;
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batch_days(&batches[0]), days);
     assert_no_unexpected(catch_all).await;
 
     // A restated day gives the same ids with new values, so the upsert replaces the rows.
@@ -268,6 +392,131 @@ async fn incremental_reads_checkpoint_each_day_and_restated_days_keep_ids() {
     let after = growthflow_ga4::streams::records("1", &restated).unwrap();
     assert_eq!(before[0].id, after[0].id);
     assert_eq!(after[0].payload["metrics"]["sessions"], "530");
+}
+
+#[tokio::test]
+async fn re_read_days_replace_their_rows_and_an_empty_day_is_emptied() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    mount_metadata(&server).await;
+    let rows = |day: &str| -> &'static [&'static str] {
+        match day {
+            "2024-05-31" => &["google"],
+            "2024-06-01" => &["bing", "google", "newsletter"],
+            "2024-06-02" => &[],
+            "2024-06-03" => &["bing", "google"],
+            other => panic!("unexpected day {other}"),
+        }
+    };
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .respond_with(Reports(move |day: &str, offset, limit| {
+            day_report(day, rows(day), offset, limit)
+        }))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(RUN))
+        .respond_with(Reports(move |day: &str, offset, limit| {
+            day_report(day, rows(day), offset, limit)
+        }))
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 6, 3, 18, 0, 0).unwrap());
+    let ga4 = connector(&server, "replaces", &clock).with_page_size(2);
+    let pages = read_pages(
+        &ga4,
+        ReadRequest {
+            stream: "traffic_daily".into(),
+            state: Some(json!({ "cursor": "2024-06-03" })),
+            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            window: None,
+        },
+    )
+    .await
+    .unwrap();
+    let day = |d: &str| Some(d.to_string());
+    let cp = |d: &str| Some(json!({ "cursor": d }));
+    assert_eq!(
+        summary(&pages),
+        vec![
+            (1, day("2024-05-31"), cp("2024-05-31")),
+            // 2024-06-01 overflows its page: the first page replaces the day, the rest only add to it.
+            (2, day("2024-06-01"), None),
+            (1, None, cp("2024-06-01")),
+            // No rows left on 2024-06-02: an empty page still replaces (empties) the day.
+            (0, day("2024-06-02"), cp("2024-06-02")),
+            (2, day("2024-06-03"), cp("2024-06-03")),
+        ]
+    );
+    // `replaces` is exactly the cursor the day's records carry, which is what the destination deletes by.
+    for p in &pages {
+        if let Some(r) = &p.replaces {
+            assert!(p.records.iter().all(|rec| rec.cursor.as_ref() == Some(r)));
+        }
+    }
+    let ids: Vec<_> = pages[1..3]
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        ["bing", "google", "newsletter"].map(|s| format!("123456789:2024-06-01:{s}"))
+    );
+    let runs = bodies(&server, RUN).await;
+    assert_eq!(runs.len(), 1, "only the overflowing day pages on");
+    assert_eq!(runs[0]["offset"], "2");
+    assert_eq!(runs[0]["dateRanges"][0]["startDate"], "2024-06-01");
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn seven_days_take_two_batch_requests_of_five_and_two() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    mount_metadata(&server).await;
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .and(header("authorization", "Bearer ya29.c.mock"))
+        .respond_with(Reports(|day: &str, offset, limit| {
+            day_report(day, &["google"], offset, limit)
+        }))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
+    let ga4 = connector(&server, "batches", &clock);
+    let pages = read_pages(&ga4, window((6, 1), (6, 8))).await.unwrap();
+    let days: Vec<String> = (1..=7).map(|d| format!("2024-06-{d:02}")).collect();
+    assert_eq!(
+        summary(&pages),
+        days.iter()
+            .map(|d| (1, Some(d.clone()), None))
+            .collect::<Vec<_>>(),
+        "one page per day, in date order"
+    );
+    let batches = bodies(&server, BATCH).await;
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batch_days(&batches[0]), days[..5]);
+    assert_eq!(batch_days(&batches[1]), days[5..]);
+    for inner in batches
+        .iter()
+        .flat_map(|b| b["requests"].as_array().unwrap())
+    {
+        assert_eq!(inner["offset"], "0");
+        assert_eq!(inner["limit"], "250000");
+        assert_eq!(inner["returnPropertyQuota"], true);
+        assert_eq!(
+            inner["dateRanges"][0]["startDate"],
+            inner["dateRanges"][0]["endDate"]
+        );
+        assert_eq!(inner["dimensions"][0]["name"], "date");
+    }
+    assert!(clock.sleeps().is_empty());
+    assert_no_unexpected(catch_all).await;
 }
 
 #[tokio::test]
@@ -305,30 +554,28 @@ async fn metadata_validation_names_the_wrong_metric() {
 }
 
 #[tokio::test]
-async fn low_hourly_quota_slows_down() {
+async fn low_hourly_quota_in_a_batch_slows_down() {
     let server = MockServer::start().await;
     mount_token(&server).await;
     mount_metadata(&server).await;
-    let mut low = fixture("run_report_page2.json");
-    low["rowCount"] = 1.into();
-    low["propertyQuota"] = json!({"tokensPerHour":{"consumed":12,"remaining":900},"tokensPerDay":{"consumed":12,"remaining":150000}});
     Mock::given(method("POST"))
-        .and(path(RUN))
-        .respond_with(ResponseTemplate::new(200).set_body_json(low))
+        .and(path(BATCH))
+        .respond_with(Reports(|day: &str, offset, limit| {
+            let mut r = day_report(day, &["google"], offset, limit);
+            r["propertyQuota"] = json!({"tokensPerHour":{"consumed":12,"remaining":900},
+                "tokensPerDay":{"consumed":12,"remaining":150000}});
+            r
+        }))
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
-    let clock = TestClock::new();
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
     let ga4 = connector(&server, "hourly", &clock);
-    let mut req = one_day(1);
-    req.window.as_mut().unwrap().until = Utc.with_ymd_and_hms(2024, 6, 3, 0, 0, 0).unwrap();
-    let pages = read_pages(&ga4, req).await.unwrap();
-    assert_eq!(pages.len(), 2);
-    assert!(
-        clock.sleeps().contains(&Duration::from_secs(300)),
-        "{:?}",
-        clock.sleeps()
-    );
+    // Six days: two batches; the quota the first batch's reports carry pauses the second.
+    let pages = read_pages(&ga4, window((6, 1), (6, 7))).await.unwrap();
+    assert_eq!(pages.len(), 6);
+    assert_eq!(bodies(&server, BATCH).await.len(), 2);
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(300)]);
     assert_no_unexpected(catch_all).await;
 }
 
@@ -338,9 +585,9 @@ async fn daily_quota_stops_and_429_backs_off() {
     mount_token(&server).await;
     mount_metadata(&server).await;
     Mock::given(method("POST"))
-        .and(path(RUN))
+        .and(path(BATCH))
         .and(body_partial_json(
-            json!({"dateRanges":[{"startDate":"2024-06-01"}]}),
+            json!({"requests":[{"dateRanges":[{"startDate":"2024-06-01"}]}]}),
         ))
         .respond_with(
             ResponseTemplate::new(429).set_body_json(json!({"error":{"code":429,
@@ -349,9 +596,9 @@ async fn daily_quota_stops_and_429_backs_off() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .and(path(RUN))
+        .and(path(BATCH))
         .and(body_partial_json(
-            json!({"dateRanges":[{"startDate":"2024-06-02"}]}),
+            json!({"requests":[{"dateRanges":[{"startDate":"2024-06-02"}]}]}),
         ))
         .respond_with(
             ResponseTemplate::new(429).set_body_json(json!({"error":{"code":429,
@@ -364,30 +611,24 @@ async fn daily_quota_stops_and_429_backs_off() {
     let mut one_row = fixture("run_report_page2.json");
     one_row["rowCount"] = 1.into();
     Mock::given(method("POST"))
-        .and(path(RUN))
+        .and(path(BATCH))
         .and(body_partial_json(
-            json!({"dateRanges":[{"startDate":"2024-06-02"}]}),
+            json!({"requests":[{"dateRanges":[{"startDate":"2024-06-02"}]}]}),
         ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(one_row))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"reports":[one_row]})))
         .with_priority(2)
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
-    let clock = TestClock::new();
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
     let ga4 = connector(&server, "quota", &clock);
     let err = read_pages(&ga4, one_day(1)).await.unwrap_err();
     assert!(matches!(err, Error::QuotaExhausted { .. }), "{err}");
     assert!(err.to_string().contains("123456789"), "{err}");
 
-    let mut second = one_day(2);
-    second.window.as_mut().unwrap().until = Utc.with_ymd_and_hms(2024, 6, 3, 0, 0, 0).unwrap();
-    let pages = read_pages(&ga4, second).await.unwrap();
+    let pages = read_pages(&ga4, one_day(2)).await.unwrap();
     assert_eq!(pages.iter().map(|p| p.records.len()).sum::<usize>(), 1);
-    assert!(
-        clock.sleeps().contains(&Duration::from_secs(30)),
-        "{:?}",
-        clock.sleeps()
-    );
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(30)]);
     assert_no_unexpected(catch_all).await;
 }
 
@@ -413,5 +654,273 @@ async fn a_403_says_to_add_the_account_as_viewer() {
         msg.contains("source \"web\"") && msg.contains("PERMISSION_DENIED"),
         "{msg}"
     );
+    assert_no_unexpected(catch_all).await;
+}
+
+const CLIENT_SECRET: &str = "GOCSPX-not-a-real-client-secret";
+const REFRESH_TOKEN: &str = "1//0g-not-a-real-refresh-token";
+
+fn oauth_connector(server: &MockServer, clock: &TestClock) -> Ga4 {
+    let config: Ga4Config = serde_json::from_value(json!({
+        "property_id": "123456789",
+        "client_id": "1234-abc.apps.googleusercontent.com",
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH_TOKEN,
+        "token_url": format!("{}/oauth/token", server.uri()),
+        "base_url": server.uri(),
+    }))
+    .unwrap();
+    Ga4::new(
+        "web",
+        config,
+        &ClientOptions::with_clock(Arc::new(clock.clone())),
+    )
+    .unwrap()
+}
+
+fn user_token(token: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(
+        json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer",
+               "scope": "https://www.googleapis.com/auth/analytics.readonly"}),
+    )
+}
+
+fn form(req: &Request) -> std::collections::BTreeMap<String, String> {
+    url::form_urlencoded::parse(&req.body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn token_requests(server: &MockServer) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/oauth/token")
+        .collect()
+}
+
+#[tokio::test]
+async fn user_oauth_posts_the_refresh_grant_and_reuses_the_bearer_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(user_token("ya29.user-1"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(META))
+        .and(header("authorization", "Bearer ya29.user-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("metadata.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .and(header("authorization", "Bearer ya29.user-1"))
+        .respond_with(Reports(|day: &str, offset, limit| {
+            day_report(day, &["google"], offset, limit)
+        }))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
+    let ga4 = oauth_connector(&server, &clock);
+    ga4.check().await.unwrap();
+    assert_eq!(read_pages(&ga4, one_day(1)).await.unwrap().len(), 1);
+    assert_eq!(read_pages(&ga4, one_day(2)).await.unwrap().len(), 1);
+
+    let tokens = token_requests(&server).await;
+    assert_eq!(
+        tokens.len(),
+        1,
+        "the access token is cached across requests"
+    );
+    let f = form(&tokens[0]);
+    assert_eq!(
+        f.get("grant_type").map(String::as_str),
+        Some("refresh_token")
+    );
+    assert_eq!(
+        f.get("refresh_token").map(String::as_str),
+        Some(REFRESH_TOKEN)
+    );
+    assert_eq!(
+        f.get("client_id").map(String::as_str),
+        Some("1234-abc.apps.googleusercontent.com")
+    );
+    assert_eq!(
+        f.get("client_secret").map(String::as_str),
+        Some(CLIENT_SECRET)
+    );
+    assert!(
+        !tokens[0].headers.contains_key("authorization"),
+        "client credentials go in the body"
+    );
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_user_token_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(user_token("ya29.user-1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(user_token("ya29.user-2"))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    mount_metadata(&server).await;
+    let unauthenticated = ResponseTemplate::new(401).set_body_json(json!({"error":{"code":401,
+        "message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}));
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .and(header("authorization", "Bearer ya29.user-1"))
+        .respond_with(unauthenticated.clone())
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .and(header("authorization", "Bearer ya29.user-2"))
+        .respond_with(Reports(|day: &str, offset, limit| {
+            day_report(day, &["google"], offset, limit)
+        }))
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
+    let ga4 = oauth_connector(&server, &clock);
+    let pages = read_pages(&ga4, one_day(1)).await.unwrap();
+    assert_eq!(pages[0].records.len(), 1);
+    assert_eq!(
+        token_requests(&server).await.len(),
+        2,
+        "refreshed after the 401"
+    );
+    assert_eq!(
+        bodies(&server, BATCH).await.len(),
+        2,
+        "the report was replayed once"
+    );
+    assert_no_unexpected(catch_all).await;
+
+    // A token the API keeps refusing is refreshed once, then the source fails on auth.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(user_token("ya29.user-1"))
+        .mount(&server)
+        .await;
+    mount_metadata(&server).await;
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .respond_with(unauthenticated)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let ga4 = oauth_connector(&server, &clock);
+    let err = read_pages(&ga4, one_day(1)).await.unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+    assert!(err.to_string().contains("source \"web\""), "{err}");
+    assert_eq!(token_requests(&server).await.len(), 2);
+    assert_eq!(bodies(&server, BATCH).await.len(), 2);
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn invalid_grant_names_the_source_and_the_testing_apps_7_day_expiry() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error":"invalid_grant","error_description":"Token has been expired or revoked."}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::new();
+    let ga4 = oauth_connector(&server, &clock);
+    let err = ga4.check().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Auth { .. }), "{msg}");
+    assert!(msg.contains("invalid_grant"), "{msg}");
+    assert!(msg.contains("source \"web\""), "{msg}");
+    assert!(msg.contains("sources.web.refresh_token"), "{msg}");
+    assert!(
+        msg.contains("\"Testing\"") && msg.contains("7 days"),
+        "{msg}"
+    );
+    for shown in [msg, format!("{err:?}"), format!("{ga4:?}")] {
+        assert!(
+            !shown.contains(CLIENT_SECRET) && !shown.contains(REFRESH_TOKEN),
+            "a secret leaked: {shown}"
+        );
+    }
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn user_reports_are_batched_and_replace_their_days_too() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    mount_metadata(&server).await;
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .respond_with(Reports(|day: &str, offset, limit| {
+            let sources: &[&str] = if day == "2024-06-01" {
+                &["DE", "FR"]
+            } else {
+                &[]
+            };
+            day_report(day, sources, offset, limit)
+        }))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let mut config = Ga4Config::with_service_account("123456789", key_file(&server, "user-report"));
+    config.base_url = Some(server.uri());
+    config.reports = vec![ReportConfig {
+        name: "by_country".into(),
+        dimensions: vec!["country".into()],
+        metrics: vec!["sessions".into()],
+        dimension_filter: Some(json!({"filter":{"fieldName":"country",
+            "inListFilter":{"values":["DE","FR"]}}})),
+    }];
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
+    let ga4 = Ga4::new(
+        "web",
+        config,
+        &ClientOptions::with_clock(Arc::new(clock.clone())),
+    )
+    .unwrap();
+    let mut req = window((6, 1), (6, 3));
+    req.stream = "report_by_country".into();
+    let pages = read_pages(&ga4, req).await.unwrap();
+    assert_eq!(
+        summary(&pages),
+        vec![
+            (2, Some("2024-06-01".into()), None),
+            (0, Some("2024-06-02".into()), None)
+        ]
+    );
+    let batch = &bodies(&server, BATCH).await[0];
+    assert_eq!(batch_days(batch), ["2024-06-01", "2024-06-02"]);
+    for inner in batch["requests"].as_array().unwrap() {
+        assert_eq!(
+            inner["dimensions"],
+            json!([{"name":"date"},{"name":"country"}])
+        );
+        assert_eq!(inner["dimensionFilter"]["filter"]["fieldName"], "country");
+    }
     assert_no_unexpected(catch_all).await;
 }

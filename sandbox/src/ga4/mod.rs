@@ -1,9 +1,10 @@
 //! A simulated Google Analytics 4 property: daily traffic rows by session source, medium, campaign and
-//! default channel group, served like the Data API v1beta under `/ga4` (token endpoint, metadata and
-//! `runReport`).
+//! default channel group, served like the Data API v1beta under `/ga4` (token endpoint, metadata,
+//! `runReport` and `batchRunReports`). Like GA4, it can restate its recent days
+//! ([`Property::restate_recent_days`]): late hits raise their metrics and a row can vanish.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -31,6 +32,9 @@ pub const DAYS: i64 = 180;
 
 /// The test-only key the service account signs with (never a real secret).
 pub const TEST_PRIVATE_KEY_PEM: &str = include_str!("TEST_ONLY_not_a_secret_rsa_key.pem");
+
+/// Reports one batchRunReports request may carry.
+pub const MAX_BATCH_REQUESTS: usize = 5;
 
 /// Hourly and daily token budgets of a standard property.
 const TOKENS_PER_HOUR: i64 = 40_000;
@@ -138,8 +142,11 @@ pub struct Property {
     pub private_key_id: String,
     /// The report currency.
     pub currency: String,
-    /// Daily rows, ordered by date then combo.
-    pub rows: Vec<Row>,
+    /// The last day with rows (the simulated now's date); restatements count back from it.
+    pub end_date: NaiveDate,
+    /// Daily rows, ordered by date then combo; behind a lock because a restatement changes them while
+    /// the server runs.
+    rows: RwLock<Vec<Row>>,
     tokens_used: AtomicU64,
     issued: AtomicU64,
 }
@@ -192,7 +199,8 @@ impl Property {
             client_email,
             private_key_id,
             currency: "USD".to_string(),
-            rows,
+            end_date: last,
+            rows: RwLock::new(rows),
             tokens_used: AtomicU64::new(0),
             issued: AtomicU64::new(0),
         }
@@ -219,9 +227,53 @@ impl Property {
             .to_public_key()
     }
 
-    /// The generated rows of `day`, in generation order.
-    pub fn rows_on(&self, day: NaiveDate) -> Vec<&Row> {
-        self.rows.iter().filter(|r| r.date == day).collect()
+    /// A snapshot of the rows the property serves now (restatements included), ordered by date then
+    /// combo.
+    pub fn rows(&self) -> Vec<Row> {
+        self.rows.read().expect("rows lock").clone()
+    }
+
+    /// The rows of `day` as served now, in generation order.
+    pub fn rows_on(&self, day: NaiveDate) -> Vec<Row> {
+        self.rows
+            .read()
+            .expect("rows lock")
+            .iter()
+            .filter(|r| r.date == day)
+            .cloned()
+            .collect()
+    }
+
+    /// Restate the last `days` days up to [`end_date`](Self::end_date), as GA4 does while late hits
+    /// arrive: on the oldest of those days the last row vanishes (GA4 reclassified its traffic), and
+    /// every remaining row of those days gains sessions, new and engaged sessions, add-to-carts,
+    /// checkouts, purchases and revenue. Deterministic: the same calls give the same rows. Returns the
+    /// row that vanished (none when `days` < 1 or the day had no rows).
+    pub fn restate_recent_days(&self, days: i64) -> Option<Row> {
+        if days < 1 {
+            return None;
+        }
+        let first = self.end_date - Duration::days(days - 1);
+        let mut rows = self.rows.write().expect("rows lock");
+        let vanished = rows
+            .iter()
+            .rposition(|r| r.date == first)
+            .map(|i| rows.remove(i));
+        for (i, r) in rows
+            .iter_mut()
+            .filter(|r| r.date >= first && r.date <= self.end_date)
+            .enumerate()
+        {
+            let late = 1 + (i as i64 % 3);
+            r.sessions += 3 * late;
+            r.new_users += late;
+            r.engaged_sessions += 2 * late;
+            r.add_to_carts += late;
+            r.checkouts += late;
+            r.ecommerce_purchases += late;
+            r.purchase_revenue_cents += 2_499 * late;
+        }
+        vanished
     }
 
     /// Access tokens issued so far.
@@ -246,7 +298,7 @@ pub(crate) fn router(property: Arc<Property>, base_url: String) -> Router {
         .route(&format!("/{PREFIX}/token"), post(token))
         .route(
             &format!("/{PREFIX}/v1beta/properties/{{*rest}}"),
-            get(metadata).post(run_report),
+            get(metadata).post(report),
         )
         .with_state(state)
 }
@@ -398,7 +450,8 @@ fn int_field(body: &Value, key: &str, default: u64) -> Option<u64> {
     }
 }
 
-async fn run_report(
+/// `POST …:runReport` and `POST …:batchRunReports`.
+async fn report(
     State(state): State<Arc<GState>>,
     Path(rest): Path<String>,
     headers: HeaderMap,
@@ -407,7 +460,11 @@ async fn run_report(
     if let Some(r) = authorized(&state, &headers) {
         return r;
     }
-    let Some(id) = rest.strip_suffix(":runReport") else {
+    let (id, batch) = if let Some(id) = rest.strip_suffix(":runReport") {
+        (id, false)
+    } else if let Some(id) = rest.strip_suffix(":batchRunReports") {
+        (id, true)
+    } else {
         return status(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found");
     };
     let p = &state.property;
@@ -417,9 +474,51 @@ async fn run_report(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("Invalid JSON payload received.");
     };
+    let answer = if batch {
+        batch_run_reports(p, &body)
+    } else {
+        run_report(p, &body)
+    };
+    match answer {
+        Ok(v) => Json(v).into_response(),
+        Err(message) => bad_request(&message),
+    }
+}
+
+/// A batch of 1 to [`MAX_BATCH_REQUESTS`] reports; one bad report fails the whole batch, as in GA4.
+/// Each report is charged its own tokens. The error is an `INVALID_ARGUMENT` message.
+fn batch_run_reports(p: &Property, body: &Value) -> Result<Value, String> {
+    let requests = body
+        .get("requests")
+        .and_then(|r| r.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if requests.is_empty() || requests.len() > MAX_BATCH_REQUESTS {
+        return Err(format!(
+            "requests must contain between 1 and {MAX_BATCH_REQUESTS} RunReportRequests; {} given.",
+            requests.len()
+        ));
+    }
+    let own = format!("properties/{}", p.property_id);
+    let mut reports = Vec::with_capacity(requests.len());
+    for r in requests {
+        if let Some(other) = r.get("property").and_then(|v| v.as_str()) {
+            if other != own {
+                return Err(format!(
+                    "The property in a batched request ({other}) must match the batch's ({own})."
+                ));
+            }
+        }
+        reports.push(run_report(p, r)?);
+    }
+    Ok(json!({"reports": reports, "kind": "analyticsData#batchRunReports"}))
+}
+
+/// One report over the rows served now; the error is an `INVALID_ARGUMENT` message.
+fn run_report(p: &Property, body: &Value) -> Result<Value, String> {
     let ranges = body.get("dateRanges").and_then(|v| v.as_array());
     let Some([range]) = ranges.map(|r| r.as_slice()) else {
-        return bad_request("The simulated property answers exactly one dateRange.");
+        return Err("The simulated property answers exactly one dateRange.".to_string());
     };
     let date = |k: &str| {
         range
@@ -428,35 +527,36 @@ async fn run_report(
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
     };
     let (Some(since), Some(until)) = (date("startDate"), date("endDate")) else {
-        return bad_request("Invalid dateRange: use YYYY-MM-DD startDate and endDate.");
+        return Err("Invalid dateRange: use YYYY-MM-DD startDate and endDate.".to_string());
     };
-    let dims = names(&body, "dimensions");
-    let mets = names(&body, "metrics");
+    let dims = names(body, "dimensions");
+    let mets = names(body, "metrics");
     if mets.is_empty() {
-        return bad_request("At least one metric is required.");
+        return Err("At least one metric is required.".to_string());
     }
     for d in &dims {
         if !DIMENSIONS.contains(&d.as_str()) {
-            return bad_request(&format!("Field {d} is not a valid dimension."));
+            return Err(format!("Field {d} is not a valid dimension."));
         }
     }
     for m in &mets {
         if !METRICS.iter().any(|(n, _)| n == m) {
-            return bad_request(&format!("Field {m} is not a valid metric."));
+            return Err(format!("Field {m} is not a valid metric."));
         }
     }
     let (Some(limit), Some(offset)) = (
-        int_field(&body, "limit", 10_000),
-        int_field(&body, "offset", 0),
+        int_field(body, "limit", 10_000),
+        int_field(body, "offset", 0),
     ) else {
-        return bad_request("limit and offset must be integers.");
+        return Err("limit and offset must be integers.".to_string());
     };
     if limit == 0 || limit > 250_000 {
-        return bad_request("limit must be between 1 and 250000.");
+        return Err("limit must be between 1 and 250000.".to_string());
     }
     // Aggregate the rows of the range over the requested dimensions.
     let mut groups: Vec<(Vec<String>, Vec<i64>)> = Vec::new();
-    for r in p.rows.iter().filter(|r| r.date >= since && r.date <= until) {
+    let rows = p.rows.read().expect("rows lock");
+    for r in rows.iter().filter(|r| r.date >= since && r.date <= until) {
         let key: Vec<String> = dims.iter().filter_map(|d| r.dimension(d)).collect();
         let vals: Vec<i64> = mets
             .iter()
@@ -512,5 +612,160 @@ async fn run_report(
             "tokensPerProjectPerHour": {"consumed": cost, "remaining": (14_000 - used).max(0)},
         });
     }
-    Json(out).into_response()
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Sandbox, SandboxConfig};
+
+    fn sessions(rows: &[Row]) -> i64 {
+        rows.iter().map(|r| r.sessions).sum()
+    }
+
+    #[test]
+    fn restating_raises_recent_days_and_drops_one_row() {
+        let end = Utc::now();
+        let p = Property::generate(7, 1, end);
+        let before = p.rows();
+        let (today, yesterday) = (p.end_date, p.end_date - Duration::days(1));
+        assert_eq!(today, end.date_naive());
+        let vanished = p.restate_recent_days(2).expect("a row vanished");
+        let after = p.rows();
+        assert_eq!(
+            vanished.date, yesterday,
+            "the oldest restated day loses a row"
+        );
+        assert_eq!(after.len(), before.len() - 1);
+        assert!(!after.contains(&vanished));
+        // Older days are untouched; the restated days keep their combos (but one) with more of everything.
+        let old = |rows: &[Row]| -> Vec<Row> {
+            rows.iter()
+                .filter(|r| r.date < yesterday)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(old(&after), old(&before));
+        for day in [yesterday, today] {
+            for a in after.iter().filter(|r| r.date == day) {
+                let b = before
+                    .iter()
+                    .find(|b| {
+                        b.date == day
+                            && b.dimension("sessionCampaignName")
+                                == a.dimension("sessionCampaignName")
+                            && b.source == a.source
+                    })
+                    .unwrap();
+                assert!(a.sessions > b.sessions && a.engaged_sessions > b.engaged_sessions);
+                assert!(a.ecommerce_purchases > b.ecommerce_purchases);
+                assert!(a.purchase_revenue_cents > b.purchase_revenue_cents);
+                assert!(a.new_users > b.new_users);
+            }
+        }
+        assert_eq!(
+            p.rows_on(yesterday).len(),
+            before.iter().filter(|r| r.date == yesterday).count() - 1
+        );
+        // Deterministic: the same property restated the same way gives the same rows.
+        let q = Property::generate(7, 1, end);
+        q.restate_recent_days(2);
+        assert_eq!(q.rows(), after);
+        assert_eq!(p.restate_recent_days(0), None);
+    }
+
+    async fn post(sandbox: &Sandbox, op: &str, body: Value) -> (u16, Value) {
+        let p = sandbox.ga4();
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/v1beta/properties/{}:{op}",
+                sandbox.ga4_url(),
+                p.property_id
+            ))
+            .bearer_auth(format!("ya29.sandbox{}", p.private_key_id))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    fn day_request(day: &str) -> Value {
+        json!({
+            "dateRanges": [{"startDate": day, "endDate": day}],
+            "dimensions": [{"name":"date"},{"name":"sessionSource"},{"name":"sessionCampaignName"}],
+            "metrics": [{"name":"sessions"}],
+            "limit": "250000",
+            "offset": "0",
+            "returnPropertyQuota": true,
+        })
+    }
+
+    fn served_sessions(report: &Value) -> i64 {
+        report["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                r["metricValues"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn batches_of_up_to_five_reports_are_served_and_charged_per_report() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let p = sandbox.ga4();
+        let day = p.end_date;
+        let days: Vec<String> = (0..5)
+            .map(|d| (day - Duration::days(4 - d)).format("%Y-%m-%d").to_string())
+            .collect();
+        let mut requests: Vec<Value> = days.iter().map(|d| day_request(d)).collect();
+        requests.push(day_request("2020-01-01"));
+        let (code, err) = post(&sandbox, "batchRunReports", json!({ "requests": requests })).await;
+        assert_eq!(code, 400, "{err}");
+        assert_eq!(err["error"]["status"], "INVALID_ARGUMENT");
+        let (code, err) = post(&sandbox, "batchRunReports", json!({ "requests": [] })).await;
+        assert_eq!(code, 400, "{err}");
+
+        requests.truncate(4);
+        requests.push(day_request("2020-01-01"));
+        let (code, batch) =
+            post(&sandbox, "batchRunReports", json!({ "requests": requests })).await;
+        assert_eq!(code, 200, "{batch}");
+        assert_eq!(batch["kind"], "analyticsData#batchRunReports");
+        let reports = batch["reports"].as_array().unwrap();
+        assert_eq!(reports.len(), 5);
+        for (report, d) in reports.iter().zip(&days[..4]) {
+            let rows = p.rows_on(d.parse().unwrap());
+            assert_eq!(report["rowCount"], rows.len());
+            assert_eq!(served_sessions(report), sessions(&rows));
+        }
+        assert!(reports[4].get("rows").is_none(), "{}", reports[4]);
+        // Each report is charged on its own: the hourly tokens left fall from one report to the next.
+        let left: Vec<i64> = reports
+            .iter()
+            .map(|r| {
+                r["propertyQuota"]["tokensPerHour"]["remaining"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(left.windows(2).all(|w| w[1] < w[0]), "{left:?}");
+
+        // runReport serves the rows as restated.
+        let vanished = p.restate_recent_days(2).unwrap();
+        let d = vanished.date.format("%Y-%m-%d").to_string();
+        let (code, report) = post(&sandbox, "runReport", day_request(&d)).await;
+        assert_eq!(code, 200, "{report}");
+        let rows = p.rows_on(vanished.date);
+        assert_eq!(report["rowCount"], rows.len());
+        assert_eq!(served_sessions(&report), sessions(&rows));
+        sandbox.shutdown().await;
+    }
 }
