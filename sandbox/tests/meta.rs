@@ -71,7 +71,7 @@ async fn a_wrong_token_is_code_190() {
 async fn insights_pages_return_every_row_once_within_the_time_range() {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let acct = sb.meta();
-    assert!(acct.insights.len() > 3000, "{}", acct.insights.len());
+    assert!(acct.insights().len() > 3000, "{}", acct.insights().len());
     assert_eq!(acct.campaigns.len(), 6);
     assert_eq!(acct.ads.len(), 24);
     let url = format!("{}/v25.0/act_{}/insights", sb.meta_url(), acct.account_id);
@@ -89,18 +89,18 @@ async fn insights_pages_return_every_row_once_within_the_time_range() {
         &q(json!({"since": "2020-01-01", "until": "2030-01-01"})),
     )
     .await;
-    assert_eq!(rows.len(), acct.insights.len());
+    assert_eq!(rows.len(), acct.insights().len());
     let keys: HashSet<String> = rows.iter().map(key).collect();
     assert_eq!(keys.len(), rows.len(), "no row twice");
-    assert_eq!(rows, acct.insights);
+    assert_eq!(rows, acct.insights());
 
     let rows = all_pages(
         url.clone(),
         &q(json!({"since": "2025-03-01", "until": "2025-03-10"})),
     )
     .await;
-    let expected: Vec<&Value> = acct
-        .insights
+    let all = acct.insights();
+    let expected: Vec<&Value> = all
         .iter()
         .filter(|r| {
             let d = r["date_start"].as_str().unwrap();
@@ -158,8 +158,8 @@ async fn async_report_jobs_complete_after_polls() {
         &[token, ("limit", "500".into())],
     )
     .await;
-    let expected: Vec<&Value> = acct
-        .insights
+    let all = acct.insights();
+    let expected: Vec<&Value> = all
         .iter()
         .filter(|r| ("2025-04-01"..="2025-05-31").contains(&r["date_start"].as_str().unwrap()))
         .collect();

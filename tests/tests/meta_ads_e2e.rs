@@ -1,11 +1,17 @@
-//! End to end: `growthflow sync` and `report` against the sandbox's simulated Meta ad account (beside
-//! its WooCommerce store, so campaigns join spend with revenue), checked against values computed
-//! independently from the generated data.
+//! End to end: `growthflow sync`, `backfill` and `report` against the sandbox's simulated Meta ad
+//! account (beside its WooCommerce store, so campaigns join spend with revenue), checked against values
+//! computed independently from the generated data.
+//!
+//! The connector reads "up to today" on the real clock and re-reads the 28 days before its saved
+//! cursor (about yesterday), so the sandbox's account ends now: its recent days are the real recent
+//! days, and every date below is counted back from that end.
 
-use growthflow_tests::{cents, cli, db, dec, snapshot};
+use growthflow_tests::{cents, cli, db, dec, raw_payloads, snapshot};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use chrono::{Duration, NaiveDate, Utc};
+use growthflow_sandbox::meta::INSIGHT_DAYS;
 use growthflow_sandbox::{AdAccount, Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -17,8 +23,12 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
+        let config = SandboxConfig {
+            end: Utc::now(),
+            ..Default::default()
+        };
         Env {
-            sandbox: Sandbox::start(SandboxConfig::default()).await.unwrap(),
+            sandbox: Sandbox::start(config).await.unwrap(),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -27,25 +37,43 @@ impl Env {
         self.sandbox.meta()
     }
 
-    /// A config with the sandbox's WooCommerce store and Meta ad account, in `sub/`.
-    fn config(&self, sub: &str) -> PathBuf {
+    /// The account's last day of insights: today.
+    fn end(&self) -> NaiveDate {
+        let rows = self.account().insights();
+        let last = rows.last().unwrap()["date_start"].as_str().unwrap();
+        NaiveDate::parse_from_str(last, "%Y-%m-%d").unwrap()
+    }
+
+    /// A config with the sandbox's Meta ad account (and its WooCommerce store when `woo`) starting at
+    /// `start`, in `sub/`.
+    fn config(&self, sub: &str, start: NaiveDate, woo: bool) -> PathBuf {
         let dir = self.dir.path().join(sub);
         std::fs::create_dir_all(&dir).unwrap();
         let store = self.sandbox.woocommerce();
+        let woo = if woo {
+            format!(
+                r#"
+[sources.woo]
+type = "woocommerce"
+url = "{}"
+consumer_key = "{}"
+consumer_secret = "{}"
+"#,
+                self.sandbox.woocommerce_url(),
+                store.consumer_key,
+                store.consumer_secret
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
             r#"
 [destination]
 url = "sqlite://{db}"
 
 [sync]
-start_date = "2024-06-01"
-
-[sources.woo]
-type = "woocommerce"
-url = "{woo_url}"
-consumer_key = "{ck}"
-consumer_secret = "{cs}"
-
+start_date = "{start}"
+{woo}
 [sources.ads]
 type = "meta_ads"
 ad_account_id = "{id}"
@@ -53,9 +81,6 @@ access_token = "{token}"
 base_url = "{meta_url}"
 "#,
             db = dir.join("gf.db").display(),
-            woo_url = self.sandbox.woocommerce_url(),
-            ck = store.consumer_key,
-            cs = store.consumer_secret,
             id = self.account().account_id,
             token = self.account().access_token,
             meta_url = self.sandbox.meta_url(),
@@ -75,45 +100,44 @@ fn close(got: &Value, want: Decimal, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn sync_and_report_give_the_generated_meta_values() {
-    let env = Env::start().await;
-    let config = env.config("a");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
-    assert_eq!(code, 0, "{out}");
+fn date(row: &Value) -> &str {
+    row["date_start"].as_str().unwrap()
+}
+
+fn key(row: &Value) -> String {
+    format!("{}:{}", row["ad_id"].as_str().unwrap(), date(row))
+}
+
+/// The `ads` source of a `--json` summary, checked `ok`.
+fn ads_ok(out: &str) -> Value {
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let source = summary["sources"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["source"] == "ads")
-        .expect("the meta_ads source is in the summary");
+        .expect("the meta_ads source is in the summary")
+        .clone();
     assert_eq!(source["type"], "meta_ads");
     assert_eq!(source["status"], "ok", "{source}");
-    let account = env.account();
-    assert_eq!(account.throttled_count(), 0, "no code 17 during the sync");
+    source
+}
 
-    let conn = db(&config);
-    let count = |stream: &str| -> i64 {
-        conn.query_row(
-            "SELECT COUNT(*) FROM raw_records WHERE source='ads' AND stream=?1",
+/// The saved state of `ads`/`stream`.
+fn state(config: &std::path::Path, stream: &str) -> Option<String> {
+    db(config)
+        .query_row(
+            "SELECT state FROM sync_state WHERE source='ads' AND stream=?1",
             [stream],
             |r| r.get(0),
         )
-        .unwrap()
-    };
-    for (stream, n) in [
-        ("ad_insights", account.insights.len()),
-        ("campaigns", account.campaigns.len()),
-        ("adsets", account.adsets.len()),
-        ("ads", account.ads.len()),
-    ] {
-        assert_eq!(count(stream), n as i64, "{stream} in raw_records");
-    }
+        .ok()
+}
 
-    let (since, until) = ("2025-03-01", "2025-06-15");
+/// `report` over `[since, until]` against the sums of `rows` (the account's insights as they are now).
+async fn check_report(config: &std::path::Path, rows: &[Value], since: &str, until: &str) {
     let (code, out) = cli(
-        &config,
+        config,
         &[
             "report", "--since", since, "--until", until, "--format", "json",
         ],
@@ -121,16 +145,10 @@ async fn sync_and_report_give_the_generated_meta_values() {
     .await;
     assert_eq!(code, 0, "{out}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
-
-    let rows: Vec<&Value> = account
-        .insights
-        .iter()
-        .filter(|row| (since..=until).contains(&row["date_start"].as_str().unwrap()))
-        .collect();
     let (mut impressions, mut clicks, mut spend, mut purchases) =
         (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     let mut per_campaign: BTreeMap<String, (Decimal, Decimal, Decimal)> = BTreeMap::new();
-    for row in &rows {
+    for row in rows.iter().filter(|r| (since..=until).contains(&date(r))) {
         let (i, c, s) = (
             dec(&row["impressions"]),
             dec(&row["clicks"]),
@@ -193,18 +211,229 @@ async fn sync_and_report_give_the_generated_meta_values() {
         }
     }
     assert!(joined >= 2, "spend joins store revenue: {}", r["campaigns"]);
+}
 
-    let before = snapshot(&conn);
+#[tokio::test]
+async fn sync_restatement_and_report_give_the_generated_meta_values() {
+    let env = Env::start().await;
+    let account = env.account();
+    let end = env.end();
+    let start = end - Duration::days(200);
+    let config = env.config("a", start, true);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    ads_ok(&out);
+    assert_eq!(account.throttled_count(), 0, "no code 17 during the sync");
+    assert!(
+        account.jobs_started() >= 1,
+        "201 days go through an async job"
+    );
+
+    // Only the days from start_date on, each row as generated.
+    let from = start.to_string();
+    let generated: HashMap<String, Value> = account
+        .insights()
+        .into_iter()
+        .filter(|r| date(r) >= from.as_str())
+        .map(|r| (key(&r), r))
+        .collect();
+    assert!(generated.len() < account.insights().len());
+    let synced = generated.len();
+    let conn = db(&config);
+    assert_eq!(raw_payloads(&conn, "ads", "ad_insights"), generated);
+    for (stream, n) in [
+        ("campaigns", account.campaigns.len()),
+        ("adsets", account.adsets.len()),
+        ("ads", account.ads.len()),
+    ] {
+        assert_eq!(raw_payloads(&conn, "ads", stream).len(), n, "{stream}");
+    }
+    let yesterday = (end - Duration::days(1)).to_string();
+    assert_eq!(
+        state(&config, "ad_insights"),
+        Some(format!(r#"{{"cursor":"{yesterday}"}}"#)),
+        "the last complete day"
+    );
+    let (since, until) = ((end - Duration::days(89)).to_string(), end.to_string());
+    check_report(&config, &account.insights(), &since, &until).await;
+
+    // Meta restates the last three days; the next sync re-reads them within the lookback.
+    let recent = (end - Duration::days(2)).to_string();
+    let old: HashMap<String, Value> = generated
+        .into_iter()
+        .filter(|(_, r)| date(r) >= recent.as_str())
+        .collect();
+    account.restate_recent_days(3);
+    let restated: HashMap<String, Value> = account
+        .insights()
+        .into_iter()
+        .filter(|r| date(r) >= recent.as_str())
+        .map(|r| (key(&r), r))
+        .collect();
+    assert_eq!(restated.len(), old.len());
+    assert!(restated.iter().all(|(k, r)| old[k]["spend"] != r["spend"]));
+    let jobs = account.jobs_started();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    ads_ok(&out);
+    assert_eq!(
+        account.jobs_started(),
+        jobs,
+        "30 days are one synchronous read"
+    );
+    let raw = raw_payloads(&db(&config), "ads", "ad_insights");
+    let raw_recent: HashMap<String, Value> = raw
+        .iter()
+        .filter(|(_, r)| date(r) >= recent.as_str())
+        .map(|(k, r)| (k.clone(), r.clone()))
+        .collect();
+    assert_eq!(
+        raw_recent, restated,
+        "the restated rows replaced theirs, once each"
+    );
+    assert_eq!(raw.len(), synced, "restated rows are replaced, not added");
+    check_report(&config, &account.insights(), &since, &until).await;
+
+    let before = snapshot(&db(&config));
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         snapshot(&db(&config)),
         before,
-        "a second sync changes nothing"
+        "a third sync changes nothing"
     );
+    assert_eq!(account.throttled_count(), 0, "no code 17 in any sync");
+}
+
+#[tokio::test]
+async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once() {
+    let env = Env::start().await;
+    let account = env.account();
+    let end = env.end();
+    let config = env.config("b", end - Duration::days(20), false);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    ads_ok(&out);
+    let saved = state(&config, "ad_insights");
+    assert!(saved.is_some());
+    assert_eq!(account.jobs_started(), 0, "21 days are read synchronously");
+
+    let since = (end - Duration::days(INSIGHT_DAYS - 1)).to_string();
+    let (code, out) = cli(
+        &config,
+        &[
+            "backfill",
+            "--since",
+            &since,
+            "--until",
+            &end.to_string(),
+            "ads",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let source = ads_ok(&out);
+    let insights = source["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "ad_insights")
+        .unwrap();
+    assert_eq!(insights["status"], "ok", "{insights}");
+    assert!(
+        account.jobs_failed() >= 1,
+        "the two-year job is over the row limit and was split"
+    );
+    assert!(account.jobs_started() >= 3);
+
+    let generated: HashMap<String, Value> = account
+        .insights()
+        .into_iter()
+        .map(|r| (key(&r), r))
+        .collect();
+    let days: std::collections::BTreeSet<&str> = generated.values().map(date).collect();
+    assert_eq!(days.len() as i64, INSIGHT_DAYS);
     assert_eq!(
-        account.throttled_count(),
-        0,
-        "no code 17 during the second sync"
+        raw_payloads(&db(&config), "ads", "ad_insights"),
+        generated,
+        "every row of the 730 days, as generated"
+    );
+    let stored: i64 = db(&config)
+        .query_row(
+            "SELECT COUNT(*) FROM raw_records WHERE source='ads' AND stream='ad_insights'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored as usize, generated.len(), "each row once");
+    assert_eq!(
+        state(&config, "ad_insights"),
+        saved,
+        "a backfill leaves the saved cursor alone"
+    );
+}
+
+/// The level split against the sandbox, through the connector as the CLI builds it from the config
+/// file but on a [`TestClock`] pinned to the real now, so that the dozen jobs' polls wait virtually
+/// (the CLI always waits for real).
+#[tokio::test]
+async fn a_day_failing_at_account_scope_comes_through_the_campaign_split() {
+    use futures::StreamExt;
+    use growthflow_core::connector::{ReadRequest, Window};
+    use growthflow_core::http::{ClientOptions, TestClock};
+    use std::sync::Arc;
+
+    let env = Env::start().await;
+    let account = env.account();
+    let end = env.end();
+    let config = env.config("c", end - Duration::days(40), false);
+    let cfg = growthflow_cli::config::load(&config).unwrap();
+    let clock = TestClock::at(Utc::now());
+    let meta = growthflow_cli::registry::build(
+        cfg.source("ads").unwrap(),
+        &ClientOptions::with_clock(Arc::new(clock.clone())),
+        &growthflow_cli::tokens::TokenStore::beside(&config.with_file_name("gf.db")),
+    )
+    .unwrap();
+
+    // 31 days, the last of them failing for the whole account.
+    let (since, until) = (end - Duration::days(40), end - Duration::days(10));
+    account.fail_account_jobs_on(until);
+    let at = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let mut pages = meta.read(ReadRequest {
+        stream: "ad_insights".into(),
+        state: None,
+        start: at(since),
+        window: Some(Window {
+            since: at(since),
+            until: at(until + Duration::days(1)),
+        }),
+    });
+    let mut got: Vec<(String, Value)> = Vec::new();
+    while let Some(page) = pages.next().await {
+        got.extend(page.unwrap().records.into_iter().map(|r| (r.id, r.payload)));
+    }
+    let expected: HashMap<String, Value> = account
+        .insights()
+        .into_iter()
+        .filter(|r| (since.to_string().as_str()..=until.to_string().as_str()).contains(&date(r)))
+        .map(|r| (key(&r), r))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "each row once");
+    assert_eq!(got.into_iter().collect::<HashMap<_, _>>(), expected);
+    let campaigns_that_day = expected
+        .values()
+        .filter(|r| date(r) == until.to_string())
+        .map(|r| r["campaign_id"].as_str().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    // The window halved down to the day: 31, 16, 8, 4, 2 and 1 days failing, their five other
+    // halves completing; then one job per campaign that delivered that day, and nothing else again.
+    assert_eq!(account.jobs_failed(), 6);
+    assert_eq!(account.jobs_started(), 6 + 5 + campaigns_that_day);
+    assert!(
+        clock.elapsed() > std::time::Duration::ZERO,
+        "polls waited on the test clock"
     );
 }

@@ -6,9 +6,12 @@
 //!   `{ad_id}:{date_start}` makes a restated day replace its row. Ranges of up to
 //!   [`INSIGHTS_CHUNK_DAYS`] days are one synchronous GET; longer ones (first syncs, backfills) one
 //!   asynchronous report job (`POST` → `report_run_id` → poll → `/{report_run_id}/insights`), because
-//!   long synchronous ranges time out at Meta; a failed or skipped job is split in halves and each half
-//!   run again. Each range is checkpointed as `{"cursor": "<last complete date>"}` once its last page is
-//!   read.
+//!   long synchronous ranges time out at Meta. A failed or skipped job is split and only its parts run
+//!   again: first the window in halves down to single days, then a day by level — one job per campaign
+//!   that delivered that day, and a campaign-day that fails again one job per ad set (see
+//!   [`Reader::split`]). Each slice is checkpointed as `{"cursor": "<last complete date>"}` once its
+//!   last page is read, never past a day that still has parts to read. "Today" is the client clock's,
+//!   so tests pin it.
 //! - `campaigns`, `adsets`, `ads`: `GET /act_{id}/{edge}` filtered on `updated_time` (unix seconds),
 //!   unsorted, so the engine saves the cursor when the stream is done.
 //!
@@ -17,6 +20,7 @@
 //! sent twice; a `next` URL on another host than the API root is refused rather than sent the token.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -153,22 +157,24 @@ impl Reader {
         resp.json()
     }
 
-    /// The insights request for `[since, until]` (both inclusive, account time zone).
-    pub fn insights_url(&self, since: NaiveDate, until: NaiveDate) -> Url {
+    /// The `level=ad` insights request for `[since, until]` (both inclusive, account time zone),
+    /// narrowed to `scope`.
+    pub fn insights_url(&self, since: NaiveDate, until: NaiveDate, scope: &Scope) -> Url {
         let mut url = self.account_url("insights");
         url.query_pairs_mut()
             .append_pair("level", "ad")
             .append_pair("time_increment", "1")
-            .append_pair(
-                "time_range",
-                &json!({"since": since.to_string(), "until": until.to_string()}).to_string(),
-            )
+            .append_pair("time_range", &time_range(since, until))
             .append_pair("fields", INSIGHTS_FIELDS)
             .append_pair(
                 "action_attribution_windows",
                 &Value::from(self.attribution_windows.clone()).to_string(),
             )
             .append_pair("limit", &INSIGHTS_PAGE_SIZE.to_string());
+        if let Some(filter) = scope.filtering() {
+            url.query_pairs_mut()
+                .append_pair("filtering", &filter.to_string());
+        }
         url
     }
 
@@ -213,9 +219,14 @@ pub fn strip_access_token(url: &Url) -> Url {
 pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     match request.stream.as_str() {
         "ad_insights" => {
-            let today = Utc::now().date_naive();
+            let today = reader.today();
+            // A backfill's checkpoints are not saved, so only an incremental read has a floor.
+            let floor = match request.window {
+                Some(_) => None,
+                None => request.state_cursor().and_then(parse_date),
+            };
             match insights_range(&request, reader.lookback_days, today) {
-                Ok(Some((since, until))) => read_insights(reader, plan(since, until)),
+                Ok(Some((since, until))) => read_insights(reader, plan(since, until), floor),
                 Ok(None) => futures::stream::empty().boxed(),
                 Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
             }
@@ -230,6 +241,11 @@ pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Res
             futures::stream::once(async move { Err(e) }).boxed()
         }
     }
+}
+
+/// `{"since":"…","until":"…"}`, Meta's `time_range`.
+fn time_range(since: NaiveDate, until: NaiveDate) -> String {
+    json!({"since": since.to_string(), "until": until.to_string()}).to_string()
 }
 
 /// The dates to read: a backfill window's days; else from the saved cursor minus the lookback, or from
@@ -258,18 +274,53 @@ pub fn insights_range(
 }
 
 /// How a range is read: ranges of more than [`INSIGHTS_CHUNK_DAYS`] days as one asynchronous report
-/// job (split in halves if Meta fails it), shorter ones with a synchronous GET.
+/// job (split if Meta fails it), shorter ones with a synchronous GET.
 pub fn plan(since: NaiveDate, until: NaiveDate) -> VecDeque<Slice> {
     let days = (until - since).num_days() + 1;
     VecDeque::from([Slice {
         since,
         until,
         run_async: days > INSIGHTS_CHUNK_DAYS,
+        scope: Scope::Account,
     }])
 }
 
-/// One range of days read by one request sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which of the account's ads a slice covers. Narrower scopes only exist for single days that Meta
+/// failed at a wider one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every ad of the account.
+    Account,
+    /// The ads of one campaign (its id).
+    Campaign(String),
+    /// The ads of one ad set (its id).
+    AdSet(String),
+}
+
+impl Scope {
+    /// The `filtering` that narrows a request to this scope; none for the whole account.
+    pub fn filtering(&self) -> Option<Value> {
+        let (field, id) = match self {
+            Scope::Account => return None,
+            Scope::Campaign(id) => ("campaign.id", id),
+            Scope::AdSet(id) => ("adset.id", id),
+        };
+        Some(json!([{"field": field, "operator": "IN", "value": [id]}]))
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Account => f.write_str("the whole account"),
+            Scope::Campaign(id) => write!(f, "campaign {id}"),
+            Scope::AdSet(id) => write!(f, "ad set {id}"),
+        }
+    }
+}
+
+/// One range of days, for one scope, read by one request sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slice {
     /// First day, inclusive.
     pub since: NaiveDate,
@@ -277,31 +328,54 @@ pub struct Slice {
     pub until: NaiveDate,
     /// Read through an async report job.
     pub run_async: bool,
+    /// The ads it covers.
+    pub scope: Scope,
 }
 
 impl Slice {
-    /// The two halves of a multi-day slice (still async), or `None` for a single day.
-    pub fn halves(self) -> Option<(Slice, Slice)> {
+    /// The two halves of a multi-day slice (still async, same scope), or `None` for a single day.
+    pub fn halves(&self) -> Option<(Slice, Slice)> {
         let days = (self.until - self.since).num_days();
         if days < 1 {
             return None;
         }
         let mid = self.since + Duration::days((days - 1) / 2);
         Some((
-            Slice { until: mid, ..self },
+            Slice {
+                until: mid,
+                ..self.clone()
+            },
             Slice {
                 since: mid + Duration::days(1),
-                ..self
+                ..self.clone()
             },
         ))
     }
 }
 
-/// First poll delay of an async job; doubles up to [`JOB_POLL_MAX`].
-pub const JOB_POLL_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+/// The last day a finished slice lets the cursor claim complete: its last day, but never a day that a
+/// slice still in `pending` covers (the other campaigns of a split day), never today or later (today
+/// is still being spent), and never before the saved cursor `floor` (re-reading the lookback does not
+/// make days already complete incomplete again).
+pub fn completed_through(
+    slice: &Slice,
+    pending: &VecDeque<Slice>,
+    today: NaiveDate,
+    floor: Option<NaiveDate>,
+) -> NaiveDate {
+    let mut done = slice.until.min(today - Duration::days(1));
+    if let Some(next) = pending.iter().map(|s| s.since).min() {
+        done = done.min(next - Duration::days(1));
+    }
+    floor.map_or(done, |f| done.max(f))
+}
 
-/// Longest delay between two polls (Airbyte polls about every 30 s).
-pub const JOB_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// First poll delay of an async job, also the wait before the first poll: small jobs finish in
+/// seconds, so a short first wait saves most of a sync's time; doubles up to [`JOB_POLL_MAX`].
+pub const JOB_POLL_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Longest delay between two polls (Airbyte polls about every 30 s); long jobs cost a poll every 30 s.
+pub const JOB_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A job still running after this long (on the client's clock) is given up and split, as Meta says
 /// jobs can take up to about an hour.
@@ -317,11 +391,16 @@ pub enum JobOutcome {
 }
 
 impl Reader {
-    /// Start an async insights job for `slice` and poll it (backing off on the client's clock) until
-    /// it completes or fails. Only `Job Completed` counts as done: `async_percent_completion` can reach
-    /// 100 earlier.
-    pub async fn run_job(&self, slice: Slice) -> Result<JobOutcome> {
-        let url = self.insights_url(slice.since, slice.until);
+    /// Today's date on the client's clock (UTC), so that tests decide which days are "recent".
+    pub fn today(&self) -> NaiveDate {
+        self.client.clock().utc_now().date_naive()
+    }
+
+    /// Start an async insights job for `slice` and poll it (waiting on the client's clock before every
+    /// poll) until it completes or fails. Only `Job Completed` counts as done:
+    /// `async_percent_completion` can reach 100 earlier.
+    pub async fn run_job(&self, slice: &Slice) -> Result<JobOutcome> {
+        let url = self.insights_url(slice.since, slice.until, &slice.scope);
         let resp = self
             .client
             .send("insights", self.client.reqwest().post(url))
@@ -341,6 +420,9 @@ impl Reader {
         let mut delay = JOB_POLL_FIRST;
         let mut waited = std::time::Duration::ZERO;
         loop {
+            tracing::debug!(report_run_id = %id, delay_s = delay.as_secs(), "waiting for the insights job");
+            self.client.clock().sleep(delay).await;
+            waited += delay;
             let mut url = self.api_root.clone();
             url.set_path(&format!("{}{id}", self.api_root.path()));
             let status = self.get("insights", url).await?;
@@ -351,7 +433,16 @@ impl Reader {
                 .to_string();
             match state.as_str() {
                 "Job Completed" => return Ok(JobOutcome::Completed(id)),
-                "Job Failed" | "Job Skipped" => return Ok(JobOutcome::Failed(state)),
+                "Job Failed" | "Job Skipped" => {
+                    let why = status
+                        .get("error_message")
+                        .and_then(Value::as_str)
+                        .filter(|m| !m.is_empty());
+                    return Ok(JobOutcome::Failed(match why {
+                        Some(m) => format!("{state}: {m}"),
+                        None => state,
+                    }));
+                }
                 _ => {}
             }
             if waited >= JOB_TIMEOUT {
@@ -360,9 +451,6 @@ impl Reader {
                     waited.as_secs()
                 )));
             }
-            tracing::debug!(report_run_id = %id, status = %state, "waiting for the insights job");
-            self.client.clock().sleep(delay).await;
-            waited += delay;
             delay = (delay * 2).min(JOB_POLL_MAX);
         }
     }
@@ -376,31 +464,116 @@ impl Reader {
         url
     }
 
-    /// The first page of `slice`: a synchronous GET, or the rows of an async job — splitting failed
-    /// jobs in halves (queued in front of `pending`) until one completes.
+    /// The narrower scopes that delivered on `day` inside `scope`: the campaigns of the account, or the
+    /// ad sets of a campaign.
+    ///
+    /// Asked with a synchronous, one-day, one-field insights GET at `level=campaign` (or `adset`)
+    /// rather than from the campaigns edge: insights only have rows for what delivered that day, so no
+    /// job is started for the paused or long-finished campaigns an old account lists by the thousand,
+    /// and such a query is far smaller than the ad-level job Meta just failed.
+    pub async fn delivered(&self, day: NaiveDate, scope: &Scope) -> Result<Vec<Scope>> {
+        let (level, key) = match scope {
+            Scope::Account => ("campaign", "campaign_id"),
+            Scope::Campaign(_) => ("adset", "adset_id"),
+            Scope::AdSet(_) => return Ok(Vec::new()),
+        };
+        let mut url = self.account_url("insights");
+        url.query_pairs_mut()
+            .append_pair("level", level)
+            .append_pair("time_range", &time_range(day, day))
+            .append_pair("fields", key)
+            .append_pair("limit", &INSIGHTS_PAGE_SIZE.to_string());
+        if let Some(filter) = scope.filtering() {
+            url.query_pairs_mut()
+                .append_pair("filtering", &filter.to_string());
+        }
+        let mut ids: Vec<String> = Vec::new();
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            let body = self.get("insights", url).await?;
+            for row in data_array(&body, "insights")? {
+                let id = row
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| Error::Decode {
+                        message: format!("Meta {level}-level insights row without {key}: {row}"),
+                    })?;
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+            if let NextPage::Url(n) = JsonCursor::url("/paging/next").next_from(&body) {
+                next = Some(self.next_url(&n)?);
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| match scope {
+                Scope::Account => Scope::Campaign(id),
+                _ => Scope::AdSet(id),
+            })
+            .collect())
+    }
+
+    /// The parts a failed job's slice is run again as, in date order: the two halves of a multi-day
+    /// slice; for a single day, one slice per campaign that delivered that day, and for a failed
+    /// campaign-day one per ad set. An ad set's day is as small as a job gets, so its failure is an
+    /// error. An empty list means nothing delivered in that scope that day.
+    pub async fn split(&self, slice: &Slice, status: &str) -> Result<Vec<Slice>> {
+        if let Some((a, b)) = slice.halves() {
+            tracing::info!(since = %slice.since, until = %slice.until, %status, scope = %slice.scope,
+                "insights job failed; splitting the range in halves");
+            return Ok(vec![a, b]);
+        }
+        if let Scope::AdSet(id) = &slice.scope {
+            return Err(Error::Other(format!(
+                "Meta could not build the insights of {} for ad set {id} (job ended with {status:?}), even \
+                 split by day, campaign and ad set; run again later",
+                slice.since
+            )));
+        }
+        let parts = self.delivered(slice.since, &slice.scope).await?;
+        tracing::info!(day = %slice.since, %status, scope = %slice.scope, parts = parts.len(),
+            "insights job for a single day failed; splitting it by level");
+        Ok(parts
+            .into_iter()
+            .map(|scope| Slice {
+                scope,
+                ..slice.clone()
+            })
+            .collect())
+    }
+
+    /// The first page of `slice`: a synchronous GET, or the rows of an async job — a failed job's
+    /// parts queued in front of `pending` and the first of them run — until one completes. `None` for
+    /// the URL when the slice turned out to have nothing that delivered.
     async fn first_page(
         &self,
         slice: Slice,
         pending: &mut VecDeque<Slice>,
-    ) -> Result<(Slice, Url)> {
+    ) -> Result<(Slice, Option<Url>)> {
         let mut slice = slice;
         loop {
             if !slice.run_async {
-                return Ok((slice, self.insights_url(slice.since, slice.until)));
+                let url = self.insights_url(slice.since, slice.until, &slice.scope);
+                return Ok((slice, Some(url)));
             }
-            match self.run_job(slice).await? {
-                JobOutcome::Completed(id) => return Ok((slice, self.job_insights_url(&id))),
+            match self.run_job(&slice).await? {
+                JobOutcome::Completed(id) => {
+                    let url = self.job_insights_url(&id);
+                    return Ok((slice, Some(url)));
+                }
                 JobOutcome::Failed(status) => {
-                    let Some((a, b)) = slice.halves() else {
-                        return Err(Error::Other(format!(
-                            "Meta insights job for {} ended with {status:?} even for a single day; run again later",
-                            slice.since
-                        )));
-                    };
-                    tracing::info!(since = %slice.since, until = %slice.until, status = %status,
-                        "insights job failed; splitting the range in halves");
-                    pending.push_front(b);
-                    slice = a;
+                    let mut parts = self.split(&slice, &status).await?;
+                    if parts.is_empty() {
+                        return Ok((slice, None));
+                    }
+                    let first = parts.remove(0);
+                    for p in parts.into_iter().rev() {
+                        pending.push_front(p);
+                    }
+                    slice = first;
                 }
             }
         }
@@ -412,21 +585,25 @@ struct InsightsState {
     pending: VecDeque<Slice>,
     /// The slice being read and the URL of its next page.
     current: Option<(Slice, Url)>,
+    /// The saved cursor, which checkpoints never go below.
+    floor: Option<NaiveDate>,
 }
 
 fn read_insights(
     reader: Arc<Reader>,
     pending: VecDeque<Slice>,
+    floor: Option<NaiveDate>,
 ) -> BoxStream<'static, Result<Page>> {
     let first = InsightsState {
         pending,
         current: None,
+        floor,
     };
     paged(first, move |mut state: InsightsState| {
         let reader = reader.clone();
         async move {
             let (slice, url) = match state.current.take() {
-                Some(c) => c,
+                Some((slice, url)) => (slice, Some(url)),
                 None => {
                     let slice = state.pending.pop_front().ok_or_else(|| {
                         Error::Other("ad_insights: no date range left to read".into())
@@ -434,17 +611,25 @@ fn read_insights(
                     reader.first_page(slice, &mut state.pending).await?
                 }
             };
-            let body = reader.get("insights", url).await?;
-            let records = insight_records(&body)?;
-            let (checkpoint, next) = match JsonCursor::url("/paging/next").next_from(&body) {
-                NextPage::Url(next) => {
-                    state.current = Some((slice, reader.next_url(&next)?));
+            let (records, next_url) = match url {
+                Some(url) => {
+                    let body = reader.get("insights", url).await?;
+                    let next = match JsonCursor::url("/paging/next").next_from(&body) {
+                        NextPage::Url(next) => Some(reader.next_url(&next)?),
+                        _ => None,
+                    };
+                    (insight_records(&body)?, next)
+                }
+                None => (Vec::new(), None),
+            };
+            let (checkpoint, next) = match next_url {
+                Some(next) => {
+                    state.current = Some((slice, next));
                     (None, Some(state))
                 }
-                _ => {
-                    // The slice is complete: days before today will only change within the lookback.
-                    let today = Utc::now().date_naive();
-                    let done = slice.until.min(today - Duration::days(1)).max(slice.since);
+                None => {
+                    let done =
+                        completed_through(&slice, &state.pending, reader.today(), state.floor);
                     let cp = Some(json!({ "cursor": done.to_string() }));
                     (cp, (!state.pending.is_empty()).then_some(state))
                 }
@@ -617,13 +802,66 @@ mod tests {
         assert_eq!((a.since, a.until), (d("2024-03-01"), d("2024-03-18")));
         assert_eq!((b.since, b.until), (d("2024-03-19"), d("2024-04-05")));
         assert!(a.run_async && b.run_async);
+        assert_eq!(a.scope, Scope::Account);
         let one = Slice {
             since: d("2024-03-01"),
             until: d("2024-03-01"),
             run_async: true,
+            scope: Scope::Account,
         };
         assert_eq!(one.halves(), None);
         assert!(insights_range(&req(Some(json!({"cursor": "x"})), None), 28, today).is_err());
+    }
+
+    fn slice(since: &str, until: &str, scope: Scope) -> Slice {
+        Slice {
+            since: d(since),
+            until: d(until),
+            run_async: true,
+            scope,
+        }
+    }
+
+    #[test]
+    fn checkpoints_never_claim_a_day_with_parts_pending() {
+        let today = d("2024-06-10");
+        let c = |id: &str| Scope::Campaign(id.into());
+        let next_window = slice("2024-03-02", "2024-03-31", Scope::Account);
+        // A campaign's part of 2024-03-01 while another campaign of that day is still to read.
+        let pending = VecDeque::from([
+            slice("2024-03-01", "2024-03-01", c("2")),
+            next_window.clone(),
+        ]);
+        let part = slice("2024-03-01", "2024-03-01", c("1"));
+        assert_eq!(
+            completed_through(&part, &pending, today, None),
+            d("2024-02-29")
+        );
+        // The day's last part completes it.
+        let pending = VecDeque::from([next_window]);
+        assert_eq!(
+            completed_through(&part, &pending, today, None),
+            d("2024-03-01")
+        );
+        // Never today, nor below the saved cursor.
+        let whole = slice("2024-05-01", "2024-06-10", Scope::Account);
+        assert_eq!(
+            completed_through(&whole, &VecDeque::new(), today, None),
+            d("2024-06-09")
+        );
+        assert_eq!(
+            completed_through(&part, &VecDeque::new(), today, Some(d("2024-06-01"))),
+            d("2024-06-01")
+        );
+        assert_eq!(
+            c("7").filtering(),
+            Some(json!([{"field": "campaign.id", "operator": "IN", "value": ["7"]}]))
+        );
+        assert_eq!(
+            Scope::AdSet("8".into()).filtering(),
+            Some(json!([{"field": "adset.id", "operator": "IN", "value": ["8"]}]))
+        );
+        assert_eq!(Scope::Account.filtering(), None);
     }
 
     #[test]

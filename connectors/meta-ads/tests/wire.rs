@@ -29,6 +29,12 @@ fn fixture(name: &str, base: &str) -> Value {
     serde_json::from_str(&text.replace("{{BASE}}", base)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// A clock whose "today" is 2024-07-15, so date ranges and checkpoints do not depend on the day the
+/// tests run (and stay inside Meta's 37-month retention, which is counted from today).
+fn pinned() -> TestClock {
+    TestClock::at(Utc.with_ymd_and_hms(2024, 7, 15, 12, 0, 0).unwrap())
+}
+
 fn connector(server: &MockServer, clock: &TestClock) -> MetaAds {
     let mut config = MetaAdsConfig::new("act_123456789012345", TOKEN);
     config.base_url = Some(server.uri());
@@ -77,7 +83,7 @@ fn ok(body: Value) -> ResponseTemplate {
 #[tokio::test]
 async fn insights_pages_follow_paging_next_with_the_token_replaced() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path(INSIGHTS))
         .and(query_param_is_missing("after"))
@@ -153,7 +159,7 @@ async fn insights_pages_follow_paging_next_with_the_token_replaced() {
 #[tokio::test]
 async fn incremental_time_range_starts_lookback_days_before_the_cursor() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path(INSIGHTS))
         .respond_with(ok(json!({"data": []})))
@@ -161,7 +167,7 @@ async fn incremental_time_range_starts_lookback_days_before_the_cursor() {
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
-    let today = Utc::now().date_naive();
+    let today = NaiveDate::from_ymd_opt(2024, 7, 15).unwrap();
     let cursor = today - chrono::Duration::days(1);
     let meta = connector(&server, &clock);
     let pages = read_pages(
@@ -176,9 +182,9 @@ async fn incremental_time_range_starts_lookback_days_before_the_cursor() {
     .unwrap();
     let received = server.received_requests().await.unwrap();
     let range: Value = serde_json::from_str(&query_map(&received[0])["time_range"]).unwrap();
+    assert_eq!(range, json!({"since": "2024-06-16", "until": "2024-07-15"}));
     let since = NaiveDate::parse_from_str(range["since"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     assert_eq!(since, cursor - chrono::Duration::days(28));
-    assert_eq!(range["until"], today.to_string());
     assert_eq!(pages.len(), 1);
     assert_eq!(
         pages[0].checkpoint,
@@ -190,7 +196,7 @@ async fn incremental_time_range_starts_lookback_days_before_the_cursor() {
 #[tokio::test]
 async fn code_17_at_400_waits_the_announced_time_then_resumes() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path(INSIGHTS))
         .respond_with(
@@ -229,7 +235,7 @@ async fn code_17_at_400_waits_the_announced_time_then_resumes() {
 #[tokio::test]
 async fn usage_at_90_percent_slows_the_next_request() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path(CAMPAIGNS))
         .and(query_param_is_missing("after"))
@@ -266,7 +272,7 @@ async fn usage_at_90_percent_slows_the_next_request() {
 #[tokio::test]
 async fn incremental_objects_filter_on_updated_time() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path("/v25.0/act_123456789012345/ads"))
         .respond_with(ok(json!({"data": []})))
@@ -293,7 +299,7 @@ async fn incremental_objects_filter_on_updated_time() {
 #[tokio::test]
 async fn an_expired_token_says_to_renew_it_and_never_shows_it() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path(CAMPAIGNS))
         .respond_with(
@@ -325,7 +331,7 @@ async fn an_expired_token_says_to_renew_it_and_never_shows_it() {
 #[tokio::test]
 async fn a_next_url_on_another_host_is_refused() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("GET"))
         .and(path(CAMPAIGNS))
         .respond_with(ok(fixture("campaigns.json", "https://evil.example")))
@@ -358,7 +364,7 @@ fn job_status(id: &str, status: &str, pct: u32) -> ResponseTemplate {
 #[tokio::test]
 async fn long_ranges_run_as_an_async_job_polled_on_the_clock() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     Mock::given(method("POST"))
         .and(path(INSIGHTS))
         .and(query_param(
@@ -412,10 +418,15 @@ async fn long_ranges_run_as_an_async_job_polled_on_the_clock() {
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].records[0].id, "120208765432100791:2024-06-02");
     assert_eq!(pages[0].checkpoint, Some(json!({"cursor": "2024-06-30"})));
-    // Two polls before completion (100 % while "Job Started" is not done): 5 s, then 10 s.
+    // Three polls, each after a wait that starts at 1 s and doubles; 100 % while "Job Started" is
+    // not done.
     assert_eq!(
         clock.sleeps(),
-        vec![Duration::from_secs(5), Duration::from_secs(10)]
+        vec![
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(4)
+        ]
     );
     for r in server.received_requests().await.unwrap() {
         assert_eq!(tokens(&r), vec![TOKEN.to_string()], "{}", r.url.path());
@@ -426,7 +437,7 @@ async fn long_ranges_run_as_an_async_job_polled_on_the_clock() {
 #[tokio::test]
 async fn a_failed_job_is_split_in_halves_and_each_retried() {
     let server = MockServer::start().await;
-    let clock = TestClock::new();
+    let clock = pinned();
     for (range, id) in [
         (r#"{"since":"2024-05-01","until":"2024-06-30"}"#, "700"),
         (r#"{"since":"2024-05-01","until":"2024-05-30"}"#, "701"),
@@ -492,6 +503,296 @@ async fn a_failed_job_is_split_in_halves_and_each_retried() {
         ]
     );
     assert_eq!(pages.iter().map(|p| p.records.len()).sum::<usize>(), 3);
-    assert!(clock.sleeps().is_empty());
+    // One poll per job, each after the first 1 s wait.
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 3]);
+    assert_no_unexpected(catch_all).await;
+}
+
+/// A small fake Graph API for the split tests: three ads (`a1` in ad set `s1` and `a2` in `s2`, both
+/// of campaign `c1`; `a3` in `s3` of `c2`) delivering every day. Jobs fail when they cover
+/// `fail_day` at a scope listed in `fail`; every other job completes at its first poll. It answers
+/// the async job calls and the one-day `level=campaign|adset` listings, and records every job's
+/// range and filtering.
+/// A job as the fake saw it started: `time_range`, `level`, `filtering`.
+type JobSeen = (String, String, Option<Value>);
+
+#[derive(Clone)]
+struct FakeGraph {
+    fail_day: &'static str,
+    fail: Vec<&'static str>,
+    jobs: Arc<std::sync::Mutex<Vec<JobSeen>>>,
+}
+
+const FAKE_ADS: [(&str, &str, &str); 3] =
+    [("a1", "s1", "c1"), ("a2", "s2", "c1"), ("a3", "s3", "c2")];
+
+impl FakeGraph {
+    fn new(fail_day: &'static str, fail: &[&'static str]) -> Self {
+        FakeGraph {
+            fail_day,
+            fail: fail.to_vec(),
+            jobs: Arc::default(),
+        }
+    }
+
+    /// The ads a `filtering` parameter keeps, and the scope name it stands for (`account` without).
+    fn scope(
+        filtering: Option<&Value>,
+    ) -> (String, Vec<(&'static str, &'static str, &'static str)>) {
+        let Some(f) = filtering else {
+            return ("account".into(), FAKE_ADS.to_vec());
+        };
+        let f = &f[0];
+        assert_eq!(f["operator"], "IN", "{f}");
+        let ids = f["value"].as_array().unwrap();
+        assert_eq!(ids.len(), 1, "{f}");
+        let id = ids[0].as_str().unwrap();
+        let keep = FAKE_ADS
+            .iter()
+            .copied()
+            .filter(|(_, s, c)| match f["field"].as_str().unwrap() {
+                "campaign.id" => *c == id,
+                "adset.id" => *s == id,
+                other => panic!("filtering on {other}"),
+            })
+            .collect();
+        (id.to_string(), keep)
+    }
+
+    fn days(range: &Value) -> Vec<NaiveDate> {
+        let d =
+            |k: &str| NaiveDate::parse_from_str(range[k].as_str().unwrap(), "%Y-%m-%d").unwrap();
+        let (mut day, until) = (d("since"), d("until"));
+        let mut out = Vec::new();
+        while day <= until {
+            out.push(day);
+            day += chrono::Duration::days(1);
+        }
+        out
+    }
+
+    fn job(&self, n: usize) -> JobSeen {
+        self.jobs.lock().unwrap()[n].clone()
+    }
+}
+
+impl wiremock::Respond for FakeGraph {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let q = query_map(req);
+        let filtering: Option<Value> = q.get("filtering").map(|f| serde_json::from_str(f).unwrap());
+        let segments: Vec<&str> = req
+            .url
+            .path()
+            .trim_start_matches("/v25.0/")
+            .split('/')
+            .collect();
+        match (req.method.as_str(), segments.as_slice()) {
+            ("POST", [act, "insights"]) if act.starts_with("act_") => {
+                assert_eq!(q["level"], "ad");
+                let mut jobs = self.jobs.lock().unwrap();
+                jobs.push((q["time_range"].clone(), q["level"].clone(), filtering));
+                ok(json!({"report_run_id": format!("{}", 900 + jobs.len() - 1)}))
+            }
+            ("GET", [act, "insights"]) if act.starts_with("act_") => {
+                // The listing of what delivered on one day.
+                let range: Value = serde_json::from_str(&q["time_range"]).unwrap();
+                assert_eq!(Self::days(&range).len(), 1, "listings are for one day");
+                let (_, ads) = Self::scope(filtering.as_ref());
+                let key = match q["level"].as_str() {
+                    "campaign" => 2,
+                    "adset" => 1,
+                    other => panic!("level {other}"),
+                };
+                let mut ids: Vec<&str> = ads.iter().map(|a| [a.0, a.1, a.2][key]).collect();
+                ids.dedup();
+                let field = q["fields"].clone();
+                let data: Vec<Value> = ids.iter().map(|id| json!({ field.as_str(): id })).collect();
+                ok(json!({ "data": data }))
+            }
+            ("GET", [id]) => {
+                let (range, _, filtering) = self.job(id.parse::<usize>().unwrap() - 900);
+                let range: Value = serde_json::from_str(&range).unwrap();
+                let (scope, _) = Self::scope(filtering.as_ref());
+                let covers = Self::days(&range)
+                    .iter()
+                    .any(|d| d.to_string() == self.fail_day);
+                let status = if covers && self.fail.contains(&scope.as_str()) {
+                    "Job Failed"
+                } else {
+                    "Job Completed"
+                };
+                job_status(id, status, 100)
+            }
+            ("GET", [id, "insights"]) => {
+                let (range, _, filtering) = self.job(id.parse::<usize>().unwrap() - 900);
+                let range: Value = serde_json::from_str(&range).unwrap();
+                let (_, ads) = Self::scope(filtering.as_ref());
+                let mut data = Vec::new();
+                for day in Self::days(&range) {
+                    for (ad, adset, campaign) in &ads {
+                        data.push(json!({"date_start": day.to_string(), "date_stop": day.to_string(),
+                            "ad_id": ad, "adset_id": adset, "campaign_id": campaign, "spend": "1.00"}));
+                    }
+                }
+                ok(json!({ "data": data }))
+            }
+            _ => ResponseTemplate::new(500).set_body_string("unexpected request"),
+        }
+    }
+}
+
+async fn mount_fake(server: &MockServer, fake: &FakeGraph) {
+    Mock::given(wiremock::matchers::path_regex(
+        r"^/v25\.0/(act_123456789012345/insights|9\d\d(/insights)?)$",
+    ))
+    .respond_with(fake.clone())
+    .mount(server)
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_day_is_split_by_campaign_then_by_ad_set_and_only_parts_retried() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let fake = FakeGraph::new("2024-05-20", &["account", "c1"]);
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2024, 5, 1), (2024, 6, 1))),
+    )
+    .await
+    .unwrap();
+
+    // Every job, in order: the window halved down to the failing day, that day per campaign, the
+    // failing campaign-day per ad set, then the rest of the window — each part run once.
+    let campaign =
+        |id: &str| Some(json!([{"field": "campaign.id", "operator": "IN", "value": [id]}]));
+    let adset = |id: &str| Some(json!([{"field": "adset.id", "operator": "IN", "value": [id]}]));
+    let range = |a: &str, b: &str| json!({"since": a, "until": b}).to_string();
+    let jobs: Vec<(String, Option<Value>)> = fake
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(r, level, f)| {
+            assert_eq!(level, "ad", "parts are still read at level=ad");
+            (r.clone(), f.clone())
+        })
+        .collect();
+    let day = "2024-05-20";
+    assert_eq!(
+        jobs,
+        vec![
+            (range("2024-05-01", "2024-05-31"), None),
+            (range("2024-05-01", "2024-05-15"), None),
+            (range("2024-05-16", "2024-05-31"), None),
+            (range("2024-05-16", "2024-05-23"), None),
+            (range("2024-05-16", "2024-05-19"), None),
+            (range("2024-05-20", "2024-05-23"), None),
+            (range("2024-05-20", "2024-05-21"), None),
+            (range(day, day), None),
+            (range(day, day), campaign("c1")),
+            (range(day, day), adset("s1")),
+            (range(day, day), adset("s2")),
+            (range(day, day), campaign("c2")),
+            (range("2024-05-21", "2024-05-21"), None),
+            (range("2024-05-22", "2024-05-23"), None),
+            (range("2024-05-24", "2024-05-31"), None),
+        ]
+    );
+    // The listings: campaigns of the day, then ad sets of the failed campaign.
+    let listings: Vec<(String, Option<String>)> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path() == INSIGHTS)
+        .map(|r| {
+            let q = query_map(r);
+            assert_eq!(q["time_range"], range(day, day));
+            (q["level"].clone(), q.get("filtering").cloned())
+        })
+        .collect();
+    assert_eq!(
+        listings,
+        vec![
+            ("campaign".to_string(), None),
+            (
+                "adset".to_string(),
+                Some(campaign("c1").unwrap().to_string())
+            ),
+        ]
+    );
+
+    // Every ad's every day exactly once.
+    let mut ids: Vec<String> = pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 31 * 3);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 31 * 3, "no row twice");
+
+    // The split day is claimed complete only by its last part.
+    let checkpoints: Vec<Option<Value>> = pages.iter().map(|p| p.checkpoint.clone()).collect();
+    let cp = |d: &str| Some(json!({ "cursor": d }));
+    assert_eq!(
+        checkpoints,
+        vec![
+            cp("2024-05-15"),
+            cp("2024-05-19"),
+            cp("2024-05-19"), // s1's part of the 20th
+            cp("2024-05-19"), // s2's
+            cp("2024-05-20"), // c2's, the day's last part
+            cp("2024-05-21"),
+            cp("2024-05-23"),
+            cp("2024-05-31"),
+        ]
+    );
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 15]);
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn an_ad_set_day_that_fails_is_an_error_naming_the_day_and_ad_set() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let fake = FakeGraph::new("2024-05-20", &["account", "c1", "s2"]);
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    // The parts read before the error never claim the failing day.
+    let mut pages = Vec::new();
+    let mut stream = meta.read(request(
+        "ad_insights",
+        None,
+        window((2024, 5, 15), (2024, 6, 16)),
+    ));
+    let err = loop {
+        match futures::StreamExt::next(&mut stream).await {
+            Some(Ok(p)) => pages.push(p),
+            Some(Err(e)) => break e,
+            None => panic!("the read ended without the error"),
+        }
+    };
+    let message = err.to_string();
+    assert!(message.contains("2024-05-20"), "{message}");
+    assert!(message.contains("ad set s2"), "{message}");
+    assert!(message.contains("run again later"), "{message}");
+    let last = pages.iter().rev().find_map(|p| p.checkpoint.clone());
+    assert_eq!(last, Some(json!({"cursor": "2024-05-19"})));
+    // s1's rows of the day arrived; s2's part was the last job.
+    assert!(pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .any(|r| r.id == "a1:2024-05-20"));
+    assert_eq!(
+        fake.jobs.lock().unwrap().last().unwrap().2,
+        Some(json!([{"field": "adset.id", "operator": "IN", "value": ["s2"]}]))
+    );
     assert_no_unexpected(catch_all).await;
 }

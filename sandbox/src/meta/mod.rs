@@ -3,12 +3,19 @@
 //!
 //! Every number in an insights row is a string, as Meta sends it; `actions`/`action_values` carry
 //! `purchase`, `omni_purchase` and `offsite_conversion.fb_pixel_purchase` on days with purchases.
+//!
+//! The insights can change while the server runs, as Meta's do: [`AdAccount::restate_recent_days`]
+//! attributes late conversions to recent days. Async report jobs over more rows than
+//! [`AdAccount::job_row_limit`] fail, like Meta's do on large accounts, and
+//! [`AdAccount::fail_account_jobs_on`] makes every account-wide job over a given day fail, so that a
+//! connector's splitting by window and by level can be exercised.
 
 pub mod routes;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use chrono::{DateTime, Duration, FixedOffset, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::rng::SplitMix64;
@@ -28,8 +35,12 @@ const CAMPAIGN_NAMES: [&str; 6] = [
     "brand_video_awareness",
 ];
 
-/// Days of insights generated, ending on the `end` day.
-pub const INSIGHT_DAYS: i64 = 180;
+/// Days of insights generated, ending on the `end` day: two years, so that a two-year backfill has
+/// data on every day (and its single async job is too big for [`JOB_ROW_LIMIT`]).
+pub const INSIGHT_DAYS: i64 = 730;
+
+/// Default of [`AdAccount::job_row_limit`]: the most rows an async report job completes with.
+pub const JOB_ROW_LIMIT: usize = 10_000;
 
 /// The generated ad account.
 #[derive(Debug)]
@@ -44,9 +55,18 @@ pub struct AdAccount {
     pub adsets: Vec<Value>,
     /// Ad objects.
     pub ads: Vec<Value>,
-    /// Daily ad-level insights rows (`level=ad`, `time_increment=1`), ordered by date then ad.
-    pub insights: Vec<Value>,
+    /// Daily ad-level insights rows (`level=ad`, `time_increment=1`), ordered by date then ad; behind
+    /// a lock because restatements change them while the server reads them.
+    insights: RwLock<Vec<Value>>,
+    /// The last generated day (the `end` day).
+    last_day: NaiveDate,
+    seed: u64,
+    restatements: AtomicU64,
     throttled: AtomicU64,
+    job_row_limit: AtomicUsize,
+    jobs_started: AtomicU64,
+    jobs_failed: AtomicU64,
+    failing_days: Mutex<Vec<NaiveDate>>,
 }
 
 fn meta_time(t: DateTime<Utc>) -> String {
@@ -192,9 +212,97 @@ impl AdAccount {
             campaigns,
             adsets,
             ads,
-            insights,
+            insights: RwLock::new(insights),
+            last_day: end.date_naive(),
+            seed,
+            restatements: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            job_row_limit: AtomicUsize::new(JOB_ROW_LIMIT),
+            jobs_started: AtomicU64::new(0),
+            jobs_failed: AtomicU64::new(0),
+            failing_days: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A copy of the insights rows as the API serves them now (restatements included), ordered by
+    /// date then ad.
+    pub fn insights(&self) -> Vec<Value> {
+        self.rows().clone()
+    }
+
+    pub(crate) fn rows(&self) -> RwLockReadGuard<'_, Vec<Value>> {
+        // A poisoned lock only means a panicking test thread; the rows are still whole.
+        self.insights.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Restate the last `days` days (up to the `end` day), as Meta does while conversions are still
+    /// being attributed: every row of those days stays, with its spend a little higher (1–3 %) and,
+    /// on about half of them, one or two late purchases added to `purchase`, `omni_purchase` and
+    /// `offsite_conversion.fb_pixel_purchase` (counts and values). Deterministic: the same seed and
+    /// the same sequence of calls give the same rows; each call restates again.
+    pub fn restate_recent_days(&self, days: i64) {
+        if days <= 0 {
+            return;
+        }
+        let round = self.restatements.fetch_add(1, Ordering::SeqCst) + 1;
+        let from = (self.last_day - Duration::days(days - 1)).to_string();
+        let mut rows = self.insights.write().unwrap_or_else(|e| e.into_inner());
+        for (i, row) in rows.iter_mut().enumerate() {
+            if row["date_start"].as_str().unwrap_or("") < from.as_str() {
+                continue;
+            }
+            let mut rng = SplitMix64::new(
+                self.seed
+                    ^ round.wrapping_mul(0xA24B_AED4_963E_E407)
+                    ^ (i as u64).wrapping_mul(0x9FB2_1C65_1E98_DF25),
+            );
+            restate_row(row, &mut rng);
+        }
+    }
+
+    /// The most rows an async report job completes with; a job over more ends `Job Failed`.
+    pub fn job_row_limit(&self) -> usize {
+        self.job_row_limit.load(Ordering::SeqCst)
+    }
+
+    /// Change [`AdAccount::job_row_limit`] for the jobs started from now on.
+    pub fn set_job_row_limit(&self, rows: usize) {
+        self.job_row_limit.store(rows, Ordering::SeqCst);
+    }
+
+    /// Async report jobs started so far (`POST act_{id}/insights`).
+    pub fn jobs_started(&self) -> u64 {
+        self.jobs_started.load(Ordering::SeqCst)
+    }
+
+    /// Async report jobs that ended `Job Failed` so far (counted when the status is first served).
+    pub fn jobs_failed(&self) -> u64 {
+        self.jobs_failed.load(Ordering::SeqCst)
+    }
+
+    /// Make every async job started from now on at account scope (without `filtering`) whose range
+    /// covers `date` fail, whatever its size; jobs narrowed to a campaign or ad set still complete.
+    pub fn fail_account_jobs_on(&self, date: NaiveDate) {
+        self.failing_days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(date);
+    }
+
+    pub(crate) fn fails_account_job(&self, since: NaiveDate, until: NaiveDate) -> bool {
+        self.failing_days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|d| (since..=until).contains(d))
+    }
+
+    pub(crate) fn count_job_started(&self) {
+        self.jobs_started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn count_job_failed(&self) {
+        self.jobs_failed.fetch_add(1, Ordering::SeqCst);
     }
 
     /// How many code-17 "User request limit reached" answers were served so far.
@@ -216,3 +324,53 @@ impl AdAccount {
             .map(str::to_string)
     }
 }
+
+/// Money as Meta writes it (`"12.34"`) in cents.
+pub(crate) fn cents(s: &str) -> i64 {
+    let (units, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(2).collect();
+    units.parse::<i64>().unwrap_or(0) * 100 + frac.parse::<i64>().unwrap_or(0)
+}
+
+/// The purchase action types, in the order generated rows list them.
+const PURCHASE_TYPES: [&str; 3] = [
+    "offsite_conversion.fb_pixel_purchase",
+    "omni_purchase",
+    "purchase",
+];
+
+/// One row restated: spend up, and sometimes late purchases added to every purchase alias.
+fn restate_row(row: &mut Value, rng: &mut SplitMix64) {
+    let spend = cents(row["spend"].as_str().unwrap_or("0"));
+    let up = (spend * rng.range(1, 3) / 100).max(1);
+    row["spend"] = Value::String(money(spend + up));
+    if !rng.chance(0.5) {
+        return;
+    }
+    let extra = rng.range(1, 2);
+    let value = extra * rng.range(2500, 12000);
+    for (list, add) in [("actions", None), ("action_values", Some(value))] {
+        if !row.get(list).is_some_and(Value::is_array) {
+            row[list] = Value::Array(Vec::new());
+        }
+        let entries = row[list].as_array_mut().expect("an array");
+        for t in PURCHASE_TYPES {
+            let old = entries
+                .iter()
+                .find(|a| a["action_type"] == t)
+                .and_then(|a| a["value"].as_str())
+                .map(str::to_string);
+            let new = match add {
+                None => (old.and_then(|o| o.parse::<i64>().ok()).unwrap_or(0) + extra).to_string(),
+                Some(v) => money(old.as_deref().map(cents).unwrap_or(0) + v),
+            };
+            match entries.iter_mut().find(|a| a["action_type"] == t) {
+                Some(a) => a["value"] = Value::String(new),
+                None => entries.push(json!({"action_type": t, "value": new})),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

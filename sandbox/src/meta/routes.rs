@@ -1,6 +1,11 @@
 //! The Graph API routes: `act_{id}/insights` (GET, and POST for async report jobs), `{report_run_id}`
 //! and `{report_run_id}/insights`, `act_{id}/campaigns|adsets|ads`; token check, cursor paging,
 //! usage headers and a sliding-window code-17 throttle.
+//!
+//! Insights are served at `level=ad` (the generated rows), `campaign` or `adset` (their sums per day:
+//! impressions, reach, clicks, inline link clicks and spend; no actions), with `time_increment=1`,
+//! and narrowed by `filtering` on `campaign.id` or `adset.id` (`IN` a list, or `EQUAL` one id); any
+//! other level, increment or filter is a Graph-shaped 400 (code 100).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,10 +34,33 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Polls of a report job before it is `Job Completed` (first `Job Not Started`, then `Job Running`).
 pub const JOB_POLLS_TO_COMPLETE: u32 = 3;
 
+/// Polls of a report job that fails before it says `Job Failed` (first `Job Not Started`).
+pub const JOB_POLLS_TO_FAIL: u32 = 2;
+
 struct Job {
+    query: InsightsQuery,
+    polls: u32,
+    /// Too big, or over a day set to fail: ends `Job Failed`.
+    fails: bool,
+    failure_counted: bool,
+}
+
+/// What an insights request selects.
+#[derive(Clone)]
+struct InsightsQuery {
     since: NaiveDate,
     until: NaiveDate,
-    polls: u32,
+    level: Level,
+    /// Campaign ids and ad set ids the rows must be in (`None`: not filtered on that field).
+    campaigns: Option<Vec<String>>,
+    adsets: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ad,
+    AdSet,
+    Campaign,
 }
 
 struct MState {
@@ -221,36 +249,31 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
     let id = &account.account_id;
     match (&method, object, edge) {
         (&Method::GET, o, Some("insights")) if o == act => {
-            let Some((since, until)) = time_range(&param) else {
-                return state.invalid_param(
-                    usage,
-                    "time_range must be {\"since\":\"YYYY-MM-DD\",\"until\":\"YYYY-MM-DD\"}",
-                );
+            let q = match insights_query(&param) {
+                Ok(q) => q,
+                Err(message) => return state.invalid_param(usage, &message),
             };
-            if param("level").as_deref().unwrap_or("ad") != "ad"
-                || param("time_increment").as_deref().unwrap_or("1") != "1"
-            {
-                return state
-                    .invalid_param(usage, "the sandbox serves level=ad, time_increment=1 only");
-            }
-            let rows = insights_in(account, since, until);
+            let rows = select(account, &q);
             page(&state, &rows, &query, &host, &path, 25, usage)
         }
         (&Method::POST, o, Some("insights")) if o == act => {
-            let Some((since, until)) = time_range(&param) else {
-                return state.invalid_param(
-                    usage,
-                    "time_range must be {\"since\":\"YYYY-MM-DD\",\"until\":\"YYYY-MM-DD\"}",
-                );
+            let q = match insights_query(&param) {
+                Ok(q) => q,
+                Err(message) => return state.invalid_param(usage, &message),
             };
+            let account_wide = q.campaigns.is_none() && q.adsets.is_none();
+            let fails = select(account, &q).len() > account.job_row_limit()
+                || (account_wide && account.fails_account_job(q.since, q.until));
+            account.count_job_started();
             let n = state.next_job.fetch_add(1, Ordering::SeqCst);
             let run_id = format!("{}", 6_120_000_000_000_000u64 + n * 7919 + 1);
             state.jobs.lock().expect("jobs lock").insert(
                 run_id.clone(),
                 Job {
-                    since,
-                    until,
+                    query: q,
                     polls: 0,
+                    fails,
+                    failure_counted: false,
                 },
             );
             json_response(
@@ -323,25 +346,42 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                     job.polls += 1;
                     let (status, pct) = match job.polls {
                         1 => ("Job Not Started", 0),
+                        p if job.fails && p >= JOB_POLLS_TO_FAIL => ("Job Failed", 0),
                         p if p < JOB_POLLS_TO_COMPLETE => {
                             ("Job Running", 100 * p / JOB_POLLS_TO_COMPLETE)
                         }
                         _ => ("Job Completed", 100),
                     };
-                    let body = json!({"id": run_id, "account_id": id, "async_status": status,
+                    let mut body = json!({"id": run_id, "account_id": id, "async_status": status,
                         "async_percent_completion": pct,
-                        "date_start": job.since.to_string(), "date_stop": job.until.to_string()});
+                        "date_start": job.query.since.to_string(),
+                        "date_stop": job.query.until.to_string()});
+                    if status == "Job Failed" {
+                        body["error_code"] = json!(1);
+                        body["error_message"] = json!(
+                            "Please reduce the amount of data you're asking for, then retry your request"
+                        );
+                        if !job.failure_counted {
+                            job.failure_counted = true;
+                            account.count_job_failed();
+                        }
+                    }
                     drop(jobs);
                     json_response(StatusCode::OK, &body, usage, 0, id)
                 }
                 Some("insights") => {
+                    if job.fails {
+                        drop(jobs);
+                        return state
+                            .invalid_param(usage, "The report failed; start a smaller one");
+                    }
                     if job.polls < JOB_POLLS_TO_COMPLETE {
                         drop(jobs);
                         return state.invalid_param(usage, "The report is not ready yet");
                     }
-                    let (since, until) = (job.since, job.until);
+                    let q = job.query.clone();
                     drop(jobs);
-                    let rows = insights_in(account, since, until);
+                    let rows = select(account, &q);
                     page(&state, &rows, &query, &host, &path, 25, usage)
                 }
                 Some(_) => {
@@ -361,17 +401,135 @@ fn time_range(param: &impl Fn(&str) -> Option<String>) -> Option<(NaiveDate, Nai
     (since <= until).then_some((since, until))
 }
 
-fn insights_in(account: &AdAccount, since: NaiveDate, until: NaiveDate) -> Vec<Value> {
-    let (s, u) = (since.to_string(), until.to_string());
-    account
-        .insights
-        .iter()
-        .filter(|r| {
-            let d = r["date_start"].as_str().unwrap_or("");
-            d >= s.as_str() && d <= u.as_str()
-        })
-        .cloned()
-        .collect()
+/// The insights parameters the sandbox understands, or the message of the 400 for the others.
+fn insights_query(param: &impl Fn(&str) -> Option<String>) -> Result<InsightsQuery, String> {
+    let (since, until) = time_range(param).ok_or_else(|| {
+        "time_range must be {\"since\":\"YYYY-MM-DD\",\"until\":\"YYYY-MM-DD\"}".to_string()
+    })?;
+    let level = match param("level").as_deref().unwrap_or("ad") {
+        "ad" => Level::Ad,
+        "adset" => Level::AdSet,
+        "campaign" => Level::Campaign,
+        other => {
+            return Err(format!(
+                "the sandbox serves level=ad, adset or campaign, not {other:?}"
+            ))
+        }
+    };
+    if param("time_increment").as_deref().unwrap_or("1") != "1" {
+        return Err("the sandbox serves time_increment=1 only".into());
+    }
+    let mut q = InsightsQuery {
+        since,
+        until,
+        level,
+        campaigns: None,
+        adsets: None,
+    };
+    let Some(filtering) = param("filtering") else {
+        return Ok(q);
+    };
+    let Ok(Value::Array(filters)) = serde_json::from_str::<Value>(&filtering) else {
+        return Err("Param filtering must be an array".into());
+    };
+    for f in &filters {
+        let field = f["field"].as_str().unwrap_or("");
+        let id = |v: &Value| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        };
+        let ids: Vec<String> = match (f["operator"].as_str(), &f["value"]) {
+            (Some("IN"), Value::Array(values)) => values.iter().filter_map(id).collect(),
+            (Some("EQUAL"), v) => id(v).into_iter().collect(),
+            _ => {
+                return Err(format!(
+                    "Filtering operator {} with value {} is invalid for {field}; the sandbox knows IN [ids] and EQUAL id",
+                    f["operator"], f["value"]
+                ))
+            }
+        };
+        let slot = match field {
+            "campaign.id" => &mut q.campaigns,
+            "adset.id" => &mut q.adsets,
+            _ => return Err(format!("Filtering field {field} is invalid")),
+        };
+        // Two filters on one field both apply.
+        *slot = Some(match slot.take() {
+            Some(old) => old.into_iter().filter(|i| ids.contains(i)).collect(),
+            None => ids,
+        });
+    }
+    Ok(q)
+}
+
+/// The rows `q` selects: ad-level rows in its range and filters, summed per day and campaign or ad
+/// set at the wider levels.
+fn select(account: &AdAccount, q: &InsightsQuery) -> Vec<Value> {
+    let (s, u) = (q.since.to_string(), q.until.to_string());
+    let in_list = |list: &Option<Vec<String>>, v: &Value| {
+        list.as_ref()
+            .is_none_or(|ids| ids.iter().any(|i| Some(i.as_str()) == v.as_str()))
+    };
+    let rows = account.rows();
+    let ad_rows = rows.iter().filter(|r| {
+        let d = r["date_start"].as_str().unwrap_or("");
+        d >= s.as_str()
+            && d <= u.as_str()
+            && in_list(&q.campaigns, &r["campaign_id"])
+            && in_list(&q.adsets, &r["adset_id"])
+    });
+    let (key, keep): (&str, &[&str]) = match q.level {
+        Level::Ad => return ad_rows.cloned().collect(),
+        Level::Campaign => ("campaign_id", &["campaign_id", "campaign_name"]),
+        Level::AdSet => (
+            "adset_id",
+            &["campaign_id", "campaign_name", "adset_id", "adset_name"],
+        ),
+    };
+    let mut out: Vec<Value> = Vec::new();
+    let mut sums: Vec<[i64; 5]> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for r in ad_rows {
+        let group = (r["date_start"].to_string(), r[key].to_string());
+        let i = match index.get(&group) {
+            Some(i) => *i,
+            None => {
+                index.insert(group, out.len());
+                let mut o = json!({"date_start": r["date_start"], "date_stop": r["date_stop"],
+                    "account_id": r["account_id"], "account_currency": r["account_currency"]});
+                for k in keep {
+                    o[*k] = r[*k].clone();
+                }
+                out.push(o);
+                sums.push([0; 5]);
+                out.len() - 1
+            }
+        };
+        let n = |k: &str| {
+            r[k].as_str()
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let add = [
+            n("impressions"),
+            n("reach"),
+            n("clicks"),
+            n("inline_link_clicks"),
+            super::cents(r["spend"].as_str().unwrap_or("0")),
+        ];
+        for (total, a) in sums[i].iter_mut().zip(add) {
+            *total += a;
+        }
+    }
+    for (o, [impressions, reach, clicks, link, spend]) in out.iter_mut().zip(sums) {
+        o["impressions"] = json!(impressions.to_string());
+        o["reach"] = json!(reach.to_string());
+        o["clicks"] = json!(clicks.to_string());
+        o["inline_link_clicks"] = json!(link.to_string());
+        o["spend"] = json!(format!("{}.{:02}", spend / 100, spend % 100));
+    }
+    out
 }
 
 /// Only the requested fields (plus `always`); every field when none are named.
