@@ -97,3 +97,25 @@ pub fn raw_payloads(conn: &Connection, source: &str, stream: &str) -> HashMap<St
     })
     .collect()
 }
+
+/// A log sink a test shares with a `tracing_subscriber` writer (`move || sink.clone()`), read back
+/// with [`Captured::text`] to check what reached the logs.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,7 +1,7 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated WooCommerce store, checked
 //! against values computed independently from the store's generated data.
 
-use growthflow_tests::{cents, cli, date_of, db, dec, raw_payloads, snapshot};
+use growthflow_tests::{cents, cli, date_of, db, dec, raw_payloads, snapshot, Captured};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -608,20 +608,6 @@ async fn backfill_rereads_a_window_without_moving_the_cursor() {
     assert_eq!(snapshot(&db(&config)), before);
 }
 
-/// A log sink shared with the test.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_the_logs_even_at_trace_level() {
     let env = Env::start().await;
@@ -639,7 +625,7 @@ async fn secrets_never_reach_the_logs_even_at_trace_level() {
     assert_eq!(cli(&good, &["sync"]).await.0, 0);
     assert_eq!(cli(&bad, &["sync"]).await.0, 1);
     drop(guard);
-    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let logs = sink.text();
     assert!(
         logs.contains("retrying"),
         "the 429 retry was logged: {logs}"
