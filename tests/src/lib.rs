@@ -100,7 +100,7 @@ pub fn raw_payloads(conn: &Connection, source: &str, stream: &str) -> HashMap<St
 
 /// A log sink a test shares with a `tracing_subscriber` writer (`move || sink.clone()`), read back
 /// with [`Captured::text`] to check what reached the logs.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Captured {
