@@ -156,20 +156,23 @@ fn record_id(property: &str, row: &Row) -> String {
     )
 }
 
+/// `traffic_daily`'s metrics, in order.
+const METRICS: [&str; 7] = [
+    "sessions",
+    "newUsers",
+    "engagedSessions",
+    "addToCarts",
+    "checkouts",
+    "ecommercePurchases",
+    "purchaseRevenue",
+];
+
 /// A row's metrics as exact decimals, in `traffic_daily`'s metric order.
 fn metrics(row: &Row) -> Vec<rust_decimal::Decimal> {
-    [
-        "sessions",
-        "newUsers",
-        "engagedSessions",
-        "addToCarts",
-        "checkouts",
-        "ecommercePurchases",
-        "purchaseRevenue",
-    ]
-    .iter()
-    .map(|m| row.metric(m).unwrap().parse().unwrap())
-    .collect()
+    METRICS
+        .iter()
+        .map(|m| row.metric(m).unwrap().parse().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -235,18 +238,7 @@ async fn restated_days_replace_their_rows_in_the_dataset_and_the_report() {
         })
         .map(|(id, p)| {
             let m = &p["metrics"];
-            let values = [
-                "sessions",
-                "newUsers",
-                "engagedSessions",
-                "addToCarts",
-                "checkouts",
-                "ecommercePurchases",
-                "purchaseRevenue",
-            ]
-            .iter()
-            .map(|k| dec(&m[k]))
-            .collect();
+            let values = METRICS.iter().map(|k| dec(&m[k])).collect();
             (id.clone(), values)
         })
         .collect();
@@ -298,4 +290,93 @@ async fn restated_days_replace_their_rows_in_the_dataset_and_the_report() {
         sum(|r| r.ecommerce_purchases)
     );
     sandbox.shutdown().await;
+}
+
+/// A config for the sandbox's property authenticated with a user's OAuth grant (`refresh_token`), its
+/// token endpoint given by `token_url`.
+fn oauth_config(sandbox: &Sandbox, dir: &Path, start_date: &str, refresh_token: &str) -> PathBuf {
+    let property = sandbox.ga4();
+    let (client_id, client_secret, _) = property.oauth_client();
+    let config = dir.join("growthflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[destination]
+url = "sqlite://{db}"
+
+[sync]
+start_date = "{start_date}"
+
+[sources.web]
+type = "ga4"
+property_id = "{id}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+refresh_token = "{refresh_token}"
+token_url = "{url}/token"
+base_url = "{url}"
+"#,
+            db = dir.join("gf.db").display(),
+            id = property.property_id,
+            url = sandbox.ga4_url(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn a_users_oauth_grant_syncs_the_same_rows_and_a_revoked_one_says_why() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let property = sandbox.ga4();
+    let (_, client_secret, refresh_token) = property.oauth_client();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = oauth_config(&sandbox, dir.path(), "2025-05-01", &refresh_token);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        property.tokens_issued() >= 1,
+        "the refresh token was exchanged"
+    );
+    let from: NaiveDate = "2025-05-01".parse().unwrap();
+    let want: BTreeMap<String, Vec<Decimal>> = property
+        .rows()
+        .iter()
+        .filter(|r| r.date >= from)
+        .map(|r| (record_id(&property.property_id, r), metrics(r)))
+        .collect();
+    let got: BTreeMap<String, Vec<Decimal>> = raw_payloads(&db(&config), "web", "traffic_daily")
+        .into_iter()
+        .map(|(id, p)| {
+            let values = METRICS.iter().map(|k| dec(&p["metrics"][k])).collect();
+            (id, values)
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "every row since start_date, as generated");
+
+    // Refresh tokens of apps in "Testing" expire after 7 days: Google answers invalid_grant.
+    let revoked = tempfile::tempdir().unwrap();
+    let config = oauth_config(&sandbox, revoked.path(), "2025-05-01", "1//0expired");
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let source = &summary["sources"][0];
+    assert_eq!(source["status"], "failed", "{source}");
+    let error = source.to_string();
+    assert!(error.contains("7 days"), "{error}");
+    assert!(error.contains("sources.web.refresh_token"), "{error}");
+    for secret in [
+        client_secret.as_str(),
+        refresh_token.as_str(),
+        "1//0expired",
+    ] {
+        assert!(!out.contains(secret), "a secret in the output: {out}");
+    }
+    let rows: i64 = db(&config)
+        .query_row("SELECT COUNT(*) FROM raw_records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "a failed authentication writes nothing");
 }

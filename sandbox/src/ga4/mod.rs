@@ -1,5 +1,5 @@
 //! A simulated Google Analytics 4 property: daily traffic rows by session source, medium, campaign and
-//! default channel group, served like the Data API v1beta under `/ga4` (token endpoint, metadata,
+//! default channel group, served like the Data API v1beta under `/ga4` (a token endpoint for the service account's JWT and a user grant's refresh token, metadata,
 //! `runReport` and `batchRunReports`). Like GA4, it can restate its recent days
 //! ([`Property::restate_recent_days`]): late hits raise their metrics and a row can vanish.
 
@@ -276,6 +276,19 @@ impl Property {
         vanished
     }
 
+    /// The OAuth client of a user's grant (the web-app flow's `client_id`, `client_secret` and the
+    /// `refresh_token` it produced), accepted by the token endpoint's `refresh_token` grant beside the
+    /// service account's JWT. Derived from the key id so that generating it draws nothing from the
+    /// generator and the rows stay the same.
+    pub fn oauth_client(&self) -> (String, String, String) {
+        let k = &self.private_key_id;
+        (
+            format!("{}-sandbox.apps.googleusercontent.com", &k[..12]),
+            format!("GOCSPX-{}", &k[12..36]),
+            format!("1//0sandbox{}", &k[4..40]),
+        )
+    }
+
     /// Access tokens issued so far.
     pub fn tokens_issued(&self) -> u64 {
         self.issued.load(Ordering::SeqCst)
@@ -351,15 +364,77 @@ fn verify_assertion(state: &GState, assertion: &str) -> Option<()> {
     ok.then_some(())
 }
 
-async fn token(State(state): State<Arc<GState>>, body: Bytes) -> Response {
-    let mut grant = None;
-    let mut assertion = None;
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        match &*k {
-            "grant_type" => grant = Some(v.into_owned()),
-            "assertion" => assertion = Some(v.into_owned()),
-            _ => {}
-        }
+/// The client credentials of a token request: HTTP Basic (RFC 6749 §2.3.1, what the `oauth2` crate
+/// sends by default) or `client_id`/`client_secret` in the body; Google accepts both.
+fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Option<(String, String)> {
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if let (Some(id), Some(secret)) = (field("client_id"), field("client_secret")) {
+        return Some((id, secret));
+    }
+    let basic = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(basic)
+            .ok()?,
+    )
+    .ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+/// Google's answer to a refresh-token grant: an access token for the right client and refresh token,
+/// `invalid_client` (401) for an unknown client, `invalid_grant` for a revoked or expired token.
+fn refresh_grant(state: &GState, headers: &HeaderMap, form: &[(String, String)]) -> Response {
+    let (client_id, client_secret, refresh_token) = state.property.oauth_client();
+    if client_credentials(headers, form) != Some((client_id, client_secret)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client", "error_description": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    let given = form
+        .iter()
+        .find(|(k, _)| k == "refresh_token")
+        .map(|(_, v)| v);
+    if given != Some(&refresh_token) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."})),
+        )
+            .into_response();
+    }
+    issue(state)
+}
+
+fn issue(state: &GState) -> Response {
+    state.property.issued.fetch_add(1, Ordering::SeqCst);
+    Json(json!({
+        "access_token": format!("ya29.sandbox{}", state.property.private_key_id),
+        "expires_in": 3599,
+        "scope": "https://www.googleapis.com/auth/analytics.readonly",
+        "token_type": "Bearer",
+    }))
+    .into_response()
+}
+
+async fn token(State(state): State<Arc<GState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let grant = field("grant_type");
+    let assertion = field("assertion");
+    if grant.as_deref() == Some("refresh_token") {
+        return refresh_grant(&state, &headers, &form);
     }
     if grant.as_deref() != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         return (
@@ -375,13 +450,7 @@ async fn token(State(state): State<Arc<GState>>, body: Bytes) -> Response {
     {
         return invalid_grant();
     }
-    state.property.issued.fetch_add(1, Ordering::SeqCst);
-    Json(json!({
-        "access_token": format!("ya29.sandbox{}", state.property.private_key_id),
-        "expires_in": 3599,
-        "token_type": "Bearer",
-    }))
-    .into_response()
+    issue(&state)
 }
 
 fn authorized(state: &GState, headers: &HeaderMap) -> Option<Response> {
