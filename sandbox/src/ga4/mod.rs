@@ -1,6 +1,7 @@
 //! A simulated Google Analytics 4 property: daily traffic rows by session source, medium, campaign and
-//! default channel group, served like the Data API v1beta under `/ga4` (a token endpoint for the service account's JWT and a user grant's refresh token, metadata,
-//! `runReport` and `batchRunReports`). Like GA4, it can restate its recent days
+//! default channel group, served like the Data API v1beta under `/ga4` (a token endpoint for the
+//! service account's JWT and a user grant's refresh token, metadata, `runReport` and
+//! `batchRunReports`). Like GA4, it can restate its recent days
 //! ([`Property::restate_recent_days`]): late hits raise their metrics and a row can vanish.
 
 use std::sync::atomic::{AtomicU64, Ordering};
