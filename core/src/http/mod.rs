@@ -450,8 +450,16 @@ impl HttpClient {
                 }
                 Err(e) => e,
             };
-            if !error.is_retryable() || self.budget_spent(&error, attempt, throttles) {
-                tracing::warn!(endpoint, path = %path, attempt, error = %error, "request failed");
+            if !error.is_retryable() {
+                // Not a warning here: the caller decides what a final answer means (Shopify asks
+                // again with a smaller page on MAX_COST_EXCEEDED; the engine warns about a failed
+                // stream).
+                tracing::debug!(endpoint, path = %path, attempt, error = %error, "request failed");
+                return Err(error);
+            }
+            if self.budget_spent(&error, attempt, throttles) {
+                tracing::warn!(endpoint, path = %path, attempt, error = %error,
+                    "request failed; retries exhausted");
                 return Err(error);
             }
             let delay = self.retry_delay(endpoint, &error, attempt)?;
