@@ -19,8 +19,12 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
+        Env::with(SandboxConfig::default()).await
+    }
+
+    async fn with(config: SandboxConfig) -> Env {
         Env {
-            sandbox: Sandbox::start(SandboxConfig::default()).await.unwrap(),
+            sandbox: Sandbox::start(config).await.unwrap(),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -387,6 +391,33 @@ async fn a_drained_cost_bucket_is_waited_out_and_the_dataset_is_exact() {
     assert!(env.shop().throttled_count() > throttled_before);
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     assert_eq!(snapshot(&db(&drained)), expected);
+}
+
+#[tokio::test]
+async fn streams_read_side_by_side_share_the_bucket_without_being_throttled() {
+    // A bigger shop: the four streams together want far more points than the bucket restores, so
+    // each stream pacing only itself would drain it into THROTTLED answers.
+    let env = Env::with(SandboxConfig {
+        scale: 3,
+        ..Default::default()
+    })
+    .await;
+    let config = env.config("shared", "");
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        env.shop().throttled_count(),
+        0,
+        "every query waited for its points in the shared bucket"
+    );
+    let orders: i64 = db(&config)
+        .query_row(
+            "SELECT COUNT(*) FROM raw_records WHERE stream = 'orders'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orders as usize, env.shop().orders.len());
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@
 pub mod auth;
 pub mod bulk;
 pub mod config;
+pub mod cost;
 pub mod install;
 pub mod mapper;
 pub mod policy;
@@ -124,6 +125,8 @@ impl Shopify {
                 lookback_days: config.lookback_days(),
                 bulk_threshold_days: config.bulk_threshold_days,
                 source: name.to_string(),
+                bucket: cost::CostBucket::new(),
+                costs: Default::default(),
             }),
         })
     }

@@ -43,6 +43,8 @@ pub struct QueryCost {
     pub available: f64,
     /// Points restored per second.
     pub restore_rate: f64,
+    /// The bucket's size (`maximumAvailable`), when reported.
+    pub maximum: Option<f64>,
 }
 
 impl QueryCost {
@@ -54,6 +56,7 @@ impl QueryCost {
             requested: cost.get("requestedQueryCost")?.as_f64()?,
             available: status.get("currentlyAvailable")?.as_f64()?,
             restore_rate: status.get("restoreRate")?.as_f64()?,
+            maximum: status.get("maximumAvailable").and_then(Value::as_f64),
         })
     }
 
@@ -233,11 +236,6 @@ impl ApiPolicy for ShopifyPolicy {
             )
         }
     }
-
-    fn pace(&self, resp: &Response) -> Option<Duration> {
-        let body: Value = serde_json::from_slice(&resp.body).ok()?;
-        QueryCost::from_body(&body)?.wait_for_next()
-    }
 }
 
 #[cfg(test)]
@@ -341,15 +339,5 @@ mod tests {
             p.classify(&resp(502, &json!({}))),
             Some(Error::Transient { .. })
         ));
-    }
-
-    #[test]
-    fn pace_only_when_the_next_query_would_not_fit() {
-        let p = ShopifyPolicy::new("shop");
-        let ok = json!({"data": {}, "extensions": cost(612.0, 1929.0)});
-        assert_eq!(p.pace(&resp(200, &ok)), None);
-        let low = json!({"data": {}, "extensions": cost(612.0, 412.0)});
-        assert_eq!(p.pace(&resp(200, &low)), Some(Duration::from_secs(2)));
-        assert_eq!(p.pace(&resp(200, &json!({"data": {}}))), None);
     }
 }

@@ -13,8 +13,8 @@
 //! with half the page size, and the smaller size is kept for the rest of the stream. Pacing on the cost
 //! bucket and retries on `THROTTLED` are the HTTP layer's, through [`ShopifyPolicy`](crate::ShopifyPolicy).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{BoxStream, StreamExt};
@@ -27,7 +27,8 @@ use growthflow_core::paginate::{paged, JsonCursor, NextPage};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::{Error, Result};
 
-use crate::policy::MAX_COST_EXCEEDED;
+use crate::cost::CostBucket;
+use crate::policy::{QueryCost, MAX_COST_EXCEEDED};
 
 /// The rate-limit and pause key of every GraphQL request: Shopify's cost bucket is shared by the whole
 /// app installation, so a pause learnt on one stream must hold for all of them.
@@ -206,6 +207,10 @@ pub(crate) struct Reader {
     pub(crate) bulk_threshold_days: u32,
     /// The source's name, for messages.
     pub(crate) source: String,
+    /// The shop's cost bucket as every stream of this connector sees it.
+    pub(crate) bucket: CostBucket,
+    /// The requested cost last reported per query and page size, reserved before the next one.
+    pub(crate) costs: Mutex<HashMap<(String, Option<u64>), f64>>,
 }
 
 /// A time as Shopify's search syntax takes it: quoted RFC 3339 UTC.
@@ -270,8 +275,39 @@ impl Reader {
         })
     }
 
-    /// POST one GraphQL request and return the parsed body.
+    /// POST one GraphQL request and return the parsed body, after reserving its expected cost in the
+    /// shared bucket (the cost Shopify reported for the same query and page size last time).
     pub(crate) async fn post(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+        let key = (
+            query.to_string(),
+            variables.get("first").and_then(Value::as_u64),
+        );
+        let expected = self
+            .costs
+            .lock()
+            .expect("costs lock")
+            .get(&key)
+            .copied()
+            .unwrap_or(0.0);
+        let clock = self.client.clock().clone();
+        let reservation = self.bucket.reserve(clock.as_ref(), expected).await;
+        let result = self.send_graphql(query, variables).await;
+        let cost = result
+            .as_ref()
+            .ok()
+            .and_then(|(_, body)| QueryCost::from_body(body));
+        self.bucket
+            .settle(clock.as_ref(), reservation, cost.as_ref());
+        if let Some(c) = cost {
+            self.costs
+                .lock()
+                .expect("costs lock")
+                .insert(key, c.requested);
+        }
+        result
+    }
+
+    async fn send_graphql(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
         let body = json!({ "query": query, "variables": variables });
         let request = self
             .client
