@@ -4,14 +4,24 @@
 //!   (`time_increment=1`), incremental by date. Insights are restated while conversions are attributed
 //!   (up to 28 days), so every sync re-reads `lookback_days` before the saved cursor and each row's id
 //!   `{ad_id}:{date_start}` makes a restated day replace its row. Ranges of up to
-//!   [`INSIGHTS_CHUNK_DAYS`] days are one synchronous GET; longer ones (first syncs, backfills) one
-//!   asynchronous report job (`POST` → `report_run_id` → poll → `/{report_run_id}/insights`), because
-//!   long synchronous ranges time out at Meta. A failed or skipped job is split and only its parts run
-//!   again: first the window in halves down to single days, then a day by level — one job per campaign
-//!   that delivered that day, and a campaign-day that fails again one job per ad set (see
-//!   [`Reader::split`]). Each slice is checkpointed as `{"cursor": "<last complete date>"}` once its
-//!   last page is read, never past a day that still has parts to read. "Today" is the client clock's,
-//!   so tests pin it.
+//!   [`INSIGHTS_CHUNK_DAYS`] days are one synchronous GET; longer ones (first syncs, backfills) are
+//!   planned up front ([`plan`]) as asynchronous report jobs (`POST` → `report_run_id` → poll →
+//!   `/{report_run_id}/insights`) of at most [`INSIGHTS_JOB_DAYS`] days each, because long
+//!   synchronous ranges time out at Meta and big jobs fail there.
+//!
+//!   The slices wait in a queue in date order. Up to [`MAX_CONCURRENT_JOBS`] of their jobs run at
+//!   once, started in queue order as slots free up; each polling round waits once on the client's
+//!   clock ([`JOB_POLL_FIRST`], doubling to [`JOB_POLL_MAX`], back to the first when new jobs start)
+//!   and then polls every running job. The head slice's pages are read as soon as its job completed,
+//!   while the jobs behind it keep running, so records still come in date order, one page at a time.
+//!   A failed, skipped or timed-out job ([`JOB_TIMEOUT`] after its own start) is split and its parts
+//!   take its place in the queue, to get jobs like any other slice: first the window in halves down
+//!   to single days, then a day by level — one job per campaign that delivered that day, and a
+//!   campaign-day that fails again one job per ad set (see [`Reader::split`]).
+//!
+//!   Each slice is checkpointed as `{"cursor": "<last complete date>"}` once its last page is read,
+//!   never past a day that a queued, running or unread slice still covers (see
+//!   [`completed_through`]). "Today" is the client clock's, so tests pin it.
 //! - `campaigns`, `adsets`, `ads`: `GET /act_{id}/{edge}` filtered on `updated_time` (unix seconds),
 //!   unsorted, so the engine saves the cursor when the stream is done.
 //!
@@ -273,16 +283,46 @@ pub fn insights_range(
     Ok((since <= until).then_some((since, until)))
 }
 
-/// How a range is read: ranges of more than [`INSIGHTS_CHUNK_DAYS`] days as one asynchronous report
-/// job (split if Meta fails it), shorter ones with a synchronous GET.
+/// Longest range of one planned async job. Longer ranges are cut into several jobs up front rather
+/// than sent as one: Meta fails or times out large jobs (and only then would they be split, after
+/// waiting for them), small ones rarely fail, and several of them run side by side (see
+/// [`MAX_CONCURRENT_JOBS`]) instead of one long job being waited for alone. 90 days keep a two-year
+/// backfill to nine jobs, so few calls are spent starting and polling them.
+pub const INSIGHTS_JOB_DAYS: i64 = 90;
+
+/// How a range is read: up to [`INSIGHTS_CHUNK_DAYS`] days with one synchronous GET; longer ranges as
+/// asynchronous report jobs of at most [`INSIGHTS_JOB_DAYS`] days each, in date order (each split if
+/// Meta fails it).
+///
+/// The jobs are of even length (they differ by a day at most) rather than full 90-day jobs and a
+/// short remainder, so that every part of a long range is longer than [`INSIGHTS_CHUNK_DAYS`]: over
+/// 90 days, `n` jobs share more than `90 × (n - 1)` days, at least 45 each.
 pub fn plan(since: NaiveDate, until: NaiveDate) -> VecDeque<Slice> {
     let days = (until - since).num_days() + 1;
-    VecDeque::from([Slice {
-        since,
-        until,
-        run_async: days > INSIGHTS_CHUNK_DAYS,
-        scope: Scope::Account,
-    }])
+    if days <= INSIGHTS_CHUNK_DAYS {
+        return VecDeque::from([Slice {
+            since,
+            until,
+            run_async: false,
+            scope: Scope::Account,
+        }]);
+    }
+    let jobs = (days + INSIGHTS_JOB_DAYS - 1) / INSIGHTS_JOB_DAYS;
+    let mut out = VecDeque::new();
+    let mut start = since;
+    for k in 0..jobs {
+        // The first `days % jobs` jobs take the extra day.
+        let len = days / jobs + i64::from(k < days % jobs);
+        let end = start + Duration::days(len - 1);
+        out.push_back(Slice {
+            since: start,
+            until: end,
+            run_async: true,
+            scope: Scope::Account,
+        });
+        start = end + Duration::days(1);
+    }
+    out
 }
 
 /// Which of the account's ads a slice covers. Narrower scopes only exist for single days that Meta
@@ -354,32 +394,46 @@ impl Slice {
 }
 
 /// The last day a finished slice lets the cursor claim complete: its last day, but never a day that a
-/// slice still in `pending` covers (the other campaigns of a split day), never today or later (today
-/// is still being spent), and never before the saved cursor `floor` (re-reading the lookback does not
-/// make days already complete incomplete again).
-pub fn completed_through(
+/// slice still in `pending` covers (queued, running or completed but not yet read: the other campaigns
+/// of a split day, or an earlier part of the range), never today or later (today is still being
+/// spent), and never before the saved cursor `floor` (re-reading the lookback does not make days
+/// already complete incomplete again).
+pub fn completed_through<'a>(
     slice: &Slice,
-    pending: &VecDeque<Slice>,
+    pending: impl IntoIterator<Item = &'a Slice>,
     today: NaiveDate,
     floor: Option<NaiveDate>,
 ) -> NaiveDate {
     let mut done = slice.until.min(today - Duration::days(1));
-    if let Some(next) = pending.iter().map(|s| s.since).min() {
+    if let Some(next) = pending.into_iter().map(|s| s.since).min() {
         done = done.min(next - Duration::days(1));
     }
     floor.map_or(done, |f| done.max(f))
 }
 
-/// First poll delay of an async job, also the wait before the first poll: small jobs finish in
-/// seconds, so a short first wait saves most of a sync's time; doubles up to [`JOB_POLL_MAX`].
+/// The wait before the first polling round after jobs are started, and the first of the doubling
+/// waits between rounds: small jobs finish in seconds, so a short first wait saves most of a sync's
+/// time; doubles up to [`JOB_POLL_MAX`].
 pub const JOB_POLL_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Longest delay between two polls (Airbyte polls about every 30 s); long jobs cost a poll every 30 s.
+/// Longest wait between two polling rounds (Airbyte polls about every 30 s); long jobs cost a poll
+/// every 30 s.
 pub const JOB_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A job still running after this long (on the client's clock) is given up and split, as Meta says
-/// jobs can take up to about an hour.
+/// A job still running after this long (on the client's clock, since that job was started) is given
+/// up and split, as Meta says jobs can take up to about an hour.
 pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Most async jobs one read has running at once (started and not yet seen to end).
+///
+/// Jobs run side by side so that a long range waits about as long as its slowest job rather than the
+/// sum of all of them. The number stays small because every job start and every poll is an insights
+/// call counted against the ad account's hourly `ads_insights` quota (reported in
+/// `x-business-use-case-usage`, and throttled with codes 17/80000 when spent), and because a job can
+/// run for up to an hour, so many at once mostly spend quota on polls. No fixed cap on concurrent
+/// jobs is documented; the `x-fb-ads-insights-throttle` header is what a finer limit would be sized
+/// from (not read yet, see the README's gaps), so a fixed four is a conservative guess.
+pub const MAX_CONCURRENT_JOBS: usize = 4;
 
 /// How an async job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,16 +444,26 @@ pub enum JobOutcome {
     Failed(String),
 }
 
+/// An async report job that was started and has not been seen to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Meta's id for it, used to poll it and to read its rows.
+    pub report_run_id: String,
+    /// The `async_status` of its last poll (empty before the first), for the timeout's message.
+    pub status: String,
+    /// When it was started on the client's clock: [`JOB_TIMEOUT`] counts from here, so a job that
+    /// waited behind others is not timed out for their waits.
+    pub started: std::time::Instant,
+}
+
 impl Reader {
     /// Today's date on the client's clock (UTC), so that tests decide which days are "recent".
     pub fn today(&self) -> NaiveDate {
         self.client.clock().utc_now().date_naive()
     }
 
-    /// Start an async insights job for `slice` and poll it (waiting on the client's clock before every
-    /// poll) until it completes or fails. Only `Job Completed` counts as done:
-    /// `async_percent_completion` can reach 100 earlier.
-    pub async fn run_job(&self, slice: &Slice) -> Result<JobOutcome> {
+    /// Start an async insights job for `slice`: the synchronous request's URL, POSTed.
+    pub async fn start_job(&self, slice: &Slice) -> Result<Job> {
         let url = self.insights_url(slice.since, slice.until, &slice.scope);
         let resp = self
             .client
@@ -417,42 +481,55 @@ impl Reader {
             .ok_or_else(|| Error::Decode {
                 message: format!("Meta async insights answer without a report_run_id: {started}"),
             })?;
-        let mut delay = JOB_POLL_FIRST;
-        let mut waited = std::time::Duration::ZERO;
-        loop {
-            tracing::debug!(report_run_id = %id, delay_s = delay.as_secs(), "waiting for the insights job");
-            self.client.clock().sleep(delay).await;
-            waited += delay;
-            let mut url = self.api_root.clone();
-            url.set_path(&format!("{}{id}", self.api_root.path()));
-            let status = self.get("insights", url).await?;
-            let state = status
-                .get("async_status")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            match state.as_str() {
-                "Job Completed" => return Ok(JobOutcome::Completed(id)),
-                "Job Failed" | "Job Skipped" => {
-                    let why = status
-                        .get("error_message")
-                        .and_then(Value::as_str)
-                        .filter(|m| !m.is_empty());
-                    return Ok(JobOutcome::Failed(match why {
-                        Some(m) => format!("{state}: {m}"),
-                        None => state,
-                    }));
-                }
-                _ => {}
+        tracing::debug!(report_run_id = %id, since = %slice.since, until = %slice.until,
+            scope = %slice.scope, "insights job started");
+        Ok(Job {
+            report_run_id: id,
+            status: String::new(),
+            started: self.client.clock().now(),
+        })
+    }
+
+    /// Poll `job` once (no wait: the caller waits once per round for all its jobs). `None` while it
+    /// still runs. Only `Job Completed` counts as done: `async_percent_completion` can reach 100
+    /// earlier. A job still running [`JOB_TIMEOUT`] after it was started counts as failed.
+    pub async fn poll_job(&self, job: &mut Job) -> Result<Option<JobOutcome>> {
+        let mut url = self.api_root.clone();
+        url.set_path(&format!("{}{}", self.api_root.path(), job.report_run_id));
+        let status = self.get("insights", url).await?;
+        let state = status
+            .get("async_status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match state.as_str() {
+            "Job Completed" => return Ok(Some(JobOutcome::Completed(job.report_run_id.clone()))),
+            "Job Failed" | "Job Skipped" => {
+                let why = status
+                    .get("error_message")
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.is_empty());
+                return Ok(Some(JobOutcome::Failed(match why {
+                    Some(m) => format!("{state}: {m}"),
+                    None => state,
+                })));
             }
-            if waited >= JOB_TIMEOUT {
-                return Ok(JobOutcome::Failed(format!(
-                    "{state} after {}s",
-                    waited.as_secs()
-                )));
-            }
-            delay = (delay * 2).min(JOB_POLL_MAX);
+            _ => {}
         }
+        job.status = state;
+        let running = self
+            .client
+            .clock()
+            .now()
+            .saturating_duration_since(job.started);
+        if running >= JOB_TIMEOUT {
+            return Ok(Some(JobOutcome::Failed(format!(
+                "{} after {}s",
+                job.status,
+                running.as_secs()
+            ))));
+        }
+        Ok(None)
     }
 
     /// The first page of a completed job's rows.
@@ -544,72 +621,185 @@ impl Reader {
             })
             .collect())
     }
+}
 
-    /// The first page of `slice`: a synchronous GET, or the rows of an async job — a failed job's
-    /// parts queued in front of `pending` and the first of them run — until one completes. `None` for
-    /// the URL when the slice turned out to have nothing that delivered.
-    async fn first_page(
-        &self,
-        slice: Slice,
-        pending: &mut VecDeque<Slice>,
-    ) -> Result<(Slice, Option<Url>)> {
-        let mut slice = slice;
-        loop {
-            if !slice.run_async {
-                let url = self.insights_url(slice.since, slice.until, &slice.scope);
-                return Ok((slice, Some(url)));
+/// Where a queued slice stands.
+#[derive(Debug)]
+enum Work {
+    /// Nothing started: a synchronous slice (read when it is the head), or an async one waiting for
+    /// a free job slot.
+    Waiting,
+    /// Its job runs.
+    Running(Job),
+    /// Its job completed (this `report_run_id`); the rows are read when the slice is the head, so
+    /// they come in date order.
+    Completed(String),
+    /// Its job failed and nothing delivered in its scope that day: read as an empty page, so that
+    /// its day is still checkpointed in its turn.
+    Nothing,
+    /// Its job failed and could not be split further (or listing its parts failed). Kept in place
+    /// rather than returned at once, so that the rows of the slices before it are read and
+    /// checkpointed first; nothing after it is started or polled.
+    Broken(Error),
+}
+
+#[derive(Debug)]
+struct Queued {
+    slice: Slice,
+    work: Work,
+}
+
+/// The read's queue, in date order: the head is the slice read next; jobs are started in queue
+/// order, at most [`MAX_CONCURRENT_JOBS`] of them running; a failed job's parts take its place and
+/// wait for slots like the slices behind them.
+#[derive(Debug)]
+struct InsightsState {
+    queue: VecDeque<Queued>,
+    /// The slice being read and the URL of its next page.
+    current: Option<(Slice, Url)>,
+    /// The saved cursor, which checkpoints never go below.
+    floor: Option<NaiveDate>,
+    /// The wait before the next polling round.
+    delay: std::time::Duration,
+}
+
+impl InsightsState {
+    fn running(&self) -> usize {
+        self.queue
+            .iter()
+            .filter(|q| matches!(q.work, Work::Running(_)))
+            .count()
+    }
+
+    /// Start jobs for the first async slices without one, in queue order, while fewer than
+    /// [`MAX_CONCURRENT_JOBS`] run. New jobs reset the wait to [`JOB_POLL_FIRST`], as small jobs
+    /// finish in seconds.
+    async fn start_jobs(&mut self, reader: &Reader) -> Result<()> {
+        let mut running = self.running();
+        let mut started = false;
+        for q in self.queue.iter_mut() {
+            if running >= MAX_CONCURRENT_JOBS || matches!(q.work, Work::Broken(_)) {
+                break;
             }
-            match self.run_job(&slice).await? {
-                JobOutcome::Completed(id) => {
-                    let url = self.job_insights_url(&id);
+            if q.slice.run_async && matches!(q.work, Work::Waiting) {
+                q.work = Work::Running(reader.start_job(&q.slice).await?);
+                running += 1;
+                started = true;
+            }
+        }
+        if started {
+            self.delay = JOB_POLL_FIRST;
+        }
+        Ok(())
+    }
+
+    /// One polling round: a single wait on the client's clock for all running jobs, then one poll of
+    /// each. A failed job is split and its parts take its place, waiting for slots.
+    async fn poll_round(&mut self, reader: &Reader) -> Result<()> {
+        tracing::debug!(
+            delay_s = self.delay.as_secs(),
+            running = self.running(),
+            "waiting for the insights jobs"
+        );
+        reader.client.clock().sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(JOB_POLL_MAX);
+        let mut i = 0;
+        while i < self.queue.len() {
+            let outcome = match &mut self.queue[i].work {
+                Work::Broken(_) => break,
+                Work::Running(job) => reader.poll_job(job).await?,
+                _ => None,
+            };
+            match outcome {
+                None => i += 1,
+                Some(JobOutcome::Completed(id)) => {
+                    self.queue[i].work = Work::Completed(id);
+                    i += 1;
+                }
+                Some(JobOutcome::Failed(status)) => {
+                    let slice = self.queue[i].slice.clone();
+                    match reader.split(&slice, &status).await {
+                        Ok(parts) if parts.is_empty() => {
+                            self.queue[i].work = Work::Nothing;
+                            i += 1;
+                        }
+                        Ok(parts) => {
+                            self.queue.remove(i);
+                            for part in parts {
+                                let work = Work::Waiting;
+                                self.queue.insert(i, Queued { slice: part, work });
+                                i += 1;
+                            }
+                        }
+                        Err(e) => {
+                            self.queue[i].work = Work::Broken(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next slice to read and its first page's URL (`None` when nothing delivered in it): the
+    /// head's synchronous GET, or its job's rows once it completed — polling in rounds meanwhile,
+    /// while the jobs behind it run too.
+    async fn next_slice(&mut self, reader: &Reader) -> Result<(Slice, Option<Url>)> {
+        loop {
+            self.start_jobs(reader).await?;
+            let head = self
+                .queue
+                .pop_front()
+                .ok_or_else(|| Error::Other("ad_insights: no date range left to read".into()))?;
+            let slice = head.slice;
+            match head.work {
+                Work::Running(job) => {
+                    let work = Work::Running(job);
+                    self.queue.push_front(Queued { slice, work });
+                    self.poll_round(reader).await?;
+                }
+                Work::Waiting if slice.run_async => {
+                    return Err(Error::Other(format!(
+                        "ad_insights: no job slot for {}..{} ({}); this is a bug",
+                        slice.since, slice.until, slice.scope
+                    )))
+                }
+                Work::Waiting => {
+                    let url = reader.insights_url(slice.since, slice.until, &slice.scope);
                     return Ok((slice, Some(url)));
                 }
-                JobOutcome::Failed(status) => {
-                    let mut parts = self.split(&slice, &status).await?;
-                    if parts.is_empty() {
-                        return Ok((slice, None));
-                    }
-                    let first = parts.remove(0);
-                    for p in parts.into_iter().rev() {
-                        pending.push_front(p);
-                    }
-                    slice = first;
-                }
+                Work::Completed(id) => return Ok((slice, Some(reader.job_insights_url(&id)))),
+                Work::Nothing => return Ok((slice, None)),
+                Work::Broken(e) => return Err(e),
             }
         }
     }
 }
 
-#[derive(Debug)]
-struct InsightsState {
-    pending: VecDeque<Slice>,
-    /// The slice being read and the URL of its next page.
-    current: Option<(Slice, Url)>,
-    /// The saved cursor, which checkpoints never go below.
-    floor: Option<NaiveDate>,
-}
-
 fn read_insights(
     reader: Arc<Reader>,
-    pending: VecDeque<Slice>,
+    plan: VecDeque<Slice>,
     floor: Option<NaiveDate>,
 ) -> BoxStream<'static, Result<Page>> {
     let first = InsightsState {
-        pending,
+        queue: plan
+            .into_iter()
+            .map(|slice| Queued {
+                slice,
+                work: Work::Waiting,
+            })
+            .collect(),
         current: None,
         floor,
+        delay: JOB_POLL_FIRST,
     };
     paged(first, move |mut state: InsightsState| {
         let reader = reader.clone();
         async move {
             let (slice, url) = match state.current.take() {
                 Some((slice, url)) => (slice, Some(url)),
-                None => {
-                    let slice = state.pending.pop_front().ok_or_else(|| {
-                        Error::Other("ad_insights: no date range left to read".into())
-                    })?;
-                    reader.first_page(slice, &mut state.pending).await?
-                }
+                None => state.next_slice(&reader).await?,
             };
             let (records, next_url) = match url {
                 Some(url) => {
@@ -628,10 +818,10 @@ fn read_insights(
                     (None, Some(state))
                 }
                 None => {
-                    let done =
-                        completed_through(&slice, &state.pending, reader.today(), state.floor);
+                    let pending = state.queue.iter().map(|q| &q.slice);
+                    let done = completed_through(&slice, pending, reader.today(), state.floor);
                     let cp = Some(json!({ "cursor": done.to_string() }));
-                    (cp, (!state.pending.is_empty()).then_some(state))
+                    (cp, (!state.queue.is_empty()).then_some(state))
                 }
             };
             Ok((
@@ -811,6 +1001,36 @@ mod tests {
         };
         assert_eq!(one.halves(), None);
         assert!(insights_range(&req(Some(json!({"cursor": "x"})), None), 28, today).is_err());
+    }
+
+    #[test]
+    fn long_ranges_are_planned_as_even_jobs_of_at_most_90_days() {
+        let lens = |p: &VecDeque<Slice>| -> Vec<i64> {
+            p.iter()
+                .map(|s| (s.until - s.since).num_days() + 1)
+                .collect()
+        };
+        let p = plan(d("2023-12-01"), d("2024-06-17"));
+        assert_eq!(lens(&p), [67, 67, 66]);
+        assert_eq!(p[0].since, d("2023-12-01"));
+        assert_eq!(p[2].until, d("2024-06-17"));
+        let one = plan(d("2024-01-01"), d("2024-03-30"));
+        assert_eq!(lens(&one), [90], "90 days are one job");
+        assert!(one[0].run_async);
+        assert_eq!(lens(&plan(d("2024-01-01"), d("2024-03-31"))), [46, 45]);
+        // A three-year range: 13 jobs tiling it, every one async and within bounds.
+        let (since, until) = (d("2021-07-16"), d("2024-07-15"));
+        let p = plan(since, until);
+        assert_eq!(p.len(), 13);
+        assert_eq!(lens(&p).iter().sum::<i64>(), (until - since).num_days() + 1);
+        for w in p.iter().collect::<Vec<_>>().windows(2) {
+            assert_eq!(w[1].since, w[0].until + Duration::days(1));
+        }
+        assert!(p.iter().all(|s| s.run_async && s.scope == Scope::Account));
+        assert!(lens(&p)
+            .iter()
+            .all(|n| *n > INSIGHTS_CHUNK_DAYS && *n <= INSIGHTS_JOB_DAYS));
+        assert_eq!((p[0].since, p[12].until), (since, until));
     }
 
     fn slice(since: &str, until: &str, scope: Scope) -> Slice {

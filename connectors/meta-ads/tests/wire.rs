@@ -503,36 +503,113 @@ async fn a_failed_job_is_split_in_halves_and_each_retried() {
         ]
     );
     assert_eq!(pages.iter().map(|p| p.records.len()).sum::<usize>(), 3);
-    // One poll per job, each after the first 1 s wait.
-    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 3]);
+    // Both halves are started as soon as the whole fails, before either is read, and polled in one
+    // round: two rounds in all, each after a 1 s wait (new jobs reset the wait).
+    let calls: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            format!("POST {INSIGHTS}"),
+            "GET /v25.0/700".to_string(),
+            format!("POST {INSIGHTS}"),
+            format!("POST {INSIGHTS}"),
+            "GET /v25.0/701".to_string(),
+            "GET /v25.0/702".to_string(),
+            "GET /v25.0/701/insights".to_string(),
+            format!("GET {INSIGHTS}"),
+            "GET /v25.0/702/insights".to_string(),
+        ]
+    );
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 2]);
     assert_no_unexpected(catch_all).await;
 }
 
-/// A small fake Graph API for the split tests: three ads (`a1` in ad set `s1` and `a2` in `s2`, both
-/// of campaign `c1`; `a3` in `s3` of `c2`) delivering every day. Jobs fail when they cover
-/// `fail_day` at a scope listed in `fail`; every other job completes at its first poll. It answers
-/// the async job calls and the one-day `level=campaign|adset` listings, and records every job's
-/// range and filtering.
 /// A job as the fake saw it started: `time_range`, `level`, `filtering`.
 type JobSeen = (String, String, Option<Value>);
 
+/// Which jobs fail: given the job's days and its scope (`account`, or the campaign or ad set id).
+type FailRule = Arc<dyn Fn(&[NaiveDate], &str) -> bool + Send + Sync>;
+
+/// How many polls a job answers before it ends (1: it ends at its first poll), given its days.
+type PollRule = Arc<dyn Fn(&[NaiveDate]) -> u32 + Send + Sync>;
+
+/// Called with a job's days at each of its polls.
+type PollHook = Arc<dyn Fn(&[NaiveDate]) + Send + Sync>;
+
+/// What the fake saw, in order: `post N`, `poll N <status>`, `rows N`, `list <level>` (N is the
+/// job's index, its id minus 900).
+#[derive(Default)]
+struct Seen {
+    jobs: Vec<JobSeen>,
+    polls: Vec<u32>,
+    ended: Vec<bool>,
+    events: Vec<String>,
+    running: usize,
+    max_running: usize,
+}
+
+/// A small fake Graph API for the async job tests: three ads (`a1` in ad set `s1` and `a2` in `s2`,
+/// both of campaign `c1`; `a3` in `s3` of `c2`) delivering every day. A job runs for the number of
+/// polls its [`PollRule`] says (one by default), then fails if its [`FailRule`] says so and completes
+/// otherwise. It answers the async job calls and the one-day `level=campaign|adset` listings, records
+/// every job and every call, and counts the jobs running at once (started and not yet polled to an
+/// end), as Meta would see them.
 #[derive(Clone)]
 struct FakeGraph {
-    fail_day: &'static str,
-    fail: Vec<&'static str>,
-    jobs: Arc<std::sync::Mutex<Vec<JobSeen>>>,
+    fail: FailRule,
+    polls: PollRule,
+    /// Called with a job's days at each of its polls (to move a test clock).
+    on_poll: PollHook,
+    seen: Arc<std::sync::Mutex<Seen>>,
 }
 
 const FAKE_ADS: [(&str, &str, &str); 3] =
     [("a1", "s1", "c1"), ("a2", "s2", "c1"), ("a3", "s3", "c2")];
 
 impl FakeGraph {
+    /// Jobs that cover `fail_day` at a scope in `fail` fail at their first poll; the others complete.
     fn new(fail_day: &'static str, fail: &[&'static str]) -> Self {
+        let fail = fail.to_vec();
+        Self::failing(move |days, scope| {
+            days.iter().any(|d| d.to_string() == fail_day) && fail.contains(&scope)
+        })
+    }
+
+    fn failing(fail: impl Fn(&[NaiveDate], &str) -> bool + Send + Sync + 'static) -> Self {
         FakeGraph {
-            fail_day,
-            fail: fail.to_vec(),
-            jobs: Arc::default(),
+            fail: Arc::new(fail),
+            polls: Arc::new(|_| 1),
+            on_poll: Arc::new(|_| {}),
+            seen: Arc::default(),
         }
+    }
+
+    fn with_polls(mut self, polls: impl Fn(&[NaiveDate]) -> u32 + Send + Sync + 'static) -> Self {
+        self.polls = Arc::new(polls);
+        self
+    }
+
+    fn on_poll(mut self, f: impl Fn(&[NaiveDate]) + Send + Sync + 'static) -> Self {
+        self.on_poll = Arc::new(f);
+        self
+    }
+
+    fn jobs(&self) -> Vec<JobSeen> {
+        self.seen.lock().unwrap().jobs.clone()
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.seen.lock().unwrap().events.clone()
+    }
+
+    fn max_running(&self) -> usize {
+        self.seen.lock().unwrap().max_running
     }
 
     /// The ads a `filtering` parameter keeps, and the scope name it stands for (`account` without).
@@ -571,8 +648,12 @@ impl FakeGraph {
         out
     }
 
-    fn job(&self, n: usize) -> JobSeen {
-        self.jobs.lock().unwrap()[n].clone()
+    /// Job `id`'s index, days and scope.
+    fn job(&self, id: &str) -> (usize, Vec<NaiveDate>, Option<Value>) {
+        let n = id.parse::<usize>().unwrap() - 900;
+        let (range, _, filtering) = self.seen.lock().unwrap().jobs[n].clone();
+        let range: Value = serde_json::from_str(&range).unwrap();
+        (n, Self::days(&range), filtering)
     }
 }
 
@@ -589,9 +670,16 @@ impl wiremock::Respond for FakeGraph {
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", [act, "insights"]) if act.starts_with("act_") => {
                 assert_eq!(q["level"], "ad");
-                let mut jobs = self.jobs.lock().unwrap();
-                jobs.push((q["time_range"].clone(), q["level"].clone(), filtering));
-                ok(json!({"report_run_id": format!("{}", 900 + jobs.len() - 1)}))
+                let mut seen = self.seen.lock().unwrap();
+                let n = seen.jobs.len();
+                seen.jobs
+                    .push((q["time_range"].clone(), q["level"].clone(), filtering));
+                seen.polls.push(0);
+                seen.ended.push(false);
+                seen.running += 1;
+                seen.max_running = seen.max_running.max(seen.running);
+                seen.events.push(format!("post {n}"));
+                ok(json!({"report_run_id": format!("{}", 900 + n)}))
             }
             ("GET", [act, "insights"]) if act.starts_with("act_") => {
                 // The listing of what delivered on one day.
@@ -603,6 +691,11 @@ impl wiremock::Respond for FakeGraph {
                     "adset" => 1,
                     other => panic!("level {other}"),
                 };
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .events
+                    .push(format!("list {}", q["level"]));
                 let mut ids: Vec<&str> = ads.iter().map(|a| [a.0, a.1, a.2][key]).collect();
                 ids.dedup();
                 let field = q["fields"].clone();
@@ -610,25 +703,36 @@ impl wiremock::Respond for FakeGraph {
                 ok(json!({ "data": data }))
             }
             ("GET", [id]) => {
-                let (range, _, filtering) = self.job(id.parse::<usize>().unwrap() - 900);
-                let range: Value = serde_json::from_str(&range).unwrap();
+                let (n, days, filtering) = self.job(id);
                 let (scope, _) = Self::scope(filtering.as_ref());
-                let covers = Self::days(&range)
-                    .iter()
-                    .any(|d| d.to_string() == self.fail_day);
-                let status = if covers && self.fail.contains(&scope.as_str()) {
+                (self.on_poll)(&days);
+                let mut seen = self.seen.lock().unwrap();
+                assert!(!seen.ended[n], "job {n} polled after it ended");
+                seen.polls[n] += 1;
+                let status = if seen.polls[n] < (self.polls)(&days) {
+                    "Job Running"
+                } else if (self.fail)(&days, &scope) {
                     "Job Failed"
                 } else {
                     "Job Completed"
                 };
+                if status != "Job Running" {
+                    seen.ended[n] = true;
+                    seen.running -= 1;
+                }
+                seen.events.push(format!("poll {n} {status}"));
                 job_status(id, status, 100)
             }
             ("GET", [id, "insights"]) => {
-                let (range, _, filtering) = self.job(id.parse::<usize>().unwrap() - 900);
-                let range: Value = serde_json::from_str(&range).unwrap();
+                let (n, days, filtering) = self.job(id);
                 let (_, ads) = Self::scope(filtering.as_ref());
+                {
+                    let mut seen = self.seen.lock().unwrap();
+                    assert!(seen.ended[n], "rows of job {n} read before it ended");
+                    seen.events.push(format!("rows {n}"));
+                }
                 let mut data = Vec::new();
-                for day in Self::days(&range) {
+                for day in days {
                     for (ad, adset, campaign) in &ads {
                         data.push(json!({"date_start": day.to_string(), "date_stop": day.to_string(),
                             "ad_id": ad, "adset_id": adset, "campaign_id": campaign, "spend": "1.00"}));
@@ -665,16 +769,17 @@ async fn a_failing_day_is_split_by_campaign_then_by_ad_set_and_only_parts_retrie
     .await
     .unwrap();
 
-    // Every job, in order: the window halved down to the failing day, that day per campaign, the
-    // failing campaign-day per ad set, then the rest of the window — each part run once.
+    // Every job, in the order started: each failed range's parts are started in the round that
+    // saw it fail (up to four jobs running), so the halving reaches the failing day a round at a time
+    // while the halves that completed wait to be read; that day per campaign, the failing
+    // campaign-day per ad set. Each part is run once, and the set of jobs is the same as when they
+    // ran one by one.
     let campaign =
         |id: &str| Some(json!([{"field": "campaign.id", "operator": "IN", "value": [id]}]));
     let adset = |id: &str| Some(json!([{"field": "adset.id", "operator": "IN", "value": [id]}]));
     let range = |a: &str, b: &str| json!({"since": a, "until": b}).to_string();
     let jobs: Vec<(String, Option<Value>)> = fake
-        .jobs
-        .lock()
-        .unwrap()
+        .jobs()
         .iter()
         .map(|(r, level, f)| {
             assert_eq!(level, "ad", "parts are still read at level=ad");
@@ -685,23 +790,24 @@ async fn a_failing_day_is_split_by_campaign_then_by_ad_set_and_only_parts_retrie
     assert_eq!(
         jobs,
         vec![
-            (range("2024-05-01", "2024-05-31"), None),
-            (range("2024-05-01", "2024-05-15"), None),
-            (range("2024-05-16", "2024-05-31"), None),
-            (range("2024-05-16", "2024-05-23"), None),
+            (range("2024-05-01", "2024-05-31"), None), // round 1: fails
+            (range("2024-05-01", "2024-05-15"), None), // round 2: completes
+            (range("2024-05-16", "2024-05-31"), None), // round 2: fails
+            (range("2024-05-16", "2024-05-23"), None), // round 3: fails
+            (range("2024-05-24", "2024-05-31"), None), // round 3: completes
             (range("2024-05-16", "2024-05-19"), None),
-            (range("2024-05-20", "2024-05-23"), None),
-            (range("2024-05-20", "2024-05-21"), None),
-            (range(day, day), None),
-            (range(day, day), campaign("c1")),
-            (range(day, day), adset("s1")),
-            (range(day, day), adset("s2")),
-            (range(day, day), campaign("c2")),
-            (range("2024-05-21", "2024-05-21"), None),
+            (range("2024-05-20", "2024-05-23"), None), // round 4: fails
+            (range("2024-05-20", "2024-05-21"), None), // round 5: fails
             (range("2024-05-22", "2024-05-23"), None),
-            (range("2024-05-24", "2024-05-31"), None),
+            (range(day, day), None), // round 6: fails
+            (range("2024-05-21", "2024-05-21"), None),
+            (range(day, day), campaign("c1")), // round 7: fails
+            (range(day, day), campaign("c2")),
+            (range(day, day), adset("s1")), // round 8: both complete
+            (range(day, day), adset("s2")),
         ]
     );
+    assert!(fake.max_running() <= 4);
     // The listings: campaigns of the day, then ad sets of the failed campaign.
     let listings: Vec<(String, Option<String>)> = server
         .received_requests()
@@ -753,7 +859,8 @@ async fn a_failing_day_is_split_by_campaign_then_by_ad_set_and_only_parts_retrie
             cp("2024-05-31"),
         ]
     );
-    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 15]);
+    // Eight polling rounds, each after 1 s: every round started new jobs, which resets the wait.
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 8]);
     assert_no_unexpected(catch_all).await;
 }
 
@@ -791,8 +898,309 @@ async fn an_ad_set_day_that_fails_is_an_error_naming_the_day_and_ad_set() {
         .flat_map(|p| &p.records)
         .any(|r| r.id == "a1:2024-05-20"));
     assert_eq!(
-        fake.jobs.lock().unwrap().last().unwrap().2,
+        fake.jobs().last().unwrap().2,
         Some(json!([{"field": "adset.id", "operator": "IN", "value": ["s2"]}]))
+    );
+    assert_no_unexpected(catch_all).await;
+}
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// The record dates of `pages` in the order they arrived, checked to never go back, and every
+/// `{ad}:{date}` id checked to come once.
+fn dates_in_order(pages: &[growthflow_core::connector::Page]) -> Vec<String> {
+    let records: Vec<_> = pages.iter().flat_map(|p| &p.records).collect();
+    let dates: Vec<String> = records.iter().map(|r| r.cursor.clone().unwrap()).collect();
+    assert!(
+        dates.windows(2).all(|w| w[0] <= w[1]),
+        "records out of date order"
+    );
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "a row came twice");
+    dates
+}
+
+fn checkpoints(pages: &[growthflow_core::connector::Page]) -> Vec<Value> {
+    pages.iter().filter_map(|p| p.checkpoint.clone()).collect()
+}
+
+/// 2023-12-01 to 2024-06-17: 200 days, planned as 67 + 67 + 66.
+const JOB_RANGES_200: [(&str, &str); 3] = [
+    ("2023-12-01", "2024-02-05"),
+    ("2024-02-06", "2024-04-12"),
+    ("2024-04-13", "2024-06-17"),
+];
+
+#[tokio::test]
+async fn a_long_range_runs_as_several_jobs_polled_together_and_read_in_date_order() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    // The first job ends at its 2nd poll, the second at its 3rd, the third at its 1st.
+    let fake = FakeGraph::failing(|_, _| false).with_polls(|days| match days[0].to_string() {
+        d if d == JOB_RANGES_200[0].0 => 2,
+        d if d == JOB_RANGES_200[1].0 => 3,
+        _ => 1,
+    });
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2023, 12, 1), (2024, 6, 18))),
+    )
+    .await
+    .unwrap();
+
+    let range = |a: &str, b: &str| json!({"since": a, "until": b}).to_string();
+    let jobs: Vec<String> = fake.jobs().into_iter().map(|(r, _, _)| r).collect();
+    let want: Vec<String> = JOB_RANGES_200.iter().map(|(a, b)| range(a, b)).collect();
+    assert_eq!(jobs, want, "three jobs of at most 90 days, in date order");
+    for (a, b) in JOB_RANGES_200 {
+        assert!((day(b) - day(a)).num_days() < 90);
+    }
+    // All three started before any row is read; each round polls every running job once; the
+    // first job's rows are read as soon as it completes, while the second still runs.
+    assert_eq!(
+        fake.events(),
+        [
+            "post 0",
+            "post 1",
+            "post 2",
+            "poll 0 Job Running",
+            "poll 1 Job Running",
+            "poll 2 Job Completed",
+            "poll 0 Job Completed",
+            "poll 1 Job Running",
+            "rows 0",
+            "poll 1 Job Completed",
+            "rows 1",
+            "rows 2",
+        ]
+    );
+    // One wait per round, not per job: 1 s, then doubling.
+    assert_eq!(clock.sleeps(), [1, 2, 4].map(Duration::from_secs).to_vec());
+    let dates = dates_in_order(&pages);
+    assert_eq!(dates.len(), 200 * 3);
+    assert_eq!(dates.first().unwrap(), "2023-12-01");
+    assert_eq!(dates.last().unwrap(), "2024-06-17");
+    assert_eq!(
+        checkpoints(&pages),
+        JOB_RANGES_200.map(|(_, until)| json!({ "cursor": until }))
+    );
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn no_more_than_four_jobs_run_at_once_and_freed_slots_start_the_next() {
+    use growthflow_meta_ads::streams::MAX_CONCURRENT_JOBS;
+    let server = MockServer::start().await;
+    let clock = pinned();
+    // 2023-01-01 to 2024-06-30, 547 days: seven jobs (79 days, then six of 78). The first job is
+    // slow (5 polls); the others end after 1 to 3 polls, so slots free up while it runs.
+    let polls = [5, 1, 2, 1, 3, 1, 1];
+    let first_days = [
+        "2023-01-01",
+        "2023-03-21",
+        "2023-06-07",
+        "2023-08-24",
+        "2023-11-10",
+        "2024-01-27",
+        "2024-04-14",
+    ];
+    let fake = FakeGraph::failing(|_, _| false).with_polls(move |days| {
+        let k = first_days
+            .iter()
+            .position(|d| *d == days[0].to_string())
+            .unwrap_or_else(|| panic!("unplanned job from {}", days[0]));
+        polls[k]
+    });
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2023, 1, 1), (2024, 7, 1))),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(MAX_CONCURRENT_JOBS, 4);
+    assert_eq!(
+        fake.max_running(),
+        MAX_CONCURRENT_JOBS,
+        "never more than four running, and four used"
+    );
+    let jobs = fake.jobs();
+    assert_eq!(jobs.len(), 7, "each slice one job");
+    let mut expected_since = day("2023-01-01");
+    for (r, _, _) in &jobs {
+        let r: Value = serde_json::from_str(r).unwrap();
+        let (since, until) = (
+            day(r["since"].as_str().unwrap()),
+            day(r["until"].as_str().unwrap()),
+        );
+        assert_eq!(since, expected_since, "jobs tile the range in order");
+        assert!((until - since).num_days() < 90);
+        expected_since = until + chrono::Duration::days(1);
+    }
+    assert_eq!(expected_since, day("2024-07-01"));
+    // Jobs 5 to 7 started as earlier ones ended, while the slow first job still ran, and every job
+    // started before the first one's rows could be read.
+    let events = fake.events();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    assert!(at("post 4") < at("poll 0 Job Completed"));
+    assert!(at("post 6") < at("poll 0 Job Completed"));
+    assert!(at("post 4") > at("poll 1 Job Completed"));
+    assert!(at("post 6") < at("rows 0"));
+    let rows: Vec<&String> = events.iter().filter(|e| e.starts_with("rows")).collect();
+    assert_eq!(
+        rows,
+        ["rows 0", "rows 1", "rows 2", "rows 3", "rows 4", "rows 5", "rows 6"]
+    );
+    // Rounds: 1 s; 1 s (new jobs); 1 s (new job); then 2 s and 4 s for the slow ones.
+    assert_eq!(
+        clock.sleeps(),
+        [1, 1, 1, 2, 4].map(Duration::from_secs).to_vec()
+    );
+    let dates = dates_in_order(&pages);
+    assert_eq!(dates.len(), 547 * 3);
+    assert_eq!(checkpoints(&pages).len(), 7);
+    assert_eq!(
+        checkpoints(&pages).last(),
+        Some(&json!({"cursor": "2024-06-30"}))
+    );
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn a_failing_job_in_the_middle_is_split_and_its_rows_come_in_its_place() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    // The middle job (67 days) fails; its halves (33 and 34 days) complete.
+    let middle = day(JOB_RANGES_200[1].0);
+    let fake = FakeGraph::failing(move |days, _| days.len() > 40 && days[0] == middle);
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2023, 12, 1), (2024, 6, 18))),
+    )
+    .await
+    .unwrap();
+
+    let range = |a: &str, b: &str| json!({"since": a, "until": b}).to_string();
+    let jobs: Vec<String> = fake.jobs().into_iter().map(|(r, _, _)| r).collect();
+    assert_eq!(
+        jobs,
+        [
+            range("2023-12-01", "2024-02-05"),
+            range("2024-02-06", "2024-04-12"),
+            range("2024-04-13", "2024-06-17"),
+            range("2024-02-06", "2024-03-09"),
+            range("2024-03-10", "2024-04-12"),
+        ]
+    );
+    // The halves start in the round that saw the failure; the first job's rows are read while they
+    // run, then the halves' rows, then the third job's, which had completed long before.
+    assert_eq!(
+        fake.events(),
+        [
+            "post 0",
+            "post 1",
+            "post 2",
+            "poll 0 Job Completed",
+            "poll 1 Job Failed",
+            "poll 2 Job Completed",
+            "post 3",
+            "post 4",
+            "rows 0",
+            "poll 3 Job Completed",
+            "poll 4 Job Completed",
+            "rows 3",
+            "rows 4",
+            "rows 2",
+        ]
+    );
+    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 2]);
+    let dates = dates_in_order(&pages);
+    assert_eq!(dates.len(), 200 * 3, "every row once");
+    let cp = |d: &str| json!({ "cursor": d });
+    assert_eq!(
+        checkpoints(&pages),
+        [
+            cp("2024-02-05"),
+            cp("2024-03-09"),
+            cp("2024-04-12"),
+            cp("2024-06-17")
+        ]
+    );
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn a_job_running_an_hour_after_its_own_start_is_split() {
+    use growthflow_core::http::Clock;
+    let server = MockServer::start().await;
+    let clock = pinned();
+    // The whole 61-day job never ends, and each of its polls finds 20 more minutes gone on the
+    // client's clock; its halves end at their second poll.
+    let whole = day("2024-05-01");
+    let moved = clock.clone();
+    let fake = FakeGraph::failing(|_, _| false)
+        .with_polls(move |days| if days.len() == 61 { u32::MAX } else { 2 })
+        .on_poll(move |days| {
+            if days.len() == 61 && days[0] == whole {
+                drop(moved.sleep(Duration::from_secs(20 * 60)));
+            }
+        });
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2024, 5, 1), (2024, 7, 1))),
+    )
+    .await
+    .unwrap();
+
+    let range = |a: &str, b: &str| json!({"since": a, "until": b}).to_string();
+    let jobs: Vec<String> = fake.jobs().into_iter().map(|(r, _, _)| r).collect();
+    assert_eq!(
+        jobs,
+        [
+            range("2024-05-01", "2024-06-30"),
+            range("2024-05-01", "2024-05-30"),
+            range("2024-05-31", "2024-06-30"),
+        ]
+    );
+    // Given up at the poll that found it running 60 min after its start; the halves, started an
+    // hour into the read, are timed from their own start and complete.
+    let s = Duration::from_secs;
+    assert_eq!(
+        clock.sleeps(),
+        [s(1), s(1200), s(2), s(1200), s(4), s(1200), s(1), s(2)]
+    );
+    assert_eq!(
+        fake.events()[..4],
+        [
+            "post 0",
+            "poll 0 Job Running",
+            "poll 0 Job Running",
+            "poll 0 Job Running"
+        ]
+    );
+    assert_eq!(dates_in_order(&pages).len(), 61 * 3);
+    assert_eq!(
+        checkpoints(&pages),
+        [
+            json!({"cursor": "2024-05-30"}),
+            json!({"cursor": "2024-06-30"})
+        ]
     );
     assert_no_unexpected(catch_all).await;
 }

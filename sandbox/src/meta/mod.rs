@@ -36,7 +36,8 @@ const CAMPAIGN_NAMES: [&str; 6] = [
 ];
 
 /// Days of insights generated, ending on the `end` day: two years, so that a two-year backfill has
-/// data on every day (and its single async job is too big for [`JOB_ROW_LIMIT`]).
+/// data on every day (and a single async job over all of it would be too big for
+/// [`JOB_ROW_LIMIT`]; a connector planning jobs of a few months stays under it).
 pub const INSIGHT_DAYS: i64 = 730;
 
 /// Default of [`AdAccount::job_row_limit`]: the most rows an async report job completes with.
