@@ -157,8 +157,11 @@ fn migrations_create_the_contract_tables_on_a_file() {
     assert!(path.exists());
     assert_contract_schema(dest.connection());
     assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM schema_migrations"),
-        1
+        rows(
+            dest.connection(),
+            "SELECT version FROM schema_migrations ORDER BY version"
+        ),
+        vec![vec![i(1)], vec![i(2)]]
     );
 }
 
@@ -186,7 +189,7 @@ fn reopening_an_existing_dataset_does_not_rerun_migrations() {
             "SELECT version, applied_at FROM schema_migrations",
         )
     };
-    assert_eq!(before.len(), 1);
+    assert_eq!(before.len(), 2);
     let mut dest = SqliteDestination::open(&path).unwrap();
     assert_eq!(
         rows(
@@ -1020,17 +1023,18 @@ fn rebuild_builds_orders_events_and_customers() {
 fn rebuilding_twice_gives_identical_rows() {
     let mut dest = journey_dataset();
     let first = dest.rebuild_journey(&mappers()).unwrap();
-    let snapshot = |conn: &Connection| {
-        (
-            rows(conn, ORDERS),
-            rows(conn, EVENTS),
-            rows(conn, CUSTOMERS),
-        )
-    };
-    let before = snapshot(dest.connection());
+    let before = model(dest.connection());
     let second = dest.rebuild_journey(&mappers()).unwrap();
-    assert_eq!(first, second);
-    assert_eq!(snapshot(dest.connection()), before);
+    assert_eq!(
+        second,
+        RebuildStats {
+            records: 0,
+            failed: 0,
+            ..first.clone()
+        },
+        "nothing changed, so nothing is mapped again and the model stays the same size"
+    );
+    assert_eq!(model(dest.connection()), before);
     assert_eq!(before.1.len(), 8);
 }
 
@@ -1102,6 +1106,140 @@ fn rebuild_follows_new_raw_data_and_renumbers() {
         ),
         vec![vec![t("2025-02-20T00:00:00Z"), i(3), r(43.75)]]
     );
+}
+
+/// Rows of a query.
+type Rows = Vec<Vec<Sql>>;
+
+/// The model as rows (orders, events, customers), for comparing two rebuilds.
+fn model(conn: &Connection) -> (Rows, Rows, Rows) {
+    (
+        rows(conn, ORDERS),
+        rows(conn, EVENTS),
+        rows(conn, CUSTOMERS),
+    )
+}
+
+#[test]
+fn an_incremental_rebuild_gives_the_rows_of_a_full_one() {
+    let mut dest = journey_dataset();
+    dest.commit(&[batch(
+        "shop_a",
+        "refunds",
+        vec![rec(
+            "r3",
+            Some("2025-03-20"),
+            json!({"id": "r3", "order_id": "b2", "email": "bob@example.com",
+                   "at": "2025-03-20T00:00:00Z", "amount": "4.00"}),
+        )],
+        None,
+    )])
+    .unwrap();
+    dest.rebuild_journey(&mappers()).unwrap();
+    // Every kind of change at once: an order changes hands (alice → bob), a cancelled one is paid after
+    // all, a record that failed to map is fixed, a new customer orders, a profile's first-seen date
+    // moves, a re-read partition drops a refund, and a source without a mapper changes.
+    let mut dropped = batch("shop_a", "refunds", vec![], None);
+    dropped.replaces = Some("2025-03-20".into());
+    dest.commit(&[
+        batch(
+            "shop_b",
+            "orders",
+            vec![
+                order(
+                    "b1",
+                    Some("bob@example.com"),
+                    "2025-03-05T12:00:00Z",
+                    "12.25",
+                    "paid",
+                ),
+                order(
+                    "b4",
+                    Some("eve@example.com"),
+                    "2025-03-09T08:00:00Z",
+                    "8.00",
+                    "paid",
+                ),
+            ],
+            None,
+        ),
+        batch(
+            "shop_a",
+            "orders",
+            vec![
+                order(
+                    "a3",
+                    Some("bob@example.com"),
+                    "2025-03-05T09:00:00Z",
+                    "15.25",
+                    "paid",
+                ),
+                order(
+                    "a5",
+                    Some("carol@example.com"),
+                    "2025-03-11T00:00:00Z",
+                    "1.00",
+                    "paid",
+                ),
+            ],
+            None,
+        ),
+        batch(
+            "shop_b",
+            "people",
+            vec![rec(
+                "p2",
+                None,
+                json!({"email": "alice@example.com", "since": "2024-12-01T00:00:00Z"}),
+            )],
+            None,
+        ),
+        dropped,
+        batch(
+            "legacy",
+            "orders",
+            vec![order(
+                "x1",
+                Some("dave@example.com"),
+                "2025-03-03T00:00:00Z",
+                "9.00",
+                "paid",
+            )],
+            None,
+        ),
+    ])
+    .unwrap();
+    let stats = dest.rebuild_journey(&mappers()).unwrap();
+    assert_eq!(
+        stats.records, 6,
+        "only the six changed records are mapped again (the dropped one is only taken out)"
+    );
+    let incremental = model(dest.connection());
+    assert_eq!(
+        count(
+            dest.connection(),
+            "SELECT COUNT(*) FROM journey_events WHERE event_id LIKE 'shop_a:refunds:r3:%'"
+        ),
+        0,
+        "the dropped refund's event is gone"
+    );
+    assert_eq!(
+        rows(
+            dest.connection(),
+            "SELECT customer_id, first_seen_at, orders_count FROM customers ORDER BY customer_id"
+        ),
+        vec![
+            vec![t("alice@example.com"), t("2024-12-01T00:00:00Z"), i(2)],
+            vec![t("bob@example.com"), t("2025-03-05T09:00:00Z"), i(3)],
+            vec![t("carol@example.com"), t("2025-01-15T00:00:00Z"), i(1)],
+            vec![t("eve@example.com"), t("2025-03-09T08:00:00Z"), i(1)],
+        ]
+    );
+    // Dropping every mapper and adding them back forces a rebuild from scratch.
+    dest.rebuild_journey(&[]).unwrap();
+    let full = dest.rebuild_journey(&mappers()).unwrap();
+    assert_eq!(full.records, 13);
+    assert_eq!(model(dest.connection()), incremental);
 }
 
 #[test]

@@ -3,13 +3,16 @@
 //! Schema changes are numbered migrations applied in order and recorded in `schema_migrations`, so an
 //! older dataset is upgraded in place. Writes are batched upserts in one transaction per commit; the
 //! journey model is rebuilt inside one transaction, so readers (and `report`) never see half of it.
+//! After the first rebuild only the raw records committed or removed since the previous one are
+//! mapped again (bookkeeping in the internal `growthflow_*` tables), so a scheduled sync of a large
+//! dataset costs what it changed, not what the dataset holds.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -20,7 +23,10 @@ use crate::time::format_utc;
 use crate::{Error, Result};
 
 /// Numbered schema migrations, applied in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_incremental_journey.sql")),
+];
 
 /// A SQLite dataset.
 #[derive(Debug)]
@@ -85,6 +91,14 @@ impl SqliteDestination {
     }
 }
 
+/// `synced_at` and the rebuild watermark: RFC 3339 UTC with a fixed six-digit fraction, so that text
+/// order is time order and a rebuild in the same second as a commit still tells them apart. (A
+/// whole-second `synced_at` of an older dataset sorts after every fraction of its second, so at worst
+/// such a record is mapped once more.)
+fn stamp() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 fn money(d: Decimal) -> f64 {
     d.round_dp(6).to_f64().unwrap_or(0.0)
 }
@@ -115,8 +129,12 @@ impl Destination for SqliteDestination {
     }
 
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {
-        let now = format_utc(Utc::now());
-        let tx = self.conn.transaction()?;
+        // The write lock first, then the time: `synced_at` then orders commits and rebuilds correctly
+        // even across processes, which the incremental rebuild's watermark relies on.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = stamp();
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO raw_records (source, stream, record_id, cursor_value, payload, synced_at)
@@ -130,11 +148,17 @@ impl Destination for SqliteDestination {
                 "INSERT INTO sync_state (source, stream, state, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(source, stream) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
             )?;
+            let mut removed = tx.prepare_cached(
+                "INSERT OR IGNORE INTO growthflow_removed (source, stream, record_id)
+                 SELECT source, stream, record_id FROM raw_records
+                 WHERE source = ?1 AND stream = ?2 AND cursor_value = ?3",
+            )?;
             let mut replace = tx.prepare_cached(
                 "DELETE FROM raw_records WHERE source = ?1 AND stream = ?2 AND cursor_value = ?3",
             )?;
             for b in batches {
                 if let Some(partition) = &b.replaces {
+                    removed.execute(params![b.source, b.stream, partition])?;
                     replace.execute(params![b.source, b.stream, partition])?;
                 }
                 for r in &b.records {
@@ -159,28 +183,162 @@ impl Destination for SqliteDestination {
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         let by_type: HashMap<&str, &Arc<dyn JourneyMapper>> =
             mappers.iter().map(|m| (m.source_type(), m)).collect();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stats = rebuild(&tx, &by_type)?;
         tx.commit()?;
         Ok(stats)
     }
 }
 
+/// What decides whether an incremental rebuild is valid: growthflow's version (mappers change with
+/// it), the mapped connector types and every source's type. Any change rebuilds everything.
+fn fingerprint(
+    tx: &Transaction<'_>,
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+) -> Result<String> {
+    let mut types: Vec<&str> = mappers.keys().copied().collect();
+    types.sort_unstable();
+    let sources: Vec<String> = tx
+        .prepare("SELECT source || '=' || type FROM growthflow_sources ORDER BY source")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(format!(
+        "growthflow {}; mappers {}; sources {}",
+        env!("CARGO_PKG_VERSION"),
+        types.join(","),
+        sources.join(",")
+    ))
+}
+
+/// Rebuild the journey model. The first rebuild, and any after the sources or mappers changed, maps
+/// every raw record; later ones map only the records committed (or removed) since the previous
+/// rebuild — taking out what their earlier versions put in — and then recompute the cross-record
+/// facts (order numbering, repeat-order stages, customers) for the people those records touch. Both
+/// give the same rows; the tests hold one against the other.
 fn rebuild(
     tx: &Transaction<'_>,
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
 ) -> Result<RebuildStats> {
-    let mut stats = RebuildStats::default();
+    let started = stamp();
+    let fingerprint = fingerprint(tx, mappers)?;
+    let previous: Option<(String, String)> = tx
+        .query_row(
+            "SELECT fingerprint, watermark FROM growthflow_journey WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
     tx.execute_batch(
-        "DELETE FROM journey_events; DELETE FROM orders; DELETE FROM customers;
-         CREATE TEMP TABLE IF NOT EXISTS people (customer_id TEXT NOT NULL, seen_at TEXT);
-         DELETE FROM temp.people;",
+        "CREATE TEMP TABLE IF NOT EXISTS dirty (source TEXT, stream TEXT, record_id TEXT,
+            PRIMARY KEY (source, stream, record_id)) WITHOUT ROWID;
+         CREATE TEMP TABLE IF NOT EXISTS affected (customer_id TEXT PRIMARY KEY) WITHOUT ROWID;
+         DELETE FROM temp.dirty; DELETE FROM temp.affected;",
     )?;
-    let mut read = tx.prepare(
-        "SELECT r.source, s.type, r.stream, r.record_id, r.payload
-         FROM raw_records r JOIN growthflow_sources s ON s.source = r.source
-         ORDER BY r.source, r.stream, r.record_id",
+    let mut stats = RebuildStats::default();
+    match previous {
+        Some((fp, watermark)) if fp == fingerprint => {
+            tx.execute_batch(
+                "INSERT OR IGNORE INTO temp.dirty SELECT source, stream, record_id FROM growthflow_removed;",
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO temp.dirty
+                 SELECT source, stream, record_id FROM raw_records WHERE synced_at >= ?1",
+                [watermark],
+            )?;
+            unmap_dirty(tx)?;
+            map_records(
+                tx,
+                mappers,
+                "SELECT r.source, s.type, r.stream, r.record_id, r.payload
+                 FROM temp.dirty d
+                 JOIN raw_records r ON r.source = d.source AND r.stream = d.stream
+                                   AND r.record_id = d.record_id
+                 JOIN growthflow_sources s ON s.source = r.source
+                 ORDER BY r.source, r.stream, r.record_id",
+                &mut stats,
+            )?;
+        }
+        _ => {
+            tx.execute_batch(
+                "DELETE FROM journey_events; DELETE FROM orders; DELETE FROM customers;
+                 DELETE FROM growthflow_derived; DELETE FROM growthflow_people;",
+            )?;
+            map_records(
+                tx,
+                mappers,
+                "SELECT r.source, s.type, r.stream, r.record_id, r.payload
+                 FROM raw_records r JOIN growthflow_sources s ON s.source = r.source
+                 ORDER BY r.source, r.stream, r.record_id",
+                &mut stats,
+            )?;
+        }
+    }
+    settle_people(tx)?;
+    tx.execute("DELETE FROM growthflow_removed", [])?;
+    tx.execute(
+        "INSERT INTO growthflow_journey (id, fingerprint, watermark) VALUES (1, ?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET fingerprint = excluded.fingerprint, watermark = excluded.watermark",
+        params![fingerprint, started],
     )?;
+    let total = |table: &str| -> Result<u64> {
+        Ok(tx.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
+    };
+    stats.orders = total("orders")?;
+    stats.events = total("journey_events")?;
+    stats.customers = total("customers")?;
+    Ok(stats)
+}
+
+/// Take out what the records in `temp.dirty` put into the model, noting the people it concerned.
+fn unmap_dirty(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO temp.affected
+           SELECT o.customer_id FROM temp.dirty t
+           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                    AND d.record_id = t.record_id
+           JOIN json_each(d.orders) j
+           JOIN orders o ON o.source = d.source AND o.order_id = j.value
+           WHERE o.customer_id IS NOT NULL;
+         INSERT OR IGNORE INTO temp.affected
+           SELECT e.customer_id FROM temp.dirty t
+           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                    AND d.record_id = t.record_id
+           JOIN json_each(d.events) j
+           JOIN journey_events e ON e.event_id = j.value
+           WHERE e.customer_id IS NOT NULL;
+         INSERT OR IGNORE INTO temp.affected
+           SELECT p.customer_id FROM temp.dirty t
+           JOIN growthflow_people p ON p.source = t.source AND p.stream = t.stream
+                                   AND p.record_id = t.record_id;
+         DELETE FROM journey_events WHERE event_id IN (
+           SELECT j.value FROM temp.dirty t
+           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                    AND d.record_id = t.record_id
+           JOIN json_each(d.events) j);
+         DELETE FROM orders WHERE (source, order_id) IN (
+           SELECT d.source, j.value FROM temp.dirty t
+           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                    AND d.record_id = t.record_id
+           JOIN json_each(d.orders) j);
+         DELETE FROM growthflow_people WHERE (source, stream, record_id) IN (
+           SELECT source, stream, record_id FROM temp.dirty);
+         DELETE FROM growthflow_derived WHERE (source, stream, record_id) IN (
+           SELECT source, stream, record_id FROM temp.dirty);",
+    )?;
+    Ok(())
+}
+
+/// Map the raw records `select` returns (`source, type, stream, record_id, payload`) into orders and
+/// events, remembering what each record produced and which people it concerned.
+fn map_records(
+    tx: &Transaction<'_>,
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    select: &str,
+    stats: &mut RebuildStats,
+) -> Result<()> {
+    let mut read = tx.prepare(select)?;
     let mut insert_order = tx.prepare_cached(
         "INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
            subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
@@ -205,8 +363,18 @@ fn rebuild(
            customer_id=excluded.customer_id, quantity=excluded.quantity, value=excluded.value,
            currency=excluded.currency, attributes=excluded.attributes",
     )?;
-    let mut insert_person =
-        tx.prepare_cached("INSERT INTO temp.people (customer_id, seen_at) VALUES (?1, ?2)")?;
+    let mut affect =
+        tx.prepare_cached("INSERT OR IGNORE INTO temp.affected (customer_id) VALUES (?1)")?;
+    let mut insert_person = tx.prepare_cached(
+        "INSERT INTO growthflow_people (source, stream, record_id, customer_id, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut insert_derived = tx.prepare_cached(
+        "INSERT INTO growthflow_derived (source, stream, record_id, events, orders)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(source, stream, record_id) DO UPDATE SET
+           events = excluded.events, orders = excluded.orders",
+    )?;
 
     let mut rows = read.query([])?;
     while let Some(row) = rows.next()? {
@@ -231,6 +399,7 @@ fn rebuild(
             }
         };
         let mut events: Vec<EventRow> = journey.events;
+        let mut order_ids: Vec<&str> = Vec::with_capacity(journey.orders.len());
         for o in &journey.orders {
             let customer_id = o.email.as_deref().and_then(normalize_email);
             let created = format_utc(o.created_at);
@@ -255,9 +424,9 @@ fn rebuild(
                 o.landing_page,
                 o.referrer,
             ])?;
-            stats.orders += 1;
+            order_ids.push(&o.order_id);
             if let Some(c) = &customer_id {
-                insert_person.execute(params![c, created])?;
+                affect.execute([c])?;
             }
             // Every order is also an event; its stage (first order or repeat) is settled below.
             let mut ev = EventRow::at(
@@ -277,11 +446,13 @@ fn rebuild(
             });
             events.push(ev);
         }
+        let mut event_ids: Vec<String> = Vec::with_capacity(events.len());
         for e in &events {
             let customer_id = e.email.as_deref().and_then(normalize_email);
             let occurred = format_utc(e.occurred_at);
+            let event_id = format!("{source}:{stream}:{record_id}:{}", e.key);
             insert_event.execute(params![
-                format!("{source}:{stream}:{record_id}:{}", e.key),
+                event_id,
                 source,
                 stream,
                 occurred,
@@ -296,20 +467,41 @@ fn rebuild(
                 e.currency,
                 e.attributes.to_string(),
             ])?;
-            stats.events += 1;
+            event_ids.push(event_id);
             if let Some(c) = &customer_id {
-                insert_person.execute(params![c, occurred])?;
+                affect.execute([c])?;
             }
         }
         for c in &journey.customers {
             if let Some(id) = normalize_email(&c.email) {
-                insert_person.execute(params![id, c.first_seen_at.map(format_utc)])?;
+                insert_person.execute(params![
+                    source,
+                    stream,
+                    record_id,
+                    id,
+                    c.first_seen_at.map(format_utc)
+                ])?;
+                affect.execute([&id])?;
             }
+        }
+        if !event_ids.is_empty() || !order_ids.is_empty() {
+            insert_derived.execute(params![
+                source,
+                stream,
+                record_id,
+                Value::from(event_ids).to_string(),
+                Value::from(order_ids).to_string(),
+            ])?;
         }
     }
     drop(rows);
+    Ok(())
+}
 
-    // Number each person's valid orders across every store by creation time.
+/// Recompute what depends on more than one record for the people in `temp.affected`: the numbering
+/// of each person's valid orders across every store by creation time, which order events are repeat
+/// orders (retention) rather than first ones, and the `customers` rows.
+fn settle_people(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS order_index (source TEXT, order_id TEXT, idx INTEGER,
             PRIMARY KEY (source, order_id));
@@ -317,26 +509,39 @@ fn rebuild(
          INSERT INTO temp.order_index
            SELECT source, order_id,
                   ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY created_at, source, order_id)
-           FROM orders WHERE cancelled = 0 AND test = 0 AND customer_id IS NOT NULL;
+           FROM orders
+           WHERE cancelled = 0 AND test = 0
+             AND customer_id IN (SELECT customer_id FROM temp.affected);
          UPDATE orders SET customer_order_index = (
-           SELECT idx FROM temp.order_index i WHERE i.source = orders.source AND i.order_id = orders.order_id);
-         UPDATE journey_events SET stage = 'retention'
-           WHERE event_type = 'order' AND EXISTS (
+           SELECT idx FROM temp.order_index i
+           WHERE i.source = orders.source AND i.order_id = orders.order_id)
+         WHERE customer_id IN (SELECT customer_id FROM temp.affected);
+         UPDATE journey_events SET stage = CASE WHEN EXISTS (
              SELECT 1 FROM temp.order_index i
              WHERE i.source = journey_events.source
                AND i.order_id = json_extract(journey_events.attributes, '$.order_id')
-               AND i.idx >= 2);
+               AND i.idx >= 2) THEN 'retention' ELSE 'conversion' END
+         WHERE event_type = 'order' AND customer_id IN (SELECT customer_id FROM temp.affected);
+         DELETE FROM customers WHERE customer_id IN (SELECT customer_id FROM temp.affected);
          INSERT INTO customers (customer_id, email, first_seen_at, first_order_at, orders_count, total_spent)
            SELECT p.customer_id, p.customer_id, MIN(p.seen_at), o.first_order_at,
                   COALESCE(o.cnt, 0), COALESCE(o.spent, 0)
-           FROM temp.people p
+           FROM (SELECT customer_id, created_at AS seen_at FROM orders
+                 WHERE customer_id IN (SELECT customer_id FROM temp.affected)
+                 UNION ALL
+                 SELECT customer_id, occurred_at FROM journey_events
+                 WHERE customer_id IN (SELECT customer_id FROM temp.affected)
+                 UNION ALL
+                 SELECT customer_id, seen_at FROM growthflow_people
+                 WHERE customer_id IN (SELECT customer_id FROM temp.affected)) p
            LEFT JOIN (SELECT customer_id, MIN(created_at) AS first_order_at, COUNT(*) AS cnt,
                              SUM(total_price) AS spent
-                      FROM orders WHERE cancelled = 0 AND test = 0 AND customer_id IS NOT NULL
+                      FROM orders
+                      WHERE cancelled = 0 AND test = 0
+                        AND customer_id IN (SELECT customer_id FROM temp.affected)
                       GROUP BY customer_id) o ON o.customer_id = p.customer_id
            GROUP BY p.customer_id;
-         DELETE FROM temp.people; DELETE FROM temp.order_index;",
+         DELETE FROM temp.order_index; DELETE FROM temp.affected; DELETE FROM temp.dirty;",
     )?;
-    stats.customers = tx.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))?;
-    Ok(stats)
+    Ok(())
 }
