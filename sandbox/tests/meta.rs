@@ -117,7 +117,7 @@ async fn insights_pages_return_every_row_once_within_the_time_range() {
 }
 
 #[tokio::test]
-async fn async_report_jobs_complete_after_polls() {
+async fn async_report_jobs_run_for_a_while_then_complete() {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let acct = sb.meta();
     let root = format!("{}/v25.0", sb.meta_url());
@@ -140,19 +140,43 @@ async fn async_report_jobs_complete_after_polls() {
         .await
         .unwrap();
     let id = started["report_run_id"].as_str().unwrap().to_string();
-    let mut seen = Vec::new();
+    let started_at = std::time::Instant::now();
+    let early = get(
+        &format!("{root}/{id}/insights"),
+        std::slice::from_ref(&token),
+    )
+    .await;
+    assert_eq!(
+        early.0, 400,
+        "no rows before the job completes: {}",
+        early.1
+    );
+    // Like Meta's, the job advances with time, not with polls: poll as a client would until done.
+    let mut seen: Vec<String> = Vec::new();
     loop {
         let (status, body) = get(&format!("{root}/{id}"), std::slice::from_ref(&token)).await;
         assert_eq!(status, 200, "{body}");
         let s = body["async_status"].as_str().unwrap().to_string();
         assert!(body["async_percent_completion"].is_u64());
-        seen.push(s.clone());
+        if seen.last() != Some(&s) {
+            seen.push(s.clone());
+        }
         if s == "Job Completed" {
             break;
         }
-        assert!(seen.len() < 10);
+        assert!(started_at.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(seen, ["Job Not Started", "Job Running", "Job Completed"]);
+    assert!(started_at.elapsed() >= growthflow_sandbox::meta::routes::JOB_RUN_TIME);
+    let order = ["Job Not Started", "Job Running", "Job Completed"];
+    let ranks: Vec<usize> = seen
+        .iter()
+        .map(|s| order.iter().position(|o| o == s).unwrap())
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] < w[1]) && seen.contains(&"Job Running".to_string()),
+        "{seen:?}"
+    );
     let rows = all_pages(
         format!("{root}/{id}/insights"),
         &[token, ("limit", "500".into())],

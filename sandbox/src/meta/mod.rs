@@ -8,7 +8,9 @@
 //! attributes late conversions to recent days. Async report jobs over more rows than
 //! [`AdAccount::job_row_limit`] fail, like Meta's do on large accounts, and
 //! [`AdAccount::fail_account_jobs_on`] makes every account-wide job over a given day fail, so that a
-//! connector's splitting by window and by level can be exercised.
+//! connector's splitting by window and by level can be exercised. A job runs for
+//! [`routes::JOB_RUN_TIME`] of real time however often it is polled, so jobs started side by side
+//! finish side by side, as at Meta.
 
 pub mod routes;
 
