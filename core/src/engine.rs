@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
 use crate::destination::{DatasetWriter, WriteBatch};
@@ -191,13 +191,27 @@ pub async fn sync_stream(
     let mut max_cursor: Option<String> = request.state_cursor().map(str::to_string);
     let mut saved_cursor = max_cursor.clone();
     let mut connector_checkpoints = false;
+    // How far a backfill got (it saves no state): the connector's last checkpoint, or a sorted
+    // stream's highest committed cursor. Told to the user when the backfill fails, so that a long one
+    // stopped by a quota is continued from there rather than from its start.
+    let mut backfilled: Option<String> = None;
     let mut pages = connector.read(request);
     while let Some(page) = pages.next().await {
         let page = match page {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(%source, stream = def.name, error = %e, "stream failed");
-                return failed(records, e);
+                let mut outcome = failed(records, e);
+                if let (Some(_), Some(through)) = (options.window, &backfilled) {
+                    if let Some(error) = &mut outcome.error {
+                        error.push_str(&format!(
+                            "; this backfill committed {} through {through}: run it again from \
+                             there to continue",
+                            def.name
+                        ));
+                    }
+                }
+                return outcome;
             }
         };
         for r in &page.records {
@@ -207,6 +221,11 @@ pub async fn sync_stream(
                 }
             }
         }
+        let reached = match &page.checkpoint {
+            Some(cp) => cp.get("cursor").and_then(Value::as_str).map(str::to_string),
+            None if def.sorted => max_cursor.clone(),
+            None => None,
+        };
         let state = if !keeps_state {
             None
         } else if let Some(cp) = page.checkpoint {
@@ -231,6 +250,9 @@ pub async fn sync_stream(
         }
         records += n;
         progress.records(&source, def.name, n);
+        if reached.is_some() {
+            backfilled = reached;
+        }
     }
     if keeps_state && !connector_checkpoints && max_cursor != saved_cursor {
         let batch = WriteBatch {

@@ -529,6 +529,63 @@ async fn backfill_never_reads_or_writes_state() {
 }
 
 #[tokio::test]
+async fn a_failed_backfill_says_how_far_it_got() {
+    let ds = Dataset::new();
+    let window = Window {
+        since: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+        until: Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap(),
+    };
+    let backfill = SyncOptions {
+        window: Some(window),
+        ..options()
+    };
+    // A connector checkpointing whole days, stopped by a spent quota after the second day.
+    let def = incremental("traffic_daily", false);
+    let c = FakeConnector::new("src", vec![def.clone()]).script(
+        "traffic_daily",
+        vec![
+            page_with_checkpoint(&[("d1", "2025-01-01")], json!({"cursor": "2025-01-01"})),
+            page_with_checkpoint(&[("d2", "2025-01-02")], json!({"cursor": "2025-01-02"})),
+            Step::Fail("daily quota spent"),
+        ],
+    );
+    let outcome = sync(&c, &def, &ds, &backfill).await;
+    assert_eq!(outcome.status, "failed");
+    assert_eq!(outcome.records, 2);
+    let error = outcome.error.unwrap();
+    assert!(error.contains("daily quota spent"), "{error}");
+    assert!(
+        error.contains("this backfill committed traffic_daily through 2025-01-02"),
+        "{error}"
+    );
+    // A sorted stream without checkpoints: its highest committed cursor.
+    let def = incremental("orders", true);
+    let c = FakeConnector::new("src", vec![def.clone()]).script(
+        "orders",
+        vec![
+            page(&[("1", "2025-01-03T00:00:00Z"), ("2", "2025-01-05T00:00:00Z")]),
+            Step::Fail("server error"),
+        ],
+    );
+    let error = sync(&c, &def, &ds, &backfill).await.error.unwrap();
+    assert!(
+        error.contains("committed orders through 2025-01-05T00:00:00Z"),
+        "{error}"
+    );
+    // The same failure in a sync says nothing of the kind: its state already holds the progress.
+    let c = FakeConnector::new("src", vec![def.clone()]).script(
+        "orders",
+        vec![
+            page(&[("1", "2025-01-03T00:00:00Z")]),
+            Step::Fail("server error"),
+        ],
+    );
+    let error = sync(&c, &def, &ds, &options()).await.error.unwrap();
+    assert!(!error.contains("backfill"), "{error}");
+    assert_eq!(ds.state("src", "traffic_daily").await, None);
+}
+
+#[tokio::test]
 async fn connector_checkpoints_are_saved_verbatim() {
     let ds = Dataset::new();
     let def = incremental("report", true);

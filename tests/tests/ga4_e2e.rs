@@ -380,3 +380,62 @@ async fn a_users_oauth_grant_syncs_the_same_rows_and_a_revoked_one_says_why() {
         .unwrap();
     assert_eq!(rows, 0, "a failed authentication writes nothing");
 }
+
+#[tokio::test]
+async fn a_backfill_stopped_by_the_daily_quota_says_where_to_continue() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let property = sandbox.ga4();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ga4_config(&sandbox, dir.path(), "2025-06-01");
+    // Days cost a token each, five to a batch: the budget lets three batches through.
+    property.set_daily_tokens(property.tokens_used() + 12);
+    let backfill = |since: &'static str| {
+        let config = config.clone();
+        async move {
+            cli(
+                &config,
+                &[
+                    "backfill",
+                    "--since",
+                    since,
+                    "--until",
+                    "2025-05-31",
+                    "web",
+                    "--json",
+                ],
+            )
+            .await
+        }
+    };
+    let (code, out) = backfill("2025-05-01").await;
+    assert_eq!(code, 1, "{out}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let stream = &summary["sources"][0]["streams"][0];
+    assert_eq!(stream["status"], "failed", "{stream}");
+    let error = stream["error"].as_str().unwrap();
+    assert!(error.contains("daily token quota"), "{error}");
+    assert!(
+        error.contains("committed traffic_daily through 2025-05-15"),
+        "{error}"
+    );
+
+    // The next day's refill: the backfill continues from where it got, not from its start.
+    property.set_daily_tokens(u64::MAX);
+    let (code, out) = backfill("2025-05-15").await;
+    assert_eq!(code, 0, "{out}");
+    let may = |d: NaiveDate| d.format("%Y-%m").to_string() == "2025-05";
+    let want: BTreeMap<String, Vec<Decimal>> = property
+        .rows()
+        .iter()
+        .filter(|r| may(r.date))
+        .map(|r| (record_id(&property.property_id, r), metrics(r)))
+        .collect();
+    let got: BTreeMap<String, Vec<Decimal>> = raw_payloads(&db(&config), "web", "traffic_daily")
+        .into_iter()
+        .map(|(id, p)| {
+            let values = METRICS.iter().map(|k| dec(&p["metrics"][k])).collect();
+            (id, values)
+        })
+        .collect();
+    assert_eq!(got, want, "all of May, each row once");
+}

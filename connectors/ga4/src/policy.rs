@@ -62,7 +62,7 @@ impl ApiPolicy for Ga4Policy {
                 return Some(Error::QuotaExhausted {
                     message: format!(
                         "GA4 property {} has spent its daily token quota (\"{message}\"); the quota refills at \
-                         midnight Pacific time and the next sync resumes from the last saved day",
+                         midnight Pacific time; a sync resumes from its last saved day, a backfill from the day it reached",
                         self.property
                     ),
                 });

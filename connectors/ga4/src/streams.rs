@@ -449,8 +449,9 @@ pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Res
                     let fetched = offset + recs.len() as u64;
                     // An empty page ends the day even if rowCount promised more: no endless loop.
                     let done = recs.is_empty() || fetched >= row_count(&body);
-                    let checkpoint = (done && request.window.is_none())
-                        .then(|| json!({ "cursor": iso }));
+                    // Backfills checkpoint too: the engine saves no state for them, but tells the
+                    // user how far a stopped one got.
+                    let checkpoint = done.then(|| json!({ "cursor": iso }));
                     yield Page { records: recs, checkpoint, replaces: replaces.take() };
                     if done {
                         break;

@@ -316,10 +316,14 @@ async fn reports_page_by_offset_and_parse_typed_metrics() {
     let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 8, 0, 0).unwrap());
     let ga4 = connector(&server, "paging", &clock).with_page_size(2);
     let pages = read_pages(&ga4, one_day(1)).await.unwrap();
-    // A backfill checkpoints nothing; only the day's first page replaces the day.
+    // Only the day's first page replaces the day; its last one checkpoints it (a backfill's
+    // checkpoints are not saved, they say how far it got).
     assert_eq!(
         summary(&pages),
-        vec![(2, Some("2024-06-01".into()), None), (1, None, None)]
+        vec![
+            (2, Some("2024-06-01".into()), None),
+            (1, None, Some(json!({"cursor": "2024-06-01"})))
+        ]
     );
     let records: Vec<_> = pages.iter().flat_map(|p| p.records.clone()).collect();
     assert_eq!(records.len(), 3);
@@ -494,7 +498,7 @@ async fn seven_days_take_two_batch_requests_of_five_and_two() {
     assert_eq!(
         summary(&pages),
         days.iter()
-            .map(|d| (1, Some(d.clone()), None))
+            .map(|d| (1, Some(d.clone()), Some(json!({ "cursor": d }))))
             .collect::<Vec<_>>(),
         "one page per day, in date order"
     );
@@ -909,8 +913,16 @@ async fn user_reports_are_batched_and_replace_their_days_too() {
     assert_eq!(
         summary(&pages),
         vec![
-            (2, Some("2024-06-01".into()), None),
-            (0, Some("2024-06-02".into()), None)
+            (
+                2,
+                Some("2024-06-01".into()),
+                Some(json!({"cursor": "2024-06-01"}))
+            ),
+            (
+                0,
+                Some("2024-06-02".into()),
+                Some(json!({"cursor": "2024-06-02"}))
+            )
         ]
     );
     let batch = &bodies(&server, BATCH).await[0];

@@ -149,6 +149,9 @@ pub struct Property {
     /// the server runs.
     rows: RwLock<Vec<Row>>,
     tokens_used: AtomicU64,
+    /// The daily token budget: once the tokens used reach it, reports are answered 429
+    /// `RESOURCE_EXHAUSTED` for the day, as GA4 does.
+    daily_tokens: AtomicU64,
     issued: AtomicU64,
 }
 
@@ -203,6 +206,7 @@ impl Property {
             end_date: last,
             rows: RwLock::new(rows),
             tokens_used: AtomicU64::new(0),
+            daily_tokens: AtomicU64::new(TOKENS_PER_DAY as u64),
             issued: AtomicU64::new(0),
         }
     }
@@ -288,6 +292,17 @@ impl Property {
             format!("GOCSPX-{}", &k[12..36]),
             format!("1//0sandbox{}", &k[4..40]),
         )
+    }
+
+    /// Tokens charged so far.
+    pub fn tokens_used(&self) -> u64 {
+        self.tokens_used.load(Ordering::SeqCst)
+    }
+
+    /// Set the daily token budget (200,000 on a standard property): once the tokens used reach it,
+    /// every report is answered 429 `RESOURCE_EXHAUSTED`; raising it again is the next day's refill.
+    pub fn set_daily_tokens(&self, tokens: u64) {
+        self.daily_tokens.store(tokens, Ordering::SeqCst);
     }
 
     /// Access tokens issued so far.
@@ -544,6 +559,13 @@ async fn report(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("Invalid JSON payload received.");
     };
+    if p.tokens_used() >= p.daily_tokens.load(Ordering::SeqCst) {
+        return status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "Exhausted property tokens per day for this property. Retry after the quota resets.",
+        );
+    }
     let answer = if batch {
         batch_run_reports(p, &body)
     } else {
@@ -674,7 +696,8 @@ fn run_report(p: &Property, body: &Value) -> Result<Value, String> {
     if body.get("returnPropertyQuota").and_then(|v| v.as_bool()) == Some(true) {
         let used = used as i64;
         out["propertyQuota"] = json!({
-            "tokensPerDay": {"consumed": cost, "remaining": (TOKENS_PER_DAY - used).max(0)},
+            "tokensPerDay": {"consumed": cost,
+                "remaining": (p.daily_tokens.load(Ordering::SeqCst) as i64 - used).max(0)},
             "tokensPerHour": {"consumed": cost, "remaining": (TOKENS_PER_HOUR - used).max(0)},
             "concurrentRequests": {"consumed": 0, "remaining": 10},
             "serverErrorsPerProjectPerHour": {"consumed": 0, "remaining": 10},
