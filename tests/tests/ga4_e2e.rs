@@ -439,3 +439,53 @@ async fn a_backfill_stopped_by_the_daily_quota_says_where_to_continue() {
         .collect();
     assert_eq!(got, want, "all of May, each row once");
 }
+
+#[tokio::test]
+async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let property = sandbox.ga4();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ga4_config(&sandbox, dir.path(), "2025-05-01");
+    property.set_daily_tokens(property.tokens_used() + 22);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let state: String = db(&config)
+        .query_row(
+            "SELECT state FROM sync_state WHERE source = 'web' AND stream = 'traffic_daily'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        state, r#"{"cursor":"2025-05-25"}"#,
+        "five batches of five days were committed before the quota ran out"
+    );
+
+    property.set_daily_tokens(u64::MAX);
+    let used = property.tokens_used();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    // From the saved day less the 3-day lookback (2025-05-22) to today, a token a day: not from the start.
+    let resumed: NaiveDate = "2025-05-22".parse().unwrap();
+    let days = (Utc::now().date_naive() - resumed).num_days() as u64 + 1;
+    assert_eq!(
+        property.tokens_used() - used,
+        days,
+        "one token per day read"
+    );
+    let from: NaiveDate = "2025-05-01".parse().unwrap();
+    let want: BTreeMap<String, Vec<Decimal>> = property
+        .rows()
+        .iter()
+        .filter(|r| r.date >= from)
+        .map(|r| (record_id(&property.property_id, r), metrics(r)))
+        .collect();
+    let got: BTreeMap<String, Vec<Decimal>> = raw_payloads(&db(&config), "web", "traffic_daily")
+        .into_iter()
+        .map(|(id, p)| {
+            let values = METRICS.iter().map(|k| dec(&p["metrics"][k])).collect();
+            (id, values)
+        })
+        .collect();
+    assert_eq!(got, want, "the same rows as one uninterrupted sync");
+}
