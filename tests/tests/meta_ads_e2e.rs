@@ -454,3 +454,74 @@ async fn a_day_failing_at_account_scope_comes_through_the_campaign_split() {
         "polls waited on the test clock"
     );
 }
+
+#[tokio::test]
+async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_dataset() {
+    let env = Env::start().await;
+    let start = env.end() - Duration::days(200);
+    let reference = env.config("reference", start, false);
+    let (code, out) = cli(&reference, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let expected = snapshot(&db(&reference));
+
+    // Kill the sync once its first insights page is committed: three jobs are planned, so most of
+    // the 201 days are still to come.
+    let killed = env.config("killed", start, false);
+    let run = tokio::spawn({
+        let killed = killed.clone();
+        async move { cli(&killed, &["sync", "--stream", "ad_insights"]).await }
+    });
+    let committed = |path: &std::path::Path| -> i64 {
+        let conn = db(path);
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM raw_records WHERE stream = 'ad_insights'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while committed(&killed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no insights page committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    run.abort();
+    let _ = run.await;
+    let partial = committed(&killed);
+    let total = expected["raw_records"]
+        .iter()
+        .filter(|r| r.contains("ad_insights"))
+        .count() as i64;
+    assert!(
+        partial < total,
+        "the kill happened mid-stream ({partial} of {total})"
+    );
+    // State never claims a day whose rows are not all committed.
+    if let Some(state) = state(&killed, "ad_insights") {
+        let cursor: Value = serde_json::from_str(&state).unwrap();
+        let cursor = cursor["cursor"].as_str().unwrap().to_string();
+        let stored: std::collections::BTreeSet<String> =
+            raw_payloads(&db(&killed), "ads", "ad_insights")
+                .keys()
+                .cloned()
+                .collect();
+        for row in env.account().insights() {
+            if (start.to_string().as_str()..=cursor.as_str()).contains(&date(&row)) {
+                assert!(
+                    stored.contains(&key(&row)),
+                    "{} claimed but missing",
+                    key(&row)
+                );
+            }
+        }
+    }
+
+    let (code, out) = cli(&killed, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(snapshot(&db(&killed)), expected);
+}
