@@ -387,7 +387,7 @@ async fn a_backfill_stopped_by_the_daily_quota_says_where_to_continue() {
     let property = sandbox.ga4();
     let dir = tempfile::tempdir().unwrap();
     let config = ga4_config(&sandbox, dir.path(), "2025-06-01");
-    // Days cost a token each, five to a batch: the budget lets three batches through.
+    // Days cost a token each: one day first, then five to a batch; the budget lets 16 days through.
     property.set_daily_tokens(property.tokens_used() + 12);
     let backfill = |since: &'static str| {
         let config = config.clone();
@@ -415,13 +415,13 @@ async fn a_backfill_stopped_by_the_daily_quota_says_where_to_continue() {
     let error = stream["error"].as_str().unwrap();
     assert!(error.contains("daily token quota"), "{error}");
     assert!(
-        error.contains("committed traffic_daily through 2025-05-15"),
+        error.contains("committed traffic_daily through 2025-05-16"),
         "{error}"
     );
 
     // The next day's refill: the backfill continues from where it got, not from its start.
     property.set_daily_tokens(u64::MAX);
-    let (code, out) = backfill("2025-05-15").await;
+    let (code, out) = backfill("2025-05-16").await;
     assert_eq!(code, 0, "{out}");
     let may = |d: NaiveDate| d.format("%Y-%m").to_string() == "2025-05";
     let want: BTreeMap<String, Vec<Decimal>> = property
@@ -457,16 +457,16 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day() {
         )
         .unwrap();
     assert_eq!(
-        state, r#"{"cursor":"2025-05-25"}"#,
-        "five batches of five days were committed before the quota ran out"
+        state, r#"{"cursor":"2025-05-26"}"#,
+        "a first day, then five batches of five days, were committed before the quota ran out"
     );
 
     property.set_daily_tokens(u64::MAX);
     let used = property.tokens_used();
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
-    // From the saved day less the 3-day lookback (2025-05-22) to today, a token a day: not from the start.
-    let resumed: NaiveDate = "2025-05-22".parse().unwrap();
+    // From the saved day less the 3-day lookback (2025-05-23) to today, a token a day: not from the start.
+    let resumed: NaiveDate = "2025-05-23".parse().unwrap();
     let days = (Utc::now().date_naive() - resumed).num_days() as u64 + 1;
     assert_eq!(
         property.tokens_used() - used,

@@ -97,8 +97,9 @@ impl Ga4 {
         })
     }
 
-    /// Rows per report page, batched or not (default 250,000, the API's maximum); smaller makes tests
-    /// page without a quarter-million-row fixture.
+    /// Rows an answer may hold (default [`streams::DEFAULT_PAGE_SIZE`], 100,000; the API allows up
+    /// to 250,000 a report): each day's report is paged by it and batches are sized to it. Lower it to
+    /// bound memory further; tests use a few rows to page without huge fixtures.
     pub fn with_page_size(mut self, rows: u64) -> Self {
         if let Some(reader) = Arc::get_mut(&mut self.reader) {
             reader.page_size = rows.max(1);

@@ -24,8 +24,11 @@ use crate::config::ReportConfig;
 pub const TRAFFIC_DAILY: &str = "traffic_daily";
 /// Prefix of user-defined report streams.
 pub const REPORT_PREFIX: &str = "report_";
-/// Rows per request (the Data API's maximum).
-pub const DEFAULT_PAGE_SIZE: u64 = 250_000;
+/// Rows a response may hold: a day's report is paged by this many rows, and batches are sized so that
+/// their days together stay about this big ([`next_batch`]). The API allows 250,000 a report, but five
+/// such reports in one answer would be over a gigabyte of JSON; 100,000 rows keep memory bounded while
+/// a typical day still fits in one page.
+pub const DEFAULT_PAGE_SIZE: u64 = 100_000;
 /// Reports per batchRunReports request (the API's maximum).
 pub const MAX_BATCH: usize = 5;
 /// The endpoint name runReport and batchRunReports share in the HTTP client: GA4's quota is the
@@ -426,6 +429,16 @@ pub fn days(request: &ReadRequest, lookback_days: u32, today: NaiveDate) -> (Nai
     (from, today)
 }
 
+/// How many days the next batchRunReports request asks for: as many as keep the answer within about
+/// `page_size` rows, judged by the largest day of the previous request, up to [`MAX_BATCH`]. The first
+/// request asks for one day, as nothing is known of the property's size yet.
+pub fn next_batch(page_size: u64, largest_day: Option<u64>) -> usize {
+    match largest_day {
+        None => 1,
+        Some(rows) => (page_size / rows.max(1)).clamp(1, MAX_BATCH as u64) as usize,
+    }
+}
+
 /// Read one stream, up to [`MAX_BATCH`] days per batchRunReports request, each day as one or more pages
 /// in date order. A day's first page replaces the day's stored rows (`replaces`), so rows GA4 dropped
 /// from a restated day go too — an empty day still yields an (empty) replacing page; its last page
@@ -437,8 +450,17 @@ pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Res
         let today = reader.client.clock().utc_now().date_naive();
         let (from, to) = days(&request, reader.lookback_days, today);
         let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
-        for chunk in all.chunks(MAX_BATCH) {
+        let mut largest: Option<u64> = None;
+        let mut next = 0;
+        while next < all.len() {
+            let n = next_batch(reader.page_size, largest).min(all.len() - next);
+            let chunk = &all[next..next + n];
+            next += n;
             let reports = reader.batch_run_reports(&spec, chunk).await?;
+            largest = reports
+                .iter()
+                .map(|r| row_count(r).min(reader.page_size))
+                .max();
             for (day, first) in chunk.iter().zip(reports) {
                 let iso = day.format("%Y-%m-%d").to_string();
                 let mut replaces = Some(iso.clone());

@@ -384,9 +384,11 @@ async fn incremental_reads_run_from_the_lookback_to_the_clocks_today() {
             .map(|d| (0, Some(d.to_string()), Some(json!({ "cursor": d }))))
             .collect::<Vec<_>>()
     );
+    // The first request asks for one day; empty days are small, so the rest go in one batch.
     let batches = bodies(&server, BATCH).await;
-    assert_eq!(batches.len(), 1);
-    assert_eq!(batch_days(&batches[0]), days);
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batch_days(&batches[0]), days[..1]);
+    assert_eq!(batch_days(&batches[1]), days[1..]);
     assert_no_unexpected(catch_all).await;
 
     // A restated day gives the same ids with new values, so the upsert replaces the rows.
@@ -476,8 +478,8 @@ async fn re_read_days_replace_their_rows_and_an_empty_day_is_emptied() {
     assert_no_unexpected(catch_all).await;
 }
 
-#[tokio::test]
-async fn seven_days_take_two_batch_requests_of_five_and_two() {
+/// Seven one-row days read with `page_size` rows allowed per answer: the batches asked for, as days.
+async fn batches_for_seven_days(page_size: u64) -> Vec<Vec<String>> {
     let server = MockServer::start().await;
     mount_token(&server).await;
     mount_metadata(&server).await;
@@ -487,12 +489,11 @@ async fn seven_days_take_two_batch_requests_of_five_and_two() {
         .respond_with(Reports(|day: &str, offset, limit| {
             day_report(day, &["google"], offset, limit)
         }))
-        .expect(2)
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
     let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
-    let ga4 = connector(&server, "batches", &clock);
+    let ga4 = connector(&server, "batches", &clock).with_page_size(page_size);
     let pages = read_pages(&ga4, window((6, 1), (6, 8))).await.unwrap();
     let days: Vec<String> = (1..=7).map(|d| format!("2024-06-{d:02}")).collect();
     assert_eq!(
@@ -500,18 +501,15 @@ async fn seven_days_take_two_batch_requests_of_five_and_two() {
         days.iter()
             .map(|d| (1, Some(d.clone()), Some(json!({ "cursor": d }))))
             .collect::<Vec<_>>(),
-        "one page per day, in date order"
+        "one page per day, in date order, however the days were batched"
     );
     let batches = bodies(&server, BATCH).await;
-    assert_eq!(batches.len(), 2);
-    assert_eq!(batch_days(&batches[0]), days[..5]);
-    assert_eq!(batch_days(&batches[1]), days[5..]);
     for inner in batches
         .iter()
         .flat_map(|b| b["requests"].as_array().unwrap())
     {
         assert_eq!(inner["offset"], "0");
-        assert_eq!(inner["limit"], "250000");
+        assert_eq!(inner["limit"], page_size.to_string());
         assert_eq!(inner["returnPropertyQuota"], true);
         assert_eq!(
             inner["dateRanges"][0]["startDate"],
@@ -521,6 +519,28 @@ async fn seven_days_take_two_batch_requests_of_five_and_two() {
     }
     assert!(clock.sleeps().is_empty());
     assert_no_unexpected(catch_all).await;
+    batches.iter().map(batch_days).collect()
+}
+
+#[tokio::test]
+async fn batches_grow_to_five_days_while_days_stay_small() {
+    let d =
+        |days: &[u32]| -> Vec<String> { days.iter().map(|n| format!("2024-06-{n:02}")).collect() };
+    // One day first (nothing is known yet), then five small ones at a time.
+    assert_eq!(
+        batches_for_seven_days(growthflow_ga4::streams::DEFAULT_PAGE_SIZE).await,
+        vec![d(&[1]), d(&[2, 3, 4, 5, 6]), d(&[7])]
+    );
+    // Answers are kept to about page_size rows: with two rows allowed, one-row days go two by two.
+    assert_eq!(
+        batches_for_seven_days(2).await,
+        vec![d(&[1]), d(&[2, 3]), d(&[4, 5]), d(&[6, 7])]
+    );
+    use growthflow_ga4::streams::next_batch;
+    assert_eq!(next_batch(100_000, None), 1);
+    assert_eq!(next_batch(100_000, Some(0)), 5);
+    assert_eq!(next_batch(100_000, Some(30_000)), 3);
+    assert_eq!(next_batch(100_000, Some(100_000)), 1);
 }
 
 #[tokio::test]
@@ -887,7 +907,7 @@ async fn user_reports_are_batched_and_replace_their_days_too() {
             };
             day_report(day, sources, offset, limit)
         }))
-        .expect(1)
+        .expect(2)
         .mount(&server)
         .await;
     let catch_all = mount_catch_all(&server).await;
@@ -925,9 +945,13 @@ async fn user_reports_are_batched_and_replace_their_days_too() {
             )
         ]
     );
-    let batch = &bodies(&server, BATCH).await[0];
-    assert_eq!(batch_days(batch), ["2024-06-01", "2024-06-02"]);
-    for inner in batch["requests"].as_array().unwrap() {
+    let batches = bodies(&server, BATCH).await;
+    let asked: Vec<Vec<String>> = batches.iter().map(batch_days).collect();
+    assert_eq!(asked, [vec!["2024-06-01"], vec!["2024-06-02"]]);
+    for inner in batches
+        .iter()
+        .flat_map(|b| b["requests"].as_array().unwrap())
+    {
         assert_eq!(
             inner["dimensions"],
             json!([{"name":"date"},{"name":"country"}])
