@@ -31,6 +31,14 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// Give up waiting after this long (Shopify lets an operation run for up to 10 days; a backfill should not).
 pub const MAX_BULK_WAIT: Duration = Duration::from_secs(6 * 3600);
 
+/// Wait between two attempts to start an operation while the shop's bulk slots are taken (five bulk
+/// queries at once per app and shop since 2026-01, one before): `LIMIT_REACHED` or
+/// `OPERATION_IN_PROGRESS`, e.g. operations a killed backfill left running, which finish on their own.
+pub const SLOT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Give up waiting for a free bulk slot after this long.
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(30 * 60);
+
 const RUN_MUTATION: &str = "mutation RunBulk($query: String!) {
   bulkOperationRunQuery(query: $query) {
     bulkOperation { id status }
@@ -304,29 +312,53 @@ impl Reader {
     pub(crate) async fn bulk_read(&self, stream: &str, window: Window) -> Result<Option<Roots>> {
         let query = bulk_query(stream, window)
             .ok_or_else(|| Error::Other(format!("Shopify has no bulk query for {stream:?}")))?;
-        let (_, body) = self.post(RUN_MUTATION, json!({ "query": query })).await?;
-        let run = body
-            .pointer("/data/bulkOperationRunQuery")
-            .ok_or_else(|| Error::Decode {
-                message: "Shopify answered bulkOperationRunQuery without data".into(),
-            })?;
-        if let Some(err) = run
-            .get("userErrors")
-            .and_then(Value::as_array)
-            .and_then(|e| e.first())
-        {
-            return Err(Error::Api {
-                platform: "Shopify",
-                status: 200,
-                code: err.get("code").and_then(Value::as_str).map(str::to_string),
-                message: format!(
-                    "could not start a bulk operation: {}",
-                    err.get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("(no message)")
-                ),
-            });
-        }
+        let clock = self.client.clock().clone();
+        let mut slot_wait = Duration::ZERO;
+        let run = loop {
+            let (_, body) = self.post(RUN_MUTATION, json!({ "query": query })).await?;
+            let run = body
+                .pointer("/data/bulkOperationRunQuery")
+                .cloned()
+                .ok_or_else(|| Error::Decode {
+                    message: "Shopify answered bulkOperationRunQuery without data".into(),
+                })?;
+            let Some(err) = run
+                .get("userErrors")
+                .and_then(Value::as_array)
+                .and_then(|e| e.first())
+            else {
+                break run;
+            };
+            let code = err.get("code").and_then(Value::as_str).map(str::to_string);
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)")
+                .to_string();
+            let busy = matches!(
+                code.as_deref(),
+                Some("LIMIT_REACHED" | "OPERATION_IN_PROGRESS")
+            );
+            if !busy || slot_wait >= MAX_SLOT_WAIT {
+                let message = if busy {
+                    format!(
+                        "could not start a bulk operation after waiting {} min for a free slot: {message}",
+                        slot_wait.as_secs() / 60
+                    )
+                } else {
+                    format!("could not start a bulk operation: {message}")
+                };
+                return Err(Error::Api {
+                    platform: "Shopify",
+                    status: 200,
+                    code,
+                    message,
+                });
+            }
+            tracing::info!(stream, %message, "the shop's bulk operation slots are taken; waiting");
+            clock.sleep(SLOT_RETRY_INTERVAL).await;
+            slot_wait += SLOT_RETRY_INTERVAL;
+        };
         let id = run
             .pointer("/bulkOperation/id")
             .and_then(Value::as_str)
@@ -336,7 +368,6 @@ impl Reader {
             .to_string();
         tracing::info!(stream, operation = %id, "bulk operation started");
 
-        let clock = self.client.clock().clone();
         let mut interval = FIRST_POLL_INTERVAL;
         let mut waited = Duration::ZERO;
         let url = loop {

@@ -863,3 +863,66 @@ async fn a_completed_bulk_operation_without_a_file_yields_nothing() {
     assert!(read_all(&h.connector(), req).await.unwrap().is_empty());
     h.finish(guard).await;
 }
+
+#[tokio::test]
+async fn a_bulk_operation_waits_for_a_free_slot_when_the_shops_are_taken() {
+    let h = Harness::start().await;
+    // Two answers say every bulk slot is taken (e.g. by operations a killed backfill left running);
+    // the third starts the operation.
+    h.graphql()
+        .and(body_string_contains("bulkOperationRunQuery"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"bulkOperationRunQuery": {"bulkOperation": null, "userErrors": [{
+                "field": null, "code": "LIMIT_REACHED",
+                "message": "A maximum of 5 bulk queries can run at a time for this app and shop."}]}},
+            "extensions": cost(10, 1990)})))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .expect(2)
+        .mount(&h.server)
+        .await;
+    mount_bulk_start(&h).await;
+    h.graphql()
+        .and(body_string_contains("PollBulk"))
+        .respond_with(poll_answer("COMPLETED", None, None))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut req = read_request("orders", None);
+    req.window = Some(bulk_window());
+    assert!(read_all(&h.connector(), req).await.unwrap().is_empty());
+    let slot = growthflow_shopify::bulk::SLOT_RETRY_INTERVAL;
+    assert_eq!(
+        h.clock.sleeps(),
+        vec![slot, slot, growthflow_shopify::bulk::FIRST_POLL_INTERVAL],
+        "two waits for a slot, then the first poll"
+    );
+    h.finish(guard).await;
+}
+
+#[tokio::test]
+async fn other_bulk_user_errors_fail_at_once_with_their_code() {
+    let h = Harness::start().await;
+    h.graphql()
+        .and(body_string_contains("bulkOperationRunQuery"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"bulkOperationRunQuery": {"bulkOperation": null, "userErrors": [{
+                "field": ["query"], "code": "INVALID",
+                "message": "Invalid bulk query: Field 'nope' doesn't exist on type 'Order'"}]}},
+            "extensions": cost(10, 1990)})))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut req = read_request("orders", None);
+    req.window = Some(bulk_window());
+    let err = read_all(&h.connector(), req).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Api { code: Some(code), message, .. }
+            if code == "INVALID" && message.contains("Field 'nope'")),
+        "{err:?}"
+    );
+    assert!(h.clock.sleeps().is_empty());
+    h.finish(guard).await;
+}
