@@ -93,6 +93,26 @@ pub enum Error {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+    /// A request, next-page link or redirect pointed away from the platform's origin. Refused rather
+    /// than sent, because the source's credentials go with every request and must only reach the host
+    /// they were issued for; retrying cannot help.
+    #[error("refused {what} to {host}: this source's credentials are only sent to {allowed}")]
+    OffOrigin {
+        /// What was refused (`a request`, `a redirect`).
+        what: &'static str,
+        /// The other host (never the URL: its query may hold a token).
+        host: String,
+        /// The configured origin (`https://shop.myshopify.com`).
+        allowed: String,
+    },
+    /// A response body grew past the client's cap; retrying would only read it again.
+    #[error("{what} answered more than {limit} bytes, the most one response may hold (HttpConfig::max_response_bytes)")]
+    ResponseTooLarge {
+        /// Platform and path of the request.
+        what: String,
+        /// The cap in bytes.
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -108,6 +128,7 @@ impl Error {
             Error::Config { .. } => ErrorKind::Config,
             Error::Destination(_) => ErrorKind::Destination,
             Error::Other(_) => ErrorKind::Client,
+            Error::OffOrigin { .. } | Error::ResponseTooLarge { .. } => ErrorKind::Client,
         }
     }
 

@@ -329,6 +329,7 @@ async fn http_client_refreshes_an_oauth_token_after_a_401() {
     let clock = TestClock::new();
     let client = HttpClient::builder(Arc::new(DefaultPolicy("TestPlatform")))
         .auth(Arc::new(HeaderAuth::bearer(provider)))
+        .origin(&server.uri().parse().unwrap())
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();

@@ -21,7 +21,8 @@
 //! # Secrets
 //!
 //! No error message and no `{:?}` output contains a value that came from an environment variable:
-//! messages name keys and variables only, [`SourceEntry`]'s `Debug` shows the keys of its settings but
+//! messages name keys and variables only (a connector's validation error passes through
+//! [`SourceEntry::connector_error`], which hides every value the environment supplied to that source), [`SourceEntry`]'s `Debug` shows the keys of its settings but
 //! no values, and [`DestinationConfig`]'s `Debug` shows only the URL scheme.
 
 use std::fmt;
@@ -326,6 +327,8 @@ pub struct SourceEntry {
     pub source_type: String,
     /// The rest of the table, after `${VAR}` substitution, without `type`.
     pub settings: Table,
+    /// Every value an environment variable put into this table: what [`redact`](Self::redact) hides.
+    from_env: Vec<String>,
 }
 
 impl fmt::Debug for SourceEntry {
@@ -368,6 +371,29 @@ impl SourceEntry {
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let value = Value::Table(self.settings.clone());
         serde_path_to_error::deserialize(value).map_err(|err| self.translate_error(&err))
+    }
+
+    /// `text` with every value that came from an environment variable replaced by `***`. The one
+    /// place connector errors pass through on their way to the user, so a secret put under the wrong
+    /// key (`shop = "${SHOPIFY_TOKEN}"`) is never quoted back, whichever key and connector it was.
+    pub fn redact(&self, text: &str) -> String {
+        scrub_values(text, self.from_env.iter().map(String::as_str).collect())
+    }
+
+    /// A connector's construction error as a [`ConfigError`] naming its key, with values from the
+    /// environment redacted (connectors quote what they reject, which helps for values typed into the
+    /// file but must not echo a secret).
+    pub fn connector_error(&self, err: growthflow_core::Error) -> ConfigError {
+        match err {
+            growthflow_core::Error::Config { key, message } => ConfigError::Invalid {
+                key,
+                message: self.redact(&message),
+            },
+            other => ConfigError::Invalid {
+                key: self.key_path(),
+                message: self.redact(&other.to_string()),
+            },
+        }
     }
 
     fn translate_error(&self, err: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
@@ -505,6 +531,13 @@ fn scrub(message: &str, settings: &Table) -> String {
     }
     let mut values = Vec::new();
     settings.values().for_each(|v| collect(v, &mut values));
+    scrub_values(message, values)
+}
+
+/// Replaces each of `values` found in `message` by `***`: values of 4 or more characters wherever
+/// they occur, shorter ones where they appear quoted.
+fn scrub_values(message: &str, mut values: Vec<&str>) -> String {
+    values.retain(|v| !v.is_empty());
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     let mut out = message.to_owned();
     for value in values {
@@ -758,6 +791,16 @@ fn parse_sources(
             Value::Table(t) => t,
             other => return Err(wrong_type(&path, "a table", &other)),
         };
+        // Record what the environment supplies, so that errors about this source can hide it.
+        let from_env = std::cell::RefCell::new(Vec::new());
+        let recording = |var: &str| {
+            let value = env(var);
+            if let Some(v) = &value {
+                from_env.borrow_mut().push(v.clone());
+            }
+            value
+        };
+        let env: &dyn Fn(&str) -> Option<String> = &recording;
         let type_key = join_key(&path, "type");
         let source_type = match settings.remove("type") {
             None => return Err(ConfigError::MissingKey { key: type_key }),
@@ -779,6 +822,7 @@ fn parse_sources(
             name,
             source_type,
             settings,
+            from_env: from_env.take(),
         });
     }
     Ok(sources)
@@ -1281,6 +1325,69 @@ deep = { list = [{ v = "${B}" }] }
             err("[destination]\nurl = \"postgres://h/db\"\n"),
             "config error: destination.url: postgres is not supported yet; use sqlite://PATH"
         );
+    }
+
+    /// A secret put under the wrong key through `${VAR}` is never quoted back by a connector's
+    /// validation, whichever key it is; the message still names the key. Typed into the file, the same
+    /// value is quoted (the user sees what they wrote), which shows the redaction is what hides it.
+    #[test]
+    fn a_secret_from_the_environment_under_the_wrong_key_is_not_echoed() {
+        const SECRET: &str = "shpat_0123456789abcdef";
+        let env = env_of(&[("SECRET", SECRET)]);
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = crate::tokens::TokenStore::beside(&dir.path().join("gf.db"));
+        let options = growthflow_core::http::ClientOptions::default();
+        let cases = [
+            (
+                "shopify",
+                "shop = \"${SECRET}\"\naccess_token = \"t\"",
+                "shop",
+            ),
+            (
+                "meta_ads",
+                "ad_account_id = \"${SECRET}\"\naccess_token = \"t\"",
+                "ad_account_id",
+            ),
+            (
+                "ga4",
+                "property_id = \"${SECRET}\"\ncredentials_file = \"sa.json\"",
+                "property_id",
+            ),
+            (
+                "klaviyo",
+                "api_key = \"k\"\nrevision = \"${SECRET}\"",
+                "revision",
+            ),
+            (
+                "ga4",
+                "property_id = \"123\"\ncredentials_file = \"/nonexistent/${SECRET}\"",
+                "credentials_file",
+            ),
+        ];
+        for (kind, body, key) in cases {
+            let text = format!("[sources.s]\ntype = \"{kind}\"\n{body}\n");
+            let message = |env: &dyn Fn(&str) -> Option<String>| {
+                // Without the variable, the value is typed into the file as is.
+                let text = match env("SECRET") {
+                    Some(_) => text.clone(),
+                    None => text.replace("${SECRET}", SECRET),
+                };
+                let config = parse(&text, env).unwrap();
+                crate::registry::build(&config.sources[0], &options, &tokens)
+                    .err()
+                    .unwrap_or_else(|| panic!("{key}: expected an error"))
+                    .to_string()
+            };
+            let from_env = message(&env);
+            assert!(
+                from_env.starts_with(&format!("config error: sources.s.{key}: ")),
+                "{from_env}"
+            );
+            assert!(!from_env.contains("shpat_"), "{key}: {from_env}");
+            assert!(from_env.contains("***"), "{key}: {from_env}");
+            let literal = message(&env_of(&[]));
+            assert!(literal.contains(SECRET), "{key}: {literal}");
+        }
     }
 
     #[test]

@@ -18,13 +18,7 @@ pub fn build(
     options: &ClientOptions,
     tokens: &TokenStore,
 ) -> Result<Arc<dyn Connector>, ConfigError> {
-    let invalid = |e: growthflow_core::Error| match e {
-        growthflow_core::Error::Config { key, message } => ConfigError::Invalid { key, message },
-        other => ConfigError::Invalid {
-            key: entry.key_path(),
-            message: other.to_string(),
-        },
-    };
+    let invalid = |e: growthflow_core::Error| entry.connector_error(e);
     match entry.source_type.as_str() {
         "woocommerce" => {
             let config: growthflow_woocommerce::WooCommerceConfig = entry.deserialize()?;

@@ -74,6 +74,7 @@ impl Ga4 {
         let client = HttpClient::builder(Arc::new(Ga4Policy::new(name, property.clone())))
             .options(options)
             .auth(authenticator)
+            .origin(&config.api_base(name)?)
             .build()?;
         // Stream names are 'static in StreamDef; a handful of report names per process is fine to leak.
         let report_names = config

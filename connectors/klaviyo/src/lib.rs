@@ -107,6 +107,7 @@ impl Klaviyo {
             .options(options)
             .rate_limits(limits::rate_limits())
             .auth(authenticator)
+            .origin(&config.api_base(name)?)
             .build()?;
         Ok(Klaviyo {
             name: name.to_string(),

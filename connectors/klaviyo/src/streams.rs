@@ -538,6 +538,9 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                     cursor.url = Url::parse(&u).map_err(|e| Error::Decode {
                         message: format!("Klaviyo links.next is not a URL ({e}): {u:?}"),
                     })?;
+                    // Credentials only go to the configured origin (core's rule, checked again on
+                    // sending): a link elsewhere ends the stream here.
+                    reader.client.check_origin(&cursor.url)?;
                     Some(cursor)
                 }
                 NextPage::Params(_) | NextPage::Done => cursor.queued.pop().map(|url| {

@@ -82,6 +82,7 @@ impl MetaAds {
             .options(options)
             .rate_limits(limits::rate_limits())
             .auth(auth::authenticator(&config.access_token))
+            .origin(&config.api_root(name)?)
             .build()?;
         Ok(MetaAds {
             name: name.to_string(),

@@ -115,6 +115,7 @@ impl Shopify {
             // Shopify limits by query cost, not request count: pacing reads the bucket from each response.
             .rate_limits(RateLimits::new(Quota::UNLIMITED, &[]))
             .auth(Arc::new(auth::authenticator(name, &config, on_rotate)?))
+            .origin(&graphql_url)
             .build()?;
         Ok(Shopify {
             name: name.to_string(),

@@ -926,3 +926,37 @@ async fn other_bulk_user_errors_fail_at_once_with_their_code() {
     assert!(h.clock.sleeps().is_empty());
     h.finish(guard).await;
 }
+
+#[tokio::test]
+async fn a_307_to_another_host_is_not_followed_and_the_token_stays_home() {
+    let h = Harness::start().await;
+    let elsewhere = MockServer::start().await;
+    h.graphql()
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("Location", format!("{}/steal", elsewhere.uri()).as_str()),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let err = read_all(&h.connector(), read_request("orders", None))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::OffOrigin { what, host, .. } => {
+            assert_eq!(*what, "a redirect");
+            assert_eq!(host, &elsewhere.address().to_string());
+        }
+        other => panic!("expected OffOrigin, got {other:?}"),
+    }
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+    let stolen = elsewhere.received_requests().await.unwrap();
+    assert!(
+        stolen.is_empty(),
+        "the other host received {} request(s)",
+        stolen.len()
+    );
+    assert!(h.clock.sleeps().is_empty(), "refusals are not retried");
+    assert_eq!(h.finish(guard).await.len(), 1);
+}

@@ -95,6 +95,7 @@ impl WooCommerce {
                 config.consumer_key.clone(),
                 config.consumer_secret.clone(),
             )))
+            .origin(&api_base)
             .build()?;
         Ok(WooCommerce {
             name: name.to_string(),

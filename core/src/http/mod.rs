@@ -6,6 +6,14 @@
 //! connector's [`ApiPolicy`], refreshes credentials once on a 401, and retries transient and throttled
 //! failures with backoff that honours the platform's own delay. Only paths are logged, never query
 //! strings, because some platforms put tokens there.
+//!
+//! Credentials go with every request, so a client with credentials is bound to one origin (scheme,
+//! host, port — the connector's base URL): a request, next-page link or redirect elsewhere is refused
+//! with [`Error::OffOrigin`] before anything is sent, and redirects are only followed on the
+//! request's own origin. A body is read in chunks up to [`HttpConfig::max_response_bytes`]; a
+//! successful answer that is meant as JSON but does not parse (cut in transit) is asked for once more.
+//! A host name that does not resolve or a TLS certificate that is refused is final, not transient, and
+//! one request never waits longer than [`RetryPolicy::max_total_wait`] in total.
 
 mod clock;
 mod ratelimit;
@@ -17,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use clock::{Clock, TestClock, TokioClock};
@@ -27,7 +35,8 @@ pub use retry::{parse_retry_after, RetryPolicy};
 use crate::auth::{Authenticator, NoAuth};
 use crate::{Error, Result};
 
-/// A response read whole (pages are bounded by the page size; bulk downloads use [`HttpClient::send_raw`]).
+/// A response read whole, up to [`HttpConfig::max_response_bytes`] (bulk downloads use
+/// [`HttpClient::send_raw`]).
 #[derive(Debug, Clone)]
 pub struct Response {
     /// HTTP status.
@@ -214,6 +223,9 @@ pub struct HttpConfig {
     pub retry: RetryPolicy,
     /// Sent as `User-Agent`.
     pub user_agent: String,
+    /// The largest response body [`HttpClient::send`] reads into memory. A page is bounded by its page
+    /// size, so a body past this is a misbehaving server or proxy, and reading on would exhaust memory.
+    pub max_response_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -223,9 +235,16 @@ impl Default for HttpConfig {
             request_timeout: default_request_timeout(),
             retry: RetryPolicy::default(),
             user_agent: default_user_agent(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
+
+/// 256 MiB: far above any page the five platforms send, far below what would exhaust a small machine.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most redirects followed for one request (all on the request's own origin).
+const MAX_REDIRECTS: usize = 10;
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
@@ -277,6 +296,8 @@ pub struct HttpClient {
     auth: Arc<dyn Authenticator>,
     policy: Arc<dyn ApiPolicy>,
     clock: Arc<dyn Clock>,
+    /// The only scheme, host and port [`send`](Self::send) talks to (credentials go with every request).
+    origin: Option<Url>,
     /// Per endpoint: no request before this instant (set by [`ApiPolicy::pace`] and throttles).
     not_before: Arc<Mutex<HashMap<String, Instant>>>,
 }
@@ -298,6 +319,8 @@ pub struct HttpClientBuilder {
     auth: Arc<dyn Authenticator>,
     policy: Arc<dyn ApiPolicy>,
     clock: Arc<dyn Clock>,
+    origin: Option<Url>,
+    auth_set: bool,
 }
 
 impl HttpClientBuilder {
@@ -311,9 +334,21 @@ impl HttpClientBuilder {
         self.limits = limits;
         self
     }
-    /// Credentials.
+    /// Credentials. A client with credentials must also be given its [`origin`](Self::origin).
     pub fn auth(mut self, auth: Arc<dyn Authenticator>) -> Self {
         self.auth = auth;
+        self.auth_set = true;
+        self
+    }
+    /// The platform's base URL (the connector's `base_url` or the platform's own host): only its scheme,
+    /// host and port count. [`HttpClient::send`] refuses any request elsewhere — a next-page link, a
+    /// `Link` header, a redirect — with [`Error::OffOrigin`], so that credentials never leave it.
+    pub fn origin(mut self, base_url: &Url) -> Self {
+        let mut origin = base_url.clone();
+        origin.set_path("/");
+        origin.set_query(None);
+        origin.set_fragment(None);
+        self.origin = Some(origin);
         self
     }
     /// Clock and config from [`ClientOptions`].
@@ -329,10 +364,17 @@ impl HttpClientBuilder {
     }
     /// Build the client.
     pub fn build(self) -> Result<HttpClient> {
+        if self.auth_set && self.origin.is_none() {
+            return Err(Error::Other(format!(
+                "{}: an HTTP client with credentials needs the origin they belong to",
+                self.policy.platform()
+            )));
+        }
         let inner = reqwest::Client::builder()
             .connect_timeout(self.config.connect_timeout)
             .timeout(self.config.request_timeout)
             .user_agent(self.config.user_agent.clone())
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| Error::Other(format!("could not build the HTTP client: {e}")))?;
         Ok(HttpClient {
@@ -342,6 +384,7 @@ impl HttpClientBuilder {
             auth: self.auth,
             policy: self.policy,
             clock: self.clock,
+            origin: self.origin,
             not_before: Arc::default(),
         })
     }
@@ -356,6 +399,8 @@ impl HttpClient {
             auth: Arc::new(NoAuth),
             policy,
             clock: Arc::new(TokioClock),
+            origin: None,
+            auth_set: false,
         }
     }
 
@@ -372,6 +417,20 @@ impl HttpClient {
     /// The clock this client waits on.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// `Ok` when `url` is on this client's origin (or the client has none); else the
+    /// [`Error::OffOrigin`] that [`send`](Self::send) would return, for callers that want to refuse a
+    /// next-page link as soon as they read it.
+    pub fn check_origin(&self, url: &Url) -> Result<()> {
+        match &self.origin {
+            Some(origin) if origin.origin() != url.origin() => Err(Error::OffOrigin {
+                what: "a request",
+                host: host_of(url),
+                allowed: origin.origin().ascii_serialization(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Do not send anything on `endpoint` for `delay` from now (used by connectors that learn of a
@@ -404,10 +463,13 @@ impl HttpClient {
         let template = request
             .build()
             .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
+        self.check_origin(template.url())?;
         let path = template.url().path().to_string();
         let mut attempt = 0u32;
         let mut throttles = 0u32;
         let mut refreshed = false;
+        let mut decode_retried = false;
+        let mut waited = Duration::ZERO;
         loop {
             self.wait_turn(endpoint).await;
             let mut req = template
@@ -424,8 +486,21 @@ impl HttpClient {
                     if let Some(pause) = self.policy.pace(&resp) {
                         self.pause(endpoint, pause);
                     }
+                    refuse_off_origin_redirect(template.url(), &resp)?;
                     match self.policy.classify(&resp) {
                         None => {
+                            if let Some(error) = self.malformed_json(&resp, &path) {
+                                if decode_retried {
+                                    return Err(error);
+                                }
+                                // A body cut at a chunk boundary by a proxy or a dropped connection
+                                // reads as well-formed but truncated JSON; asking once more is cheap.
+                                decode_retried = true;
+                                tracing::info!(endpoint, path = %path, error = %error,
+                                    "malformed JSON; asking once more");
+                                self.clock.sleep(self.config.retry.backoff(0)).await;
+                                continue;
+                            }
                             tracing::debug!(
                                 endpoint,
                                 path = %path,
@@ -463,6 +538,14 @@ impl HttpClient {
                 return Err(error);
             }
             let delay = self.retry_delay(endpoint, &error, attempt)?;
+            let error = match self.total_wait_left(waited, delay, error) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(endpoint, path = %path, error = %e, "request failed; waited too long");
+                    return Err(e);
+                }
+            };
+            waited += delay;
             tracing::info!(
                 endpoint,
                 path = %path,
@@ -484,6 +567,33 @@ impl HttpClient {
         } else {
             attempt >= self.config.retry.max_retries
         }
+    }
+
+    /// `Ok(error)` (to retry) when waiting `delay` more keeps this request within
+    /// [`RetryPolicy::max_total_wait`]; else the error to return, saying why it was not retried.
+    fn total_wait_left(&self, waited: Duration, delay: Duration, error: Error) -> Result<Error> {
+        let budget = self.config.retry.max_total_wait;
+        if waited + delay <= budget {
+            return Ok(error);
+        }
+        let why = format!(
+            "; not retried: the next wait ({}s) would pass the {}s this request may wait in total",
+            delay.as_secs(),
+            budget.as_secs()
+        );
+        Err(match error {
+            Error::Transient { message } => Error::Transient {
+                message: message + &why,
+            },
+            Error::Throttled {
+                retry_after,
+                message,
+            } => Error::Throttled {
+                retry_after,
+                message: message + &why,
+            },
+            other => other,
+        })
     }
 
     fn count(error: &Error, attempt: &mut u32, throttles: &mut u32) {
@@ -516,11 +626,53 @@ impl HttpClient {
         }
     }
 
+    /// A [`Error::Decode`] when a successful answer says or looks like JSON (not HTML, which the
+    /// connectors explain themselves) but does not parse.
+    fn malformed_json(&self, resp: &Response, path: &str) -> Option<Error> {
+        let content_type = resp.header("content-type").unwrap_or_default();
+        let says_json = content_type.contains("json")
+            && !content_type.contains("jsonl")
+            && !content_type.contains("ndjson");
+        let first = resp.body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let looks_json = matches!(first, Some(b'{') | Some(b'['));
+        if first.is_none() || resp.is_html() || !(says_json || looks_json) {
+            return None;
+        }
+        let err = serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).err()?;
+        let Error::Decode { message } = Error::decode(err, &resp.body) else {
+            return None;
+        };
+        Some(Error::Decode {
+            message: format!("{} {path}: {message}", self.policy.platform()),
+        })
+    }
+
     async fn execute_once(&self, req: reqwest::Request) -> Result<Response> {
+        let path = req.url().path().to_string();
         let resp = self.inner.execute(req).await.map_err(transport_error)?;
+        self.read_capped(resp, &path).await
+    }
+
+    /// Read a body in chunks, failing with [`Error::ResponseTooLarge`] as soon as it — or its announced
+    /// `Content-Length` — passes the cap, so a runaway answer never sits whole in memory.
+    async fn read_capped(&self, mut resp: reqwest::Response, path: &str) -> Result<Response> {
+        let limit = self.config.max_response_bytes;
+        let too_large = || Error::ResponseTooLarge {
+            what: format!("{} {path}", self.policy.platform()),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport_error)?.to_vec();
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(1 << 20) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Response {
             status,
             headers,
@@ -542,6 +694,7 @@ impl HttpClient {
             .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
         let mut attempt = 0u32;
         let mut throttles = 0u32;
+        let mut waited = Duration::ZERO;
         loop {
             self.wait_turn(endpoint).await;
             let req = template
@@ -551,13 +704,16 @@ impl HttpClient {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                    let r = Response {
-                        status,
-                        headers,
-                        body,
+                    let r = match self.read_capped(resp, template.url().path()).await {
+                        Ok(r) => r,
+                        Err(e) if e.is_retryable() => Response {
+                            status,
+                            headers: HeaderMap::new(),
+                            body: Vec::new(),
+                        },
+                        Err(e) => return Err(e),
                     };
+                    refuse_off_origin_redirect(template.url(), &r)?;
                     self.policy
                         .classify(&r)
                         .unwrap_or_else(|| Error::Transient {
@@ -570,9 +726,55 @@ impl HttpClient {
                 return Err(error);
             }
             let delay = self.retry_delay(endpoint, &error, attempt)?;
+            let error = self.total_wait_left(waited, delay, error)?;
+            waited += delay;
             self.clock.sleep(delay).await;
             Self::count(&error, &mut attempt, &mut throttles);
         }
+    }
+}
+
+/// Follow a redirect only to the origin of the request that started it (checked again at every hop), so
+/// no header — `Authorization`, which reqwest strips, but also `X-Shopify-Access-Token`, which it does
+/// not know is a credential — ever reaches another host. A stopped redirect comes back as the 3xx and
+/// [`refuse_off_origin_redirect`] turns it into a clear error.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if first.is_some_and(|o| o == attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// A 3xx that points at another origin (the redirect policy stopped there) as [`Error::OffOrigin`].
+fn refuse_off_origin_redirect(requested: &Url, resp: &Response) -> Result<()> {
+    if !resp.status.is_redirection() {
+        return Ok(());
+    }
+    let Some(target) = resp.header("location").and_then(|l| requested.join(l).ok()) else {
+        return Ok(());
+    };
+    if target.origin() == requested.origin() {
+        return Ok(());
+    }
+    Err(Error::OffOrigin {
+        what: "a redirect",
+        host: host_of(&target),
+        allowed: requested.origin().ascii_serialization(),
+    })
+}
+
+/// `host[:port]` of `url`: what an error may say about a URL (its path and query may hold tokens).
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("(no host)");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     }
 }
 
@@ -588,6 +790,7 @@ fn transport_error(e: reqwest::Error) -> Error {
     } else {
         "request failed"
     };
+    let host = e.url().map_or_else(|| "the host".to_string(), host_of);
     let e = e.without_url();
     // reqwest's own text ("error sending request") hides the cause (DNS, refused, TLS); the chain says it.
     let mut message = format!("{what}: {e}");
@@ -596,5 +799,65 @@ fn transport_error(e: reqwest::Error) -> Error {
         message.push_str(&format!(": {c}"));
         cause = c.source();
     }
-    Error::Transient { message }
+    classify_transport(message, &host)
+}
+
+/// A failure that asking again will not cure — the host name does not resolve, its certificate is not
+/// valid for it, or it does not speak TLS — is final, with what to check; anything else on the way is
+/// transient.
+fn classify_transport(message: String, host: &str) -> Error {
+    let chain = message.to_ascii_lowercase();
+    let advice = if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        format!("could not resolve the host name {host}: check the source's url / base_url")
+    } else if chain.contains("invalid peer certificate") {
+        format!(
+            "{host}'s TLS certificate was refused: check the source's url / base_url (and any proxy \
+             in between)"
+        )
+    } else if chain.contains("received corrupt message")
+        || chain.contains("peer is incompatible")
+        || chain.contains("received fatal alert")
+    {
+        format!(
+            "the TLS handshake with {host} failed: check the source's url / base_url (http or https)"
+        )
+    } else {
+        return Error::Transient { message };
+    };
+    Error::Other(format!("{advice}; not retried ({message})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_and_dns_failures_are_final_and_the_rest_transient() {
+        let cert = classify_transport(
+            "could not connect: error sending request: client error (Connect): invalid peer \
+             certificate: UnknownIssuer"
+                .into(),
+            "shop.example",
+        );
+        assert!(!cert.is_retryable());
+        assert!(
+            cert.to_string()
+                .starts_with("shop.example's TLS certificate was refused"),
+            "{cert}"
+        );
+        let dns = classify_transport(
+            "could not connect: error sending request: client error (Connect): dns error: failed \
+             to lookup address information: Temporary failure in name resolution"
+                .into(),
+            "shop.example",
+        );
+        assert!(!dns.is_retryable());
+        let refused = classify_transport(
+            "could not connect: error sending request: client error (Connect): tcp connect error: \
+             Connection refused (os error 111)"
+                .into(),
+            "shop.example",
+        );
+        assert!(refused.is_retryable());
+    }
 }

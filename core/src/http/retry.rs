@@ -18,6 +18,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Longest platform-requested delay we will honour; beyond it the error is returned instead.
     pub max_wait: Duration,
+    /// The most one request may spend waiting between its attempts, all waits together: the counts
+    /// above bound the attempts, this bounds the time, so a request never hangs a sync for hours.
+    pub max_total_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -28,6 +31,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             max_wait: Duration::from_secs(15 * 60),
+            max_total_wait: Duration::from_secs(60 * 60),
         }
     }
 }
