@@ -434,6 +434,39 @@ async fn report_json_gives_the_values_of_the_generated_store() {
         assert_eq!(money(&row["revenue"]), rev.normalize(), "{name}");
         assert!(row["roas"].is_null(), "no spend without Meta");
     }
+    assert!(r.get("other_currencies").is_none(), "one currency only");
+
+    // In another currency: the store's USD money is listed apart, never added in.
+    let (code, out) = cli(
+        &config,
+        &[
+            "report",
+            "--since",
+            "2025-04-01",
+            "--until",
+            "2025-06-30",
+            "--currency",
+            "eur",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let e: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(e["currency"], "EUR");
+    assert_eq!(e["conversion"]["orders"], orders);
+    assert_eq!(e["conversion"]["revenue"], 0);
+    assert!(e["conversion"]["aov"].is_null());
+    assert_eq!(e["other_currencies"]["USD"]["orders"], orders);
+    assert_eq!(
+        money(&e["other_currencies"]["USD"]["revenue"]),
+        revenue.normalize()
+    );
+    assert_eq!(
+        money(&e["other_currencies"]["USD"]["refunded_amount"]),
+        refunded.normalize()
+    );
 
     // Without dates: the last 30 days of data.
     let (_, out) = cli(&config, &["report", "--format", "json"]).await;
