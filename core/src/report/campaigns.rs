@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{params, Connection};
 use rust_decimal::Decimal;
 
-use super::queries::{money_from_sql, Window, VALID_ORDER};
+use super::queries::{money_from_sql, Window};
 use super::sql::{self, p};
 use super::{ratio, CampaignRow, Capabilities, ReportError};
 use crate::channel::parse_stored;
@@ -213,9 +213,10 @@ pub(super) fn campaigns(
         "SELECT utm_campaign, channel, COUNT(*), {first},
                 COALESCE(SUM(CASE WHEN {cur} = {p3} THEN {units} END), 0)
          FROM orders
-         WHERE {VALID_ORDER} AND created_at >= {p1} AND created_at < {p2} AND utm_campaign IS NOT NULL
+         WHERE {valid} AND created_at >= {p1} AND created_at < {p2} AND utm_campaign IS NOT NULL
          GROUP BY utm_campaign, channel",
         first = sql::date_of("MIN(created_at)"),
+        valid = sql::valid_order(""),
         units = sql::money_units("total_price"),
         p1 = p(1),
         p2 = p(2),

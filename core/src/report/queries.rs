@@ -10,9 +10,6 @@ use rust_decimal::Decimal;
 use super::sql::{self, p};
 use super::{ReportError, ReportOptions};
 
-/// The test every metric applies to an order: neither cancelled nor a test order.
-pub(super) const VALID_ORDER: &str = "cancelled = 0 AND test = 0";
-
 /// A sum of money read from SQL as an exact integer of 10⁻⁶ units.
 pub(super) fn money_from_sql(units: i64) -> Decimal {
     Decimal::new(units, sql::MONEY_SCALE).normalize()
@@ -160,10 +157,11 @@ pub(super) fn order_totals(
 ) -> Result<BTreeMap<String, (i64, Decimal)>, ReportError> {
     let sql = format!(
         "SELECT {cur}, COUNT(*), {total} FROM orders
-         WHERE {VALID_ORDER} AND created_at >= {p1} AND created_at < {p2}
+         WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
          GROUP BY 1",
         cur = sql::currency_key("currency"),
         total = sql::sum_money("total_price"),
+        valid = sql::valid_order(""),
         p1 = p(1),
         p2 = p(2),
     );
@@ -219,8 +217,9 @@ pub(super) fn customer_counts(conn: &Connection, w: &Window) -> Result<(i64, i64
         "SELECT COUNT(DISTINCT customer_id),
                 COUNT(DISTINCT CASE WHEN customer_order_index >= 2 THEN customer_id END)
          FROM orders
-         WHERE {VALID_ORDER} AND created_at >= {p1} AND created_at < {p2}
+         WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
            AND customer_id IS NOT NULL AND customer_id <> ''",
+        valid = sql::valid_order(""),
         p1 = p(1),
         p2 = p(2),
     );
@@ -240,13 +239,14 @@ pub(super) fn ltv_totals(
     let sql = format!(
         "SELECT COUNT(*), COALESCE(SUM(total), 0) FROM (
              SELECT customer_id, {total} AS total FROM orders
-             WHERE {VALID_ORDER} AND created_at < {p2} AND {cur} = {p3}
+             WHERE {valid} AND created_at < {p2} AND {cur} = {p3}
                AND customer_id IN (
                    SELECT customer_id FROM orders
-                   WHERE {VALID_ORDER} AND created_at >= {p1} AND created_at < {p2}
+                   WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
                      AND {cur} = {p3} AND customer_id IS NOT NULL AND customer_id <> '')
              GROUP BY customer_id) t",
         total = sql::sum_money("total_price"),
+        valid = sql::valid_order(""),
         p1 = p(1),
         p2 = p(2),
         p3 = p(3),
@@ -302,8 +302,9 @@ pub(super) fn refund_totals(
         "SELECT {cur}, COUNT(*), {value} FROM journey_events e
          JOIN orders o ON o.source = e.source AND o.order_id = {order_id}
          WHERE e.event_type = 'refund' AND e.date BETWEEN {p1} AND {p2}
-           AND o.cancelled = 0 AND o.test = 0
+           AND {valid}
          GROUP BY 1",
+        valid = sql::valid_order("o"),
         cur = sql::currency_key("COALESCE(NULLIF(trim(e.currency), ''), o.currency)"),
         value = sql::sum_money("e.value"),
         order_id = sql::json_text("e.attributes", "order_id"),

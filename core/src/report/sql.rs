@@ -57,6 +57,16 @@ pub(super) fn currency_key(col: &str) -> String {
 /// The currency key of money recorded without a currency.
 pub(crate) const UNKNOWN: &str = "unknown";
 
+/// An order that counts (neither cancelled nor a test order); flags are 0/1 integers in SQLite.
+pub(super) fn valid_order(alias: &str) -> String {
+    let a = if alias.is_empty() {
+        String::new()
+    } else {
+        format!("{alias}.")
+    };
+    format!("{a}cancelled = 0 AND {a}test = 0")
+}
+
 /// The `n`th (1-based) bound parameter.
 pub(super) fn p(n: usize) -> String {
     format!("?{n}")
