@@ -250,3 +250,14 @@ fn unreadable_fields_are_decode_errors_naming_the_field() {
     order["attributes"]["datetime"] = json!("yesterday");
     assert!(decode_message(&order).contains("datetime"));
 }
+
+#[test]
+fn every_mapped_metric_is_in_the_journey_vocabulary_as_klaviyos() {
+    // The report asks the vocabulary which sources emit an event type; it must know Klaviyo's.
+    for (metric, event_type, stage, _) in growthflow_klaviyo::mapper::METRIC_EVENTS {
+        let def = growthflow_core::model::event_type_def(event_type)
+            .unwrap_or_else(|| panic!("{metric}: `{event_type}` is not in EVENT_TYPES"));
+        assert!(def.sources.contains(&"klaviyo"), "{event_type}");
+        assert_eq!(def.stages[0], stage, "{event_type}");
+    }
+}
