@@ -248,3 +248,154 @@ pub trait JourneyMapper: Send + Sync {
     /// Map one record of `stream`. Records of streams that feed nothing return empty rows.
     fn map(&self, stream: &str, record: &Value) -> crate::Result<JourneyRows>;
 }
+
+/// One `journey_events.event_type` of the journey vocabulary: the stages it may carry and the
+/// connector types that emit it.
+///
+/// The report asks this table "does some configured source emit X?" instead of naming platforms, so a
+/// new connector that emits `sessions` makes the ratios over sessions known without touching the report.
+/// `docs/journey_model.md` documents the same table; a test holds the two together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTypeDef {
+    /// The `event_type` stored in `journey_events`.
+    pub event_type: &'static str,
+    /// The stages rows of this type may carry (the first is the one a mapper writes; later ones are
+    /// set by the rebuild's cross-record step, e.g. repeat orders become retention).
+    pub stages: &'static [Stage],
+    /// Connector types (`growthflow_sources.type`) whose records produce rows of this type.
+    pub sources: &'static [&'static str],
+}
+
+/// Shorthand for the vocabulary table below.
+const fn ev(
+    event_type: &'static str,
+    stages: &'static [Stage],
+    sources: &'static [&'static str],
+) -> EventTypeDef {
+    EventTypeDef {
+        event_type,
+        stages,
+        sources,
+    }
+}
+
+const STORES: &[&str] = &["shopify", "woocommerce"];
+const FIRST_OR_REPEAT: &[Stage] = &[Stage::Conversion, Stage::Retention];
+
+/// The journey vocabulary: every `event_type` connectors write, with its stages and emitters.
+pub const EVENT_TYPES: &[EventTypeDef] = &[
+    ev("order", FIRST_OR_REPEAT, STORES),
+    ev("refund", &[Stage::Feedback], STORES),
+    ev("checkout_abandoned", &[Stage::Conversion], &["shopify"]),
+    ev("sessions", &[Stage::Awareness], &["ga4"]),
+    ev("new_users", &[Stage::Awareness], &["ga4"]),
+    ev("engaged_sessions", &[Stage::Consideration], &["ga4"]),
+    ev("add_to_carts", &[Stage::Consideration], &["ga4"]),
+    ev("checkouts_started", &[Stage::Consideration], &["ga4"]),
+    ev(
+        "reported_purchases",
+        &[Stage::Feedback],
+        &["ga4", "meta_ads"],
+    ),
+    ev("ad_insights", &[Stage::Awareness], &["meta_ads"]),
+    ev("email_received", &[Stage::Consideration], &["klaviyo"]),
+    ev("email_opened", &[Stage::Consideration], &["klaviyo"]),
+    ev("email_clicked", &[Stage::Consideration], &["klaviyo"]),
+    ev("product_viewed", &[Stage::Consideration], &["klaviyo"]),
+    ev("checkout_started", &[Stage::Consideration], &["klaviyo"]),
+    ev("placed_order", FIRST_OR_REPEAT, &["klaviyo"]),
+];
+
+/// The vocabulary entry of `event_type`, if it is one.
+pub fn event_type_def(event_type: &str) -> Option<&'static EventTypeDef> {
+    EVENT_TYPES.iter().find(|d| d.event_type == event_type)
+}
+
+/// The connector types that emit `event_type` (empty for an unknown type).
+pub fn emitters(event_type: &str) -> &'static [&'static str] {
+    event_type_def(event_type).map_or(&[], |d| d.sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = include_str!("../../docs/journey_model.md");
+
+    fn stage_named(s: &str) -> Option<Stage> {
+        [
+            Stage::Awareness,
+            Stage::Consideration,
+            Stage::Conversion,
+            Stage::Retention,
+            Stage::Feedback,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// The rows of the doc's vocabulary table: (event types, stages, emitters).
+    fn doc_rows() -> Vec<(Vec<String>, Vec<Stage>, Vec<String>)> {
+        let words = |cell: &str| -> Vec<String> {
+            cell.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let table = DOC
+            .split("## `journey_events.event_type` vocabulary")
+            .nth(1)
+            .expect("the doc has the vocabulary section");
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let types = cells[1]
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect();
+                let stages = words(cells[2])
+                    .iter()
+                    .filter_map(|w| stage_named(w))
+                    .collect();
+                (types, stages, words(cells[3]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_vocabulary_table_matches_event_types() {
+        let mut documented = Vec::new();
+        for (types, stages, sources) in doc_rows() {
+            for t in types {
+                let def = event_type_def(&t)
+                    .unwrap_or_else(|| panic!("`{t}` is documented but not in EVENT_TYPES"));
+                assert_eq!(def.stages, stages.as_slice(), "stages of `{t}`");
+                let mut want: Vec<&str> = def.sources.to_vec();
+                let mut got: Vec<&str> = sources.iter().map(String::as_str).collect();
+                want.sort_unstable();
+                got.sort_unstable();
+                assert_eq!(got, want, "sources of `{t}`");
+                documented.push(t);
+            }
+        }
+        for def in EVENT_TYPES {
+            assert!(
+                documented.iter().any(|t| t == def.event_type),
+                "`{}` is in EVENT_TYPES but not documented",
+                def.event_type
+            );
+        }
+    }
+
+    #[test]
+    fn emitters_of_unknown_types_are_empty() {
+        assert_eq!(emitters("checkout_abandoned"), ["shopify"]);
+        assert!(emitters("nope").is_empty());
+    }
+}

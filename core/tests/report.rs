@@ -135,6 +135,7 @@ fn window(since: &str, until: &str) -> ReportOptions {
     ReportOptions {
         since: Some(d(since)),
         until: Some(d(until)),
+        currency: None,
     }
 }
 
@@ -483,11 +484,13 @@ fn fixture() -> Connection {
             },
         );
     }
-    for (date, value, attributed) in [
-        ("2025-03-05", 50.10, true),
-        ("2025-03-20", 20.00, true),
-        ("2025-03-21", 99.00, false),
-        ("2025-02-28", 1000.00, true),
+    for (date, value, currency, attributed) in [
+        ("2025-03-05", 50.10, "USD", true),
+        ("2025-03-20", 20.00, "USD", true),
+        ("2025-03-21", 99.00, "USD", false),
+        ("2025-02-28", 1000.00, "USD", true),
+        // In EUR: counted as a claim, its money listed apart.
+        ("2025-03-06", 30.00, "EUR", true),
     ] {
         event(
             &c,
@@ -496,6 +499,7 @@ fn fixture() -> Connection {
                 event_type: "placed_order",
                 date,
                 value: Some(value),
+                currency: Some(currency),
                 attributes: json!({"attributed": attributed}),
                 ..Default::default()
             },
@@ -538,6 +542,8 @@ fn fixture() -> Connection {
     refund(&c, "woo", "2025-03-13", 7.00, json!("1002")); // no woo order 1002 → not counted
     refund(&c, "woo", "2025-03-14", 75.00, json!("2003")); // test order → not counted
     refund(&c, "shop", "2025-04-02", 20.00, json!("1002")); // after the window → not counted
+                                                            // The EUR order's refund carries no currency (as WooCommerce's refunds): it is in its order's.
+    refund(&c, "shop", "2025-03-16", 2.50, json!("1004")); // counted, its money under EUR
 
     c
 }
@@ -549,25 +555,30 @@ fn expected_full() -> Value {
         "until": "2025-03-30",
         // Valid orders in the window: 4 in USD (1002, 2001, 2002, 1006), 1 in EUR (1004).
         "currency": "USD",
+        // What the USD report leaves out: the EUR order 1004, its refund, the EUR attributed order.
+        "other_currencies": {
+            "EUR": {"orders": 1, "revenue": 10, "spend": 0, "refunds": 1, "refunded_amount": 2.5,
+                    "email_attributed_revenue": 30}
+        },
         "awareness": {
             // Meta rows in the window: 10000 + 5000 + 2000.
             "impressions": 17000,
             // 200 + "100" (a string, as Meta sends it) + 10.
             "clicks": 310,
-            // 310 / 17000 = 0.018235… → 0.0182
-            "ctr": 0.0182,
+            // 310 / 17000, unrounded
+            "ctr": 0.018235294117647058,
             // 150.55 + 49.45 + 20.00
             "spend": 220,
-            // 220 / 17000 × 1000 = 12.941… → 12.94
-            "cpm": 12.94,
+            // 220 / 17000 × 1000
+            "cpm": 12.941176470588236,
             // 100 + 40 + 30 + 5 + 25 + 5 (02-28 and 03-31 rows are outside)
             "sessions": 205,
             "new_users": 80
         },
         "consideration": {
             "engaged_sessions": 120,
-            // 120 / 205 = 0.58536… → 0.5854
-            "engagement_rate": 0.5854,
+            // 120 / 205
+            "engagement_rate": 0.5853658536585366,
             "add_to_carts": 30,
             "checkouts_started": 12,
             // 03-02, 03-03, 03-30 (03-31 is outside)
@@ -576,44 +587,44 @@ fn expected_full() -> Value {
             "email_clicks": 2
         },
         "conversion": {
-            // 1002 (50.10), 2001 (19.99, first second), 2002 (30.01, last second), 1006 (20.00), 1004 (10.00)
+            // 1002 (50.10), 2001 (19.99, first second), 2002 (30.01, last second), 1006 (20.00) in
+            // USD, and 1004 (10.00) in EUR: counted, its money not in revenue.
             "orders": 5,
-            // 50.10 + 19.99 + 30.01 + 20.00 + 10.00
-            "revenue": 130.10,
-            // 130.10 / 5
-            "aov": 26.02,
-            // 5 / 205 = 0.02439… → 0.0244
-            "conversion_rate": 0.0244,
+            // 50.10 + 19.99 + 30.01 + 20.00
+            "revenue": 120.10,
+            // 120.10 / the 4 USD orders
+            "aov": 30.025,
+            // 5 / 205
+            "conversion_rate": 0.024390243902439025,
             // 03-04, 03-08 (04-01 is outside)
             "abandoned_checkouts": 2,
-            // 2 / (2 + 5) = 0.285714… → 0.2857
-            "cart_abandonment_rate": 0.2857
+            // 2 / (2 + 5)
+            "cart_abandonment_rate": 0.2857142857142857
         },
         "retention": {
             // alice, bob, carol (1004 has no customer)
             "customers": 3,
             // alice (1002 is her 2nd), carol (1006 is her 2nd); bob's 2nd is after the window
             "repeat_customers": 2,
-            // 2 / 3 → 0.6667
-            "repeat_purchase_rate": 0.6667,
-            // alice 100.00 + 50.10, bob 19.99 (1005 is after until), carol 30.01 + 20.00
-            // = 220.10 / 3 = 73.3666… → 73.37
-            "ltv": 73.37,
-            // attributed placed orders in the window: 50.10 + 20.00
+            // 2 / 3
+            "repeat_purchase_rate": 0.6666666666666666,
+            // alice 100.00 + 50.10, bob 19.99 (1005 is after until), carol 30.01 + 20.00 = 220.10 / 3
+            "ltv": 73.36666666666666,
+            // attributed USD placed orders in the window: 50.10 + 20.00
             "email_attributed_revenue": 70.10
         },
         "feedback": {
-            // shop/1002 10.05, woo/2001 5.00, shop/1001 3.00
-            "refunds": 3,
+            // shop/1002 10.05, woo/2001 5.00, shop/1001 3.00 (USD), shop/1004 2.50 (EUR)
+            "refunds": 4,
             "refunded_amount": 18.05,
-            // 18.05 / 130.10 = 0.138739… → 0.1387
-            "refund_rate": 0.1387,
+            // 18.05 / 120.10
+            "refund_rate": 0.15029142381348876,
             "reported_purchases": {
                 // 4 + 2 (03-31 is outside)
                 "meta_ads": 6,
                 "ga4": 5,
-                // attributed placed orders in the window
-                "klaviyo": 2,
+                // attributed placed orders in the window, any currency
+                "klaviyo": 3,
                 "store": 5
             }
         },
@@ -631,8 +642,8 @@ fn expected_full() -> Value {
                 // 1002 (50.10) + 2001 (19.99); the cancelled 1003 does not count
                 "orders": 2,
                 "revenue": 70.09,
-                // 70.09 / 200 = 0.35045 → 0.3505 (half away from zero)
-                "roas": 0.3505
+                // 70.09 / 200, unrounded
+                "roas": 0.35045
             },
             {
                 "campaign": "Newsletter March",
@@ -673,6 +684,7 @@ fn full_report_matches_hand_computation() {
         "since",
         "until",
         "currency",
+        "other_currencies",
         "awareness",
         "consideration",
         "conversion",
@@ -698,10 +710,11 @@ fn full_report_matches_hand_computation() {
 fn struct_fields_hold_exact_values() {
     let conn = fixture();
     let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
-    assert_eq!(r.conversion.revenue.to_string(), "130.10");
-    assert_eq!(r.awareness.spend.to_string(), "220.00");
-    assert_eq!(r.retention.ltv.unwrap().to_string(), "73.37");
+    assert_eq!(r.conversion.revenue.to_string(), "120.1");
+    assert_eq!(r.awareness.spend.to_string(), "220");
+    assert_eq!(r.retention.ltv, Some(220.1 / 3.0));
     assert_eq!(r.feedback.refunded_amount.to_string(), "18.05");
+    assert_eq!(r.other_currencies["EUR"].revenue.to_string(), "10");
     assert_eq!(r.campaigns[0].revenue.to_string(), "70.09");
 }
 
@@ -777,6 +790,7 @@ fn json_key_order_matches_the_contract() {
             "since",
             "until",
             "currency",
+            "other_currencies",
             "awareness",
             "consideration",
             "conversion",
@@ -924,12 +938,12 @@ fn store_only_dataset_has_zero_awareness_and_null_ratios_over_sessions() {
     );
     assert_eq!(
         j["conversion"],
-        json!({"orders": 2, "revenue": 100, "aov": 50, "conversion_rate": null,
+        json!({"orders": 2, "revenue": 100, "aov": 50.0, "conversion_rate": null,
                "abandoned_checkouts": 0, "cart_abandonment_rate": 0.0})
     );
     assert_eq!(
         j["retention"],
-        json!({"customers": 1, "repeat_customers": 1, "repeat_purchase_rate": 1.0, "ltv": 100,
+        json!({"customers": 1, "repeat_customers": 1, "repeat_purchase_rate": 1.0, "ltv": 100.0,
                "email_attributed_revenue": 0})
     );
     assert_eq!(
@@ -957,10 +971,10 @@ fn window_boundaries_are_inclusive() {
     // The day before and the day after the main window hold frank's and bob's orders.
     let r = build_report(&conn, &window("2025-02-28", "2025-02-28")).unwrap();
     assert_eq!(r.conversion.orders, 1);
-    assert_eq!(r.conversion.revenue.to_string(), "60.00");
+    assert_eq!(r.conversion.revenue.to_string(), "60");
     let r = build_report(&conn, &window("2025-03-31", "2025-03-31")).unwrap();
     assert_eq!(r.conversion.orders, 1);
-    assert_eq!(r.conversion.revenue.to_string(), "40.00");
+    assert_eq!(r.conversion.revenue.to_string(), "40");
     assert_eq!(r.feedback.reported_purchases.meta_ads, 10);
 }
 
@@ -972,7 +986,8 @@ fn default_window_is_the_last_30_days_of_data() {
     assert_eq!((r.since, r.until), (d("2025-03-04"), d("2025-04-02")));
     // Valid orders in it: 1002 50.10, 1004 10.00, 1006 20.00, 2002 30.01, 1005 40.00.
     assert_eq!(r.conversion.orders, 5);
-    assert_eq!(r.conversion.revenue.to_string(), "150.11");
+    // (1004's 10.00 is in EUR, left out of the USD revenue.)
+    assert_eq!(r.conversion.revenue.to_string(), "140.11");
 
     // Orders only: the latest order's date ends the window; a day 30 days back is outside.
     let c = db();
@@ -1004,6 +1019,7 @@ fn half_open_windows_and_backwards_windows() {
         &ReportOptions {
             since: None,
             until: Some(d("2025-03-30")),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -1013,6 +1029,7 @@ fn half_open_windows_and_backwards_windows() {
         &ReportOptions {
             since: Some(d("2025-03-20")),
             until: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -1023,6 +1040,7 @@ fn half_open_windows_and_backwards_windows() {
         &ReportOptions {
             since: Some(d("2026-01-01")),
             until: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -1033,7 +1051,7 @@ fn half_open_windows_and_backwards_windows() {
 }
 
 #[test]
-fn money_is_summed_exactly_and_rounded_half_away_from_zero() {
+fn money_is_summed_exactly_and_never_rounded() {
     let c = db();
     // 1.005 is 1.00499999999999989… as a float: float rounding would give 1.00.
     order(
@@ -1061,9 +1079,11 @@ fn money_is_summed_exactly_and_rounded_half_away_from_zero() {
         );
     }
     let r = build_report(&c, &window("2025-06-01", "2025-06-01")).unwrap();
-    assert_eq!(r.conversion.revenue.to_string(), "1.01");
+    // Never rounded: exact to the record's decimals.
+    assert_eq!(r.conversion.revenue.to_string(), "1.005");
+    assert_eq!(r.to_json()["conversion"]["revenue"], json!(1.005));
     let r = build_report(&c, &window("2025-06-02", "2025-06-02")).unwrap();
-    assert_eq!(r.conversion.revenue.to_string(), "100.00");
+    assert_eq!(r.conversion.revenue.to_string(), "100");
     assert_eq!(r.to_json()["conversion"]["revenue"], json!(100));
     assert_eq!(r.to_json()["conversion"]["aov"], json!(0.1));
 }
@@ -1226,36 +1246,40 @@ fn csv_has_one_row_per_metric_and_campaign_field() {
         "report,currency,USD",
         "awareness,impressions,17000",
         "awareness,clicks,310",
-        "awareness,ctr,0.0182",
-        "awareness,spend,220.00",
-        "awareness,cpm,12.94",
+        "awareness,ctr,0.018235294117647058",
+        "awareness,spend,220",
+        "awareness,cpm,12.941176470588236",
         "awareness,sessions,205",
-        "consideration,engagement_rate,0.5854",
+        "consideration,engagement_rate,0.5853658536585366",
         "conversion,orders,5",
-        "conversion,revenue,130.10",
-        "conversion,aov,26.02",
-        "conversion,cart_abandonment_rate,0.2857",
-        "retention,repeat_purchase_rate,0.6667",
-        "retention,ltv,73.37",
-        "retention,email_attributed_revenue,70.10",
-        "feedback,refunds,3",
+        "conversion,revenue,120.1",
+        "conversion,aov,30.025",
+        "conversion,cart_abandonment_rate,0.2857142857142857",
+        "retention,repeat_purchase_rate,0.6666666666666666",
+        "retention,ltv,73.36666666666666",
+        "retention,email_attributed_revenue,70.1",
+        "feedback,refunds,4",
         "feedback,refunded_amount,18.05",
-        "feedback,refund_rate,0.1387",
+        "feedback,refund_rate,0.15029142381348876",
         "feedback,reported_purchases.meta_ads,6",
         "feedback,reported_purchases.ga4,5",
-        "feedback,reported_purchases.klaviyo,2",
+        "feedback,reported_purchases.klaviyo,3",
         "feedback,reported_purchases.store,5",
+        "other_currencies,EUR.orders,1",
+        "other_currencies,EUR.revenue,10",
+        "other_currencies,EUR.refunded_amount,2.5",
+        "other_currencies,EUR.email_attributed_revenue,30",
         "campaigns,Spring Sale/channel,paid_social",
-        "campaigns,Spring Sale/spend,200.00",
+        "campaigns,Spring Sale/spend,200",
         "campaigns,Spring Sale/revenue,70.09",
-        "campaigns,Spring Sale/roas,0.3505",
+        "campaigns,Spring Sale/roas,0.35045",
         "campaigns,Google Brand/roas,",
         "campaigns,Google Brand/sessions,35",
     ] {
         assert!(lines.contains(&line), "missing {line:?} in\n{csv}");
     }
-    // 3 report rows + 31 metrics + 4 campaigns × 8 fields, plus the header.
-    assert_eq!(lines.len(), 1 + 3 + 31 + 4 * 8);
+    // 3 report rows + 31 metrics + 1 other currency × 6 fields + 4 campaigns × 8 fields, plus the header.
+    assert_eq!(lines.len(), 1 + 3 + 31 + 6 + 4 * 8);
     assert!(lines.iter().all(|l| l.split(',').count() == 3), "{csv}");
 }
 
@@ -1275,7 +1299,7 @@ fn csv_quotes_awkward_campaign_names() {
         .unwrap()
         .to_csv();
     assert!(
-        csv.contains("campaigns,\"Sale, \"\"50%\"\" off/revenue\",10.00\n"),
+        csv.contains("campaigns,\"Sale, \"\"50%\"\" off/revenue\",10\n"),
         "{csv}"
     );
 }
@@ -1310,10 +1334,18 @@ fn table_shows_every_stage_and_the_campaigns() {
     assert_eq!(line("impressions"), "17000");
     assert_eq!(line("ctr"), "1.82%");
     assert_eq!(line("spend"), "220.00");
-    assert_eq!(line("revenue"), "130.10");
-    assert_eq!(line("aov"), "26.02");
+    // The table alone rounds, for display.
+    assert_eq!(line("revenue"), "120.10");
+    assert_eq!(line("aov"), "30.03");
     assert_eq!(line("ltv"), "73.37");
-    assert_eq!(line("refund_rate"), "13.87%");
+    assert_eq!(line("refund_rate"), "15.03%");
+    assert!(table.contains("OTHER CURRENCIES"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["EUR", "revenue", "10.00"]),
+        "{table}"
+    );
     assert_eq!(line("reported_purchases.meta_ads"), "6");
     let spring = table.lines().find(|l| l.contains("Spring Sale")).unwrap();
     let cols: Vec<&str> = spring.split_whitespace().collect();
@@ -1351,4 +1383,224 @@ fn report_is_a_plain_value() {
     let a: Report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     let b = a.clone();
     assert_eq!(a, b);
+}
+
+#[test]
+fn currency_option_reports_that_currency_and_lists_the_others() {
+    let conn = fixture();
+    let r = build_report(
+        &conn,
+        &ReportOptions {
+            currency: Some("eur".into()),
+            ..window("2025-03-01", "2025-03-30")
+        },
+    )
+    .unwrap();
+    let j = r.to_json();
+    assert_eq!(j["currency"], json!("EUR"));
+    // Money in EUR only: order 1004 (10.00), its refund (2.50), the EUR attributed order (30.00).
+    assert_eq!(j["conversion"]["orders"], json!(5));
+    assert_eq!(j["conversion"]["revenue"], json!(10));
+    assert_eq!(j["conversion"]["aov"], json!(10.0));
+    assert_eq!(j["feedback"]["refunded_amount"], json!(2.5));
+    assert_eq!(j["feedback"]["refund_rate"], json!(0.25));
+    assert_eq!(j["retention"]["email_attributed_revenue"], json!(30));
+    // 1004 has no customer: no EUR customer, so no EUR lifetime value.
+    assert_eq!(j["retention"]["ltv"], json!(null));
+    // No Meta spend in EUR: 0, and no impressions in EUR to price.
+    assert_eq!(j["awareness"]["spend"], json!(0));
+    assert_eq!(j["awareness"]["cpm"], json!(null));
+    assert_eq!(j["awareness"]["impressions"], json!(17000));
+    assert_eq!(
+        j["other_currencies"],
+        json!({"USD": {"orders": 4, "revenue": 120.1, "spend": 220, "refunds": 3,
+                       "refunded_amount": 18.05, "email_attributed_revenue": 70.1}})
+    );
+    let spring = j["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign"] == json!("Spring Sale"))
+        .unwrap();
+    assert_eq!(
+        (
+            &spring["campaign"],
+            &spring["spend"],
+            &spring["revenue"],
+            &spring["roas"]
+        ),
+        (&json!("Spring Sale"), &json!(0), &json!(0), &json!(null))
+    );
+
+    let err = build_report(
+        &conn,
+        &ReportOptions {
+            currency: Some("euro".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, ReportError::InvalidCurrency(_)), "{err}");
+}
+
+#[test]
+fn spend_in_another_currency_is_never_added() {
+    let c = db();
+    for (value, currency, impressions) in [
+        (10.0, Some("USD"), 1000.0),
+        (7.0, Some("EUR"), 500.0),
+        (3.0, None, 100.0),
+    ] {
+        event(
+            &c,
+            Ev {
+                source: "ads",
+                event_type: "ad_insights",
+                campaign: Some("Brand"),
+                quantity: impressions,
+                value: Some(value),
+                currency,
+                attributes: json!({"clicks": 1}),
+                ..Default::default()
+            },
+        );
+    }
+    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+        .unwrap()
+        .to_json();
+    // The most frequent currency of the events with money; ties alphabetical.
+    assert_eq!(j["currency"], json!("EUR"));
+    assert_eq!(j["awareness"]["spend"], json!(7));
+    assert_eq!(j["awareness"]["impressions"], json!(1600));
+    // cpm over the EUR rows only: 7 / 500 × 1000.
+    assert_eq!(j["awareness"]["cpm"], json!(14.0));
+    assert_eq!(j["other_currencies"]["USD"]["spend"], json!(10));
+    assert_eq!(j["other_currencies"]["unknown"]["spend"], json!(3));
+    assert_eq!(j["campaigns"][0]["spend"], json!(7));
+}
+
+fn register(c: &Connection, types: &[&str]) {
+    for t in types {
+        c.execute(
+            "INSERT INTO growthflow_sources (source, type) VALUES (?1, ?1)",
+            [t],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn ratios_over_metrics_no_configured_source_emits_are_null() {
+    // A WooCommerce-only dataset: no Meta, GA4 or Shopify.
+    let c = db();
+    register(&c, &["woocommerce"]);
+    order(
+        &c,
+        Order {
+            source: "woocommerce",
+            id: "1",
+            customer: Some("a@x.com"),
+            total: 40.0,
+            index: Some(1),
+            utm_campaign: Some("Spring"),
+            ..Default::default()
+        },
+    );
+    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+        .unwrap()
+        .to_json();
+    // Metrics of unconfigured platforms are 0 …
+    assert_eq!(j["awareness"]["impressions"], json!(0));
+    assert_eq!(j["conversion"]["abandoned_checkouts"], json!(0));
+    // … and every ratio that uses one is unknown.
+    assert_eq!(j["awareness"]["ctr"], json!(null));
+    assert_eq!(j["awareness"]["cpm"], json!(null));
+    assert_eq!(j["consideration"]["engagement_rate"], json!(null));
+    assert_eq!(j["conversion"]["conversion_rate"], json!(null));
+    assert_eq!(j["conversion"]["cart_abandonment_rate"], json!(null));
+    assert_eq!(j["campaigns"][0]["roas"], json!(null));
+    // Ratios over the store's own metrics are known, 0 included.
+    assert_eq!(j["conversion"]["aov"], json!(40.0));
+    assert_eq!(j["feedback"]["refund_rate"], json!(0.0));
+    assert_eq!(j["retention"]["repeat_purchase_rate"], json!(0.0));
+
+    // With Shopify, GA4 and Meta configured, those ratios are known (0 where nothing happened).
+    register(&c, &["shopify", "ga4", "meta_ads"]);
+    event(
+        &c,
+        Ev {
+            source: "ga4",
+            event_type: "sessions",
+            quantity: 8.0,
+            ..Default::default()
+        },
+    );
+    event(
+        &c,
+        Ev {
+            source: "meta_ads",
+            event_type: "ad_insights",
+            campaign: Some("Spring"),
+            quantity: 100.0,
+            value: Some(20.0),
+            currency: Some("USD"),
+            attributes: json!({"clicks": 3}),
+            ..Default::default()
+        },
+    );
+    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+        .unwrap()
+        .to_json();
+    assert_eq!(j["awareness"]["ctr"], json!(0.03));
+    assert_eq!(j["consideration"]["engagement_rate"], json!(0.0));
+    assert_eq!(j["conversion"]["conversion_rate"], json!(0.125));
+    assert_eq!(j["conversion"]["cart_abandonment_rate"], json!(0.0));
+    assert_eq!(j["campaigns"][0]["roas"], json!(2.0));
+}
+
+#[test]
+fn klaviyo_campaigns_join_by_name_with_channel_email() {
+    let c = db();
+    // A Klaviyo campaign (name resolved by the rebuild), and a store order tagged with it.
+    event(
+        &c,
+        Ev {
+            source: "email",
+            event_type: "email_clicked",
+            channel: Some("email"),
+            campaign: Some("Spring Launch"),
+            ..Default::default()
+        },
+    );
+    event(
+        &c,
+        Ev {
+            source: "email",
+            event_type: "placed_order",
+            channel: Some("email"),
+            campaign: Some("Spring Launch"),
+            value: Some(25.0),
+            currency: Some("USD"),
+            attributes: json!({"attributed": true}),
+            ..Default::default()
+        },
+    );
+    order(
+        &c,
+        Order {
+            id: "1",
+            total: 25.0,
+            utm_campaign: Some(" spring launch"),
+            channel: Some("email"),
+            ..Default::default()
+        },
+    );
+    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+        .unwrap()
+        .to_json();
+    assert_eq!(
+        j["campaigns"],
+        json!([{"campaign": "Spring Launch", "channel": "email", "spend": 0, "impressions": 0,
+                "clicks": 0, "sessions": 0, "orders": 1, "revenue": 25, "roas": null}])
+    );
 }

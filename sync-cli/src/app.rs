@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
 use growthflow_core::destination::sqlite::SqliteDestination;
 use growthflow_core::destination::DatasetWriter;
@@ -296,18 +296,22 @@ fn print_outcomes(
 
 fn report(cfg: &Config, a: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
     let (_, dest) = open_dataset(cfg)?;
-    print_report(&dest, a.since, a.until, a.format, out)?;
+    let opts = ReportOptions {
+        since: a.since,
+        until: a.until,
+        currency: a.currency.clone(),
+    };
+    print_report(&dest, &opts, a.format, out)?;
     Ok(exit::OK)
 }
 
 fn print_report(
     dest: &SqliteDestination,
-    since: Option<NaiveDate>,
-    until: Option<NaiveDate>,
+    opts: &ReportOptions,
     format: ReportFormat,
     out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
-    let r = build_report(dest.connection(), &ReportOptions { since, until })
+    let r = build_report(dest.connection(), opts)
         .map_err(|e| Failure::Failed(format!("cannot compute the report: {e}")))?;
     let text = match format {
         ReportFormat::Table => r.to_table(),
@@ -347,7 +351,7 @@ async fn demo(
     out.write_all(&summary).map_err(io)?;
     writeln!(out).map_err(io)?;
     let (path, dest) = open_dataset(&cfg)?;
-    print_report(&dest, None, None, ReportFormat::Table, out)?;
+    print_report(&dest, &ReportOptions::default(), ReportFormat::Table, out)?;
     writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
     Ok(code)
 }

@@ -147,7 +147,7 @@ pub struct BackfillArgs {
     pub json: bool,
 }
 
-/// `report [--since DATE] [--until DATE] [--format table|json|csv]`
+/// `report [--since DATE] [--until DATE] [--currency XXX] [--format table|json|csv]`
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ReportArgs {
     /// First day of the report (YYYY-MM-DD) [default: 29 days before --until]
@@ -158,9 +158,26 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub until: Option<NaiveDate>,
 
+    /// Report money in this currency (ISO 4217, e.g. EUR); money in other currencies is listed
+    /// apart, never added in [default: the most frequent currency of the window's store orders]
+    #[arg(long, value_name = "XXX", value_parser = parse_currency)]
+    pub currency: Option<String>,
+
     /// Output format
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+}
+
+/// `--currency`: three letters, stored upper-cased as the dataset's currency codes are compared.
+fn parse_currency(s: &str) -> Result<String, String> {
+    let code = s.trim().to_ascii_uppercase();
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(code)
+    } else {
+        Err(format!(
+            "{s:?} is not a three-letter ISO 4217 currency code"
+        ))
+    }
 }
 
 /// `report --format`.
@@ -458,6 +475,7 @@ mod tests {
             Command::Report(ReportArgs {
                 since: None,
                 until: None,
+                currency: None,
                 format: ReportFormat::Table
             })
         );
@@ -467,6 +485,8 @@ mod tests {
             "2024-01-01",
             "--until",
             "2024-01-31",
+            "--currency",
+            "eur",
             "--format",
             "json",
         ]);
@@ -475,9 +495,16 @@ mod tests {
             Command::Report(ReportArgs {
                 since: Some(date("2024-01-01")),
                 until: Some(date("2024-01-31")),
+                currency: Some("EUR".into()),
                 format: ReportFormat::Json
             })
         );
+        for bad in ["EURO", "€", "", "E1R"] {
+            let e = parse_err(&["report", "--currency", bad]);
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad:?}");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("ISO 4217"), "{e}");
+        }
         let cli = parse(&["report", "--format=csv"]);
         let Command::Report(args) = cli.command else {
             panic!()

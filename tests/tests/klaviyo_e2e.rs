@@ -190,6 +190,33 @@ async fn report_gives_the_klaviyo_values_of_the_generated_account() {
         r["feedback"]["reported_purchases"]["klaviyo"].as_i64(),
         Some(attributed.len() as i64)
     );
+    // Flow emails name no campaign: their flow's name, resolved from the synced flows, is the
+    // campaign in the report, on the email channel.
+    let email_campaigns: Vec<&str> = r["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["channel"] == "email")
+        .map(|c| c["campaign"].as_str().unwrap())
+        .collect();
+    let mut flow_names = 0;
+    for e in of("Opened Email").into_iter().chain(of("Clicked Email")) {
+        let Some(flow) = e["attributes"]["event_properties"]["$flow"].as_str() else {
+            continue;
+        };
+        let name = account
+            .flows
+            .iter()
+            .find(|f| f["id"] == flow)
+            .and_then(|f| f["attributes"]["name"].as_str())
+            .unwrap();
+        assert!(
+            email_campaigns.contains(&name.trim()),
+            "{name} not in {email_campaigns:?}"
+        );
+        flow_names += 1;
+    }
+    assert!(flow_names > 0);
     assert_eq!(account.throttled_count(), 0);
     env.sandbox.shutdown().await;
 }

@@ -371,14 +371,19 @@ async fn report_json_gives_the_values_of_the_generated_store() {
         .collect();
     let refunded: Decimal = refunds.iter().map(|f| dec(&f["amount"])).sum();
 
+    // JSON numbers are never rounded: money is the exact sum, averages the exact quotient as a double.
     let money = |v: &Value| Decimal::from_str(&v.to_string()).unwrap();
+    let exact = |d: Decimal| -> f64 { d.to_string().parse().unwrap() };
     assert_eq!(r["since"], "2025-04-01");
     assert_eq!(r["until"], "2025-06-30");
     assert_eq!(r["currency"], "USD");
     let c = &r["conversion"];
     assert_eq!(c["orders"], orders);
-    assert_eq!(money(&c["revenue"]), cents(revenue));
-    assert_eq!(money(&c["aov"]), cents(revenue / Decimal::from(orders)));
+    assert_eq!(money(&c["revenue"]), revenue.normalize());
+    assert_eq!(
+        c["aov"].as_f64().unwrap(),
+        exact(revenue / Decimal::from(orders))
+    );
     assert!(c["conversion_rate"].is_null(), "no GA4: no sessions");
     assert_eq!(c["abandoned_checkouts"], 0);
     assert!(c["cart_abandonment_rate"].is_null(), "no Shopify source");
@@ -387,17 +392,17 @@ async fn report_json_gives_the_values_of_the_generated_store() {
     assert_eq!(t["repeat_customers"], repeat.len() as i64);
     assert!(!repeat.is_empty());
     let rate = repeat.len() as f64 / customers.len() as f64;
-    assert!((t["repeat_purchase_rate"].as_f64().unwrap() - rate).abs() < 0.0001);
+    assert!((t["repeat_purchase_rate"].as_f64().unwrap() - rate).abs() < 1e-12);
     assert_eq!(
-        money(&t["ltv"]),
-        cents(lifetime / Decimal::from(customers.len()))
+        t["ltv"].as_f64().unwrap(),
+        exact(lifetime / Decimal::from(customers.len()))
     );
     assert_eq!(money(&t["email_attributed_revenue"]), Decimal::ZERO);
     let f = &r["feedback"];
     assert_eq!(f["refunds"], refunds.len() as i64);
-    assert_eq!(money(&f["refunded_amount"]), cents(refunded));
+    assert_eq!(money(&f["refunded_amount"]), refunded.normalize());
     let refund_rate: f64 = (refunded / revenue).to_string().parse().unwrap();
-    assert!((f["refund_rate"].as_f64().unwrap() - refund_rate).abs() < 0.0001);
+    assert_eq!(f["refund_rate"].as_f64().unwrap(), refund_rate);
     assert_eq!(f["reported_purchases"]["store"], orders);
     assert_eq!(f["reported_purchases"]["meta_ads"], 0);
     let a = &r["awareness"];
@@ -426,9 +431,42 @@ async fn report_json_gives_the_values_of_the_generated_store() {
         let name = row["campaign"].as_str().unwrap().trim().to_lowercase();
         let (n, rev) = by_campaign[&name];
         assert_eq!(row["orders"], n, "{name}");
-        assert_eq!(money(&row["revenue"]), cents(rev), "{name}");
+        assert_eq!(money(&row["revenue"]), rev.normalize(), "{name}");
         assert!(row["roas"].is_null(), "no spend without Meta");
     }
+    assert!(r.get("other_currencies").is_none(), "one currency only");
+
+    // In another currency: the store's USD money is listed apart, never added in.
+    let (code, out) = cli(
+        &config,
+        &[
+            "report",
+            "--since",
+            "2025-04-01",
+            "--until",
+            "2025-06-30",
+            "--currency",
+            "eur",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let e: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(e["currency"], "EUR");
+    assert_eq!(e["conversion"]["orders"], orders);
+    assert_eq!(e["conversion"]["revenue"], 0);
+    assert!(e["conversion"]["aov"].is_null());
+    assert_eq!(e["other_currencies"]["USD"]["orders"], orders);
+    assert_eq!(
+        money(&e["other_currencies"]["USD"]["revenue"]),
+        revenue.normalize()
+    );
+    assert_eq!(
+        money(&e["other_currencies"]["USD"]["refunded_amount"]),
+        refunded.normalize()
+    );
 
     // Without dates: the last 30 days of data.
     let (_, out) = cli(&config, &["report", "--format", "json"]).await;

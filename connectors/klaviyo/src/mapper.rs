@@ -125,11 +125,15 @@ fn occurred_at(record: &Value, what: &str) -> Result<DateTime<Utc>> {
     }
 }
 
-/// Who Klaviyo credits an order to: campaign id, flow id, and whether it is attributed at all.
+/// Who Klaviyo credits an order to: campaign id, flow id, the message, and whether it is attributed at
+/// all.
 #[derive(Debug, Default, PartialEq)]
 struct Attribution {
     campaign: Option<String>,
     flow: Option<String>,
+    /// The campaign's or flow's message (`campaign-message` / `flow-message`, else
+    /// `$attributed_message`).
+    message: Option<String>,
     attributed: bool,
 }
 
@@ -147,6 +151,10 @@ fn attribution(record: &Value, props: &Map<String, Value>) -> Attribution {
         if a.flow.is_none() {
             a.flow = related_id(resource, "flow");
         }
+        if a.message.is_none() {
+            a.message = related_id(resource, "campaign-message")
+                .or_else(|| related_id(resource, "flow-message"));
+        }
     }
     let attributed_flow = text(props.get("$attributed_flow"));
     let attributed_message = text(props.get("$attributed_message"));
@@ -156,6 +164,9 @@ fn attribution(record: &Value, props: &Map<String, Value>) -> Attribution {
     // `$attributed_message` is a campaign's message when no flow is named, a flow message otherwise.
     if a.campaign.is_none() && a.flow.is_none() {
         a.campaign = attributed_message.clone();
+    }
+    if a.message.is_none() {
+        a.message = attributed_message.clone();
     }
     let related = record
         .pointer("/relationships/attributions/data")
@@ -192,11 +203,14 @@ pub fn event_row(record: &Value) -> Result<Option<EventRow>> {
     if is_email {
         let message = text(props.get("$message"));
         let flow = text(props.get("$flow"));
+        let campaign_name = text(props.get("Campaign Name"));
         event.channel = Some(Channel::Email);
-        event.campaign = text(props.get("Campaign Name"))
-            .or_else(|| flow.clone())
-            .or_else(|| message.clone());
-        event.attributes = json!({ "message": message, "flow": flow });
+        event.campaign = fallback_campaign(&campaign_name, &message, &None, &flow);
+        event.attributes = json!({
+            "message": message,
+            "flow": flow,
+            "campaign_name": campaign_name,
+        });
     } else if event_type == "placed_order" {
         let a = attribution(record, props);
         event.value = money(props.get("$value"), "$value", &what)?;
@@ -206,13 +220,32 @@ pub fn event_row(record: &Value) -> Result<Option<EventRow>> {
         if a.attributed {
             event.channel = Some(Channel::Email);
         }
+        event.campaign = fallback_campaign(&None, &a.message, &a.campaign, &a.flow);
         event.attributes = json!({
             "attributed": a.attributed,
             "campaign": a.campaign,
             "flow": a.flow,
+            "message": a.message,
         });
     }
     Ok(Some(event))
+}
+
+/// The campaign an email event or attributed order names before the rebuild resolves ids into names
+/// (from the synced `campaigns` and `flows`, see `docs/journey_model.md`): the event's own "Campaign
+/// Name", else the message id, else the campaign or flow id. The rebuild falls back to exactly this
+/// order, so a dataset without campaigns/flows synced keeps these values.
+fn fallback_campaign(
+    campaign_name: &Option<String>,
+    message: &Option<String>,
+    campaign: &Option<String>,
+    flow: &Option<String>,
+) -> Option<String> {
+    campaign_name
+        .clone()
+        .or_else(|| message.clone())
+        .or_else(|| campaign.clone())
+        .or_else(|| flow.clone())
 }
 
 /// A profile with an email as a person, first seen when Klaviyo created the profile.

@@ -47,7 +47,11 @@ fn an_opened_email_is_consideration_on_the_email_channel() {
     expected.channel = Some(Channel::Email);
     expected.campaign = Some("2024-06-01 Summer Launch".into());
     expected.email = Some("sarah.mason@example.com".into());
-    expected.attributes = json!({ "message": "01HZ4K7Q3M2V8N5R6T9W0XYZAB", "flow": null });
+    expected.attributes = json!({
+        "message": "01HZ4K7Q3M2V8N5R6T9W0XYZAB",
+        "flow": null,
+        "campaign_name": "2024-06-01 Summer Launch",
+    });
     assert_eq!(e, expected);
 }
 
@@ -64,10 +68,13 @@ fn a_placed_order_is_a_conversion_with_value_and_attribution() {
     expected.email = Some("sarah.mason@example.com".into());
     expected.value = Some(Decimal::from_str("129.9").unwrap());
     expected.currency = Some("USD".into());
+    // Until the rebuild names it from the synced campaigns, the attributed message id stands in.
+    expected.campaign = Some("01HZ4K7Q3M2V8N5R6T9W0XYZAB".into());
     expected.attributes = json!({
         "attributed": true,
         "campaign": "01HZ4K7Q3M2V8N5R6T9W0XYZAA",
         "flow": null,
+        "message": "01HZ4K7Q3M2V8N5R6T9W0XYZAB",
     });
     assert_eq!(e, expected);
     assert_eq!(e.date.to_string(), "2024-06-01");
@@ -87,7 +94,7 @@ fn placed_order_attribution_from_each_source() {
     flow["attributes"]["event_properties"]["$attributed_message"] = json!("Rb4KpL");
     assert_eq!(
         attrs(&flow),
-        json!({ "attributed": true, "campaign": null, "flow": "XVTP5Q" })
+        json!({ "attributed": true, "campaign": null, "flow": "XVTP5Q", "message": "Rb4KpL" })
     );
 
     // Only the properties: a campaign's message.
@@ -98,7 +105,7 @@ fn placed_order_attribution_from_each_source() {
         .remove("$attributed_flow");
     assert_eq!(
         attrs(&message),
-        json!({ "attributed": true, "campaign": "Rb4KpL", "flow": null })
+        json!({ "attributed": true, "campaign": "Rb4KpL", "flow": null, "message": "Rb4KpL" })
     );
 
     // Only the relationship, its resource not included.
@@ -112,7 +119,7 @@ fn placed_order_attribution_from_each_source() {
     }
     assert_eq!(
         attrs(&related),
-        json!({ "attributed": true, "campaign": null, "flow": null })
+        json!({ "attributed": true, "campaign": null, "flow": null, "message": null })
     );
 
     // Nothing: not attributed, no channel.
@@ -121,9 +128,10 @@ fn placed_order_attribution_from_each_source() {
     let e = one(&organic);
     assert_eq!(
         e.attributes,
-        json!({ "attributed": false, "campaign": null, "flow": null })
+        json!({ "attributed": false, "campaign": null, "flow": null, "message": null })
     );
     assert_eq!(e.channel, None);
+    assert_eq!(e.campaign, None);
     assert_eq!(e.value, Some(Decimal::from_str("129.9").unwrap()));
 }
 
@@ -136,7 +144,11 @@ fn a_flow_click_takes_the_message_name_and_keeps_the_flow() {
     assert_eq!(e.campaign.as_deref(), Some("Abandoned Checkout: Email 1"));
     assert_eq!(
         e.attributes,
-        json!({ "message": "Rb4KpL", "flow": "XVTP5Q" })
+        json!({
+            "message": "Rb4KpL",
+            "flow": "XVTP5Q",
+            "campaign_name": "Abandoned Checkout: Email 1"
+        })
     );
     assert_eq!(
         e.occurred_at,
@@ -237,4 +249,15 @@ fn unreadable_fields_are_decode_errors_naming_the_field() {
     let mut order = events("events_page1.json")[1].clone();
     order["attributes"]["datetime"] = json!("yesterday");
     assert!(decode_message(&order).contains("datetime"));
+}
+
+#[test]
+fn every_mapped_metric_is_in_the_journey_vocabulary_as_klaviyos() {
+    // The report asks the vocabulary which sources emit an event type; it must know Klaviyo's.
+    for (metric, event_type, stage, _) in growthflow_klaviyo::mapper::METRIC_EVENTS {
+        let def = growthflow_core::model::event_type_def(event_type)
+            .unwrap_or_else(|| panic!("{metric}: `{event_type}` is not in EVENT_TYPES"));
+        assert!(def.sources.contains(&"klaviyo"), "{event_type}");
+        assert_eq!(def.stages[0], stage, "{event_type}");
+    }
 }

@@ -238,7 +238,8 @@ pub fn order_row(record: &Value) -> Result<OrderRow> {
         order_id,
         email,
         created_at,
-        currency: text(obj.get("currencyCode")).or(total_currency),
+        // The currency of the amounts: `shopMoney`'s, the shop currency (never the presentment one).
+        currency: total_currency.or_else(|| text(obj.get("currencyCode"))),
         total_price,
         subtotal_price,
         total_discounts,
@@ -275,7 +276,13 @@ pub fn refund_events(record: &Value) -> Result<Vec<EventRow>> {
         let (amount, currency) = shop_money(refund, "totalRefundedSet", &what)?;
         let mut event = EventRow::at(format!("refund:{id}"), at, Stage::Feedback, "refund");
         event.value = Some(amount.unwrap_or_default().abs());
-        event.currency = currency.or_else(|| text(obj.get("currencyCode")));
+        event.currency = currency
+            .or_else(|| {
+                obj.get("totalPriceSet")
+                    .and_then(|m| m.get("shopMoney"))
+                    .and_then(|m| text(m.get("currencyCode")))
+            })
+            .or_else(|| text(obj.get("currencyCode")));
         event.email = text(obj.get("email"));
         event.attributes = json!({ "order_id": order_id });
         events.push(event);

@@ -198,3 +198,32 @@ fn products_are_raw_only_and_the_mapper_is_shopifys() {
         .is_empty());
     assert_eq!(ShopifyMapper.source_type(), "shopify");
 }
+
+#[test]
+fn money_and_its_currency_come_from_shop_money() {
+    // A shop in CAD selling to a customer in EUR: the amounts read are `shopMoney`'s, so the currency
+    // recorded with them must be `shopMoney`'s too, whatever the order's other currency fields say.
+    let mut o = fixture("order_1042.json");
+    o["currencyCode"] = json!("EUR");
+    o["presentmentCurrencyCode"] = json!("EUR");
+    for set in [
+        "totalPriceSet",
+        "subtotalPriceSet",
+        "totalDiscountsSet",
+        "totalRefundedSet",
+    ] {
+        if o[set].is_object() {
+            o[set]["shopMoney"]["currencyCode"] = json!("CAD");
+            o[set]["presentmentMoney"] = json!({"amount": "1.00", "currencyCode": "EUR"});
+        }
+    }
+    for refund in o["refunds"].as_array_mut().unwrap() {
+        refund["totalRefundedSet"] = json!({"shopMoney": {"amount": "17.5"}});
+    }
+    let rows = ShopifyMapper.map("orders", &o).unwrap();
+    assert_eq!(rows.orders[0].currency.as_deref(), Some("CAD"));
+    assert_eq!(rows.orders[0].total_price, dec("167.33"));
+    // A refund whose MoneyBag names no currency is in its order's shop currency.
+    assert_eq!(rows.events[0].currency.as_deref(), Some("CAD"));
+    assert_eq!(rows.events[0].value, Some(dec("17.5")));
+}

@@ -237,6 +237,7 @@ fn rebuild(
          DELETE FROM temp.dirty; DELETE FROM temp.affected;",
     )?;
     let mut stats = RebuildStats::default();
+    let full = !matches!(&previous, Some((fp, _)) if *fp == fingerprint);
     match previous {
         Some((fp, watermark)) if fp == fingerprint => {
             tx.execute_batch(
@@ -275,6 +276,7 @@ fn rebuild(
             )?;
         }
     }
+    name_klaviyo_campaigns(tx, full)?;
     settle_people(tx)?;
     tx.execute("DELETE FROM growthflow_removed", [])?;
     tx.execute(
@@ -502,6 +504,7 @@ fn map_records(
 /// of each person's valid orders across every store by creation time, which order events are repeat
 /// orders (retention) rather than first ones, and the `customers` rows.
 fn settle_people(tx: &Transaction<'_>) -> Result<()> {
+    restage_klaviyo_orders(tx)?;
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS order_index (source TEXT, order_id TEXT, idx INTEGER,
             PRIMARY KEY (source, order_id));
@@ -542,6 +545,81 @@ fn settle_people(tx: &Transaction<'_>) -> Result<()> {
                       GROUP BY customer_id) o ON o.customer_id = p.customer_id
            GROUP BY p.customer_id;
          DELETE FROM temp.order_index; DELETE FROM temp.affected; DELETE FROM temp.dirty;",
+    )?;
+    Ok(())
+}
+
+/// Klaviyo "Placed Order" events are staged like store orders: a person's first placed order in a
+/// Klaviyo source is `conversion`, every later one `retention`. The ordinal counts that source's
+/// `placed_order` events of the person by `occurred_at` (ties by `event_id`); events without a person
+/// stay `conversion`. Recomputed for the people in `temp.affected`, like the store orders' stages.
+fn restage_klaviyo_orders(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "UPDATE journey_events SET stage = CASE WHEN EXISTS (
+             SELECT 1 FROM journey_events p
+             WHERE p.event_type = 'placed_order' AND p.source = journey_events.source
+               AND p.customer_id = journey_events.customer_id
+               AND (p.occurred_at < journey_events.occurred_at
+                    OR (p.occurred_at = journey_events.occurred_at
+                        AND p.event_id < journey_events.event_id)))
+           THEN 'retention' ELSE 'conversion' END
+         WHERE event_type = 'placed_order'
+           AND customer_id IN (SELECT customer_id FROM temp.affected);",
+    )?;
+    Ok(())
+}
+
+/// Klaviyo events carry ids (campaign, campaign or flow message, flow); their `campaign` becomes the
+/// name of the synced `campaigns` or `flows` record of the same source they point at: the campaign by
+/// id, else the campaign whose messages include the message, else the flow by id; else the event's own
+/// "Campaign Name", else the message id, else the campaign or flow id (the mapper's fallback, in the
+/// same order). A full rebuild names every Klaviyo email and placed-order event; an incremental one
+/// those of the records it mapped again, and all of a source's when its campaigns or flows changed.
+fn name_klaviyo_campaigns(tx: &Transaction<'_>, full: bool) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS klaviyo_names (source TEXT, kind TEXT, id TEXT, name TEXT,
+            PRIMARY KEY (source, kind, id)) WITHOUT ROWID;
+         DELETE FROM temp.klaviyo_names;
+         INSERT OR IGNORE INTO temp.klaviyo_names
+           SELECT r.source, 'campaign', r.record_id, trim(json_extract(r.payload, '$.attributes.name'))
+           FROM raw_records r JOIN growthflow_sources s ON s.source = r.source AND s.type = 'klaviyo'
+           WHERE r.stream = 'campaigns';
+         INSERT OR IGNORE INTO temp.klaviyo_names
+           SELECT r.source, 'message', json_extract(m.value, '$.id'),
+                  trim(json_extract(r.payload, '$.attributes.name'))
+           FROM raw_records r JOIN growthflow_sources s ON s.source = r.source AND s.type = 'klaviyo'
+           JOIN json_each(r.payload, '$.relationships.\"campaign-messages\".data') m
+           WHERE r.stream = 'campaigns';
+         INSERT OR IGNORE INTO temp.klaviyo_names
+           SELECT r.source, 'flow', r.record_id, trim(json_extract(r.payload, '$.attributes.name'))
+           FROM raw_records r JOIN growthflow_sources s ON s.source = r.source AND s.type = 'klaviyo'
+           WHERE r.stream = 'flows';
+         DELETE FROM temp.klaviyo_names WHERE id IS NULL OR name IS NULL OR name = '';",
+    )?;
+    tx.execute(
+        "UPDATE journey_events SET campaign = COALESCE(
+             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
+                AND n.kind = 'campaign' AND n.id = json_extract(journey_events.attributes, '$.campaign')),
+             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
+                AND n.kind = 'message' AND n.id = json_extract(journey_events.attributes, '$.message')),
+             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
+                AND n.kind = 'message' AND n.id = json_extract(journey_events.attributes, '$.campaign')),
+             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
+                AND n.kind = 'flow' AND n.id = json_extract(journey_events.attributes, '$.flow')),
+             json_extract(attributes, '$.campaign_name'),
+             json_extract(attributes, '$.message'),
+             json_extract(attributes, '$.campaign'),
+             json_extract(attributes, '$.flow'))
+         WHERE event_type IN ('email_received', 'email_opened', 'email_clicked', 'placed_order')
+           AND source IN (SELECT source FROM growthflow_sources WHERE type = 'klaviyo')
+           AND (?1
+                OR source IN (SELECT source FROM temp.dirty WHERE stream IN ('campaigns', 'flows'))
+                OR event_id IN (
+                    SELECT j.value FROM temp.dirty t
+                    JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                             AND d.record_id = t.record_id
+                    JOIN json_each(d.events) j))",
+        [full],
     )?;
     Ok(())
 }
