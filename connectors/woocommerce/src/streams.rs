@@ -501,7 +501,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                         at: newest,
                         seen: at_newest.into_iter().collect(),
                     };
-                    cursor.page_params = cursor.paginator.first();
+                    cursor.page_params = cursor.paginator.reset();
                     Some(cursor)
                 } else {
                     // A whole page within one second: page on within it.
