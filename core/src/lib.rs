@@ -24,6 +24,7 @@ pub mod http;
 pub mod model;
 pub mod paginate;
 pub mod report;
+pub mod start;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

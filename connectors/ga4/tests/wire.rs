@@ -960,3 +960,35 @@ async fn user_reports_are_batched_and_replace_their_days_too() {
     }
     assert_no_unexpected(catch_all).await;
 }
+
+/// A saved cursor that is not a date used to be ignored: the stream silently restarted from
+/// `start_date`, re-reading (and spending quota on) the whole history. It is an error that names the
+/// stream and says how to reset it, sent before any request.
+#[tokio::test]
+async fn an_unreadable_saved_cursor_fails_clearly_instead_of_restarting() {
+    let server = MockServer::start().await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 6, 10, 15, 30, 0).unwrap());
+    let ga4 = connector(&server, "unreadable-cursor", &clock);
+    let err = read_pages(
+        &ga4,
+        ReadRequest {
+            stream: "traffic_daily".into(),
+            state: Some(json!({ "cursor": "June 9th" })),
+            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            window: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("`traffic_daily`"), "{text}");
+    assert!(text.contains("\"June 9th\""), "{text}");
+    assert!(
+        text.contains("--stream traffic_daily --full-refresh"),
+        "{text}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    assert_no_unexpected(catch_all).await;
+}

@@ -24,6 +24,7 @@ use url::Url;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
+use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::{Error, Result};
 
@@ -237,16 +238,7 @@ impl Reader {
     /// Where an incremental read starts: the saved cursor less one second and the lookback, else the
     /// configured start date.
     fn incremental_start(&self, request: &ReadRequest) -> Result<DateTime<Utc>> {
-        let Some(cursor) = request.state_cursor() else {
-            return Ok(request.start);
-        };
-        let saved = parse_utc(cursor).ok_or_else(|| {
-            Error::Other(format!(
-                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
-                request.stream
-            ))
-        })?;
-        Ok(saved - Duration::seconds(1) - Duration::days(i64::from(self.lookback_days)))
+        read_start(request, Rewind::exclusive_seconds(self.lookback_days))
     }
 
     fn plan(&self, spec: Spec, request: &ReadRequest) -> Result<Plan> {
