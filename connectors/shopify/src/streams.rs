@@ -288,8 +288,7 @@ impl Reader {
             .as_ref()
             .ok()
             .and_then(|(_, body)| QueryCost::from_body(body));
-        self.bucket
-            .settle(clock.as_ref(), reservation, cost.as_ref());
+        reservation.settle(clock.as_ref(), cost.as_ref());
         if let Some(c) = cost {
             self.costs
                 .lock()
