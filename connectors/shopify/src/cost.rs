@@ -139,9 +139,9 @@ impl CostBucket {
                             settled: false,
                         };
                     }
-                    Some(missing) => {
-                        Some(Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(60)))
-                    }
+                    Some(missing) => Some(
+                        Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(60)),
+                    ),
                     None => None,
                 }
             };
@@ -276,11 +276,18 @@ mod tests {
         let probe = bucket.reserve(&clock, 600.0).await;
         let waiting = bucket.reserve(&clock, 600.0);
         tokio::pin!(waiting);
-        assert!((&mut waiting).now_or_never().is_none(), "waits for the first answer");
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "waits for the first answer"
+        );
         // The first answer says the bucket is nearly empty: the second query waits for its points.
         probe.settle(&clock, Some(&report(200.0)));
         let second = waiting.await;
-        assert_eq!(clock.sleeps(), vec![Duration::from_secs(4)], "400 points at 100/s");
+        assert_eq!(
+            clock.sleeps(),
+            vec![Duration::from_secs(4)],
+            "400 points at 100/s"
+        );
         second.settle(&clock, None);
 
         // A first query that ends without a report lets the next waiter learn instead.
