@@ -17,7 +17,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Destination, RebuildStats, WriteBatch};
+use super::{Destination, RebuildStats, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::time::format_utc;
 use crate::{Error, Result};
@@ -77,6 +77,13 @@ impl SqliteDestination {
             [],
             |r| r.get(0),
         )?;
+        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        if current > known {
+            return Err(Error::Destination(Box::new(SchemaTooNew {
+                found: current,
+                supported: known,
+            })));
+        }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
