@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, NoTls, Statement, Transaction};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -330,6 +330,54 @@ const TEMP_TABLES: &str = "
 pub struct PostgresDestination {
     client: Client,
     target: PostgresTarget,
+    statements: Statements,
+}
+
+/// The statements of every commit, prepared once per connection: a commit is then a handful of
+/// round trips, not twice as many.
+struct Statements {
+    /// Takes the write lock, then reads the server's clock (the subquery, volatile, runs first).
+    lock_then_clock: Statement,
+    note_removed: Statement,
+    replace: Statement,
+    /// From `gf_incoming` into `raw_records`, emptying it; a page that names a record twice keeps
+    /// its last version, as SQLite's upserts do.
+    upsert_incoming: Statement,
+    save_state: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> std::result::Result<Self, postgres::Error> {
+        Ok(Statements {
+            lock_then_clock: client.prepare(
+                "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) l",
+            )?,
+            note_removed: client.prepare(
+                "INSERT INTO growthflow_removed (source, stream, record_id)
+                 SELECT source, stream, record_id FROM raw_records
+                 WHERE source = $1 AND stream = $2 AND cursor_value = $3
+                 ON CONFLICT DO NOTHING",
+            )?,
+            replace: client.prepare(
+                "DELETE FROM raw_records WHERE source = $1 AND stream = $2 AND cursor_value = $3",
+            )?,
+            upsert_incoming: client.prepare(
+                "WITH page AS (DELETE FROM gf_incoming RETURNING *)
+                 INSERT INTO raw_records (source, stream, record_id, cursor_value, payload, synced_at)
+                 SELECT DISTINCT ON (record_id) $1::TEXT, $2::TEXT, record_id, cursor_value, payload, $3
+                 FROM page ORDER BY record_id, seq DESC
+                 ON CONFLICT (source, stream, record_id) DO UPDATE SET
+                   cursor_value = excluded.cursor_value,
+                   payload = excluded.payload,
+                   synced_at = excluded.synced_at",
+            )?,
+            save_state: client.prepare(
+                "INSERT INTO sync_state (source, stream, state, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (source, stream) DO UPDATE SET state = excluded.state,
+                   updated_at = excluded.updated_at",
+            )?,
+        })
+    }
 }
 
 impl fmt::Debug for PostgresDestination {
@@ -344,17 +392,19 @@ impl PostgresDestination {
     /// Connect, create the schema when missing, bring its tables up to date and check that this role
     /// may write them. Blocking: call it from a thread that is not running an async runtime.
     pub fn open(target: &PostgresTarget) -> Result<Self> {
-        let client = target.connect()?;
-        let mut me = PostgresDestination {
+        let mut client = target.connect()?;
+        migrate(&mut client, target)?;
+        check_writable(&mut client, target)?;
+        client
+            .batch_execute(TEMP_TABLES)
+            .map_err(|e| target.error("cannot create temporary tables", &e))?;
+        let statements = Statements::prepare(&mut client)
+            .map_err(|e| target.error("cannot prepare statements", &e))?;
+        Ok(PostgresDestination {
             client,
             target: target.clone(),
-        };
-        me.migrate()?;
-        me.check_writable()?;
-        me.client
-            .batch_execute(TEMP_TABLES)
-            .map_err(|e| me.target.error("cannot create temporary tables", &e))?;
-        Ok(me)
+            statements,
+        })
     }
 
     /// Parse `url` and `schema` and [`open`](Self::open) the dataset.
@@ -371,112 +421,108 @@ impl PostgresDestination {
     pub fn target(&self) -> &PostgresTarget {
         &self.target
     }
+}
 
-    fn migrate(&mut self) -> Result<()> {
-        let target = &self.target;
-        let schema = target.schema.clone();
-        let quoted = quote_ident(&schema);
-        let fail = |what: &str, e: postgres::Error| migrate_error(target, what, e);
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(|e| fail("cannot start a transaction", e))?;
-        // Two first runs at once: the second waits here and then finds everything done.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_MIGRATE, &schema],
+fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
+    let schema = target.schema.clone();
+    let quoted = quote_ident(&schema);
+    let fail = |what: &str, e: postgres::Error| migrate_error(target, what, e);
+    let mut tx = client
+        .transaction()
+        .map_err(|e| fail("cannot start a transaction", e))?;
+    // Two first runs at once: the second waits here and then finds everything done.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LOCK_MIGRATE, &schema],
+    )
+    .map_err(|e| fail("cannot take the migration lock", e))?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
         )
-        .map_err(|e| fail("cannot take the migration lock", e))?;
-        let exists: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                &[&schema],
-            )
-            .map_err(|e| fail("cannot look up the schema", e))?
-            .get(0);
-        if !exists {
-            tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
-                .map_err(|e| fail("cannot create the schema", e))?;
-        }
-        let has_versions: bool = tx
-            .query_one(
-                "SELECT to_regclass($1) IS NOT NULL",
-                &[&format!("{quoted}.schema_migrations")],
-            )
-            .map_err(|e| fail("cannot read the schema", e))?
-            .get(0);
-        if !has_versions {
-            tx.batch_execute(&format!(
-                "CREATE TABLE {quoted}.schema_migrations
-                   (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
-            ))
-            .map_err(|e| fail("cannot create tables", e))?;
-        }
-        let current: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
-                &[],
-            )
-            .map_err(|e| fail("cannot read the schema version", e))?
-            .get(0);
-        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
-        if current > known {
-            return Err(Error::Destination(Box::new(SchemaTooNew {
-                found: current,
-                supported: known,
-            })));
-        }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            tx.batch_execute(sql)
-                .map_err(|e| fail("cannot create tables", e))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, clock_timestamp())",
-                &[&(*version as i32)],
-            )
-            .map_err(|e| fail("cannot record the schema version", e))?;
-            tracing::info!(version, schema = %schema, "dataset schema migrated");
-        }
-        tx.commit()
-            .map_err(|e| fail("cannot commit the schema", e))?;
-        Ok(())
+        .map_err(|e| fail("cannot look up the schema", e))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
+            .map_err(|e| fail("cannot create the schema", e))?;
     }
+    let has_versions: bool = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{quoted}.schema_migrations")],
+        )
+        .map_err(|e| fail("cannot read the schema", e))?
+        .get(0);
+    if !has_versions {
+        tx.batch_execute(&format!(
+            "CREATE TABLE {quoted}.schema_migrations
+                   (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        ))
+        .map_err(|e| fail("cannot create tables", e))?;
+    }
+    let current: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )
+        .map_err(|e| fail("cannot read the schema version", e))?
+        .get(0);
+    let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+    if current > known {
+        return Err(Error::Destination(Box::new(SchemaTooNew {
+            found: current,
+            supported: known,
+        })));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql)
+            .map_err(|e| fail("cannot create tables", e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, clock_timestamp())",
+            &[&(*version as i32)],
+        )
+        .map_err(|e| fail("cannot record the schema version", e))?;
+        tracing::info!(version, schema = %schema, "dataset schema migrated");
+    }
+    tx.commit()
+        .map_err(|e| fail("cannot commit the schema", e))?;
+    Ok(())
+}
 
-    /// A read-only role (or a read-only server) would fail at the first commit after reading a whole
-    /// page from the platform: say so now, naming the setting.
-    fn check_writable(&mut self) -> Result<()> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT current_setting('transaction_read_only') = 'on',
+/// A read-only role (or a read-only server) would fail at the first commit after reading a whole
+/// page from the platform: say so now, naming the setting.
+fn check_writable(client: &mut Client, target: &PostgresTarget) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('transaction_read_only') = 'on',
                         has_table_privilege('raw_records', 'INSERT')
                     AND has_table_privilege('raw_records', 'UPDATE')
                     AND has_table_privilege('raw_records', 'DELETE')
                     AND has_table_privilege('orders', 'INSERT')
                     AND has_table_privilege('orders', 'DELETE'),
                         current_user::TEXT",
-                &[],
-            )
-            .map_err(|e| self.target.error("cannot check privileges", &e))?;
-        let (read_only, writable, user): (bool, bool, String) =
-            (row.get(0), row.get(1), row.get(2));
-        if read_only {
-            return Err(Error::destination(format!(
+            &[],
+        )
+        .map_err(|e| target.error("cannot check privileges", &e))?;
+    let (read_only, writable, user): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+    if read_only {
+        return Err(Error::destination(format!(
                 "PostgreSQL {}: the server or the role's session is read-only (a standby, or \
                  default_transaction_read_only): growthflow writes the dataset; point destination.url \
                  at the primary with a role that may write",
-                self.target.display
+                target.display
             )));
-        }
-        if !writable {
-            return Err(Error::destination(format!(
-                "PostgreSQL {}: the role {user} may read but not write the tables in schema {} \
+    }
+    if !writable {
+        return Err(Error::destination(format!(
+            "PostgreSQL {}: the role {user} may read but not write the tables in schema {} \
                  (destination.url's user, destination.schema): sync with a role that owns them or \
                  has INSERT, UPDATE and DELETE on them",
-                self.target.display, self.target.schema
-            )));
-        }
-        Ok(())
+            target.display, target.schema
+        )));
     }
+    Ok(())
 }
 
 fn migrate_error(target: &PostgresTarget, what: &str, e: postgres::Error) -> Error {
@@ -552,28 +598,17 @@ impl Destination for PostgresDestination {
     }
 
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {
-        let schema = self.target.schema.clone();
+        let st = &self.statements;
         let mut tx = self.client.transaction()?;
         // The write lock first, then the time: `synced_at` then orders commits and rebuilds correctly
         // even across processes, which the incremental rebuild's watermark relies on.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_WRITE, &schema],
-        )?;
-        let now: DateTime<Utc> = tx.query_one("SELECT clock_timestamp()", &[])?.get(0);
+        let now: DateTime<Utc> = tx
+            .query_one(&st.lock_then_clock, &[&LOCK_WRITE, &self.target.schema])?
+            .get(0);
         for b in batches {
             if let Some(partition) = &b.replaces {
-                tx.execute(
-                    "INSERT INTO growthflow_removed (source, stream, record_id)
-                     SELECT source, stream, record_id FROM raw_records
-                     WHERE source = $1 AND stream = $2 AND cursor_value = $3
-                     ON CONFLICT DO NOTHING",
-                    &[&b.source, &b.stream, partition],
-                )?;
-                tx.execute(
-                    "DELETE FROM raw_records WHERE source = $1 AND stream = $2 AND cursor_value = $3",
-                    &[&b.source, &b.stream, partition],
-                )?;
+                tx.execute(&st.note_removed, &[&b.source, &b.stream, partition])?;
+                tx.execute(&st.replace, &[&b.source, &b.stream, partition])?;
             }
             if !b.records.is_empty() {
                 let sink = tx.copy_in(
@@ -588,24 +623,11 @@ impl Destination for PostgresDestination {
                     w.write(&[&(seq as i64), &r.id, &r.cursor, &payload.as_ref()])?;
                 }
                 w.finish()?;
-                // A page that names a record twice keeps its last version, as SQLite's upserts do.
-                tx.execute(
-                    "INSERT INTO raw_records (source, stream, record_id, cursor_value, payload, synced_at)
-                     SELECT DISTINCT ON (record_id) $1::TEXT, $2::TEXT, record_id, cursor_value, payload, $3
-                     FROM gf_incoming ORDER BY record_id, seq DESC
-                     ON CONFLICT (source, stream, record_id) DO UPDATE SET
-                       cursor_value = excluded.cursor_value,
-                       payload = excluded.payload,
-                       synced_at = excluded.synced_at",
-                    &[&b.source, &b.stream, &now],
-                )?;
-                tx.execute("DELETE FROM gf_incoming", &[])?;
+                tx.execute(&st.upsert_incoming, &[&b.source, &b.stream, &now])?;
             }
             if let Some(s) = &b.state {
                 tx.execute(
-                    "INSERT INTO sync_state (source, stream, state, updated_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (source, stream) DO UPDATE SET state = excluded.state,
-                       updated_at = excluded.updated_at",
+                    &st.save_state,
                     &[&b.source, &b.stream, &jsonb_safe(s).as_ref(), &now],
                 )?;
             }
@@ -617,13 +639,14 @@ impl Destination for PostgresDestination {
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         let by_type: HashMap<&str, &Arc<dyn JourneyMapper>> =
             mappers.iter().map(|m| (m.source_type(), m)).collect();
-        let schema = self.target.schema.clone();
         let mut tx = self.client.transaction()?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_WRITE, &schema],
-        )?;
-        let stats = rebuild(&mut tx, &by_type)?;
+        let started: DateTime<Utc> = tx
+            .query_one(
+                &self.statements.lock_then_clock,
+                &[&LOCK_WRITE, &self.target.schema],
+            )?
+            .get(0);
+        let stats = rebuild(&mut tx, &by_type, started)?;
         tx.commit()?;
         Ok(stats)
     }
@@ -656,8 +679,8 @@ fn fingerprint(
 fn rebuild(
     tx: &mut Transaction<'_>,
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    started: DateTime<Utc>,
 ) -> Result<RebuildStats> {
-    let started: DateTime<Utc> = tx.query_one("SELECT clock_timestamp()", &[])?.get(0);
     let fingerprint = fingerprint(tx, mappers)?;
     let previous: Option<(String, DateTime<Utc>)> = tx
         .query_opt(
