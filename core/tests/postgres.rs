@@ -237,3 +237,71 @@ fn a_backend_terminated_mid_sync_fails_the_commit_and_a_rerun_completes() {
     assert_eq!(expected.len(), 6);
     assert_eq!(dump(&mut dest), expected);
 }
+
+/// The test server's certificate when it serves TLS and this process can read the certificate (the
+/// server is local), to hold the `sslmode` choices against; else `None` and the TLS test is a no-op.
+fn server_certificate(schema: &TestSchema) -> Option<String> {
+    let mut c = schema.client();
+    let on: String = c.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let file: String = c.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    (on == "on" && std::fs::read(&file).is_ok()).then_some(file)
+}
+
+#[test]
+fn sslmodes_encrypt_and_verify_as_libpq_does() {
+    let Some(schema) = TestSchema::new("tls") else {
+        return;
+    };
+    let Some(cert) = server_certificate(&schema) else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"sslmode test skipped: the test server does not serve TLS with a readable certificate\n",
+        );
+        return;
+    };
+    let base = url::Url::parse(schema.url()).unwrap();
+    let with = |query: &str| {
+        let mut u = base.clone();
+        u.set_query(Some(query));
+        PostgresTarget::parse(u.as_str(), Some(schema.name())).unwrap()
+    };
+    let encrypted = |t: &PostgresTarget| -> bool {
+        t.connect()
+            .unwrap()
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(!encrypted(&with("sslmode=disable")));
+    assert!(encrypted(&with("sslmode=prefer")));
+    assert!(encrypted(&with("sslmode=require")));
+    // The server's certificate is its own (not a public CA's): verification fails without it…
+    let err = with("sslmode=verify-full").connect().map(drop).unwrap_err();
+    assert_clear(&err, "destination.url");
+    let err = with("sslmode=verify-ca").connect().map(drop).unwrap_err();
+    assert_clear(&err, "destination.url");
+    // …and passes the chain with it. The certificate names the machine, not 127.0.0.1: verify-ca
+    // accepts that, verify-full does not.
+    let root = format!("sslrootcert={cert}");
+    match with(&format!("sslmode=verify-ca&{root}")).connect() {
+        Ok(mut c) => {
+            let ssl: bool = c
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert!(ssl);
+            let err = with(&format!("sslmode=verify-full&{root}"))
+                .connect()
+                .map(drop)
+                .unwrap_err();
+            assert!(err.to_string().contains("destination.url"), "{err}");
+        }
+        Err(e) => panic!("verify-ca with the server's own certificate as root: {e}"),
+    }
+}

@@ -253,7 +253,7 @@ impl PostgresTarget {
             }
             None => "the server did not answer: check the host and port in destination.url",
         };
-        self.error(&format!("cannot connect to {hint}"), e)
+        self.error(&format!("cannot connect: {hint}"), e)
     }
 
     /// A dataset error naming the server (never the password) and what failed.
