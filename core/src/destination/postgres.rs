@@ -407,6 +407,16 @@ impl PostgresDestination {
         })
     }
 
+    /// A connection the server closed (restarted, failed over, terminated the backend) is opened
+    /// again before the next call: the write that was cut fails, the ones after it go through.
+    fn ensure_connected(&mut self) -> Result<()> {
+        if self.client.is_closed() {
+            tracing::warn!(dataset = %self.target.display, "the PostgreSQL connection was closed; reconnecting");
+            *self = Self::open(&self.target)?;
+        }
+        Ok(())
+    }
+
     /// Parse `url` and `schema` and [`open`](Self::open) the dataset.
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self> {
         Self::open(&PostgresTarget::parse(url, schema)?)
@@ -581,6 +591,7 @@ fn jsonb_safe(v: &Value) -> std::borrow::Cow<'_, Value> {
 
 impl Destination for PostgresDestination {
     fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
+        self.ensure_connected()?;
         self.client.execute(
             "INSERT INTO growthflow_sources (source, type) VALUES ($1, $2)
              ON CONFLICT (source) DO UPDATE SET type = excluded.type",
@@ -590,6 +601,7 @@ impl Destination for PostgresDestination {
     }
 
     fn load_state(&mut self, source: &str, stream: &str) -> Result<Option<Value>> {
+        self.ensure_connected()?;
         let row = self.client.query_opt(
             "SELECT state FROM sync_state WHERE source = $1 AND stream = $2",
             &[&source, &stream],
@@ -598,6 +610,32 @@ impl Destination for PostgresDestination {
     }
 
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {
+        self.ensure_connected()?;
+        self.write(batches).map_err(|e| self.lost(e))
+    }
+
+    fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
+        self.ensure_connected()?;
+        self.rebuild(mappers).map_err(|e| self.lost(e))
+    }
+}
+
+impl PostgresDestination {
+    /// An error that closed the connection says so: "connection closed" alone does not tell the
+    /// user that nothing of the cut write was kept.
+    fn lost(&self, e: Error) -> Error {
+        if self.client.is_closed() {
+            Error::destination(format!(
+                "PostgreSQL {}: the connection to the server was lost; the transaction was rolled \
+                 back (its state too: the next sync resumes before it): {e}",
+                self.target.display
+            ))
+        } else {
+            e
+        }
+    }
+
+    fn write(&mut self, batches: &[WriteBatch]) -> Result<()> {
         let st = &self.statements;
         let mut tx = self.client.transaction()?;
         // The write lock first, then the time: `synced_at` then orders commits and rebuilds correctly
@@ -636,7 +674,7 @@ impl Destination for PostgresDestination {
         Ok(())
     }
 
-    fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
+    fn rebuild(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         let by_type: HashMap<&str, &Arc<dyn JourneyMapper>> =
             mappers.iter().map(|m| (m.source_type(), m)).collect();
         let mut tx = self.client.transaction()?;
