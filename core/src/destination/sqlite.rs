@@ -6,6 +6,10 @@
 //! After the first rebuild only the raw records committed or removed since the previous one are
 //! mapped again (bookkeeping in the internal `growthflow_*` tables), so a scheduled sync of a large
 //! dataset costs what it changed, not what the dataset holds.
+//!
+//! [`super::postgres`] does the same statement for statement in PostgreSQL's dialect: a change to the
+//! migrations, `rebuild`, `unmap_dirty` or `settle_people` here has its twin there (`SETTLE_PEOPLE` is
+//! the same list of statements in the same order).
 
 use std::collections::HashMap;
 use std::path::Path;
