@@ -309,3 +309,27 @@ fn sslmodes_encrypt_and_verify_as_libpq_does() {
         Err(e) => panic!("verify-ca with the server's own certificate as root: {e}"),
     }
 }
+
+#[test]
+fn a_nul_character_jsonb_cannot_hold_does_not_fail_the_commit() {
+    let Some(schema) = TestSchema::new("nul") else {
+        return;
+    };
+    let mut dest = schema.open();
+    let mut page = batch("customers", &[], "c1");
+    page.records.push(Record {
+        id: "1".into(),
+        cursor: None,
+        payload: json!({"note": "a\u{0}b", "nested": [{"k\u{0}": "x"}]}),
+    });
+    dest.commit(&[page]).unwrap();
+    let stored: serde_json::Value = dest
+        .client()
+        .query_one("SELECT payload FROM raw_records WHERE record_id = '1'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
+        json!({"note": "a\u{FFFD}b", "nested": [{"k\u{FFFD}": "x"}]})
+    );
+}
