@@ -333,3 +333,59 @@ fn a_nul_character_jsonb_cannot_hold_does_not_fail_the_commit() {
         json!({"note": "a\u{FFFD}b", "nested": [{"k\u{FFFD}": "x"}]})
     );
 }
+
+#[test]
+fn a_commit_waiting_for_the_write_lock_is_stamped_after_it() {
+    use chrono::{DateTime, Utc};
+    use growthflow_core::destination::postgres::testing::WRITE_LOCK;
+    let Some(schema) = TestSchema::new("stamp") else {
+        return;
+    };
+    let mut dest = schema.open();
+    let pid: i32 = dest
+        .client()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    // Another writer (a rebuild, say) holds the lock.
+    let mut holder = schema.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&WRITE_LOCK, &schema.name()],
+    )
+    .unwrap();
+    let mut watcher = schema.client();
+    let released: DateTime<Utc> = std::thread::scope(|s| {
+        let commit = s.spawn(|| dest.commit(&[batch("orders", &["1"], "c1")]));
+        // Until the commit waits for the lock…
+        while watcher
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        let released: DateTime<Utc> = tx
+            .query_one("SELECT clock_timestamp()", &[])
+            .unwrap()
+            .get(0);
+        tx.commit().unwrap();
+        commit.join().unwrap().unwrap();
+        released
+    });
+    // …its records are stamped after the other writer let go: a rebuild's watermark taken under
+    // the lock never passes over a commit that waited for it.
+    let synced: DateTime<Utc> = watcher
+        .query_one(
+            "SELECT synced_at FROM raw_records WHERE record_id = '1'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(synced > released, "{synced} after {released}");
+}

@@ -1421,6 +1421,10 @@ pub mod testing {
 
     use super::{quote_ident, PostgresDestination, PostgresTarget};
 
+    /// The first key of the advisory lock commits and rebuilds take (the second is
+    /// `hashtext(schema)`), for tests that hold it.
+    pub const WRITE_LOCK: i32 = super::LOCK_WRITE;
+
     /// The server used when `GROWTHFLOW_TEST_DATABASE_URL` is not set.
     pub const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/test";
 
