@@ -179,3 +179,83 @@ async fn a_dataset_from_a_newer_growthflow_exits_2_in_postgres() {
     let config = unreachable_source_config(dir.path(), &pg_destination(&schema));
     assert_eq!(cli(&config, &["sync"]).await.0, 2);
 }
+
+#[tokio::test]
+async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_uninterrupted_dataset(
+) {
+    let Some(schema) = TestSchema::new("e2e_killed") else {
+        return;
+    };
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = config(
+        &sandbox,
+        &dir.path().join("lite"),
+        &format!(
+            "url = \"sqlite://{}\"",
+            dir.path().join("lite/gf.db").display()
+        ),
+    );
+    // The sync's connection carries the schema's name, so the test can find it.
+    let sep = if schema.url().contains('?') { '&' } else { '?' };
+    let pg = config(
+        &sandbox,
+        &dir.path().join("pg"),
+        &format!(
+            "url = \"{}{sep}application_name={}\"\nschema = \"{}\"",
+            schema.url(),
+            schema.name(),
+            schema.name()
+        ),
+    );
+    assert_eq!(cli(&lite, &["sync"]).await.0, 0);
+
+    let run = tokio::spawn({
+        let pg = pg.clone();
+        async move { cli(&pg, &["sync"]).await.0 }
+    });
+    let name = schema.name().to_string();
+    let killed = tokio::task::spawn_blocking({
+        let schema_client = schema.target();
+        move || {
+            let mut admin = schema_client.connect().unwrap();
+            // Once the first records are committed, the sync's backend is terminated.
+            loop {
+                let n: i64 = admin
+                    .query_one(
+                        "SELECT COUNT(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'raw_records'",
+                        &[&name],
+                    )
+                    .unwrap()
+                    .get(0);
+                if n == 1 {
+                    let rows: i64 = admin
+                        .query_one("SELECT COUNT(*) FROM raw_records", &[])
+                        .unwrap()
+                        .get(0);
+                    if rows > 0 {
+                        break;
+                    }
+                }
+                std::thread::yield_now();
+            }
+            admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&name],
+                )
+                .unwrap()
+                .len()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "the sync's connection was found and terminated");
+    assert_eq!(run.await.unwrap(), 1, "the cut commit fails the run");
+
+    // Run again: it resumes from the saved states and ends with the uninterrupted dataset.
+    assert_eq!(cli(&pg, &["sync"]).await.0, 0);
+    let expected = neutral_snapshot(&db(&lite));
+    let got = blocking(|| neutral_snapshot_pg(&mut schema.client()));
+    assert_eq!(got, expected);
+}
