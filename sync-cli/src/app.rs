@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
+use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::DatasetWriter;
+use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination};
 use growthflow_core::engine::{self, SourceOutcome, SyncOptions};
 use growthflow_core::http::ClientOptions;
 use growthflow_core::report::{build_report, ReportOptions};
@@ -16,7 +17,7 @@ use growthflow_core::time::start_of_day;
 use serde_json::json;
 
 use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, SyncArgs};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, DestinationTarget};
 use crate::progress::Bars;
 use crate::registry;
 
@@ -33,7 +34,16 @@ pub mod exit {
 /// Run a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
     let result = match &cli.command {
-        Command::Demo(args) => demo(&args.dir, args.scale, &cli, out).await,
+        Command::Demo(args) => {
+            demo(
+                &args.dir,
+                args.scale,
+                args.destination.as_deref(),
+                &cli,
+                out,
+            )
+            .await
+        }
         Command::Report(args) => match load_config(&cli, true) {
             Ok(cfg) => report(&cfg, args, out),
             Err(e) => Err(Failure::Usage(e.to_string())),
@@ -101,7 +111,12 @@ fn build_sources(
     options: &ClientOptions,
 ) -> Result<Vec<Arc<dyn Connector>>, Failure> {
     let entries = cfg.select_sources(names)?;
-    let tokens = crate::tokens::TokenStore::beside(&cfg.destination.sqlite_path()?);
+    let tokens = match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => crate::tokens::TokenStore::beside(&path),
+        DestinationTarget::Postgres(t) => {
+            crate::tokens::TokenStore::beside(&postgres_token_dir(&t).join("dataset"))
+        }
+    };
     if entries.is_empty() {
         return Err(Failure::Usage(
             "no sources configured: add a [sources.NAME] table to the config file".into(),
@@ -176,11 +191,84 @@ fn discover(
     Ok(exit::OK)
 }
 
-fn open_dataset(cfg: &Config) -> Result<(PathBuf, SqliteDestination), Failure> {
-    let path = cfg.destination.sqlite_path()?;
-    let dest = SqliteDestination::open(&path)
-        .map_err(|e| Failure::Failed(format!("cannot open the dataset {}: {e}", path.display())))?;
+/// Rotated refresh tokens of a PostgreSQL dataset never go into the dataset: they are kept on this
+/// machine, in `$XDG_STATE_HOME/growthflow/<server and schema>/.growthflow-tokens/` (by default
+/// `~/.local/state/…`), one folder per dataset so two datasets' sources of the same name stay apart.
+fn postgres_token_dir(t: &PostgresTarget) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let key: String = format!(
+        "{}_{}",
+        t.display().trim_start_matches("postgres://"),
+        t.schema()
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
+    state.join("growthflow").join(key)
+}
+
+/// A dataset-opening failure: one from a newer growthflow is bad usage (exit 2), anything else failed.
+fn open_failure(what: &str, e: growthflow_core::Error) -> Failure {
+    if schema_too_new(&e).is_some() {
+        Failure::Usage(format!("cannot open the dataset {what}: {e}"))
+    } else {
+        Failure::Failed(format!("cannot open the dataset {what}: {e}"))
+    }
+}
+
+/// The SQLite dataset (for the commands not yet ported to PostgreSQL).
+fn open_sqlite(cfg: &Config, command: &str) -> Result<(PathBuf, SqliteDestination), Failure> {
+    let path = match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => path,
+        DestinationTarget::Postgres(_) => {
+            return Err(Failure::Usage(format!(
+                "`{command}` is not yet supported for PostgreSQL datasets (destination.url)"
+            )))
+        }
+    };
+    let dest =
+        SqliteDestination::open(&path).map_err(|e| open_failure(&path.display().to_string(), e))?;
     Ok((path, dest))
+}
+
+/// The configured dataset, SQLite or PostgreSQL, for writing; and how to name it in messages.
+fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
+    match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => {
+            let dest = SqliteDestination::open(&path)
+                .map_err(|e| open_failure(&path.display().to_string(), e))?;
+            Ok((path.display().to_string(), Box::new(dest)))
+        }
+        DestinationTarget::Postgres(t) => {
+            // The blocking client runs its own runtime: connect from a plain thread.
+            let opened = std::thread::scope(|s| {
+                s.spawn(|| PostgresDestination::open(&t))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(growthflow_core::Error::destination(
+                            "the connecting thread panicked",
+                        ))
+                    })
+            });
+            let shown = format!("{} (schema {})", t.display(), t.schema());
+            let dest = opened.map_err(|e| open_failure(&shown, e))?;
+            Ok((shown, Box::new(dest)))
+        }
+    }
 }
 
 fn check_streams(sources: &[Arc<dyn Connector>], streams: &[String]) -> Result<(), Failure> {
@@ -250,15 +338,15 @@ async fn run_sync(
     as_json: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let (path, dest) = open_dataset(cfg)?;
-    let writer = DatasetWriter::spawn(Box::new(dest));
+    let (shown, dest) = open_dataset(cfg)?;
+    let writer = DatasetWriter::spawn(dest);
     let bars = Arc::new(Bars::new(cli.quiet || as_json));
     let outcomes = engine::run(sources, &writer, options, bars).await;
     let stats = writer
         .rebuild_journey(registry::mappers())
         .await
         .map_err(|e| Failure::Failed(format!("rebuilding the journey model failed: {e}")))?;
-    tracing::info!(dataset = %path.display(), orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
+    tracing::info!(dataset = %shown, orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
     print_outcomes(&outcomes, as_json, out)?;
     Ok(if outcomes.iter().all(SourceOutcome::ok) {
         exit::OK
@@ -295,7 +383,7 @@ fn print_outcomes(
 }
 
 fn report(cfg: &Config, a: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
-    let (_, dest) = open_dataset(cfg)?;
+    let (_, dest) = open_sqlite(cfg, "report")?;
     let opts = ReportOptions {
         since: a.since,
         until: a.until,
@@ -322,10 +410,12 @@ fn print_report(
     Ok(())
 }
 
-/// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db`, then the report.
+/// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db` (or `destination`), then
+/// the report.
 async fn demo(
     dir: &Path,
     scale: u32,
+    destination: Option<&str>,
     cli: &Cli,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
@@ -336,7 +426,7 @@ async fn demo(
     })
     .await
     .map_err(|e| Failure::Failed(format!("cannot start the sandbox: {e}")))?;
-    let cfg = demo_config(&sandbox, dir)?;
+    let cfg = demo_config(&sandbox, dir, destination)?;
     let sources = build_sources(&cfg, &[], &ClientOptions::default())?;
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
@@ -350,16 +440,37 @@ async fn demo(
     sandbox.shutdown().await;
     out.write_all(&summary).map_err(io)?;
     writeln!(out).map_err(io)?;
-    let (path, dest) = open_dataset(&cfg)?;
-    print_report(&dest, &ReportOptions::default(), ReportFormat::Table, out)?;
-    writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
+    match cfg.destination.target()? {
+        DestinationTarget::Sqlite(_) => {
+            let (path, dest) = open_sqlite(&cfg, "report")?;
+            print_report(&dest, &ReportOptions::default(), ReportFormat::Table, out)?;
+            writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
+        }
+        DestinationTarget::Postgres(t) => {
+            writeln!(
+                out,
+                "(the report is not yet available for PostgreSQL datasets)\n\ndataset: {} (schema {})",
+                t.display(),
+                t.schema()
+            )
+            .map_err(io)?;
+        }
+    }
     Ok(code)
 }
 
 /// The demo's config: every simulated platform as a source, the dataset in `dir`.
-fn demo_config(sandbox: &growthflow_sandbox::Sandbox, dir: &Path) -> Result<Config, Failure> {
+fn demo_config(
+    sandbox: &growthflow_sandbox::Sandbox,
+    dir: &Path,
+    destination: Option<&str>,
+) -> Result<Config, Failure> {
     let woo = sandbox.woocommerce();
     let db = dir.join("growthflow.db");
+    let dest_url = match destination {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", db.display().to_string().replace('\\', "/")),
+    };
     // The simulated property's service-account key (a test-only key pair made for the sandbox).
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
@@ -370,7 +481,7 @@ fn demo_config(sandbox: &growthflow_sandbox::Sandbox, dir: &Path) -> Result<Conf
     let text = format!(
         r#"
 [destination]
-url = "sqlite://{db}"
+url = {dest_url}
 
 [sync]
 start_date = "{start}"
@@ -404,7 +515,7 @@ ad_account_id = "act_{meta_account}"
 access_token = "{meta_token}"
 base_url = "{meta_url}"
 "#,
-        db = db.display().to_string().replace('\\', "/"),
+        dest_url = toml::Value::String(dest_url),
         // Far enough back to include the simulated shop's whole catalogue, not only recent orders.
         start = (Utc::now().date_naive() - Days::new(5 * 366)).format("%Y-%m-%d"),
         url = sandbox.woocommerce_url(),

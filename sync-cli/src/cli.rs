@@ -192,7 +192,7 @@ pub enum ReportFormat {
     Csv,
 }
 
-/// `demo [--dir DIR] [--scale N]`
+/// `demo [--dir DIR] [--scale N] [--destination URL]`
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DemoArgs {
     /// Directory for the demo's dataset (DIR/growthflow.db)
@@ -202,6 +202,10 @@ pub struct DemoArgs {
     /// Size of the simulated shop's history (1 = the default amount of data)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub scale: u32,
+
+    /// Sync into this dataset instead of DIR/growthflow.db (e.g. postgres://USER@HOST/DATABASE)
+    #[arg(long, value_name = "URL")]
+    pub destination: Option<String>,
 }
 
 /// Parses a `--since`/`--until` value; clap adds the flag's name to the error.
@@ -523,7 +527,8 @@ mod tests {
             cli.command,
             Command::Demo(DemoArgs {
                 dir: PathBuf::from("growthflow-demo"),
-                scale: 1
+                scale: 1,
+                destination: None,
             })
         );
         let cli = parse(&["demo", "--dir", "/tmp/x", "--scale", "3"]);
@@ -531,7 +536,17 @@ mod tests {
             cli.command,
             Command::Demo(DemoArgs {
                 dir: PathBuf::from("/tmp/x"),
-                scale: 3
+                scale: 3,
+                destination: None,
+            })
+        );
+        let cli = parse(&["demo", "--destination", "postgres://root@127.0.0.1/test"]);
+        assert_eq!(
+            cli.command,
+            Command::Demo(DemoArgs {
+                dir: PathBuf::from("growthflow-demo"),
+                scale: 1,
+                destination: Some("postgres://root@127.0.0.1/test".into()),
             })
         );
         assert_eq!(parse_err(&["demo", "--scale", "0"]).exit_code(), 2);

@@ -29,6 +29,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use growthflow_core::destination::postgres::{is_postgres_url, PostgresTarget};
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
@@ -51,7 +52,7 @@ pub const DEFAULT_START_DATE_DAYS_AGO: u64 = 365;
 pub const SOURCE_TYPES: [&str; 5] = ["shopify", "woocommerce", "klaviyo", "ga4", "meta_ads"];
 
 const TOP_LEVEL_KEYS: [&str; 3] = ["destination", "sync", "sources"];
-const DESTINATION_KEYS: [&str; 1] = ["url"];
+const DESTINATION_KEYS: [&str; 2] = ["url", "schema"];
 const SYNC_KEYS: [&str; 2] = ["start_date", "concurrency"];
 
 /// A problem with the config file. `Display` is the complete message for the user; it always names the
@@ -233,16 +234,29 @@ impl Config {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DestinationConfig {
     /// `sqlite://PATH`, relative to the working directory (`sqlite://growthflow.db`) or absolute
-    /// (`sqlite:///var/lib/growthflow/growthflow.db`). Default [`DEFAULT_DESTINATION_URL`].
+    /// (`sqlite:///var/lib/growthflow/growthflow.db`), or `postgres://` / `postgresql://` in libpq's
+    /// URI form. Default [`DEFAULT_DESTINATION_URL`].
     pub url: String,
+    /// PostgreSQL only: the schema the tables live in (default `growthflow`).
+    pub schema: Option<String>,
 }
 
 impl Default for DestinationConfig {
     fn default() -> Self {
         Self {
             url: DEFAULT_DESTINATION_URL.to_owned(),
+            schema: None,
         }
     }
+}
+
+/// Where the dataset is, once `[destination]` is read.
+#[derive(Debug, Clone)]
+pub enum DestinationTarget {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A schema of a PostgreSQL database.
+    Postgres(Box<PostgresTarget>),
 }
 
 impl fmt::Debug for DestinationConfig {
@@ -254,11 +268,38 @@ impl fmt::Debug for DestinationConfig {
         };
         f.debug_struct("DestinationConfig")
             .field("url", &shown)
+            .field("schema", &self.schema)
             .finish()
     }
 }
 
 impl DestinationConfig {
+    /// The store [`url`](Self::url) names: a SQLite file (see [`sqlite_path`](Self::sqlite_path)) or a
+    /// PostgreSQL database and [`schema`](Self::schema). Errors name `destination.url` or
+    /// `destination.schema` and never repeat a password.
+    pub fn target(&self) -> Result<DestinationTarget, ConfigError> {
+        if is_postgres_url(self.url.trim()) {
+            return PostgresTarget::parse(self.url.trim(), self.schema.as_deref())
+                .map(|t| DestinationTarget::Postgres(Box::new(t)))
+                .map_err(|e| match e {
+                    growthflow_core::Error::Config { key, message } => {
+                        ConfigError::Invalid { key, message }
+                    }
+                    other => ConfigError::Invalid {
+                        key: "destination.url".to_owned(),
+                        message: other.to_string(),
+                    },
+                });
+        }
+        if self.schema.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "destination.schema".to_owned(),
+                message: "only a postgres:// destination has a schema".to_owned(),
+            });
+        }
+        self.sqlite_path().map(DestinationTarget::Sqlite)
+    }
+
     /// The SQLite database file named by [`url`](Self::url): `sqlite://growthflow.db` →
     /// `growthflow.db`, `sqlite:///abs/path.db` → `/abs/path.db`. A `postgres://` URL, any other scheme
     /// or an empty path is a [`ConfigError::Invalid`] for `destination.url`.
@@ -282,11 +323,10 @@ impl DestinationConfig {
                 "sqlite:// needs a file path, e.g. sqlite://growthflow.db",
             )),
             "sqlite" => Ok(PathBuf::from(rest)),
-            "postgres" | "postgresql" => {
-                Err(invalid("postgres is not supported yet; use sqlite://PATH"))
-            }
+            "postgres" | "postgresql" => Err(invalid("a PostgreSQL destination has no file path")),
             _ => Err(invalid(
-                "unsupported destination; expected sqlite://PATH, e.g. sqlite://growthflow.db",
+                "unsupported destination; expected sqlite://PATH (e.g. sqlite://growthflow.db) or \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE",
             )),
         }
     }
@@ -687,12 +727,17 @@ fn parse_destination(
     };
     check_keys(&table, "destination", &DESTINATION_KEYS)?;
     substitute_table(&mut table, "destination", env)?;
-    let destination = match table.remove("url") {
+    let mut destination = match table.remove("url") {
         None => DestinationConfig::default(),
-        Some(Value::String(url)) => DestinationConfig { url },
+        Some(Value::String(url)) => DestinationConfig { url, schema: None },
         Some(other) => return Err(wrong_type("destination.url", "a string", &other)),
     };
-    destination.sqlite_path()?;
+    destination.schema = match table.remove("schema") {
+        None => None,
+        Some(Value::String(schema)) => Some(schema),
+        Some(other) => return Err(wrong_type("destination.schema", "a string", &other)),
+    };
+    destination.target()?;
     Ok(destination)
 }
 
@@ -1285,6 +1330,7 @@ deep = { list = [{ v = "${B}" }] }
         let dest = |url: &str| {
             DestinationConfig {
                 url: url.to_owned(),
+                schema: None,
             }
             .sqlite_path()
         };
@@ -1302,12 +1348,8 @@ deep = { list = [{ v = "${B}" }] }
         );
         assert_eq!(
             dest("postgres://u:pw@host/db").unwrap_err().to_string(),
-            "config error: destination.url: postgres is not supported yet; use sqlite://PATH"
+            "config error: destination.url: a PostgreSQL destination has no file path"
         );
-        assert!(dest("postgresql://host/db")
-            .unwrap_err()
-            .to_string()
-            .contains("postgres is not supported yet"));
         assert!(dest("sqlite://")
             .unwrap_err()
             .to_string()
@@ -1321,10 +1363,44 @@ deep = { list = [{ v = "${B}" }] }
             .to_string()
             .starts_with("config error: destination.url: "));
         // Validated while parsing, too.
-        assert_eq!(
-            err("[destination]\nurl = \"postgres://h/db\"\n"),
-            "config error: destination.url: postgres is not supported yet; use sqlite://PATH"
+        assert!(err("[destination]\nurl = \"sqlite://\"\n")
+            .starts_with("config error: destination.url: "));
+    }
+
+    #[test]
+    fn postgres_destinations() {
+        let config = parse(
+            "[destination]\nurl = \"postgresql://gf:${PW}@db.internal:6543/analytics?sslmode=verify-full\"\n\
+             schema = \"warehouse\"\n",
+            &env_of(&[("PW", "s3cret")]),
+        )
+        .unwrap();
+        match config.destination.target().unwrap() {
+            DestinationTarget::Postgres(t) => {
+                assert_eq!(t.display(), "postgres://gf@db.internal:6543/analytics");
+                assert_eq!(t.schema(), "warehouse");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{config:?}").contains("s3cret"));
+        // The default schema.
+        let config = parse("[destination]\nurl = \"postgres://h/db\"\n", &no_env).unwrap();
+        match config.destination.target().unwrap() {
+            DestinationTarget::Postgres(t) => assert_eq!(t.schema(), "growthflow"),
+            other => panic!("{other:?}"),
+        }
+        // A bad sslmode names the key and never the password.
+        let e = err("[destination]\nurl = \"postgres://u:s3cret@h/db?sslmode=sometimes\"\n");
+        assert!(e.starts_with("config error: destination.url: "), "{e}");
+        assert!(
+            e.contains("sslmode=sometimes") && !e.contains("s3cret"),
+            "{e}"
         );
+        assert_eq!(
+            err("[destination]\nurl = \"sqlite://x.db\"\nschema = \"s\"\n"),
+            "config error: destination.schema: only a postgres:// destination has a schema"
+        );
+        assert!(err("[destination]\nschema = 3\n").starts_with("config error: destination.schema"));
     }
 
     /// A secret put under the wrong key through `${VAR}` is never quoted back by a connector's
