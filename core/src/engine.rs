@@ -413,8 +413,8 @@ async fn stream_with(
                 "interrupted",
                 "interrupted",
                 format!(
-                    "interrupted: stopped before the stream finished; the {records} records read \
-                     are committed and the next run continues from there"
+                    "stopped before the stream finished; the {records} records read are \
+                     committed and the next run continues from there"
                 ),
             ),
             Halt::Stop(StopReason::Deadline) => (

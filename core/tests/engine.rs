@@ -968,7 +968,10 @@ async fn a_stopped_run_commits_what_it_read_and_a_rerun_completes_it() {
     );
     assert_eq!(s[0].kind, Some("interrupted"));
     assert!(
-        s[0].error.as_deref().unwrap().starts_with("interrupted"),
+        s[0].error
+            .as_deref()
+            .unwrap()
+            .starts_with("stopped before the stream finished"),
         "{:?}",
         s[0].error
     );
