@@ -125,7 +125,9 @@ pub struct RunControl {
     /// Triggered by the caller (the CLI wires SIGINT/SIGTERM to it).
     pub stop: StopSignal,
     /// The whole run's budget, counted on `clock` from the start of [`run_with`]. Streams still
-    /// running when it passes are reported failed ("deadline passed").
+    /// running when it passes are reported failed ("deadline passed"). The engine checks it on
+    /// `clock` before asking for each page; to also cut a request or a throttle wait in flight when
+    /// it passes, a caller arms a timer that calls `stop.stop(StopReason::Deadline)` (the CLI does).
     pub deadline: Option<Duration>,
     /// Times the deadline and each stream's `seconds`.
     pub clock: Arc<dyn Clock>,
