@@ -1,17 +1,22 @@
 //! The commands. Each returns the process exit code of the contract: 0 ok, 1 a source failed, 2 bad
-//! usage or config. Results go to `out` (stdout), logs and progress to stderr.
+//! usage or config, 130/143 a sync or backfill stopped by SIGINT/SIGTERM. Results go to `out`
+//! (stdout), logs and progress to stderr.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
 use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
 use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination};
-use growthflow_core::engine::{self, SourceOutcome, SyncOptions};
-use growthflow_core::http::ClientOptions;
+use growthflow_core::engine::{
+    self, RunControl, SourceOutcome, StopReason, StopSignal, SyncOptions,
+};
+use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
 use growthflow_core::report::{build_report, ReportOptions};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
@@ -29,6 +34,44 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Bad usage or config.
     pub const USAGE: i32 = 2;
+    /// Stopped by SIGINT (Ctrl-C): 128 + 2, the shell's convention.
+    pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM (systemd, Kubernetes, `kill`): 128 + 15.
+    pub const TERMINATED: i32 = 143;
+}
+
+/// How long `check` waits for one answer: it is a quick look, not a sync.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `check`'s HTTP options: one attempt, no retries, no waiting out throttles, `timeout` for the whole
+/// request. A platform that accepts the connection and never answers fails `check` in `timeout`
+/// instead of after minutes of retries.
+pub fn check_options(timeout: Duration) -> ClientOptions {
+    ClientOptions {
+        clock: Arc::new(TokioClock),
+        config: HttpConfig {
+            connect_timeout: timeout,
+            request_timeout: timeout,
+            retry: RetryPolicy {
+                max_retries: 0,
+                max_throttle_waits: 0,
+                max_wait: Duration::ZERO,
+                max_total_wait: Duration::ZERO,
+                ..RetryPolicy::default()
+            },
+            ..HttpConfig::default()
+        },
+    }
+}
+
+/// `sync`/`backfill`'s HTTP options: the defaults with `[sync] max_wait`.
+fn sync_options(cfg: &Config) -> ClientOptions {
+    let mut options = ClientOptions::default();
+    options.config.retry.max_wait = cfg.sync.max_wait;
+    // One request's waits together must leave room for the longest single wait allowed.
+    options.config.retry.max_total_wait =
+        options.config.retry.max_total_wait.max(cfg.sync.max_wait);
+    options
 }
 
 /// Run a parsed command line, writing results to `out`.
@@ -133,7 +176,7 @@ async fn check(
     names: &[String],
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, names, &ClientOptions::default())?;
+    let sources = build_sources(cfg, names, &check_options(CHECK_TIMEOUT))?;
     let results = futures::future::join_all(sources.iter().map(|s| s.check())).await;
     let mut code = exit::OK;
     for (s, r) in sources.iter().zip(results) {
@@ -296,7 +339,7 @@ async fn sync(
     a: &SyncArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, &a.sources, &ClientOptions::default())?;
+    let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
     check_streams(&sources, &a.streams)?;
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
@@ -305,7 +348,7 @@ async fn sync(
         window: None,
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, out).await
+    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
 }
 
 async fn backfill(
@@ -314,7 +357,7 @@ async fn backfill(
     a: &BackfillArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, &a.sources, &ClientOptions::default())?;
+    let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
     let until = a.until.unwrap_or_else(|| Utc::now().date_naive());
     let options = SyncOptions {
         start: start_of_day(a.since),
@@ -326,33 +369,132 @@ async fn backfill(
         }),
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, out).await
+    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
 }
 
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
+///
+/// SIGINT/SIGTERM stop the run gracefully (no new request; what was read is committed with its
+/// state; the summary is printed; exit 130/143); a second signal exits at once. An interrupted run
+/// skips the journey rebuild: the user asked to stop, the rebuild can take a while on a large
+/// dataset, and the next sync rebuilds the whole model from every committed record anyway. A run
+/// stopped by `--deadline` still rebuilds, so the report includes what was read within the budget.
 async fn run_sync(
     cli: &Cli,
     cfg: &Config,
     sources: &[Arc<dyn Connector>],
     options: &SyncOptions,
     as_json: bool,
+    deadline: Option<Duration>,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
     let (shown, dest) = open_dataset(cfg)?;
     let writer = DatasetWriter::spawn(dest);
     let bars = Arc::new(Bars::new(cli.quiet || as_json));
-    let outcomes = engine::run(sources, &writer, options, bars).await;
-    let stats = writer
-        .rebuild_journey(registry::mappers())
-        .await
-        .map_err(|e| Failure::Failed(format!("rebuilding the journey model failed: {e}")))?;
-    tracing::info!(dataset = %shown, orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
-    print_outcomes(&outcomes, as_json, out)?;
-    Ok(if outcomes.iter().all(SourceOutcome::ok) {
+    let control = RunControl {
+        stop: StopSignal::new(),
+        deadline,
+        clock: Arc::new(TokioClock),
+    };
+    let signalled = Arc::new(AtomicI32::new(0));
+    let signals = tokio::spawn(stop_on_signals(control.stop.clone(), signalled.clone()));
+    // The engine checks the deadline between pages; this timer also cuts a request or a wait that is
+    // in flight when the budget runs out.
+    let timer = deadline.map(|d| {
+        let stop = control.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            stop.stop(StopReason::Deadline);
+        })
+    });
+    let outcomes = engine::run_with(sources, &writer, options, bars, &control).await;
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    signals.abort();
+    result?;
+    let code = signalled.load(Ordering::SeqCst);
+    Ok(if code != 0 {
+        code
+    } else if outcomes.iter().all(SourceOutcome::ok) {
         exit::OK
     } else {
         exit::FAILED
     })
+}
+
+async fn finish_sync(
+    writer: &DatasetWriter,
+    shown: &str,
+    control: &RunControl,
+    outcomes: &[SourceOutcome],
+    as_json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(), Failure> {
+    let rebuilt = if control.stop.reason() == Some(StopReason::Interrupted) {
+        tracing::warn!(
+            "interrupted: the journey model was not rebuilt (the next sync rebuilds it from \
+             everything committed)"
+        );
+        Ok(())
+    } else {
+        match writer.rebuild_journey(registry::mappers()).await {
+            Ok(stats) => {
+                tracing::info!(dataset = %shown, orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
+                Ok(())
+            }
+            Err(e) => Err(Failure::Failed(format!(
+                "rebuilding the journey model failed (the records above are committed; the next \
+                 sync rebuilds it): {e}"
+            ))),
+        }
+    };
+    // The per-stream results first, whatever the rebuild did: they say what is committed.
+    print_outcomes(outcomes, as_json, out)?;
+    rebuilt
+}
+
+/// The first SIGINT/SIGTERM stops the run gracefully and records its exit code (130/143); a second
+/// one exits at once.
+async fn stop_on_signals(stop: StopSignal, signalled: Arc<AtomicI32>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM: a signal stops the run at once");
+            return;
+        };
+        loop {
+            let code = tokio::select! {
+                _ = int.recv() => exit::INTERRUPTED,
+                _ = term.recv() => exit::TERMINATED,
+            };
+            on_signal(&stop, &signalled, code);
+        }
+    }
+    #[cfg(not(unix))]
+    loop {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        on_signal(&stop, &signalled, exit::INTERRUPTED);
+    }
+}
+
+fn on_signal(stop: &StopSignal, signalled: &AtomicI32, code: i32) {
+    if signalled
+        .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        eprintln!("stopped at once: what was committed so far is kept");
+        std::process::exit(code);
+    }
+    eprintln!("stopping: no new requests; committing what was read (signal again to exit at once)");
+    stop.stop(StopReason::Interrupted);
 }
 
 fn print_outcomes(
@@ -372,8 +514,8 @@ fn print_outcomes(
                 None => writeln!(out, "  {:<18} {:>9} records", s.stream, s.records),
                 Some(e) => writeln!(
                     out,
-                    "  {:<18} {:>9} records  failed: {e}",
-                    s.stream, s.records
+                    "  {:<18} {:>9} records  {}: {e}",
+                    s.stream, s.records, s.status
                 ),
             }
             .map_err(io)?;
@@ -436,7 +578,7 @@ async fn demo(
         concurrency: cfg.sync.concurrency,
     };
     let mut summary = Vec::new();
-    let code = run_sync(cli, &cfg, &sources, &options, false, &mut summary).await?;
+    let code = run_sync(cli, &cfg, &sources, &options, false, None, &mut summary).await?;
     sandbox.shutdown().await;
     out.write_all(&summary).map_err(io)?;
     writeln!(out).map_err(io)?;

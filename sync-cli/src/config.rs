@@ -27,6 +27,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use growthflow_core::destination::postgres::{is_postgres_url, PostgresTarget};
@@ -53,7 +54,18 @@ pub const SOURCE_TYPES: [&str; 5] = ["shopify", "woocommerce", "klaviyo", "ga4",
 
 const TOP_LEVEL_KEYS: [&str; 3] = ["destination", "sync", "sources"];
 const DESTINATION_KEYS: [&str; 2] = ["url", "schema"];
-const SYNC_KEYS: [&str; 2] = ["start_date", "concurrency"];
+const SYNC_KEYS: [&str; 3] = ["start_date", "concurrency", "max_wait"];
+
+/// `[sync] max_wait` when the file does not set it: core's default, which admits waiting out an hourly
+/// quota (GA4) but not a daily one.
+pub const DEFAULT_MAX_WAIT: Duration = growthflow_core::http::DEFAULT_MAX_WAIT;
+
+/// The earliest `start_date` accepted: none of the five platforms holds data from before it, so an
+/// earlier date is a typo (`1025-01-01`) that would only make the first sync page through nothing.
+pub const EARLIEST_START_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2005, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
 
 /// A problem with the config file. `Display` is the complete message for the user; it always names the
 /// key (as a dotted path such as `sources.shop.access_token`) or the environment variable at fault, and
@@ -340,6 +352,10 @@ pub struct SyncConfig {
     pub start_date: NaiveDate,
     /// How many sources/streams are read at once; at least 1, default [`DEFAULT_CONCURRENCY`].
     pub concurrency: usize,
+    /// The longest single wait a platform may ask for (Retry-After, a spent cost bucket) before the
+    /// stream gives up instead; default [`DEFAULT_MAX_WAIT`]. A scheduled run should not sleep for
+    /// hours because a platform said so.
+    pub max_wait: Duration,
 }
 
 impl SyncConfig {
@@ -354,6 +370,7 @@ impl Default for SyncConfig {
         Self {
             start_date: Self::default_start_date(),
             concurrency: DEFAULT_CONCURRENCY,
+            max_wait: DEFAULT_MAX_WAIT,
         }
     }
 }
@@ -759,6 +776,24 @@ fn parse_sync(
             message: "expected a date YYYY-MM-DD, e.g. \"2024-01-01\"".to_owned(),
         })?,
     };
+    let today = chrono::Utc::now().date_naive();
+    if start_date < EARLIEST_START_DATE || start_date > today {
+        return Err(ConfigError::Invalid {
+            key: "sync.start_date".to_owned(),
+            message: format!(
+                "{start_date} is out of range: must be between {EARLIEST_START_DATE} and today \
+                 ({today}, UTC)"
+            ),
+        });
+    }
+    let max_wait = match table.remove("max_wait") {
+        None => DEFAULT_MAX_WAIT,
+        Some(Value::String(s)) => parse_duration(&s).map_err(|message| ConfigError::Invalid {
+            key: "sync.max_wait".to_owned(),
+            message,
+        })?,
+        Some(other) => return Err(wrong_type("sync.max_wait", "a duration string", &other)),
+    };
     let concurrency = match table.remove("concurrency") {
         None => DEFAULT_CONCURRENCY,
         Some(Value::Integer(n)) => {
@@ -775,6 +810,7 @@ fn parse_sync(
     Ok(SyncConfig {
         start_date,
         concurrency,
+        max_wait,
     })
 }
 
@@ -788,6 +824,41 @@ fn parse_date(value: &Value) -> Option<NaiveDate> {
         }
         _ => None,
     }
+}
+
+/// A duration as `90s`, `30m`, `2h` or `1h30m` (a positive whole number before each unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration such as 90s, 30m, 2h or 1h30m";
+    let s = s.trim();
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(HINT.to_owned()),
+        };
+        let n: u64 = digits.parse().map_err(|_| HINT.to_owned())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| HINT.to_owned())?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(if total == 0 && digits.is_empty() && !s.is_empty() {
+            "must be longer than 0s".to_owned()
+        } else {
+            HINT.to_owned()
+        });
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// Strict `YYYY-MM-DD` (exactly four, two and two digits).
@@ -1287,6 +1358,49 @@ deep = { list = [{ v = "${B}" }] }
             err("[sources.shop]\ntype = 1\n"),
             "config error: sources.shop.type: expected a string, found an integer"
         );
+    }
+
+    #[test]
+    fn start_date_must_be_plausible() {
+        assert_eq!(
+            err("[sync]\nstart_date = \"2004-12-31\"\n"),
+            format!(
+                "config error: sync.start_date: 2004-12-31 is out of range: must be between \
+                 2005-01-01 and today ({}, UTC)",
+                chrono::Utc::now().date_naive()
+            )
+        );
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(2);
+        assert!(err(&format!("[sync]\nstart_date = \"{tomorrow}\"\n"))
+            .starts_with("config error: sync.start_date: "));
+        let config = parse("[sync]\nstart_date = \"2005-01-01\"\n", &no_env).unwrap();
+        assert_eq!(config.sync.start_date, EARLIEST_START_DATE);
+    }
+
+    #[test]
+    fn max_wait() {
+        assert_eq!(parse("", &no_env).unwrap().sync.max_wait, DEFAULT_MAX_WAIT);
+        let config = parse("[sync]\nmax_wait = \"2m\"\n", &no_env).unwrap();
+        assert_eq!(config.sync.max_wait, Duration::from_secs(120));
+        assert_eq!(
+            err("[sync]\nmax_wait = \"soon\"\n"),
+            "config error: sync.max_wait: expected a duration such as 90s, 30m, 2h or 1h30m"
+        );
+        assert_eq!(
+            err("[sync]\nmax_wait = 5\n"),
+            "config error: sync.max_wait: expected a duration string, found an integer"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "30", "m", "1.5h", "-5m", "5 m", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
