@@ -156,6 +156,36 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_store() {
         ),
         store.refunds.len() as i64
     );
+    // A WooCommerce refund record has no currency of its own: its event carries its order's.
+    let order_currency: HashMap<String, String> = store
+        .orders
+        .iter()
+        .map(|o| {
+            (
+                o["id"].to_string(),
+                o["currency"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut stmt = conn
+        .prepare(
+            "SELECT json_extract(attributes, '$.order_id'), currency FROM journey_events
+             WHERE event_type = 'refund'",
+        )
+        .unwrap();
+    let refund_currencies: Vec<(String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(refund_currencies.len(), store.refunds.len());
+    for (order_id, currency) in &refund_currencies {
+        assert_eq!(
+            currency.as_deref(),
+            Some(order_currency[order_id].as_str()),
+            "refund of order {order_id}"
+        );
+    }
 
     // customer_order_index numbers each person's valid orders by creation time.
     let mut by_person: HashMap<String, Vec<(String, String)>> = HashMap::new();

@@ -1206,6 +1206,12 @@ const SETTLE_PEOPLE: &[&str] = &[
        THEN 'retention' ELSE 'conversion' END
      WHERE event_type = 'placed_order'
        AND customer_id IN (SELECT customer_id FROM gf_affected)",
+    // A refund without a currency takes its order's (SQLite's `refund_currencies`).
+    "UPDATE journey_events SET currency = (
+         SELECT o.currency FROM orders o
+         WHERE o.source = journey_events.source
+           AND o.order_id = journey_events.attributes->>'order_id')
+     WHERE event_type = 'refund' AND currency IS NULL",
     // Each person's valid orders across every store, numbered by creation time.
     "DELETE FROM gf_order_index",
     "INSERT INTO gf_order_index

@@ -516,6 +516,7 @@ fn map_records(
 /// orders (retention) rather than first ones, and the `customers` rows.
 fn settle_people(tx: &Transaction<'_>) -> Result<()> {
     restage_klaviyo_orders(tx)?;
+    refund_currencies(tx)?;
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS order_index (source TEXT, order_id TEXT, idx INTEGER,
             PRIMARY KEY (source, order_id));
@@ -556,6 +557,21 @@ fn settle_people(tx: &Transaction<'_>) -> Result<()> {
                       GROUP BY customer_id) o ON o.customer_id = p.customer_id
            GROUP BY p.customer_id;
          DELETE FROM temp.order_index; DELETE FROM temp.affected; DELETE FROM temp.dirty;",
+    )?;
+    Ok(())
+}
+
+/// A refund record that does not carry its currency (WooCommerce's global refunds) takes its order's:
+/// a refund is money in the currency of the order it pays back. Only events still without one are
+/// touched, so this costs what is missing, and a refund read before its order is filled in by the
+/// rebuild that maps the order.
+fn refund_currencies(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "UPDATE journey_events SET currency = (
+             SELECT o.currency FROM orders o
+             WHERE o.source = journey_events.source
+               AND o.order_id = CAST(json_extract(journey_events.attributes, '$.order_id') AS TEXT))
+         WHERE event_type = 'refund' AND currency IS NULL;",
     )?;
     Ok(())
 }
