@@ -5,16 +5,25 @@
 //! transaction; an unsorted stream saves its cursor only once the whole stream is committed. A backfill
 //! never writes state, so it can never move a saved cursor backwards. A stream that fails is reported and
 //! the others go on; everything committed before the failure stays.
+//!
+//! A run can be told to stop ([`StopSignal`], a deadline in [`RunControl`]): no new page is asked for,
+//! what was already read is committed with its state, and the streams left unfinished say so. An
+//! authentication failure stops the other streams of the same source, because they share its
+//! credentials and would only fail the same way, one request each.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
 use crate::destination::{DatasetWriter, WriteBatch};
+use crate::error::ErrorKind;
+use crate::http::{Clock, TokioClock};
 
 /// What to sync.
 #[derive(Debug, Clone)]
@@ -48,6 +57,92 @@ impl Progress for NoProgress {
     fn finished(&self, _: &str, _: &StreamOutcome) {}
 }
 
+/// Why a run was told to stop before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The user asked (SIGINT, SIGTERM, or a library caller's [`StopSignal::stop`]).
+    Interrupted,
+    /// The run's time budget ([`RunControl::deadline`]) ran out.
+    Deadline,
+}
+
+/// Tells a running sync to stop: cheap to clone, every clone stops the same run. The first reason
+/// given wins, so a deadline that passes while the run is already being interrupted changes nothing.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    tx: Arc<watch::Sender<Option<StopReason>>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal {
+            tx: Arc::new(watch::channel(None).0),
+        }
+    }
+}
+
+impl StopSignal {
+    /// A signal nobody has triggered yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the run to stop: no new page is requested, what was read is committed.
+    pub fn stop(&self, reason: StopReason) {
+        self.tx.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once the run is told to stop.
+    pub async fn stopped(&self) -> StopReason {
+        let mut rx = self.tx.subscribe();
+        loop {
+            if let Some(r) = *rx.borrow_and_update() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                // Unreachable while `self` holds the sender; never resolve rather than spin.
+                futures::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// How a run may be cut short, and the clock it is timed on.
+#[derive(Debug, Clone)]
+pub struct RunControl {
+    /// Triggered by the caller (the CLI wires SIGINT/SIGTERM to it).
+    pub stop: StopSignal,
+    /// The whole run's budget, counted on `clock` from the start of [`run_with`]. Streams still
+    /// running when it passes are reported failed ("deadline passed"). The engine checks it on
+    /// `clock` before asking for each page; to also cut a request or a throttle wait in flight when
+    /// it passes, a caller arms a timer that calls `stop.stop(StopReason::Deadline)` (the CLI does).
+    pub deadline: Option<Duration>,
+    /// Times the deadline and each stream's `seconds`.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for RunControl {
+    fn default() -> Self {
+        RunControl {
+            stop: StopSignal::new(),
+            deadline: None,
+            clock: Arc::new(TokioClock),
+        }
+    }
+}
+
 /// How one stream went (the contract's `--json` stream object).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamOutcome {
@@ -55,10 +150,31 @@ pub struct StreamOutcome {
     pub stream: String,
     /// Records committed.
     pub records: u64,
-    /// `ok` or `failed`.
+    /// `ok`, `failed`, or `interrupted` (stopped by the user before it finished; what it read is
+    /// committed and the next run continues from its saved state).
     pub status: &'static str,
-    /// Why it failed.
+    /// Why it failed or stopped.
     pub error: Option<String>,
+    /// What kind of failure (`auth`, `config`, `throttled`, `transient`, `platform`, `decode`, `quota`,
+    /// `destination`, `deadline`, `interrupted`), so scripts can tell "fix the credentials" from
+    /// "try again later"; `null` when ok.
+    pub kind: Option<&'static str>,
+    /// How long the stream ran, in seconds.
+    pub seconds: f64,
+}
+
+/// The `--json` name of an error's kind.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Transient => "transient",
+        ErrorKind::Throttled => "throttled",
+        ErrorKind::Auth => "auth",
+        ErrorKind::Client => "platform",
+        ErrorKind::Decode => "decode",
+        ErrorKind::Config => "config",
+        ErrorKind::Destination => "destination",
+        ErrorKind::QuotaExhausted => "quota",
+    }
 }
 
 /// How one source went (the contract's `--json` source object).
@@ -69,7 +185,7 @@ pub struct SourceOutcome {
     /// Connector type.
     #[serde(rename = "type")]
     pub source_type: String,
-    /// `ok` when every stream is ok.
+    /// `ok` when every stream is ok; `interrupted` when a stream was interrupted; else `failed`.
     pub status: &'static str,
     /// Per stream.
     pub streams: Vec<StreamOutcome>,
@@ -82,15 +198,92 @@ impl SourceOutcome {
     }
 }
 
-/// Sync `sources` into `writer`. Every source is attempted; the outcomes say which failed.
+/// Sync `sources` into `writer`. Every source is attempted; the outcomes say which failed. Never
+/// stopped early: see [`run_with`].
 pub async fn run(
     sources: &[Arc<dyn Connector>],
     writer: &DatasetWriter,
     options: &SyncOptions,
     progress: Arc<dyn Progress>,
 ) -> Vec<SourceOutcome> {
+    run_with(sources, writer, options, progress, &RunControl::default()).await
+}
+
+/// Why a stream stopped before its end without an error of its own.
+enum Halt {
+    Stop(StopReason),
+    /// Another stream of the same source failed authentication (its message).
+    Auth(String),
+}
+
+/// What every stream of a run shares: the stop signal, the deadline, its source's auth failure.
+struct Ctx<'a> {
+    control: &'a RunControl,
+    deadline_at: Option<Instant>,
+    auth: Option<Arc<watch::Sender<Option<String>>>>,
+}
+
+impl Ctx<'_> {
+    /// Halted already? The deadline is checked on the clock here, so a run timed on a test clock stops
+    /// between pages even though no timer fires.
+    fn halted(&self) -> Option<Halt> {
+        if let Some(at) = self.deadline_at {
+            if self.control.clock.now() >= at {
+                self.control.stop.stop(StopReason::Deadline);
+            }
+        }
+        if let Some(r) = self.control.stop.reason() {
+            return Some(Halt::Stop(r));
+        }
+        self.auth
+            .as_ref()
+            .and_then(|a| a.borrow().clone())
+            .map(Halt::Auth)
+    }
+
+    /// Resolves when the run is stopped or the source's auth fails (an in-flight request is dropped).
+    async fn until_halted(&self) -> Halt {
+        let stop = async { Halt::Stop(self.control.stop.stopped().await) };
+        let auth = async {
+            let Some(a) = &self.auth else {
+                return futures::future::pending().await;
+            };
+            let mut rx = a.subscribe();
+            loop {
+                if let Some(m) = rx.borrow_and_update().clone() {
+                    return Halt::Auth(m);
+                }
+                if rx.changed().await.is_err() {
+                    return futures::future::pending().await;
+                }
+            }
+        };
+        tokio::select! {
+            h = stop => h,
+            h = auth => h,
+        }
+    }
+
+    fn seconds_since(&self, started: Instant) -> f64 {
+        let d = self.control.clock.now().saturating_duration_since(started);
+        (d.as_secs_f64() * 1000.0).round() / 1000.0
+    }
+}
+
+/// [`run`], stoppable: through `control.stop` and `control.deadline`. Streams not finished when the
+/// run stops are reported `interrupted` (a stop) or `failed` with kind `deadline`; everything read
+/// before is committed with its state.
+pub async fn run_with(
+    sources: &[Arc<dyn Connector>],
+    writer: &DatasetWriter,
+    options: &SyncOptions,
+    progress: Arc<dyn Progress>,
+    control: &RunControl,
+) -> Vec<SourceOutcome> {
+    let deadline_at = control.deadline.map(|d| control.clock.now() + d);
     let mut work = Vec::new();
     let mut outcomes: Vec<SourceOutcome> = Vec::new();
+    let mut auth: Vec<Arc<watch::Sender<Option<String>>>> = Vec::new();
     for (i, c) in sources.iter().enumerate() {
         outcomes.push(SourceOutcome {
             source: c.name().to_string(),
@@ -98,6 +291,7 @@ pub async fn run(
             status: "ok",
             streams: Vec::new(),
         });
+        auth.push(Arc::new(watch::channel(None).0));
         if let Err(e) = writer.register_source(c.name(), c.source_type()).await {
             outcomes[i].status = "failed";
             outcomes[i].streams.push(StreamOutcome {
@@ -105,6 +299,8 @@ pub async fn run(
                 records: 0,
                 status: "failed",
                 error: Some(e.to_string()),
+                kind: Some(kind_name(e.kind())),
+                seconds: 0.0,
             });
             continue;
         }
@@ -120,9 +316,27 @@ pub async fn run(
         .into_iter()
         .map(|(i, c, def)| {
             let progress = progress.clone();
+            let ctx = Ctx {
+                control,
+                deadline_at,
+                auth: Some(auth[i].clone()),
+            };
             let fut: futures::future::BoxFuture<'_, (usize, StreamOutcome)> =
                 Box::pin(async move {
-                    let outcome = sync_stream(&*c, &def, writer, options, &*progress).await;
+                    let outcome = stream_with(&*c, &def, writer, options, &*progress, &ctx).await;
+                    if outcome.kind == Some("auth") {
+                        if let (Some(a), Some(e)) = (&ctx.auth, &outcome.error) {
+                            let message = e.clone();
+                            a.send_if_modified(|m| {
+                                if m.is_none() {
+                                    *m = Some(message);
+                                    true
+                                } else {
+                                    false
+                                }
+                            });
+                        }
+                    }
                     progress.finished(c.name(), &outcome);
                     (i, outcome)
                 });
@@ -134,7 +348,9 @@ pub async fn run(
         .collect()
         .await;
     for (i, o) in results {
-        if o.status != "ok" {
+        if o.status == "interrupted" {
+            outcomes[i].status = "interrupted";
+        } else if o.status != "ok" && outcomes[i].status == "ok" {
             outcomes[i].status = "failed";
         }
         outcomes[i].streams.push(o);
@@ -155,7 +371,7 @@ pub async fn run(
     outcomes
 }
 
-/// Sync one stream of one source.
+/// Sync one stream of one source (never stopped early).
 pub async fn sync_stream(
     connector: &dyn Connector,
     def: &StreamDef,
@@ -163,6 +379,24 @@ pub async fn sync_stream(
     options: &SyncOptions,
     progress: &dyn Progress,
 ) -> StreamOutcome {
+    let control = RunControl::default();
+    let ctx = Ctx {
+        control: &control,
+        deadline_at: None,
+        auth: None,
+    };
+    stream_with(connector, def, writer, options, progress, &ctx).await
+}
+
+async fn stream_with(
+    connector: &dyn Connector,
+    def: &StreamDef,
+    writer: &DatasetWriter,
+    options: &SyncOptions,
+    progress: &dyn Progress,
+    ctx: &Ctx<'_>,
+) -> StreamOutcome {
+    let started = ctx.control.clock.now();
     let source = connector.name().to_string();
     let incremental = matches!(def.mode, SyncMode::Incremental { .. });
     let keeps_state = incremental && options.window.is_none();
@@ -171,8 +405,48 @@ pub async fn sync_stream(
         stream: def.name.to_string(),
         records,
         status: "failed",
+        kind: Some(kind_name(e.kind())),
         error: Some(e.to_string()),
+        seconds: ctx.seconds_since(started),
     };
+    let halted = |records: u64, h: Halt| {
+        let (status, kind, error) = match h {
+            Halt::Stop(StopReason::Interrupted) => (
+                "interrupted",
+                "interrupted",
+                format!(
+                    "stopped before the stream finished; the {records} records read are \
+                     committed and the next run continues from there"
+                ),
+            ),
+            Halt::Stop(StopReason::Deadline) => (
+                "failed",
+                "deadline",
+                format!(
+                    "deadline passed: the run's --deadline of {} ran out before this stream \
+                     finished; the {records} records read are committed and the next run \
+                     continues from there",
+                    format_duration(ctx.control.deadline.unwrap_or_default())
+                ),
+            ),
+            Halt::Auth(message) => (
+                "failed",
+                "auth",
+                format!("{message} (another stream of this source; not attempted)"),
+            ),
+        };
+        StreamOutcome {
+            stream: def.name.to_string(),
+            records,
+            status,
+            error: Some(error),
+            kind: Some(kind),
+            seconds: ctx.seconds_since(started),
+        }
+    };
+    if let Some(h) = ctx.halted() {
+        return halted(0, h);
+    }
 
     let saved = if keeps_state && !options.full_refresh {
         match writer.load_state(&source, def.name).await {
@@ -196,7 +470,20 @@ pub async fn sync_stream(
     // stopped by a quota is continued from there rather than from its start.
     let mut backfilled: Option<String> = None;
     let mut pages = connector.read(request);
-    while let Some(page) = pages.next().await {
+    loop {
+        if let Some(h) = ctx.halted() {
+            return halted(records, h);
+        }
+        // A page that arrives together with a stop is still committed: it was read.
+        let next = tokio::select! {
+            biased;
+            p = pages.next() => p,
+            h = ctx.until_halted() => {
+                drop(pages);
+                return halted(records, h);
+            }
+        };
+        let Some(page) = next else { break };
         let page = match page {
             Ok(p) => p,
             Err(e) => {
@@ -271,5 +558,24 @@ pub async fn sync_stream(
         records,
         status: "ok",
         error: None,
+        kind: None,
+        seconds: ctx.seconds_since(started),
     }
+}
+
+/// A duration the way `--deadline` takes it: `90s`, `30m`, `2h`, `1h30m`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
 }

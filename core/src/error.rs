@@ -87,9 +87,11 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// The local dataset failed.
+    /// The dataset (SQLite or PostgreSQL) failed. The inner error is the store's own (a
+    /// `rusqlite::Error`, a `postgres::Error`) or a message of ours, such as
+    /// [`crate::destination::SchemaTooNew`]; callers that care can downcast it.
     #[error("dataset error: {0}")]
-    Destination(#[from] rusqlite::Error),
+    Destination(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -163,12 +165,37 @@ impl Error {
         Error::Decode { message }
     }
 
+    /// A dataset error with a message of ours.
+    pub fn destination(message: impl Into<String>) -> Error {
+        Error::Destination(message.into().into())
+    }
+
     /// A config error for `key`.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Config {
             key: key.into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Destination(Box::new(e))
+    }
+}
+
+impl From<postgres::Error> for Error {
+    /// `postgres::Error` shows only its kind ("db error"); the server's message is its source, so
+    /// the text carries the whole chain.
+    fn from(e: postgres::Error) -> Self {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        Error::destination(text)
     }
 }
 

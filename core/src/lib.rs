@@ -8,6 +8,7 @@
 //!   platform's own signals, timeouts, auth.
 //! - [`auth`]: token providers (static keys, OAuth2 refresh-token grant) with secrets kept redacted.
 //! - [`paginate`]: the paging styles the platforms use, as small reusable pieces.
+//! - [`start`]: where an incremental read starts (saved cursor less overlap and lookback), written once.
 //! - [`model`] and [`channel`]: the journey model and the channel classifier.
 //! - [`destination`]: where records land (SQLite), with state committed alongside the records it covers.
 //! - [`report`]: the Growth Flow report computed from the dataset.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod model;
 pub mod paginate;
 pub mod report;
+pub mod start;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

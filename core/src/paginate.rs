@@ -27,8 +27,13 @@ pub enum NextPage {
 
 /// Decides the next page from the current one.
 pub trait Paginator: Send + fmt::Debug {
-    /// Parameters for the first page.
+    /// Parameters for the very first page (page 1, offset 0, no cursor), whatever page the paginator has
+    /// reached: a caller that re-anchors its query must get the new listing's start, never its own
+    /// position in the old one.
     fn first(&self) -> Vec<(String, String)>;
+    /// Start over: forget the position reached, so that the next [`Paginator::next`] counts from the
+    /// first page again, and return the first page's parameters.
+    fn reset(&mut self) -> Vec<(String, String)>;
     /// The next page after `resp`, which held `records` records.
     fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage>;
 }
@@ -74,9 +79,14 @@ impl PageNumber {
 impl Paginator for PageNumber {
     fn first(&self) -> Vec<(String, String)> {
         vec![
-            (self.page_param.into(), self.page.to_string()),
+            (self.page_param.into(), "1".into()),
             (self.size_param.into(), self.size.to_string()),
         ]
+    }
+
+    fn reset(&mut self) -> Vec<(String, String)> {
+        self.page = 1;
+        self.first()
     }
 
     fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage> {
@@ -138,6 +148,10 @@ pub fn parse_link_header(values: &[&str]) -> Vec<(String, String)> {
 
 impl Paginator for LinkHeader {
     fn first(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn reset(&mut self) -> Vec<(String, String)> {
         Vec::new()
     }
 
@@ -210,6 +224,10 @@ impl Paginator for JsonCursor {
         Vec::new()
     }
 
+    fn reset(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     fn next(&mut self, resp: &Response, _records: usize) -> Result<NextPage> {
         let body: serde_json::Value = resp.json()?;
         Ok(self.next_from(&body))
@@ -273,6 +291,11 @@ impl Paginator for Offset {
             (self.offset_param.into(), "0".into()),
             (self.limit_param.into(), self.limit.to_string()),
         ]
+    }
+
+    fn reset(&mut self) -> Vec<(String, String)> {
+        self.offset = 0;
+        self.first()
     }
 
     fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage> {
@@ -354,6 +377,42 @@ mod tests {
             ])
         );
         assert_eq!(p.next(&r, 100).unwrap(), NextPage::Done);
+    }
+
+    /// Re-anchoring a keyset read asks for the first page again: `first` must mean page 1 even after
+    /// paging on, and `reset` must make the following pages count from 1 again.
+    #[test]
+    fn first_and_reset_mean_page_one_whatever_page_was_reached() {
+        let mut p = PageNumber::new("page", "per_page", 2, None);
+        let r = resp(&[], "[]");
+        p.next(&r, 2).unwrap();
+        p.next(&r, 2).unwrap();
+        assert_eq!(p.page(), 3);
+        let one = vec![("page".into(), "1".into()), ("per_page".into(), "2".into())];
+        assert_eq!(p.first(), one);
+        assert_eq!(p.reset(), one);
+        assert_eq!(p.page(), 1);
+        assert_eq!(
+            p.next(&r, 2).unwrap(),
+            NextPage::Params(vec![
+                ("page".into(), "2".into()),
+                ("per_page".into(), "2".into())
+            ])
+        );
+
+        let mut o = Offset::new("offset", "limit", 2, None);
+        o.advance(2, None);
+        assert_eq!(
+            o.reset(),
+            vec![("offset".into(), "0".into()), ("limit".into(), "2".into())]
+        );
+        assert_eq!(
+            o.advance(2, None),
+            NextPage::Params(vec![
+                ("offset".into(), "2".into()),
+                ("limit".into(), "2".into())
+            ])
+        );
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! The SQLite dataset: the contract's schema, migrations, atomic commits of records with their state, and
-//! the journey-model rebuild (cross-store order numbering, stages, customers, stable ids).
+//! The dataset, in both stores (SQLite and PostgreSQL): the contract's schema, migrations, atomic
+//! commits of records with their state, and the journey-model rebuild (cross-store order numbering,
+//! stages, customers, stable ids). Every test runs once per store (`sqlite::NAME`, `postgres::NAME`);
+//! the PostgreSQL ones each get a fresh schema on the test server (see
+//! `growthflow_core::destination::postgres::testing`) and pass with a visible note where there is none.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use ::postgres::types::Type;
+use chrono::{DateTime, SecondsFormat, Utc};
 use growthflow_core::connector::Record;
+use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
+use growthflow_core::destination::postgres::PostgresDestination;
 use growthflow_core::destination::sqlite::SqliteDestination;
 use growthflow_core::destination::{DatasetWriter, Destination, RebuildStats, WriteBatch};
 use growthflow_core::model::{
@@ -12,34 +19,338 @@ use growthflow_core::model::{
 };
 use growthflow_core::{Error, ErrorKind, Result};
 use rusqlite::types::Value as Sql;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+// ---------------------------------------------------------------- the two stores
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+enum Store {
+    Sqlite(SqliteDestination),
+    Postgres(Box<PostgresDestination>),
+}
+
+/// A dataset under test in either store, read back as SQLite-like values (PostgreSQL's NUMERIC as
+/// REAL, BOOLEAN as 0/1, times as RFC 3339 text, JSON as canonical text) so one assertion holds for
+/// both.
+struct Db {
+    store: Option<Store>,
+    file: Option<PathBuf>,
+    reader: Option<::postgres::Client>,
+    schema: Option<TestSchema>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    /// A fresh dataset: SQLite in memory, or a new PostgreSQL schema. `None`: PostgreSQL is skipped.
+    fn memory(backend: Backend, label: &str) -> Option<Db> {
+        Self::new(backend, label, false)
+    }
+
+    /// A fresh dataset that can be opened again: a SQLite file in a folder that does not exist yet,
+    /// or a new PostgreSQL schema.
+    fn file(backend: Backend, label: &str) -> Option<Db> {
+        Self::new(backend, label, true)
+    }
+
+    fn new(backend: Backend, label: &str, on_file: bool) -> Option<Db> {
+        match backend {
+            Backend::Sqlite if on_file => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("nested/data/growthflow.db");
+                Some(Db {
+                    store: Some(Store::Sqlite(SqliteDestination::open(&path).unwrap())),
+                    file: Some(path),
+                    reader: None,
+                    schema: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Sqlite => Some(Db {
+                store: Some(Store::Sqlite(SqliteDestination::in_memory().unwrap())),
+                file: None,
+                reader: None,
+                schema: None,
+                _dir: None,
+            }),
+            Backend::Postgres => {
+                let schema = TestSchema::new(label)?;
+                let (dest, reader) = blocking(|| (schema.open(), schema.client()));
+                Some(Db {
+                    store: Some(Store::Postgres(Box::new(dest))),
+                    file: None,
+                    reader: Some(reader),
+                    schema: Some(schema),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        if self.schema.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    fn dest(&mut self) -> &mut dyn Destination {
+        match self.store.as_mut().expect("the dataset is open") {
+            Store::Sqlite(d) => d,
+            Store::Postgres(d) => d.as_mut(),
+        }
+    }
+
+    /// Close and open the dataset again.
+    fn reopen(&mut self) {
+        let old = self.store.take();
+        blocking(move || drop(old));
+        self.store = Some(match (&self.file, &self.schema) {
+            (Some(path), _) => Store::Sqlite(SqliteDestination::open(path).unwrap()),
+            (_, Some(schema)) => Store::Postgres(Box::new(blocking(|| schema.open()))),
+            _ => panic!("an in-memory dataset cannot be reopened"),
+        });
+    }
+
+    /// Hand the store over (to a [`DatasetWriter`]); reads go through another connection after.
+    fn take(&mut self) -> Box<dyn Destination> {
+        match self.store.take().expect("the dataset is open") {
+            Store::Sqlite(d) => Box::new(d),
+            Store::Postgres(d) => d,
+        }
+    }
+
+    /// Make inserting the raw record `poison` fail with "poisoned record", on this connection.
+    fn poison(&mut self) {
+        match (&self.store, &mut self.reader) {
+            (Some(Store::Sqlite(d)), _) => d
+                .connection()
+                .execute_batch(
+                    "CREATE TEMP TRIGGER poison BEFORE INSERT ON main.raw_records
+                     WHEN NEW.record_id = 'poison'
+                     BEGIN SELECT RAISE(ABORT, 'poisoned record'); END;",
+                )
+                .unwrap(),
+            (_, Some(reader)) => blocking(|| {
+                reader
+                    .batch_execute(
+                        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                         BEGIN
+                           IF NEW.record_id = 'poison' THEN RAISE EXCEPTION 'poisoned record'; END IF;
+                           RETURN NEW;
+                         END $$;
+                         CREATE TRIGGER poison BEFORE INSERT ON raw_records
+                           FOR EACH ROW EXECUTE FUNCTION poison();",
+                    )
+                    .unwrap()
+            }),
+            _ => panic!("no connection to poison"),
+        }
+    }
+
+    fn columns(&mut self, table: &str) -> Vec<String> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid")
+            }
+            Backend::Postgres => format!(
+                "SELECT column_name::TEXT FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = '{table}'
+                 ORDER BY ordinal_position"
+            ),
+        };
+        rows(self, &sql)
+            .into_iter()
+            .map(|r| match &r[0] {
+                Sql::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn exists(&mut self) -> bool {
+        match (&self.file, &self.schema) {
+            (Some(path), _) => path.exists(),
+            (_, Some(schema)) => {
+                let name = schema.name().to_string();
+                count(
+                    self,
+                    &format!("SELECT COUNT(*) FROM pg_namespace WHERE nspname = '{name}'"),
+                ) == 1
+            }
+            _ => true,
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // The blocking PostgreSQL client may not be dropped on an async runtime's thread.
+        let (store, reader) = (self.store.take(), self.reader.take());
+        blocking(move || drop((store, reader)));
+    }
+}
+
+/// Run a test once per store.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Sqlite)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Postgres)
+            })*
+        }
+    };
+}
+
+both_stores!(
+    migrations_create_the_contract_tables_on_a_file,
+    migrations_create_the_contract_tables_in_memory,
+    reopening_an_existing_dataset_does_not_rerun_migrations,
+    a_dataset_from_a_newer_growthflow_is_refused,
+    commit_upserts_on_the_record_key,
+    a_replacing_batch_drops_the_partition_rows_it_no_longer_has,
+    commit_saves_state_with_its_records_and_replaces_older_state,
+    a_failing_commit_leaves_neither_records_nor_state,
+    dataset_writer_commits_records_and_state_together,
+    rebuild_builds_orders_events_and_customers,
+    rebuilding_twice_gives_identical_rows,
+    rebuild_follows_new_raw_data_and_renumbers,
+    an_incremental_rebuild_gives_the_rows_of_a_full_one,
+    rebuild_without_any_mapper_reads_but_writes_nothing,
+    rebuild_on_a_file_is_visible_to_another_connection,
+);
+
 // ---------------------------------------------------------------- helpers
 
-fn columns(conn: &Connection, table: &str) -> Vec<String> {
-    let mut stmt = conn
-        .prepare(&format!("PRAGMA table_info({table})"))
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(1))
+/// JSON with its object keys sorted, as text: JSONB keeps keys in its own order.
+fn canonical_json(text: &str) -> Option<String> {
+    fn sort(v: Value) -> Value {
+        match v {
+            Value::Object(o) => {
+                let mut entries: Vec<(String, Value)> = o.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k, sort(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.into_iter().map(sort).collect()),
+            other => other,
+        }
+    }
+    if !(text.starts_with('{') || text.starts_with('[')) {
+        return None;
+    }
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .map(|v| sort(v).to_string())
+}
+
+fn sqlite_value(v: Sql) -> Sql {
+    match v {
+        Sql::Text(s) => Sql::Text(canonical_json(&s).unwrap_or(s)),
+        other => other,
+    }
+}
+
+fn pg_value(row: &::postgres::Row, i: usize) -> Sql {
+    let ty = row.columns()[i].type_().clone();
+    let opt = |v: Option<Sql>| v.unwrap_or(Sql::Null);
+    match ty {
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+            opt(row.get::<_, Option<String>>(i).map(Sql::Text))
+        }
+        Type::INT2 => opt(row.get::<_, Option<i16>>(i).map(|v| Sql::Integer(v.into()))),
+        Type::INT4 => opt(row.get::<_, Option<i32>>(i).map(|v| Sql::Integer(v.into()))),
+        Type::INT8 => opt(row.get::<_, Option<i64>>(i).map(Sql::Integer)),
+        Type::FLOAT8 => opt(row.get::<_, Option<f64>>(i).map(Sql::Real)),
+        Type::NUMERIC => opt(row
+            .get::<_, Option<Decimal>>(i)
+            .map(|d| Sql::Real(d.to_f64().unwrap()))),
+        Type::BOOL => opt(row
+            .get::<_, Option<bool>>(i)
+            .map(|b| Sql::Integer(b.into()))),
+        Type::TIMESTAMPTZ => opt(row
+            .get::<_, Option<DateTime<Utc>>>(i)
+            .map(|t| Sql::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)))),
+        Type::DATE => opt(row
+            .get::<_, Option<chrono::NaiveDate>>(i)
+            .map(|d| Sql::Text(d.format("%Y-%m-%d").to_string()))),
+        Type::JSONB | Type::JSON => opt(row
+            .get::<_, Option<Value>>(i)
+            .map(|v| Sql::Text(canonical_json(&v.to_string()).unwrap_or(v.to_string())))),
+        other => panic!("no test conversion for {other}"),
+    }
+}
+
+/// Every row of a query, as SQLite-like values.
+fn rows(db: &mut Db, sql: &str) -> Vec<Vec<Sql>> {
+    if let Some(reader) = db.reader.as_mut() {
+        return blocking(|| {
+            reader
+                .query(sql, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .iter()
+                .map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect())
+                .collect()
+        });
+    }
+    let read = |conn: &Connection| -> Vec<Vec<Sql>> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..n)
+                .map(|i| r.get::<_, Sql>(i).map(sqlite_value))
+                .collect()
+        })
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap()
+    };
+    match (&db.store, &db.file) {
+        // Another connection on a file, so what it sees is what was committed.
+        (_, Some(path)) => read(&Connection::open(path).unwrap()),
+        (Some(Store::Sqlite(d)), None) => read(d.connection()),
+        _ => panic!("no connection to read with"),
+    }
 }
 
-/// Every row of a query, as SQLite values.
-fn rows(conn: &Connection, sql: &str) -> Vec<Vec<Sql>> {
-    let mut stmt = conn.prepare(sql).unwrap();
-    let n = stmt.column_count();
-    stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Sql>(i)).collect())
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+fn count(db: &mut Db, sql: &str) -> i64 {
+    match rows(db, sql)[0][0] {
+        Sql::Integer(n) => n,
+        ref other => panic!("{other:?}"),
+    }
 }
 
-fn count(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+impl Destination for Db {
+    fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
+        let d = self.dest();
+        blocking(|| d.register_source(source, source_type))
+    }
+    fn load_state(&mut self, source: &str, stream: &str) -> Result<Option<Value>> {
+        let d = self.dest();
+        blocking(|| d.load_state(source, stream))
+    }
+    fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {
+        let d = self.dest();
+        blocking(|| d.commit(batches))
+    }
+    fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
+        let d = self.dest();
+        blocking(|| d.rebuild_journey(mappers))
+    }
 }
 
 fn rec(id: &str, cursor: Option<&str>, payload: Value) -> Record {
@@ -61,7 +372,7 @@ fn batch(source: &str, stream: &str, records: Vec<Record>, state: Option<Value>)
 }
 
 fn t(s: &str) -> Sql {
-    Sql::Text(s.to_string())
+    Sql::Text(canonical_json(s).unwrap_or_else(|| s.to_string()))
 }
 fn i(n: i64) -> Sql {
     Sql::Integer(n)
@@ -73,7 +384,7 @@ const NULL: Sql = Sql::Null;
 
 // ---------------------------------------------------------------- schema and migrations
 
-fn assert_contract_schema(conn: &Connection) {
+fn assert_contract_schema(db: &mut Db) {
     let expect: &[(&str, &[&str])] = &[
         (
             "raw_records",
@@ -144,76 +455,109 @@ fn assert_contract_schema(conn: &Connection) {
         ),
     ];
     for (table, cols) in expect {
-        assert_eq!(&columns(conn, table), cols, "columns of {table}");
+        assert_eq!(&db.columns(table), cols, "columns of {table}");
     }
 }
 
-#[test]
-fn migrations_create_the_contract_tables_on_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    // A folder that does not exist yet is created.
-    let path = dir.path().join("nested/data/growthflow.db");
-    let dest = SqliteDestination::open(&path).unwrap();
-    assert!(path.exists());
-    assert_contract_schema(dest.connection());
+fn migrations_create_the_contract_tables_on_a_file(backend: Backend) {
+    // A folder (SQLite) or a schema (PostgreSQL) that does not exist yet is created.
+    let Some(mut dest) = Db::file(backend, "migrations_file") else {
+        return;
+    };
+    assert!(dest.exists());
+    assert_contract_schema(&mut dest);
     assert_eq!(
         rows(
-            dest.connection(),
+            &mut dest,
             "SELECT version FROM schema_migrations ORDER BY version"
         ),
         vec![vec![i(1)], vec![i(2)]]
     );
 }
 
-#[test]
-fn migrations_create_the_contract_tables_in_memory() {
-    let dest = SqliteDestination::in_memory().unwrap();
-    assert_contract_schema(dest.connection());
+fn migrations_create_the_contract_tables_in_memory(backend: Backend) {
+    let Some(mut dest) = Db::memory(backend, "migrations_memory") else {
+        return;
+    };
+    assert_contract_schema(&mut dest);
 }
 
-#[test]
-fn reopening_an_existing_dataset_does_not_rerun_migrations() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("growthflow.db");
-    let before = {
-        let mut dest = SqliteDestination::open(&path).unwrap();
-        dest.commit(&[batch(
-            "s",
-            "orders",
-            vec![rec("1", None, json!({"id": 1}))],
-            Some(json!({"cursor": "c"})),
-        )])
-        .unwrap();
-        rows(
-            dest.connection(),
-            "SELECT version, applied_at FROM schema_migrations",
-        )
+fn reopening_an_existing_dataset_does_not_rerun_migrations(backend: Backend) {
+    let Some(mut dest) = Db::file(backend, "reopen") else {
+        return;
     };
+    dest.commit(&[batch(
+        "s",
+        "orders",
+        vec![rec("1", None, json!({"id": 1}))],
+        Some(json!({"cursor": "c"})),
+    )])
+    .unwrap();
+    let before = rows(
+        &mut dest,
+        "SELECT version, applied_at FROM schema_migrations",
+    );
     assert_eq!(before.len(), 2);
-    let mut dest = SqliteDestination::open(&path).unwrap();
+    dest.reopen();
     assert_eq!(
         rows(
-            dest.connection(),
+            &mut dest,
             "SELECT version, applied_at FROM schema_migrations"
         ),
         before
     );
-    assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM raw_records"),
-        1
-    );
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM raw_records"), 1);
     assert_eq!(
         dest.load_state("s", "orders").unwrap(),
         Some(json!({"cursor": "c"}))
     );
-    assert_contract_schema(dest.connection());
+    assert_contract_schema(&mut dest);
+}
+
+fn a_dataset_from_a_newer_growthflow_is_refused(backend: Backend) {
+    let Some(mut dest) = Db::file(backend, "too_new") else {
+        return;
+    };
+    let sql = match backend {
+        Backend::Sqlite => "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'x')",
+        Backend::Postgres => {
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (999, clock_timestamp())"
+        }
+    };
+    match (&dest.file, dest.reader.as_mut()) {
+        (Some(path), _) => {
+            Connection::open(path).unwrap().execute(sql, []).unwrap();
+        }
+        (_, Some(reader)) => {
+            blocking(|| reader.execute(sql, &[]).unwrap());
+        }
+        _ => unreachable!(),
+    }
+    let err = match backend {
+        Backend::Sqlite => SqliteDestination::open(dest.file.as_ref().unwrap()).map(drop),
+        Backend::Postgres => {
+            let target = dest.schema.as_ref().unwrap().target();
+            blocking(|| PostgresDestination::open(&target).map(drop))
+        }
+    }
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Destination);
+    let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
+    assert_eq!((found.found, found.supported), (999, 2));
+    assert!(err.to_string().contains("newer growthflow"), "{err}");
+    // Nothing was touched.
+    assert_eq!(
+        count(&mut dest, "SELECT COUNT(*) FROM schema_migrations"),
+        3
+    );
 }
 
 // ---------------------------------------------------------------- commits
 
-#[test]
-fn commit_upserts_on_the_record_key() {
-    let mut dest = SqliteDestination::in_memory().unwrap();
+fn commit_upserts_on_the_record_key(backend: Backend) {
+    let Some(mut dest) = Db::memory(backend, "t") else {
+        return;
+    };
     dest.commit(&[batch(
         "s",
         "orders",
@@ -247,7 +591,7 @@ fn commit_upserts_on_the_record_key() {
     .unwrap();
     assert_eq!(
         rows(
-            dest.connection(),
+            &mut dest,
             "SELECT source, stream, record_id, cursor_value, payload FROM raw_records
              ORDER BY source, stream, record_id"
         ),
@@ -270,23 +614,24 @@ fn commit_upserts_on_the_record_key() {
             vec![t("t"), t("orders"), t("1"), NULL, t(r#"{"o":1}"#)],
         ]
     );
-    let synced: String = dest
-        .connection()
-        .query_row(
-            "SELECT synced_at FROM raw_records WHERE record_id = '2' AND stream = 'orders'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let synced = match &rows(
+        &mut dest,
+        "SELECT synced_at FROM raw_records WHERE record_id = '2' AND stream = 'orders'",
+    )[0][0]
+    {
+        Sql::Text(s) => s.clone(),
+        other => panic!("{other:?}"),
+    };
     assert!(
         DateTime::parse_from_rfc3339(&synced).is_ok() && synced.ends_with('Z'),
         "{synced}"
     );
 }
 
-#[test]
-fn a_replacing_batch_drops_the_partition_rows_it_no_longer_has() {
-    let mut dest = SqliteDestination::in_memory().unwrap();
+fn a_replacing_batch_drops_the_partition_rows_it_no_longer_has(backend: Backend) {
+    let Some(mut dest) = Db::memory(backend, "t") else {
+        return;
+    };
     let day = |id: &str, d: &str| rec(id, Some(d), json!({"id": id}));
     dest.commit(&[
         batch(
@@ -314,7 +659,7 @@ fn a_replacing_batch_drops_the_partition_rows_it_no_longer_has() {
     dest.commit(&[replacing]).unwrap();
     assert_eq!(
         rows(
-            dest.connection(),
+            &mut dest,
             "SELECT source, stream, record_id FROM raw_records ORDER BY source, stream, record_id"
         ),
         vec![
@@ -328,9 +673,10 @@ fn a_replacing_batch_drops_the_partition_rows_it_no_longer_has() {
     );
 }
 
-#[test]
-fn commit_saves_state_with_its_records_and_replaces_older_state() {
-    let mut dest = SqliteDestination::in_memory().unwrap();
+fn commit_saves_state_with_its_records_and_replaces_older_state(backend: Backend) {
+    let Some(mut dest) = Db::memory(backend, "t") else {
+        return;
+    };
     assert_eq!(dest.load_state("s", "orders").unwrap(), None);
     dest.commit(&[batch(
         "s",
@@ -339,10 +685,7 @@ fn commit_saves_state_with_its_records_and_replaces_older_state() {
         Some(json!({"cursor": "a"})),
     )])
     .unwrap();
-    assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM raw_records"),
-        1
-    );
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM raw_records"), 1);
     assert_eq!(
         dest.load_state("s", "orders").unwrap(),
         Some(json!({"cursor": "a"}))
@@ -370,25 +713,17 @@ fn commit_saves_state_with_its_records_and_replaces_older_state() {
         dest.load_state("s", "orders").unwrap(),
         Some(json!({"cursor": "b", "extra": [1, 2]}))
     );
-    assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM sync_state"),
-        1
-    );
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM sync_state"), 1);
     assert_eq!(dest.load_state("s", "other").unwrap(), None);
     assert_eq!(dest.load_state("other", "orders").unwrap(), None);
 }
 
-#[test]
-fn a_failing_commit_leaves_neither_records_nor_state() {
-    let mut dest = SqliteDestination::in_memory().unwrap();
-    // No record can naturally fail to insert, so make one fail with a trigger on this connection.
-    dest.connection()
-        .execute_batch(
-            "CREATE TEMP TRIGGER poison BEFORE INSERT ON main.raw_records
-             WHEN NEW.record_id = 'poison'
-             BEGIN SELECT RAISE(ABORT, 'poisoned record'); END;",
-        )
-        .unwrap();
+fn a_failing_commit_leaves_neither_records_nor_state(backend: Backend) {
+    let Some(mut dest) = Db::memory(backend, "t") else {
+        return;
+    };
+    // No record can naturally fail to insert, so make one fail with a trigger.
+    dest.poison();
     let err = dest
         .commit(&[
             batch(
@@ -410,14 +745,8 @@ fn a_failing_commit_leaves_neither_records_nor_state() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Destination, "{err:?}");
     assert!(err.to_string().contains("poisoned record"), "{err}");
-    assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM raw_records"),
-        0
-    );
-    assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM sync_state"),
-        0
-    );
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM raw_records"), 0);
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM sync_state"), 0);
 
     // The connection is usable afterwards.
     dest.commit(&[batch(
@@ -427,29 +756,29 @@ fn a_failing_commit_leaves_neither_records_nor_state() {
         Some(json!({"cursor": "a"})),
     )])
     .unwrap();
-    assert_eq!(
-        count(dest.connection(), "SELECT COUNT(*) FROM raw_records"),
-        1
-    );
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM raw_records"), 1);
     assert_eq!(
         dest.load_state("s", "orders").unwrap(),
         Some(json!({"cursor": "a"}))
     );
 }
 
-#[tokio::test]
-async fn dataset_writer_commits_records_and_state_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("growthflow.db");
-    let dest = SqliteDestination::open(&path).unwrap();
-    dest.connection()
-        .execute_batch(
-            "CREATE TEMP TRIGGER poison BEFORE INSERT ON main.raw_records
-             WHEN NEW.record_id = 'poison'
-             BEGIN SELECT RAISE(ABORT, 'poisoned record'); END;",
-        )
-        .unwrap();
-    let writer = DatasetWriter::spawn(Box::new(dest));
+fn dataset_writer_commits_records_and_state_together(backend: Backend) {
+    let Some(mut db) = Db::file(backend, "writer") else {
+        return;
+    };
+    db.poison();
+    let dest = db.take();
+    let reader = &mut db;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(writer_commits(dest, reader));
+}
+
+async fn writer_commits(dest: Box<dyn Destination>, reader: &mut Db) {
+    let writer = DatasetWriter::spawn(dest);
     writer.register_source("s", "teststore").await.unwrap();
     writer
         .commit(batch(
@@ -464,10 +793,9 @@ async fn dataset_writer_commits_records_and_state_together() {
         .await
         .unwrap();
 
-    let reader = Connection::open(&path).unwrap();
     assert_eq!(
         rows(
-            &reader,
+            reader,
             "SELECT record_id, payload FROM raw_records ORDER BY record_id"
         ),
         vec![
@@ -476,7 +804,7 @@ async fn dataset_writer_commits_records_and_state_together() {
         ]
     );
     assert_eq!(
-        rows(&reader, "SELECT source, stream, state FROM sync_state"),
+        rows(reader, "SELECT source, stream, state FROM sync_state"),
         vec![vec![t("s"), t("orders"), t(r#"{"cursor":"2025-01-02"}"#)]]
     );
     assert_eq!(
@@ -497,13 +825,13 @@ async fn dataset_writer_commits_records_and_state_together() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("poisoned record"), "{err}");
-    assert_eq!(count(&reader, "SELECT COUNT(*) FROM raw_records"), 2);
+    assert_eq!(count(reader, "SELECT COUNT(*) FROM raw_records"), 2);
     assert_eq!(
         writer.load_state("s", "orders").await.unwrap(),
         Some(json!({"cursor": "2025-01-02"}))
     );
     assert_eq!(
-        rows(&reader, "SELECT source, type FROM growthflow_sources"),
+        rows(reader, "SELECT source, type FROM growthflow_sources"),
         vec![vec![t("s"), t("teststore")]]
     );
 }
@@ -590,8 +918,8 @@ fn order(id: &str, email: Option<&str>, created: &str, total: &str, status: &str
 }
 
 /// Two stores of the same type, a CRM-ish people stream, and a source whose type has no mapper.
-fn journey_dataset() -> SqliteDestination {
-    let mut dest = SqliteDestination::in_memory().unwrap();
+fn journey_dataset(backend: Backend) -> Option<Db> {
+    let mut dest = Db::memory(backend, "journey")?;
     dest.register_source("shop_a", "teststore").unwrap();
     dest.register_source("shop_b", "teststore").unwrap();
     dest.register_source("legacy", "unmapped").unwrap();
@@ -702,7 +1030,7 @@ fn journey_dataset() -> SqliteDestination {
         ),
     ])
     .unwrap();
-    dest
+    Some(dest)
 }
 
 fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
@@ -785,9 +1113,10 @@ fn order_event(
     ]
 }
 
-#[test]
-fn rebuild_builds_orders_events_and_customers() {
-    let mut dest = journey_dataset();
+fn rebuild_builds_orders_events_and_customers(backend: Backend) {
+    let Some(mut dest) = journey_dataset(backend) else {
+        return;
+    };
     let stats = dest.rebuild_journey(&mappers()).unwrap();
     assert_eq!(
         stats,
@@ -799,7 +1128,7 @@ fn rebuild_builds_orders_events_and_customers() {
             failed: 1,
         }
     );
-    let conn = dest.connection();
+    let conn = &mut dest;
     let alice = Some("alice@example.com");
     let bob = Some("bob@example.com");
 
@@ -1019,11 +1348,12 @@ fn rebuild_builds_orders_events_and_customers() {
     );
 }
 
-#[test]
-fn rebuilding_twice_gives_identical_rows() {
-    let mut dest = journey_dataset();
+fn rebuilding_twice_gives_identical_rows(backend: Backend) {
+    let Some(mut dest) = journey_dataset(backend) else {
+        return;
+    };
     let first = dest.rebuild_journey(&mappers()).unwrap();
-    let before = model(dest.connection());
+    let before = model(&mut dest);
     let second = dest.rebuild_journey(&mappers()).unwrap();
     assert_eq!(
         second,
@@ -1034,13 +1364,14 @@ fn rebuilding_twice_gives_identical_rows() {
         },
         "nothing changed, so nothing is mapped again and the model stays the same size"
     );
-    assert_eq!(model(dest.connection()), before);
+    assert_eq!(model(&mut dest), before);
     assert_eq!(before.1.len(), 8);
 }
 
-#[test]
-fn rebuild_follows_new_raw_data_and_renumbers() {
-    let mut dest = journey_dataset();
+fn rebuild_follows_new_raw_data_and_renumbers(backend: Backend) {
+    let Some(mut dest) = journey_dataset(backend) else {
+        return;
+    };
     dest.rebuild_journey(&mappers()).unwrap();
     // An earlier order for alice turns up in shop_b; a1 is cancelled meanwhile.
     dest.commit(&[
@@ -1071,7 +1402,7 @@ fn rebuild_follows_new_raw_data_and_renumbers() {
     ])
     .unwrap();
     dest.rebuild_journey(&mappers()).unwrap();
-    let conn = dest.connection();
+    let conn = &mut dest;
     assert_eq!(
         rows(
             conn,
@@ -1112,7 +1443,7 @@ fn rebuild_follows_new_raw_data_and_renumbers() {
 type Rows = Vec<Vec<Sql>>;
 
 /// The model as rows (orders, events, customers), for comparing two rebuilds.
-fn model(conn: &Connection) -> (Rows, Rows, Rows) {
+fn model(conn: &mut Db) -> (Rows, Rows, Rows) {
     (
         rows(conn, ORDERS),
         rows(conn, EVENTS),
@@ -1120,9 +1451,10 @@ fn model(conn: &Connection) -> (Rows, Rows, Rows) {
     )
 }
 
-#[test]
-fn an_incremental_rebuild_gives_the_rows_of_a_full_one() {
-    let mut dest = journey_dataset();
+fn an_incremental_rebuild_gives_the_rows_of_a_full_one(backend: Backend) {
+    let Some(mut dest) = journey_dataset(backend) else {
+        return;
+    };
     dest.commit(&[batch(
         "shop_a",
         "refunds",
@@ -1214,10 +1546,10 @@ fn an_incremental_rebuild_gives_the_rows_of_a_full_one() {
         stats.records, 6,
         "only the six changed records are mapped again (the dropped one is only taken out)"
     );
-    let incremental = model(dest.connection());
+    let incremental = model(&mut dest);
     assert_eq!(
         count(
-            dest.connection(),
+            &mut dest,
             "SELECT COUNT(*) FROM journey_events WHERE event_id LIKE 'shop_a:refunds:r3:%'"
         ),
         0,
@@ -1225,7 +1557,7 @@ fn an_incremental_rebuild_gives_the_rows_of_a_full_one() {
     );
     assert_eq!(
         rows(
-            dest.connection(),
+            &mut dest,
             "SELECT customer_id, first_seen_at, orders_count FROM customers ORDER BY customer_id"
         ),
         vec![
@@ -1239,12 +1571,13 @@ fn an_incremental_rebuild_gives_the_rows_of_a_full_one() {
     dest.rebuild_journey(&[]).unwrap();
     let full = dest.rebuild_journey(&mappers()).unwrap();
     assert_eq!(full.records, 13);
-    assert_eq!(model(dest.connection()), incremental);
+    assert_eq!(model(&mut dest), incremental);
 }
 
-#[test]
-fn rebuild_without_any_mapper_reads_but_writes_nothing() {
-    let mut dest = journey_dataset();
+fn rebuild_without_any_mapper_reads_but_writes_nothing(backend: Backend) {
+    let Some(mut dest) = journey_dataset(backend) else {
+        return;
+    };
     dest.rebuild_journey(&mappers()).unwrap();
     let stats = dest.rebuild_journey(&[]).unwrap();
     assert_eq!(
@@ -1254,7 +1587,7 @@ fn rebuild_without_any_mapper_reads_but_writes_nothing() {
             ..RebuildStats::default()
         }
     );
-    let conn = dest.connection();
+    let conn = &mut dest;
     for table in ["orders", "journey_events", "customers"] {
         assert_eq!(
             count(conn, &format!("SELECT COUNT(*) FROM {table}")),
@@ -1264,11 +1597,10 @@ fn rebuild_without_any_mapper_reads_but_writes_nothing() {
     }
 }
 
-#[test]
-fn rebuild_on_a_file_is_visible_to_another_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("growthflow.db");
-    let mut dest = SqliteDestination::open(&path).unwrap();
+fn rebuild_on_a_file_is_visible_to_another_connection(backend: Backend) {
+    let Some(mut dest) = Db::file(backend, "visible") else {
+        return;
+    };
     dest.register_source("shop_a", "teststore").unwrap();
     dest.commit(&[batch(
         "shop_a",
@@ -1284,17 +1616,19 @@ fn rebuild_on_a_file_is_visible_to_another_connection() {
     )])
     .unwrap();
     dest.rebuild_journey(&mappers()).unwrap();
-    let reader = Connection::open(&path).unwrap();
+    // Read through another connection.
     assert_eq!(
-        rows(&reader, "SELECT order_id, customer_order_index FROM orders"),
+        rows(
+            &mut dest,
+            "SELECT order_id, customer_order_index FROM orders"
+        ),
         vec![vec![t("a1"), i(1)]]
     );
-    let n: i64 = reader
-        .query_row(
-            "SELECT COUNT(*) FROM customers WHERE customer_id = ?1",
-            params!["alice@example.com"],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(
+        count(
+            &mut dest,
+            "SELECT COUNT(*) FROM customers WHERE customer_id = 'alice@example.com'"
+        ),
+        1
+    );
 }

@@ -1,22 +1,28 @@
 //! The commands. Each returns the process exit code of the contract: 0 ok, 1 a source failed, 2 bad
-//! usage or config. Results go to `out` (stdout), logs and progress to stderr.
+//! usage or config, 130/143 a sync or backfill stopped by SIGINT/SIGTERM. Results go to `out`
+//! (stdout), logs and progress to stderr.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
+use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::DatasetWriter;
-use growthflow_core::engine::{self, SourceOutcome, SyncOptions};
-use growthflow_core::http::ClientOptions;
+use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination};
+use growthflow_core::engine::{
+    self, RunControl, SourceOutcome, StopReason, StopSignal, SyncOptions,
+};
+use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
 use growthflow_core::report::{build_report, ReportOptions};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
 
 use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, SyncArgs};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, DestinationTarget};
 use crate::progress::Bars;
 use crate::registry;
 
@@ -28,12 +34,59 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Bad usage or config.
     pub const USAGE: i32 = 2;
+    /// Stopped by SIGINT (Ctrl-C): 128 + 2, the shell's convention.
+    pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM (systemd, Kubernetes, `kill`): 128 + 15.
+    pub const TERMINATED: i32 = 143;
+}
+
+/// How long `check` waits for one answer: it is a quick look, not a sync.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `check`'s HTTP options: one attempt, no retries, no waiting out throttles, `timeout` for the whole
+/// request. A platform that accepts the connection and never answers fails `check` in `timeout`
+/// instead of after minutes of retries.
+pub fn check_options(timeout: Duration) -> ClientOptions {
+    ClientOptions {
+        clock: Arc::new(TokioClock),
+        config: HttpConfig {
+            connect_timeout: timeout,
+            request_timeout: timeout,
+            retry: RetryPolicy {
+                max_retries: 0,
+                max_throttle_waits: 0,
+                max_wait: Duration::ZERO,
+                max_total_wait: Duration::ZERO,
+                ..RetryPolicy::default()
+            },
+            ..HttpConfig::default()
+        },
+    }
+}
+
+/// `sync`/`backfill`'s HTTP options: the defaults with `[sync] max_wait`.
+fn sync_options(cfg: &Config) -> ClientOptions {
+    let mut options = ClientOptions::default();
+    options.config.retry.max_wait = cfg.sync.max_wait;
+    // One request's waits together must leave room for the longest single wait allowed.
+    options.config.retry.max_total_wait =
+        options.config.retry.max_total_wait.max(cfg.sync.max_wait);
+    options
 }
 
 /// Run a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
     let result = match &cli.command {
-        Command::Demo(args) => demo(&args.dir, args.scale, &cli, out).await,
+        Command::Demo(args) => {
+            demo(
+                &args.dir,
+                args.scale,
+                args.destination.as_deref(),
+                &cli,
+                out,
+            )
+            .await
+        }
         Command::Report(args) => match load_config(&cli, true) {
             Ok(cfg) => report(&cfg, args, out),
             Err(e) => Err(Failure::Usage(e.to_string())),
@@ -101,7 +154,12 @@ fn build_sources(
     options: &ClientOptions,
 ) -> Result<Vec<Arc<dyn Connector>>, Failure> {
     let entries = cfg.select_sources(names)?;
-    let tokens = crate::tokens::TokenStore::beside(&cfg.destination.sqlite_path()?);
+    let tokens = match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => crate::tokens::TokenStore::beside(&path),
+        DestinationTarget::Postgres(t) => {
+            crate::tokens::TokenStore::beside(&postgres_token_dir(&t).join("dataset"))
+        }
+    };
     if entries.is_empty() {
         return Err(Failure::Usage(
             "no sources configured: add a [sources.NAME] table to the config file".into(),
@@ -118,7 +176,7 @@ async fn check(
     names: &[String],
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, names, &ClientOptions::default())?;
+    let sources = build_sources(cfg, names, &check_options(CHECK_TIMEOUT))?;
     let results = futures::future::join_all(sources.iter().map(|s| s.check())).await;
     let mut code = exit::OK;
     for (s, r) in sources.iter().zip(results) {
@@ -176,11 +234,84 @@ fn discover(
     Ok(exit::OK)
 }
 
-fn open_dataset(cfg: &Config) -> Result<(PathBuf, SqliteDestination), Failure> {
-    let path = cfg.destination.sqlite_path()?;
-    let dest = SqliteDestination::open(&path)
-        .map_err(|e| Failure::Failed(format!("cannot open the dataset {}: {e}", path.display())))?;
+/// Rotated refresh tokens of a PostgreSQL dataset never go into the dataset: they are kept on this
+/// machine, in `$XDG_STATE_HOME/growthflow/<server and schema>/.growthflow-tokens/` (by default
+/// `~/.local/state/…`), one folder per dataset so two datasets' sources of the same name stay apart.
+fn postgres_token_dir(t: &PostgresTarget) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let key: String = format!(
+        "{}_{}",
+        t.display().trim_start_matches("postgres://"),
+        t.schema()
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
+    state.join("growthflow").join(key)
+}
+
+/// A dataset-opening failure: one from a newer growthflow is bad usage (exit 2), anything else failed.
+fn open_failure(what: &str, e: growthflow_core::Error) -> Failure {
+    if schema_too_new(&e).is_some() {
+        Failure::Usage(format!("cannot open the dataset {what}: {e}"))
+    } else {
+        Failure::Failed(format!("cannot open the dataset {what}: {e}"))
+    }
+}
+
+/// The SQLite dataset (for the commands not yet ported to PostgreSQL).
+fn open_sqlite(cfg: &Config, command: &str) -> Result<(PathBuf, SqliteDestination), Failure> {
+    let path = match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => path,
+        DestinationTarget::Postgres(_) => {
+            return Err(Failure::Usage(format!(
+                "`{command}` is not yet supported for PostgreSQL datasets (destination.url)"
+            )))
+        }
+    };
+    let dest =
+        SqliteDestination::open(&path).map_err(|e| open_failure(&path.display().to_string(), e))?;
     Ok((path, dest))
+}
+
+/// The configured dataset, SQLite or PostgreSQL, for writing; and how to name it in messages.
+fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
+    match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => {
+            let dest = SqliteDestination::open(&path)
+                .map_err(|e| open_failure(&path.display().to_string(), e))?;
+            Ok((path.display().to_string(), Box::new(dest)))
+        }
+        DestinationTarget::Postgres(t) => {
+            // The blocking client runs its own runtime: connect from a plain thread.
+            let opened = std::thread::scope(|s| {
+                s.spawn(|| PostgresDestination::open(&t))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(growthflow_core::Error::destination(
+                            "the connecting thread panicked",
+                        ))
+                    })
+            });
+            let shown = format!("{} (schema {})", t.display(), t.schema());
+            let dest = opened.map_err(|e| open_failure(&shown, e))?;
+            Ok((shown, Box::new(dest)))
+        }
+    }
 }
 
 fn check_streams(sources: &[Arc<dyn Connector>], streams: &[String]) -> Result<(), Failure> {
@@ -208,7 +339,7 @@ async fn sync(
     a: &SyncArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, &a.sources, &ClientOptions::default())?;
+    let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
     check_streams(&sources, &a.streams)?;
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
@@ -217,7 +348,7 @@ async fn sync(
         window: None,
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, out).await
+    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
 }
 
 async fn backfill(
@@ -226,7 +357,7 @@ async fn backfill(
     a: &BackfillArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, &a.sources, &ClientOptions::default())?;
+    let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
     let until = a.until.unwrap_or_else(|| Utc::now().date_naive());
     let options = SyncOptions {
         start: start_of_day(a.since),
@@ -238,33 +369,132 @@ async fn backfill(
         }),
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, out).await
+    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
 }
 
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
+///
+/// SIGINT/SIGTERM stop the run gracefully (no new request; what was read is committed with its
+/// state; the summary is printed; exit 130/143); a second signal exits at once. An interrupted run
+/// skips the journey rebuild: the user asked to stop, the rebuild can take a while on a large
+/// dataset, and the next sync rebuilds the whole model from every committed record anyway. A run
+/// stopped by `--deadline` still rebuilds, so the report includes what was read within the budget.
 async fn run_sync(
     cli: &Cli,
     cfg: &Config,
     sources: &[Arc<dyn Connector>],
     options: &SyncOptions,
     as_json: bool,
+    deadline: Option<Duration>,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let (path, dest) = open_dataset(cfg)?;
-    let writer = DatasetWriter::spawn(Box::new(dest));
+    let (shown, dest) = open_dataset(cfg)?;
+    let writer = DatasetWriter::spawn(dest);
     let bars = Arc::new(Bars::new(cli.quiet || as_json));
-    let outcomes = engine::run(sources, &writer, options, bars).await;
-    let stats = writer
-        .rebuild_journey(registry::mappers())
-        .await
-        .map_err(|e| Failure::Failed(format!("rebuilding the journey model failed: {e}")))?;
-    tracing::info!(dataset = %path.display(), orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
-    print_outcomes(&outcomes, as_json, out)?;
-    Ok(if outcomes.iter().all(SourceOutcome::ok) {
+    let control = RunControl {
+        stop: StopSignal::new(),
+        deadline,
+        clock: Arc::new(TokioClock),
+    };
+    let signalled = Arc::new(AtomicI32::new(0));
+    let signals = tokio::spawn(stop_on_signals(control.stop.clone(), signalled.clone()));
+    // The engine checks the deadline between pages; this timer also cuts a request or a wait that is
+    // in flight when the budget runs out.
+    let timer = deadline.map(|d| {
+        let stop = control.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            stop.stop(StopReason::Deadline);
+        })
+    });
+    let outcomes = engine::run_with(sources, &writer, options, bars, &control).await;
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    signals.abort();
+    result?;
+    let code = signalled.load(Ordering::SeqCst);
+    Ok(if code != 0 {
+        code
+    } else if outcomes.iter().all(SourceOutcome::ok) {
         exit::OK
     } else {
         exit::FAILED
     })
+}
+
+async fn finish_sync(
+    writer: &DatasetWriter,
+    shown: &str,
+    control: &RunControl,
+    outcomes: &[SourceOutcome],
+    as_json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(), Failure> {
+    let rebuilt = if control.stop.reason() == Some(StopReason::Interrupted) {
+        tracing::warn!(
+            "interrupted: the journey model was not rebuilt (the next sync rebuilds it from \
+             everything committed)"
+        );
+        Ok(())
+    } else {
+        match writer.rebuild_journey(registry::mappers()).await {
+            Ok(stats) => {
+                tracing::info!(dataset = %shown, orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
+                Ok(())
+            }
+            Err(e) => Err(Failure::Failed(format!(
+                "rebuilding the journey model failed (the records above are committed; the next \
+                 sync rebuilds it): {e}"
+            ))),
+        }
+    };
+    // The per-stream results first, whatever the rebuild did: they say what is committed.
+    print_outcomes(outcomes, as_json, out)?;
+    rebuilt
+}
+
+/// The first SIGINT/SIGTERM stops the run gracefully and records its exit code (130/143); a second
+/// one exits at once.
+async fn stop_on_signals(stop: StopSignal, signalled: Arc<AtomicI32>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM: a signal stops the run at once");
+            return;
+        };
+        loop {
+            let code = tokio::select! {
+                _ = int.recv() => exit::INTERRUPTED,
+                _ = term.recv() => exit::TERMINATED,
+            };
+            on_signal(&stop, &signalled, code);
+        }
+    }
+    #[cfg(not(unix))]
+    loop {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        on_signal(&stop, &signalled, exit::INTERRUPTED);
+    }
+}
+
+fn on_signal(stop: &StopSignal, signalled: &AtomicI32, code: i32) {
+    if signalled
+        .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        eprintln!("stopped at once: what was committed so far is kept");
+        std::process::exit(code);
+    }
+    eprintln!("stopping: no new requests; committing what was read (signal again to exit at once)");
+    stop.stop(StopReason::Interrupted);
 }
 
 fn print_outcomes(
@@ -284,8 +514,8 @@ fn print_outcomes(
                 None => writeln!(out, "  {:<18} {:>9} records", s.stream, s.records),
                 Some(e) => writeln!(
                     out,
-                    "  {:<18} {:>9} records  failed: {e}",
-                    s.stream, s.records
+                    "  {:<18} {:>9} records  {}: {e}",
+                    s.stream, s.records, s.status
                 ),
             }
             .map_err(io)?;
@@ -295,7 +525,7 @@ fn print_outcomes(
 }
 
 fn report(cfg: &Config, a: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
-    let (_, dest) = open_dataset(cfg)?;
+    let (_, dest) = open_sqlite(cfg, "report")?;
     let opts = ReportOptions {
         since: a.since,
         until: a.until,
@@ -322,10 +552,12 @@ fn print_report(
     Ok(())
 }
 
-/// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db`, then the report.
+/// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db` (or `destination`), then
+/// the report.
 async fn demo(
     dir: &Path,
     scale: u32,
+    destination: Option<&str>,
     cli: &Cli,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
@@ -336,7 +568,7 @@ async fn demo(
     })
     .await
     .map_err(|e| Failure::Failed(format!("cannot start the sandbox: {e}")))?;
-    let cfg = demo_config(&sandbox, dir)?;
+    let cfg = demo_config(&sandbox, dir, destination)?;
     let sources = build_sources(&cfg, &[], &ClientOptions::default())?;
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
@@ -346,20 +578,41 @@ async fn demo(
         concurrency: cfg.sync.concurrency,
     };
     let mut summary = Vec::new();
-    let code = run_sync(cli, &cfg, &sources, &options, false, &mut summary).await?;
+    let code = run_sync(cli, &cfg, &sources, &options, false, None, &mut summary).await?;
     sandbox.shutdown().await;
     out.write_all(&summary).map_err(io)?;
     writeln!(out).map_err(io)?;
-    let (path, dest) = open_dataset(&cfg)?;
-    print_report(&dest, &ReportOptions::default(), ReportFormat::Table, out)?;
-    writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
+    match cfg.destination.target()? {
+        DestinationTarget::Sqlite(_) => {
+            let (path, dest) = open_sqlite(&cfg, "report")?;
+            print_report(&dest, &ReportOptions::default(), ReportFormat::Table, out)?;
+            writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
+        }
+        DestinationTarget::Postgres(t) => {
+            writeln!(
+                out,
+                "(the report is not yet available for PostgreSQL datasets)\n\ndataset: {} (schema {})",
+                t.display(),
+                t.schema()
+            )
+            .map_err(io)?;
+        }
+    }
     Ok(code)
 }
 
 /// The demo's config: every simulated platform as a source, the dataset in `dir`.
-fn demo_config(sandbox: &growthflow_sandbox::Sandbox, dir: &Path) -> Result<Config, Failure> {
+fn demo_config(
+    sandbox: &growthflow_sandbox::Sandbox,
+    dir: &Path,
+    destination: Option<&str>,
+) -> Result<Config, Failure> {
     let woo = sandbox.woocommerce();
     let db = dir.join("growthflow.db");
+    let dest_url = match destination {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", db.display().to_string().replace('\\', "/")),
+    };
     // The simulated property's service-account key (a test-only key pair made for the sandbox).
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
@@ -370,7 +623,7 @@ fn demo_config(sandbox: &growthflow_sandbox::Sandbox, dir: &Path) -> Result<Conf
     let text = format!(
         r#"
 [destination]
-url = "sqlite://{db}"
+url = {dest_url}
 
 [sync]
 start_date = "{start}"
@@ -404,7 +657,7 @@ ad_account_id = "act_{meta_account}"
 access_token = "{meta_token}"
 base_url = "{meta_url}"
 "#,
-        db = db.display().to_string().replace('\\', "/"),
+        dest_url = toml::Value::String(dest_url),
         // Far enough back to include the simulated shop's whole catalogue, not only recent orders.
         start = (Utc::now().date_naive() - Days::new(5 * 366)).format("%Y-%m-%d"),
         url = sandbox.woocommerce_url(),

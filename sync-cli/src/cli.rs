@@ -6,6 +6,7 @@
 //! which `Cli` also implements.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -125,6 +126,11 @@ pub struct SyncArgs {
     /// Print one JSON object with per-stream results on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Stop after this long (e.g. 90s, 30m, 2h): what was read is committed, unfinished streams fail
+    /// with "deadline passed" and the exit status is 1 [default: no limit]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub deadline: Option<Duration>,
 }
 
 /// `backfill --since DATE [--until DATE] [SOURCE…] [--json]`
@@ -145,6 +151,11 @@ pub struct BackfillArgs {
     /// Print one JSON object with per-stream results on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Stop after this long (e.g. 90s, 30m, 2h): what was read is committed, unfinished streams fail
+    /// with "deadline passed" and the exit status is 1 [default: no limit]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub deadline: Option<Duration>,
 }
 
 /// `report [--since DATE] [--until DATE] [--currency XXX] [--format table|json|csv]`
@@ -192,7 +203,7 @@ pub enum ReportFormat {
     Csv,
 }
 
-/// `demo [--dir DIR] [--scale N]`
+/// `demo [--dir DIR] [--scale N] [--destination URL]`
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DemoArgs {
     /// Directory for the demo's dataset (DIR/growthflow.db)
@@ -202,6 +213,10 @@ pub struct DemoArgs {
     /// Size of the simulated shop's history (1 = the default amount of data)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub scale: u32,
+
+    /// Sync into this dataset instead of DIR/growthflow.db (e.g. postgres://USER@HOST/DATABASE)
+    #[arg(long, value_name = "URL")]
+    pub destination: Option<String>,
 }
 
 /// Parses a `--since`/`--until` value; clap adds the flag's name to the error.
@@ -246,15 +261,28 @@ impl Cli {
             Command::Report(a) => ("report", a.since, a.until),
             _ => return Ok(()),
         };
+        let conflict = |msg: String| {
+            let mut cmd = Self::command();
+            cmd.build();
+            match cmd.find_subcommand_mut(name) {
+                Some(sub) => sub.error(clap::error::ErrorKind::ArgumentConflict, msg),
+                None => cmd.error(clap::error::ErrorKind::ArgumentConflict, msg),
+            }
+        };
         if let (Some(since), Some(until)) = (since, until) {
             if since > until {
-                let mut cmd = Self::command();
-                cmd.build();
-                let msg = format!("--since {since} is after --until {until}");
-                return Err(match cmd.find_subcommand_mut(name) {
-                    Some(sub) => sub.error(clap::error::ErrorKind::ArgumentConflict, msg),
-                    None => cmd.error(clap::error::ErrorKind::ArgumentConflict, msg),
-                });
+                return Err(conflict(format!(
+                    "--since {since} is after --until {until}"
+                )));
+            }
+        }
+        // A backfill of the future reads nothing and would only look like a sync that lost data.
+        let today = chrono::Utc::now().date_naive();
+        if let (Command::Backfill(_), Some(since)) = (&self.command, since) {
+            if since > today {
+                return Err(conflict(format!(
+                    "--since {since} is in the future (today is {today}, UTC)"
+                )));
             }
         }
         Ok(())
@@ -377,6 +405,7 @@ mod tests {
                 streams: strings(&["orders", "customers"]),
                 full_refresh: true,
                 json: true,
+                deadline: None,
             })
         );
         let cli = parse(&["sync", "--stream=orders,refunds"]);
@@ -410,6 +439,7 @@ mod tests {
                 until: Some(date("2024-01-31")),
                 sources: strings(&["ads"]),
                 json: true,
+                deadline: None,
             })
         );
         let cli = parse(&["backfill", "--since=2024-03-01"]);
@@ -420,10 +450,43 @@ mod tests {
                 until: None,
                 sources: vec![],
                 json: false,
+                deadline: None,
             })
         );
         // Same day both ends is a one-day window.
         parse(&["backfill", "--since", "2024-03-01", "--until", "2024-03-01"]);
+    }
+
+    #[test]
+    fn deadline() {
+        let Command::Sync(a) = parse(&["sync", "--deadline", "30m"]).command else {
+            panic!()
+        };
+        assert_eq!(a.deadline, Some(Duration::from_secs(1800)));
+        let Command::Backfill(a) =
+            parse(&["backfill", "--since", "2024-01-01", "--deadline=1h30m"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(a.deadline, Some(Duration::from_secs(5400)));
+        let e = parse_err(&["sync", "--deadline", "soon"]);
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains("expected a duration such as 90s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn backfill_since_must_not_be_in_the_future() {
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(2);
+        let e = parse_err(&["backfill", "--since", &tomorrow.to_string()]);
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains(&format!("--since {tomorrow} is in the future")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -523,7 +586,8 @@ mod tests {
             cli.command,
             Command::Demo(DemoArgs {
                 dir: PathBuf::from("growthflow-demo"),
-                scale: 1
+                scale: 1,
+                destination: None,
             })
         );
         let cli = parse(&["demo", "--dir", "/tmp/x", "--scale", "3"]);
@@ -531,7 +595,17 @@ mod tests {
             cli.command,
             Command::Demo(DemoArgs {
                 dir: PathBuf::from("/tmp/x"),
-                scale: 3
+                scale: 3,
+                destination: None,
+            })
+        );
+        let cli = parse(&["demo", "--destination", "postgres://root@127.0.0.1/test"]);
+        assert_eq!(
+            cli.command,
+            Command::Demo(DemoArgs {
+                dir: PathBuf::from("growthflow-demo"),
+                scale: 1,
+                destination: Some("postgres://root@127.0.0.1/test".into()),
             })
         );
         assert_eq!(parse_err(&["demo", "--scale", "0"]).exit_code(), 2);

@@ -27,8 +27,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::NaiveDate;
+use growthflow_core::destination::postgres::{is_postgres_url, PostgresTarget};
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
@@ -51,8 +53,19 @@ pub const DEFAULT_START_DATE_DAYS_AGO: u64 = 365;
 pub const SOURCE_TYPES: [&str; 5] = ["shopify", "woocommerce", "klaviyo", "ga4", "meta_ads"];
 
 const TOP_LEVEL_KEYS: [&str; 3] = ["destination", "sync", "sources"];
-const DESTINATION_KEYS: [&str; 1] = ["url"];
-const SYNC_KEYS: [&str; 2] = ["start_date", "concurrency"];
+const DESTINATION_KEYS: [&str; 2] = ["url", "schema"];
+const SYNC_KEYS: [&str; 3] = ["start_date", "concurrency", "max_wait"];
+
+/// `[sync] max_wait` when the file does not set it: core's default, which admits waiting out an hourly
+/// quota (GA4) but not a daily one.
+pub const DEFAULT_MAX_WAIT: Duration = growthflow_core::http::DEFAULT_MAX_WAIT;
+
+/// The earliest `start_date` accepted: none of the five platforms holds data from before it, so an
+/// earlier date is a typo (`1025-01-01`) that would only make the first sync page through nothing.
+pub const EARLIEST_START_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2005, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
 
 /// A problem with the config file. `Display` is the complete message for the user; it always names the
 /// key (as a dotted path such as `sources.shop.access_token`) or the environment variable at fault, and
@@ -233,16 +246,29 @@ impl Config {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DestinationConfig {
     /// `sqlite://PATH`, relative to the working directory (`sqlite://growthflow.db`) or absolute
-    /// (`sqlite:///var/lib/growthflow/growthflow.db`). Default [`DEFAULT_DESTINATION_URL`].
+    /// (`sqlite:///var/lib/growthflow/growthflow.db`), or `postgres://` / `postgresql://` in libpq's
+    /// URI form. Default [`DEFAULT_DESTINATION_URL`].
     pub url: String,
+    /// PostgreSQL only: the schema the tables live in (default `growthflow`).
+    pub schema: Option<String>,
 }
 
 impl Default for DestinationConfig {
     fn default() -> Self {
         Self {
             url: DEFAULT_DESTINATION_URL.to_owned(),
+            schema: None,
         }
     }
+}
+
+/// Where the dataset is, once `[destination]` is read.
+#[derive(Debug, Clone)]
+pub enum DestinationTarget {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A schema of a PostgreSQL database.
+    Postgres(Box<PostgresTarget>),
 }
 
 impl fmt::Debug for DestinationConfig {
@@ -254,11 +280,38 @@ impl fmt::Debug for DestinationConfig {
         };
         f.debug_struct("DestinationConfig")
             .field("url", &shown)
+            .field("schema", &self.schema)
             .finish()
     }
 }
 
 impl DestinationConfig {
+    /// The store [`url`](Self::url) names: a SQLite file (see [`sqlite_path`](Self::sqlite_path)) or a
+    /// PostgreSQL database and [`schema`](Self::schema). Errors name `destination.url` or
+    /// `destination.schema` and never repeat a password.
+    pub fn target(&self) -> Result<DestinationTarget, ConfigError> {
+        if is_postgres_url(self.url.trim()) {
+            return PostgresTarget::parse(self.url.trim(), self.schema.as_deref())
+                .map(|t| DestinationTarget::Postgres(Box::new(t)))
+                .map_err(|e| match e {
+                    growthflow_core::Error::Config { key, message } => {
+                        ConfigError::Invalid { key, message }
+                    }
+                    other => ConfigError::Invalid {
+                        key: "destination.url".to_owned(),
+                        message: other.to_string(),
+                    },
+                });
+        }
+        if self.schema.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "destination.schema".to_owned(),
+                message: "only a postgres:// destination has a schema".to_owned(),
+            });
+        }
+        self.sqlite_path().map(DestinationTarget::Sqlite)
+    }
+
     /// The SQLite database file named by [`url`](Self::url): `sqlite://growthflow.db` →
     /// `growthflow.db`, `sqlite:///abs/path.db` → `/abs/path.db`. A `postgres://` URL, any other scheme
     /// or an empty path is a [`ConfigError::Invalid`] for `destination.url`.
@@ -282,11 +335,10 @@ impl DestinationConfig {
                 "sqlite:// needs a file path, e.g. sqlite://growthflow.db",
             )),
             "sqlite" => Ok(PathBuf::from(rest)),
-            "postgres" | "postgresql" => {
-                Err(invalid("postgres is not supported yet; use sqlite://PATH"))
-            }
+            "postgres" | "postgresql" => Err(invalid("a PostgreSQL destination has no file path")),
             _ => Err(invalid(
-                "unsupported destination; expected sqlite://PATH, e.g. sqlite://growthflow.db",
+                "unsupported destination; expected sqlite://PATH (e.g. sqlite://growthflow.db) or \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE",
             )),
         }
     }
@@ -300,6 +352,10 @@ pub struct SyncConfig {
     pub start_date: NaiveDate,
     /// How many sources/streams are read at once; at least 1, default [`DEFAULT_CONCURRENCY`].
     pub concurrency: usize,
+    /// The longest single wait a platform may ask for (Retry-After, a spent cost bucket) before the
+    /// stream gives up instead; default [`DEFAULT_MAX_WAIT`]. A scheduled run should not sleep for
+    /// hours because a platform said so.
+    pub max_wait: Duration,
 }
 
 impl SyncConfig {
@@ -314,6 +370,7 @@ impl Default for SyncConfig {
         Self {
             start_date: Self::default_start_date(),
             concurrency: DEFAULT_CONCURRENCY,
+            max_wait: DEFAULT_MAX_WAIT,
         }
     }
 }
@@ -687,12 +744,17 @@ fn parse_destination(
     };
     check_keys(&table, "destination", &DESTINATION_KEYS)?;
     substitute_table(&mut table, "destination", env)?;
-    let destination = match table.remove("url") {
+    let mut destination = match table.remove("url") {
         None => DestinationConfig::default(),
-        Some(Value::String(url)) => DestinationConfig { url },
+        Some(Value::String(url)) => DestinationConfig { url, schema: None },
         Some(other) => return Err(wrong_type("destination.url", "a string", &other)),
     };
-    destination.sqlite_path()?;
+    destination.schema = match table.remove("schema") {
+        None => None,
+        Some(Value::String(schema)) => Some(schema),
+        Some(other) => return Err(wrong_type("destination.schema", "a string", &other)),
+    };
+    destination.target()?;
     Ok(destination)
 }
 
@@ -714,6 +776,24 @@ fn parse_sync(
             message: "expected a date YYYY-MM-DD, e.g. \"2024-01-01\"".to_owned(),
         })?,
     };
+    let today = chrono::Utc::now().date_naive();
+    if start_date < EARLIEST_START_DATE || start_date > today {
+        return Err(ConfigError::Invalid {
+            key: "sync.start_date".to_owned(),
+            message: format!(
+                "{start_date} is out of range: must be between {EARLIEST_START_DATE} and today \
+                 ({today}, UTC)"
+            ),
+        });
+    }
+    let max_wait = match table.remove("max_wait") {
+        None => DEFAULT_MAX_WAIT,
+        Some(Value::String(s)) => parse_duration(&s).map_err(|message| ConfigError::Invalid {
+            key: "sync.max_wait".to_owned(),
+            message,
+        })?,
+        Some(other) => return Err(wrong_type("sync.max_wait", "a duration string", &other)),
+    };
     let concurrency = match table.remove("concurrency") {
         None => DEFAULT_CONCURRENCY,
         Some(Value::Integer(n)) => {
@@ -730,6 +810,7 @@ fn parse_sync(
     Ok(SyncConfig {
         start_date,
         concurrency,
+        max_wait,
     })
 }
 
@@ -743,6 +824,41 @@ fn parse_date(value: &Value) -> Option<NaiveDate> {
         }
         _ => None,
     }
+}
+
+/// A duration as `90s`, `30m`, `2h` or `1h30m` (a positive whole number before each unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration such as 90s, 30m, 2h or 1h30m";
+    let s = s.trim();
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(HINT.to_owned()),
+        };
+        let n: u64 = digits.parse().map_err(|_| HINT.to_owned())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| HINT.to_owned())?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(if total == 0 && digits.is_empty() && !s.is_empty() {
+            "must be longer than 0s".to_owned()
+        } else {
+            HINT.to_owned()
+        });
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// Strict `YYYY-MM-DD` (exactly four, two and two digits).
@@ -1245,6 +1361,49 @@ deep = { list = [{ v = "${B}" }] }
     }
 
     #[test]
+    fn start_date_must_be_plausible() {
+        assert_eq!(
+            err("[sync]\nstart_date = \"2004-12-31\"\n"),
+            format!(
+                "config error: sync.start_date: 2004-12-31 is out of range: must be between \
+                 2005-01-01 and today ({}, UTC)",
+                chrono::Utc::now().date_naive()
+            )
+        );
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(2);
+        assert!(err(&format!("[sync]\nstart_date = \"{tomorrow}\"\n"))
+            .starts_with("config error: sync.start_date: "));
+        let config = parse("[sync]\nstart_date = \"2005-01-01\"\n", &no_env).unwrap();
+        assert_eq!(config.sync.start_date, EARLIEST_START_DATE);
+    }
+
+    #[test]
+    fn max_wait() {
+        assert_eq!(parse("", &no_env).unwrap().sync.max_wait, DEFAULT_MAX_WAIT);
+        let config = parse("[sync]\nmax_wait = \"2m\"\n", &no_env).unwrap();
+        assert_eq!(config.sync.max_wait, Duration::from_secs(120));
+        assert_eq!(
+            err("[sync]\nmax_wait = \"soon\"\n"),
+            "config error: sync.max_wait: expected a duration such as 90s, 30m, 2h or 1h30m"
+        );
+        assert_eq!(
+            err("[sync]\nmax_wait = 5\n"),
+            "config error: sync.max_wait: expected a duration string, found an integer"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "30", "m", "1.5h", "-5m", "5 m", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn concurrency_must_be_positive() {
         assert_eq!(
             err("[sync]\nconcurrency = 0\n"),
@@ -1285,6 +1444,7 @@ deep = { list = [{ v = "${B}" }] }
         let dest = |url: &str| {
             DestinationConfig {
                 url: url.to_owned(),
+                schema: None,
             }
             .sqlite_path()
         };
@@ -1302,12 +1462,8 @@ deep = { list = [{ v = "${B}" }] }
         );
         assert_eq!(
             dest("postgres://u:pw@host/db").unwrap_err().to_string(),
-            "config error: destination.url: postgres is not supported yet; use sqlite://PATH"
+            "config error: destination.url: a PostgreSQL destination has no file path"
         );
-        assert!(dest("postgresql://host/db")
-            .unwrap_err()
-            .to_string()
-            .contains("postgres is not supported yet"));
         assert!(dest("sqlite://")
             .unwrap_err()
             .to_string()
@@ -1321,10 +1477,44 @@ deep = { list = [{ v = "${B}" }] }
             .to_string()
             .starts_with("config error: destination.url: "));
         // Validated while parsing, too.
-        assert_eq!(
-            err("[destination]\nurl = \"postgres://h/db\"\n"),
-            "config error: destination.url: postgres is not supported yet; use sqlite://PATH"
+        assert!(err("[destination]\nurl = \"sqlite://\"\n")
+            .starts_with("config error: destination.url: "));
+    }
+
+    #[test]
+    fn postgres_destinations() {
+        let config = parse(
+            "[destination]\nurl = \"postgresql://gf:${PW}@db.internal:6543/analytics?sslmode=verify-full\"\n\
+             schema = \"warehouse\"\n",
+            &env_of(&[("PW", "s3cret")]),
+        )
+        .unwrap();
+        match config.destination.target().unwrap() {
+            DestinationTarget::Postgres(t) => {
+                assert_eq!(t.display(), "postgres://gf@db.internal:6543/analytics");
+                assert_eq!(t.schema(), "warehouse");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{config:?}").contains("s3cret"));
+        // The default schema.
+        let config = parse("[destination]\nurl = \"postgres://h/db\"\n", &no_env).unwrap();
+        match config.destination.target().unwrap() {
+            DestinationTarget::Postgres(t) => assert_eq!(t.schema(), "growthflow"),
+            other => panic!("{other:?}"),
+        }
+        // A bad sslmode names the key and never the password.
+        let e = err("[destination]\nurl = \"postgres://u:s3cret@h/db?sslmode=sometimes\"\n");
+        assert!(e.starts_with("config error: destination.url: "), "{e}");
+        assert!(
+            e.contains("sslmode=sometimes") && !e.contains("s3cret"),
+            "{e}"
         );
+        assert_eq!(
+            err("[destination]\nurl = \"sqlite://x.db\"\nschema = \"s\"\n"),
+            "config error: destination.schema: only a postgres:// destination has a schema"
+        );
+        assert!(err("[destination]\nschema = 3\n").starts_with("config error: destination.schema"));
     }
 
     /// A secret put under the wrong key through `${VAR}` is never quoted back by a connector's

@@ -55,10 +55,13 @@ impl Progress for Bars {
             b.finish_with_message(if outcome.status == "ok" {
                 "done"
             } else {
-                "failed"
+                outcome.status
             });
         }
         match &outcome.error {
+            Some(e) if outcome.status == "interrupted" => {
+                tracing::warn!(source, stream = %outcome.stream, records = outcome.records, reason = %e, "stream interrupted")
+            }
             None => {
                 tracing::info!(source, stream = %outcome.stream, records = outcome.records, "stream synced")
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use growthflow_core::connector::Connector;
 use growthflow_core::http::ClientOptions;
 use growthflow_core::model::JourneyMapper;
+use secrecy::SecretString;
 
 use crate::config::{ConfigError, SourceEntry};
 use crate::tokens::TokenStore;
@@ -28,11 +29,9 @@ pub fn build(
         }
         "shopify" => {
             let mut config: growthflow_shopify::ShopifyConfig = entry.deserialize()?;
-            let c = if config.refresh_token.is_some() {
-                if let Some(saved) = tokens.load(&entry.name) {
-                    config.refresh_token = Some(saved);
-                }
-                let hook = tokens.hook(&entry.name);
+            let c = if let Some(configured) = config.refresh_token.clone() {
+                let hook = rotating(entry, tokens, &configured)?;
+                config.refresh_token = Some(tokens.refresh_token(&entry.name, &configured));
                 growthflow_shopify::Shopify::with_rotation_hook(&entry.name, config, options, hook)
             } else {
                 growthflow_shopify::Shopify::new(&entry.name, config, options)
@@ -41,11 +40,9 @@ pub fn build(
         }
         "klaviyo" => {
             let mut config: growthflow_klaviyo::KlaviyoConfig = entry.deserialize()?;
-            let c = if config.refresh_token.is_some() {
-                if let Some(saved) = tokens.load(&entry.name) {
-                    config.refresh_token = Some(saved);
-                }
-                let hook = tokens.hook(&entry.name);
+            let c = if let Some(configured) = config.refresh_token.clone() {
+                let hook = rotating(entry, tokens, &configured)?;
+                config.refresh_token = Some(tokens.refresh_token(&entry.name, &configured));
                 growthflow_klaviyo::Klaviyo::with_rotation_hook(&entry.name, config, options, hook)
             } else {
                 growthflow_klaviyo::Klaviyo::new(&entry.name, config, options)
@@ -72,6 +69,24 @@ pub fn build(
     }
 }
 
+/// The rotation hook of a source whose refresh token rotates, after checking that a rotated token can
+/// be saved at all: the platform invalidates the old token at each refresh, so refreshing without a
+/// place to keep the new one would lock the source out. `configured` is the config's token, whose
+/// fingerprint the saved tokens carry (see [`TokenStore::refresh_token`]).
+fn rotating(
+    entry: &SourceEntry,
+    tokens: &TokenStore,
+    configured: &SecretString,
+) -> Result<growthflow_core::auth::RotationHook, ConfigError> {
+    tokens
+        .ensure_writable(&entry.name)
+        .map_err(|message| ConfigError::Invalid {
+            key: format!("{}.refresh_token", entry.key_path()),
+            message,
+        })?;
+    Ok(tokens.hook(&entry.name, configured))
+}
+
 /// Every journey mapper this build has, for rebuilding the model from whatever the dataset holds.
 pub fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
     vec![
@@ -81,4 +96,43 @@ pub fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
         Arc::new(growthflow_meta_ads::MetaAdsMapper),
         Arc::new(growthflow_ga4::Ga4Mapper),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shop_with_refresh_token() -> crate::config::Config {
+        crate::config::parse(
+            r#"
+[sources.shop]
+type = "shopify"
+shop = "acme"
+client_id = "app"
+client_secret = "shpss_secret"
+refresh_token = "shprt_configured"
+"#,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    /// A rotated token that cannot be saved would be lost after the platform invalidated the old one:
+    /// the source fails to build, naming its refresh_token key, before any request.
+    #[test]
+    fn a_rotating_source_fails_before_any_refresh_when_tokens_cannot_be_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_folder = dir.path().join("not-a-folder");
+        std::fs::write(&not_a_folder, "").unwrap();
+        let cfg = shop_with_refresh_token();
+        let entry = cfg.source("shop").unwrap();
+        let tokens = TokenStore::beside(&not_a_folder.join("gf.db"));
+        let err = build(entry, &ClientOptions::default(), &tokens).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("sources.shop.refresh_token"), "{text}");
+        assert!(text.contains("cannot be saved"), "{text}");
+
+        let tokens = TokenStore::beside(&dir.path().join("gf.db"));
+        assert!(build(entry, &ClientOptions::default(), &tokens).is_ok());
+    }
 }

@@ -82,6 +82,136 @@ pub fn snapshot(conn: &Connection) -> BTreeMap<&'static str, Vec<String>> {
     out
 }
 
+/// The queries of [`snapshot`], for comparing stores.
+const SNAPSHOT_QUERIES: [(&str, &str); 5] = [
+    (
+        "raw_records",
+        "SELECT source, stream, record_id, cursor_value, payload FROM raw_records",
+    ),
+    ("sync_state", "SELECT source, stream, state FROM sync_state"),
+    ("orders", "SELECT * FROM orders"),
+    ("customers", "SELECT * FROM customers"),
+    ("journey_events", "SELECT * FROM journey_events"),
+];
+
+/// One value written the same way whichever store it came from: numbers as exact decimals to six
+/// places (SQLite keeps money as REAL), flags as 0/1, times as RFC 3339 UTC, JSON with sorted keys.
+fn neutral_text(s: &str) -> String {
+    if s.starts_with('{') || s.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Value>(s) {
+            return format!("json:{}", sorted_json(v));
+        }
+    }
+    format!("text:{s}")
+}
+
+fn neutral_number(d: Decimal) -> String {
+    format!("num:{}", d.round_dp(6).normalize())
+}
+
+fn sorted_json(v: Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut entries: Vec<(String, Value)> = o.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_json(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted_json).collect()),
+        other => other,
+    }
+}
+
+/// [`snapshot`] in a store-neutral form, to hold a SQLite dataset against a PostgreSQL one.
+pub fn neutral_snapshot(conn: &Connection) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (name, sql) in SNAPSHOT_QUERIES {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        let mut rows: Vec<String> = stmt
+            .query_map([], |r| {
+                let mut cols = Vec::new();
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    cols.push(match v {
+                        rusqlite::types::Value::Null => "null".to_string(),
+                        rusqlite::types::Value::Integer(i) => neutral_number(i.into()),
+                        rusqlite::types::Value::Real(f) => {
+                            neutral_number(Decimal::from_f64_retain(f).unwrap())
+                        }
+                        rusqlite::types::Value::Text(t) => neutral_text(&t),
+                        rusqlite::types::Value::Blob(b) => format!("{b:?}"),
+                    });
+                }
+                Ok(cols.join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows.sort();
+        out.insert(name, rows);
+    }
+    out
+}
+
+/// [`neutral_snapshot`] of a PostgreSQL dataset (`client`'s `search_path` is its schema).
+pub fn neutral_snapshot_pg(client: &mut postgres::Client) -> BTreeMap<&'static str, Vec<String>> {
+    use postgres::types::Type;
+    let mut out = BTreeMap::new();
+    for (name, sql) in SNAPSHOT_QUERIES {
+        let mut rows: Vec<String> = client
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        let ty = r.columns()[i].type_().clone();
+                        let v: Option<String> = match ty {
+                            Type::TEXT | Type::VARCHAR => {
+                                r.get::<_, Option<String>>(i).map(|s| neutral_text(&s))
+                            }
+                            Type::INT4 => {
+                                r.get::<_, Option<i32>>(i).map(|n| neutral_number(n.into()))
+                            }
+                            Type::INT8 => {
+                                r.get::<_, Option<i64>>(i).map(|n| neutral_number(n.into()))
+                            }
+                            Type::NUMERIC => r.get::<_, Option<Decimal>>(i).map(neutral_number),
+                            Type::BOOL => r
+                                .get::<_, Option<bool>>(i)
+                                .map(|b| neutral_number(u8::from(b).into())),
+                            Type::TIMESTAMPTZ => r
+                                .get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+                                .map(|t| {
+                                    neutral_text(
+                                        &t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                                    )
+                                }),
+                            Type::DATE => r
+                                .get::<_, Option<NaiveDate>>(i)
+                                .map(|d| neutral_text(&d.format("%Y-%m-%d").to_string())),
+                            Type::JSONB => r
+                                .get::<_, Option<Value>>(i)
+                                .map(|v| format!("json:{}", sorted_json(v))),
+                            other => panic!("no neutral form for {other}"),
+                        };
+                        v.unwrap_or_else(|| "null".to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        rows.sort();
+        out.insert(name, rows);
+    }
+    out
+}
+
 /// Every raw record of `source`/`stream` as stored: record id → payload parsed back into JSON.
 pub fn raw_payloads(conn: &Connection, source: &str, stream: &str) -> HashMap<String, Value> {
     let mut stmt = conn

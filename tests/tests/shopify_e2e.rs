@@ -444,3 +444,23 @@ async fn check_passes_and_a_wrong_token_fails_without_leaking() {
     let s: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(s["sources"][0]["status"], "failed");
 }
+
+#[tokio::test]
+async fn a_back_to_back_sync_is_neither_throttled_nor_refused_for_cost() {
+    // The second run starts in a new client right after the first drained the bucket: it must learn
+    // the bucket from its first answer before the streams fan out, and every stream's default page
+    // must fit Shopify's single-query cost limit (no MAX_COST_EXCEEDED round trip).
+    let env = Env::start().await;
+    let config = env.config("back-to-back", "");
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let throttled_after_first = env.shop().throttled_count();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        env.shop().throttled_count(),
+        throttled_after_first,
+        "the second sync was throttled"
+    );
+    assert_eq!(env.shop().max_cost_exceeded_count(), 0);
+}

@@ -71,11 +71,13 @@ impl Ga4 {
         config.validate(name)?;
         let property = config.property().to_string();
         let authenticator = auth::authenticator(name, config.credentials(name)?, options)?;
-        let client = HttpClient::builder(Arc::new(Ga4Policy::new(name, property.clone())))
-            .options(options)
-            .auth(authenticator)
-            .origin(&config.api_base(name)?)
-            .build()?;
+        let client = HttpClient::builder(Arc::new(
+            Ga4Policy::new(name, property.clone()).with_clock(options.clock.clone()),
+        ))
+        .options(options)
+        .auth(authenticator)
+        .origin(&config.api_base(name)?)
+        .build()?;
         // Stream names are 'static in StreamDef; a handful of report names per process is fine to leak.
         let report_names = config
             .reports

@@ -6,9 +6,13 @@
 //! waiting for hours. Pacing follows `propertyQuota`, which every report asks for (inside each of a
 //! batch's `reports`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use growthflow_core::http::{default_classify, generic_error_message, ApiPolicy, Response};
+use chrono::{DateTime, Timelike, Utc};
+use growthflow_core::http::{
+    default_classify, generic_error_message, ApiPolicy, Clock, Response, TokioClock,
+};
 use growthflow_core::Error;
 
 /// Below this share of the hourly token budget left, requests pause.
@@ -17,23 +21,41 @@ pub const HOURLY_LOW_WATERMARK: f64 = 0.10;
 pub const HOURLY_PAUSE: Duration = Duration::from_secs(300);
 /// Backoff for a spent concurrent-requests quota.
 pub const CONCURRENT_BACKOFF: Duration = Duration::from_secs(30);
-/// Backoff for a spent hourly (or thresholded / server-error) quota.
-pub const HOURLY_BACKOFF: Duration = Duration::from_secs(1800);
+/// Added to the wait until the next hour for a spent hourly quota, so that the retry lands after the
+/// refill even when our clock and Google's differ by a few seconds.
+pub const HOURLY_REFILL_MARGIN: Duration = Duration::from_secs(10);
+
+/// The wait for a spent hourly (or thresholded / server-error) quota: until the next full hour, when the
+/// hourly quotas refill, plus [`HOURLY_REFILL_MARGIN`]. Never more than an hour and the margin, which core's
+/// default `max_wait` admits, so the stream waits as the README promises instead of failing.
+pub fn hourly_backoff(now: DateTime<Utc>) -> Duration {
+    let into_hour = u64::from(now.minute()) * 60 + u64::from(now.second());
+    Duration::from_secs(3600 - into_hour) + HOURLY_REFILL_MARGIN
+}
 
 /// GA4's error semantics for one source and property.
 #[derive(Debug, Clone)]
 pub struct Ga4Policy {
     source: String,
     property: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl Ga4Policy {
-    /// The policy for source `source` reading property `property` (digits).
+    /// The policy for source `source` reading property `property` (digits), on real time.
     pub fn new(source: impl Into<String>, property: impl Into<String>) -> Self {
         Ga4Policy {
             source: source.into(),
             property: property.into(),
+            clock: Arc::new(TokioClock),
         }
+    }
+
+    /// Read the time of day from `clock` (the HTTP client's): a spent hourly quota is waited out until
+    /// the next hour by that clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -73,7 +95,7 @@ impl ApiPolicy for Ga4Policy {
                 || lower.contains("thresholded")
                 || lower.contains("server errors")
             {
-                HOURLY_BACKOFF
+                hourly_backoff(self.clock.utc_now())
             } else {
                 CONCURRENT_BACKOFF
             };
@@ -163,6 +185,7 @@ pub fn quota_pause(resp: &Response) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use reqwest::StatusCode;
 
     fn resp(status: u16, body: &str) -> Response {
@@ -210,8 +233,45 @@ mod tests {
                 r#"{"error":{"code":429,"message":"Exhausted property tokens for a project per hour.","status":"RESOURCE_EXHAUSTED"}}"#,
             ))
             .unwrap();
-        assert_eq!(e.retry_after(), Some(HOURLY_BACKOFF));
+        let wait = e.retry_after().unwrap();
+        assert!(
+            wait > HOURLY_REFILL_MARGIN && wait <= Duration::from_secs(3610),
+            "{wait:?}"
+        );
         assert!(p.classify(&resp(200, "{}")).is_none());
+    }
+
+    #[test]
+    fn hourly_quotas_wait_until_the_next_hour() {
+        let at = |h, m, s| Utc.with_ymd_and_hms(2024, 7, 1, h, m, s).unwrap();
+        assert_eq!(hourly_backoff(at(10, 0, 0)), Duration::from_secs(3610));
+        assert_eq!(
+            hourly_backoff(at(10, 45, 30)),
+            Duration::from_secs(14 * 60 + 30 + 10)
+        );
+        assert_eq!(hourly_backoff(at(10, 59, 59)), Duration::from_secs(11));
+        // Every hourly wait is one core's default max_wait admits.
+        assert!(
+            hourly_backoff(at(10, 0, 0)) <= growthflow_core::http::RetryPolicy::default().max_wait
+        );
+
+        let clock = growthflow_core::http::TestClock::at(at(9, 40, 0));
+        let p = Ga4Policy::new("web", "123").with_clock(Arc::new(clock));
+        for message in [
+            "Exhausted property tokens for a project per hour.",
+            "Exhausted potentially thresholded requests quota.",
+            "Exhausted server errors quota.",
+        ] {
+            let body = format!(
+                r#"{{"error":{{"code":429,"message":"{message}","status":"RESOURCE_EXHAUSTED"}}}}"#
+            );
+            let e = p.classify(&resp(429, &body)).unwrap();
+            assert_eq!(
+                e.retry_after(),
+                Some(Duration::from_secs(20 * 60 + 10)),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use url::Url;
 
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::HttpClient;
+use growthflow_core::start::{read_start_day, Rewind};
 use growthflow_core::{Error, Result};
 
 use crate::config::ReportConfig;
@@ -415,18 +416,19 @@ pub fn records(property: &str, body: &Value) -> Result<Vec<Record>> {
 }
 
 /// The days to read: a backfill window's dates, or from the saved cursor less the lookback (else the start)
-/// up to today.
-pub fn days(request: &ReadRequest, lookback_days: u32, today: NaiveDate) -> (NaiveDate, NaiveDate) {
+/// up to today. A saved cursor that is not a date is an error saying how to reset it: restarting from
+/// `start_date` instead would silently re-read (and spend quota on) the whole history.
+pub fn days(
+    request: &ReadRequest,
+    lookback_days: u32,
+    today: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate)> {
     if let Some(w) = request.window {
         let last = (w.until - Days::seconds(1)).date_naive();
-        return (w.since.date_naive(), last.min(today));
+        return Ok((w.since.date_naive(), last.min(today)));
     }
-    let from = request
-        .state_cursor()
-        .and_then(growthflow_core::time::parse_date)
-        .map(|c| c - Days::days(i64::from(lookback_days)))
-        .unwrap_or_else(|| request.start.date_naive());
-    (from, today)
+    let from = read_start_day(request, Rewind::days(lookback_days))?;
+    Ok((from, today))
 }
 
 /// How many days the next batchRunReports request asks for: as many as keep the answer within about
@@ -446,9 +448,9 @@ pub fn next_batch(page_size: u64, largest_day: Option<u64>) -> usize {
 pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     async_stream::try_stream! {
         let spec = reader.spec(&request.stream)?;
-        reader.validate(&spec).await?;
         let today = reader.client.clock().utc_now().date_naive();
-        let (from, to) = days(&request, reader.lookback_days, today);
+        let (from, to) = days(&request, reader.lookback_days, today)?;
+        reader.validate(&spec).await?;
         let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
         let mut largest: Option<u64> = None;
         let mut next = 0;

@@ -28,6 +28,7 @@ use url::Url;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
+use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::{Error, Result};
 
@@ -244,23 +245,19 @@ impl Reader {
         request: &ReadRequest,
         exclusive: bool,
     ) -> Result<DateTime<Utc>> {
-        let Some(cursor) = request.state_cursor() else {
-            return Ok(request.start);
+        let rewind = Rewind {
+            overlap: if exclusive {
+                Duration::seconds(1)
+            } else {
+                Duration::zero()
+            },
+            lookback_days: if spec.def.name == "events" {
+                self.lookback_days
+            } else {
+                0
+            },
         };
-        let saved = parse_utc(cursor).ok_or_else(|| {
-            Error::Other(format!(
-                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
-                request.stream
-            ))
-        })?;
-        let mut start = saved;
-        if exclusive {
-            start -= Duration::seconds(1);
-        }
-        if spec.def.name == "events" {
-            start -= Duration::days(i64::from(self.lookback_days));
-        }
-        Ok(start)
+        read_start(request, rewind)
     }
 
     /// The first URL(s) of a read (campaigns: one per channel) and the client-side filter.

@@ -6,6 +6,8 @@
 //! the wait Meta announces in its usage headers and stops on token errors with advice, and
 //! [`MetaPolicy::pace`] slows down before Meta blocks the account at all.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,6 +18,11 @@ use growthflow_core::Error;
 /// Wait after a throttle when no usage header says how long (Meta's ad-account score blocks for 60 s
 /// at the standard tier, 300 s at development tier; 5 minutes covers both).
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(300);
+
+/// First wait after a throttle whose usage header says access is *not* blocked
+/// (`estimated_time_to_regain_access: 0`): brief, doubling on each throttle in a row (see
+/// [`not_blocked_wait`]).
+pub const NOT_BLOCKED_FIRST_WAIT: Duration = Duration::from_secs(5);
 
 /// Usage percentage above which requests are spaced out.
 pub const PACE_FROM_PCT: f64 = 75.0;
@@ -78,6 +85,17 @@ pub fn parse_error_body(body: &[u8]) -> Option<GraphError> {
 #[derive(Debug, Clone)]
 pub struct MetaPolicy {
     source: String,
+    /// Throttles in a row that Meta said were not blocking, shared by the source's streams (the limit
+    /// is the account's); a success resets it.
+    unblocked_throttles: Arc<AtomicU32>,
+}
+
+/// The wait after the `n`-th (0-based) throttle in a row that Meta said was not blocking:
+/// [`NOT_BLOCKED_FIRST_WAIT`] doubled each time, up to [`DEFAULT_THROTTLE_WAIT`].
+pub fn not_blocked_wait(n: u32) -> Duration {
+    NOT_BLOCKED_FIRST_WAIT
+        .saturating_mul(2u32.saturating_pow(n.min(16)))
+        .min(DEFAULT_THROTTLE_WAIT)
 }
 
 impl MetaPolicy {
@@ -85,6 +103,18 @@ impl MetaPolicy {
     pub fn new(source: impl Into<String>) -> Self {
         MetaPolicy {
             source: source.into(),
+            unblocked_throttles: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// How long to wait after a throttle: the minutes Meta announces when above 0; a brief, growing
+    /// backoff when its header says access is not blocked (0 minutes); [`DEFAULT_THROTTLE_WAIT`] when no
+    /// header says anything.
+    fn throttle_wait(&self, resp: &Response) -> Duration {
+        match regain_access_minutes(resp) {
+            Some(m) if m > 0.0 => Duration::from_secs((m * 60.0).ceil() as u64),
+            Some(_) => not_blocked_wait(self.unblocked_throttles.fetch_add(1, Ordering::Relaxed)),
+            None => DEFAULT_THROTTLE_WAIT,
         }
     }
 
@@ -115,6 +145,7 @@ impl ApiPolicy for MetaPolicy {
 
     fn classify(&self, resp: &Response) -> Option<Error> {
         if resp.status.is_success() {
+            self.unblocked_throttles.store(0, Ordering::Relaxed);
             return None;
         }
         let Some(e) = parse_error_body(&resp.body) else {
@@ -127,9 +158,8 @@ impl ApiPolicy for MetaPolicy {
             });
         }
         if is_throttle_code(code) {
-            let regain = regain_access_wait(resp);
             return Some(Error::Throttled {
-                retry_after: Some(regain.unwrap_or(DEFAULT_THROTTLE_WAIT)),
+                retry_after: Some(self.throttle_wait(resp)),
                 message: format!(
                     "Meta answered {} (code {code}): {}",
                     resp.status.as_u16(),
@@ -179,6 +209,15 @@ impl ApiPolicy for MetaPolicy {
     }
 
     fn pace(&self, resp: &Response) -> Option<Duration> {
+        // A throttle's wait is decided by `classify`; a usage pause on top would override a brief,
+        // "not blocked" backoff with a minute.
+        if !resp.status.is_success()
+            && parse_error_body(&resp.body)
+                .and_then(|e| e.code)
+                .is_some_and(is_throttle_code)
+        {
+            return None;
+        }
         let from_usage = usage_pct(resp).and_then(pause_for_pct);
         let regain = if resp.status.is_success() {
             regain_access_wait(resp)
@@ -249,13 +288,20 @@ pub fn usage_pct(resp: &Response) -> Option<f64> {
     values.into_iter().reduce(f64::max)
 }
 
-/// The longest `estimated_time_to_regain_access` (minutes) in `x-business-use-case-usage`, when above 0.
-pub fn regain_access_wait(resp: &Response) -> Option<Duration> {
+/// The longest `estimated_time_to_regain_access` (minutes) in `x-business-use-case-usage`, when the
+/// header gives one (0 means access is not blocked).
+pub fn regain_access_minutes(resp: &Response) -> Option<f64> {
     buc_entries(resp)
         .iter()
         .filter_map(|e| number(e.get("estimated_time_to_regain_access")))
-        .filter(|m| *m > 0.0)
+        .filter(|m| m.is_finite() && *m >= 0.0)
         .reduce(f64::max)
+}
+
+/// The longest `estimated_time_to_regain_access` in `x-business-use-case-usage`, when above 0.
+pub fn regain_access_wait(resp: &Response) -> Option<Duration> {
+    regain_access_minutes(resp)
+        .filter(|m| *m > 0.0)
         .map(|m| Duration::from_secs((m * 60.0).ceil() as u64))
 }
 
@@ -300,6 +346,37 @@ mod tests {
             .classify(&resp(403, &[], r#"{"error":{"message":"(#4) Application request limit reached","code":4,"is_transient":true}}"#))
             .unwrap();
         assert!(matches!(e, Error::Throttled { .. }), "{e:?}");
+    }
+
+    /// `estimated_time_to_regain_access: 0` says access is not blocked: a brief wait that doubles while
+    /// throttles follow each other, back to the start after a success.
+    #[test]
+    fn not_blocked_throttles_back_off_briefly_and_grow() {
+        let p = MetaPolicy::new("meta");
+        let throttle = resp(
+            400,
+            &[(
+                "x-business-use-case-usage",
+                r#"{"1":[{"type":"ads_management","call_count":100,"total_cputime":10,"total_time":10,"estimated_time_to_regain_access":0}]}"#,
+            )],
+            r#"{"error":{"message":"(#17) User request limit reached","code":17,"is_transient":true}}"#,
+        );
+        let waits: Vec<u64> = (0..8)
+            .map(|_| {
+                p.classify(&throttle)
+                    .unwrap()
+                    .retry_after()
+                    .unwrap()
+                    .as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(p.pace(&throttle), None, "the throttle's wait is classify's");
+        assert!(p.classify(&resp(200, &[], "{}")).is_none());
+        assert_eq!(
+            p.classify(&throttle).unwrap().retry_after(),
+            Some(NOT_BLOCKED_FIRST_WAIT)
+        );
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub struct ShopifyConfig {
     /// `updatedAt`; a lookback of 1–2 days picks them up.
     #[serde(default)]
     pub lookback_days: Option<u32>,
-    /// Records requested per page, 1 to 250 (default 100). A page whose query cost exceeds Shopify's
-    /// single-query limit (1000 points) is retried with half the size automatically.
+    /// The most records a page asks for, 1 to 250 (default 100). Each stream asks for fewer when its
+    /// query's worst-case cost at this size would exceed Shopify's single-query limit (1000 points).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Backfill windows longer than this many days are read with one bulk operation instead of paging
@@ -72,8 +72,9 @@ pub fn default_api_version() -> String {
     DEFAULT_API_VERSION.to_string()
 }
 
-/// 100 records a page: orders with line items stay under the 1000-point query cost at this size for
-/// typical baskets, and the automatic halving handles the rest.
+/// At most 100 records a page. Streams whose query costs more per record (orders, products and
+/// abandoned checkouts, with their nested line items or variants) start smaller, at the size that fits
+/// the 1000-point query cost limit (`Spec::fitting_first` in the streams module).
 pub fn default_page_size() -> u32 {
     100
 }

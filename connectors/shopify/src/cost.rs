@@ -8,11 +8,17 @@
 //! predicted from Shopify's last `throttleStatus`, its restore rate and the reservations of queries
 //! still in flight, and a query that would not fit waits (on the client's clock) for the points it
 //! lacks. Each response then brings the mirror back to Shopify's own numbers.
+//!
+//! Before the first report nothing is known — another run may just have drained the bucket — so the
+//! first query goes alone and the others wait for its answer (see [`CostBucket::reserve`]). A
+//! reservation is a guard: a query cancelled before its answer (its future dropped) gives its points
+//! back, instead of leaving them reserved for good.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use growthflow_core::http::Clock;
+use tokio::sync::Notify;
 
 use crate::policy::QueryCost;
 
@@ -20,26 +26,61 @@ use crate::policy::QueryCost;
 #[derive(Debug, Default)]
 struct Mirror {
     /// `(currentlyAvailable, restoreRate, maximumAvailable, when it was reported)`; `None` until the
-    /// first response, when nothing is known and nothing is waited for.
+    /// first response.
     reported: Option<(f64, f64, f64, Instant)>,
     /// Points reserved by queries sent and not yet answered.
     reserved: f64,
+    /// A query is out to learn the bucket (no report yet); the others wait for its answer.
+    probing: bool,
 }
 
 /// The shared bucket mirror. `Debug` shows the prediction.
 #[derive(Debug, Default)]
 pub struct CostBucket {
     mirror: Mutex<Mirror>,
+    /// Woken when a probing query ends, answered or not.
+    probed: Notify,
 }
 
-/// What a reservation holds until its response settles it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reservation {
+/// The points one query holds in the bucket until its answer settles them; dropped unsettled (the
+/// query was cancelled or failed without a report), it releases them.
+#[derive(Debug)]
+#[must_use = "a reservation releases its points when dropped"]
+pub struct Reservation<'a> {
+    bucket: &'a CostBucket,
     points: f64,
+    probe: bool,
+    settled: bool,
+}
+
+impl Reservation<'_> {
+    /// The points held.
+    pub fn points(&self) -> f64 {
+        self.points
+    }
+
+    /// The query was answered: drop the reservation and adopt Shopify's report, if the response had
+    /// one (a THROTTLED answer has one too).
+    pub fn settle(mut self, clock: &dyn Clock, cost: Option<&QueryCost>) {
+        self.settled = true;
+        let report = cost.map(|c| {
+            let maximum = c.maximum.unwrap_or(f64::INFINITY);
+            (c.available, c.restore_rate, maximum, clock.now())
+        });
+        self.bucket.release(self.points, self.probe, report);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.bucket.release(self.points, self.probe, None);
+        }
+    }
 }
 
 impl CostBucket {
-    /// An empty mirror: the first queries go ahead and the first response tells the truth.
+    /// An empty mirror: the first query goes ahead alone and its response tells the truth.
     pub fn new() -> Self {
         Self::default()
     }
@@ -55,46 +96,86 @@ impl CostBucket {
 
     /// Wait until `cost` points are predicted free, then reserve them. A cost larger than the whole
     /// bucket only waits for a full bucket (Shopify rejects such a query as MAX_COST_EXCEEDED anyway).
-    pub async fn reserve(&self, clock: &dyn Clock, cost: f64) -> Reservation {
+    /// Before the first report, the first caller goes at once and the others wait for its answer; if
+    /// it ends without a report, the next waiter goes.
+    pub async fn reserve(&self, clock: &dyn Clock, cost: f64) -> Reservation<'_> {
         loop {
+            let probed = self.probed.notified();
+            tokio::pin!(probed);
+            // Registered before the state is read, so a probe ending in between still wakes us.
+            probed.as_mut().enable();
             let wait = {
                 let mut m = self.mirror.lock().expect("bucket lock");
                 let missing = match m.reported {
-                    None => 0.0,
+                    None if m.probing => None,
+                    None => {
+                        m.probing = true;
+                        m.reserved += cost;
+                        return Reservation {
+                            bucket: self,
+                            points: cost,
+                            probe: true,
+                            settled: false,
+                        };
+                    }
                     Some((available, rate, maximum, at)) => {
                         let elapsed = clock.now().saturating_duration_since(at).as_secs_f64();
                         let free = (available + rate * elapsed).min(maximum) - m.reserved;
                         let need = cost.min(maximum);
                         if free >= need || rate <= 0.0 {
-                            0.0
+                            Some(0.0)
                         } else {
-                            (need - free) / rate
+                            Some((need - free) / rate)
                         }
                     }
                 };
-                if missing <= 0.0 {
-                    m.reserved += cost;
-                    return Reservation { points: cost };
+                match missing {
+                    Some(missing) if missing <= 0.0 => {
+                        m.reserved += cost;
+                        return Reservation {
+                            bucket: self,
+                            points: cost,
+                            probe: false,
+                            settled: false,
+                        };
+                    }
+                    Some(missing) => Some(
+                        Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(60)),
+                    ),
+                    None => None,
                 }
-                Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(60))
             };
-            tracing::debug!(
-                wait_ms = wait.as_millis() as u64,
-                cost,
-                "waiting for Shopify's cost bucket"
-            );
-            clock.sleep(wait).await;
+            match wait {
+                Some(wait) => {
+                    tracing::debug!(
+                        wait_ms = wait.as_millis() as u64,
+                        cost,
+                        "waiting for Shopify's cost bucket"
+                    );
+                    clock.sleep(wait).await;
+                }
+                None => {
+                    tracing::debug!("waiting for the first answer to learn Shopify's cost bucket");
+                    probed.await;
+                }
+            }
         }
     }
 
-    /// The query of `reservation` was answered: drop its reservation and adopt Shopify's report, if
-    /// the response had one (a THROTTLED answer has one too).
-    pub fn settle(&self, clock: &dyn Clock, reservation: Reservation, cost: Option<&QueryCost>) {
-        let mut m = self.mirror.lock().expect("bucket lock");
-        m.reserved = (m.reserved - reservation.points).max(0.0);
-        if let Some(c) = cost {
-            let maximum = c.maximum.unwrap_or(f64::INFINITY);
-            m.reported = Some((c.available, c.restore_rate, maximum, clock.now()));
+    /// Give `points` back and adopt `report` (Shopify's bucket when answered) if there is one.
+    fn release(&self, points: f64, probe: bool, report: Option<(f64, f64, f64, Instant)>) {
+        {
+            let mut m = self.mirror.lock().expect("bucket lock");
+            m.reserved = (m.reserved - points).max(0.0);
+            if report.is_some() {
+                m.reported = report;
+            }
+            if probe {
+                m.probing = false;
+            }
+        }
+        if probe {
+            self.probed.notify_waiters();
         }
     }
 }
@@ -119,7 +200,7 @@ mod tests {
         let clock = TestClock::new();
         let bucket = CostBucket::new();
         let r = bucket.reserve(&clock, 900.0).await;
-        assert_eq!(r.points, 900.0);
+        assert_eq!(r.points(), 900.0);
         assert!(clock.sleeps().is_empty());
         assert_eq!(bucket.predicted(clock.now()), None);
     }
@@ -129,7 +210,7 @@ mod tests {
         let clock = TestClock::new();
         let bucket = CostBucket::new();
         let first = bucket.reserve(&clock, 600.0).await;
-        bucket.settle(&clock, first, Some(&report(1000.0)));
+        first.settle(&clock, Some(&report(1000.0)));
         // Two streams see 1000 points free: the first of them fits, the second would overdraw.
         let a = bucket
             .reserve(&clock, 600.0)
@@ -144,9 +225,9 @@ mod tests {
         );
         assert_eq!(bucket.predicted(clock.now()), Some(0.0));
         // Shopify's report replaces the prediction; the other reservation still counts.
-        bucket.settle(&clock, a, Some(&report(300.0)));
+        a.settle(&clock, Some(&report(300.0)));
         assert_eq!(bucket.predicted(clock.now()), Some(-300.0));
-        bucket.settle(&clock, b, None);
+        b.settle(&clock, None);
         assert_eq!(bucket.predicted(clock.now()), Some(300.0));
     }
 
@@ -155,11 +236,69 @@ mod tests {
         let clock = TestClock::new();
         let bucket = CostBucket::new();
         let r = bucket.reserve(&clock, 10.0).await;
-        bucket.settle(&clock, r, Some(&report(1900.0)));
+        r.settle(&clock, Some(&report(1900.0)));
         clock.sleep(Duration::from_secs(60)).await;
         assert_eq!(bucket.predicted(clock.now()), Some(2000.0));
         // A query costing more than the bucket holds waits for a full bucket, not forever.
         let big = bucket.reserve(&clock, 5000.0).now_or_never();
         assert!(big.is_some());
+    }
+
+    /// A query cancelled between reserving and its answer (its future dropped) gives its points back:
+    /// they used to stay reserved in the shared mirror for the rest of the process.
+    #[tokio::test]
+    async fn a_cancelled_query_releases_its_reservation() {
+        let clock = TestClock::new();
+        let bucket = CostBucket::new();
+        let first = bucket.reserve(&clock, 10.0).await;
+        first.settle(&clock, Some(&report(1000.0)));
+        assert_eq!(bucket.predicted(clock.now()), Some(1000.0));
+        {
+            let query = async {
+                let _r = bucket.reserve(&clock, 600.0).await;
+                // The request would be sent here; the future is dropped before its answer.
+                futures::future::pending::<()>().await;
+            };
+            assert!(query.now_or_never().is_none());
+        }
+        assert_eq!(bucket.predicted(clock.now()), Some(1000.0));
+        // An unsettled reservation dropped directly releases too.
+        drop(bucket.reserve(&clock, 300.0).await);
+        assert_eq!(bucket.predicted(clock.now()), Some(1000.0));
+    }
+
+    /// A new process knows nothing of the bucket another run may have drained: the first query goes
+    /// alone, the others wait for its answer and then pace on what it reported.
+    #[tokio::test]
+    async fn before_the_first_report_only_one_query_goes() {
+        let clock = TestClock::new();
+        let bucket = CostBucket::new();
+        let probe = bucket.reserve(&clock, 600.0).await;
+        let waiting = bucket.reserve(&clock, 600.0);
+        tokio::pin!(waiting);
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "waits for the first answer"
+        );
+        // The first answer says the bucket is nearly empty: the second query waits for its points.
+        probe.settle(&clock, Some(&report(200.0)));
+        let second = waiting.await;
+        assert_eq!(
+            clock.sleeps(),
+            vec![Duration::from_secs(4)],
+            "400 points at 100/s"
+        );
+        second.settle(&clock, None);
+
+        // A first query that ends without a report lets the next waiter learn instead.
+        let bucket = CostBucket::new();
+        let probe = bucket.reserve(&clock, 1.0).await;
+        let waiting = bucket.reserve(&clock, 1.0);
+        tokio::pin!(waiting);
+        assert!((&mut waiting).now_or_never().is_none());
+        drop(probe);
+        let next = waiting.now_or_never().expect("goes once the probe ended");
+        assert_eq!(bucket.predicted(clock.now()), None);
+        drop(next);
     }
 }

@@ -9,8 +9,10 @@
 //!   that stream is read by id and only checkpointed once it is complete;
 //! - backfill windows ask for `created_at:>='<since>' created_at:<'<until>'` sorted by creation time.
 //!
-//! A page whose worst-case cost exceeds Shopify's single-query limit (`MAX_COST_EXCEEDED`) is asked again
-//! with half the page size, and the smaller size is kept for the rest of the stream. Pacing on the cost
+//! A stream's first page asks for as many records as its query's estimated worst-case cost allows under
+//! Shopify's single-query limit ([`selection_cost`]), later pages as many as the cost Shopify reported
+//! allows; a page still refused (`MAX_COST_EXCEEDED`) is asked again smaller, and the smaller size is kept
+//! for the rest of the stream. Pacing on the cost
 //! bucket and retries on `THROTTLED` are the HTTP layer's, through [`ShopifyPolicy`](crate::ShopifyPolicy).
 
 use std::collections::{HashMap, VecDeque};
@@ -24,6 +26,7 @@ use url::Url;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
+use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::{Error, Result};
 
@@ -182,6 +185,20 @@ impl Spec {
         Some(spec)
     }
 
+    /// The worst-case cost Shopify requests for one page of `first` records, by its documented model:
+    /// a connection costs 2 plus `first` times its node, an object 1, a scalar 0 (see [`selection_cost`]).
+    pub(crate) fn requested_cost(&self, first: u32) -> u64 {
+        2 + u64::from(first) * (1 + selection_cost(self.fields, self.fragment))
+    }
+
+    /// The largest page, up to `max`, whose requested cost fits Shopify's single-query limit — so the
+    /// first page of a stream is never answered `MAX_COST_EXCEEDED` (at least 1).
+    pub(crate) fn fitting_first(&self, max: u32) -> u32 {
+        let per_node = 1 + selection_cost(self.fields, self.fragment);
+        let fit = (MAX_QUERY_COST.saturating_sub(2) / per_node).min(u64::from(max));
+        u32::try_from(fit).unwrap_or(max).max(1)
+    }
+
     /// The page query, with the page size, cursor, filter and sort key as variables.
     pub(crate) fn document(&self) -> String {
         format!(
@@ -194,6 +211,144 @@ impl Spec {
             fragment = self.fragment,
         )
     }
+}
+
+/// Shopify's single-query cost limit: a query whose requested cost is above it is answered
+/// `MAX_COST_EXCEEDED` without being run.
+pub const MAX_QUERY_COST: u64 = 1000;
+
+/// The requested cost of one node's selection (`fields`, with `fragment`'s definitions for spreads),
+/// following Shopify's documented cost model: a scalar costs 0, an object 1 plus its fields, a connection
+/// (`name(first: N) { nodes { … } }`) 2 plus N times (1 + its node's fields). Plain lists are counted once,
+/// as Shopify does not say how long they are. An upper bound to start from; the costs Shopify reports
+/// afterwards refine it.
+pub fn selection_cost(fields: &str, fragment: &str) -> u64 {
+    let fragments = parse_fragments(fragment);
+    let tokens = tokenize(fields);
+    let mut at = 0;
+    cost_of(&tokens, &mut at, &fragments)
+}
+
+fn tokenize(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '_' || c == '.' {
+            word.push(c);
+        } else {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            if matches!(c, '{' | '}' | '(' | ')' | ':') {
+                out.push(c.to_string());
+            }
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// `fragment Name on Type { … }` definitions, as token lists of their selections.
+fn parse_fragments(text: &str) -> HashMap<String, Vec<String>> {
+    let tokens = tokenize(text);
+    let mut out = HashMap::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if tokens[i] == "fragment" && i + 4 < tokens.len() && tokens[i + 4] == "{" {
+            let name = tokens[i + 1].clone();
+            let start = i + 5;
+            let mut depth = 1;
+            let mut j = start;
+            while j < tokens.len() && depth > 0 {
+                match tokens[j].as_str() {
+                    "{" => depth += 1,
+                    "}" => depth -= 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            out.insert(name, tokens[start..j.saturating_sub(1)].to_vec());
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The cost of the selection starting at `tokens[*at]`, up to its closing `}` (consumed) or the end.
+fn cost_of(tokens: &[String], at: &mut usize, fragments: &HashMap<String, Vec<String>>) -> u64 {
+    let mut total = 0u64;
+    while *at < tokens.len() {
+        let token = tokens[*at].as_str();
+        *at += 1;
+        if token == "}" {
+            break;
+        }
+        if let Some(name) = token.strip_prefix("...") {
+            if let Some(selection) = fragments.get(name) {
+                let mut i = 0;
+                total += cost_of(selection, &mut i, fragments);
+            }
+            continue;
+        }
+        // A field: optional arguments, optional selection.
+        let mut first: Option<u64> = None;
+        if tokens.get(*at).map(String::as_str) == Some("(") {
+            while *at < tokens.len() && tokens[*at] != ")" {
+                if tokens[*at] == "first" && tokens.get(*at + 1).map(String::as_str) == Some(":") {
+                    first = tokens.get(*at + 2).and_then(|n| n.parse().ok());
+                }
+                *at += 1;
+            }
+            *at += 1;
+        }
+        if tokens.get(*at).map(String::as_str) != Some("{") {
+            continue; // a scalar
+        }
+        *at += 1;
+        match first {
+            Some(n) => {
+                // A connection: its `nodes` selection is what is multiplied; `pageInfo` is not.
+                let inner = connection_node_cost(tokens, at, fragments);
+                total += 2 + n * (1 + inner);
+            }
+            None => total += 1 + cost_of(tokens, at, fragments),
+        }
+    }
+    total
+}
+
+/// Inside a connection's braces: the cost of its `nodes { … }` (or `edges { node { … } }`) fields.
+fn connection_node_cost(
+    tokens: &[String],
+    at: &mut usize,
+    fragments: &HashMap<String, Vec<String>>,
+) -> u64 {
+    let mut node = 0;
+    while *at < tokens.len() {
+        let token = tokens[*at].clone();
+        *at += 1;
+        match token.as_str() {
+            "}" => break,
+            "nodes" | "node" if tokens.get(*at).map(String::as_str) == Some("{") => {
+                *at += 1;
+                node += cost_of(tokens, at, fragments);
+            }
+            "edges" if tokens.get(*at).map(String::as_str) == Some("{") => {
+                *at += 1;
+                node += connection_node_cost(tokens, at, fragments);
+            }
+            _ if tokens.get(*at).map(String::as_str) == Some("{") => {
+                *at += 1;
+                cost_of(tokens, at, fragments); // pageInfo and the like: not per node
+            }
+            _ => {}
+        }
+    }
+    node
 }
 
 /// The connector's reading half: client, endpoint and paging settings. Shared by the streams it reads.
@@ -237,16 +392,7 @@ impl Reader {
     /// Where an incremental read starts: the saved cursor less one second and the lookback, else the
     /// configured start date.
     fn incremental_start(&self, request: &ReadRequest) -> Result<DateTime<Utc>> {
-        let Some(cursor) = request.state_cursor() else {
-            return Ok(request.start);
-        };
-        let saved = parse_utc(cursor).ok_or_else(|| {
-            Error::Other(format!(
-                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
-                request.stream
-            ))
-        })?;
-        Ok(saved - Duration::seconds(1) - Duration::days(i64::from(self.lookback_days)))
+        read_start(request, Rewind::exclusive_seconds(self.lookback_days))
     }
 
     fn plan(&self, spec: Spec, request: &ReadRequest) -> Result<Plan> {
@@ -278,6 +424,17 @@ impl Reader {
     /// POST one GraphQL request and return the parsed body, after reserving its expected cost in the
     /// shared bucket (the cost Shopify reported for the same query and page size last time).
     pub(crate) async fn post(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+        self.post_expecting(query, variables, 0.0).await
+    }
+
+    /// [`Reader::post`] for a query whose cost is estimated at `estimate` until Shopify has reported
+    /// one: reserving nothing for a query not seen yet let side-by-side streams overdraw the bucket.
+    async fn post_expecting(
+        &self,
+        query: &str,
+        variables: Value,
+        estimate: f64,
+    ) -> Result<(Response, Value)> {
         let key = (
             query.to_string(),
             variables.get("first").and_then(Value::as_u64),
@@ -288,7 +445,7 @@ impl Reader {
             .expect("costs lock")
             .get(&key)
             .copied()
-            .unwrap_or(0.0);
+            .unwrap_or(estimate);
         let clock = self.client.clock().clone();
         let reservation = self.bucket.reserve(clock.as_ref(), expected).await;
         let result = self.send_graphql(query, variables).await;
@@ -296,8 +453,7 @@ impl Reader {
             .as_ref()
             .ok()
             .and_then(|(_, body)| QueryCost::from_body(body));
-        self.bucket
-            .settle(clock.as_ref(), reservation, cost.as_ref());
+        reservation.settle(clock.as_ref(), cost.as_ref());
         if let Some(c) = cost {
             self.costs
                 .lock()
@@ -325,6 +481,38 @@ impl Reader {
         Ok((resp, parsed))
     }
 
+    /// After an answer, the largest page the cost Shopify reported for this one says will still fit its
+    /// single-query limit (up to `page_size`): the first page's size is estimated on the safe side, and
+    /// the platform's own number replaces the estimate. Proportional scaling over-counts the fixed part
+    /// of the cost, so the new size cannot exceed the limit.
+    fn grow(&self, plan: &Plan, cursor: &mut Cursor, body: &Value) {
+        let Some(cost) = QueryCost::from_body(body) else {
+            return;
+        };
+        if cursor.refused || cost.requested <= 0.0 {
+            return;
+        }
+        let fit = (f64::from(cursor.first) * MAX_QUERY_COST as f64 / cost.requested).floor();
+        let fit = (fit.min(f64::from(self.page_size))) as u32;
+        if fit > cursor.first {
+            // Until Shopify reports the larger page's cost, reserve this one's scaled up.
+            let key = (plan.document.clone(), Some(u64::from(fit)));
+            let scaled = cost.requested * f64::from(fit) / f64::from(cursor.first);
+            self.costs
+                .lock()
+                .expect("costs lock")
+                .entry(key)
+                .or_insert(scaled);
+            tracing::debug!(
+                stream = plan.spec.def.name,
+                from = cursor.first,
+                to = fit,
+                "larger pages fit Shopify's query cost limit"
+            );
+            cursor.first = fit;
+        }
+    }
+
     /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`.
     async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<Value> {
         loop {
@@ -334,8 +522,15 @@ impl Reader {
                 "query": plan.filter,
                 "sortKey": plan.sort_key,
             });
-            match self.post(&plan.document, variables).await {
-                Ok((_, body)) => return Ok(body),
+            let estimate = plan.spec.requested_cost(cursor.first) as f64;
+            match self
+                .post_expecting(&plan.document, variables, estimate)
+                .await
+            {
+                Ok((_, body)) => {
+                    self.grow(plan, cursor, &body);
+                    return Ok(body);
+                }
                 Err(Error::Api {
                     code: Some(code),
                     message,
@@ -349,6 +544,7 @@ impl Reader {
                         "query cost over Shopify's limit; asking for smaller pages"
                     );
                     cursor.first = smaller;
+                    cursor.refused = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -414,6 +610,8 @@ pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
 struct Cursor {
     after: Option<String>,
     first: u32,
+    /// Shopify refused a larger page (`MAX_COST_EXCEEDED`): its word stands, the page does not grow.
+    refused: bool,
 }
 
 /// Read one stream lazily, one page in memory at a time.
@@ -441,7 +639,8 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
     };
     let first = Cursor {
         after: None,
-        first: reader.page_size,
+        first: plan.spec.fitting_first(reader.page_size),
+        refused: false,
     };
     paged(first, move |mut cursor: Cursor| {
         let reader = reader.clone();
@@ -586,6 +785,45 @@ fn bulk_pages(reader: Arc<Reader>, spec: Spec, window: Window) -> BoxStream<'sta
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn default_pages_fit_the_single_query_cost_limit() {
+        // Worked by hand from the queries: an order is 1 + customer 1 + six money bags of 2 + line items
+        // (2 + 50 × (1 + 2 + 2 + 1 + 1)) + refunds 3 + journey summary 5.
+        assert_eq!(selection_cost(ORDER_FIELDS, VISIT_FRAGMENT), 373);
+        assert_eq!(selection_cost(CUSTOMER_FIELDS, ""), 2);
+        assert_eq!(selection_cost(PRODUCT_FIELDS, ""), 52);
+        assert_eq!(selection_cost(CHECKOUT_FIELDS, ""), 109);
+        let sizes: Vec<(&str, u32)> = stream_defs()
+            .iter()
+            .map(|d| {
+                let spec = Spec::of(d.name).unwrap();
+                (
+                    d.name,
+                    spec.fitting_first(crate::config::default_page_size()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("orders", 2),
+                ("customers", 100),
+                ("products", 18),
+                ("abandoned_checkouts", 9)
+            ]
+        );
+        for d in stream_defs() {
+            let spec = Spec::of(d.name).unwrap();
+            let first = spec.fitting_first(250);
+            assert!(spec.requested_cost(first) <= MAX_QUERY_COST, "{}", d.name);
+            assert!(
+                spec.requested_cost(first + 1) > MAX_QUERY_COST || first == 250,
+                "{}",
+                d.name
+            );
+        }
+    }
 
     #[test]
     fn an_over_cost_page_is_scaled_to_fit_in_one_step() {

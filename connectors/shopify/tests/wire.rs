@@ -42,6 +42,14 @@ fn order(id: u64, updated_at: &str) -> Value {
     o
 }
 
+/// The reference customer with another id and update time.
+fn customer(id: u64, updated_at: &str) -> Value {
+    let mut c = fixture("customer_7391920570558.json");
+    c["id"] = json!(format!("gid://shopify/Customer/{id}"));
+    c["updatedAt"] = json!(updated_at);
+    c
+}
+
 /// `extensions.cost` with `available` points left of 2000, restoring 100/s.
 fn cost(requested: u32, available: u32) -> Value {
     json!({"cost": {"requestedQueryCost": requested, "actualQueryCost": requested / 8,
@@ -183,12 +191,13 @@ async fn throttled_at_200_waits_exactly_what_the_bucket_needs_then_succeeds() {
 #[tokio::test]
 async fn a_falling_bucket_makes_the_client_pause_before_it_runs_dry() {
     let h = Harness::start().await;
+    // Customers: the default page (100) fits the query cost limit from the start, so the size stays.
     // Each page costs 400; the bucket reports 1500, then 250 (too little for the next page), then 1000.
     h.graphql()
         .and(Var("after", Value::Null))
         .respond_with(page(
-            "orders",
-            vec![order(1, "2025-03-02T10:00:00Z")],
+            "customers",
+            vec![customer(1, "2025-03-02T10:00:00Z")],
             Some("c1"),
             1500,
         ))
@@ -197,8 +206,8 @@ async fn a_falling_bucket_makes_the_client_pause_before_it_runs_dry() {
     h.graphql()
         .and(Var("after", json!("c1")))
         .respond_with(page(
-            "orders",
-            vec![order(2, "2025-03-03T10:00:00Z")],
+            "customers",
+            vec![customer(2, "2025-03-03T10:00:00Z")],
             Some("c2"),
             250,
         ))
@@ -207,15 +216,15 @@ async fn a_falling_bucket_makes_the_client_pause_before_it_runs_dry() {
     h.graphql()
         .and(Var("after", json!("c2")))
         .respond_with(page(
-            "orders",
-            vec![order(3, "2025-03-04T10:00:00Z")],
+            "customers",
+            vec![customer(3, "2025-03-04T10:00:00Z")],
             None,
             1000,
         ))
         .mount(&h.server)
         .await;
     let guard = h.catch_all().await;
-    let pages = read_all(&h.connector(), read_request("orders", None))
+    let pages = read_all(&h.connector(), read_request("customers", None))
         .await
         .unwrap();
     assert_eq!(ids(&pages), ["1", "2", "3"]);
@@ -226,6 +235,7 @@ async fn a_falling_bucket_makes_the_client_pause_before_it_runs_dry() {
 
 #[tokio::test]
 async fn max_cost_exceeded_halves_the_page_size_and_keeps_it() {
+    // Customers start at the configured 100 (their estimated cost fits); Shopify still says no.
     let h = Harness::start().await;
     h.graphql()
         .and(Var("first", json!(100)))
@@ -237,8 +247,8 @@ async fn max_cost_exceeded_halves_the_page_size_and_keeps_it() {
         .and(Var("first", json!(50)))
         .and(Var("after", Value::Null))
         .respond_with(page(
-            "orders",
-            vec![order(1, "2025-03-02T10:00:00Z")],
+            "customers",
+            vec![customer(1, "2025-03-02T10:00:00Z")],
             Some("c1"),
             1900,
         ))
@@ -248,15 +258,15 @@ async fn max_cost_exceeded_halves_the_page_size_and_keeps_it() {
         .and(Var("first", json!(50)))
         .and(Var("after", json!("c1")))
         .respond_with(page(
-            "orders",
-            vec![order(2, "2025-03-03T10:00:00Z")],
+            "customers",
+            vec![customer(2, "2025-03-03T10:00:00Z")],
             None,
             1900,
         ))
         .mount(&h.server)
         .await;
     let guard = h.catch_all().await;
-    let pages = read_all(&h.connector(), read_request("orders", None))
+    let pages = read_all(&h.connector(), read_request("customers", None))
         .await
         .unwrap();
     assert_eq!(ids(&pages), ["1", "2"]);
@@ -959,4 +969,36 @@ async fn a_307_to_another_host_is_not_followed_and_the_token_stays_home() {
     );
     assert!(h.clock.sleeps().is_empty(), "refusals are not retried");
     assert_eq!(h.finish(guard).await.len(), 1);
+}
+
+/// A new client knows nothing of the bucket another run may have drained. Streams started together
+/// used to all go at once (and get `THROTTLED`); now the first query goes alone, and the others wait for
+/// its answer and then for the points they need, on the client's clock.
+#[tokio::test]
+async fn streams_started_together_wait_for_the_first_answer_to_learn_the_bucket() {
+    let h = Harness::start().await;
+    // The bucket holds only 100 points; a page of customers costs 400.
+    h.graphql()
+        .respond_with(page(
+            "customers",
+            vec![customer(1, "2025-03-02T10:00:00Z")],
+            None,
+            100,
+        ))
+        .expect(2)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let shopify = h.connector();
+    let (a, b) = futures::join!(
+        read_all(&shopify, read_request("customers", None)),
+        read_all(&shopify, read_request("customers", None)),
+    );
+    assert_eq!(ids(&a.unwrap()), ["1"]);
+    assert_eq!(ids(&b.unwrap()), ["1"]);
+    // The second query reserves its estimated cost (2 + 100 × 3 = 302 points) only after the first
+    // answer said 100 are left: (302 − 100) / 100 per second = 2.02 s. Sent together, both would have gone
+    // at once and nothing been waited for.
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_millis(2020)]);
+    assert_eq!(h.finish(guard).await.len(), 2);
 }

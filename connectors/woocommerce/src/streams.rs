@@ -24,6 +24,7 @@ use url::Url;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, NextPage, PageNumber, Paginator};
+use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::{Error, Result};
 
@@ -194,16 +195,7 @@ impl Reader {
     /// Where an incremental read starts: the saved cursor less the overlap and lookback, else the
     /// configured start date.
     fn incremental_start(&self, request: &ReadRequest) -> Result<DateTime<Utc>> {
-        let Some(cursor) = request.state_cursor() else {
-            return Ok(request.start);
-        };
-        let saved = parse_utc(cursor).ok_or_else(|| {
-            Error::Other(format!(
-                "the saved state of stream {} has an unreadable cursor {cursor:?}; run it once with --full-refresh",
-                request.stream
-            ))
-        })?;
-        Ok(saved - Duration::seconds(1) - Duration::days(i64::from(self.lookback_days)))
+        read_start(request, Rewind::exclusive_seconds(self.lookback_days))
     }
 
     fn plan(&self, spec: Spec, request: &ReadRequest) -> Result<Plan> {
@@ -501,7 +493,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                         at: newest,
                         seen: at_newest.into_iter().collect(),
                     };
-                    cursor.page_params = cursor.paginator.first();
+                    cursor.page_params = cursor.paginator.reset();
                     Some(cursor)
                 } else {
                     // A whole page within one second: page on within it.

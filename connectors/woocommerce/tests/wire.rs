@@ -894,3 +894,96 @@ async fn an_order_modified_mid_sync_does_not_hide_another() {
     );
     h.finish(guard).await;
 }
+
+/// A WooCommerce orders listing that filters by `modified_after` (exclusive, whole seconds), sorts by
+/// modification time then id, and pages with `page`/`per_page` — the real server's behaviour, so a test
+/// does not depend on the exact request sequence the connector chooses.
+struct OrdersListing {
+    orders: Vec<(u64, &'static str)>,
+}
+
+impl wiremock::Respond for OrdersListing {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let q = query(req);
+        let after = q
+            .get("modified_after")
+            .map(|s| s.as_str())
+            .unwrap_or("0000");
+        let page: usize = q["page"].parse().unwrap();
+        let per_page: usize = q["per_page"].parse().unwrap();
+        let mut matching: Vec<&(u64, &str)> = self
+            .orders
+            .iter()
+            .filter(|(_, modified)| *modified > after)
+            .collect();
+        matching.sort_by_key(|(id, modified)| (*modified, *id));
+        let total_pages = matching.len().div_ceil(per_page).max(1);
+        let items: Vec<Value> = matching
+            .iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .map(|(id, modified)| order(*id, modified))
+            .collect();
+        ResponseTemplate::new(200)
+            .insert_header("X-WP-Total", matching.len().to_string().as_str())
+            .insert_header("X-WP-TotalPages", total_pages.to_string().as_str())
+            .set_body_json(Value::Array(items))
+    }
+}
+
+/// Three orders modified in one second with `per_page = 2` make the read page on within that second;
+/// the newer orders after them must then be read from page 1 of the re-anchored listing, not from the
+/// page number reached inside the second (which skipped `per_page` newer orders and saved a cursor past
+/// them).
+#[tokio::test]
+async fn a_full_page_within_one_second_followed_by_newer_orders_loses_none() {
+    let h = Harness::start().await;
+    let orders = vec![
+        (1, "2025-03-02T10:00:00"),
+        (2, "2025-03-02T10:00:00"),
+        (3, "2025-03-02T10:00:00"),
+        (4, "2025-03-02T10:00:05"),
+        (5, "2025-03-02T10:00:06"),
+        (6, "2025-03-02T10:00:07"),
+        (7, "2025-03-02T10:00:08"),
+    ];
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wc/v3/orders"))
+        .and(query_param("orderby", "modified"))
+        .and(query_param("order", "asc"))
+        .and(query_param("dates_are_gmt", "true"))
+        .respond_with(OrdersListing { orders })
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut config = h.config();
+    config.per_page = 2;
+    let connector = h.connector_with(config);
+    let writer = DatasetWriter::spawn(Box::new(SqliteDestination::in_memory().unwrap()));
+    let options = SyncOptions {
+        start: start(),
+        streams: Vec::new(),
+        full_refresh: false,
+        window: None,
+        concurrency: 1,
+    };
+    let pages = read_all(&connector, read_request("orders", None, start()))
+        .await
+        .unwrap();
+    let mut ids: Vec<u64> = pages
+        .iter()
+        .flat_map(|p| p.records.iter().map(|r| r.id.parse::<u64>().unwrap()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7], "every order is read");
+
+    let outcome = sync_stream(&connector, &streams::ORDERS, &writer, &options, &NoProgress).await;
+    assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
+    assert_eq!(outcome.records, 7);
+    assert_eq!(
+        writer.load_state("woo", "orders").await.unwrap(),
+        Some(json!({ "cursor": "2025-03-02T10:00:08Z" }))
+    );
+    h.finish(guard).await;
+}

@@ -1,11 +1,13 @@
 //! Where records land.
 //!
-//! [`Destination`] is the storage interface (SQLite today, [`sqlite::SqliteDestination`]); it is
-//! synchronous because the stores are. [`DatasetWriter`] puts one destination on its own thread and gives
+//! [`Destination`] is the storage interface: an embedded SQLite file ([`sqlite::SqliteDestination`], the
+//! default) or a PostgreSQL warehouse ([`postgres::PostgresDestination`]); it is synchronous because the
+//! stores' clients are. [`DatasetWriter`] puts one destination on its own thread and gives
 //! the async sync engine a handle: every page is committed in a transaction *together with* the state
 //! that covers it, so a sync killed at any point resumes from a state that never runs ahead of the data.
 //! Pages arriving from several streams at once are committed in one transaction.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -16,6 +18,37 @@ use tokio::sync::{mpsc, oneshot};
 use crate::connector::Record;
 use crate::model::JourneyMapper;
 use crate::{Error, Result};
+
+/// A dataset whose schema a newer growthflow wrote: opening it is refused rather than risking writing
+/// rows the newer version would misread. Found inside [`Error::Destination`]; see [`schema_too_new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaTooNew {
+    /// The dataset's schema version.
+    pub found: i64,
+    /// The newest version this build knows.
+    pub supported: i64,
+}
+
+impl std::fmt::Display for SchemaTooNew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the dataset's schema is version {}, newer than this growthflow knows (up to {}): it was \
+             written by a newer growthflow; upgrade growthflow to use it",
+            self.found, self.supported
+        )
+    }
+}
+
+impl std::error::Error for SchemaTooNew {}
+
+/// The [`SchemaTooNew`] inside `err`, if that is what it is (the CLI exits 2 for it).
+pub fn schema_too_new(err: &Error) -> Option<&SchemaTooNew> {
+    match err {
+        Error::Destination(inner) => inner.downcast_ref::<SchemaTooNew>(),
+        _ => None,
+    }
+}
 
 /// Records of one stream and the state to save once they are committed.
 #[derive(Debug, Clone, PartialEq)]

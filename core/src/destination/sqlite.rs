@@ -6,6 +6,10 @@
 //! After the first rebuild only the raw records committed or removed since the previous one are
 //! mapped again (bookkeeping in the internal `growthflow_*` tables), so a scheduled sync of a large
 //! dataset costs what it changed, not what the dataset holds.
+//!
+//! [`super::postgres`] does the same statement for statement in PostgreSQL's dialect: a change to the
+//! migrations, `rebuild`, `unmap_dirty` or `settle_people` here has its twin there (`SETTLE_PEOPLE` is
+//! the same list of statements in the same order).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Destination, RebuildStats, WriteBatch};
+use super::{Destination, RebuildStats, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::time::format_utc;
 use crate::{Error, Result};
@@ -77,6 +81,13 @@ impl SqliteDestination {
             [],
             |r| r.get(0),
         )?;
+        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        if current > known {
+            return Err(Error::Destination(Box::new(SchemaTooNew {
+                found: current,
+                supported: known,
+            })));
+        }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;

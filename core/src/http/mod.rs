@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 
 pub use clock::{Clock, TestClock, TokioClock};
 pub use ratelimit::{Quota, RateLimits};
-pub use retry::{parse_retry_after, RetryPolicy};
+pub use retry::{parse_retry_after, RetryPolicy, DEFAULT_MAX_WAIT};
 
 use crate::auth::{Authenticator, NoAuth};
 use crate::{Error, Result};

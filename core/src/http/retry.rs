@@ -16,12 +16,18 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Upper bound for computed backoff.
     pub max_backoff: Duration,
-    /// Longest platform-requested delay we will honour; beyond it the error is returned instead.
+    /// Longest platform-requested delay we will honour; beyond it the error is returned instead. The
+    /// default, [`DEFAULT_MAX_WAIT`], admits waiting out an hourly quota (GA4) but not a daily one.
     pub max_wait: Duration,
     /// The most one request may spend waiting between its attempts, all waits together: the counts
     /// above bound the attempts, this bounds the time, so a request never hangs a sync for hours.
     pub max_total_wait: Duration,
 }
+
+/// The default [`RetryPolicy::max_wait`]: an hour and five minutes, so that a quota refilled every hour
+/// (GA4's hourly token, thresholded-request and server-error quotas, waited out until the next hour plus a
+/// margin) is waited for, while anything longer — a daily cap — ends the stream with "run again later".
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(65 * 60);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -30,8 +36,9 @@ impl Default for RetryPolicy {
             max_throttle_waits: default_max_throttle_waits(),
             base_delay: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
-            max_wait: Duration::from_secs(15 * 60),
-            max_total_wait: Duration::from_secs(60 * 60),
+            max_wait: DEFAULT_MAX_WAIT,
+            // Above `max_wait`, so that one platform-paced wait (an hourly quota) fits in it.
+            max_total_wait: Duration::from_secs(90 * 60),
         }
     }
 }

@@ -33,6 +33,7 @@ impl Bucket {
 pub(crate) struct Meter {
     bucket: Arc<Mutex<Bucket>>,
     throttled: Arc<AtomicU64>,
+    over_cost: Arc<AtomicU64>,
 }
 
 impl Default for Meter {
@@ -43,6 +44,7 @@ impl Default for Meter {
                 at: Instant::now(),
             })),
             throttled: Arc::new(AtomicU64::new(0)),
+            over_cost: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -62,6 +64,15 @@ impl Meter {
 
     pub(crate) fn throttled(&self) -> u64 {
         self.throttled.load(Ordering::SeqCst)
+    }
+
+    /// Count a query refused as `MAX_COST_EXCEEDED`.
+    pub(crate) fn refuse_over_cost(&self) {
+        self.over_cost.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn over_cost(&self) -> u64 {
+        self.over_cost.load(Ordering::SeqCst)
     }
 
     pub(crate) fn available(&self) -> f64 {

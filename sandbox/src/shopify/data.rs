@@ -606,6 +606,11 @@ impl ShopData {
         self.meter.throttled()
     }
 
+    /// Queries refused as `MAX_COST_EXCEEDED` (requested cost over 1000) so far.
+    pub fn max_cost_exceeded_count(&self) -> u64 {
+        self.meter.over_cost()
+    }
+
     /// Set the cost bucket's points (clamped to 0..=2000), e.g. to start a test with a drained bucket.
     pub fn set_bucket_available(&self, points: f64) {
         self.meter.set(points);

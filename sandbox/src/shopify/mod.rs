@@ -520,6 +520,7 @@ impl ShopState {
             Op::BulkPoll(_) => 1,
         };
         if requested > MAX_QUERY_COST {
+            self.shop.meter.refuse_over_cost();
             let message = format!(
                 "Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\n\
                  See https://shopify.dev/docs/api/usage/rate-limits for more information on how the\n\

@@ -1,0 +1,391 @@
+//! What only the PostgreSQL destination has: connection and permission errors that name the setting and
+//! never the password, migrations that two first runs cannot race, and a connection killed mid-sync.
+//! The shared dataset behaviour is in `dataset.rs`, run against both stores. Skipped (with a visible
+//! note) where no test server answers, unless `GROWTHFLOW_REQUIRE_POSTGRES=1`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use growthflow_core::connector::Record;
+use growthflow_core::destination::postgres::testing::{server_url, TestSchema};
+use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
+use growthflow_core::destination::{Destination, WriteBatch};
+use growthflow_core::ErrorKind;
+use serde_json::json;
+
+const PASSWORD: &str = "hunter2-not-to-be-printed";
+
+/// The test server's URL with another user and a password.
+fn url_as(user: &str) -> Option<String> {
+    let mut url = url::Url::parse(&server_url()?).unwrap();
+    url.set_username(user).unwrap();
+    url.set_password(Some(PASSWORD)).unwrap();
+    Some(url.to_string())
+}
+
+/// A login role of the test server, dropped (with its grants) at the end.
+struct Role {
+    name: String,
+    admin: postgres::Client,
+}
+
+impl Role {
+    fn new(label: &str, admin: &TestSchema) -> Role {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "gft_{label}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = admin.client();
+        admin
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .unwrap();
+        Role { name, admin }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.admin.batch_execute(&format!(
+            "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+            self.name
+        ));
+    }
+}
+
+fn batch(stream: &str, ids: &[&str], cursor: &str) -> WriteBatch {
+    WriteBatch {
+        source: "s".into(),
+        stream: stream.into(),
+        records: ids
+            .iter()
+            .map(|id| Record {
+                id: id.to_string(),
+                cursor: Some(cursor.into()),
+                payload: json!({"id": id, "amount": "12.30"}),
+            })
+            .collect(),
+        state: Some(json!({"cursor": cursor})),
+        replaces: None,
+    }
+}
+
+fn assert_clear(err: &growthflow_core::Error, setting: &str) {
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{text}");
+    assert!(text.contains(setting), "names {setting}: {text}");
+    assert!(!text.contains(PASSWORD), "the password leaked: {text}");
+    assert!(
+        !format!("{err:?}").contains(PASSWORD),
+        "the password leaked: {err:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_names_the_url_not_the_password() {
+    let url = format!("postgres://gf:{PASSWORD}@127.0.0.1:1/db?connect_timeout=5");
+    let target = PostgresTarget::parse(&url, None).unwrap();
+    assert!(!format!("{target:?}").contains(PASSWORD));
+    let err = PostgresDestination::open(&target).unwrap_err();
+    assert_clear(&err, "destination.url");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+}
+
+#[test]
+fn a_refused_login_names_the_url_not_the_password() {
+    let Some(url) = url_as("gft_nobody_at_all") else {
+        return;
+    };
+    let err = PostgresDestination::connect(&url, Some("gft_unused")).unwrap_err();
+    assert_clear(&err, "destination.url");
+}
+
+#[test]
+fn a_schema_the_role_may_not_create_names_the_schema() {
+    let Some(schema) = TestSchema::new("no_create") else {
+        return;
+    };
+    let role = Role::new("nocreate", &schema);
+    let url = url_as(&role.name).unwrap();
+    let err = PostgresDestination::connect(&url, Some(schema.name())).unwrap_err();
+    assert_clear(&err, "destination.schema");
+    assert!(err.to_string().contains("lacks the privilege"), "{err}");
+}
+
+#[test]
+fn a_read_only_role_is_refused_before_syncing() {
+    let Some(schema) = TestSchema::new("read_only") else {
+        return;
+    };
+    drop(schema.open());
+    let role = Role::new("reader", &schema);
+    schema
+        .client()
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA \"{0}\" TO {1}; GRANT SELECT ON ALL TABLES IN SCHEMA \"{0}\" TO {1}",
+            schema.name(),
+            role.name
+        ))
+        .unwrap();
+    let url = url_as(&role.name).unwrap();
+    let err = PostgresDestination::connect(&url, Some(schema.name())).unwrap_err();
+    assert_clear(&err, "destination.url");
+    assert!(err.to_string().contains("may read but not write"), "{err}");
+    // What it may do, it can: read the dataset.
+    let mut reader = PostgresTarget::parse(&url, Some(schema.name()))
+        .unwrap()
+        .connect()
+        .unwrap();
+    let n: i64 = reader
+        .query_one("SELECT COUNT(*) FROM raw_records", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn two_first_runs_at_once_both_succeed() {
+    let Some(schema) = TestSchema::new("race") else {
+        return;
+    };
+    let target = schema.target();
+    let barrier = std::sync::Barrier::new(4);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PostgresDestination::open(&target).map(drop)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in results {
+        r.unwrap();
+    }
+    let versions: Vec<i32> = schema
+        .client()
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[test]
+fn a_backend_terminated_mid_sync_fails_the_commit_and_a_rerun_completes() {
+    let Some(schema) = TestSchema::new("terminated") else {
+        return;
+    };
+    let Some(reference) = TestSchema::new("uninterrupted") else {
+        return;
+    };
+    let pages = [
+        batch("orders", &["1", "2"], "c1"),
+        batch("orders", &["3"], "c2"),
+        batch("orders", &["4", "5"], "c3"),
+    ];
+    // The uninterrupted run.
+    let mut whole = reference.open();
+    for p in &pages {
+        whole.commit(std::slice::from_ref(p)).unwrap();
+    }
+
+    let mut dest = schema.open();
+    dest.commit(std::slice::from_ref(&pages[0])).unwrap();
+    let pid: i32 = dest
+        .client()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    schema
+        .client()
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let err = dest.commit(std::slice::from_ref(&pages[1])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Destination, "{err}");
+    assert!(err.to_string().starts_with("dataset error: "), "{err}");
+    assert!(
+        err.to_string()
+            .contains("connection to the server was lost"),
+        "says why: {err}"
+    );
+
+    // The rerun (here: the same destination, which connects again) resumes from the saved state,
+    // which never ran ahead of the data.
+    assert_eq!(
+        dest.load_state("s", "orders").unwrap(),
+        Some(json!({"cursor": "c1"}))
+    );
+    for p in &pages[1..] {
+        dest.commit(std::slice::from_ref(p)).unwrap();
+    }
+    let dump = |d: &mut PostgresDestination| -> Vec<String> {
+        d.client()
+            .query(
+                "SELECT record_id || '|' || cursor_value || '|' || payload::TEXT FROM raw_records
+                 UNION ALL SELECT stream || '|' || state::TEXT FROM sync_state ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let expected = dump(&mut whole);
+    assert_eq!(expected.len(), 6);
+    assert_eq!(dump(&mut dest), expected);
+}
+
+/// The test server's certificate when it serves TLS and this process can read the certificate (the
+/// server is local), to hold the `sslmode` choices against; else `None` and the TLS test is a no-op.
+fn server_certificate(schema: &TestSchema) -> Option<String> {
+    let mut c = schema.client();
+    let on: String = c.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let file: String = c.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    (on == "on" && std::fs::read(&file).is_ok()).then_some(file)
+}
+
+#[test]
+fn sslmodes_encrypt_and_verify_as_libpq_does() {
+    let Some(schema) = TestSchema::new("tls") else {
+        return;
+    };
+    let Some(cert) = server_certificate(&schema) else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"sslmode test skipped: the test server does not serve TLS with a readable certificate\n",
+        );
+        return;
+    };
+    let base = url::Url::parse(schema.url()).unwrap();
+    let with = |query: &str| {
+        let mut u = base.clone();
+        u.set_query(Some(query));
+        PostgresTarget::parse(u.as_str(), Some(schema.name())).unwrap()
+    };
+    let encrypted = |t: &PostgresTarget| -> bool {
+        t.connect()
+            .unwrap()
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(!encrypted(&with("sslmode=disable")));
+    assert!(encrypted(&with("sslmode=prefer")));
+    assert!(encrypted(&with("sslmode=require")));
+    // The server's certificate is its own (not a public CA's): verification fails without it…
+    let err = with("sslmode=verify-full").connect().map(drop).unwrap_err();
+    assert_clear(&err, "destination.url");
+    let err = with("sslmode=verify-ca").connect().map(drop).unwrap_err();
+    assert_clear(&err, "destination.url");
+    // …and passes the chain with it. The certificate names the machine, not 127.0.0.1: verify-ca
+    // accepts that, verify-full does not.
+    let root = format!("sslrootcert={cert}");
+    match with(&format!("sslmode=verify-ca&{root}")).connect() {
+        Ok(mut c) => {
+            let ssl: bool = c
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            assert!(ssl);
+            let err = with(&format!("sslmode=verify-full&{root}"))
+                .connect()
+                .map(drop)
+                .unwrap_err();
+            assert!(err.to_string().contains("destination.url"), "{err}");
+        }
+        Err(e) => panic!("verify-ca with the server's own certificate as root: {e}"),
+    }
+}
+
+#[test]
+fn a_nul_character_jsonb_cannot_hold_does_not_fail_the_commit() {
+    let Some(schema) = TestSchema::new("nul") else {
+        return;
+    };
+    let mut dest = schema.open();
+    let mut page = batch("customers", &[], "c1");
+    page.records.push(Record {
+        id: "1".into(),
+        cursor: None,
+        payload: json!({"note": "a\u{0}b", "nested": [{"k\u{0}": "x"}]}),
+    });
+    dest.commit(&[page]).unwrap();
+    let stored: serde_json::Value = dest
+        .client()
+        .query_one("SELECT payload FROM raw_records WHERE record_id = '1'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
+        json!({"note": "a\u{FFFD}b", "nested": [{"k\u{FFFD}": "x"}]})
+    );
+}
+
+#[test]
+fn a_commit_waiting_for_the_write_lock_is_stamped_after_it() {
+    use chrono::{DateTime, Utc};
+    use growthflow_core::destination::postgres::testing::WRITE_LOCK;
+    let Some(schema) = TestSchema::new("stamp") else {
+        return;
+    };
+    let mut dest = schema.open();
+    let pid: i32 = dest
+        .client()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    // Another writer (a rebuild, say) holds the lock.
+    let mut holder = schema.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&WRITE_LOCK, &schema.name()],
+    )
+    .unwrap();
+    let mut watcher = schema.client();
+    let released: DateTime<Utc> = std::thread::scope(|s| {
+        let commit = s.spawn(|| dest.commit(&[batch("orders", &["1"], "c1")]));
+        // Until the commit waits for the lock…
+        while watcher
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                &[&pid],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        let released: DateTime<Utc> = tx
+            .query_one("SELECT clock_timestamp()", &[])
+            .unwrap()
+            .get(0);
+        tx.commit().unwrap();
+        commit.join().unwrap().unwrap();
+        released
+    });
+    // …its records are stamped after the other writer let go: a rebuild's watermark taken under
+    // the lock never passes over a commit that waited for it.
+    let synced: DateTime<Utc> = watcher
+        .query_one(
+            "SELECT synced_at FROM raw_records WHERE record_id = '1'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(synced > released, "{synced} after {released}");
+}
