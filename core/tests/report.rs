@@ -893,7 +893,10 @@ fn empty_dataset_gives_zeros_and_nulls_over_the_last_30_days_to_today() {
     assert_empty_metrics(&r.to_json());
     // Rendering an empty report never panics and shows the nulls.
     assert!(r.to_table().contains('-'));
-    assert!(r.to_csv().contains("awareness,ctr,\n"));
+    let csv = r.to_csv();
+    assert!(csv.contains("awareness,ctr,\n"), "{csv}");
+    let (_, campaigns) = csv_tables(&csv);
+    assert_eq!(campaigns.len(), 1, "only the header: {csv}");
 }
 
 #[test]
@@ -1233,12 +1236,33 @@ fn campaign_channel_falls_back_and_placeholders_are_ignored() {
     assert_eq!(r.awareness.sessions, 15 + 7 + 1);
 }
 
+/// The CSV's two tables: the metrics' `section,metric,value` rows, then, after one empty line, the
+/// campaigns' rows.
+fn csv_tables(csv: &str) -> (Vec<&str>, Vec<Vec<String>>) {
+    let (metrics, campaigns) = csv
+        .split_once("\n\n")
+        .unwrap_or_else(|| panic!("two tables split by an empty line in\n{csv}"));
+    let campaigns = csv::Reader::from_reader(campaigns.as_bytes());
+    let mut reader = campaigns;
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = vec![header];
+    for record in reader.records() {
+        rows.push(record.unwrap().iter().map(str::to_string).collect());
+    }
+    (metrics.lines().collect(), rows)
+}
+
 #[test]
-fn csv_has_one_row_per_metric_and_campaign_field() {
+fn csv_has_a_metrics_table_and_one_row_per_campaign() {
     let conn = fixture();
     let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     let csv = r.to_csv();
-    let lines: Vec<&str> = csv.lines().collect();
+    let (lines, campaigns) = csv_tables(&csv);
     assert_eq!(lines[0], "section,metric,value");
     for line in [
         "report,since,2025-03-01",
@@ -1269,18 +1293,52 @@ fn csv_has_one_row_per_metric_and_campaign_field() {
         "other_currencies,EUR.revenue,10",
         "other_currencies,EUR.refunded_amount,2.5",
         "other_currencies,EUR.email_attributed_revenue,30",
-        "campaigns,Spring Sale/channel,paid_social",
-        "campaigns,Spring Sale/spend,200",
-        "campaigns,Spring Sale/revenue,70.09",
-        "campaigns,Spring Sale/roas,0.35045",
-        "campaigns,Google Brand/roas,",
-        "campaigns,Google Brand/sessions,35",
     ] {
         assert!(lines.contains(&line), "missing {line:?} in\n{csv}");
     }
-    // 3 report rows + 31 metrics + 1 other currency × 6 fields + 4 campaigns × 8 fields, plus the header.
-    assert_eq!(lines.len(), 1 + 3 + 31 + 6 + 4 * 8);
+    // 3 report rows + 31 metrics + 1 other currency × 6 fields, plus the header.
+    assert_eq!(lines.len(), 1 + 3 + 31 + 6);
     assert!(lines.iter().all(|l| l.split(',').count() == 3), "{csv}");
+
+    assert_eq!(
+        campaigns[0],
+        [
+            "campaign",
+            "channel",
+            "spend",
+            "impressions",
+            "clicks",
+            "sessions",
+            "orders",
+            "revenue",
+            "roas"
+        ]
+    );
+    // One row per campaign, in the JSON's order, each with every column.
+    assert_eq!(campaigns.len(), 1 + 4, "{csv}");
+    let json = r.to_json();
+    let names: Vec<&str> = json["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["campaign"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        campaigns[1..]
+            .iter()
+            .map(|c| c[0].as_str())
+            .collect::<Vec<_>>(),
+        names
+    );
+    let row = |name: &str| campaigns.iter().find(|c| c[0] == name).unwrap().clone();
+    let spring = row("Spring Sale");
+    assert_eq!(spring[1], "paid_social");
+    assert_eq!(spring[2], "200");
+    assert_eq!(spring[7], "70.09");
+    assert_eq!(spring[8], "0.35045");
+    let brand = row("Google Brand");
+    assert_eq!(brand[5], "35");
+    assert_eq!(brand[8], "", "unknown roas is empty");
 }
 
 #[test]
@@ -1290,7 +1348,7 @@ fn csv_quotes_awkward_campaign_names() {
         &c,
         Order {
             id: "1",
-            utm_campaign: Some("Sale, \"50%\" off"),
+            utm_campaign: Some("Sale, \"50%\" off\nnow"),
             total: 10.0,
             ..Default::default()
         },
@@ -1298,10 +1356,12 @@ fn csv_quotes_awkward_campaign_names() {
     let csv = build_report(&c, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_csv();
-    assert!(
-        csv.contains("campaigns,\"Sale, \"\"50%\"\" off/revenue\",10\n"),
-        "{csv}"
-    );
+    assert!(csv.contains("\n\"Sale, \"\"50%\"\" off\nnow\","), "{csv}");
+    let (_, campaigns) = csv_tables(&csv);
+    assert_eq!(campaigns.len(), 2, "{csv}");
+    assert_eq!(campaigns[1][0], "Sale, \"50%\" off\nnow");
+    assert_eq!(campaigns[1][6], "1");
+    assert_eq!(campaigns[1][7], "10");
 }
 
 #[test]

@@ -6,15 +6,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use growthflow_sandbox::ga4::TEST_PRIVATE_KEY_PEM;
 use growthflow_sandbox::{Sandbox, SandboxConfig};
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::RsaPrivateKey;
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 fn assertion(iss: &str, aud: &str, tamper: bool) -> String {
-    let key = RsaPrivateKey::from_pkcs8_pem(TEST_PRIVATE_KEY_PEM).unwrap();
+    let der = PrivatePkcs8KeyDer::from_pem_slice(TEST_PRIVATE_KEY_PEM.as_bytes()).unwrap();
+    let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
     let now = chrono::Utc::now().timestamp();
     let header = URL_SAFE_NO_PAD.encode(json!({"alg":"RS256","typ":"JWT"}).to_string());
     let claims = URL_SAFE_NO_PAD.encode(
@@ -23,9 +23,14 @@ fn assertion(iss: &str, aud: &str, tamper: bool) -> String {
         .to_string(),
     );
     let input = format!("{header}.{claims}");
-    let mut sig = SigningKey::<Sha256>::new(key)
-        .sign(input.as_bytes())
-        .to_vec();
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
     if tamper {
         sig[10] ^= 1;
     }

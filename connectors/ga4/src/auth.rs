@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::RsaPrivateKey;
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use sha2::Sha256;
 use tokio::sync::Mutex;
 
 use growthflow_core::auth::{
@@ -102,11 +101,14 @@ pub fn b64url(bytes: &[u8]) -> String {
 }
 
 /// A service account's access tokens, from RS256-signed assertions, cached until shortly before expiry.
+///
+/// RSA signing is ring's (already linked through rustls), not a second RSA implementation.
 pub struct ServiceAccountToken {
     client_email: String,
     key_id: Option<String>,
     token_uri: String,
-    signer: SigningKey<Sha256>,
+    signer: RsaKeyPair,
+    rng: SystemRandom,
     http: HttpClient,
     cached: Mutex<Option<(SecretString, Instant)>>,
 }
@@ -156,7 +158,20 @@ impl ServiceAccountToken {
     /// A provider for `key`, posting to its `token_uri` through a client built from `options`.
     pub fn new(key: &ServiceAccountKey, options: &ClientOptions, config_key: &str) -> Result<Self> {
         let pem = key.private_key.expose_secret();
-        let private = RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| {
+        // The PEM parser's errors can quote bytes of the key: say which kind of fault, not its text.
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+            let fault = match e {
+                rustls_pki_types::pem::Error::NoItemsFound => {
+                    "has no \"BEGIN PRIVATE KEY\" section"
+                }
+                _ => "is malformed PEM",
+            };
+            Error::config(
+                config_key,
+                format!("private_key {fault}; expected a PKCS#8 PEM key"),
+            )
+        })?;
+        let private = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| {
             Error::config(
                 config_key,
                 format!("private_key is not a PKCS#8 RSA key: {e}"),
@@ -175,13 +190,18 @@ impl ServiceAccountToken {
             client_email: key.client_email.clone(),
             key_id: key.private_key_id.clone(),
             token_uri: key.token_uri.clone(),
-            signer: SigningKey::<Sha256>::new(private),
+            signer: private,
+            rng: SystemRandom::new(),
             http,
             cached: Mutex::new(None),
         })
     }
 
     /// A signed assertion issued at `iat` (Unix seconds).
+    ///
+    /// # Panics
+    /// Never in practice: RSASSA-PKCS1-v1_5 signing is deterministic and fails only if the output buffer
+    /// is not the modulus' length, which it is by construction.
     pub fn assertion(&self, iat: i64) -> String {
         let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
         if let Some(kid) = &self.key_id {
@@ -199,7 +219,15 @@ impl ServiceAccountToken {
             b64url(header.to_string().as_bytes()),
             b64url(claims.to_string().as_bytes())
         );
-        let signature = self.signer.sign(signing_input.as_bytes()).to_vec();
+        let mut signature = vec![0; self.signer.public().modulus_len()];
+        self.signer
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &self.rng,
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .expect("the signature buffer is the modulus' length");
         format!("{signing_input}.{}", b64url(&signature))
     }
 

@@ -8,12 +8,10 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{TimeZone, Utc};
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::Verifier;
-use rsa::RsaPrivateKey;
+use ring::signature::{KeyPair, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -211,6 +209,33 @@ fn window(since: (u32, u32), until: (u32, u32)) -> ReadRequest {
 }
 
 #[tokio::test]
+async fn a_key_that_is_not_pkcs8_rsa_pem_is_a_config_error_that_quotes_none_of_it() {
+    let server = MockServer::start().await;
+    let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQ";
+    let cases = [
+        (
+            format!("-----BEGIN PRIVATE KEY-----\n{body}*\n-----END PRIVATE KEY-----\n"),
+            "malformed PEM",
+        ),
+        (body.to_string(), "no \"BEGIN PRIVATE KEY\" section"),
+        (
+            format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"),
+            "not a PKCS#8 RSA key",
+        ),
+    ];
+    for (pem, says) in cases {
+        let mut json = key_json(&server);
+        json["private_key"] = pem.into();
+        let key = ServiceAccountKey::from_json(json.to_string().as_bytes(), "k").unwrap();
+        let err = ServiceAccountToken::new(&key, &ClientOptions::default(), "k").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Config { .. }), "{text}");
+        assert!(text.contains(says), "{text}");
+        assert!(!text.contains("MIIE") && !text.contains('*'), "{text}");
+    }
+}
+
+#[tokio::test]
 async fn jwt_is_signed_with_the_right_claims_and_the_token_is_cached() {
     let server = MockServer::start().await;
     mount_token(&server).await;
@@ -266,12 +291,21 @@ async fn jwt_is_signed_with_the_right_claims_and_the_token_is_cached() {
     assert!(exp > iat && exp - iat <= 3600);
     assert!((Utc::now().timestamp() - iat).abs() < 120);
 
-    let public = RsaPrivateKey::from_pkcs8_pem(PEM).unwrap().to_public_key();
-    let verifier = VerifyingKey::<Sha256>::new(public);
-    let sig = Signature::try_from(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().as_slice()).unwrap();
+    let der = PrivatePkcs8KeyDer::from_pem_slice(PEM.as_bytes()).unwrap();
+    let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+    let verifier = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref());
+    let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     verifier
         .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
         .expect("signature verifies with the public key");
+    let mut tampered = sig.clone();
+    tampered[10] ^= 1;
+    assert!(
+        verifier
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &tampered)
+            .is_err(),
+        "a changed signature does not verify"
+    );
 
     assert!(provider.invalidate().await.unwrap());
     provider.token().await.unwrap();

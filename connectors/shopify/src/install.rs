@@ -45,6 +45,11 @@ pub fn authorize_url(
 /// The HMAC-SHA256 (lower-case hex) Shopify computes over a callback's parameters: every parameter but
 /// `hmac` and `signature`, sorted by name, joined as `name=value` with `&`.
 pub fn callback_hmac(params: &[(String, String)], client_secret: &SecretString) -> String {
+    hex::encode(callback_mac(params, client_secret).finalize().into_bytes())
+}
+
+/// The MAC over the signed part of a callback, left open so the caller can finalize or verify it.
+fn callback_mac(params: &[(String, String)], client_secret: &SecretString) -> Hmac<Sha256> {
     let mut kept: Vec<&(String, String)> = params
         .iter()
         .filter(|(k, _)| k != "hmac" && k != "signature")
@@ -58,11 +63,7 @@ pub fn callback_hmac(params: &[(String, String)], client_secret: &SecretString) 
     let mut mac = Hmac::<Sha256>::new_from_slice(client_secret.expose_secret().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(message.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    mac
 }
 
 /// What a verified callback carries.
@@ -91,16 +92,11 @@ pub fn verify_callback(
         message: format!("the Shopify install callback is not genuine: {why}"),
     };
     let given = get("hmac").ok_or_else(|| bad("it has no hmac"))?;
-    let expected = callback_hmac(params, client_secret);
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
-        return Err(bad("its hmac does not match"));
-    }
+    // Shopify sends lower-case hex; the hex crate also takes upper case, which is the same MAC.
+    let given = hex::decode(given).map_err(|_| bad("its hmac is not hex"))?;
+    callback_mac(params, client_secret)
+        .verify_slice(&given)
+        .map_err(|_| bad("its hmac does not match"))?;
     if get("state") != Some(expected_state) {
         return Err(bad("its state is not the one this app issued"));
     }
@@ -160,6 +156,12 @@ fn opt_secret<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Trade a verified callback's code for an expiring offline token (`expiring: 1`).
+///
+/// Posted by hand through core's client rather than with the `oauth2` crate core uses elsewhere:
+/// Shopify's exchange is not RFC 6749's. The request is a JSON body with no `grant_type` (oauth2 sends a
+/// form with `grant_type=authorization_code`), and the answer has no `token_type` and a comma-separated
+/// `scope`, which oauth2's `StandardTokenResponse` rejects (`token_type` is required) or misreads
+/// (scopes split on spaces).
 pub async fn exchange_code(
     config: &ShopifyConfig,
     source: &str,
@@ -239,6 +241,25 @@ mod tests {
         evil.retain(|(k, _)| k != "hmac");
         evil.push(("hmac".into(), mac));
         assert!(verify_callback(&evil, &secret, "nonce-1").is_err());
+        let with_hmac = |mac: String| {
+            let mut q = p.clone();
+            q.retain(|(k, _)| k != "hmac");
+            q.push(("hmac".into(), mac));
+            verify_callback(&q, &secret, "nonce-1").map_err(|e| e.to_string())
+        };
+        let genuine = callback_hmac(&p, &secret);
+        assert!(
+            with_hmac(genuine.to_uppercase()).is_ok(),
+            "same MAC in upper-case hex"
+        );
+        let short = with_hmac(genuine[..62].to_string()).unwrap_err();
+        assert!(short.contains("does not match"), "{short}");
+        let not_hex = with_hmac(format!("{}zz", &genuine[..62])).unwrap_err();
+        assert!(not_hex.contains("not hex"), "{not_hex}");
+        let mut none = p.clone();
+        none.retain(|(k, _)| k != "hmac");
+        let missing = verify_callback(&none, &secret, "nonce-1").unwrap_err();
+        assert!(missing.to_string().contains("no hmac"), "{missing}");
     }
 
     #[test]

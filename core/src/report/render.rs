@@ -95,24 +95,26 @@ impl Report {
         out
     }
 
-    /// CSV for spreadsheets: one `section,metric,value` table (header included). The window and
-    /// currency come first as section `report`; nested reported purchases are
-    /// `feedback,reported_purchases.<platform>,N`; other currencies are
-    /// `other_currencies,<CODE>.<field>,value`; each campaign field is a row
-    /// `campaigns,<campaign>/<field>,value` (the field is after the *last* `/`, so campaign names may
-    /// contain slashes). Values are exact, as in the JSON; an unknown ratio is an empty value; fields
-    /// are quoted per RFC 4180 when needed. One uniform shape keeps it loadable by any CSV reader.
+    /// CSV for spreadsheets and scripts: two tables, each with its own header, separated by one empty
+    /// line.
+    ///
+    /// 1. `section,metric,value`: the window and currency (section `report`), every stage metric in
+    ///    contract order (nested reported purchases as `feedback,reported_purchases.<platform>,N`), then
+    ///    what other currencies hold (`other_currencies,<CODE>.<field>,value`).
+    /// 2. `campaign,channel,spend,impressions,clicks,sessions,orders,revenue,roas`: one row per campaign,
+    ///    in the report's order; the header is there even when no campaign is.
+    ///
+    /// A metric is a row, not a column, in the first table so adding one never shifts the others; a
+    /// campaign is a row in the second so a spreadsheet can sort and filter them. Values are exact, as in
+    /// the JSON; an unknown ratio is an empty value. Quoting (RFC 4180) is the `csv` crate's.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("section,metric,value\n");
+        let mut metrics = csv::Writer::from_writer(Vec::new());
         let mut row = |section: &str, metric: &str, value: &str| {
-            let _ = writeln!(
-                out,
-                "{},{},{}",
-                csv_field(section),
-                csv_field(metric),
-                csv_field(value)
-            );
+            metrics
+                .write_record([section, metric, value])
+                .expect("writing CSV to memory cannot fail");
         };
+        row("section", "metric", "value");
         row("report", "since", &self.since.to_string());
         row("report", "until", &self.until.to_string());
         row("report", "currency", &self.currency);
@@ -130,25 +132,31 @@ impl Report {
                 );
             }
         }
+
+        let mut campaigns = csv::Writer::from_writer(Vec::new());
+        let mut write = |record: [String; 9]| {
+            campaigns
+                .write_record(&record)
+                .expect("writing CSV to memory cannot fail");
+        };
+        write(CAMPAIGN_COLUMNS.map(str::to_string));
         for c in &self.campaigns {
-            let fields: [(&str, Val); 8] = [
-                ("channel", Val::Text(c.channel.as_str().to_string())),
-                ("spend", Val::Money(c.spend)),
-                ("impressions", Val::Count(c.impressions)),
-                ("clicks", Val::Count(c.clicks)),
-                ("sessions", Val::Count(c.sessions)),
-                ("orders", Val::Count(c.orders)),
-                ("revenue", Val::Money(c.revenue)),
-                ("roas", Val::Ratio(c.roas)),
-            ];
-            for (field, value) in fields {
-                row(
-                    "campaigns",
-                    &format!("{}/{}", c.campaign, field),
-                    &value.csv(),
-                );
-            }
+            write([
+                c.campaign.clone(),
+                c.channel.as_str().to_string(),
+                Val::Money(c.spend).csv(),
+                Val::Count(c.impressions).csv(),
+                Val::Count(c.clicks).csv(),
+                Val::Count(c.sessions).csv(),
+                Val::Count(c.orders).csv(),
+                Val::Money(c.revenue).csv(),
+                Val::Ratio(c.roas).csv(),
+            ]);
         }
+
+        let mut out = into_string(metrics);
+        out.push('\n');
+        out.push_str(&into_string(campaigns));
         out
     }
 
@@ -264,7 +272,6 @@ enum Val {
     Average(Option<f64>),
     /// A rate; `None` when unknown.
     Ratio(Option<f64>),
-    Text(String),
 }
 
 impl Val {
@@ -279,7 +286,6 @@ impl Val {
                 |a| Decimal::from_f64(a).map_or_else(|| format!("{a:.2}"), fmt_money),
             ),
             Val::Ratio(r) => r.map_or_else(|| "-".to_string(), |r| format!("{:.2}%", r * 100.0)),
-            Val::Text(t) => t.clone(),
         }
     }
 
@@ -289,7 +295,6 @@ impl Val {
             Val::Count(n) => n.to_string(),
             Val::Money(m) => m.normalize().to_string(),
             Val::Average(r) | Val::Ratio(r) => r.map(|r| r.to_string()).unwrap_or_default(),
-            Val::Text(t) => t.clone(),
         }
     }
 }
@@ -312,13 +317,20 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-fn csv_field(s: &str) -> String {
-    let needs_quotes = s.contains([',', '"', '\n', '\r'])
-        || s.starts_with(char::is_whitespace)
-        || s.ends_with(char::is_whitespace);
-    if needs_quotes {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+/// The campaigns table's header: the JSON's campaign keys, in its order.
+const CAMPAIGN_COLUMNS: [&str; 9] = [
+    "campaign",
+    "channel",
+    "spend",
+    "impressions",
+    "clicks",
+    "sessions",
+    "orders",
+    "revenue",
+    "roas",
+];
+
+fn into_string(w: csv::Writer<Vec<u8>>) -> String {
+    let bytes = w.into_inner().expect("flushing CSV to memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
 }

@@ -16,12 +16,10 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::Verifier;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use ring::signature::{KeyPair, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::rng::SplitMix64;
 
@@ -225,11 +223,16 @@ impl Property {
         .to_string()
     }
 
-    /// The public key that verifies the account's assertions.
-    pub fn public_key() -> RsaPublicKey {
-        RsaPrivateKey::from_pkcs8_pem(TEST_PRIVATE_KEY_PEM)
-            .expect("the test key parses")
-            .to_public_key()
+    /// The public key that verifies the account's assertions: DER `RSAPublicKey` (PKCS#1), the form
+    /// ring's `RSA_PKCS1_2048_8192_SHA256` verifier takes.
+    pub fn public_key() -> Vec<u8> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(TEST_PRIVATE_KEY_PEM.as_bytes())
+            .expect("the test key is PKCS#8 PEM");
+        RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .expect("the test key is an RSA key")
+            .public_key()
+            .as_ref()
+            .to_vec()
     }
 
     /// A snapshot of the rows the property serves now (restatements included), ordered by date then
@@ -359,9 +362,10 @@ fn verify_assertion(state: &GState, assertion: &str) -> Option<()> {
     if header.get("alg")?.as_str()? != "RS256" {
         return None;
     }
-    let sig = Signature::try_from(URL_SAFE_NO_PAD.decode(s).ok()?.as_slice()).ok()?;
-    let key = VerifyingKey::<Sha256>::new(Property::public_key());
-    key.verify(format!("{h}.{c}").as_bytes(), &sig).ok()?;
+    let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, Property::public_key())
+        .verify(format!("{h}.{c}").as_bytes(), &sig)
+        .ok()?;
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
     let p = &state.property;
     let now = Utc::now().timestamp();
