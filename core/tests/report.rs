@@ -1,7 +1,14 @@
 //! The Growth Flow report against a hand-made dataset whose every number is worked out below by hand.
+//!
+//! Every dataset is written to SQLite; [`build`] also copies it, row for row, into a fresh schema of
+//! the PostgreSQL test server (see `growthflow_core::destination::postgres::testing`) and checks that
+//! the report PostgreSQL computes is the same value, so every assertion below holds for both stores.
+//! Where no server answers, the PostgreSQL half is skipped with a visible note.
 
 use chrono::{Days, NaiveDate, Utc};
+use growthflow_core::destination::postgres::testing::TestSchema;
 use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
@@ -11,6 +18,87 @@ fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(SCHEMA).unwrap();
     conn
+}
+
+/// Copy the journey model of `conn` (orders, events, the source registry) into `schema`, row for row
+/// (`json_populate_record` turns SQLite's text, 0/1 and REAL into the schema's types), and return a
+/// client reading it.
+fn copy_to_postgres(conn: &Connection, schema: &TestSchema) -> postgres::Client {
+    drop(schema.open()); // Creates and migrates the schema.
+    let mut client = schema.client();
+    for table in ["orders", "journey_events", "growthflow_sources"] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+        let rows: Vec<String> = stmt
+            .query_map([], |r| {
+                let mut m = serde_json::Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    let v = match r.get_ref(i)? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(x) => json!(x),
+                        ValueRef::Real(x) => json!(x),
+                        ValueRef::Text(t) if n == "attributes" => {
+                            serde_json::from_slice(t).unwrap()
+                        }
+                        ValueRef::Text(t) => json!(std::str::from_utf8(t).unwrap()),
+                        ValueRef::Blob(_) => unreachable!("no blobs in the journey model"),
+                    };
+                    m.insert(n.clone(), v);
+                }
+                Ok(Value::Object(m).to_string())
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for row in rows {
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} SELECT * FROM json_populate_record(NULL::{table}, $1::text::json)"
+                    ),
+                    &[&row],
+                )
+                .unwrap();
+        }
+    }
+    client
+}
+
+/// The report of `conn` computed by each store: SQLite's, then (where a test server answers)
+/// PostgreSQL's over a copy of the same rows.
+fn each(
+    conn: &Connection,
+    opts: &ReportOptions,
+) -> Vec<(&'static str, Result<Report, ReportError>)> {
+    let mut out = vec![("sqlite", build_report(conn, opts))];
+    if let Some(schema) = TestSchema::new("report") {
+        // A plain #[test] thread runs no async runtime: the blocking client may run here.
+        let mut client = copy_to_postgres(conn, &schema);
+        let pg = build_report(&mut client, opts);
+        out.push(("postgres", pg));
+    }
+    out
+}
+
+/// The report of `conn` (SQLite's), after checking that PostgreSQL computes exactly the same report
+/// (or the same error) from the same rows.
+fn build(conn: &Connection, opts: &ReportOptions) -> Result<Report, ReportError> {
+    let mut all = each(conn, opts).into_iter();
+    let (_, sqlite) = all.next().unwrap();
+    for (store, r) in all {
+        match (&sqlite, &r) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(b, a, "{store}'s report differs from SQLite's for {opts:?}")
+            }
+            (Err(a), Err(b)) => assert_eq!(
+                b.to_string(),
+                a.to_string(),
+                "{store}'s error differs from SQLite's for {opts:?}"
+            ),
+            _ => panic!("{store} gave {r:?} where SQLite gave {sqlite:?} for {opts:?}"),
+        }
+    }
+    sqlite
 }
 
 fn d(s: &str) -> NaiveDate {
@@ -676,40 +764,42 @@ fn expected_full() -> Value {
 #[test]
 fn full_report_matches_hand_computation() {
     let conn = fixture();
-    let report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
-    let got = report.to_json();
+    let opts = window("2025-03-01", "2025-03-30");
     let want = expected_full();
-    // Section by section first, for readable failures.
-    for key in [
-        "since",
-        "until",
-        "currency",
-        "other_currencies",
-        "awareness",
-        "consideration",
-        "conversion",
-        "retention",
-        "feedback",
-    ] {
-        assert_eq!(got[key], want[key], "section {key}");
+    for (store, report) in each(&conn, &opts) {
+        let got = report.unwrap().to_json();
+        // Section by section first, for readable failures.
+        for key in [
+            "since",
+            "until",
+            "currency",
+            "other_currencies",
+            "awareness",
+            "consideration",
+            "conversion",
+            "retention",
+            "feedback",
+        ] {
+            assert_eq!(got[key], want[key], "{store}: section {key}");
+        }
+        let got_campaigns = got["campaigns"].as_array().unwrap();
+        let want_campaigns = want["campaigns"].as_array().unwrap();
+        for (i, (g, w)) in got_campaigns.iter().zip(want_campaigns).enumerate() {
+            assert_eq!(g, w, "{store}: campaign #{i}");
+        }
+        assert_eq!(
+            got_campaigns.len(),
+            want_campaigns.len(),
+            "{store}: {got_campaigns:#?}"
+        );
+        assert_eq!(got, want, "{store}");
     }
-    let got_campaigns = got["campaigns"].as_array().unwrap();
-    let want_campaigns = want["campaigns"].as_array().unwrap();
-    for (i, (g, w)) in got_campaigns.iter().zip(want_campaigns).enumerate() {
-        assert_eq!(g, w, "campaign #{i}");
-    }
-    assert_eq!(
-        got_campaigns.len(),
-        want_campaigns.len(),
-        "{got_campaigns:#?}"
-    );
-    assert_eq!(got, want);
 }
 
 #[test]
 fn struct_fields_hold_exact_values() {
     let conn = fixture();
-    let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let r = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     assert_eq!(r.conversion.revenue.to_string(), "120.1");
     assert_eq!(r.awareness.spend.to_string(), "220");
     assert_eq!(r.retention.ltv, Some(220.1 / 3.0));
@@ -781,7 +871,7 @@ fn keys(v: &Value) -> Vec<&str> {
 #[test]
 fn json_key_order_matches_the_contract() {
     let conn = fixture();
-    let json = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+    let json = build(&conn, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_json();
     assert_eq!(
@@ -832,7 +922,7 @@ fn json_key_order_matches_the_contract() {
 #[test]
 fn counts_are_integers_and_money_is_numeric() {
     let conn = fixture();
-    let json = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+    let json = build(&conn, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_json();
     for (section, field) in [
@@ -879,7 +969,7 @@ fn assert_empty_metrics(json: &Value) {
 fn empty_dataset_gives_zeros_and_nulls_over_the_last_30_days_to_today() {
     let conn = db();
     let before = Utc::now().date_naive();
-    let r = build_report(&conn, &ReportOptions::default()).unwrap();
+    let r = build(&conn, &ReportOptions::default()).unwrap();
     let after = Utc::now().date_naive();
     assert!(r.until == before || r.until == after);
     assert_eq!(r.since, r.until.checked_sub_days(Days::new(29)).unwrap());
@@ -889,7 +979,7 @@ fn empty_dataset_gives_zeros_and_nulls_over_the_last_30_days_to_today() {
     assert_eq!(json["campaigns"], json!([]));
 
     // Explicit windows over an empty dataset too.
-    let r = build_report(&conn, &window("2024-01-01", "2024-12-31")).unwrap();
+    let r = build(&conn, &window("2024-01-01", "2024-12-31")).unwrap();
     assert_empty_metrics(&r.to_json());
     // Rendering an empty report never panics and shows the nulls.
     assert!(r.to_table().contains('-'));
@@ -923,7 +1013,7 @@ fn store_only_dataset_has_zero_awareness_and_null_ratios_over_sessions() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!((r.since, r.until), (d("2025-04-03"), d("2025-05-02")));
     let j = r.to_json();
     assert_eq!(
@@ -958,21 +1048,21 @@ fn store_only_dataset_has_zero_awareness_and_null_ratios_over_sessions() {
 fn window_boundaries_are_inclusive() {
     let conn = fixture();
     // Only bob's order at 2025-03-01T00:00:00Z, the GA4 "(direct)" row and nothing else that day.
-    let r = build_report(&conn, &window("2025-03-01", "2025-03-01")).unwrap();
+    let r = build(&conn, &window("2025-03-01", "2025-03-01")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "19.99");
     assert_eq!(r.awareness.sessions, 100);
     // Only carol's order at 2025-03-30T23:59:59Z, the GA4 "(organic)" row and one email open.
-    let r = build_report(&conn, &window("2025-03-30", "2025-03-30")).unwrap();
+    let r = build(&conn, &window("2025-03-30", "2025-03-30")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "30.01");
     assert_eq!(r.awareness.sessions, 5);
     assert_eq!(r.consideration.email_opens, 1);
     // The day before and the day after the main window hold frank's and bob's orders.
-    let r = build_report(&conn, &window("2025-02-28", "2025-02-28")).unwrap();
+    let r = build(&conn, &window("2025-02-28", "2025-02-28")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "60");
-    let r = build_report(&conn, &window("2025-03-31", "2025-03-31")).unwrap();
+    let r = build(&conn, &window("2025-03-31", "2025-03-31")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "40");
     assert_eq!(r.feedback.reported_purchases.meta_ads, 10);
@@ -982,7 +1072,7 @@ fn window_boundaries_are_inclusive() {
 fn default_window_is_the_last_30_days_of_data() {
     let conn = fixture();
     // Latest data: the refund dated 2025-04-02 (later than any order) → 2025-03-04 ..= 2025-04-02.
-    let r = build_report(&conn, &ReportOptions::default()).unwrap();
+    let r = build(&conn, &ReportOptions::default()).unwrap();
     assert_eq!((r.since, r.until), (d("2025-03-04"), d("2025-04-02")));
     // Valid orders in it: 1002 50.10, 1004 10.00, 1006 20.00, 2002 30.01, 1005 40.00.
     assert_eq!(r.conversion.orders, 5);
@@ -1006,7 +1096,7 @@ fn default_window_is_the_last_30_days_of_data() {
             },
         );
     }
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!((r.since, r.until), (d("2025-01-02"), d("2025-01-31")));
     assert_eq!(r.conversion.orders, 2);
 }
@@ -1014,7 +1104,7 @@ fn default_window_is_the_last_30_days_of_data() {
 #[test]
 fn half_open_windows_and_backwards_windows() {
     let conn = fixture();
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             since: None,
@@ -1024,7 +1114,7 @@ fn half_open_windows_and_backwards_windows() {
     )
     .unwrap();
     assert_eq!((r.since, r.until), (d("2025-03-01"), d("2025-03-30")));
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             since: Some(d("2025-03-20")),
@@ -1035,7 +1125,7 @@ fn half_open_windows_and_backwards_windows() {
     .unwrap();
     assert_eq!((r.since, r.until), (d("2025-03-20"), d("2025-04-02")));
     // A since after the data ends still gives a (one-day) window, not an error.
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             since: Some(d("2026-01-01")),
@@ -1046,7 +1136,7 @@ fn half_open_windows_and_backwards_windows() {
     .unwrap();
     assert_eq!((r.since, r.until), (d("2026-01-01"), d("2026-01-01")));
     assert_eq!(r.conversion.orders, 0);
-    let err = build_report(&conn, &window("2025-03-30", "2025-03-01")).unwrap_err();
+    let err = build(&conn, &window("2025-03-30", "2025-03-01")).unwrap_err();
     assert!(matches!(err, ReportError::InvalidWindow { .. }), "{err}");
 }
 
@@ -1078,11 +1168,11 @@ fn money_is_summed_exactly_and_never_rounded() {
             },
         );
     }
-    let r = build_report(&c, &window("2025-06-01", "2025-06-01")).unwrap();
+    let r = build(&c, &window("2025-06-01", "2025-06-01")).unwrap();
     // Never rounded: exact to the record's decimals.
     assert_eq!(r.conversion.revenue.to_string(), "1.005");
     assert_eq!(r.to_json()["conversion"]["revenue"], json!(1.005));
-    let r = build_report(&c, &window("2025-06-02", "2025-06-02")).unwrap();
+    let r = build(&c, &window("2025-06-02", "2025-06-02")).unwrap();
     assert_eq!(r.conversion.revenue.to_string(), "100");
     assert_eq!(r.to_json()["conversion"]["revenue"], json!(100));
     assert_eq!(r.to_json()["conversion"]["aov"], json!(0.1));
@@ -1103,7 +1193,7 @@ fn currency_falls_back_to_events_then_usd() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!(r.currency, "EUR");
     // Orders win over events.
     order(
@@ -1116,7 +1206,7 @@ fn currency_falls_back_to_events_then_usd() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!(r.currency, "GBP");
 }
 
@@ -1209,7 +1299,7 @@ fn campaign_channel_falls_back_and_placeholders_are_ignored() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &window("2025-03-01", "2025-03-30")).unwrap();
+    let r = build(&c, &window("2025-03-01", "2025-03-30")).unwrap();
     let got: Vec<(&str, &str, i64, i64)> = r
         .campaigns
         .iter()
@@ -1236,7 +1326,7 @@ fn campaign_channel_falls_back_and_placeholders_are_ignored() {
 #[test]
 fn csv_has_one_row_per_metric_and_campaign_field() {
     let conn = fixture();
-    let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let r = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     let csv = r.to_csv();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "section,metric,value");
@@ -1295,7 +1385,7 @@ fn csv_quotes_awkward_campaign_names() {
             ..Default::default()
         },
     );
-    let csv = build_report(&c, &window("2025-03-01", "2025-03-30"))
+    let csv = build(&c, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_csv();
     assert!(
@@ -1307,7 +1397,7 @@ fn csv_quotes_awkward_campaign_names() {
 #[test]
 fn table_shows_every_stage_and_the_campaigns() {
     let conn = fixture();
-    let table = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+    let table = build(&conn, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_table();
     assert!(table.contains("2025-03-01 .. 2025-03-30 (USD)"), "{table}");
@@ -1380,7 +1470,7 @@ fn table_shows_every_stage_and_the_campaigns() {
 fn report_is_a_plain_value() {
     // Report is cloneable and comparable, so callers can cache and diff reports.
     let conn = fixture();
-    let a: Report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let a: Report = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     let b = a.clone();
     assert_eq!(a, b);
 }
@@ -1388,7 +1478,7 @@ fn report_is_a_plain_value() {
 #[test]
 fn currency_option_reports_that_currency_and_lists_the_others() {
     let conn = fixture();
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             currency: Some("eur".into()),
@@ -1432,7 +1522,7 @@ fn currency_option_reports_that_currency_and_lists_the_others() {
         (&json!("Spring Sale"), &json!(0), &json!(0), &json!(null))
     );
 
-    let err = build_report(
+    let err = build(
         &conn,
         &ReportOptions {
             currency: Some("euro".into()),
@@ -1465,7 +1555,7 @@ fn spend_in_another_currency_is_never_added() {
             },
         );
     }
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     // The most frequent currency of the events with money; ties alphabetical.
@@ -1506,7 +1596,7 @@ fn ratios_over_metrics_no_configured_source_emits_are_null() {
             ..Default::default()
         },
     );
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     // Metrics of unconfigured platforms are 0 …
@@ -1548,7 +1638,7 @@ fn ratios_over_metrics_no_configured_source_emits_are_null() {
             ..Default::default()
         },
     );
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     assert_eq!(j["awareness"]["ctr"], json!(0.03));
@@ -1595,7 +1685,7 @@ fn klaviyo_campaigns_join_by_name_with_channel_email() {
             ..Default::default()
         },
     );
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     assert_eq!(
