@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
+    (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
