@@ -531,13 +531,24 @@ fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure>
             build_report(dest.connection(), opts).map_err(failed)
         }
         DestinationTarget::Postgres(t) => {
-            // The blocking client runs its own runtime: open and read from a plain thread.
+            // The blocking client runs its own runtime: open and read from a plain thread. A read-only
+            // role may report; the queries share one snapshot, so a sync committing meanwhile cannot
+            // make the report's sections disagree.
             let shown = format!("{} (schema {})", t.display(), t.schema());
             std::thread::scope(|s| {
                 s.spawn(|| {
-                    let mut dest =
-                        PostgresDestination::open(&t).map_err(|e| open_failure(&shown, e))?;
-                    build_report(dest.client(), opts).map_err(failed)
+                    let mut client = PostgresDestination::open_for_reading(&t)
+                        .map_err(|e| open_failure(&shown, e))?;
+                    client
+                        .batch_execute(
+                            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                        )
+                        .map_err(|e| failed(ReportError::from(e)))?;
+                    let r = build_report(&mut client, opts).map_err(failed)?;
+                    client
+                        .batch_execute("COMMIT")
+                        .map_err(|e| failed(ReportError::from(e)))?;
+                    Ok(r)
                 })
                 .join()
                 .unwrap_or_else(|_| {
