@@ -55,3 +55,7 @@ SELECT date, channel, currency,
        CAST(ROUND(SUM(CASE WHEN kind = 'reported:ga4' THEN qty ELSE 0 END)) AS INTEGER) AS reported_purchases_ga4
 FROM facts
 GROUP BY date, channel, currency;
+
+-- The default window's latest event date (max(date)) and the events-with-money currency fallback read events
+-- by date alone: without this index both scanned the whole table.
+CREATE INDEX journey_events_date ON journey_events (date);
