@@ -1989,3 +1989,46 @@ fn a_read_only_role_can_report_on_postgres_and_a_newer_dataset_is_refused() {
     let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
     assert_eq!(found.found, 999);
 }
+
+#[test]
+fn clicks_sent_as_text_count_and_a_non_number_is_zero_in_each_store() {
+    let c = db();
+    for clicks in [json!("5"), json!(2), json!("n/a"), json!(null)] {
+        event(
+            &c,
+            Ev {
+                source: "ads",
+                event_type: "ad_insights",
+                campaign: Some("Brand"),
+                quantity: 100.0,
+                value: Some(1.0),
+                currency: Some("USD"),
+                attributes: json!({ "clicks": clicks }),
+                ..Default::default()
+            },
+        );
+    }
+    let opts = window("2025-03-15", "2025-03-15");
+    for (store, r) in each(&c, &opts) {
+        let r = r.unwrap_or_else(|e| panic!("{store}: {e}"));
+        assert_eq!(r.awareness.clicks, 7, "{store}");
+        assert_eq!(r.campaigns[0].clicks, 7, "{store}");
+    }
+    let view: i64 = c
+        .query_row("SELECT SUM(clicks) FROM funnel_daily", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(view, 7);
+}
+
+#[test]
+fn a_postgres_read_error_says_what_the_server_said() {
+    let Some(schema) = TestSchema::new("read_error") else {
+        return;
+    };
+    let mut client = schema.client(); // The schema does not exist: no tables.
+    let err = build_report(&mut client, &window("2025-03-01", "2025-03-30")).unwrap_err();
+    assert!(
+        matches!(err, ReportError::Postgres(_)) && err.to_string().contains("does not exist"),
+        "{err}"
+    );
+}

@@ -65,7 +65,7 @@ pub enum ReportError {
     #[error("reading the dataset failed: {0}")]
     Sql(#[from] rusqlite::Error),
     /// The PostgreSQL dataset could not be read (connection lost, missing tables, no permission).
-    #[error("reading the dataset failed: {0}")]
+    #[error("reading the dataset failed: {}", pg_message(.0))]
     Postgres(#[from] postgres::Error),
     /// An aggregate query returned no row (a store that breaks SQL's rules).
     #[error("the dataset returned no row for {0}")]
@@ -459,6 +459,17 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Value {
         // Only strings, integers, finite floats and nested structs: serialisation cannot fail.
         serde_json::to_value(self).expect("a report always serialises")
+    }
+}
+
+/// The server's own words: `postgres::Error` alone displays only "db error".
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.hint() {
+            Some(hint) => format!("{} ({hint})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => e.to_string(),
     }
 }
 

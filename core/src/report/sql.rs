@@ -252,7 +252,12 @@ impl Dialect {
     pub(super) fn json_number(self, col: &str, key: &str) -> String {
         match self {
             Dialect::Sqlite => format!("CAST({} AS REAL)", self.json_get(col, key)),
-            Dialect::Postgres => format!("CAST({} AS NUMERIC)", self.json_get(col, key)),
+            // A text that is not a number is NULL (SQLite's CAST makes it 0): never an error that
+            // would stop the whole report.
+            Dialect::Postgres => format!(
+                "CASE WHEN {v} ~ '^\\s*[-+]?[0-9]+(\\.[0-9]*)?\\s*$' THEN CAST(trim({v}) AS NUMERIC) END",
+                v = self.json_get(col, key)
+            ),
         }
     }
 

@@ -11,7 +11,9 @@ WITH facts (date, channel, currency, kind, qty, money, clicks) AS (
                 THEN 'reported:' || lower(trim(CAST((attributes ->> 'platform') AS TEXT)))
                 ELSE event_type END,
            quantity, value,
-           CASE WHEN event_type = 'ad_insights' THEN CAST(attributes ->> 'clicks' AS NUMERIC) END
+           CASE WHEN event_type = 'ad_insights'
+                 AND (attributes ->> 'clicks') ~ '^\s*[-+]?[0-9]+(\.[0-9]*)?\s*$'
+                THEN CAST(trim(attributes ->> 'clicks') AS NUMERIC) END
     FROM journey_events
     WHERE event_type IN ('ad_insights', 'sessions', 'new_users', 'engaged_sessions', 'add_to_carts',
                          'checkouts_started', 'email_opened', 'email_clicked', 'checkout_abandoned',
