@@ -528,7 +528,14 @@ fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure>
         DestinationTarget::Sqlite(path) => {
             let dest = SqliteDestination::open(&path)
                 .map_err(|e| open_failure(&path.display().to_string(), e))?;
-            build_report(dest.connection(), opts).map_err(failed)
+            // One read transaction: in WAL mode a snapshot, as PostgreSQL's below.
+            let conn = dest.connection();
+            conn.execute_batch("BEGIN")
+                .map_err(|e| failed(ReportError::from(e)))?;
+            let r = build_report(conn, opts).map_err(failed)?;
+            conn.execute_batch("COMMIT")
+                .map_err(|e| failed(ReportError::from(e)))?;
+            Ok(r)
         }
         DestinationTarget::Postgres(t) => {
             // The blocking client runs its own runtime: open and read from a plain thread. A read-only
