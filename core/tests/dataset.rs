@@ -471,8 +471,10 @@ fn migrations_create_the_contract_tables_on_a_file(backend: Backend) {
             &mut dest,
             "SELECT version FROM schema_migrations ORDER BY version"
         ),
-        vec![vec![i(1)], vec![i(2)]]
+        vec![vec![i(1)], vec![i(2)], vec![i(3)]]
     );
+    // The BI view (0003) is there, empty.
+    assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM funnel_daily"), 0);
 }
 
 fn migrations_create_the_contract_tables_in_memory(backend: Backend) {
@@ -497,7 +499,7 @@ fn reopening_an_existing_dataset_does_not_rerun_migrations(backend: Backend) {
         &mut dest,
         "SELECT version, applied_at FROM schema_migrations",
     );
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 3);
     dest.reopen();
     assert_eq!(
         rows(
@@ -543,12 +545,12 @@ fn a_dataset_from_a_newer_growthflow_is_refused(backend: Backend) {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Destination);
     let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
-    assert_eq!((found.found, found.supported), (999, 2));
+    assert_eq!((found.found, found.supported), (999, 3));
     assert!(err.to_string().contains("newer growthflow"), "{err}");
     // Nothing was touched.
     assert_eq!(
         count(&mut dest, "SELECT COUNT(*) FROM schema_migrations"),
-        3
+        4
     );
 }
 

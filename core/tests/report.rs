@@ -1,16 +1,110 @@
 //! The Growth Flow report against a hand-made dataset whose every number is worked out below by hand.
+//!
+//! Every dataset is written to SQLite; [`build`] also copies it, row for row, into a fresh schema of
+//! the PostgreSQL test server (see `growthflow_core::destination::postgres::testing`) and checks that
+//! the report PostgreSQL computes is the same value, so every assertion below holds for both stores.
+//! Where no server answers, the PostgreSQL half is skipped with a visible note.
 
 use chrono::{Days, NaiveDate, Utc};
+use growthflow_core::destination::postgres::testing::TestSchema;
+use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::str::FromStr;
 
 const SCHEMA: &str = include_str!("../src/destination/migrations/0001_init.sql");
+const FUNNEL_DAILY: &str = include_str!("../src/destination/migrations/0003_funnel_daily.sql");
 
 fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(FUNNEL_DAILY).unwrap();
     conn
+}
+
+/// Copy the journey model of `conn` (orders, events, the source registry) into `schema`, row for row
+/// (`json_populate_record` turns SQLite's text, 0/1 and REAL into the schema's types), and return a
+/// client reading it.
+fn copy_to_postgres(conn: &Connection, schema: &TestSchema) -> postgres::Client {
+    drop(schema.open()); // Creates and migrates the schema.
+    let mut client = schema.client();
+    for table in ["orders", "journey_events", "growthflow_sources"] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+        let rows: Vec<String> = stmt
+            .query_map([], |r| {
+                let mut m = serde_json::Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    let v = match r.get_ref(i)? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(x) => json!(x),
+                        ValueRef::Real(x) => json!(x),
+                        ValueRef::Text(t) if n == "attributes" => {
+                            serde_json::from_slice(t).unwrap()
+                        }
+                        ValueRef::Text(t) => json!(std::str::from_utf8(t).unwrap()),
+                        ValueRef::Blob(_) => unreachable!("no blobs in the journey model"),
+                    };
+                    m.insert(n.clone(), v);
+                }
+                Ok(Value::Object(m).to_string())
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for row in rows {
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} SELECT * FROM json_populate_record(NULL::{table}, $1::text::json)"
+                    ),
+                    &[&row],
+                )
+                .unwrap();
+        }
+    }
+    client
+}
+
+/// The report of `conn` computed by each store: SQLite's, then (where a test server answers)
+/// PostgreSQL's over a copy of the same rows.
+fn each(
+    conn: &Connection,
+    opts: &ReportOptions,
+) -> Vec<(&'static str, Result<Report, ReportError>)> {
+    let mut out = vec![("sqlite", build_report(conn, opts))];
+    if let Some(schema) = TestSchema::new("report") {
+        // A plain #[test] thread runs no async runtime: the blocking client may run here.
+        let mut client = copy_to_postgres(conn, &schema);
+        let pg = build_report(&mut client, opts);
+        out.push(("postgres", pg));
+    }
+    out
+}
+
+/// The report of `conn` (SQLite's), after checking that PostgreSQL computes exactly the same report
+/// (or the same error) from the same rows.
+fn build(conn: &Connection, opts: &ReportOptions) -> Result<Report, ReportError> {
+    let mut all = each(conn, opts).into_iter();
+    let (_, sqlite) = all.next().unwrap();
+    for (store, r) in all {
+        match (&sqlite, &r) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(b, a, "{store}'s report differs from SQLite's for {opts:?}")
+            }
+            (Err(a), Err(b)) => assert_eq!(
+                b.to_string(),
+                a.to_string(),
+                "{store}'s error differs from SQLite's for {opts:?}"
+            ),
+            _ => panic!("{store} gave {r:?} where SQLite gave {sqlite:?} for {opts:?}"),
+        }
+    }
+    sqlite
 }
 
 fn d(s: &str) -> NaiveDate {
@@ -676,40 +770,42 @@ fn expected_full() -> Value {
 #[test]
 fn full_report_matches_hand_computation() {
     let conn = fixture();
-    let report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
-    let got = report.to_json();
+    let opts = window("2025-03-01", "2025-03-30");
     let want = expected_full();
-    // Section by section first, for readable failures.
-    for key in [
-        "since",
-        "until",
-        "currency",
-        "other_currencies",
-        "awareness",
-        "consideration",
-        "conversion",
-        "retention",
-        "feedback",
-    ] {
-        assert_eq!(got[key], want[key], "section {key}");
+    for (store, report) in each(&conn, &opts) {
+        let got = report.unwrap().to_json();
+        // Section by section first, for readable failures.
+        for key in [
+            "since",
+            "until",
+            "currency",
+            "other_currencies",
+            "awareness",
+            "consideration",
+            "conversion",
+            "retention",
+            "feedback",
+        ] {
+            assert_eq!(got[key], want[key], "{store}: section {key}");
+        }
+        let got_campaigns = got["campaigns"].as_array().unwrap();
+        let want_campaigns = want["campaigns"].as_array().unwrap();
+        for (i, (g, w)) in got_campaigns.iter().zip(want_campaigns).enumerate() {
+            assert_eq!(g, w, "{store}: campaign #{i}");
+        }
+        assert_eq!(
+            got_campaigns.len(),
+            want_campaigns.len(),
+            "{store}: {got_campaigns:#?}"
+        );
+        assert_eq!(got, want, "{store}");
     }
-    let got_campaigns = got["campaigns"].as_array().unwrap();
-    let want_campaigns = want["campaigns"].as_array().unwrap();
-    for (i, (g, w)) in got_campaigns.iter().zip(want_campaigns).enumerate() {
-        assert_eq!(g, w, "campaign #{i}");
-    }
-    assert_eq!(
-        got_campaigns.len(),
-        want_campaigns.len(),
-        "{got_campaigns:#?}"
-    );
-    assert_eq!(got, want);
 }
 
 #[test]
 fn struct_fields_hold_exact_values() {
     let conn = fixture();
-    let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let r = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     assert_eq!(r.conversion.revenue.to_string(), "120.1");
     assert_eq!(r.awareness.spend.to_string(), "220");
     assert_eq!(r.retention.ltv, Some(220.1 / 3.0));
@@ -781,7 +877,7 @@ fn keys(v: &Value) -> Vec<&str> {
 #[test]
 fn json_key_order_matches_the_contract() {
     let conn = fixture();
-    let json = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+    let json = build(&conn, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_json();
     assert_eq!(
@@ -832,7 +928,7 @@ fn json_key_order_matches_the_contract() {
 #[test]
 fn counts_are_integers_and_money_is_numeric() {
     let conn = fixture();
-    let json = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+    let json = build(&conn, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_json();
     for (section, field) in [
@@ -879,7 +975,7 @@ fn assert_empty_metrics(json: &Value) {
 fn empty_dataset_gives_zeros_and_nulls_over_the_last_30_days_to_today() {
     let conn = db();
     let before = Utc::now().date_naive();
-    let r = build_report(&conn, &ReportOptions::default()).unwrap();
+    let r = build(&conn, &ReportOptions::default()).unwrap();
     let after = Utc::now().date_naive();
     assert!(r.until == before || r.until == after);
     assert_eq!(r.since, r.until.checked_sub_days(Days::new(29)).unwrap());
@@ -889,7 +985,7 @@ fn empty_dataset_gives_zeros_and_nulls_over_the_last_30_days_to_today() {
     assert_eq!(json["campaigns"], json!([]));
 
     // Explicit windows over an empty dataset too.
-    let r = build_report(&conn, &window("2024-01-01", "2024-12-31")).unwrap();
+    let r = build(&conn, &window("2024-01-01", "2024-12-31")).unwrap();
     assert_empty_metrics(&r.to_json());
     // Rendering an empty report never panics and shows the nulls.
     assert!(r.to_table().contains('-'));
@@ -926,7 +1022,7 @@ fn store_only_dataset_has_zero_awareness_and_null_ratios_over_sessions() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!((r.since, r.until), (d("2025-04-03"), d("2025-05-02")));
     let j = r.to_json();
     assert_eq!(
@@ -961,21 +1057,21 @@ fn store_only_dataset_has_zero_awareness_and_null_ratios_over_sessions() {
 fn window_boundaries_are_inclusive() {
     let conn = fixture();
     // Only bob's order at 2025-03-01T00:00:00Z, the GA4 "(direct)" row and nothing else that day.
-    let r = build_report(&conn, &window("2025-03-01", "2025-03-01")).unwrap();
+    let r = build(&conn, &window("2025-03-01", "2025-03-01")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "19.99");
     assert_eq!(r.awareness.sessions, 100);
     // Only carol's order at 2025-03-30T23:59:59Z, the GA4 "(organic)" row and one email open.
-    let r = build_report(&conn, &window("2025-03-30", "2025-03-30")).unwrap();
+    let r = build(&conn, &window("2025-03-30", "2025-03-30")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "30.01");
     assert_eq!(r.awareness.sessions, 5);
     assert_eq!(r.consideration.email_opens, 1);
     // The day before and the day after the main window hold frank's and bob's orders.
-    let r = build_report(&conn, &window("2025-02-28", "2025-02-28")).unwrap();
+    let r = build(&conn, &window("2025-02-28", "2025-02-28")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "60");
-    let r = build_report(&conn, &window("2025-03-31", "2025-03-31")).unwrap();
+    let r = build(&conn, &window("2025-03-31", "2025-03-31")).unwrap();
     assert_eq!(r.conversion.orders, 1);
     assert_eq!(r.conversion.revenue.to_string(), "40");
     assert_eq!(r.feedback.reported_purchases.meta_ads, 10);
@@ -985,7 +1081,7 @@ fn window_boundaries_are_inclusive() {
 fn default_window_is_the_last_30_days_of_data() {
     let conn = fixture();
     // Latest data: the refund dated 2025-04-02 (later than any order) → 2025-03-04 ..= 2025-04-02.
-    let r = build_report(&conn, &ReportOptions::default()).unwrap();
+    let r = build(&conn, &ReportOptions::default()).unwrap();
     assert_eq!((r.since, r.until), (d("2025-03-04"), d("2025-04-02")));
     // Valid orders in it: 1002 50.10, 1004 10.00, 1006 20.00, 2002 30.01, 1005 40.00.
     assert_eq!(r.conversion.orders, 5);
@@ -1009,7 +1105,7 @@ fn default_window_is_the_last_30_days_of_data() {
             },
         );
     }
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!((r.since, r.until), (d("2025-01-02"), d("2025-01-31")));
     assert_eq!(r.conversion.orders, 2);
 }
@@ -1017,7 +1113,7 @@ fn default_window_is_the_last_30_days_of_data() {
 #[test]
 fn half_open_windows_and_backwards_windows() {
     let conn = fixture();
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             since: None,
@@ -1027,7 +1123,7 @@ fn half_open_windows_and_backwards_windows() {
     )
     .unwrap();
     assert_eq!((r.since, r.until), (d("2025-03-01"), d("2025-03-30")));
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             since: Some(d("2025-03-20")),
@@ -1038,7 +1134,7 @@ fn half_open_windows_and_backwards_windows() {
     .unwrap();
     assert_eq!((r.since, r.until), (d("2025-03-20"), d("2025-04-02")));
     // A since after the data ends still gives a (one-day) window, not an error.
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             since: Some(d("2026-01-01")),
@@ -1049,7 +1145,7 @@ fn half_open_windows_and_backwards_windows() {
     .unwrap();
     assert_eq!((r.since, r.until), (d("2026-01-01"), d("2026-01-01")));
     assert_eq!(r.conversion.orders, 0);
-    let err = build_report(&conn, &window("2025-03-30", "2025-03-01")).unwrap_err();
+    let err = build(&conn, &window("2025-03-30", "2025-03-01")).unwrap_err();
     assert!(matches!(err, ReportError::InvalidWindow { .. }), "{err}");
 }
 
@@ -1081,11 +1177,11 @@ fn money_is_summed_exactly_and_never_rounded() {
             },
         );
     }
-    let r = build_report(&c, &window("2025-06-01", "2025-06-01")).unwrap();
+    let r = build(&c, &window("2025-06-01", "2025-06-01")).unwrap();
     // Never rounded: exact to the record's decimals.
     assert_eq!(r.conversion.revenue.to_string(), "1.005");
     assert_eq!(r.to_json()["conversion"]["revenue"], json!(1.005));
-    let r = build_report(&c, &window("2025-06-02", "2025-06-02")).unwrap();
+    let r = build(&c, &window("2025-06-02", "2025-06-02")).unwrap();
     assert_eq!(r.conversion.revenue.to_string(), "100");
     assert_eq!(r.to_json()["conversion"]["revenue"], json!(100));
     assert_eq!(r.to_json()["conversion"]["aov"], json!(0.1));
@@ -1106,7 +1202,7 @@ fn currency_falls_back_to_events_then_usd() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!(r.currency, "EUR");
     // Orders win over events.
     order(
@@ -1119,7 +1215,7 @@ fn currency_falls_back_to_events_then_usd() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &ReportOptions::default()).unwrap();
+    let r = build(&c, &ReportOptions::default()).unwrap();
     assert_eq!(r.currency, "GBP");
 }
 
@@ -1212,7 +1308,7 @@ fn campaign_channel_falls_back_and_placeholders_are_ignored() {
             ..Default::default()
         },
     );
-    let r = build_report(&c, &window("2025-03-01", "2025-03-30")).unwrap();
+    let r = build(&c, &window("2025-03-01", "2025-03-30")).unwrap();
     let got: Vec<(&str, &str, i64, i64)> = r
         .campaigns
         .iter()
@@ -1260,7 +1356,7 @@ fn csv_tables(csv: &str) -> (Vec<&str>, Vec<Vec<String>>) {
 #[test]
 fn csv_has_a_metrics_table_and_one_row_per_campaign() {
     let conn = fixture();
-    let r = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let r = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     let csv = r.to_csv();
     let (lines, campaigns) = csv_tables(&csv);
     assert_eq!(lines[0], "section,metric,value");
@@ -1353,7 +1449,7 @@ fn csv_quotes_awkward_campaign_names() {
             ..Default::default()
         },
     );
-    let csv = build_report(&c, &window("2025-03-01", "2025-03-30"))
+    let csv = build(&c, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_csv();
     assert!(csv.contains("\n\"Sale, \"\"50%\"\" off\nnow\","), "{csv}");
@@ -1367,7 +1463,7 @@ fn csv_quotes_awkward_campaign_names() {
 #[test]
 fn table_shows_every_stage_and_the_campaigns() {
     let conn = fixture();
-    let table = build_report(&conn, &window("2025-03-01", "2025-03-30"))
+    let table = build(&conn, &window("2025-03-01", "2025-03-30"))
         .unwrap()
         .to_table();
     assert!(table.contains("2025-03-01 .. 2025-03-30 (USD)"), "{table}");
@@ -1440,7 +1536,7 @@ fn table_shows_every_stage_and_the_campaigns() {
 fn report_is_a_plain_value() {
     // Report is cloneable and comparable, so callers can cache and diff reports.
     let conn = fixture();
-    let a: Report = build_report(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    let a: Report = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
     let b = a.clone();
     assert_eq!(a, b);
 }
@@ -1448,7 +1544,7 @@ fn report_is_a_plain_value() {
 #[test]
 fn currency_option_reports_that_currency_and_lists_the_others() {
     let conn = fixture();
-    let r = build_report(
+    let r = build(
         &conn,
         &ReportOptions {
             currency: Some("eur".into()),
@@ -1492,7 +1588,7 @@ fn currency_option_reports_that_currency_and_lists_the_others() {
         (&json!("Spring Sale"), &json!(0), &json!(0), &json!(null))
     );
 
-    let err = build_report(
+    let err = build(
         &conn,
         &ReportOptions {
             currency: Some("euro".into()),
@@ -1525,7 +1621,7 @@ fn spend_in_another_currency_is_never_added() {
             },
         );
     }
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     // The most frequent currency of the events with money; ties alphabetical.
@@ -1566,7 +1662,7 @@ fn ratios_over_metrics_no_configured_source_emits_are_null() {
             ..Default::default()
         },
     );
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     // Metrics of unconfigured platforms are 0 …
@@ -1608,7 +1704,7 @@ fn ratios_over_metrics_no_configured_source_emits_are_null() {
             ..Default::default()
         },
     );
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     assert_eq!(j["awareness"]["ctr"], json!(0.03));
@@ -1655,12 +1751,344 @@ fn klaviyo_campaigns_join_by_name_with_channel_email() {
             ..Default::default()
         },
     );
-    let j = build_report(&c, &window("2025-03-15", "2025-03-15"))
+    let j = build(&c, &window("2025-03-15", "2025-03-15"))
         .unwrap()
         .to_json();
     assert_eq!(
         j["campaigns"],
         json!([{"campaign": "Spring Launch", "channel": "email", "spend": 0, "impressions": 0,
                 "clicks": 0, "sessions": 0, "orders": 1, "revenue": 25, "roas": null}])
+    );
+}
+
+/// The count columns of `funnel_daily` and the money columns (summed per currency).
+const VIEW_COUNTS: &[&str] = &[
+    "impressions",
+    "clicks",
+    "sessions",
+    "new_users",
+    "engaged_sessions",
+    "add_to_carts",
+    "checkouts_started",
+    "email_opens",
+    "email_clicks",
+    "orders",
+    "abandoned_checkouts",
+    "refunds",
+    "email_attributed_orders",
+    "reported_purchases_meta_ads",
+    "reported_purchases_ga4",
+];
+const VIEW_MONEY: &[&str] = &[
+    "spend",
+    "revenue",
+    "refunded_amount",
+    "email_attributed_revenue",
+];
+
+/// `funnel_daily` summed over `since..=until`: every count over all rows, every money column per
+/// currency (`column/CUR`), as exact decimals.
+fn view_totals(
+    store: &str,
+    conn: &Connection,
+    pg: Option<&mut postgres::Client>,
+    since: &str,
+    until: &str,
+) -> BTreeMap<String, Decimal> {
+    let mut out = BTreeMap::new();
+    let counts: Vec<String> = VIEW_COUNTS
+        .iter()
+        .map(|c| format!("CAST(COALESCE(SUM({c}), 0) AS TEXT)"))
+        .collect();
+    let counts = counts.join(", ");
+    match (store, pg) {
+        ("sqlite", _) => {
+            let got: Vec<String> = conn
+                .query_row(
+                    &format!("SELECT {counts} FROM funnel_daily WHERE date BETWEEN ?1 AND ?2"),
+                    [since, until],
+                    |r| (0..VIEW_COUNTS.len()).map(|i| r.get(i)).collect(),
+                )
+                .unwrap();
+            for (c, v) in VIEW_COUNTS.iter().zip(got) {
+                out.insert(c.to_string(), Decimal::from_str(&v).unwrap());
+            }
+            // The view's SQLite money is the double nearest the exact sum: back to 10^-6 units.
+            let money: Vec<String> = VIEW_MONEY
+                .iter()
+                .map(|c| format!("SUM(CAST(ROUND({c} * 1000000) AS INTEGER))"))
+                .collect();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT currency, {} FROM funnel_daily WHERE date BETWEEN ?1 AND ?2
+                     AND currency IS NOT NULL GROUP BY currency",
+                    money.join(", ")
+                ))
+                .unwrap();
+            let rows = stmt
+                .query_map([since, until], |r| {
+                    let cur: String = r.get(0)?;
+                    let units: Vec<i64> = (1..=VIEW_MONEY.len())
+                        .map(|i| r.get(i))
+                        .collect::<Result<_, _>>()?;
+                    Ok((cur, units))
+                })
+                .unwrap();
+            for row in rows {
+                let (cur, units) = row.unwrap();
+                for (c, u) in VIEW_MONEY.iter().zip(units) {
+                    out.insert(format!("{c}/{cur}"), Decimal::new(u, 6).normalize());
+                }
+            }
+        }
+        (_, Some(client)) => {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT {counts} FROM funnel_daily
+                         WHERE date BETWEEN $1::text::date AND $2::text::date"
+                    ),
+                    &[&since, &until],
+                )
+                .unwrap();
+            for (i, c) in VIEW_COUNTS.iter().enumerate() {
+                out.insert(c.to_string(), Decimal::from_str(row.get(i)).unwrap());
+            }
+            let money: Vec<String> = VIEW_MONEY
+                .iter()
+                .map(|c| format!("CAST(SUM({c}) AS TEXT)"))
+                .collect();
+            for row in client
+                .query(
+                    &format!(
+                        "SELECT currency, {} FROM funnel_daily
+                         WHERE date BETWEEN $1::text::date AND $2::text::date
+                           AND currency IS NOT NULL GROUP BY currency",
+                        money.join(", ")
+                    ),
+                    &[&since, &until],
+                )
+                .unwrap()
+            {
+                let cur: String = row.get(0);
+                for (i, c) in VIEW_MONEY.iter().enumerate() {
+                    let v = Decimal::from_str(row.get(i + 1)).unwrap().normalize();
+                    out.insert(format!("{c}/{cur}"), v);
+                }
+            }
+        }
+        _ => unreachable!(),
+    }
+    // A currency with nothing in one money column is the same as no row for it.
+    out.retain(|_, v| !v.is_zero());
+    out
+}
+
+/// What the report says `funnel_daily` must sum to: counts over every currency, money per currency
+/// (the report currency's, and each of `other_currencies`).
+fn report_totals(r: &Report) -> BTreeMap<String, Decimal> {
+    let mut out: BTreeMap<String, Decimal> = [
+        ("impressions", r.awareness.impressions),
+        ("clicks", r.awareness.clicks),
+        ("sessions", r.awareness.sessions),
+        ("new_users", r.awareness.new_users),
+        ("engaged_sessions", r.consideration.engaged_sessions),
+        ("add_to_carts", r.consideration.add_to_carts),
+        ("checkouts_started", r.consideration.checkouts_started),
+        ("email_opens", r.consideration.email_opens),
+        ("email_clicks", r.consideration.email_clicks),
+        ("orders", r.conversion.orders),
+        ("abandoned_checkouts", r.conversion.abandoned_checkouts),
+        ("refunds", r.feedback.refunds),
+        (
+            "email_attributed_orders",
+            r.feedback.reported_purchases.klaviyo,
+        ),
+        (
+            "reported_purchases_meta_ads",
+            r.feedback.reported_purchases.meta_ads,
+        ),
+        ("reported_purchases_ga4", r.feedback.reported_purchases.ga4),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Decimal::from(v)))
+    .collect();
+    let mut money = |cur: &str, spend, revenue, refunded, email| {
+        for (c, v) in VIEW_MONEY.iter().zip([spend, revenue, refunded, email]) {
+            out.insert(format!("{c}/{cur}"), v);
+        }
+    };
+    money(
+        &r.currency,
+        r.awareness.spend,
+        r.conversion.revenue,
+        r.feedback.refunded_amount,
+        r.retention.email_attributed_revenue,
+    );
+    for (cur, o) in &r.other_currencies {
+        money(
+            cur,
+            o.spend,
+            o.revenue,
+            o.refunded_amount,
+            o.email_attributed_revenue,
+        );
+    }
+    out.retain(|_, v| !v.is_zero());
+    out
+}
+
+#[test]
+fn funnel_daily_sums_to_the_report_in_each_store() {
+    let conn = fixture();
+    let schema = TestSchema::new("funnel_daily");
+    let mut pg = schema.as_ref().map(|s| copy_to_postgres(&conn, s));
+    let mut stores = vec!["sqlite"];
+    if pg.is_some() {
+        stores.push("postgres");
+    }
+    for store in stores {
+        for (since, until, currency) in [
+            ("2025-03-01", "2025-03-30", None),
+            ("2025-03-01", "2025-03-30", Some("EUR")),
+            ("2025-02-01", "2025-04-30", None),
+            ("2025-03-15", "2025-03-15", None),
+        ] {
+            let opts = ReportOptions {
+                currency: currency.map(str::to_string),
+                ..window(since, until)
+            };
+            let report = match (store, pg.as_mut()) {
+                ("sqlite", _) => build_report(&conn, &opts).unwrap(),
+                (_, Some(client)) => build_report(&mut *client, &opts).unwrap(),
+                _ => unreachable!(),
+            };
+            let want = report_totals(&report);
+            let got = view_totals(store, &conn, pg.as_mut(), since, until);
+            assert!(
+                want["orders"] > Decimal::ZERO || since == "2025-03-15",
+                "{store}: the window has orders"
+            );
+            assert_eq!(got, want, "{store}: {since}..={until} {currency:?}");
+        }
+    }
+}
+
+/// A login role on the test server, dropped (with its privileges) on drop.
+struct Role {
+    url: String,
+    name: String,
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PostgresTarget::parse(&self.url, None).and_then(|t| t.connect()) {
+            let _ = c.batch_execute(&format!(
+                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+                self.name
+            ));
+        }
+    }
+}
+
+/// `url` with its user and password replaced.
+fn as_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+#[test]
+fn a_read_only_role_can_report_on_postgres_and_a_newer_dataset_is_refused() {
+    let Some(schema) = TestSchema::new("read_only") else {
+        return;
+    };
+    let conn = fixture();
+    let mut owner = copy_to_postgres(&conn, &schema);
+    let role = Role {
+        url: schema.url().to_string(),
+        name: format!("{}_r", schema.name()),
+    };
+    if let Err(e) = owner.batch_execute(&format!(
+        "CREATE ROLE {r} LOGIN PASSWORD 'reader';
+         GRANT USAGE ON SCHEMA {s} TO {r};
+         GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r};",
+        r = role.name,
+        s = schema.name()
+    )) {
+        eprintln!("skipped: the test server's role may not create roles ({e})");
+        return;
+    }
+    let target = PostgresTarget::parse(
+        &as_user(schema.url(), &role.name, "reader"),
+        Some(schema.name()),
+    )
+    .unwrap();
+    // The role may not write: opening the dataset for syncing refuses it …
+    let err = PostgresDestination::open(&target).unwrap_err();
+    assert!(err.to_string().contains("may read but not write"), "{err}");
+    // … but it may report, and gets the report SQLite computes from the same rows.
+    let opts = window("2025-03-01", "2025-03-30");
+    let mut reader = PostgresDestination::open_for_reading(&target).unwrap();
+    assert_eq!(
+        build_report(&mut reader, &opts).unwrap(),
+        build_report(&conn, &opts).unwrap()
+    );
+    drop(reader);
+
+    // A dataset from a newer growthflow is refused for reading too.
+    owner
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (999, clock_timestamp())",
+            &[],
+        )
+        .unwrap();
+    let Err(err) = PostgresDestination::open_for_reading(&target) else {
+        panic!("a dataset at version 999 opened for reading");
+    };
+    let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
+    assert_eq!(found.found, 999);
+}
+
+#[test]
+fn clicks_sent_as_text_count_and_a_non_number_is_zero_in_each_store() {
+    let c = db();
+    for clicks in [json!("5"), json!(2), json!("n/a"), json!(null)] {
+        event(
+            &c,
+            Ev {
+                source: "ads",
+                event_type: "ad_insights",
+                campaign: Some("Brand"),
+                quantity: 100.0,
+                value: Some(1.0),
+                currency: Some("USD"),
+                attributes: json!({ "clicks": clicks }),
+                ..Default::default()
+            },
+        );
+    }
+    let opts = window("2025-03-15", "2025-03-15");
+    for (store, r) in each(&c, &opts) {
+        let r = r.unwrap_or_else(|e| panic!("{store}: {e}"));
+        assert_eq!(r.awareness.clicks, 7, "{store}");
+        assert_eq!(r.campaigns[0].clicks, 7, "{store}");
+    }
+    let view: i64 = c
+        .query_row("SELECT SUM(clicks) FROM funnel_daily", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(view, 7);
+}
+
+#[test]
+fn a_postgres_read_error_says_what_the_server_said() {
+    let Some(schema) = TestSchema::new("read_error") else {
+        return;
+    };
+    let mut client = schema.client(); // The schema does not exist: no tables.
+    let err = build_report(&mut client, &window("2025-03-01", "2025-03-30")).unwrap_err();
+    assert!(
+        matches!(err, ReportError::Postgres(_)) && err.to_string().contains("does not exist"),
+        "{err}"
     );
 }

@@ -17,7 +17,7 @@ use growthflow_core::engine::{
     self, RunControl, SourceOutcome, StopReason, StopSignal, SyncOptions,
 };
 use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
-use growthflow_core::report::{build_report, ReportOptions};
+use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
 
@@ -273,21 +273,6 @@ fn open_failure(what: &str, e: growthflow_core::Error) -> Failure {
     }
 }
 
-/// The SQLite dataset (for the commands not yet ported to PostgreSQL).
-fn open_sqlite(cfg: &Config, command: &str) -> Result<(PathBuf, SqliteDestination), Failure> {
-    let path = match cfg.destination.target()? {
-        DestinationTarget::Sqlite(path) => path,
-        DestinationTarget::Postgres(_) => {
-            return Err(Failure::Usage(format!(
-                "`{command}` is not yet supported for PostgreSQL datasets (destination.url)"
-            )))
-        }
-    };
-    let dest =
-        SqliteDestination::open(&path).map_err(|e| open_failure(&path.display().to_string(), e))?;
-    Ok((path, dest))
-}
-
 /// The configured dataset, SQLite or PostgreSQL, for writing; and how to name it in messages.
 fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
     match cfg.destination.target()? {
@@ -525,24 +510,69 @@ fn print_outcomes(
 }
 
 fn report(cfg: &Config, a: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
-    let (_, dest) = open_sqlite(cfg, "report")?;
     let opts = ReportOptions {
         since: a.since,
         until: a.until,
         currency: a.currency.clone(),
     };
-    print_report(&dest, &opts, a.format, out)?;
+    let r = compute_report(cfg, &opts)?;
+    print_report(&r, a.format, out)?;
     Ok(exit::OK)
 }
 
+/// The report of the configured dataset, SQLite or PostgreSQL; every metric is aggregated by the
+/// store itself.
+fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure> {
+    let failed = |e: ReportError| Failure::Failed(format!("cannot compute the report: {e}"));
+    match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => {
+            let dest = SqliteDestination::open(&path)
+                .map_err(|e| open_failure(&path.display().to_string(), e))?;
+            // One read transaction: in WAL mode a snapshot, as PostgreSQL's below.
+            let conn = dest.connection();
+            conn.execute_batch("BEGIN")
+                .map_err(|e| failed(ReportError::from(e)))?;
+            let r = build_report(conn, opts).map_err(failed)?;
+            conn.execute_batch("COMMIT")
+                .map_err(|e| failed(ReportError::from(e)))?;
+            Ok(r)
+        }
+        DestinationTarget::Postgres(t) => {
+            // The blocking client runs its own runtime: open and read from a plain thread. A read-only
+            // role may report; the queries share one snapshot, so a sync committing meanwhile cannot
+            // make the report's sections disagree.
+            let shown = format!("{} (schema {})", t.display(), t.schema());
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut client = PostgresDestination::open_for_reading(&t)
+                        .map_err(|e| open_failure(&shown, e))?;
+                    client
+                        .batch_execute(
+                            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                        )
+                        .map_err(|e| failed(ReportError::from(e)))?;
+                    let r = build_report(&mut client, opts).map_err(failed)?;
+                    client
+                        .batch_execute("COMMIT")
+                        .map_err(|e| failed(ReportError::from(e)))?;
+                    Ok(r)
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Failure::Failed(
+                        "cannot compute the report: the reading thread panicked".into(),
+                    ))
+                })
+            })
+        }
+    }
+}
+
 fn print_report(
-    dest: &SqliteDestination,
-    opts: &ReportOptions,
+    r: &Report,
     format: ReportFormat,
     out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
-    let r = build_report(dest.connection(), opts)
-        .map_err(|e| Failure::Failed(format!("cannot compute the report: {e}")))?;
     let text = match format {
         ReportFormat::Table => r.to_table(),
         ReportFormat::Json => r.to_json().to_string(),
@@ -582,20 +612,14 @@ async fn demo(
     sandbox.shutdown().await;
     out.write_all(&summary).map_err(io)?;
     writeln!(out).map_err(io)?;
+    let r = compute_report(&cfg, &ReportOptions::default())?;
+    print_report(&r, ReportFormat::Table, out)?;
     match cfg.destination.target()? {
-        DestinationTarget::Sqlite(_) => {
-            let (path, dest) = open_sqlite(&cfg, "report")?;
-            print_report(&dest, &ReportOptions::default(), ReportFormat::Table, out)?;
+        DestinationTarget::Sqlite(path) => {
             writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
         }
         DestinationTarget::Postgres(t) => {
-            writeln!(
-                out,
-                "(the report is not yet available for PostgreSQL datasets)\n\ndataset: {} (schema {})",
-                t.display(),
-                t.schema()
-            )
-            .map_err(io)?;
+            writeln!(out, "\ndataset: {} (schema {})", t.display(), t.schema()).map_err(io)?;
         }
     }
     Ok(code)

@@ -1,6 +1,6 @@
 //! End to end into PostgreSQL: `growthflow sync` of all five simulated platforms into a PostgreSQL
-//! schema gives, row for row, the dataset the same sync writes to SQLite; a dataset from a newer
-//! growthflow exits 2 in both stores. Skipped (with a visible note) where no test server answers,
+//! schema gives, row for row, the dataset the same sync writes to SQLite, and the same report, to the
+//! last digit; a dataset from a newer growthflow exits 2 in both stores. Skipped (with a visible note) where no test server answers,
 //! unless `GROWTHFLOW_REQUIRE_POSTGRES=1`.
 
 use std::path::{Path, PathBuf};
@@ -121,9 +121,35 @@ async fn a_sync_into_postgres_gives_the_dataset_a_sync_into_sqlite_gives() {
     let got = blocking(|| neutral_snapshot_pg(&mut schema.client()));
     assert_eq!(got, expected);
 
-    // The report is not ported to PostgreSQL yet: it says so, as bad usage.
-    let (code, _) = cli(&pg, &["report"]).await;
-    assert_eq!(code, 2);
+    // The report PostgreSQL computes is the report SQLite computes, to the last digit, over the
+    // default window and over an explicit one in another currency.
+    for args in [
+        &["report", "--format", "json"][..],
+        &[
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2015-01-01",
+            "--until",
+            "2030-12-31",
+            "--currency",
+            "eur",
+        ][..],
+    ] {
+        let (code, lite_json) = cli(&lite, args).await;
+        assert_eq!(code, 0, "{args:?}: {lite_json}");
+        let (code, pg_json) = cli(&pg, args).await;
+        assert_eq!(code, 0, "{args:?}: {pg_json}");
+        let report: serde_json::Value = serde_json::from_str(&lite_json).unwrap();
+        assert!(
+            report["conversion"]["orders"].as_i64().unwrap() > 0,
+            "{args:?}: the report has orders: {lite_json}"
+        );
+        assert_eq!(pg_json, lite_json, "{args:?}");
+    }
+    // The table too (the demo's output).
+    assert_eq!(cli(&pg, &["report"]).await, cli(&lite, &["report"]).await);
 }
 
 /// A config whose only source is never reached: the dataset is opened first.

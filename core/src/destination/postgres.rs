@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
+    (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -415,6 +416,36 @@ impl PostgresDestination {
             *self = Self::open(&self.target)?;
         }
         Ok(())
+    }
+
+    /// A connection for reading the dataset (the report), which needs no write privilege when the
+    /// dataset is up to date: a BI tool's read-only role can run `growthflow report`. A dataset that
+    /// is missing or from an older growthflow is [`open`](Self::open)ed (created or migrated) first,
+    /// which does need a role that may write; one from a newer growthflow is refused as `open` does.
+    /// Blocking.
+    pub fn open_for_reading(target: &PostgresTarget) -> Result<Client> {
+        let mut client = target.connect()?;
+        let quoted = quote_ident(&target.schema);
+        let version: Option<i64> = client
+            .query_one(
+                &format!(
+                    "SELECT CASE WHEN to_regclass($1) IS NOT NULL THEN
+                         (SELECT COALESCE(MAX(version), 0)::BIGINT FROM {quoted}.schema_migrations)
+                     END"
+                ),
+                &[&format!("{quoted}.schema_migrations")],
+            )
+            .map_err(|e| target.error("cannot read the schema version", &e))?
+            .get(0);
+        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        match version {
+            Some(v) if v > known => Err(Error::Destination(Box::new(SchemaTooNew {
+                found: v,
+                supported: known,
+            }))),
+            Some(v) if v == known => Ok(client),
+            _ => Ok(Self::open(target)?.client),
+        }
     }
 
     /// Parse `url` and `schema` and [`open`](Self::open) the dataset.

@@ -30,6 +30,7 @@ use crate::{Error, Result};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_incremental_journey.sql")),
+    (3, include_str!("migrations/0003_funnel_daily.sql")),
 ];
 
 /// A SQLite dataset.

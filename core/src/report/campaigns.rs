@@ -15,11 +15,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{params, Connection};
 use rust_decimal::Decimal;
 
-use super::queries::{money_from_sql, Window};
-use super::sql::{self, p};
+use super::queries::Window;
+use super::sql::{Col, Dataset};
 use super::{ratio, CampaignRow, Capabilities, ReportError};
 use crate::channel::parse_stored;
 use crate::model::Channel;
@@ -102,78 +101,66 @@ fn campaign_key(name: &str) -> Option<(String, String)> {
 
 /// The campaign rows of the window, money in `currency`, by revenue then name.
 pub(super) fn campaigns(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
     currency: &str,
     caps: &Capabilities,
 ) -> Result<Vec<CampaignRow>, ReportError> {
     let mut acc: BTreeMap<String, CampaignAcc> = BTreeMap::new();
-    let cur = sql::currency_key("currency");
+    let d = db.dialect();
+    let cur = d.currency_key("currency");
 
     // Meta: grouped by exact name; joined in Rust so that Unicode names lower-case correctly. Spend
     // counts only in the report currency; delivery counts in every currency.
-    let mut stmt = conn.prepare(&format!(
-        "SELECT campaign, COUNT(*), MIN(date), {qty},
-                COALESCE(SUM(CASE WHEN {cur} = {p3} THEN {units} END), 0),
-                {clicks}
-         FROM journey_events
-         WHERE event_type = 'ad_insights' AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
-         GROUP BY campaign",
-        qty = sql::sum_count("quantity"),
-        units = sql::money_units("value"),
-        clicks = sql::sum_count(&sql::json_number("attributes", "clicks")),
-        p1 = p(1),
-        p2 = p(2),
-        p3 = p(3),
-    ))?;
-    let rows = stmt.query_map(params![w.since, w.until, currency], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (name, n, first, impressions, spend, clicks) = row?;
-        if let Some((key, spelling)) = campaign_key(&name) {
+    let rows = db.rows(
+        &format!(
+            "SELECT campaign, COUNT(*), {first}, {qty}, {spend}, {clicks}
+             FROM journey_events
+             WHERE event_type = 'ad_insights' AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
+             GROUP BY campaign",
+            first = d.date_text("MIN(date)"),
+            qty = d.sum_count("quantity"),
+            spend = d.sum_money(&format!("CASE WHEN {cur} = {} THEN value END", d.p(3))),
+            clicks = d.sum_count(&d.json_number("attributes", "clicks")),
+            p1 = d.p_date(1),
+            p2 = d.p_date(2),
+        ),
+        &[&w.since, &w.until, currency],
+        &[Col::Text, Col::Int, Col::Text, Col::Int, Col::Money, Col::Int],
+    )?;
+    for r in rows {
+        if let Some((key, spelling)) = campaign_key(&r.text(0)) {
             let a = acc.entry(key).or_default();
-            a.seen(&spelling, n, first);
-            a.meta_rows += n;
-            a.impressions += impressions;
-            a.spend += money_from_sql(spend);
-            a.clicks += clicks;
+            a.seen(&spelling, r.int(1), r.text(2));
+            a.meta_rows += r.int(1);
+            a.impressions += r.int(3);
+            a.spend += r.money(4);
+            a.clicks += r.int(5);
         }
     }
 
     // GA4 sessions, per campaign and channel.
-    let mut stmt = conn.prepare(&format!(
-        "SELECT campaign, channel, COUNT(*), MIN(date), {qty}
-         FROM journey_events
-         WHERE event_type = 'sessions' AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
-         GROUP BY campaign, channel",
-        qty = sql::sum_count("quantity"),
-        p1 = p(1),
-        p2 = p(2),
-    ))?;
-    let rows = stmt.query_map(params![w.since, w.until], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (name, channel, n, first, sessions) = row?;
-        if let Some((key, spelling)) = campaign_key(&name) {
+    let rows = db.rows(
+        &format!(
+            "SELECT campaign, channel, COUNT(*), {first}, {qty}
+             FROM journey_events
+             WHERE event_type = 'sessions' AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
+             GROUP BY campaign, channel",
+            first = d.date_text("MIN(date)"),
+            qty = d.sum_count("quantity"),
+            p1 = d.p_date(1),
+            p2 = d.p_date(2),
+        ),
+        &[&w.since, &w.until],
+        &[Col::Text, Col::Text, Col::Int, Col::Text, Col::Int],
+    )?;
+    for r in rows {
+        if let Some((key, spelling)) = campaign_key(&r.text(0)) {
             let a = acc.entry(key).or_default();
-            a.seen(&spelling, n, first);
+            let sessions = r.int(4);
+            a.seen(&spelling, r.int(2), r.text(3));
             a.sessions += sessions;
-            if let Some(c) = channel.as_deref().and_then(parse_stored) {
+            if let Some(c) = r.opt_text(1).as_deref().and_then(parse_stored) {
                 *a.ga4_channels.entry(c).or_insert(0) += sessions;
             }
         }
@@ -181,64 +168,58 @@ pub(super) fn campaigns(
 
     // Klaviyo: the campaigns and flows its emails and attributed orders name (the rebuild resolves
     // their ids into names from the synced campaigns and flows).
-    let mut stmt = conn.prepare(&format!(
-        "SELECT campaign, COUNT(*), MIN(date)
-         FROM journey_events
-         WHERE date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
-           AND (event_type IN ('email_received', 'email_opened', 'email_clicked')
-                OR (event_type = 'placed_order' AND {attributed}))
-         GROUP BY campaign",
-        attributed = sql::json_is_true("attributes", "attributed"),
-        p1 = p(1),
-        p2 = p(2),
-    ))?;
-    let rows = stmt.query_map(params![w.since, w.until], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (name, n, first) = row?;
-        if let Some((key, spelling)) = campaign_key(&name) {
+    let rows = db.rows(
+        &format!(
+            "SELECT campaign, COUNT(*), {first}
+             FROM journey_events
+             WHERE date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
+               AND (event_type IN ('email_received', 'email_opened', 'email_clicked')
+                    OR (event_type = 'placed_order' AND {attributed}))
+             GROUP BY campaign",
+            first = d.date_text("MIN(date)"),
+            attributed = d.json_is_true("attributes", "attributed"),
+            p1 = d.p_date(1),
+            p2 = d.p_date(2),
+        ),
+        &[&w.since, &w.until],
+        &[Col::Text, Col::Int, Col::Text],
+    )?;
+    for r in rows {
+        if let Some((key, spelling)) = campaign_key(&r.text(0)) {
             let a = acc.entry(key).or_default();
-            a.seen(&spelling, n, first);
-            a.klaviyo_rows += n;
+            a.seen(&spelling, r.int(1), r.text(2));
+            a.klaviyo_rows += r.int(1);
         }
     }
 
     // Valid orders, per utm_campaign and channel; revenue only in the report currency.
-    let mut stmt = conn.prepare(&format!(
-        "SELECT utm_campaign, channel, COUNT(*), {first},
-                COALESCE(SUM(CASE WHEN {cur} = {p3} THEN {units} END), 0)
-         FROM orders
-         WHERE {valid} AND created_at >= {p1} AND created_at < {p2} AND utm_campaign IS NOT NULL
-         GROUP BY utm_campaign, channel",
-        first = sql::date_of("MIN(created_at)"),
-        valid = sql::valid_order(""),
-        units = sql::money_units("total_price"),
-        p1 = p(1),
-        p2 = p(2),
-        p3 = p(3),
-    ))?;
-    let rows = stmt.query_map(params![w.since, w.until_next, currency], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (name, channel, n, first, revenue) = row?;
-        if let Some((key, spelling)) = campaign_key(&name) {
+    let rows = db.rows(
+        &format!(
+            "SELECT utm_campaign, channel, COUNT(*), {first}, {revenue}
+             FROM orders
+             WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
+               AND utm_campaign IS NOT NULL
+             GROUP BY utm_campaign, channel",
+            first = d.date_of("MIN(created_at)"),
+            valid = d.valid_order(""),
+            revenue = d.sum_money(&format!(
+                "CASE WHEN {cur} = {} THEN total_price END",
+                d.p(3)
+            )),
+            p1 = d.p_time(1),
+            p2 = d.p_time(2),
+        ),
+        &[&w.since, &w.until_next, currency],
+        &[Col::Text, Col::Text, Col::Int, Col::Text, Col::Money],
+    )?;
+    for r in rows {
+        if let Some((key, spelling)) = campaign_key(&r.text(0)) {
             let a = acc.entry(key).or_default();
-            a.seen(&spelling, n, first);
+            let n = r.int(2);
+            a.seen(&spelling, n, r.text(3));
             a.orders += n;
-            a.revenue += money_from_sql(revenue);
-            if let Some(c) = channel.as_deref().and_then(parse_stored) {
+            a.revenue += r.money(4);
+            if let Some(c) = r.opt_text(1).as_deref().and_then(parse_stored) {
                 *a.order_channels.entry(c).or_insert(0) += n;
             }
         }

@@ -6,8 +6,10 @@
 //! (documented in `docs/journey_model.md`); `docs/report.md` explains every metric.
 //!
 //! The module is split along its seams: this file holds the report's types and how the metrics are
-//! combined; `queries` and `campaigns` read the dataset; `sql` is the only place with SQL text that
-//! depends on SQLite's dialect; `render` turns a report into a table or CSV.
+//! combined; `queries` and `campaigns` read the dataset with one text per query for every store; `sql`
+//! is the seam between them and the stores (SQLite, PostgreSQL): the only place with SQL text that
+//! depends on the dialect, and the one place that runs a query; `render` turns a report into a table
+//! or CSV.
 //!
 //! How numbers are made:
 //!
@@ -31,12 +33,13 @@ mod sql;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
 use crate::model::Channel;
+
+pub use sql::Dataset;
 
 /// The `other_currencies` key of money recorded without a currency.
 pub const UNKNOWN_CURRENCY: &str = sql::UNKNOWN;
@@ -61,6 +64,12 @@ pub enum ReportError {
     /// The dataset could not be read (missing tables, locked or corrupt file).
     #[error("reading the dataset failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The PostgreSQL dataset could not be read (connection lost, missing tables, no permission).
+    #[error("reading the dataset failed: {}", pg_message(.0))]
+    Postgres(#[from] postgres::Error),
+    /// An aggregate query returned no row (a store that breaks SQL's rules).
+    #[error("the dataset returned no row for {0}")]
+    NoRow(String),
     /// The user's window is empty because it runs backwards.
     #[error("--since {since} is after --until {until}")]
     InvalidWindow {
@@ -278,10 +287,14 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Read the registered source types of `conn`.
-    pub fn of(conn: &Connection) -> Result<Capabilities, ReportError> {
+    /// Read the registered source types of a dataset.
+    pub fn of<'a>(db: impl Into<Dataset<'a>>) -> Result<Capabilities, ReportError> {
+        Self::read(&mut db.into())
+    }
+
+    fn read(db: &mut Dataset<'_>) -> Result<Capabilities, ReportError> {
         Ok(Capabilities {
-            types: queries::source_types(conn)?,
+            types: queries::source_types(db)?,
         })
     }
 
@@ -301,22 +314,27 @@ impl Capabilities {
     }
 }
 
-/// Build the report `opts` describes, reading `conn` (a migrated growthflow dataset).
-pub fn build_report(conn: &Connection, opts: &ReportOptions) -> Result<Report, ReportError> {
-    let (since, until) = queries::resolve_window(conn, opts)?;
+/// Build the report `opts` describes, reading a migrated growthflow dataset: a `&rusqlite::Connection`
+/// or a `&mut postgres::Client` (see [`Dataset`]). Every metric is aggregated by the store itself.
+pub fn build_report<'a>(
+    db: impl Into<Dataset<'a>>,
+    opts: &ReportOptions,
+) -> Result<Report, ReportError> {
+    let db = &mut db.into();
+    let (since, until) = queries::resolve_window(db, opts)?;
     tracing::debug!(%since, %until, "building report");
     let w = queries::Window::new(since, until);
-    let caps = Capabilities::of(conn)?;
+    let caps = Capabilities::read(db)?;
 
-    let orders_by = queries::order_totals(conn, &w)?;
+    let orders_by = queries::order_totals(db, &w)?;
     let currency = match &opts.currency {
         Some(c) => normalize_currency(c)?,
-        None => queries::default_currency(conn, &w, &orders_by)?,
+        None => queries::default_currency(db, &w, &orders_by)?,
     };
     let cur = currency.as_str();
     let mut other: BTreeMap<String, OtherCurrency> = BTreeMap::new();
 
-    let ev = queries::event_totals(conn, &w)?;
+    let ev = queries::event_totals(db, &w)?;
     let count = |t: &str| ev.get(t).map_or(0, |e| e.quantity);
     let ads = ev.get("ad_insights").cloned().unwrap_or_default();
     let sessions = count("sessions");
@@ -339,7 +357,7 @@ pub fn build_report(conn: &Connection, opts: &ReportOptions) -> Result<Report, R
         }
     }
 
-    let refunds_by = queries::refund_totals(conn, &w)?;
+    let refunds_by = queries::refund_totals(db, &w)?;
     let refunds: i64 = refunds_by.values().map(|(n, _)| n).sum();
     let refunded_amount = refunds_by.get(cur).map_or(Decimal::ZERO, |(_, a)| *a);
     for (c, (n, amount)) in &refunds_by {
@@ -350,7 +368,7 @@ pub fn build_report(conn: &Connection, opts: &ReportOptions) -> Result<Report, R
         }
     }
 
-    let (klaviyo_attributed, attributed_by) = queries::klaviyo_attributed(conn, &w)?;
+    let (klaviyo_attributed, attributed_by) = queries::klaviyo_attributed(db, &w)?;
     let email_attributed_revenue = attributed_by.get(cur).copied().unwrap_or_default();
     for (c, amount) in &attributed_by {
         if c != cur {
@@ -359,10 +377,10 @@ pub fn build_report(conn: &Connection, opts: &ReportOptions) -> Result<Report, R
     }
     other.retain(|_, o| !o.is_empty());
 
-    let (customers, repeat_customers) = queries::customer_counts(conn, &w)?;
-    let (ltv_customers, ltv_total) = queries::ltv_totals(conn, &w, cur)?;
-    let reported = queries::reported_purchases(conn, &w)?;
-    let campaigns = campaigns::campaigns(conn, &w, cur, &caps)?;
+    let (customers, repeat_customers) = queries::customer_counts(db, &w)?;
+    let (ltv_customers, ltv_total) = queries::ltv_totals(db, &w, cur)?;
+    let reported = queries::reported_purchases(db, &w)?;
+    let campaigns = campaigns::campaigns(db, &w, cur, &caps)?;
 
     // A ratio is known only when every metric in it can be produced by a configured source.
     let known = |types: &[&str], r: Option<f64>| r.filter(|_| caps.all(types));
@@ -441,6 +459,17 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Value {
         // Only strings, integers, finite floats and nested structs: serialisation cannot fail.
         serde_json::to_value(self).expect("a report always serialises")
+    }
+}
+
+/// The server's own words: `postgres::Error` alone displays only "db error".
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.hint() {
+            Some(hint) => format!("{} ({hint})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => e.to_string(),
     }
 }
 

@@ -1,23 +1,17 @@
-//! The report's reads of the dataset: one aggregate query per metric family. Dialect-specific SQL text
-//! comes from [`super::sql`]; everything here is plain SQL.
+//! The report's reads of the dataset: one aggregate query per metric family, the same text for every
+//! store. Dialect-specific SQL text comes from [`super::sql::Dialect`]; everything here is plain SQL.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 
-use super::sql::{self, p};
+use super::sql::{self, Col, Dataset};
 use super::{ReportError, ReportOptions};
 
-/// A sum of money read from SQL as an exact integer of 10⁻⁶ units.
-pub(super) fn money_from_sql(units: i64) -> Decimal {
-    Decimal::new(units, sql::MONEY_SCALE).normalize()
-}
-
 /// The window as SQL parameters: `YYYY-MM-DD` bounds for `journey_events.date`, and a half-open
-/// `[since, until + 1 day)` range for `orders.created_at`, which compares RFC 3339 text correctly and
-/// can use the `orders_created_at` index (a test on the date part could not).
+/// `[since, until + 1 day)` range for `orders.created_at`, which can use the `orders_created_at`
+/// index (a test on the date part could not).
 pub(super) struct Window {
     pub(super) since: String,
     pub(super) until: String,
@@ -38,7 +32,7 @@ impl Window {
 
 /// The window the user asked for, its open sides filled from the data (see `docs/report.md`).
 pub(super) fn resolve_window(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     opts: &ReportOptions,
 ) -> Result<(NaiveDate, NaiveDate), ReportError> {
     let back = |d: NaiveDate| d.checked_sub_days(Days::new(29)).unwrap_or(NaiveDate::MIN);
@@ -51,7 +45,7 @@ pub(super) fn resolve_window(
         }
         (None, Some(until)) => Ok((back(until), until)),
         (since, None) => {
-            let latest = latest_data_date(conn)?.unwrap_or_else(|| Utc::now().date_naive());
+            let latest = latest_data_date(db)?.unwrap_or_else(|| Utc::now().date_naive());
             match since {
                 Some(since) => Ok((since, latest.max(since))),
                 None => Ok((back(latest), latest)),
@@ -61,14 +55,17 @@ pub(super) fn resolve_window(
 }
 
 /// The latest date anything in the dataset belongs to, or `None` for an empty dataset.
-fn latest_data_date(conn: &Connection) -> Result<Option<NaiveDate>, ReportError> {
-    let order: Option<String> = conn.query_row(
-        &format!("SELECT {} FROM orders", sql::date_of("max(created_at)")),
-        [],
-        |r| r.get(0),
+fn latest_data_date(db: &mut Dataset<'_>) -> Result<Option<NaiveDate>, ReportError> {
+    let d = db.dialect();
+    let row = db.row(
+        &format!(
+            "SELECT (SELECT {} FROM orders), (SELECT {} FROM journey_events)",
+            d.date_of("max(created_at)"),
+            d.date_text("max(date)")
+        ),
+        &[],
+        &[Col::Text, Col::Text],
     )?;
-    let event: Option<String> =
-        conn.query_row("SELECT max(date) FROM journey_events", [], |r| r.get(0))?;
     let parse =
         |table: &'static str, v: Option<String>| -> Result<Option<NaiveDate>, ReportError> {
             match v {
@@ -78,15 +75,20 @@ fn latest_data_date(conn: &Connection) -> Result<Option<NaiveDate>, ReportError>
                     .map_err(|_| ReportError::BadDate { table, value: v }),
             }
         };
-    Ok(parse("orders", order)?.max(parse("journey_events", event)?))
+    Ok(parse("orders", row.opt_text(0))?.max(parse("journey_events", row.opt_text(1))?))
 }
 
 /// The registered connector types, or `None` when the dataset has no registry rows (built by hand).
-pub(super) fn source_types(conn: &Connection) -> Result<Option<Vec<String>>, ReportError> {
-    let mut stmt = conn.prepare("SELECT DISTINCT type FROM growthflow_sources ORDER BY type")?;
-    let types: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+pub(super) fn source_types(db: &mut Dataset<'_>) -> Result<Option<Vec<String>>, ReportError> {
+    let types: Vec<String> = db
+        .rows(
+            "SELECT DISTINCT type FROM growthflow_sources ORDER BY type",
+            &[],
+            &[Col::Text],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
     Ok(if types.is_empty() { None } else { Some(types) })
 }
 
@@ -104,9 +106,10 @@ pub(super) struct EventTotal {
 }
 
 pub(super) fn event_totals(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
 ) -> Result<HashMap<String, EventTotal>, ReportError> {
+    let d = db.dialect();
     let sql = format!(
         "SELECT event_type, {cur}, {qty}, COUNT(*), {value},
                 {clicks}
@@ -115,64 +118,67 @@ pub(super) fn event_totals(
                               'checkouts_started', 'email_opened', 'email_clicked', 'checkout_abandoned')
            AND date BETWEEN {p1} AND {p2}
          GROUP BY 1, 2",
-        cur = sql::currency_key("currency"),
-        qty = sql::sum_count("quantity"),
-        value = sql::sum_money("value"),
-        clicks = sql::sum_count(&format!(
+        cur = d.currency_key("currency"),
+        qty = d.sum_count("quantity"),
+        value = d.sum_money("value"),
+        clicks = d.sum_count(&format!(
             "CASE WHEN event_type = 'ad_insights' THEN {} END",
-            sql::json_number("attributes", "clicks")
+            d.json_number("attributes", "clicks")
         )),
-        p1 = p(1),
-        p2 = p(2),
+        p1 = d.p_date(1),
+        p2 = d.p_date(2),
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![w.since, w.until], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-        ))
-    })?;
+    let rows = db.rows(
+        &sql,
+        &[&w.since, &w.until],
+        &[
+            Col::Text,
+            Col::Text,
+            Col::Int,
+            Col::Int,
+            Col::Money,
+            Col::Int,
+        ],
+    )?;
     let mut out: HashMap<String, EventTotal> = HashMap::new();
-    for row in rows {
-        let (event_type, currency, quantity, n, value, clicks) = row?;
-        let t = out.entry(event_type).or_default();
+    for r in rows {
+        let quantity = r.int(2);
+        let t = out.entry(r.text(0)).or_default();
         t.quantity += quantity;
-        t.rows += n;
-        t.clicks += clicks;
-        let c = t.by_currency.entry(currency).or_default();
+        t.rows += r.int(3);
+        t.clicks += r.int(5);
+        let c = t.by_currency.entry(r.text(1)).or_default();
         c.0 += quantity;
-        c.1 += money_from_sql(value);
+        c.1 += r.money(4);
     }
     Ok(out)
 }
 
 /// Valid orders created in the window, per currency key: (count, exact total).
 pub(super) fn order_totals(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
 ) -> Result<BTreeMap<String, (i64, Decimal)>, ReportError> {
+    let d = db.dialect();
     let sql = format!(
         "SELECT {cur}, COUNT(*), {total} FROM orders
          WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
          GROUP BY 1",
-        cur = sql::currency_key("currency"),
-        total = sql::sum_money("total_price"),
-        valid = sql::valid_order(""),
-        p1 = p(1),
-        p2 = p(2),
+        cur = d.currency_key("currency"),
+        total = d.sum_money("total_price"),
+        valid = d.valid_order(""),
+        p1 = d.p_time(1),
+        p2 = d.p_time(2),
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![w.since, w.until_next], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            (r.get::<_, i64>(1)?, money_from_sql(r.get(2)?)),
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(db
+        .rows(
+            &sql,
+            &[&w.since, &w.until_next],
+            &[Col::Text, Col::Int, Col::Money],
+        )?
+        .into_iter()
+        .map(|r| (r.text(0), (r.int(1), r.money(2))))
+        .collect())
 }
 
 /// The report currency when the user names none: the most frequent currency of the window's valid
@@ -180,7 +186,7 @@ pub(super) fn order_totals(
 /// Meta-only account in EUR should not be labelled USD); else `USD`. Ties go to the alphabetically
 /// first code; amounts without a currency never choose it.
 pub(super) fn default_currency(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
     orders: &BTreeMap<String, (i64, Decimal)>,
 ) -> Result<String, ReportError> {
@@ -194,50 +200,53 @@ pub(super) fn default_currency(
     if let Some(c) = from_orders {
         return Ok(c);
     }
-    let from_events: Option<String> = conn
-        .query_row(
+    let d = db.dialect();
+    let from_events = db
+        .rows(
             &format!(
                 "SELECT upper(trim(currency)) AS c FROM journey_events
                  WHERE date BETWEEN {p1} AND {p2} AND value IS NOT NULL
                    AND currency IS NOT NULL AND trim(currency) <> ''
                  GROUP BY c ORDER BY COUNT(*) DESC, c LIMIT 1",
-                p1 = p(1),
-                p2 = p(2),
+                p1 = d.p_date(1),
+                p2 = d.p_date(2),
             ),
-            params![w.since, w.until],
-            |r| r.get(0),
-        )
-        .optional()?;
+            &[&w.since, &w.until],
+            &[Col::Text],
+        )?
+        .first()
+        .and_then(|r| r.opt_text(0));
     Ok(from_events.unwrap_or_else(|| "USD".to_string()))
 }
 
 /// (distinct customers with a valid order in the window, those with a repeat order in it).
-pub(super) fn customer_counts(conn: &Connection, w: &Window) -> Result<(i64, i64), ReportError> {
+pub(super) fn customer_counts(db: &mut Dataset<'_>, w: &Window) -> Result<(i64, i64), ReportError> {
+    let d = db.dialect();
     let sql = format!(
         "SELECT COUNT(DISTINCT customer_id),
                 COUNT(DISTINCT CASE WHEN customer_order_index >= 2 THEN customer_id END)
          FROM orders
          WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
            AND customer_id IS NOT NULL AND customer_id <> ''",
-        valid = sql::valid_order(""),
-        p1 = p(1),
-        p2 = p(2),
+        valid = d.valid_order(""),
+        p1 = d.p_time(1),
+        p2 = d.p_time(2),
     );
-    Ok(conn.query_row(&sql, params![w.since, w.until_next], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?)
+    let r = db.row(&sql, &[&w.since, &w.until_next], &[Col::Int, Col::Int])?;
+    Ok((r.int(0), r.int(1)))
 }
 
 /// (the window's customers with a valid order in `currency`, the sum over them of all their valid
 /// orders in `currency` up to `until`).
 pub(super) fn ltv_totals(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
     currency: &str,
 ) -> Result<(i64, Decimal), ReportError> {
-    let cur = sql::currency_key("currency");
+    let d = db.dialect();
+    let cur = d.currency_key("currency");
     let sql = format!(
-        "SELECT COUNT(*), COALESCE(SUM(total), 0) FROM (
+        "SELECT COUNT(*), {sum} FROM (
              SELECT customer_id, {total} AS total FROM orders
              WHERE {valid} AND created_at < {p2} AND {cur} = {p3}
                AND customer_id IN (
@@ -245,48 +254,48 @@ pub(super) fn ltv_totals(
                    WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
                      AND {cur} = {p3} AND customer_id IS NOT NULL AND customer_id <> '')
              GROUP BY customer_id) t",
-        total = sql::sum_money("total_price"),
-        valid = sql::valid_order(""),
-        p1 = p(1),
-        p2 = p(2),
-        p3 = p(3),
+        sum = d.sum_of_sums("total"),
+        total = d.sum_money("total_price"),
+        valid = d.valid_order(""),
+        p1 = d.p_time(1),
+        p2 = d.p_time(2),
+        p3 = d.p(3),
     );
-    let (n, units) = conn.query_row(&sql, params![w.since, w.until_next, currency], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    Ok((n, money_from_sql(units)))
+    let r = db.row(
+        &sql,
+        &[&w.since, &w.until_next, currency],
+        &[Col::Int, Col::Money],
+    )?;
+    Ok((r.int(0), r.money(1)))
 }
 
 /// (count of Klaviyo-attributed "Placed Order" events in the window, their `$value` per currency).
 pub(super) fn klaviyo_attributed(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
 ) -> Result<(i64, BTreeMap<String, Decimal>), ReportError> {
+    let d = db.dialect();
     let sql = format!(
         "SELECT {cur}, COUNT(*), {value} FROM journey_events
          WHERE event_type = 'placed_order' AND date BETWEEN {p1} AND {p2}
            AND {attributed}
          GROUP BY 1",
-        cur = sql::currency_key("currency"),
-        value = sql::sum_money("value"),
-        attributed = sql::json_is_true("attributes", "attributed"),
-        p1 = p(1),
-        p2 = p(2),
+        cur = d.currency_key("currency"),
+        value = d.sum_money("value"),
+        attributed = d.json_is_true("attributes", "attributed"),
+        p1 = d.p_date(1),
+        p2 = d.p_date(2),
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![w.since, w.until], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
+    let rows = db.rows(
+        &sql,
+        &[&w.since, &w.until],
+        &[Col::Text, Col::Int, Col::Money],
+    )?;
     let mut count = 0;
     let mut by = BTreeMap::new();
-    for row in rows {
-        let (c, n, units) = row?;
-        count += n;
-        by.insert(c, money_from_sql(units));
+    for r in rows {
+        count += r.int(1);
+        by.insert(r.text(0), r.money(2));
     }
     Ok((count, by))
 }
@@ -295,55 +304,54 @@ pub(super) fn klaviyo_attributed(
 /// currency is its own, else its order's (WooCommerce's refunds records carry none; the money is always
 /// in the order's currency).
 pub(super) fn refund_totals(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
 ) -> Result<BTreeMap<String, (i64, Decimal)>, ReportError> {
+    let d = db.dialect();
     let sql = format!(
         "SELECT {cur}, COUNT(*), {value} FROM journey_events e
          JOIN orders o ON o.source = e.source AND o.order_id = {order_id}
          WHERE e.event_type = 'refund' AND e.date BETWEEN {p1} AND {p2}
            AND {valid}
          GROUP BY 1",
-        valid = sql::valid_order("o"),
-        cur = sql::currency_key("COALESCE(NULLIF(trim(e.currency), ''), o.currency)"),
-        value = sql::sum_money("e.value"),
-        order_id = sql::json_text("e.attributes", "order_id"),
-        p1 = p(1),
-        p2 = p(2),
+        valid = d.valid_order("o"),
+        cur = d.currency_key("COALESCE(NULLIF(trim(e.currency), ''), o.currency)"),
+        value = d.sum_money("e.value"),
+        order_id = d.json_text("e.attributes", "order_id"),
+        p1 = d.p_date(1),
+        p2 = d.p_date(2),
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![w.since, w.until], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            (r.get::<_, i64>(1)?, money_from_sql(r.get(2)?)),
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(db
+        .rows(
+            &sql,
+            &[&w.since, &w.until],
+            &[Col::Text, Col::Int, Col::Money],
+        )?
+        .into_iter()
+        .map(|r| (r.text(0), (r.int(1), r.money(2))))
+        .collect())
 }
 
 /// Purchases each platform claims in the window, by `attributes.platform`.
 pub(super) fn reported_purchases(
-    conn: &Connection,
+    db: &mut Dataset<'_>,
     w: &Window,
 ) -> Result<HashMap<String, i64>, ReportError> {
-    let mut stmt = conn.prepare(&format!(
+    let d = db.dialect();
+    let sql = format!(
         "SELECT {platform}, {qty}
          FROM journey_events
          WHERE event_type = 'reported_purchases' AND date BETWEEN {p1} AND {p2}
          GROUP BY 1",
-        platform = sql::json_get("attributes", "platform"),
-        qty = sql::sum_count("quantity"),
-        p1 = p(1),
-        p2 = p(2),
-    ))?;
-    let rows = stmt.query_map(params![w.since, w.until], |r| {
-        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
-    })?;
+        platform = d.json_text("attributes", "platform"),
+        qty = d.sum_count("quantity"),
+        p1 = d.p_date(1),
+        p2 = d.p_date(2),
+    );
     let mut out = HashMap::new();
-    for row in rows {
-        let (platform, n) = row?;
-        if let Some(p) = platform {
-            *out.entry(p.trim().to_lowercase()).or_insert(0) += n;
+    for r in db.rows(&sql, &[&w.since, &w.until], &[Col::Text, Col::Int])? {
+        if let Some(p) = r.opt_text(0) {
+            *out.entry(p.trim().to_lowercase()).or_insert(0) += r.int(1);
         }
     }
     Ok(out)
