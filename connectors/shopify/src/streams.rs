@@ -355,7 +355,7 @@ fn connection_node_cost(
 #[derive(Debug)]
 pub(crate) struct Reader {
     pub(crate) client: HttpClient,
-    pub(crate) graphql_url: Url,
+    pub(crate) api_base: Url,
     pub(crate) page_size: u32,
     pub(crate) lookback_days: u32,
     /// Backfill windows longer than this many days are read with a bulk operation.
@@ -468,7 +468,7 @@ impl Reader {
         let request = self
             .client
             .reqwest()
-            .post(self.graphql_url.clone())
+            .post(self.api_base.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body);
         let resp = self.client.send(ENDPOINT, request).await?;
