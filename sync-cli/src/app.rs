@@ -88,6 +88,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
             )
             .await
         }
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            clap_complete::generate(args.shell, &mut Cli::command(), "growthflow", out);
+            Ok(exit::OK)
+        }
         Command::Init => {
             let path = config::resolve_path(cli.config.as_deref());
             crate::init::init(&path, out)
@@ -151,7 +156,9 @@ async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Resu
         Command::Discover(a) => discover(cfg, &a.sources, a.json, out),
         Command::Sync(a) => sync(cli, cfg, a, out).await,
         Command::Backfill(a) => backfill(cli, cfg, a, out).await,
-        Command::Report(_) | Command::Demo(_) | Command::Init => unreachable!("handled in run"),
+        Command::Report(_) | Command::Demo(_) | Command::Init | Command::Completions(_) => {
+            unreachable!("handled in run")
+        }
     }
 }
 

@@ -94,6 +94,21 @@ pub enum Command {
             Writes it at --config (or $GROWTHFLOW_CONFIG, else ./growthflow.toml), with every source type \
             commented out; an existing file is left as it is.")]
     Init,
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(long_about = "Print a shell completion script.\n\n\
+            e.g. `growthflow completions bash > ~/.local/share/bash-completion/completions/growthflow`, \
+            `growthflow completions zsh > ~/.zfunc/_growthflow`, or \
+            `growthflow completions fish > ~/.config/fish/completions/growthflow.fish`.")]
+    Completions(CompletionsArgs),
+}
+
+/// `completions SHELL`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `check [SOURCE…]`
@@ -322,7 +337,11 @@ impl Cli {
             Command::Discover(a) => a.json,
             Command::Sync(a) => a.json,
             Command::Backfill(a) => a.json,
-            Command::Check(_) | Command::Report(_) | Command::Demo(_) | Command::Init => false,
+            Command::Check(_)
+            | Command::Report(_)
+            | Command::Demo(_)
+            | Command::Init
+            | Command::Completions(_) => false,
         }
     }
 }
@@ -629,6 +648,13 @@ mod tests {
         assert!(args.serve);
         assert_eq!(parse(&["init"]).command, Command::Init);
         assert_eq!(parse_err(&["init", "x"]).exit_code(), 2);
+        assert_eq!(
+            parse(&["completions", "zsh"]).command,
+            Command::Completions(CompletionsArgs {
+                shell: clap_complete::Shell::Zsh
+            })
+        );
+        assert_eq!(parse_err(&["completions", "tcsh"]).exit_code(), 2);
         assert_eq!(parse_err(&["demo", "--scale", "0"]).exit_code(), 2);
         assert_eq!(parse_err(&["demo", "--scale", "many"]).exit_code(), 2);
     }

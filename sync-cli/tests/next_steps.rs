@@ -70,3 +70,19 @@ async fn demo_writes_a_config_for_its_dataset_and_the_next_commands() {
     assert!(json.is_object(), "{report}");
     assert!(demo_dir.join("growthflow.db").exists());
 }
+
+#[tokio::test]
+async fn completions_cover_every_command() {
+    for (shell, marker) in [
+        ("bash", "_growthflow()"),
+        ("zsh", "#compdef growthflow"),
+        ("fish", "complete -c growthflow"),
+    ] {
+        let (code, script) = run(&["completions", shell]).await;
+        assert_eq!(code, 0, "{shell}");
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["sync", "backfill", "report", "demo", "init", "completions"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+}
