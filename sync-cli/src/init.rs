@@ -115,23 +115,24 @@ pub fn demo_file(config: &str, serving: bool) -> String {
     text
 }
 
-/// What to try after the demo, with the config it wrote.
+/// What to try after the demo, with the config it wrote (in the demo's directory).
 pub fn next_steps(config: &Path, serving: bool) -> String {
     let c = config.display();
     if serving {
         format!(
             "Next steps: the simulated platforms stay up until Ctrl-C. In another terminal:\n\
-             \x20 growthflow --config {c} check                # each source answers\n\
-             \x20 growthflow --config {c} discover             # their streams\n\
-             \x20 growthflow --config {c} sync                 # an incremental sync: only what changed\n\
-             \x20 growthflow --config {c} report --format json # the report as JSON\n"
+             \x20 each source answers:      growthflow --config {c} check\n\
+             \x20 their streams:            growthflow --config {c} discover\n\
+             \x20 only what changed:        growthflow --config {c} sync\n\
+             \x20 the report, as JSON:      growthflow --config {c} report --format json\n"
         )
     } else {
+        let dir = config.parent().unwrap_or(Path::new(".")).display();
         format!(
-            "Next steps (the config for this dataset is {c}):\n\
-             \x20 growthflow --config {c} report --format json # the report again, as JSON\n\
-             \x20 growthflow demo --serve                      # keep the platforms up to try check and sync\n\
-             \x20 growthflow init                              # a starter growthflow.toml for your own store\n"
+            "Next steps (the config of this dataset is {c}):\n\
+             \x20 the report, as JSON:      growthflow --config {c} report --format json\n\
+             \x20 try check and sync:       growthflow demo --serve --dir {dir}\n\
+             \x20 set up your own store:    growthflow init\n"
         )
     }
 }

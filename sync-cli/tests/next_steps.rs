@@ -53,7 +53,13 @@ async fn demo_writes_a_config_for_its_dataset_and_the_next_commands() {
         out.contains(&format!("growthflow --config {c} report")),
         "{out}"
     );
-    assert!(out.contains("growthflow demo --serve"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "growthflow demo --serve --dir {}",
+            written.parent().unwrap().display()
+        )),
+        "{out}"
+    );
     assert!(out.contains("growthflow init"), "{out}");
 
     // The platforms stopped with the demo: the file keeps their sources only as comments, and its
