@@ -447,6 +447,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_cursor_says_how_to_reset_it() {
+        // core's read_start_day decides, as for every stream: the error names the stream and the fix.
+        let e = insights_range(
+            &req(Some(json!({"cursor": "x"})), None),
+            28,
+            d("2024-06-10"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ad_insights"), "{e}");
+        assert!(e.contains("--full-refresh"), "{e}");
+    }
+
+    #[test]
     fn long_ranges_are_planned_as_even_jobs_of_at_most_90_days() {
         let lens = |p: &VecDeque<Slice>| -> Vec<i64> {
             p.iter()
