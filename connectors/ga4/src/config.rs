@@ -110,8 +110,8 @@ pub enum Credentials {
 }
 
 impl Ga4Config {
-    /// Days re-read before the saved cursor: every connector's config answers this one accessor, whether
-    /// its field is optional or defaulted by serde, so the reader is built the same way everywhere.
+    /// Days re-read before the saved cursor: every connector's config answers this one accessor,
+    /// whether its field is optional or defaulted by serde, so readers are built alike.
     pub fn lookback_days(&self) -> u32 {
         self.lookback_days
     }

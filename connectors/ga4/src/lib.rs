@@ -8,8 +8,9 @@
 //! restates — rows that vanished included — is what the dataset holds.
 //!
 //! The connector only says what GA4 is like — its streams ([`streams`]), its two ways of authenticating
-//! ([`auth`]: a service account's RS256 JWT, or a user's refresh token), its error envelope ([`policy`]), its
-//! property quotas ([`limits`]) and how its rows map ([`mapper`]). Retries, paging and time are growthflow-core's.
+//! ([`auth`]: a service account's RS256 JWT, or a user's refresh token), its error envelope
+//! ([`policy`]), its property quotas ([`limits`]) and how its rows map ([`mapper`]). Retries, paging and
+//! time are growthflow-core's.
 //!
 //! ```no_run
 //! use growthflow_core::connector::Connector;
