@@ -17,7 +17,7 @@
 //!   A failed, skipped or timed-out job ([`JOB_TIMEOUT`] after its own start) is split and its parts
 //!   take its place in the queue, to get jobs like any other slice: first the window in halves down
 //!   to single days, then a day by level — one job per campaign that delivered that day, and a
-//!   campaign-day that fails again one job per ad set (see [`Reader::split`]).
+//!   campaign-day that fails again one job per ad set (see `Reader::split`).
 //!
 //!   Each slice is checkpointed as `{"cursor": "<last complete date>"}` once its last page is read,
 //!   never past a day that a queued, running or unread slice still covers (see
