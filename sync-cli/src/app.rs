@@ -82,10 +82,22 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
                 &args.dir,
                 args.scale,
                 args.destination.as_deref(),
+                args.serve,
                 &cli,
                 out,
             )
             .await
+        }
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            clap_complete::generate(args.shell, &mut Cli::command(), "growthflow", out);
+            Ok(exit::OK)
+        }
+        Command::Init => {
+            let path = config::resolve_path(cli.config.as_deref());
+            crate::init::init(&path, out)
+                .map(|_| exit::OK)
+                .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))
         }
         Command::Report(args) => match load_config(&cli, true) {
             Ok(cfg) => report(&cfg, args, out),
@@ -144,7 +156,9 @@ async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Resu
         Command::Discover(a) => discover(cfg, &a.sources, a.json, out),
         Command::Sync(a) => sync(cli, cfg, a, out).await,
         Command::Backfill(a) => backfill(cli, cfg, a, out).await,
-        Command::Report(_) | Command::Demo(_) => unreachable!("handled in run"),
+        Command::Report(_) | Command::Demo(_) | Command::Init | Command::Completions(_) => {
+            unreachable!("handled in run")
+        }
     }
 }
 
@@ -583,11 +597,13 @@ fn print_report(
 }
 
 /// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db` (or `destination`), then
-/// the report.
+/// the report, `DIR/growthflow.toml` and the commands to try next. With `serve`, the platforms stay up
+/// until Ctrl-C.
 async fn demo(
     dir: &Path,
     scale: u32,
     destination: Option<&str>,
+    serve: bool,
     cli: &Cli,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
@@ -598,7 +614,16 @@ async fn demo(
     })
     .await
     .map_err(|e| Failure::Failed(format!("cannot start the sandbox: {e}")))?;
-    let cfg = demo_config(&sandbox, dir, destination)?;
+    // Absolute, so that the config written below works from any directory.
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = &std::fs::canonicalize(dir)
+        .map_err(|e| Failure::Failed(format!("cannot find {}: {e}", dir.display())))?;
+    let text = demo_config(&sandbox, dir, destination)?;
+    let cfg = config::parse(&text, &|_| None)?;
+    let config_path = dir.join("growthflow.toml");
+    std::fs::write(&config_path, crate::init::demo_file(&text, serve))
+        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", config_path.display())))?;
     let sources = build_sources(&cfg, &[], &ClientOptions::default())?;
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
@@ -609,7 +634,12 @@ async fn demo(
     };
     let mut summary = Vec::new();
     let code = run_sync(cli, &cfg, &sources, &options, false, None, &mut summary).await?;
-    sandbox.shutdown().await;
+    let serving = if serve {
+        Some(sandbox)
+    } else {
+        sandbox.shutdown().await;
+        None
+    };
     out.write_all(&summary).map_err(io)?;
     writeln!(out).map_err(io)?;
     let r = compute_report(&cfg, &ReportOptions::default())?;
@@ -622,15 +652,39 @@ async fn demo(
             writeln!(out, "\ndataset: {} (schema {})", t.display(), t.schema()).map_err(io)?;
         }
     }
+    writeln!(out, "\n{}", crate::init::next_steps(&config_path, serve)).map_err(io)?;
+    if let Some(sandbox) = serving {
+        out.flush().map_err(io)?;
+        let stopped = until_stopped().await;
+        sandbox.shutdown().await;
+        stopped.map_err(|e| Failure::Failed(format!("cannot wait for Ctrl-C: {e}")))?;
+    }
     Ok(code)
 }
 
-/// The demo's config: every simulated platform as a source, the dataset in `dir`.
+/// Until Ctrl-C (or SIGTERM: a sync's signal listener may have taken over its default action).
+async fn until_stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// The demo's config, as TOML text: every simulated platform as a source, the dataset in `dir`.
 fn demo_config(
     sandbox: &growthflow_sandbox::Sandbox,
     dir: &Path,
     destination: Option<&str>,
-) -> Result<Config, Failure> {
+) -> Result<String, Failure> {
     let woo = sandbox.woocommerce();
     let db = dir.join("growthflow.db");
     let dest_url = match destination {
@@ -698,5 +752,5 @@ base_url = "{meta_url}"
         ga4_key = ga4_key.display().to_string().replace('\\', "/"),
         ga4_url = sandbox.ga4_url(),
     );
-    Ok(config::parse(&text, &|_| None)?)
+    Ok(text)
 }

@@ -83,9 +83,32 @@ pub enum Command {
     #[command(
         long_about = "Run against simulated platforms, no credentials needed.\n\n\
             Starts the sandbox's simulated Shopify, WooCommerce, Klaviyo, GA4 and Meta Ads on loopback, \
-            syncs all five into DIR/growthflow.db and prints the report."
+            syncs all five into DIR/growthflow.db, prints the report, and writes DIR/growthflow.toml (a \
+            config for that dataset) with the commands to try next. --serve keeps the simulated platforms \
+            up until Ctrl-C, so that the config's sources answer check and sync."
     )]
     Demo(DemoArgs),
+
+    /// Write a commented starter growthflow.toml
+    #[command(long_about = "Write a commented starter growthflow.toml.\n\n\
+            Writes it at --config (or $GROWTHFLOW_CONFIG, else ./growthflow.toml), with every source type \
+            commented out; an existing file is left as it is.")]
+    Init,
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(long_about = "Print a shell completion script.\n\n\
+            e.g. `growthflow completions bash > ~/.local/share/bash-completion/completions/growthflow`, \
+            `growthflow completions zsh > ~/.zfunc/_growthflow`, or \
+            `growthflow completions fish > ~/.config/fish/completions/growthflow.fish`.")]
+    Completions(CompletionsArgs),
+}
+
+/// `completions SHELL`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `check [SOURCE…]`
@@ -217,6 +240,10 @@ pub struct DemoArgs {
     /// Sync into this dataset instead of DIR/growthflow.db (e.g. postgres://USER@HOST/DATABASE)
     #[arg(long, value_name = "URL")]
     pub destination: Option<String>,
+
+    /// Keep the simulated platforms up until Ctrl-C, for check, sync and discover with DIR/growthflow.toml
+    #[arg(long)]
+    pub serve: bool,
 }
 
 /// Parses a `--since`/`--until` value; clap adds the flag's name to the error.
@@ -310,7 +337,11 @@ impl Cli {
             Command::Discover(a) => a.json,
             Command::Sync(a) => a.json,
             Command::Backfill(a) => a.json,
-            Command::Check(_) | Command::Report(_) | Command::Demo(_) => false,
+            Command::Check(_)
+            | Command::Report(_)
+            | Command::Demo(_)
+            | Command::Init
+            | Command::Completions(_) => false,
         }
     }
 }
@@ -588,6 +619,7 @@ mod tests {
                 dir: PathBuf::from("growthflow-demo"),
                 scale: 1,
                 destination: None,
+                serve: false,
             })
         );
         let cli = parse(&["demo", "--dir", "/tmp/x", "--scale", "3"]);
@@ -597,6 +629,7 @@ mod tests {
                 dir: PathBuf::from("/tmp/x"),
                 scale: 3,
                 destination: None,
+                serve: false,
             })
         );
         let cli = parse(&["demo", "--destination", "postgres://root@127.0.0.1/test"]);
@@ -606,8 +639,22 @@ mod tests {
                 dir: PathBuf::from("growthflow-demo"),
                 scale: 1,
                 destination: Some("postgres://root@127.0.0.1/test".into()),
+                serve: false,
             })
         );
+        let Command::Demo(args) = parse(&["demo", "--serve"]).command else {
+            panic!("not demo");
+        };
+        assert!(args.serve);
+        assert_eq!(parse(&["init"]).command, Command::Init);
+        assert_eq!(parse_err(&["init", "x"]).exit_code(), 2);
+        assert_eq!(
+            parse(&["completions", "zsh"]).command,
+            Command::Completions(CompletionsArgs {
+                shell: clap_complete::Shell::Zsh
+            })
+        );
+        assert_eq!(parse_err(&["completions", "tcsh"]).exit_code(), 2);
         assert_eq!(parse_err(&["demo", "--scale", "0"]).exit_code(), 2);
         assert_eq!(parse_err(&["demo", "--scale", "many"]).exit_code(), 2);
     }

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod init;
 pub mod progress;
 pub mod registry;
 pub mod tokens;

@@ -110,6 +110,12 @@ pub enum Credentials {
 }
 
 impl Ga4Config {
+    /// Days re-read before the saved cursor: every connector's config answers this one accessor,
+    /// whether its field is optional or defaulted by serde, so readers are built alike.
+    pub fn lookback_days(&self) -> u32 {
+        self.lookback_days
+    }
+
     /// A config for `property_id` authenticating with a service-account key file.
     pub fn with_service_account(property_id: impl Into<String>, file: impl Into<PathBuf>) -> Self {
         Ga4Config {

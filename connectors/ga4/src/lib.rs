@@ -8,8 +8,9 @@
 //! restates — rows that vanished included — is what the dataset holds.
 //!
 //! The connector only says what GA4 is like — its streams ([`streams`]), its two ways of authenticating
-//! ([`auth`]: a service account's RS256 JWT, or a user's refresh token), its error envelope and property
-//! quota ([`policy`]) and how its rows map ([`mapper`]). Retries, paging and time are growthflow-core's.
+//! ([`auth`]: a service account's RS256 JWT, or a user's refresh token), its error envelope
+//! ([`policy`]), its property quotas ([`limits`]) and how its rows map ([`mapper`]). Retries, paging and
+//! time are growthflow-core's.
 //!
 //! ```no_run
 //! use growthflow_core::connector::Connector;
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod limits;
 pub mod mapper;
 pub mod policy;
 pub mod streams;
@@ -75,6 +77,7 @@ impl Ga4 {
             Ga4Policy::new(name, property.clone()).with_clock(options.clock.clone()),
         ))
         .options(options)
+        .rate_limits(limits::rate_limits())
         .auth(authenticator)
         .origin(&config.api_base(name)?)
         .build()?;
@@ -91,7 +94,7 @@ impl Ga4 {
                 client,
                 api_base: config.api_base(name)?,
                 property,
-                lookback_days: config.lookback_days,
+                lookback_days: config.lookback_days(),
                 page_size: streams::DEFAULT_PAGE_SIZE,
                 reports: config.reports,
                 metadata: Default::default(),

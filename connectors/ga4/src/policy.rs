@@ -15,15 +15,9 @@ use growthflow_core::http::{
 };
 use growthflow_core::Error;
 
-/// Below this share of the hourly token budget left, requests pause.
-pub const HOURLY_LOW_WATERMARK: f64 = 0.10;
-/// How long to pause when the hourly budget runs low.
-pub const HOURLY_PAUSE: Duration = Duration::from_secs(300);
-/// Backoff for a spent concurrent-requests quota.
-pub const CONCURRENT_BACKOFF: Duration = Duration::from_secs(30);
-/// Added to the wait until the next hour for a spent hourly quota, so that the retry lands after the
-/// refill even when our clock and Google's differ by a few seconds.
-pub const HOURLY_REFILL_MARGIN: Duration = Duration::from_secs(10);
+pub use crate::limits::{
+    CONCURRENT_BACKOFF, HOURLY_BUDGETS, HOURLY_LOW_WATERMARK, HOURLY_PAUSE, HOURLY_REFILL_MARGIN,
+};
 
 /// The wait for a spent hourly (or thresholded / server-error) quota: until the next full hour, when the
 /// hourly quotas refill, plus [`HOURLY_REFILL_MARGIN`]. Never more than an hour and the margin, which core's
@@ -138,12 +132,6 @@ impl ApiPolicy for Ga4Policy {
         quota_pause(resp)
     }
 }
-
-/// Standard-property hourly budgets (tokens per property per hour, per project per property per hour).
-pub const HOURLY_BUDGETS: [(&str, f64); 2] = [
-    ("tokensPerHour", 40_000.0),
-    ("tokensPerProjectPerHour", 14_000.0),
-];
 
 /// A pause when `propertyQuota.tokensPerHour` (or the per-project hourly share) has under
 /// [`HOURLY_LOW_WATERMARK`] of a standard property's hourly budget remaining (`consumed` is this request's

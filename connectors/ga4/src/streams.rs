@@ -89,7 +89,7 @@ pub fn stream_defs() -> Vec<StreamDef> {
 
 /// Everything a read needs, shared by the connector and its streams.
 #[derive(Debug)]
-pub struct Reader {
+pub(crate) struct Reader {
     /// The source's name, for messages.
     pub source: String,
     /// The client, with GA4's policy and bearer auth.
@@ -445,7 +445,7 @@ pub fn next_batch(page_size: u64, largest_day: Option<u64>) -> usize {
 /// in date order. A day's first page replaces the day's stored rows (`replaces`), so rows GA4 dropped
 /// from a restated day go too — an empty day still yields an (empty) replacing page; its last page
 /// checkpoints `{"cursor": day}`.
-pub fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     async_stream::try_stream! {
         let spec = reader.spec(&request.stream)?;
         let today = reader.client.clock().utc_now().date_naive();

@@ -84,6 +84,12 @@ pub enum Credentials {
 }
 
 impl KlaviyoConfig {
+    /// Days re-read before the saved cursor: every connector's config answers this one accessor,
+    /// whether its field is optional or defaulted by serde, so readers are built alike.
+    pub fn lookback_days(&self) -> u32 {
+        self.lookback_days
+    }
+
     /// A private-API-key config with the defaults, for library use.
     pub fn with_api_key(api_key: impl Into<String>) -> Self {
         KlaviyoConfig {

@@ -115,7 +115,7 @@ impl Klaviyo {
                 client,
                 api_base: config.api_base(name)?,
                 revision: config.revision.trim().to_string(),
-                lookback_days: config.lookback_days,
+                lookback_days: config.lookback_days(),
             }),
         })
     }

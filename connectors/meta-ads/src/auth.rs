@@ -48,11 +48,11 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SecretS
 }
 
 /// Exchange a short-lived user token (about an hour, as Graph API Explorer or Facebook Login give it)
-/// for a long-lived one (about 60 days): `GET {api_root}/oauth/access_token?grant_type=fb_exchange_token`.
-/// `api_root` is `https://graph.facebook.com/v25.0` (see [`MetaAdsConfig::api_root`](crate::MetaAdsConfig)).
+/// for a long-lived one (about 60 days): `GET {api_base}/oauth/access_token?grant_type=fb_exchange_token`.
+/// `api_base` is `https://graph.facebook.com/v25.0` (see [`MetaAdsConfig::api_base`](crate::MetaAdsConfig)).
 /// A library helper: system-user tokens, which do not expire, are the better choice for a scheduled job.
 pub async fn exchange_for_long_lived(
-    api_root: &url::Url,
+    api_base: &url::Url,
     app_id: &str,
     app_secret: &SecretString,
     short_lived: &SecretString,
@@ -63,7 +63,7 @@ pub async fn exchange_for_long_lived(
     )))
     .options(options)
     .build()?;
-    let mut url = api_root.clone();
+    let mut url = api_base.clone();
     url.set_path(&format!(
         "{}/oauth/access_token",
         url.path().trim_end_matches('/')

@@ -84,6 +84,12 @@ pub fn default_attribution_windows() -> Vec<String> {
 }
 
 impl MetaAdsConfig {
+    /// Days re-read before the saved cursor: every connector's config answers this one accessor,
+    /// whether its field is optional or defaulted by serde, so readers are built alike.
+    pub fn lookback_days(&self) -> u32 {
+        self.lookback_days
+    }
+
     /// A config with the defaults, for library use.
     pub fn new(ad_account_id: impl Into<String>, access_token: impl Into<String>) -> Self {
         MetaAdsConfig {
@@ -156,7 +162,7 @@ impl MetaAdsConfig {
                 ));
             }
         }
-        self.api_root(source)?;
+        self.api_base(source)?;
         Ok(())
     }
 
@@ -177,7 +183,7 @@ impl MetaAdsConfig {
     }
 
     /// `{base_url}/{api_version}/`: `base_url` when set (path prefix kept), else Meta's host.
-    pub fn api_root(&self, source: &str) -> Result<Url> {
+    pub fn api_base(&self, source: &str) -> Result<Url> {
         let raw = self
             .base_url
             .as_deref()
@@ -261,12 +267,12 @@ mod tests {
     fn base_url_keeps_its_prefix() {
         let mut c = MetaAdsConfig::new("act_1", "t");
         assert_eq!(
-            c.api_root("meta").unwrap().as_str(),
+            c.api_base("meta").unwrap().as_str(),
             "https://graph.facebook.com/v25.0/"
         );
         c.base_url = Some("http://127.0.0.1:9/proxy/".into());
         assert_eq!(
-            c.api_root("meta").unwrap().as_str(),
+            c.api_base("meta").unwrap().as_str(),
             "http://127.0.0.1:9/proxy/v25.0/"
         );
         c.base_url = Some("ftp://x".into());

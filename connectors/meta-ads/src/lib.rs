@@ -67,7 +67,7 @@ impl fmt::Debug for MetaAds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetaAds")
             .field("name", &self.name)
-            .field("api_root", &self.reader.api_root.as_str())
+            .field("api_base", &self.reader.api_base.as_str())
             .field("ad_account_id", &self.reader.account_id)
             .finish_non_exhaustive()
     }
@@ -82,23 +82,23 @@ impl MetaAds {
             .options(options)
             .rate_limits(limits::rate_limits())
             .auth(auth::authenticator(&config.access_token))
-            .origin(&config.api_root(name)?)
+            .origin(&config.api_base(name)?)
             .build()?;
         Ok(MetaAds {
             name: name.to_string(),
             reader: Arc::new(streams::Reader {
                 client,
-                api_root: config.api_root(name)?,
+                api_base: config.api_base(name)?,
                 account_id: config.account_id(name)?,
-                lookback_days: config.lookback_days,
+                lookback_days: config.lookback_days(),
                 attribution_windows: config.action_attribution_windows.clone(),
             }),
         })
     }
 
     /// `{base_url}/{api_version}/`, the root every request is made under.
-    pub fn api_root(&self) -> &url::Url {
-        &self.reader.api_root
+    pub fn api_base(&self) -> &url::Url {
+        &self.reader.api_base
     }
 
     /// The ad account's numeric id (without `act_`).

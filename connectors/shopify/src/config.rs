@@ -152,7 +152,7 @@ impl ShopifyConfig {
         }
     }
 
-    /// Days to re-read before the saved cursor.
+    /// Days re-read before the saved cursor: every connector's config answers this one accessor.
     pub fn lookback_days(&self) -> u32 {
         self.lookback_days.unwrap_or_else(default_lookback_days)
     }
@@ -223,12 +223,18 @@ impl ShopifyConfig {
         Ok(url)
     }
 
-    /// `…/admin/api/{version}/graphql.json`.
-    pub fn graphql_url(&self, source: &str) -> Result<Url> {
+    /// `…/admin/api/{version}/graphql.json`: every connector names its API root `api_base`, and
+    /// Shopify's GraphQL API is this one endpoint.
+    pub fn api_base(&self, source: &str) -> Result<Url> {
         self.join(
             source,
             &format!("/admin/api/{}/graphql.json", self.api_version.trim()),
         )
+    }
+
+    /// The same URL as [`api_base`](Self::api_base), under the name GraphQL users look for.
+    pub fn graphql_url(&self, source: &str) -> Result<Url> {
+        self.api_base(source)
     }
 
     /// `…/admin/oauth/access_token`, where refresh tokens are exchanged.

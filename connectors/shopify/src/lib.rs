@@ -5,7 +5,8 @@
 //! refunds), customers and abandoned checkouts into the journey model.
 //!
 //! The connector only says what Shopify is like — its streams and queries ([`streams`]), its two ways of
-//! authenticating ([`auth`]), its errors and cost bucket ([`policy`]) and how its records map
+//! authenticating ([`auth`]), its errors ([`policy`]), its cost
+//! bucket ([`limits`], [`cost`]) and how its records map
 //! ([`mapper`]). Retries, pacing, paging and time parsing are growthflow-core's, so they behave the same
 //! for every platform.
 //!
@@ -40,6 +41,7 @@ pub mod bulk;
 pub mod config;
 pub mod cost;
 pub mod install;
+pub mod limits;
 pub mod mapper;
 pub mod policy;
 pub mod streams;
@@ -53,7 +55,7 @@ use serde_json::{json, Value};
 
 use growthflow_core::auth::RotationHook;
 use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
-use growthflow_core::http::{ClientOptions, HttpClient, Quota, RateLimits};
+use growthflow_core::http::{ClientOptions, HttpClient};
 use growthflow_core::model::JourneyMapper;
 use growthflow_core::{Error, Result};
 
@@ -72,7 +74,7 @@ impl fmt::Debug for Shopify {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shopify")
             .field("name", &self.name)
-            .field("graphql_url", &self.reader.graphql_url.as_str())
+            .field("api_base", &self.reader.api_base.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -109,19 +111,18 @@ impl Shopify {
         on_rotate: Option<RotationHook>,
     ) -> Result<Shopify> {
         config.validate(name)?;
-        let graphql_url = config.graphql_url(name)?;
+        let api_base = config.api_base(name)?;
         let client = HttpClient::builder(Arc::new(ShopifyPolicy::new(name)))
             .options(options)
-            // Shopify limits by query cost, not request count: pacing reads the bucket from each response.
-            .rate_limits(RateLimits::new(Quota::UNLIMITED, &[]))
+            .rate_limits(limits::rate_limits())
             .auth(Arc::new(auth::authenticator(name, &config, on_rotate)?))
-            .origin(&graphql_url)
+            .origin(&api_base)
             .build()?;
         Ok(Shopify {
             name: name.to_string(),
             reader: Arc::new(streams::Reader {
                 client,
-                graphql_url,
+                api_base,
                 page_size: config.page_size,
                 lookback_days: config.lookback_days(),
                 bulk_threshold_days: config.bulk_threshold_days,
@@ -132,9 +133,15 @@ impl Shopify {
         })
     }
 
-    /// The GraphQL endpoint this connector talks to (`…/admin/api/{version}/graphql.json`).
+    /// The GraphQL endpoint this connector talks to (`…/admin/api/{version}/graphql.json`), Shopify's
+    /// whole API.
+    pub fn api_base(&self) -> &url::Url {
+        &self.reader.api_base
+    }
+
+    /// The same URL as [`api_base`](Self::api_base), under the name GraphQL users look for.
     pub fn graphql_url(&self) -> &url::Url {
-        &self.reader.graphql_url
+        self.api_base()
     }
 
     /// Run one GraphQL query with the connector's client (pacing, retries and auth included) and return

@@ -78,7 +78,7 @@ impl WooCommerceConfig {
         }
     }
 
-    /// Days to re-read before the saved cursor.
+    /// Days re-read before the saved cursor: every connector's config answers this one accessor.
     pub fn lookback_days(&self) -> u32 {
         self.lookback_days.unwrap_or_else(default_lookback_days)
     }

@@ -4,7 +4,8 @@
 //! customers, products and coupons as raw records, and orders/refunds/customers into the journey model.
 //!
 //! The connector only says what WooCommerce is like — its streams ([`streams`]), its two authentication
-//! schemes ([`auth`]), its error bodies ([`policy`]) and how its records map ([`mapper`]). Retries, rate
+//! schemes ([`auth`]), its error bodies ([`policy`]), its
+//! request pacing ([`limits`]) and how its records map ([`mapper`]). Retries, rate
 //! limiting, paging and time parsing are growthflow-core's, so they behave the same for every platform.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod limits;
 pub mod mapper;
 pub mod policy;
 pub mod streams;
@@ -46,7 +48,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
-use growthflow_core::http::{ClientOptions, HttpClient, Quota, RateLimits};
+use growthflow_core::http::{ClientOptions, HttpClient};
 use growthflow_core::model::JourneyMapper;
 use growthflow_core::paginate::set_query;
 use growthflow_core::Result;
@@ -87,10 +89,7 @@ impl WooCommerce {
         let api_base = config.api_base(name)?;
         let client = HttpClient::builder(Arc::new(WooPolicy::new(name)))
             .options(options)
-            .rate_limits(RateLimits::new(
-                Quota::per_second(config.max_requests_per_second()),
-                &[],
-            ))
+            .rate_limits(limits::rate_limits(config.max_requests_per_second()))
             .auth(Arc::new(WooAuth::new(
                 config.consumer_key.clone(),
                 config.consumer_secret.clone(),

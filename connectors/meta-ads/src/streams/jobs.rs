@@ -1,0 +1,217 @@
+//! Meta's asynchronous insights report jobs: starting one for a slice, polling it, reading a completed
+//! job's rows, and splitting the slice of a job Meta failed (in halves, then a day by campaign and ad
+//! set). The queue that decides which jobs run is in [`insights`](super::insights).
+
+use super::*;
+
+/// The wait before the first polling round after jobs are started, and the first of the doubling
+/// waits between rounds: small jobs finish in seconds, so a short first wait saves most of a sync's
+/// time; doubles up to [`JOB_POLL_MAX`].
+pub const JOB_POLL_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Longest wait between two polling rounds (Airbyte polls about every 30 s); long jobs cost a poll
+/// every 30 s.
+pub const JOB_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A job still running after this long (on the client's clock, since that job was started) is given
+/// up and split, as Meta says jobs can take up to about an hour.
+pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Most async jobs one read has running at once (started and not yet seen to end).
+///
+/// Jobs run side by side so that a long range waits about as long as its slowest job rather than the
+/// sum of all of them. The number stays small because every job start and every poll is an insights
+/// call counted against the ad account's hourly `ads_insights` quota (reported in
+/// `x-business-use-case-usage`, and throttled with codes 17/80000 when spent), and because a job can
+/// run for up to an hour, so many at once mostly spend quota on polls. No fixed cap on concurrent
+/// jobs is documented; the `x-fb-ads-insights-throttle` header is what a finer limit would be sized
+/// from (not read yet, see the README's gaps), so a fixed four is a conservative guess.
+pub const MAX_CONCURRENT_JOBS: usize = 4;
+
+/// How an async job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// `Job Completed`: its rows are at `/{report_run_id}/insights`.
+    Completed(String),
+    /// `Job Failed`, `Job Skipped` or timed out, with the status seen.
+    Failed(String),
+}
+
+/// An async report job that was started and has not been seen to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Meta's id for it, used to poll it and to read its rows.
+    pub report_run_id: String,
+    /// The `async_status` of its last poll (empty before the first), for the timeout's message.
+    pub status: String,
+    /// When it was started on the client's clock: [`JOB_TIMEOUT`] counts from here, so a job that
+    /// waited behind others is not timed out for their waits.
+    pub started: std::time::Instant,
+}
+
+impl Reader {
+    /// Today's date on the client's clock (UTC), so that tests decide which days are "recent".
+    pub fn today(&self) -> NaiveDate {
+        self.client.clock().utc_now().date_naive()
+    }
+
+    /// Start an async insights job for `slice`: the synchronous request's URL, POSTed.
+    pub async fn start_job(&self, slice: &Slice) -> Result<Job> {
+        let url = self.insights_url(slice.since, slice.until, &slice.scope);
+        let resp = self
+            .client
+            .send("insights", self.client.reqwest().post(url))
+            .await?;
+        let started: Value = resp.json()?;
+        let id = started
+            .get("report_run_id")
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+            .ok_or_else(|| Error::Decode {
+                message: format!("Meta async insights answer without a report_run_id: {started}"),
+            })?;
+        tracing::debug!(report_run_id = %id, since = %slice.since, until = %slice.until,
+            scope = %slice.scope, "insights job started");
+        Ok(Job {
+            report_run_id: id,
+            status: String::new(),
+            started: self.client.clock().now(),
+        })
+    }
+
+    /// Poll `job` once (no wait: the caller waits once per round for all its jobs). `None` while it
+    /// still runs. Only `Job Completed` counts as done: `async_percent_completion` can reach 100
+    /// earlier. A job still running [`JOB_TIMEOUT`] after it was started counts as failed.
+    pub async fn poll_job(&self, job: &mut Job) -> Result<Option<JobOutcome>> {
+        let mut url = self.api_base.clone();
+        url.set_path(&format!("{}{}", self.api_base.path(), job.report_run_id));
+        let status = self.get("insights", url).await?;
+        let state = status
+            .get("async_status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match state.as_str() {
+            "Job Completed" => return Ok(Some(JobOutcome::Completed(job.report_run_id.clone()))),
+            "Job Failed" | "Job Skipped" => {
+                let why = status
+                    .get("error_message")
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.is_empty());
+                return Ok(Some(JobOutcome::Failed(match why {
+                    Some(m) => format!("{state}: {m}"),
+                    None => state,
+                })));
+            }
+            _ => {}
+        }
+        job.status = state;
+        let running = self
+            .client
+            .clock()
+            .now()
+            .saturating_duration_since(job.started);
+        if running >= JOB_TIMEOUT {
+            return Ok(Some(JobOutcome::Failed(format!(
+                "{} after {}s",
+                job.status,
+                running.as_secs()
+            ))));
+        }
+        Ok(None)
+    }
+
+    /// The first page of a completed job's rows.
+    pub fn job_insights_url(&self, report_run_id: &str) -> Url {
+        let mut url = self.api_base.clone();
+        url.set_path(&format!("{}{report_run_id}/insights", self.api_base.path()));
+        url.query_pairs_mut()
+            .append_pair("limit", &INSIGHTS_PAGE_SIZE.to_string());
+        url
+    }
+
+    /// The narrower scopes that delivered on `day` inside `scope`: the campaigns of the account, or the
+    /// ad sets of a campaign.
+    ///
+    /// Asked with a synchronous, one-day, one-field insights GET at `level=campaign` (or `adset`)
+    /// rather than from the campaigns edge: insights only have rows for what delivered that day, so no
+    /// job is started for the paused or long-finished campaigns an old account lists by the thousand,
+    /// and such a query is far smaller than the ad-level job Meta just failed.
+    pub async fn delivered(&self, day: NaiveDate, scope: &Scope) -> Result<Vec<Scope>> {
+        let (level, key) = match scope {
+            Scope::Account => ("campaign", "campaign_id"),
+            Scope::Campaign(_) => ("adset", "adset_id"),
+            Scope::AdSet(_) => return Ok(Vec::new()),
+        };
+        let mut url = self.account_url("insights");
+        url.query_pairs_mut()
+            .append_pair("level", level)
+            .append_pair("time_range", &time_range(day, day))
+            .append_pair("fields", key)
+            .append_pair("limit", &INSIGHTS_PAGE_SIZE.to_string());
+        if let Some(filter) = scope.filtering() {
+            url.query_pairs_mut()
+                .append_pair("filtering", &filter.to_string());
+        }
+        let mut ids: Vec<String> = Vec::new();
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            let body = self.get("insights", url).await?;
+            for row in data_array(&body, "insights")? {
+                let id = row
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| Error::Decode {
+                        message: format!("Meta {level}-level insights row without {key}: {row}"),
+                    })?;
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+            if let NextPage::Url(n) = JsonCursor::url("/paging/next").next_from(&body) {
+                next = Some(self.next_url(&n)?);
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| match scope {
+                Scope::Account => Scope::Campaign(id),
+                _ => Scope::AdSet(id),
+            })
+            .collect())
+    }
+
+    /// The parts a failed job's slice is run again as, in date order: the two halves of a multi-day
+    /// slice; for a single day, one slice per campaign that delivered that day, and for a failed
+    /// campaign-day one per ad set. An ad set's day is as small as a job gets, so its failure is an
+    /// error. An empty list means nothing delivered in that scope that day.
+    pub async fn split(&self, slice: &Slice, status: &str) -> Result<Vec<Slice>> {
+        if let Some((a, b)) = slice.halves() {
+            tracing::info!(since = %slice.since, until = %slice.until, %status, scope = %slice.scope,
+                "insights job failed; splitting the range in halves");
+            return Ok(vec![a, b]);
+        }
+        if let Scope::AdSet(id) = &slice.scope {
+            return Err(Error::Other(format!(
+                "Meta could not build the insights of {} for ad set {id} (job ended with {status:?}), even \
+                 split by day, campaign and ad set; run again later",
+                slice.since
+            )));
+        }
+        let parts = self.delivered(slice.since, &slice.scope).await?;
+        tracing::info!(day = %slice.since, %status, scope = %slice.scope, parts = parts.len(),
+            "insights job for a single day failed; splitting it by level");
+        Ok(parts
+            .into_iter()
+            .map(|scope| Slice {
+                scope,
+                ..slice.clone()
+            })
+            .collect())
+    }
+}

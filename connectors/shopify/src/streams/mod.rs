@@ -1,0 +1,450 @@
+//! The streams Shopify is read as, declared as data, and the one GraphQL read loop they share.
+//!
+//! Every stream is a connection of the GraphQL Admin API paged with `first`/`after` and
+//! `pageInfo { hasNextPage endCursor }`, filtered with Shopify's search syntax in `query:`:
+//!
+//! - incremental reads ask for `updated_at:>='<saved cursor − 1 s − lookback>'` sorted by `UPDATED_AT`,
+//!   so orders, customers and products can be checkpointed after every page;
+//! - abandoned checkouts cannot be sorted by update time (their sort keys are `CREATED_AT`, `ID`, …), so
+//!   that stream is read by id and only checkpointed once it is complete;
+//! - backfill windows ask for `created_at:>='<since>' created_at:<'<until>'` sorted by creation time.
+//!
+//! A stream's first page asks for as many records as its query's estimated worst-case cost allows under
+//! Shopify's single-query limit ([`selection_cost`]), later pages as many as the cost Shopify reported
+//! allows; a page still refused (`MAX_COST_EXCEEDED`) is asked again smaller, and the smaller size is kept
+//! for the rest of the stream. Pacing on the cost
+//! bucket and retries on `THROTTLED` are the HTTP layer's, through [`ShopifyPolicy`](crate::ShopifyPolicy).
+//!
+//! The GraphQL documents and their cost model are in `query`; backfills through bulk operations, sliced
+//! by [`BULK_SLICE_DAYS`], in `backfill`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::{json, Value};
+use url::Url;
+
+use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
+use growthflow_core::http::{HttpClient, Response};
+use growthflow_core::paginate::{paged, JsonCursor, NextPage};
+use growthflow_core::start::{read_start, Rewind};
+use growthflow_core::time::{format_utc, parse_utc};
+use growthflow_core::{Error, Result};
+
+use crate::cost::CostBucket;
+use crate::policy::{QueryCost, MAX_COST_EXCEEDED};
+
+mod backfill;
+mod query;
+
+use backfill::bulk_pages;
+pub use backfill::{slices, BULK_SLICE_DAYS, MIN_BULK_SLICE};
+use query::fitting_page;
+pub(crate) use query::Spec;
+pub use query::{selection_cost, MAX_QUERY_COST};
+
+/// The rate-limit and pause key of every GraphQL request: Shopify's cost bucket is shared by the whole
+/// app installation, so a pause learnt on one stream must hold for all of them.
+pub const ENDPOINT: &str = "graphql";
+
+/// Orders with money, line items, refunds and the customer journey summary.
+pub const ORDERS: StreamDef = StreamDef {
+    name: "orders",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Orders (GraphQL orders, sortKey UPDATED_AT) with line items, refunds and customerJourneySummary",
+};
+
+/// Customers with lifetime order count and spend.
+pub const CUSTOMERS: StreamDef = StreamDef {
+    name: "customers",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Customers (GraphQL customers, sortKey UPDATED_AT)",
+};
+
+/// Products with their first 50 variants.
+pub const PRODUCTS: StreamDef = StreamDef {
+    name: "products",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: true,
+    parent: None,
+    description: "Products with variants (GraphQL products, sortKey UPDATED_AT)",
+};
+
+/// Abandoned checkouts (needs the staff permission to manage abandoned checkouts).
+pub const ABANDONED_CHECKOUTS: StreamDef = StreamDef {
+    name: "abandoned_checkouts",
+    primary_key: &["id"],
+    mode: SyncMode::Incremental {
+        cursor_field: "updatedAt",
+    },
+    sorted: false,
+    parent: None,
+    description: "Abandoned checkouts (GraphQL abandonedCheckouts); Shopify cannot sort them by update time, \
+                  so the cursor is saved when the stream completes",
+};
+
+/// Every stream, in the order `discover` lists and `sync` reads them.
+pub fn stream_defs() -> Vec<StreamDef> {
+    vec![ORDERS, CUSTOMERS, PRODUCTS, ABANDONED_CHECKOUTS]
+}
+
+/// The connector's reading half: client, endpoint and paging settings. Shared by the streams it reads.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pub(crate) client: HttpClient,
+    pub(crate) api_base: Url,
+    pub(crate) page_size: u32,
+    pub(crate) lookback_days: u32,
+    /// Backfill windows longer than this many days are read with a bulk operation.
+    pub(crate) bulk_threshold_days: u32,
+    /// The source's name, for messages.
+    pub(crate) source: String,
+    /// The shop's cost bucket as every stream of this connector sees it.
+    pub(crate) bucket: CostBucket,
+    /// The requested cost last reported per query and page size, reserved before the next one.
+    pub(crate) costs: Mutex<HashMap<(String, Option<u64>), f64>>,
+}
+
+/// A time as Shopify's search syntax takes it: quoted RFC 3339 UTC.
+pub fn search_time(t: DateTime<Utc>) -> String {
+    format!("'{}'", format_utc(t))
+}
+
+/// The numeric tail of a global id (`gid://shopify/Order/123` → `123`); other ids are returned as they are.
+pub fn gid_tail(gid: &str) -> &str {
+    let gid = gid.split('?').next().unwrap_or(gid);
+    gid.rsplit('/').next().unwrap_or(gid)
+}
+
+/// One read, fully decided before the first request.
+#[derive(Debug, Clone)]
+struct Plan {
+    spec: Spec,
+    document: String,
+    filter: String,
+    sort_key: &'static str,
+}
+
+impl Reader {
+    /// Where an incremental read starts: the saved cursor less one second and the lookback, else the
+    /// configured start date.
+    fn incremental_start(&self, request: &ReadRequest) -> Result<DateTime<Utc>> {
+        read_start(request, Rewind::exclusive_seconds(self.lookback_days))
+    }
+
+    fn plan(&self, spec: Spec, request: &ReadRequest) -> Result<Plan> {
+        let (filter, sort_key) = match request.window {
+            Some(w) => (
+                format!(
+                    "created_at:>={} created_at:<{}",
+                    search_time(w.since),
+                    search_time(w.until)
+                ),
+                "CREATED_AT",
+            ),
+            None => (
+                format!(
+                    "updated_at:>={}",
+                    search_time(self.incremental_start(request)?)
+                ),
+                spec.incremental_sort,
+            ),
+        };
+        Ok(Plan {
+            document: spec.document(),
+            spec,
+            filter,
+            sort_key,
+        })
+    }
+
+    /// POST one GraphQL request and return the parsed body, after reserving its expected cost in the
+    /// shared bucket (the cost Shopify reported for the same query and page size last time).
+    pub(crate) async fn post(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+        self.post_expecting(query, variables, 0.0).await
+    }
+
+    /// [`Reader::post`] for a query whose cost is estimated at `estimate` until Shopify has reported
+    /// one: reserving nothing for a query not seen yet let side-by-side streams overdraw the bucket.
+    async fn post_expecting(
+        &self,
+        query: &str,
+        variables: Value,
+        estimate: f64,
+    ) -> Result<(Response, Value)> {
+        let key = (
+            query.to_string(),
+            variables.get("first").and_then(Value::as_u64),
+        );
+        let expected = self
+            .costs
+            .lock()
+            .expect("costs lock")
+            .get(&key)
+            .copied()
+            .unwrap_or(estimate);
+        let clock = self.client.clock().clone();
+        let reservation = self.bucket.reserve(clock.as_ref(), expected).await;
+        let result = self.send_graphql(query, variables).await;
+        let cost = result
+            .as_ref()
+            .ok()
+            .and_then(|(_, body)| QueryCost::from_body(body));
+        reservation.settle(clock.as_ref(), cost.as_ref());
+        if let Some(c) = cost {
+            self.costs
+                .lock()
+                .expect("costs lock")
+                .insert(key, c.requested);
+        }
+        result
+    }
+
+    async fn send_graphql(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+        let body = json!({ "query": query, "variables": variables });
+        let request = self
+            .client
+            .reqwest()
+            .post(self.api_base.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&body);
+        let resp = self.client.send(ENDPOINT, request).await?;
+        let parsed: Value = resp.json().map_err(|e| match e {
+            Error::Decode { message } => Error::Decode {
+                message: format!("Shopify GraphQL response: {message}"),
+            },
+            other => other,
+        })?;
+        Ok((resp, parsed))
+    }
+
+    /// After an answer, the largest page the cost Shopify reported for this one says will still fit its
+    /// single-query limit (up to `page_size`): the first page's size is estimated on the safe side, and
+    /// the platform's own number replaces the estimate. Proportional scaling over-counts the fixed part
+    /// of the cost, so the new size cannot exceed the limit.
+    fn grow(&self, plan: &Plan, cursor: &mut Cursor, body: &Value) {
+        let Some(cost) = QueryCost::from_body(body) else {
+            return;
+        };
+        if cursor.refused || cost.requested <= 0.0 {
+            return;
+        }
+        let fit = (f64::from(cursor.first) * MAX_QUERY_COST as f64 / cost.requested).floor();
+        let fit = (fit.min(f64::from(self.page_size))) as u32;
+        if fit > cursor.first {
+            // Until Shopify reports the larger page's cost, reserve this one's scaled up.
+            let key = (plan.document.clone(), Some(u64::from(fit)));
+            let scaled = cost.requested * f64::from(fit) / f64::from(cursor.first);
+            self.costs
+                .lock()
+                .expect("costs lock")
+                .entry(key)
+                .or_insert(scaled);
+            tracing::debug!(
+                stream = plan.spec.def.name,
+                from = cursor.first,
+                to = fit,
+                "larger pages fit Shopify's query cost limit"
+            );
+            cursor.first = fit;
+        }
+    }
+
+    /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`.
+    async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<Value> {
+        loop {
+            let variables = json!({
+                "first": cursor.first,
+                "after": cursor.after,
+                "query": plan.filter,
+                "sortKey": plan.sort_key,
+            });
+            let estimate = plan.spec.requested_cost(cursor.first) as f64;
+            match self
+                .post_expecting(&plan.document, variables, estimate)
+                .await
+            {
+                Ok((_, body)) => {
+                    self.grow(plan, cursor, &body);
+                    return Ok(body);
+                }
+                Err(Error::Api {
+                    code: Some(code),
+                    message,
+                    ..
+                }) if code == MAX_COST_EXCEEDED && cursor.first > 1 => {
+                    let smaller = fitting_page(cursor.first, &message);
+                    tracing::info!(
+                        stream = plan.spec.def.name,
+                        from = cursor.first,
+                        to = smaller,
+                        "query cost over Shopify's limit; asking for smaller pages"
+                    );
+                    cursor.first = smaller;
+                    cursor.refused = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A record with its id and cursor pulled out: the id is the gid's numeric tail (the gid stays in the
+/// payload), the cursor `updatedAt` as RFC 3339 UTC.
+pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
+    let Some(gid) = node.get("id").and_then(Value::as_str) else {
+        return Err(Error::Decode {
+            message: format!("Shopify {stream} record without an `id`"),
+        });
+    };
+    let id = gid_tail(gid).to_string();
+    let cursor = match node.get("updatedAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_utc(s).ok_or_else(|| Error::Decode {
+            message: format!("Shopify {stream} record {id}: `updatedAt` is not a date-time: {s:?}"),
+        })?),
+        Some(other) => {
+            return Err(Error::Decode {
+                message: format!(
+                    "Shopify {stream} record {id}: `updatedAt` is not a date-time: {other}"
+                ),
+            })
+        }
+    };
+    Ok(Record {
+        id,
+        cursor: cursor.map(format_utc),
+        payload: node,
+    })
+}
+
+/// The paging state between two requests: the `after` cursor and the (possibly shrunk) page size.
+#[derive(Debug, Clone)]
+struct Cursor {
+    after: Option<String>,
+    first: u32,
+    /// Shopify refused a larger page (`MAX_COST_EXCEEDED`): its word stands, the page does not grow.
+    refused: bool,
+}
+
+/// Read one stream lazily, one page in memory at a time.
+pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
+    let Some(spec) = Spec::of(&request.stream) else {
+        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
+        let err = Error::Other(format!(
+            "Shopify has no stream {:?} (streams: {})",
+            request.stream,
+            names.join(", ")
+        ));
+        return futures::stream::once(async move { Err(err) }).boxed();
+    };
+    if let Some(window) = request.window {
+        if window.until - window.since > Duration::days(i64::from(reader.bulk_threshold_days)) {
+            return bulk_pages(reader, spec, window);
+        }
+    }
+    let plan = match reader.plan(spec, &request) {
+        Ok(p) => {
+            tracing::debug!(stream = p.spec.def.name, filter = %p.filter, "reading");
+            Arc::new(p)
+        }
+        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+    };
+    let first = Cursor {
+        after: None,
+        first: plan.spec.fitting_first(reader.page_size),
+        refused: false,
+    };
+    paged(first, move |mut cursor: Cursor| {
+        let reader = reader.clone();
+        let plan = plan.clone();
+        async move {
+            let body = reader.page(&plan, &mut cursor).await?;
+            let root = format!("/data/{}", plan.spec.root);
+            let connection = body.pointer(&root).ok_or_else(|| Error::Decode {
+                message: format!(
+                    "Shopify answered without data.{} (API version or permissions?)",
+                    plan.spec.root
+                ),
+            })?;
+            let nodes = connection
+                .get("nodes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut records = Vec::with_capacity(nodes.len());
+            for node in nodes {
+                records.push(to_record(plan.spec.def.name, node)?);
+            }
+            let paginator = JsonCursor::param("/pageInfo/endCursor", "after")
+                .with_has_more("/pageInfo/hasNextPage");
+            let next = match paginator.next_from(connection) {
+                NextPage::Params(p) => {
+                    cursor.after = p.into_iter().next().map(|(_, v)| v);
+                    Some(cursor)
+                }
+                NextPage::Url(_) | NextPage::Done => None,
+            };
+            Ok((
+                Page {
+                    records,
+                    checkpoint: None,
+                    replaces: None,
+                },
+                next,
+            ))
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_get_numeric_ids_and_utc_cursors() {
+        let r = to_record(
+            "orders",
+            json!({"id": "gid://shopify/Order/6021883183294", "updatedAt": "2025-03-12T12:40:09-04:00"}),
+        )
+        .unwrap();
+        assert_eq!(r.id, "6021883183294");
+        assert_eq!(r.cursor.as_deref(), Some("2025-03-12T16:40:09Z"));
+        assert_eq!(r.payload["id"], "gid://shopify/Order/6021883183294");
+        assert!(to_record("orders", json!({"updatedAt": "2025-03-12T12:40:09Z"})).is_err());
+        assert!(to_record(
+            "orders",
+            json!({"id": "gid://shopify/Order/1", "updatedAt": "soon"})
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn gid_tails() {
+        assert_eq!(
+            gid_tail("gid://shopify/Refund/954287620286"),
+            "954287620286"
+        );
+        assert_eq!(
+            gid_tail("gid://shopify/AbandonedCheckout/1?checkout=x"),
+            "1"
+        );
+        assert_eq!(gid_tail("42"), "42");
+    }
+}
