@@ -273,6 +273,14 @@ fn open_failure(what: &str, e: growthflow_core::Error) -> Failure {
     }
 }
 
+/// The commands that only read the dataset refuse a missing one (exit 2) rather than create an empty
+/// one and answer from it.
+fn no_dataset(shown: &str) -> Failure {
+    Failure::Usage(format!(
+        "no dataset at {shown}: run `growthflow sync` first"
+    ))
+}
+
 /// The SQLite dataset (for the commands not yet ported to PostgreSQL).
 fn open_sqlite(cfg: &Config, command: &str) -> Result<(PathBuf, SqliteDestination), Failure> {
     let path = match cfg.destination.target()? {
@@ -283,6 +291,9 @@ fn open_sqlite(cfg: &Config, command: &str) -> Result<(PathBuf, SqliteDestinatio
             )))
         }
     };
+    if !path.exists() {
+        return Err(no_dataset(&path.display().to_string()));
+    }
     let dest =
         SqliteDestination::open(&path).map_err(|e| open_failure(&path.display().to_string(), e))?;
     Ok((path, dest))
@@ -412,8 +423,12 @@ async fn run_sync(
         timer.abort();
     }
     let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    // Close the store before returning (and so before the process exits): SQLite's write-ahead log
+    // is checkpointed, and the `.db` file alone then holds everything committed.
+    let closed = writer.close().await;
     signals.abort();
     result?;
+    closed.map_err(|e| Failure::Failed(format!("cannot close the dataset {shown}: {e}")))?;
     let code = signalled.load(Ordering::SeqCst);
     Ok(if code != 0 {
         code

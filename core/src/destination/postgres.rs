@@ -28,7 +28,7 @@ use postgres::{Client, NoTls, Statement, Transaction};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Destination, RebuildStats, SchemaTooNew, WriteBatch};
+use super::{source_type_changed, Destination, RebuildStats, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::{Error, Result};
 
@@ -594,9 +594,17 @@ impl Destination for PostgresDestination {
         self.ensure_connected()?;
         self.client.execute(
             "INSERT INTO growthflow_sources (source, type) VALUES ($1, $2)
-             ON CONFLICT (source) DO UPDATE SET type = excluded.type",
+             ON CONFLICT (source) DO NOTHING",
             &[&source, &source_type],
         )?;
+        let row = self.client.query_one(
+            "SELECT type FROM growthflow_sources WHERE source = $1",
+            &[&source],
+        )?;
+        let was: String = row.get(0);
+        if was != source_type {
+            return Err(source_type_changed(source, &was, source_type));
+        }
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Destination, RebuildStats, SchemaTooNew, WriteBatch};
+use super::{source_type_changed, Destination, RebuildStats, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::time::format_utc;
 use crate::{Error, Result};
@@ -49,6 +49,7 @@ impl SqliteDestination {
                 ))
             })?;
         }
+        create_private(path)?;
         let conn = Connection::open(path)?;
         Self::from_connection(conn)
     }
@@ -102,6 +103,34 @@ impl SqliteDestination {
     }
 }
 
+/// Create the dataset file readable by its owner only (0600) if it does not exist yet: it holds
+/// customers' emails and orders. SQLite gives the `-wal` and `-shm` files the database file's
+/// permissions, so they are owner-only too. An existing file keeps the permissions it has.
+fn create_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "cannot create the dataset {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// `synced_at` and the rebuild watermark: RFC 3339 UTC with a fixed six-digit fraction, so that text
 /// order is time order and a rebuild in the same second as a commit still tells them apart. (A
 /// whole-second `synced_at` of an older dataset sorts after every fraction of its second, so at worst
@@ -116,11 +145,32 @@ fn money(d: Decimal) -> f64 {
 
 impl Destination for SqliteDestination {
     fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO growthflow_sources (source, type) VALUES (?1, ?2)
-             ON CONFLICT(source) DO UPDATE SET type = excluded.type",
-            params![source, source_type],
-        )?;
+        let known: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT type FROM growthflow_sources WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match known {
+            Some(was) if was != source_type => Err(source_type_changed(source, &was, source_type)),
+            Some(_) => Ok(()),
+            None => {
+                self.conn.execute(
+                    "INSERT INTO growthflow_sources (source, type) VALUES (?1, ?2)
+                     ON CONFLICT(source) DO NOTHING",
+                    params![source, source_type],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<()> {
+        // TRUNCATE: every committed page is copied into the `.db` file and the log emptied.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
