@@ -13,7 +13,9 @@ use growthflow_core::connector::Record;
 use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
 use growthflow_core::destination::postgres::PostgresDestination;
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::{DatasetWriter, Destination, RebuildStats, WriteBatch};
+use growthflow_core::destination::{
+    DatasetWriter, Destination, RebuildStats, SavedState, WriteBatch,
+};
 use growthflow_core::model::{
     Channel, CustomerRow, EventRow, JourneyMapper, JourneyRows, OrderRow, Stage,
 };
@@ -234,6 +236,7 @@ both_stores!(
     rebuild_without_any_mapper_reads_but_writes_nothing,
     rebuild_on_a_file_is_visible_to_another_connection,
     a_source_keeps_its_type,
+    state_can_be_listed_and_reset_per_stream_or_per_source,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -351,6 +354,14 @@ impl Destination for Db {
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         let d = self.dest();
         blocking(|| d.rebuild_journey(mappers))
+    }
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>> {
+        let d = self.dest();
+        blocking(|| d.saved_states(source))
+    }
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
+        let d = self.dest();
+        blocking(|| d.reset_state(source, stream))
     }
 }
 
@@ -1741,4 +1752,83 @@ fn after_the_writer_closes_the_db_file_alone_holds_the_data() {
         .query_row("SELECT state FROM sync_state", [], |r| r.get(0))
         .unwrap();
     assert_eq!(state, r#"{"cursor":"x"}"#);
+}
+
+/// `state show` and `state reset`: a stream's reset keeps the source's type and the other streams; a
+/// source's reset forgets its type too, so the same name can come back as another connector.
+fn state_can_be_listed_and_reset_per_stream_or_per_source(backend: Backend) {
+    let Some(mut db) = Db::memory(backend, "state_reset") else {
+        return;
+    };
+    db.register_source("shop", "woocommerce").unwrap();
+    db.register_source("ads", "meta_ads").unwrap();
+    db.commit(&[
+        batch(
+            "shop",
+            "orders",
+            vec![rec("1", None, json!({}))],
+            Some(json!({"c": 1})),
+        ),
+        batch("shop", "customers", vec![], Some(json!({"c": 2}))),
+        batch("ads", "insights", vec![], Some(json!({"d": "2025-01-01"}))),
+    ])
+    .unwrap();
+    let all = db.saved_states(None).unwrap();
+    let listed: Vec<(&str, Option<&str>, &str, &Value)> = all
+        .iter()
+        .map(|s| {
+            (
+                s.source.as_str(),
+                s.source_type.as_deref(),
+                s.stream.as_str(),
+                &s.state,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "ads",
+                Some("meta_ads"),
+                "insights",
+                &json!({"d": "2025-01-01"})
+            ),
+            ("shop", Some("woocommerce"), "customers", &json!({"c": 2})),
+            ("shop", Some("woocommerce"), "orders", &json!({"c": 1})),
+        ]
+    );
+    for s in &all {
+        assert!(
+            DateTime::parse_from_rfc3339(&s.updated_at).is_ok(),
+            "{}",
+            s.updated_at
+        );
+    }
+    assert_eq!(db.saved_states(Some("ads")).unwrap().len(), 1);
+
+    assert_eq!(db.reset_state("shop", Some("orders")).unwrap(), 1);
+    assert_eq!(db.load_state("shop", "orders").unwrap(), None);
+    assert_eq!(
+        db.load_state("shop", "customers").unwrap(),
+        Some(json!({"c": 2}))
+    );
+    // The type is still remembered after a stream's reset.
+    assert!(db.register_source("shop", "shopify").is_err());
+
+    assert_eq!(db.reset_state("shop", None).unwrap(), 1);
+    assert_eq!(db.saved_states(Some("shop")).unwrap(), vec![]);
+    assert_eq!(
+        db.load_state("ads", "insights").unwrap(),
+        Some(json!({"d": "2025-01-01"}))
+    );
+    assert_eq!(count(&mut db, "SELECT COUNT(*) FROM raw_records"), 1);
+    db.register_source("shop", "shopify").unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT type FROM growthflow_sources WHERE source = 'shop'"
+        ),
+        vec![vec![t("shopify")]]
+    );
 }

@@ -21,7 +21,7 @@ use growthflow_core::report::{build_report, ReportOptions};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
 
-use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, SyncArgs};
+use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, StateAction, SyncArgs};
 use crate::config::{self, Config, ConfigError, DestinationTarget};
 use crate::progress::Bars;
 use crate::registry;
@@ -144,6 +144,7 @@ async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Resu
         Command::Discover(a) => discover(cfg, &a.sources, a.json, out),
         Command::Sync(a) => sync(cli, cfg, a, out).await,
         Command::Backfill(a) => backfill(cli, cfg, a, out).await,
+        Command::State(a) => state(cfg, &a.action, out),
         Command::Report(_) | Command::Demo(_) => unreachable!("handled in run"),
     }
 }
@@ -321,6 +322,131 @@ fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure>
             let shown = format!("{} (schema {})", t.display(), t.schema());
             let dest = opened.map_err(|e| open_failure(&shown, e))?;
             Ok((shown, Box::new(dest)))
+        }
+    }
+}
+
+/// The configured dataset for a command that only looks at it or edits its bookkeeping: a SQLite
+/// file that does not exist is refused (exit 2) instead of created empty.
+fn open_existing(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
+    if let DestinationTarget::Sqlite(path) = cfg.destination.target()? {
+        if !path.exists() {
+            return Err(no_dataset(&path.display().to_string()));
+        }
+    }
+    open_dataset(cfg)
+}
+
+/// Run `f` on the dataset from a plain thread (the blocking PostgreSQL client may not be used or
+/// dropped on the async runtime's threads), closing the dataset after.
+fn on_dataset<T: Send>(
+    mut dest: Box<dyn Destination>,
+    f: impl FnOnce(&mut dyn Destination) -> growthflow_core::Result<T> + Send,
+) -> growthflow_core::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let result = f(dest.as_mut());
+            let closed = dest.close();
+            drop(dest);
+            let value = result?;
+            closed.map(|()| value)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(growthflow_core::Error::destination(
+                "the dataset thread panicked",
+            ))
+        })
+    })
+}
+
+/// How long ago an RFC 3339 time was, in the largest two units (`3d 4h`, `12m 5s`).
+fn age(at: &str, now: chrono::DateTime<Utc>) -> String {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(at) else {
+        return "?".into();
+    };
+    let secs = (now - at.with_timezone(&Utc)).num_seconds().max(0);
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `state show` / `state reset`.
+fn state(cfg: &Config, action: &StateAction, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
+    if let StateAction::Reset {
+        yes: false, source, ..
+    } = action
+    {
+        return Err(Failure::Usage(format!(
+            "`state reset` makes the next sync read {source} again from [sync] start_date: add --yes \
+             to do it"
+        )));
+    }
+    let (shown, dest) = open_existing(cfg)?;
+    let failed = |e: growthflow_core::Error| Failure::Failed(format!("dataset {shown}: {e}"));
+    match action {
+        StateAction::Show { source, json } => {
+            let states = on_dataset(dest, |d| d.saved_states(source.as_deref())).map_err(failed)?;
+            let now = Utc::now();
+            if *json {
+                let v = json!({ "states": states.iter().map(|s| json!({
+                    "source": s.source,
+                    "type": s.source_type,
+                    "stream": s.stream,
+                    "state": s.state,
+                    "updated_at": s.updated_at,
+                    "age_seconds": chrono::DateTime::parse_from_rfc3339(&s.updated_at)
+                        .map(|at| (now - at.with_timezone(&Utc)).num_seconds().max(0))
+                        .ok(),
+                })).collect::<Vec<_>>() });
+                writeln!(out, "{v}").map_err(io)?;
+                return Ok(exit::OK);
+            }
+            if states.is_empty() {
+                writeln!(out, "no saved state").map_err(io)?;
+            }
+            let mut last: Option<&str> = None;
+            for s in &states {
+                if last != Some(s.source.as_str()) {
+                    let kind = s.source_type.as_deref().unwrap_or("type forgotten");
+                    writeln!(out, "{} ({kind})", s.source).map_err(io)?;
+                    last = Some(&s.source);
+                }
+                writeln!(
+                    out,
+                    "  {:<20} {:>8} ago  {}",
+                    s.stream,
+                    age(&s.updated_at, now),
+                    s.state
+                )
+                .map_err(io)?;
+            }
+            Ok(exit::OK)
+        }
+        StateAction::Reset { source, stream, .. } => {
+            let removed =
+                on_dataset(dest, |d| d.reset_state(source, stream.as_deref())).map_err(failed)?;
+            match stream {
+                Some(stream) => writeln!(
+                    out,
+                    "{source}: the state of {stream} is forgotten ({removed} removed); the next \
+                     sync reads it from [sync] start_date"
+                ),
+                None => writeln!(
+                    out,
+                    "{source}: {removed} stream states and the source's type are forgotten; the \
+                     next sync reads it from [sync] start_date"
+                ),
+            }
+            .map_err(io)?;
+            Ok(exit::OK)
         }
     }
 }

@@ -79,6 +79,17 @@ pub enum Command {
             local dataset only — no network.")]
     Report(ReportArgs),
 
+    /// Show or reset where each stream's next sync resumes
+    #[command(
+        long_about = "Show or reset where each stream's next sync resumes.\n\n\
+            `state show [SOURCE]` lists every saved stream state (the source's type, the state, when it \
+            was saved and how long ago). `state reset SOURCE [--stream NAME] --yes` forgets it, so the \
+            next sync reads that source (or stream) from [sync] start_date again; resetting a whole \
+            source also forgets its connector type, so the name can be used for another platform. The \
+            records already read stay in the dataset."
+    )]
+    State(StateArgs),
+
     /// Run against simulated platforms, no credentials needed
     #[command(
         long_about = "Run against simulated platforms, no credentials needed.\n\n\
@@ -219,6 +230,40 @@ pub struct DemoArgs {
     pub destination: Option<String>,
 }
 
+/// `state show|reset`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct StateArgs {
+    /// What to do with the saved state.
+    #[command(subcommand)]
+    pub action: StateAction,
+}
+
+/// `state show [SOURCE] [--json]` / `state reset SOURCE [--stream NAME] --yes`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum StateAction {
+    /// List the saved stream states
+    Show {
+        /// Only this source [default: every source in the dataset]
+        #[arg(value_name = "SOURCE")]
+        source: Option<String>,
+        /// Print one JSON object on stdout instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a source's (or one stream's) saved state
+    Reset {
+        /// The source, by name (it need not be configured any more)
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// Only this stream [default: every stream of the source, and its remembered type]
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Really do it: without it nothing is changed (exit 2)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 /// Parses a `--since`/`--until` value; clap adds the flag's name to the error.
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
     crate::config::parse_ymd(s.trim())
@@ -310,6 +355,7 @@ impl Cli {
             Command::Discover(a) => a.json,
             Command::Sync(a) => a.json,
             Command::Backfill(a) => a.json,
+            Command::State(a) => matches!(a.action, StateAction::Show { json: true, .. }),
             Command::Check(_) | Command::Report(_) | Command::Demo(_) => false,
         }
     }
@@ -577,6 +623,34 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidValue);
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("table, json, csv"), "{e}");
+    }
+
+    #[test]
+    fn state() {
+        assert_eq!(
+            parse(&["state", "show"]).command,
+            Command::State(StateArgs {
+                action: StateAction::Show {
+                    source: None,
+                    json: false
+                }
+            })
+        );
+        assert!(parse(&["state", "show", "shop", "--json"]).json());
+        assert_eq!(
+            parse(&["state", "reset", "shop", "--stream", "orders", "--yes"]).command,
+            Command::State(StateArgs {
+                action: StateAction::Reset {
+                    source: "shop".into(),
+                    stream: Some("orders".into()),
+                    yes: true
+                }
+            })
+        );
+        assert_eq!(
+            parse_err(&["state", "reset"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

@@ -123,4 +123,41 @@ async fn a_source_that_changed_type_is_refused_before_anything_is_read() {
         "{error}"
     );
     assert_eq!(env.sandbox.request_count(), requests, "nothing was read");
+
+    // Without --yes nothing changes (exit 2); with it, the name starts over as the Shopify shop.
+    let (code, _) = cli(&config, &["state", "reset", "woo"]).await;
+    assert_eq!(code, 2);
+    let (code, out) = cli(&config, &["state", "show", "woo", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let states = v["states"].as_array().unwrap();
+    assert!(!states.is_empty(), "{v}");
+    assert!(states.iter().all(|s| s["type"] == "woocommerce"), "{v}");
+    assert!(
+        states
+            .iter()
+            .all(|s| s["age_seconds"].as_i64().unwrap() < 600),
+        "{v}"
+    );
+    let (code, out) = cli(&config, &["state", "reset", "woo", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("type are forgotten"), "{out}");
+    let (code, out) = cli(&config, &["state", "show", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), r#"{"states":[]}"#);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = cli(&config, &["state", "show"]).await;
+    assert!(out.starts_with("woo (shopify)\n"), "{out}");
+}
+
+#[tokio::test]
+async fn state_commands_refuse_a_dataset_that_does_not_exist() {
+    let env = Env::start().await;
+    let config = env.config("nostate", false);
+    let (code, _) = cli(&config, &["state", "show"]).await;
+    assert_eq!(code, 2);
+    let (code, _) = cli(&config, &["state", "reset", "woo", "--yes"]).await;
+    assert_eq!(code, 2);
+    assert!(!db_path(&config).exists());
 }

@@ -95,6 +95,22 @@ pub struct RebuildStats {
     pub failed: u64,
 }
 
+/// One stream's saved state, as `growthflow state show` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SavedState {
+    /// Source name.
+    pub source: String,
+    /// The connector type the dataset remembers for the source (`None`: forgotten by a reset).
+    #[serde(rename = "type")]
+    pub source_type: Option<String>,
+    /// Stream name.
+    pub stream: String,
+    /// The state the next run resumes from (the connector's own shape, usually a cursor).
+    pub state: Value,
+    /// When it was last saved, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
 /// A dataset store.
 pub trait Destination: Send {
     /// Remember that `source` is of `source_type`, so the model can be rebuilt without the config.
@@ -107,6 +123,12 @@ pub trait Destination: Send {
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()>;
     /// Rebuild `customers`, `orders` and `journey_events` from `raw_records`.
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats>;
+    /// Every saved stream state, of `source` only when given, ordered by source and stream.
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>>;
+    /// Forget the saved state of `source`'s `stream`, or of all its streams; forgetting all of them
+    /// also forgets the source's remembered type, so a re-platformed store can start over under its
+    /// name. The records already read stay. Returns how many stream states were removed.
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64>;
     /// Make everything committed durable in the store itself before the process exits (SQLite
     /// checkpoints its write-ahead log into the `.db` file, so the file alone holds the data).
     fn close(&mut self) -> Result<()> {

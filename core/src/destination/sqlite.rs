@@ -21,7 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{source_type_changed, Destination, RebuildStats, SchemaTooNew, WriteBatch};
+use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::time::format_utc;
 use crate::{Error, Result};
@@ -165,6 +165,52 @@ impl Destination for SqliteDestination {
                 Ok(())
             }
         }
+    }
+
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.source, g.type, s.stream, s.state, s.updated_at
+             FROM sync_state s LEFT JOIN growthflow_sources g ON g.source = s.source
+             WHERE ?1 IS NULL OR s.source = ?1
+             ORDER BY s.source, s.stream",
+        )?;
+        let rows = stmt
+            .query_map([source], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, Option<String>, String, String, String)>>>()?;
+        rows.into_iter()
+            .map(|(source, source_type, stream, state, updated_at)| {
+                Ok(SavedState {
+                    source,
+                    source_type,
+                    stream,
+                    state: serde_json::from_str(&state)?,
+                    updated_at,
+                })
+            })
+            .collect()
+    }
+
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = tx.execute(
+            "DELETE FROM sync_state WHERE source = ?1 AND (?2 IS NULL OR stream = ?2)",
+            params![source, stream],
+        )?;
+        if stream.is_none() {
+            tx.execute("DELETE FROM growthflow_sources WHERE source = ?1", [source])?;
+        }
+        tx.commit()?;
+        Ok(removed as u64)
     }
 
     fn close(&mut self) -> Result<()> {
