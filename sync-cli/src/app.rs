@@ -21,7 +21,9 @@ use growthflow_core::report::{build_report, ReportOptions};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
 
-use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, StateAction, SyncArgs};
+use crate::cli::{
+    BackfillArgs, Cli, Command, ReportArgs, ReportFormat, Shard, StateAction, SyncArgs,
+};
 use crate::config::{self, Config, ConfigError, DestinationTarget};
 use crate::progress::Bars;
 use crate::registry;
@@ -478,6 +480,7 @@ async fn sync(
 ) -> Result<i32, Failure> {
     let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
     check_streams(&sources, &a.streams)?;
+    let sources = shard(sources, a.shard);
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
         streams: a.streams.clone(),
@@ -488,6 +491,24 @@ async fn sync(
     run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
 }
 
+/// The sources `--shard` gives this run (all of them without it).
+fn shard(sources: Vec<Arc<dyn Connector>>, shard: Option<Shard>) -> Vec<Arc<dyn Connector>> {
+    let Some(shard) = shard else {
+        return sources;
+    };
+    let names: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+    let taken: Vec<String> = shard.take(&names).into_iter().map(String::from).collect();
+    tracing::info!(
+        shard = %format!("{}/{}", shard.index, shard.count),
+        sources = %taken.join(","),
+        "this run's shard of the sources"
+    );
+    sources
+        .into_iter()
+        .filter(|s| taken.iter().any(|t| t == s.name()))
+        .collect()
+}
+
 async fn backfill(
     cli: &Cli,
     cfg: &Config,
@@ -495,6 +516,7 @@ async fn backfill(
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
     let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
+    let sources = shard(sources, a.shard);
     let until = a.until.unwrap_or_else(|| Utc::now().date_naive());
     let options = SyncOptions {
         start: start_of_day(a.since),

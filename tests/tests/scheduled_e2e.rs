@@ -1,6 +1,7 @@
 //! End to end: a scheduled `growthflow` left alone keeps its dataset safe — the `.db` file alone holds
 //! what `sync` committed, the file is owner-only, reading commands refuse a dataset that does not
-//! exist, and a source name keeps its connector type.
+//! exist, a source name keeps its connector type (until `state reset`), and `--shard` splits the
+//! sources between runs.
 
 use std::path::{Path, PathBuf};
 
@@ -160,4 +161,34 @@ async fn state_commands_refuse_a_dataset_that_does_not_exist() {
     let (code, _) = cli(&config, &["state", "reset", "woo", "--yes"]).await;
     assert_eq!(code, 2);
     assert!(!db_path(&config).exists());
+}
+
+#[tokio::test]
+async fn shards_split_the_sources_between_runs_without_overlap() {
+    let env = Env::start().await;
+    let config = env.config("shards", false);
+    // A second source, the sandbox's Shopify shop, as `shop`.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[sources.shop]\ntype = \"shopify\"\nshop = \"sandbox\"\naccess_token = \"{}\"\nbase_url = \"{}\"\n",
+        env.sandbox.shopify().access_token,
+        env.sandbox.shopify_url()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let names = |out: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Sorted by name: shop, woo.
+    let (code, out) = cli(&config, &["sync", "--json", "--shard", "1/2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(names(&out), vec!["shop"]);
+    let (code, out) = cli(&config, &["sync", "--json", "--shard", "2/2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(names(&out), vec!["woo"]);
 }
