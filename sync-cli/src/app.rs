@@ -21,7 +21,9 @@ use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
 
-use crate::cli::{BackfillArgs, Cli, Command, ReportArgs, ReportFormat, SyncArgs};
+use crate::cli::{
+    BackfillArgs, Cli, Command, ReportArgs, ReportFormat, Shard, StateAction, SyncArgs,
+};
 use crate::config::{self, Config, ConfigError, DestinationTarget};
 use crate::progress::Bars;
 use crate::registry;
@@ -156,6 +158,7 @@ async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Resu
         Command::Discover(a) => discover(cfg, &a.sources, a.json, out),
         Command::Sync(a) => sync(cli, cfg, a, out).await,
         Command::Backfill(a) => backfill(cli, cfg, a, out).await,
+        Command::State(a) => state(cfg, &a.action, out),
         Command::Report(_) | Command::Demo(_) | Command::Init | Command::Completions(_) => {
             unreachable!("handled in run")
         }
@@ -287,6 +290,14 @@ fn open_failure(what: &str, e: growthflow_core::Error) -> Failure {
     }
 }
 
+/// The commands that only read the dataset refuse a missing one (exit 2) rather than create an empty
+/// one and answer from it.
+fn no_dataset(shown: &str) -> Failure {
+    Failure::Usage(format!(
+        "no dataset at {shown}: run `growthflow sync` first"
+    ))
+}
+
 /// The configured dataset, SQLite or PostgreSQL, for writing; and how to name it in messages.
 fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
     match cfg.destination.target()? {
@@ -309,6 +320,131 @@ fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure>
             let shown = format!("{} (schema {})", t.display(), t.schema());
             let dest = opened.map_err(|e| open_failure(&shown, e))?;
             Ok((shown, Box::new(dest)))
+        }
+    }
+}
+
+/// The configured dataset for a command that only looks at it or edits its bookkeeping: a SQLite
+/// file that does not exist is refused (exit 2) instead of created empty.
+fn open_existing(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
+    if let DestinationTarget::Sqlite(path) = cfg.destination.target()? {
+        if !path.exists() {
+            return Err(no_dataset(&path.display().to_string()));
+        }
+    }
+    open_dataset(cfg)
+}
+
+/// Run `f` on the dataset from a plain thread (the blocking PostgreSQL client may not be used or
+/// dropped on the async runtime's threads), closing the dataset after.
+fn on_dataset<T: Send>(
+    mut dest: Box<dyn Destination>,
+    f: impl FnOnce(&mut dyn Destination) -> growthflow_core::Result<T> + Send,
+) -> growthflow_core::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let result = f(dest.as_mut());
+            let closed = dest.close();
+            drop(dest);
+            let value = result?;
+            closed.map(|()| value)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(growthflow_core::Error::destination(
+                "the dataset thread panicked",
+            ))
+        })
+    })
+}
+
+/// How long ago an RFC 3339 time was, in the largest two units (`3d 4h`, `12m 5s`).
+fn age(at: &str, now: chrono::DateTime<Utc>) -> String {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(at) else {
+        return "?".into();
+    };
+    let secs = (now - at.with_timezone(&Utc)).num_seconds().max(0);
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `state show` / `state reset`.
+fn state(cfg: &Config, action: &StateAction, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
+    if let StateAction::Reset {
+        yes: false, source, ..
+    } = action
+    {
+        return Err(Failure::Usage(format!(
+            "`state reset` makes the next sync read {source} again from [sync] start_date: add --yes \
+             to do it"
+        )));
+    }
+    let (shown, dest) = open_existing(cfg)?;
+    let failed = |e: growthflow_core::Error| Failure::Failed(format!("dataset {shown}: {e}"));
+    match action {
+        StateAction::Show { source, json } => {
+            let states = on_dataset(dest, |d| d.saved_states(source.as_deref())).map_err(failed)?;
+            let now = Utc::now();
+            if *json {
+                let v = json!({ "states": states.iter().map(|s| json!({
+                    "source": s.source,
+                    "type": s.source_type,
+                    "stream": s.stream,
+                    "state": s.state,
+                    "updated_at": s.updated_at,
+                    "age_seconds": chrono::DateTime::parse_from_rfc3339(&s.updated_at)
+                        .map(|at| (now - at.with_timezone(&Utc)).num_seconds().max(0))
+                        .ok(),
+                })).collect::<Vec<_>>() });
+                writeln!(out, "{v}").map_err(io)?;
+                return Ok(exit::OK);
+            }
+            if states.is_empty() {
+                writeln!(out, "no saved state").map_err(io)?;
+            }
+            let mut last: Option<&str> = None;
+            for s in &states {
+                if last != Some(s.source.as_str()) {
+                    let kind = s.source_type.as_deref().unwrap_or("type forgotten");
+                    writeln!(out, "{} ({kind})", s.source).map_err(io)?;
+                    last = Some(&s.source);
+                }
+                writeln!(
+                    out,
+                    "  {:<20} {:>8} ago  {}",
+                    s.stream,
+                    age(&s.updated_at, now),
+                    s.state
+                )
+                .map_err(io)?;
+            }
+            Ok(exit::OK)
+        }
+        StateAction::Reset { source, stream, .. } => {
+            let removed =
+                on_dataset(dest, |d| d.reset_state(source, stream.as_deref())).map_err(failed)?;
+            match stream {
+                Some(stream) => writeln!(
+                    out,
+                    "{source}: the state of {stream} is forgotten ({removed} removed); the next \
+                     sync reads it from [sync] start_date"
+                ),
+                None => writeln!(
+                    out,
+                    "{source}: {removed} stream states and the source's type are forgotten; the \
+                     next sync reads it from [sync] start_date"
+                ),
+            }
+            .map_err(io)?;
+            Ok(exit::OK)
         }
     }
 }
@@ -340,6 +476,7 @@ async fn sync(
 ) -> Result<i32, Failure> {
     let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
     check_streams(&sources, &a.streams)?;
+    let sources = shard(sources, a.shard);
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
         streams: a.streams.clone(),
@@ -350,6 +487,24 @@ async fn sync(
     run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
 }
 
+/// The sources `--shard` gives this run (all of them without it).
+fn shard(sources: Vec<Arc<dyn Connector>>, shard: Option<Shard>) -> Vec<Arc<dyn Connector>> {
+    let Some(shard) = shard else {
+        return sources;
+    };
+    let names: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+    let taken: Vec<String> = shard.take(&names).into_iter().map(String::from).collect();
+    tracing::info!(
+        shard = %format!("{}/{}", shard.index, shard.count),
+        sources = %taken.join(","),
+        "this run's shard of the sources"
+    );
+    sources
+        .into_iter()
+        .filter(|s| taken.iter().any(|t| t == s.name()))
+        .collect()
+}
+
 async fn backfill(
     cli: &Cli,
     cfg: &Config,
@@ -357,6 +512,7 @@ async fn backfill(
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
     let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
+    let sources = shard(sources, a.shard);
     let until = a.until.unwrap_or_else(|| Utc::now().date_naive());
     let options = SyncOptions {
         start: start_of_day(a.since),
@@ -411,8 +567,12 @@ async fn run_sync(
         timer.abort();
     }
     let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    // Close the store before returning (and so before the process exits): SQLite's write-ahead log
+    // is checkpointed, and the `.db` file alone then holds everything committed.
+    let closed = writer.close().await;
     signals.abort();
     result?;
+    closed.map_err(|e| Failure::Failed(format!("cannot close the dataset {shown}: {e}")))?;
     let code = signalled.load(Ordering::SeqCst);
     Ok(if code != 0 {
         code
@@ -540,6 +700,9 @@ fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure>
     let failed = |e: ReportError| Failure::Failed(format!("cannot compute the report: {e}"));
     match cfg.destination.target()? {
         DestinationTarget::Sqlite(path) => {
+            if !path.exists() {
+                return Err(no_dataset(&path.display().to_string()));
+            }
             let dest = SqliteDestination::open(&path)
                 .map_err(|e| open_failure(&path.display().to_string(), e))?;
             // One read transaction: in WAL mode a snapshot, as PostgreSQL's below.

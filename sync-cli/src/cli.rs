@@ -79,6 +79,17 @@ pub enum Command {
             local dataset only — no network.")]
     Report(ReportArgs),
 
+    /// Show or reset where each stream's next sync resumes
+    #[command(
+        long_about = "Show or reset where each stream's next sync resumes.\n\n\
+            `state show [SOURCE]` lists every saved stream state (the source's type, the state, when it \
+            was saved and how long ago). `state reset SOURCE [--stream NAME] --yes` forgets it, so the \
+            next sync reads that source (or stream) from [sync] start_date again; resetting a whole \
+            source also forgets its connector type, so the name can be used for another platform. The \
+            records already read stay in the dataset."
+    )]
+    State(StateArgs),
+
     /// Run against simulated platforms, no credentials needed
     #[command(
         long_about = "Run against simulated platforms, no credentials needed.\n\n\
@@ -154,6 +165,11 @@ pub struct SyncArgs {
     /// with "deadline passed" and the exit status is 1 [default: no limit]
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub deadline: Option<Duration>,
+
+    /// Take only shard I of N of the selected sources (e.g. 2/3): sources sorted by name, every Nth
+    /// one from the Ith, so N replicas started with 1/N … N/N share the work without overlap
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
 }
 
 /// `backfill --since DATE [--until DATE] [SOURCE…] [--json]`
@@ -179,6 +195,11 @@ pub struct BackfillArgs {
     /// with "deadline passed" and the exit status is 1 [default: no limit]
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub deadline: Option<Duration>,
+
+    /// Take only shard I of N of the selected sources (e.g. 2/3): sources sorted by name, every Nth
+    /// one from the Ith, so N replicas started with 1/N … N/N share the work without overlap
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
 }
 
 /// `report [--since DATE] [--until DATE] [--currency XXX] [--format table|json|csv]`
@@ -244,6 +265,78 @@ pub struct DemoArgs {
     /// Keep the simulated platforms up until Ctrl-C, for check, sync and discover with DIR/growthflow.toml
     #[arg(long)]
     pub serve: bool,
+}
+
+/// `state show|reset`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct StateArgs {
+    /// What to do with the saved state.
+    #[command(subcommand)]
+    pub action: StateAction,
+}
+
+/// `state show [SOURCE] [--json]` / `state reset SOURCE [--stream NAME] --yes`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum StateAction {
+    /// List the saved stream states
+    Show {
+        /// Only this source [default: every source in the dataset]
+        #[arg(value_name = "SOURCE")]
+        source: Option<String>,
+        /// Print one JSON object on stdout instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a source's (or one stream's) saved state
+    Reset {
+        /// The source, by name (it need not be configured any more)
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// Only this stream [default: every stream of the source, and its remembered type]
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Really do it: without it nothing is changed (exit 2)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `--shard I/N`: this run takes the `index`-th (1-based) of `count` static shares of the sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which share, 1..=count.
+    pub index: usize,
+    /// How many shares.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The names among `names` this shard takes: sorted by name, every `count`-th from the
+    /// `index`-th. The split depends on the names only, not on the order of the config file.
+    pub fn take<'a>(&self, names: &[&'a str]) -> Vec<&'a str> {
+        let mut sorted: Vec<&str> = names.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index - 1)
+            .map(|(_, n)| n)
+            .collect()
+    }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let bad = || format!("expected I/N with 1 <= I <= N, e.g. 2/3, not {s:?}");
+    let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+    let (index, count) = (
+        i.trim().parse::<usize>().map_err(|_| bad())?,
+        n.trim().parse::<usize>().map_err(|_| bad())?,
+    );
+    if index == 0 || count == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
 }
 
 /// Parses a `--since`/`--until` value; clap adds the flag's name to the error.
@@ -337,6 +430,7 @@ impl Cli {
             Command::Discover(a) => a.json,
             Command::Sync(a) => a.json,
             Command::Backfill(a) => a.json,
+            Command::State(a) => matches!(a.action, StateAction::Show { json: true, .. }),
             Command::Check(_)
             | Command::Report(_)
             | Command::Demo(_)
@@ -437,6 +531,7 @@ mod tests {
                 full_refresh: true,
                 json: true,
                 deadline: None,
+                shard: None,
             })
         );
         let cli = parse(&["sync", "--stream=orders,refunds"]);
@@ -471,6 +566,7 @@ mod tests {
                 sources: strings(&["ads"]),
                 json: true,
                 deadline: None,
+                shard: None,
             })
         );
         let cli = parse(&["backfill", "--since=2024-03-01"]);
@@ -482,6 +578,7 @@ mod tests {
                 sources: vec![],
                 json: false,
                 deadline: None,
+                shard: None,
             })
         );
         // Same day both ends is a one-day window.
@@ -608,6 +705,65 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidValue);
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("table, json, csv"), "{e}");
+    }
+
+    #[test]
+    fn shard() {
+        let cli = parse(&["sync", "--shard", "2/3"]);
+        let Command::Sync(a) = cli.command else {
+            panic!()
+        };
+        let shard = a.shard.unwrap();
+        assert_eq!(shard, Shard { index: 2, count: 3 });
+        let names = ["woo", "ads", "shop", "email", "web"];
+        // Sorted: ads, email, shop, web, woo.
+        assert_eq!(shard.take(&names), vec!["email", "woo"]);
+        let mut all: Vec<&str> = (1..=3)
+            .flat_map(|index| Shard { index, count: 3 }.take(&names))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, vec!["ads", "email", "shop", "web", "woo"]);
+        // The config's order does not matter.
+        assert_eq!(
+            shard.take(&["web", "woo", "email", "shop", "ads"]),
+            vec!["email", "woo"]
+        );
+        assert!(!parse(&["backfill", "--since", "2024-01-01", "--shard", "1/1"]).json());
+        for bad in ["0/2", "3/2", "1/0", "2", "a/b", "1/2/3"] {
+            assert_eq!(
+                parse_err(&["sync", "--shard", bad]).kind(),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn state() {
+        assert_eq!(
+            parse(&["state", "show"]).command,
+            Command::State(StateArgs {
+                action: StateAction::Show {
+                    source: None,
+                    json: false
+                }
+            })
+        );
+        assert!(parse(&["state", "show", "shop", "--json"]).json());
+        assert_eq!(
+            parse(&["state", "reset", "shop", "--stream", "orders", "--yes"]).command,
+            Command::State(StateArgs {
+                action: StateAction::Reset {
+                    source: "shop".into(),
+                    stream: Some("orders".into()),
+                    yes: true
+                }
+            })
+        );
+        assert_eq!(
+            parse_err(&["state", "reset"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

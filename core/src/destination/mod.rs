@@ -50,6 +50,20 @@ pub fn schema_too_new(err: &Error) -> Option<&SchemaTooNew> {
     }
 }
 
+/// The error [`Destination::register_source`] gives when the dataset already holds `source` as another
+/// connector type: its saved cursors belong to the other platform, and resuming from them would
+/// silently skip or misread data (a store moved from WooCommerce to Shopify under the same name).
+pub fn source_type_changed(source: &str, was: &str, now: &str) -> Error {
+    Error::config(
+        format!("sources.{source}.type"),
+        format!(
+            "the dataset holds source `{source}` as type `{was}`, not `{now}`: its saved state \
+             belongs to the {was} connector. Give the {now} source a new name, or forget the old \
+             state with `growthflow state reset {source} --yes` (the records already read stay)"
+        ),
+    )
+}
+
 /// Records of one stream and the state to save once they are committed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteBatch {
@@ -81,9 +95,27 @@ pub struct RebuildStats {
     pub failed: u64,
 }
 
+/// One stream's saved state, as `growthflow state show` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SavedState {
+    /// Source name.
+    pub source: String,
+    /// The connector type the dataset remembers for the source (`None`: forgotten by a reset).
+    #[serde(rename = "type")]
+    pub source_type: Option<String>,
+    /// Stream name.
+    pub stream: String,
+    /// The state the next run resumes from (the connector's own shape, usually a cursor).
+    pub state: Value,
+    /// When it was last saved, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
 /// A dataset store.
 pub trait Destination: Send {
     /// Remember that `source` is of `source_type`, so the model can be rebuilt without the config.
+    /// A source the dataset already holds as another type is refused ([`source_type_changed`]),
+    /// before anything is read.
     fn register_source(&mut self, source: &str, source_type: &str) -> Result<()>;
     /// The saved state of a stream.
     fn load_state(&mut self, source: &str, stream: &str) -> Result<Option<Value>>;
@@ -91,6 +123,17 @@ pub trait Destination: Send {
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()>;
     /// Rebuild `customers`, `orders` and `journey_events` from `raw_records`.
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats>;
+    /// Every saved stream state, of `source` only when given, ordered by source and stream.
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>>;
+    /// Forget the saved state of `source`'s `stream`, or of all its streams; forgetting all of them
+    /// also forgets the source's remembered type, so a re-platformed store can start over under its
+    /// name. The records already read stay. Returns how many stream states were removed.
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64>;
+    /// Make everything committed durable in the store itself before the process exits (SQLite
+    /// checkpoints its write-ahead log into the `.db` file, so the file alone holds the data).
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 enum Command {
@@ -101,6 +144,7 @@ enum Command {
         Vec<Arc<dyn JourneyMapper>>,
         oneshot::Sender<Result<RebuildStats>>,
     ),
+    Close(oneshot::Sender<Result<()>>),
 }
 
 /// An async handle to a destination running on its own thread. Cheap to clone.
@@ -126,6 +170,12 @@ impl DatasetWriter {
             .spawn(move || {
                 while let Some(cmd) = rx.blocking_recv() {
                     match cmd {
+                        Command::Close(ack) => {
+                            let result = dest.close();
+                            drop(dest);
+                            let _ = ack.send(result);
+                            return;
+                        }
                         Command::Register(s, t, ack) => {
                             let _ = ack.send(dest.register_source(&s, &t));
                         }
@@ -171,6 +221,12 @@ impl DatasetWriter {
                                 Some(Command::Rebuild(m, ack)) => {
                                     let _ = ack.send(dest.rebuild_journey(&m));
                                 }
+                                Some(Command::Close(ack)) => {
+                                    let result = dest.close();
+                                    drop(dest);
+                                    let _ = ack.send(result);
+                                    return;
+                                }
                                 Some(Command::Commit(..)) | None => {}
                             }
                         }
@@ -213,6 +269,15 @@ impl DatasetWriter {
     }
 }
 
+impl DatasetWriter {
+    /// Close the destination and stop the writer thread; returns once the store is closed (for
+    /// SQLite: the write-ahead log checkpointed into the `.db` file), so the process may exit right
+    /// after. Later calls on any clone of this writer fail with "the dataset writer has stopped".
+    pub async fn close(&self) -> Result<()> {
+        self.call(Command::Close).await
+    }
+}
+
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -220,6 +285,7 @@ impl std::fmt::Debug for Command {
             Command::LoadState(..) => "LoadState",
             Command::Commit(..) => "Commit",
             Command::Rebuild(..) => "Rebuild",
+            Command::Close(..) => "Close",
         })
     }
 }

@@ -28,7 +28,7 @@ use postgres::{Client, NoTls, Statement, Transaction};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Destination, RebuildStats, SchemaTooNew, WriteBatch};
+use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::{Error, Result};
 
@@ -625,9 +625,17 @@ impl Destination for PostgresDestination {
         self.ensure_connected()?;
         self.client.execute(
             "INSERT INTO growthflow_sources (source, type) VALUES ($1, $2)
-             ON CONFLICT (source) DO UPDATE SET type = excluded.type",
+             ON CONFLICT (source) DO NOTHING",
             &[&source, &source_type],
         )?;
+        let row = self.client.query_one(
+            "SELECT type FROM growthflow_sources WHERE source = $1",
+            &[&source],
+        )?;
+        let was: String = row.get(0);
+        if was != source_type {
+            return Err(source_type_changed(source, &was, source_type));
+        }
         Ok(())
     }
 
@@ -638,6 +646,45 @@ impl Destination for PostgresDestination {
             &[&source, &stream],
         )?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>> {
+        self.ensure_connected()?;
+        let rows = self.client.query(
+            "SELECT s.source, g.type, s.stream, s.state,
+                    to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM sync_state s LEFT JOIN growthflow_sources g ON g.source = s.source
+             WHERE $1::TEXT IS NULL OR s.source = $1
+             ORDER BY s.source, s.stream",
+            &[&source],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SavedState {
+                source: r.get(0),
+                source_type: r.get(1),
+                stream: r.get(2),
+                state: r.get(3),
+                updated_at: r.get(4),
+            })
+            .collect())
+    }
+
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
+        self.ensure_connected()?;
+        let mut tx = self.client.transaction()?;
+        let removed = tx.execute(
+            "DELETE FROM sync_state WHERE source = $1 AND ($2::TEXT IS NULL OR stream = $2)",
+            &[&source, &stream],
+        )?;
+        if stream.is_none() {
+            tx.execute(
+                "DELETE FROM growthflow_sources WHERE source = $1",
+                &[&source],
+            )?;
+        }
+        tx.commit()?;
+        Ok(removed)
     }
 
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {

@@ -21,7 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Destination, RebuildStats, SchemaTooNew, WriteBatch};
+use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::time::format_utc;
 use crate::{Error, Result};
@@ -50,6 +50,7 @@ impl SqliteDestination {
                 ))
             })?;
         }
+        create_private(path)?;
         let conn = Connection::open(path)?;
         Self::from_connection(conn)
     }
@@ -103,6 +104,34 @@ impl SqliteDestination {
     }
 }
 
+/// Create the dataset file readable by its owner only (0600) if it does not exist yet: it holds
+/// customers' emails and orders. SQLite gives the `-wal` and `-shm` files the database file's
+/// permissions, so they are owner-only too. An existing file keeps the permissions it has.
+fn create_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "cannot create the dataset {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// `synced_at` and the rebuild watermark: RFC 3339 UTC with a fixed six-digit fraction, so that text
 /// order is time order and a rebuild in the same second as a commit still tells them apart. (A
 /// whole-second `synced_at` of an older dataset sorts after every fraction of its second, so at worst
@@ -117,11 +146,78 @@ fn money(d: Decimal) -> f64 {
 
 impl Destination for SqliteDestination {
     fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO growthflow_sources (source, type) VALUES (?1, ?2)
-             ON CONFLICT(source) DO UPDATE SET type = excluded.type",
-            params![source, source_type],
+        let known: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT type FROM growthflow_sources WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match known {
+            Some(was) if was != source_type => Err(source_type_changed(source, &was, source_type)),
+            Some(_) => Ok(()),
+            None => {
+                self.conn.execute(
+                    "INSERT INTO growthflow_sources (source, type) VALUES (?1, ?2)
+                     ON CONFLICT(source) DO NOTHING",
+                    params![source, source_type],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.source, g.type, s.stream, s.state, s.updated_at
+             FROM sync_state s LEFT JOIN growthflow_sources g ON g.source = s.source
+             WHERE ?1 IS NULL OR s.source = ?1
+             ORDER BY s.source, s.stream",
         )?;
+        let rows = stmt
+            .query_map([source], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, Option<String>, String, String, String)>>>()?;
+        rows.into_iter()
+            .map(|(source, source_type, stream, state, updated_at)| {
+                Ok(SavedState {
+                    source,
+                    source_type,
+                    stream,
+                    state: serde_json::from_str(&state)?,
+                    updated_at,
+                })
+            })
+            .collect()
+    }
+
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = tx.execute(
+            "DELETE FROM sync_state WHERE source = ?1 AND (?2 IS NULL OR stream = ?2)",
+            params![source, stream],
+        )?;
+        if stream.is_none() {
+            tx.execute("DELETE FROM growthflow_sources WHERE source = ?1", [source])?;
+        }
+        tx.commit()?;
+        Ok(removed as u64)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        // TRUNCATE: every committed page is copied into the `.db` file and the log emptied.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
