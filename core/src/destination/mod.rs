@@ -157,7 +157,7 @@ pub struct DatasetWriter {
 const MAX_RECORDS_PER_TRANSACTION: usize = 5_000;
 
 fn closed() -> Error {
-    Error::Other("the dataset writer has stopped".into())
+    Error::destination("the dataset writer has stopped")
 }
 
 impl DatasetWriter {
@@ -208,7 +208,11 @@ impl DatasetWriter {
                             for a in acks {
                                 let _ = a.send(match &result {
                                     Ok(()) => Ok(()),
-                                    Err(e) => Err(Error::Other(format!("commit failed: {e}"))),
+                                    // Every waiting stream gets the failure, with its kind kept
+                                    // (a dataset error stays `destination` in `--json`).
+                                    Err(e) => {
+                                        Err(Error::destination(format!("commit failed: {e}")))
+                                    }
                                 });
                             }
                             match pending {
