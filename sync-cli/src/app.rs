@@ -327,12 +327,35 @@ fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure>
 /// The configured dataset for a command that only looks at it or edits its bookkeeping: a SQLite
 /// file that does not exist is refused (exit 2) instead of created empty.
 fn open_existing(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
-    if let DestinationTarget::Sqlite(path) = cfg.destination.target()? {
-        if !path.exists() {
+    match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) if !path.exists() => {
             return Err(no_dataset(&path.display().to_string()));
         }
+        DestinationTarget::Sqlite(_) => {}
+        DestinationTarget::Postgres(t) => postgres_dataset_exists(&t)?,
     }
     open_dataset(cfg)
+}
+
+/// `Ok` when the PostgreSQL target holds a dataset; the "run sync first" refusal (exit 2) when its
+/// schema has none. Asked from a plain thread: the blocking client may not run on the runtime's.
+fn postgres_dataset_exists(t: &PostgresTarget) -> Result<(), Failure> {
+    let shown = format!("{} (schema {})", t.display(), t.schema());
+    let exists = std::thread::scope(|s| {
+        s.spawn(|| PostgresDestination::exists(t))
+            .join()
+            .unwrap_or_else(|_| {
+                Err(growthflow_core::Error::destination(
+                    "the dataset thread panicked",
+                ))
+            })
+    })
+    .map_err(|e| open_failure(&shown, e))?;
+    if exists {
+        Ok(())
+    } else {
+        Err(no_dataset(&shown))
+    }
 }
 
 /// Run `f` on the dataset from a plain thread (the blocking PostgreSQL client may not be used or
@@ -715,6 +738,7 @@ fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure>
             Ok(r)
         }
         DestinationTarget::Postgres(t) => {
+            postgres_dataset_exists(&t)?;
             // The blocking client runs its own runtime: open and read from a plain thread. A read-only
             // role may report; the queries share one snapshot, so a sync committing meanwhile cannot
             // make the report's sections disagree.

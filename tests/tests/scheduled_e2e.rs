@@ -99,6 +99,42 @@ async fn report_refuses_a_dataset_that_does_not_exist_and_creates_none() {
 }
 
 #[tokio::test]
+async fn report_and_state_refuse_a_postgres_schema_without_a_dataset_and_create_none() {
+    use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
+    let Some(schema) = TestSchema::new("no_dataset") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("growthflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[destination]\nurl = \"{}\"\nschema = \"{}\"\n",
+            schema.url(),
+            schema.name()
+        ),
+    )
+    .unwrap();
+    for args in [&["report"][..], &["state", "show"][..]] {
+        let (code, out) = cli(&config, args).await;
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert_eq!(out, "", "{args:?}");
+    }
+    let name = schema.name().to_string();
+    let created: bool = blocking(move || {
+        schema
+            .client()
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&name],
+            )
+            .unwrap()
+            .get(0)
+    });
+    assert!(!created, "the schema was created");
+}
+
+#[tokio::test]
 async fn a_source_that_changed_type_is_refused_before_anything_is_read() {
     let env = Env::start().await;
     let config = env.config("replatform", false);

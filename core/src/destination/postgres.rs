@@ -418,6 +418,19 @@ impl PostgresDestination {
         Ok(())
     }
 
+    /// True when the target's schema holds a growthflow dataset (its `schema_migrations` table).
+    /// Commands that only read (`report`, `state`) ask first, so that they refuse a dataset that does
+    /// not exist instead of creating an empty one and answering from it. Blocking.
+    pub fn exists(target: &PostgresTarget) -> Result<bool> {
+        let mut client = target.connect()?;
+        let table = format!("{}.schema_migrations", quote_ident(&target.schema));
+        let found: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .map_err(|e| target.error("cannot look for the dataset", &e))?
+            .get(0);
+        Ok(found)
+    }
+
     /// A connection for reading the dataset (the report), which needs no write privilege when the
     /// dataset is up to date: a BI tool's read-only role can run `growthflow report`. A dataset that
     /// is missing or from an older growthflow is [`open`](Self::open)ed (created or migrated) first,
