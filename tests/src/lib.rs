@@ -3,12 +3,16 @@
 //! same way in every platform's test.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use chrono::NaiveDate;
 use growthflow_cli::app;
 use growthflow_cli::cli::Cli;
+use growthflow_core::destination::postgres::testing::{blocking, server_url, TestSchema};
+use growthflow_core::destination::postgres::PostgresTarget;
+use growthflow_core::destination::sqlite::SqliteDestination;
 use rusqlite::Connection;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
@@ -23,9 +27,189 @@ pub async fn cli(config: &Path, args: &[&str]) -> (i32, String) {
     (code, String::from_utf8(out).unwrap())
 }
 
-/// The dataset `gf.db` beside a test's config file.
-pub fn db(config: &Path) -> Connection {
-    Connection::open(config.parent().unwrap().join("gf.db")).unwrap()
+/// The store an end-to-end test writes to. Every platform suite runs its tests once on each (see
+/// [`on_both_stores!`]): the same assertions hold a SQLite dataset and a PostgreSQL one.
+#[derive(Debug)]
+pub enum Store {
+    /// `gf.db` beside each of the test's config files.
+    Sqlite,
+    /// A fresh schema on the test server for each of the test's config folders, dropped when the test
+    /// ends.
+    Postgres(Mutex<HashMap<PathBuf, TestSchema>>),
+}
+
+impl Store {
+    /// The embedded default.
+    pub fn sqlite() -> Store {
+        Store::Sqlite
+    }
+
+    /// PostgreSQL; `None` when PostgreSQL tests are skipped (no server answers and
+    /// `GROWTHFLOW_REQUIRE_POSTGRES` is not set).
+    pub fn postgres() -> Option<Store> {
+        server_url().map(|_| Store::Postgres(Mutex::default()))
+    }
+
+    /// The body of the `[destination]` table of a config written in `dir` (the same dataset each
+    /// time for one `dir`).
+    pub fn destination_toml(&self, dir: &Path) -> String {
+        match self {
+            Store::Sqlite => format!("url = \"sqlite://{}\"", dir.join("gf.db").display()),
+            Store::Postgres(schemas) => {
+                let mut schemas = schemas.lock().unwrap();
+                let schema = schemas.entry(dir.to_path_buf()).or_insert_with(|| {
+                    let label = dir.file_name().unwrap_or_default().to_string_lossy();
+                    TestSchema::new(&format!("e2e_{label}")).expect("the server answered")
+                });
+                format!("url = \"{}\"\nschema = \"{}\"", schema.url(), schema.name())
+            }
+        }
+    }
+}
+
+/// Run each named `async fn NAME(store: Store)` of an end-to-end suite as two tests, `NAME::sqlite` and
+/// `NAME::postgres` (the latter skipped with a visible line where no test server answers).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::Store::sqlite()).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(store) = $crate::Store::postgres() {
+                    super::$name(store).await
+                }
+            }
+        }
+    )* };
+}
+
+/// The dataset a test's config file names, to query with SQLite's SQL whichever store holds it.
+#[derive(Debug)]
+pub struct Dataset {
+    conn: Connection,
+    _mirror: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Dataset {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// The tables a test reads, in the order they are copied.
+const DATASET_TABLES: [&str; 6] = [
+    "raw_records",
+    "sync_state",
+    "orders",
+    "customers",
+    "journey_events",
+    "growthflow_sources",
+];
+
+/// The dataset of a test's config file. A SQLite dataset is opened as is. A PostgreSQL one is copied,
+/// value by value, into a fresh SQLite dataset made by the SQLite store's own migrations, each value
+/// written as the SQLite store writes it (money as REAL, times as RFC 3339 text, flags as 0/1, JSON as
+/// text): the suites' queries and assertions then run unchanged against what PostgreSQL holds.
+pub fn db(config: &Path) -> Dataset {
+    let text = std::fs::read_to_string(config).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    let dest = table["destination"].as_table().unwrap();
+    let url = dest["url"].as_str().unwrap();
+    if let Some(file) = url.strip_prefix("sqlite://") {
+        let conn = Connection::open(file).unwrap();
+        // A sync's writer thread may still be finishing its last commit (a test that aborted it).
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        return Dataset {
+            conn,
+            _mirror: None,
+        };
+    }
+    let schema = dest
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .unwrap_or("growthflow");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mirror.db");
+    drop(SqliteDestination::open(&file).unwrap());
+    let mut conn = Connection::open(&file).unwrap();
+    let target = PostgresTarget::parse(url, Some(schema)).unwrap();
+    let rows: Vec<(&str, Vec<String>, Vec<Vec<rusqlite::types::Value>>)> = blocking(|| {
+        let mut client = target.connect().unwrap();
+        DATASET_TABLES
+            .iter()
+            .map(|t| {
+                let result = client.query(&format!("SELECT * FROM {t}"), &[]).unwrap();
+                let columns = match client.prepare(&format!("SELECT * FROM {t}")) {
+                    Ok(stmt) => stmt
+                        .columns()
+                        .iter()
+                        .map(|c| c.name().to_string())
+                        .collect(),
+                    Err(e) => panic!("{t}: {e}"),
+                };
+                let values = result.iter().map(sqlite_values).collect();
+                (*t, columns, values)
+            })
+            .collect()
+    });
+    let tx = conn.transaction().unwrap();
+    for (table, columns, values) in rows {
+        let marks = vec!["?"; columns.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES ({marks})",
+            columns.join(", ")
+        );
+        let mut stmt = tx.prepare(&sql).unwrap();
+        for row in values {
+            stmt.execute(rusqlite::params_from_iter(row)).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    Dataset {
+        conn,
+        _mirror: Some(dir),
+    }
+}
+
+/// One PostgreSQL row as the SQLite store would have written it.
+fn sqlite_values(row: &postgres::Row) -> Vec<rusqlite::types::Value> {
+    use postgres::types::Type;
+    use rusqlite::types::Value as V;
+    (0..row.len())
+        .map(|i| {
+            let ty = row.columns()[i].type_().clone();
+            let v: Option<V> = match ty {
+                Type::TEXT | Type::VARCHAR => row.get::<_, Option<String>>(i).map(V::Text),
+                Type::INT2 => row.get::<_, Option<i16>>(i).map(|n| V::Integer(n.into())),
+                Type::INT4 => row.get::<_, Option<i32>>(i).map(|n| V::Integer(n.into())),
+                Type::INT8 => row.get::<_, Option<i64>>(i).map(V::Integer),
+                Type::FLOAT8 => row.get::<_, Option<f64>>(i).map(V::Real),
+                Type::NUMERIC => row
+                    .get::<_, Option<Decimal>>(i)
+                    .map(|d| V::Real(rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap())),
+                Type::BOOL => row
+                    .get::<_, Option<bool>>(i)
+                    .map(|b| V::Integer(i64::from(b))),
+                Type::TIMESTAMPTZ => row
+                    .get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+                    .map(|t| V::Text(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
+                Type::DATE => row
+                    .get::<_, Option<NaiveDate>>(i)
+                    .map(|d| V::Text(d.format("%Y-%m-%d").to_string())),
+                Type::JSONB | Type::JSON => row
+                    .get::<_, Option<Value>>(i)
+                    .map(|v| V::Text(v.to_string())),
+                other => panic!("no SQLite form for {other}"),
+            };
+            v.unwrap_or(V::Null)
+        })
+        .collect()
 }
 
 /// A platform number, sent as a string or a JSON number, as an exact decimal.

@@ -1,7 +1,9 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated WooCommerce store, checked
 //! against values computed independently from the store's generated data.
 
-use growthflow_tests::{cents, cli, date_of, db, dec, raw_payloads, snapshot, Captured};
+use growthflow_tests::{
+    cents, cli, date_of, db, dec, on_both_stores, raw_payloads, snapshot, Captured, Store,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,17 +17,33 @@ use serde_json::Value;
 /// Statuses that are not sales (the WooCommerce connector's documented rule).
 const NOT_SALES: [&str; 4] = ["cancelled", "failed", "trash", "checkout-draft"];
 
+on_both_stores!(
+    sync_fills_the_dataset_with_exactly_the_generated_store,
+    a_second_sync_adds_nothing,
+    a_sync_killed_mid_stream_and_run_again_ends_with_the_uninterrupted_dataset,
+    faults_on_the_wire_still_give_the_exact_dataset,
+    report_json_gives_the_values_of_the_generated_store,
+    secrets_never_reach_the_dataset,
+    backfill_rereads_a_window_without_moving_the_cursor,
+);
+
 struct Env {
     sandbox: Sandbox,
     dir: tempfile::TempDir,
+    dataset: Store,
 }
 
 impl Env {
     async fn start() -> Env {
+        Env::on(Store::sqlite()).await
+    }
+
+    async fn on(dataset: Store) -> Env {
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
         Env {
             sandbox,
             dir: tempfile::tempdir().unwrap(),
+            dataset,
         }
     }
 
@@ -41,7 +59,7 @@ impl Env {
         let text = format!(
             r#"
 [destination]
-url = "sqlite://{db}"
+{destination}
 
 [sync]
 start_date = "2015-01-01"
@@ -53,7 +71,7 @@ consumer_key = "{ck}"
 consumer_secret = "{cs}"
 {extra}
 "#,
-            db = dir.join("gf.db").display(),
+            destination = self.dataset.destination_toml(&dir),
             url = self.sandbox.woocommerce_url(),
             ck = store.consumer_key,
             cs = secret.unwrap_or(&store.consumer_secret),
@@ -77,9 +95,8 @@ fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-#[tokio::test]
-async fn sync_fills_the_dataset_with_exactly_the_generated_store() {
-    let env = Env::start().await;
+async fn sync_fills_the_dataset_with_exactly_the_generated_store(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "", None);
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -227,9 +244,8 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_store() {
     );
 }
 
-#[tokio::test]
-async fn a_second_sync_adds_nothing() {
-    let env = Env::start().await;
+async fn a_second_sync_adds_nothing(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "", None);
     assert_eq!(cli(&config, &["sync"]).await.0, 0);
     let first = snapshot(&db(&config));
@@ -255,9 +271,8 @@ async fn a_second_sync_adds_nothing() {
     assert_eq!(state, format!("{{\"cursor\":\"{newest}Z\"}}"));
 }
 
-#[tokio::test]
-async fn a_sync_killed_mid_stream_and_run_again_ends_with_the_uninterrupted_dataset() {
-    let env = Env::start().await;
+async fn a_sync_killed_mid_stream_and_run_again_ends_with_the_uninterrupted_dataset(store: Store) {
+    let env = Env::on(store).await;
     // Small pages so that the kill lands in the middle of the orders stream.
     let reference = env.config("reference", "per_page = 10", None);
     assert_eq!(cli(&reference, &["sync"]).await.0, 0);
@@ -276,9 +291,7 @@ async fn a_sync_killed_mid_stream_and_run_again_ends_with_the_uninterrupted_data
     run.abort();
     let _ = run.await;
     // Give the writer thread a moment to finish the commit it was in (it never leaves half a page).
-    let conn = Connection::open(killed.parent().unwrap().join("gf.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
+    let conn = db(&killed);
     let partial = count(
         &conn,
         "SELECT COUNT(*) FROM raw_records WHERE stream = 'orders'",
@@ -312,9 +325,8 @@ async fn a_sync_killed_mid_stream_and_run_again_ends_with_the_uninterrupted_data
     assert_eq!(snapshot(&db(&killed)), expected);
 }
 
-#[tokio::test]
-async fn faults_on_the_wire_still_give_the_exact_dataset() {
-    let env = Env::start().await;
+async fn faults_on_the_wire_still_give_the_exact_dataset(store: Store) {
+    let env = Env::on(store).await;
     let reference = env.config("reference", "", None);
     assert_eq!(cli(&reference, &["sync"]).await.0, 0);
     let expected = snapshot(&db(&reference));
@@ -330,9 +342,8 @@ async fn faults_on_the_wire_still_give_the_exact_dataset() {
     assert_eq!(snapshot(&db(&faulty)), expected);
 }
 
-#[tokio::test]
-async fn report_json_gives_the_values_of_the_generated_store() {
-    let env = Env::start().await;
+async fn report_json_gives_the_values_of_the_generated_store(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "", None);
     assert_eq!(cli(&config, &["sync"]).await.0, 0);
     let store = env.store();
@@ -603,9 +614,8 @@ async fn usage_and_config_errors_exit_2_naming_the_key() {
     assert_eq!(cli(&good, &["check", "unknown_source"]).await.0, 2);
 }
 
-#[tokio::test]
-async fn secrets_never_reach_the_dataset() {
-    let env = Env::start().await;
+async fn secrets_never_reach_the_dataset(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "", None);
     assert_eq!(cli(&config, &["sync"]).await.0, 0);
     let conn = db(&config);
@@ -635,9 +645,8 @@ async fn secrets_never_reach_the_dataset() {
     }
 }
 
-#[tokio::test]
-async fn backfill_rereads_a_window_without_moving_the_cursor() {
-    let env = Env::start().await;
+async fn backfill_rereads_a_window_without_moving_the_cursor(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "", None);
     assert_eq!(cli(&config, &["sync"]).await.0, 0);
     let before = snapshot(&db(&config));
