@@ -139,24 +139,24 @@ pub fn db(config: &Path) -> Dataset {
     drop(SqliteDestination::open(&file).unwrap());
     let mut conn = Connection::open(&file).unwrap();
     let target = PostgresTarget::parse(url, Some(schema)).unwrap();
-    let rows: Vec<(&str, Vec<String>, Vec<Vec<rusqlite::types::Value>>)> = blocking(|| {
+    // A schema the first sync has not created yet reads as an empty dataset, as a new SQLite file does.
+    let rows: Vec<MirroredTable> = blocking(|| {
         let mut client = target.connect().unwrap();
-        DATASET_TABLES
-            .iter()
-            .map(|t| {
-                let result = client.query(&format!("SELECT * FROM {t}"), &[]).unwrap();
-                let columns = match client.prepare(&format!("SELECT * FROM {t}")) {
-                    Ok(stmt) => stmt
-                        .columns()
-                        .iter()
-                        .map(|c| c.name().to_string())
-                        .collect(),
-                    Err(e) => panic!("{t}: {e}"),
-                };
-                let values = result.iter().map(sqlite_values).collect();
-                (*t, columns, values)
-            })
-            .collect()
+        let mut rows = Vec::new();
+        for t in DATASET_TABLES {
+            let sql = format!("SELECT * FROM {t}");
+            let Ok(stmt) = client.prepare(&sql) else {
+                continue;
+            };
+            let columns = stmt
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
+            let result = client.query(&stmt, &[]).unwrap();
+            rows.push((t, columns, result.iter().map(sqlite_values).collect()));
+        }
+        rows
     });
     let tx = conn.transaction().unwrap();
     for (table, columns, values) in rows {
@@ -176,6 +176,9 @@ pub fn db(config: &Path) -> Dataset {
         _mirror: Some(dir),
     }
 }
+
+/// A table read from PostgreSQL: its name, its columns and its rows in SQLite's terms.
+type MirroredTable = (&'static str, Vec<String>, Vec<Vec<rusqlite::types::Value>>);
 
 /// One PostgreSQL row as the SQLite store would have written it.
 fn sqlite_values(row: &postgres::Row) -> Vec<rusqlite::types::Value> {

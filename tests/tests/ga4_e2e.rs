@@ -2,7 +2,7 @@
 //! with a service-account key file, checked against values computed independently from the generated rows
 //! — and again after the property restated its recent days.
 
-use growthflow_tests::{cli, db, dec, raw_payloads, snapshot};
+use growthflow_tests::{cli, db, dec, on_both_stores, raw_payloads, snapshot, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -20,12 +20,11 @@ fn close(got: &Value, want: Decimal, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn sync_and_report_give_the_generated_ga4_values() {
+async fn sync_and_report_give_the_generated_ga4_values(store: Store) {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let property = sandbox.ga4();
-    let config = ga4_config(&sandbox, dir.path(), "2024-12-15");
+    let config = ga4_config_on(&store, &sandbox, dir.path(), "2024-12-15");
 
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -110,6 +109,11 @@ async fn sync_and_report_give_the_generated_ga4_values() {
 
 /// A service-account key and a config for the sandbox's property starting at `start_date`.
 fn ga4_config(sandbox: &Sandbox, dir: &Path, start_date: &str) -> PathBuf {
+    ga4_config_on(&Store::sqlite(), sandbox, dir, start_date)
+}
+
+/// [`ga4_config`] writing to `store`.
+fn ga4_config_on(store: &Store, sandbox: &Sandbox, dir: &Path, start_date: &str) -> PathBuf {
     let property = sandbox.ga4();
     let key = dir.join("service-account.json");
     std::fs::write(
@@ -123,7 +127,7 @@ fn ga4_config(sandbox: &Sandbox, dir: &Path, start_date: &str) -> PathBuf {
         format!(
             r#"
 [destination]
-url = "sqlite://{db}"
+{destination}
 
 [sync]
 start_date = "{start_date}"
@@ -134,7 +138,7 @@ property_id = "{id}"
 credentials_file = "{key}"
 base_url = "{url}"
 "#,
-            db = dir.join("gf.db").display(),
+            destination = store.destination_toml(dir),
             id = property.property_id,
             key = key.display(),
             url = sandbox.ga4_url(),
@@ -175,8 +179,7 @@ fn metrics(row: &Row) -> Vec<rust_decimal::Decimal> {
         .collect()
 }
 
-#[tokio::test]
-async fn restated_days_replace_their_rows_in_the_dataset_and_the_report() {
+async fn restated_days_replace_their_rows_in_the_dataset_and_the_report(store: Store) {
     // The connector reads up to today by the real clock and re-reads from its saved cursor (≈ today),
     // so the property's recent days must be the real recent days.
     let sandbox = Sandbox::start(SandboxConfig {
@@ -189,7 +192,12 @@ async fn restated_days_replace_their_rows_in_the_dataset_and_the_report() {
     let property = sandbox.ga4();
     let end = property.end_date;
     let start = end - Duration::days(9);
-    let config = ga4_config(&sandbox, dir.path(), &start.format("%Y-%m-%d").to_string());
+    let config = ga4_config_on(
+        &store,
+        &sandbox,
+        dir.path(),
+        &start.format("%Y-%m-%d").to_string(),
+    );
 
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -440,12 +448,11 @@ async fn a_backfill_stopped_by_the_daily_quota_says_where_to_continue() {
     assert_eq!(got, want, "all of May, each row once");
 }
 
-#[tokio::test]
-async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day() {
+async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day(store: Store) {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let property = sandbox.ga4();
     let dir = tempfile::tempdir().unwrap();
-    let config = ga4_config(&sandbox, dir.path(), "2025-05-01");
+    let config = ga4_config_on(&store, &sandbox, dir.path(), "2025-05-01");
     property.set_daily_tokens(property.tokens_used() + 22);
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 1, "{out}");
@@ -489,3 +496,9 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day() {
         .collect();
     assert_eq!(got, want, "the same rows as one uninterrupted sync");
 }
+
+on_both_stores!(
+    sync_and_report_give_the_generated_ga4_values,
+    restated_days_replace_their_rows_in_the_dataset_and_the_report,
+    a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day,
+);

@@ -1,7 +1,7 @@
 //! End to end: `growthflow sync` and `report` against the sandbox's simulated Klaviyo account (beside its
 //! WooCommerce store), checked against values computed independently from the generated data.
 
-use growthflow_tests::{cents, cli, db, dec, raw_payloads};
+use growthflow_tests::{cents, cli, db, dec, on_both_stores, raw_payloads, Store};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -15,13 +15,19 @@ use serde_json::Value;
 struct Env {
     sandbox: Sandbox,
     dir: tempfile::TempDir,
+    dataset: Store,
 }
 
 impl Env {
     async fn start() -> Env {
+        Env::on(Store::sqlite()).await
+    }
+
+    async fn on(dataset: Store) -> Env {
         Env {
             sandbox: Sandbox::start(SandboxConfig::default()).await.unwrap(),
             dir: tempfile::tempdir().unwrap(),
+            dataset,
         }
     }
 
@@ -37,7 +43,7 @@ impl Env {
         let text = format!(
             r#"
 [destination]
-url = "sqlite://{db}"
+{destination}
 
 [sync]
 start_date = "2015-01-01"
@@ -53,7 +59,7 @@ type = "klaviyo"
 api_key = "{key}"
 base_url = "{klaviyo_url}"
 "#,
-            db = dir.join("gf.db").display(),
+            destination = self.dataset.destination_toml(&dir),
             woo_url = self.sandbox.woocommerce_url(),
             ck = store.consumer_key,
             cs = store.consumer_secret,
@@ -70,9 +76,8 @@ fn count(conn: &Connection, sql: &str, param: &str) -> i64 {
     conn.query_row(sql, [param], |r| r.get(0)).unwrap()
 }
 
-#[tokio::test]
-async fn sync_reads_every_klaviyo_record_within_the_rate_tiers() {
-    let env = Env::start().await;
+async fn sync_reads_every_klaviyo_record_within_the_rate_tiers(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a");
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -137,9 +142,8 @@ async fn sync_reads_every_klaviyo_record_within_the_rate_tiers() {
     env.sandbox.shutdown().await;
 }
 
-#[tokio::test]
-async fn report_gives_the_klaviyo_values_of_the_generated_account() {
-    let env = Env::start().await;
+async fn report_gives_the_klaviyo_values_of_the_generated_account(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a");
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -221,9 +225,8 @@ async fn report_gives_the_klaviyo_values_of_the_generated_account() {
     env.sandbox.shutdown().await;
 }
 
-#[tokio::test]
-async fn profiles_join_store_customers_on_normalised_email() {
-    let env = Env::start().await;
+async fn profiles_join_store_customers_on_normalised_email(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a");
     let (code, out) = cli(&config, &["sync"]).await;
     assert_eq!(code, 0, "{out}");
@@ -312,9 +315,8 @@ async fn sustained_requests_stay_inside_the_fixed_windows_and_all_succeed() {
     );
 }
 
-#[tokio::test]
-async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts() {
-    let env = Env::start().await;
+async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a");
     assert_eq!(cli(&config, &["sync"]).await.0, 0);
     let raw_count = |config: &Path| -> i64 {
@@ -357,3 +359,10 @@ async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts() {
     assert_eq!(account.throttled_count(), 0);
     env.sandbox.shutdown().await;
 }
+
+on_both_stores!(
+    sync_reads_every_klaviyo_record_within_the_rate_tiers,
+    report_gives_the_klaviyo_values_of_the_generated_account,
+    profiles_join_store_customers_on_normalised_email,
+    a_second_sync_and_a_backfill_use_filters_klaviyo_accepts,
+);

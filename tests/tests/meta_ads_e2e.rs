@@ -6,7 +6,7 @@
 //! cursor (about yesterday), so the sandbox's account ends now: its recent days are the real recent
 //! days, and every date below is counted back from that end.
 
-use growthflow_tests::{cents, cli, db, dec, raw_payloads, snapshot};
+use growthflow_tests::{cents, cli, db, dec, on_both_stores, raw_payloads, snapshot, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -20,10 +20,15 @@ use serde_json::Value;
 struct Env {
     sandbox: Sandbox,
     dir: tempfile::TempDir,
+    dataset: Store,
 }
 
 impl Env {
     async fn start() -> Env {
+        Env::on(Store::sqlite()).await
+    }
+
+    async fn on(dataset: Store) -> Env {
         let config = SandboxConfig {
             end: Utc::now(),
             ..Default::default()
@@ -31,6 +36,7 @@ impl Env {
         Env {
             sandbox: Sandbox::start(config).await.unwrap(),
             dir: tempfile::tempdir().unwrap(),
+            dataset,
         }
     }
 
@@ -70,7 +76,7 @@ consumer_secret = "{}"
         let text = format!(
             r#"
 [destination]
-url = "sqlite://{db}"
+{destination}
 
 [sync]
 start_date = "{start}"
@@ -81,7 +87,7 @@ ad_account_id = "{id}"
 access_token = "{token}"
 base_url = "{meta_url}"
 "#,
-            db = dir.join("gf.db").display(),
+            destination = self.dataset.destination_toml(&dir),
             id = self.account().account_id,
             token = self.account().access_token,
             meta_url = self.sandbox.meta_url(),
@@ -214,9 +220,8 @@ async fn check_report(config: &std::path::Path, rows: &[Value], since: &str, unt
     assert!(joined >= 2, "spend joins store revenue: {}", r["campaigns"]);
 }
 
-#[tokio::test]
-async fn sync_restatement_and_report_give_the_generated_meta_values() {
-    let env = Env::start().await;
+async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store) {
+    let env = Env::on(store).await;
     let account = env.account();
     let end = env.end();
     let start = end - Duration::days(200);
@@ -308,9 +313,8 @@ async fn sync_restatement_and_report_give_the_generated_meta_values() {
     assert_eq!(account.throttled_count(), 0, "no code 17 in any sync");
 }
 
-#[tokio::test]
-async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once() {
-    let env = Env::start().await;
+async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Store) {
+    let env = Env::on(store).await;
     let account = env.account();
     let end = env.end();
     let config = env.config("b", end - Duration::days(20), false);
@@ -455,9 +459,10 @@ async fn a_day_failing_at_account_scope_comes_through_the_campaign_split() {
     );
 }
 
-#[tokio::test]
-async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_dataset() {
-    let env = Env::start().await;
+async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_dataset(
+    store: Store,
+) {
+    let env = Env::on(store).await;
     let start = env.end() - Duration::days(200);
     let reference = env.config("reference", start, false);
     let (code, out) = cli(&reference, &["sync", "--json"]).await;
@@ -525,3 +530,9 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
     assert_eq!(code, 0, "{out}");
     assert_eq!(snapshot(&db(&killed)), expected);
 }
+
+on_both_stores!(
+    sync_restatement_and_report_give_the_generated_meta_values,
+    a_two_year_backfill_splits_its_job_and_brings_every_day_once,
+    a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_dataset,
+);

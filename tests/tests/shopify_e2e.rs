@@ -1,7 +1,7 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated Shopify shop (GraphQL Admin
 //! API), checked against values computed independently from the shop's generated data.
 
-use growthflow_tests::{cli, date_of, db, raw_payloads, snapshot};
+use growthflow_tests::{cli, date_of, db, on_both_stores, raw_payloads, snapshot, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,6 +15,7 @@ use serde_json::Value;
 struct Env {
     sandbox: Sandbox,
     dir: tempfile::TempDir,
+    dataset: Store,
 }
 
 impl Env {
@@ -22,10 +23,19 @@ impl Env {
         Env::with(SandboxConfig::default()).await
     }
 
+    async fn on(dataset: Store) -> Env {
+        Env::with_on(SandboxConfig::default(), dataset).await
+    }
+
     async fn with(config: SandboxConfig) -> Env {
+        Env::with_on(config, Store::sqlite()).await
+    }
+
+    async fn with_on(config: SandboxConfig, dataset: Store) -> Env {
         Env {
             sandbox: Sandbox::start(config).await.unwrap(),
             dir: tempfile::tempdir().unwrap(),
+            dataset,
         }
     }
 
@@ -40,7 +50,7 @@ impl Env {
         let text = format!(
             r#"
 [destination]
-url = "sqlite://{db}"
+{destination}
 
 [sync]
 start_date = "2015-01-01"
@@ -52,7 +62,7 @@ access_token = "{token}"
 base_url = "{url}"
 {extra}
 "#,
-            db = dir.join("gf.db").display(),
+            destination = self.dataset.destination_toml(&dir),
             token = self.shop().access_token,
             url = self.sandbox.shopify_url(),
         );
@@ -106,9 +116,8 @@ fn raw_values(conn: &Connection) -> BTreeMap<(String, String, String), (Option<S
     .collect()
 }
 
-#[tokio::test]
-async fn sync_fills_the_dataset_with_exactly_the_generated_shop() {
-    let env = Env::start().await;
+async fn sync_fills_the_dataset_with_exactly_the_generated_shop(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "");
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -216,9 +225,8 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_shop() {
     assert_eq!(db_with_campaign, with_campaign);
 }
 
-#[tokio::test]
-async fn a_second_sync_adds_nothing() {
-    let env = Env::start().await;
+async fn a_second_sync_adds_nothing(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "");
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -228,9 +236,8 @@ async fn a_second_sync_adds_nothing() {
     assert_eq!(snapshot(&db(&config)), first);
 }
 
-#[tokio::test]
-async fn report_json_gives_the_values_of_the_generated_shop() {
-    let env = Env::start().await;
+async fn report_json_gives_the_values_of_the_generated_shop(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "");
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -329,9 +336,8 @@ async fn report_json_gives_the_values_of_the_generated_shop() {
     assert_eq!(f["reported_purchases"]["store"], orders);
 }
 
-#[tokio::test]
-async fn a_long_backfill_goes_through_a_bulk_operation_and_changes_nothing() {
-    let env = Env::start().await;
+async fn a_long_backfill_goes_through_a_bulk_operation_and_changes_nothing(store: Store) {
+    let env = Env::on(store).await;
     let config = env.config("a", "");
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -464,3 +470,10 @@ async fn a_back_to_back_sync_is_neither_throttled_nor_refused_for_cost() {
     );
     assert_eq!(env.shop().max_cost_exceeded_count(), 0);
 }
+
+on_both_stores!(
+    sync_fills_the_dataset_with_exactly_the_generated_shop,
+    a_second_sync_adds_nothing,
+    report_json_gives_the_values_of_the_generated_shop,
+    a_long_backfill_goes_through_a_bulk_operation_and_changes_nothing,
+);
