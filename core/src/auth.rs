@@ -110,7 +110,7 @@ impl OAuth2RefreshToken {
             .redirect(oauth2::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| Error::Other(format!("could not build the OAuth HTTP client: {e}")))?;
+            .map_err(|e| Error::Internal(format!("could not build the OAuth HTTP client: {e}")))?;
         Ok(OAuth2RefreshToken {
             client_id: client_id.into(),
             client_secret,
@@ -254,7 +254,7 @@ impl OAuth2ClientCredentials {
             .redirect(oauth2::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| Error::Other(format!("could not build the OAuth HTTP client: {e}")))?;
+            .map_err(|e| Error::Internal(format!("could not build the OAuth HTTP client: {e}")))?;
         Ok(OAuth2ClientCredentials {
             client_id: client_id.into(),
             client_secret,

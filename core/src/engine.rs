@@ -156,7 +156,7 @@ pub struct StreamOutcome {
     /// Why it failed or stopped.
     pub error: Option<String>,
     /// What kind of failure (`auth`, `config`, `throttled`, `transient`, `platform`, `decode`, `quota`,
-    /// `destination`, `deadline`, `interrupted`), so scripts can tell "fix the credentials" from
+    /// `destination`, `unreachable`, `internal`, `deadline`, `interrupted`), so scripts can tell "fix the credentials" from
     /// "try again later"; `null` when ok.
     pub kind: Option<&'static str>,
     /// How long the stream ran, in seconds.
@@ -174,6 +174,8 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Config => "config",
         ErrorKind::Destination => "destination",
         ErrorKind::QuotaExhausted => "quota",
+        ErrorKind::Unreachable => "unreachable",
+        ErrorKind::Internal => "internal",
     }
 }
 

@@ -30,6 +30,11 @@ pub enum ErrorKind {
     Destination,
     /// A daily or hourly quota is spent: stop now, the next run resumes.
     QuotaExhausted,
+    /// The platform's host cannot be reached at all — its name does not resolve, its TLS certificate
+    /// is refused, it does not speak TLS: asking again will not help, checking the URL will.
+    Unreachable,
+    /// A bug of growthflow's own (a state the code should never reach): report it, don't retry.
+    Internal,
 }
 
 /// Every failure growthflow reports.
@@ -92,9 +97,19 @@ pub enum Error {
     /// [`crate::destination::SchemaTooNew`]; callers that care can downcast it.
     #[error("dataset error: {0}")]
     Destination(Box<dyn std::error::Error + Send + Sync + 'static>),
-    /// Anything else.
+    /// Anything else the platform side did that fits no other variant (a job the platform could not
+    /// finish, an unexpected token-endpoint answer): classed with the platform's own refusals.
     #[error("{0}")]
     Other(String),
+    /// The host cannot be reached (name, certificate, TLS); `message` says what to check.
+    #[error("{message}")]
+    Unreachable {
+        /// What failed and which setting to check.
+        message: String,
+    },
+    /// A bug of ours: a state the code should never reach. The message says where.
+    #[error("internal error (a bug in growthflow, please report it): {0}")]
+    Internal(String),
     /// A request, next-page link or redirect pointed away from the platform's origin. Refused rather
     /// than sent, because the source's credentials go with every request and must only reach the host
     /// they were issued for; retrying cannot help.
@@ -130,6 +145,8 @@ impl Error {
             Error::Config { .. } => ErrorKind::Config,
             Error::Destination(_) => ErrorKind::Destination,
             Error::Other(_) => ErrorKind::Client,
+            Error::Unreachable { .. } => ErrorKind::Unreachable,
+            Error::Internal(_) => ErrorKind::Internal,
             Error::OffOrigin { .. } | Error::ResponseTooLarge { .. } => ErrorKind::Client,
         }
     }

@@ -1143,6 +1143,7 @@ async fn a_host_name_that_does_not_resolve_is_not_retried() {
     .await
     .unwrap_err();
     assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err:?}");
     let text = err.to_string();
     assert!(
         text.contains("could not resolve the host name does-not-exist.invalid"),
@@ -1161,6 +1162,7 @@ async fn tls_to_a_server_that_does_not_speak_it_is_not_retried() {
         .await
         .unwrap_err();
     assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err:?}");
     assert!(
         err.to_string().contains(&format!(
             "the TLS handshake with {} failed",

@@ -228,3 +228,33 @@ async fn shards_split_the_sources_between_runs_without_overlap() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(names(&out), vec!["woo"]);
 }
+
+#[tokio::test]
+async fn a_host_that_does_not_resolve_fails_at_once_as_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("growthflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[destination]\nurl = \"sqlite://{}\"\n\n[sources.woo]\ntype = \"woocommerce\"\n\
+             url = \"https://does-not-exist.invalid\"\nconsumer_key = \"ck_x\"\n\
+             consumer_secret = \"cs_x\"\n",
+            dir.path().join("gf.db").display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let streams = v["sources"][0]["streams"].as_array().unwrap();
+    assert!(!streams.is_empty(), "{v}");
+    for s in streams {
+        assert_eq!(s["status"], "failed", "{s}");
+        assert_eq!(s["kind"], "unreachable", "{s}");
+        let error = s["error"].as_str().unwrap();
+        assert!(
+            error.contains("could not resolve the host name does-not-exist.invalid"),
+            "{error}"
+        );
+    }
+}

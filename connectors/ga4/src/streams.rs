@@ -146,7 +146,7 @@ impl Reader {
             .strip_prefix(REPORT_PREFIX)
             .and_then(|n| self.reports.iter().enumerate().find(|(_, r)| r.name == n));
         let Some((i, r)) = found else {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "GA4 source \"{}\" has no stream \"{stream}\"",
                 self.source
             )));

@@ -218,7 +218,7 @@ impl KlaviyoConfig {
     /// Where the API lives: `base_url` when set (path prefix kept, no trailing slash), else Klaviyo's host.
     pub fn base(&self, source: &str) -> Result<Url> {
         let Some(raw) = &self.base_url else {
-            return Url::parse(DEFAULT_BASE_URL).map_err(|e| Error::Other(e.to_string()));
+            return Url::parse(DEFAULT_BASE_URL).map_err(|e| Error::Internal(e.to_string()));
         };
         let key = format!("sources.{source}.base_url");
         let raw = raw.trim();

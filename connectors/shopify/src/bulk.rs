@@ -137,7 +137,7 @@ pub struct Assembler {
 }
 
 fn spill_error(e: rusqlite::Error) -> Error {
-    Error::Other(format!(
+    Error::Internal(format!(
         "could not spill the Shopify bulk result to a temporary file: {e}"
     ))
 }

@@ -420,7 +420,7 @@ fn page_on(mut cursor: Cursor, resp: &Response, count: usize) -> Result<Option<C
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
         let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-        let err = Error::Other(format!(
+        let err = Error::Internal(format!(
             "WooCommerce has no stream {:?} (streams: {})",
             request.stream,
             names.join(", ")

@@ -44,7 +44,7 @@ impl SqliteDestination {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Other(format!(
+                Error::destination(format!(
                     "cannot create the dataset folder {}: {e}",
                     dir.display()
                 ))
@@ -120,7 +120,7 @@ fn create_private(path: &Path) -> Result<()> {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
-                return Err(Error::Other(format!(
+                return Err(Error::destination(format!(
                     "cannot create the dataset {}: {e}",
                     path.display()
                 )))

@@ -365,7 +365,7 @@ impl HttpClientBuilder {
     /// Build the client.
     pub fn build(self) -> Result<HttpClient> {
         if self.auth_set && self.origin.is_none() {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "{}: an HTTP client with credentials needs the origin they belong to",
                 self.policy.platform()
             )));
@@ -376,7 +376,7 @@ impl HttpClientBuilder {
             .user_agent(self.config.user_agent.clone())
             .redirect(same_origin_redirects())
             .build()
-            .map_err(|e| Error::Other(format!("could not build the HTTP client: {e}")))?;
+            .map_err(|e| Error::Internal(format!("could not build the HTTP client: {e}")))?;
         Ok(HttpClient {
             inner,
             config: self.config,
@@ -462,7 +462,7 @@ impl HttpClient {
     pub async fn send(&self, endpoint: &str, request: reqwest::RequestBuilder) -> Result<Response> {
         let template = request
             .build()
-            .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
+            .map_err(|e| Error::Internal(format!("invalid request: {e}")))?;
         self.check_origin(template.url())?;
         let path = template.url().path().to_string();
         let mut attempt = 0u32;
@@ -474,7 +474,7 @@ impl HttpClient {
             self.wait_turn(endpoint).await;
             let mut req = template
                 .try_clone()
-                .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
+                .ok_or_else(|| Error::Internal("request body cannot be replayed".into()))?;
             let started = Instant::now();
             let outcome = match self.auth.authorize(&mut req).await {
                 Ok(()) => self.execute_once(req).await,
@@ -691,7 +691,7 @@ impl HttpClient {
     ) -> Result<reqwest::Response> {
         let template = request
             .build()
-            .map_err(|e| Error::Other(format!("invalid request: {e}")))?;
+            .map_err(|e| Error::Internal(format!("invalid request: {e}")))?;
         let mut attempt = 0u32;
         let mut throttles = 0u32;
         let mut waited = Duration::ZERO;
@@ -699,7 +699,7 @@ impl HttpClient {
             self.wait_turn(endpoint).await;
             let req = template
                 .try_clone()
-                .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
+                .ok_or_else(|| Error::Internal("request body cannot be replayed".into()))?;
             let error = match self.inner.execute(req).await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
@@ -824,7 +824,9 @@ fn classify_transport(message: String, host: &str) -> Error {
     } else {
         return Error::Transient { message };
     };
-    Error::Other(format!("{advice}; not retried ({message})"))
+    Error::Unreachable {
+        message: format!("{advice}; not retried ({message})"),
+    }
 }
 
 #[cfg(test)]

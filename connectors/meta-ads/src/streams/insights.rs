@@ -291,7 +291,7 @@ impl InsightsState {
                     self.poll_round(reader).await?;
                 }
                 Work::Waiting if slice.run_async => {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Internal(format!(
                         "ad_insights: no job slot for {}..{} ({}); this is a bug",
                         slice.since, slice.until, slice.scope
                     )))

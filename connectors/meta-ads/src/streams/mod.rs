@@ -249,7 +249,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         "adsets" => read_objects(reader, "adsets", "adset", ADSET_FIELDS, &request),
         "ads" => read_objects(reader, "ads", "ad", AD_FIELDS, &request),
         other => {
-            let e = Error::Other(format!(
+            let e = Error::Internal(format!(
                 "Meta Ads has no stream {other:?}; streams: ad_insights, campaigns, adsets, ads"
             ));
             futures::stream::once(async move { Err(e) }).boxed()

@@ -346,7 +346,7 @@ struct Cursor {
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
         let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-        let err = Error::Other(format!(
+        let err = Error::Internal(format!(
             "Shopify has no stream {:?} (streams: {})",
             request.stream,
             names.join(", ")
