@@ -21,6 +21,7 @@ pub mod connector;
 pub mod destination;
 pub mod engine;
 pub mod error;
+pub mod extract;
 pub mod http;
 pub mod model;
 pub mod paginate;

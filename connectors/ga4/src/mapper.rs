@@ -1,13 +1,15 @@
 //! GA4 report rows into journey events: one daily aggregate per non-zero metric.
 
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use growthflow_core::channel::from_ga4_channel_group;
+use growthflow_core::extract::Fields;
 use growthflow_core::model::{EventRow, JourneyMapper, JourneyRows, Stage};
-use growthflow_core::{Error, Result};
+use growthflow_core::Result;
+
+/// GA4's field readers: every decode error starts with "GA4".
+const FIELDS: Fields = Fields::new("GA4");
 
 use crate::streams::TRAFFIC_DAILY;
 
@@ -31,16 +33,9 @@ pub const COUNT_EVENTS: &[(&str, &str, Stage)] = &[
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ga4Mapper;
 
+/// A metric of a stored row; GA4 sends every metric value as a decimal string.
 fn metric(record: &Value, name: &str) -> Result<Option<Decimal>> {
-    match record
-        .pointer(&format!("/metrics/{name}"))
-        .and_then(|v| v.as_str())
-    {
-        None => Ok(None),
-        Some(s) => Decimal::from_str(s).map(Some).map_err(|e| Error::Decode {
-            message: format!("GA4 record metric {name} \"{s}\": {e}"),
-        }),
-    }
+    FIELDS.money(record.pointer(&format!("/metrics/{name}")), name, "record")
 }
 
 impl JourneyMapper for Ga4Mapper {
@@ -57,9 +52,7 @@ impl JourneyMapper for Ga4Mapper {
             .get("date")
             .and_then(|d| d.as_str())
             .and_then(growthflow_core::time::parse_date)
-            .ok_or_else(|| Error::Decode {
-                message: "GA4 record has no date".to_string(),
-            })?;
+            .ok_or_else(|| FIELDS.decode("record", "`date` is missing or not a date"))?;
         let dim = |n: &str| {
             record
                 .pointer(&format!("/dimensions/{n}"))

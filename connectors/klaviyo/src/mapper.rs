@@ -11,19 +11,20 @@
 //! resources naming the campaign or flow). Money is parsed from the JSON number's written form into
 //! [`Decimal`], never through `f64` arithmetic.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
+use growthflow_core::extract::{text_or_number, Fields};
 use growthflow_core::model::{Channel, CustomerRow, EventRow, JourneyMapper, JourneyRows, Stage};
-use growthflow_core::{Error, Result};
+use growthflow_core::Result;
 
 use crate::streams::time_attr;
 
 /// The connector type this mapper belongs to.
 pub const SOURCE_TYPE: &str = "klaviyo";
+
+/// Klaviyo's field readers: every decode error starts with "Klaviyo".
+pub(crate) const FIELDS: Fields = Fields::new("Klaviyo");
 
 /// Metric name → (event_type, stage, is an email engagement event). "Checkout Started" is the older
 /// Shopify integration's name for "Started Checkout".
@@ -77,43 +78,9 @@ impl JourneyMapper for KlaviyoMapper {
     }
 }
 
-fn decode(what: &str, message: impl std::fmt::Display) -> Error {
-    Error::Decode {
-        message: format!("Klaviyo {what}: {message}"),
-    }
-}
-
-/// A non-blank string, trimmed (numbers, as some integrations send ids, as their text).
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// A money value: a JSON number parsed from its written form, or a decimal string.
-fn money(v: Option<&Value>, field: &str, what: &str) -> Result<Option<Decimal>> {
-    let parse = |s: &str| {
-        Decimal::from_str(s.trim())
-            .or_else(|_| Decimal::from_scientific(s.trim()))
-            .map_err(|_| decode(what, format!("`{field}` is not a decimal amount: {s:?}")))
-    };
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => parse(s).map(Some),
-        Some(Value::Number(n)) => parse(&n.to_string()).map(Some),
-        Some(other) => Err(decode(
-            what,
-            format!("`{field}` is not a decimal amount: {other}"),
-        )),
-    }
-}
-
 /// The id a relationship of an (included) resource points at.
 fn related_id(resource: &Value, rel: &str) -> Option<String> {
-    text(resource.pointer(&format!("/relationships/{rel}/data/id")))
+    text_or_number(resource.pointer(&format!("/relationships/{rel}/data/id")))
 }
 
 /// When the event happened: `datetime`, else the epoch `timestamp`.
@@ -121,7 +88,7 @@ fn occurred_at(record: &Value, what: &str) -> Result<DateTime<Utc>> {
     match time_attr(record, "datetime", what)? {
         Some(t) => Ok(t),
         None => time_attr(record, "timestamp", what)?
-            .ok_or_else(|| decode(what, "has neither `datetime` nor `timestamp`")),
+            .ok_or_else(|| FIELDS.decode(what, "has neither `datetime` nor `timestamp`")),
     }
 }
 
@@ -156,8 +123,8 @@ fn attribution(record: &Value, props: &Map<String, Value>) -> Attribution {
                 .or_else(|| related_id(resource, "flow-message"));
         }
     }
-    let attributed_flow = text(props.get("$attributed_flow"));
-    let attributed_message = text(props.get("$attributed_message"));
+    let attributed_flow = text_or_number(props.get("$attributed_flow"));
+    let attributed_message = text_or_number(props.get("$attributed_message"));
     if a.flow.is_none() {
         a.flow = attributed_flow.clone();
     }
@@ -182,9 +149,10 @@ fn attribution(record: &Value, props: &Map<String, Value>) -> Attribution {
 
 /// One event of a mapped metric as a journey event; `None` for other metrics.
 pub fn event_row(record: &Value) -> Result<Option<EventRow>> {
-    let id = text(record.get("id")).ok_or_else(|| decode("event", "`id` is missing"))?;
+    let id = text_or_number(record.get("id"))
+        .ok_or_else(|| FIELDS.decode("event", "`id` is missing"))?;
     let what = format!("event {id}");
-    let Some(metric) = text(record.pointer("/included/metric/attributes/name")) else {
+    let Some(metric) = text_or_number(record.pointer("/included/metric/attributes/name")) else {
         return Ok(None);
     };
     let Some(&(_, event_type, stage, is_email)) =
@@ -199,11 +167,11 @@ pub fn event_row(record: &Value) -> Result<Option<EventRow>> {
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let mut event = EventRow::at(format!("event:{id}"), at, stage, event_type);
-    event.email = text(record.pointer("/included/profile/attributes/email"));
+    event.email = text_or_number(record.pointer("/included/profile/attributes/email"));
     if is_email {
-        let message = text(props.get("$message"));
-        let flow = text(props.get("$flow"));
-        let campaign_name = text(props.get("Campaign Name"));
+        let message = text_or_number(props.get("$message"));
+        let flow = text_or_number(props.get("$flow"));
+        let campaign_name = text_or_number(props.get("Campaign Name"));
         event.channel = Some(Channel::Email);
         event.campaign = fallback_campaign(&campaign_name, &message, &None, &flow);
         event.attributes = json!({
@@ -213,10 +181,10 @@ pub fn event_row(record: &Value) -> Result<Option<EventRow>> {
         });
     } else if event_type == "placed_order" {
         let a = attribution(record, props);
-        event.value = money(props.get("$value"), "$value", &what)?;
-        event.currency = text(props.get("$currency_code"))
-            .or_else(|| text(props.get("$value_currency")))
-            .or_else(|| text(props.get("Currency")));
+        event.value = FIELDS.money(props.get("$value"), "$value", &what)?;
+        event.currency = text_or_number(props.get("$currency_code"))
+            .or_else(|| text_or_number(props.get("$value_currency")))
+            .or_else(|| text_or_number(props.get("Currency")));
         if a.attributed {
             event.channel = Some(Channel::Email);
         }
@@ -250,9 +218,9 @@ fn fallback_campaign(
 
 /// A profile with an email as a person, first seen when Klaviyo created the profile.
 pub fn customer_row(record: &Value) -> Result<Option<CustomerRow>> {
-    let id = text(record.get("id")).unwrap_or_else(|| "?".into());
+    let id = text_or_number(record.get("id")).unwrap_or_else(|| "?".into());
     let what = format!("profile {id}");
-    let Some(email) = text(record.pointer("/attributes/email")) else {
+    let Some(email) = text_or_number(record.pointer("/attributes/email")) else {
         return Ok(None);
     };
     Ok(Some(CustomerRow {

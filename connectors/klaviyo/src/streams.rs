@@ -29,7 +29,7 @@ use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode}
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
-use growthflow_core::time::{format_utc, parse_utc};
+use growthflow_core::time::format_utc;
 use growthflow_core::{Error, Result};
 
 use crate::config::revision_at_least;
@@ -430,23 +430,12 @@ pub fn join_included(document: &mut Value) -> Vec<Value> {
 /// A time attribute of a resource: `Ok(None)` when absent or null, a decode error naming the field when
 /// present but unreadable. Epoch seconds (events' `timestamp`) are accepted too.
 pub(crate) fn time_attr(item: &Value, field: &str, what: &str) -> Result<Option<DateTime<Utc>>> {
-    match item.pointer(&format!("/attributes/{field}")) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => parse_utc(s).map(Some).ok_or_else(|| Error::Decode {
-            message: format!("Klaviyo {what}: `{field}` is not a date-time: {s:?}"),
-        }),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|s| DateTime::from_timestamp(s, 0))
-            .map(Some)
-            .ok_or_else(|| Error::Decode {
-                message: format!("Klaviyo {what}: `{field}` is not a timestamp: {n}"),
-            }),
-        Some(other) => Err(Error::Decode {
-            message: format!("Klaviyo {what}: `{field}` is not a date-time: {other}"),
-        }),
-    }
+    crate::mapper::FIELDS.time(
+        item.pointer(&format!("/attributes/{field}")),
+        field,
+        what,
+        true,
+    )
 }
 
 /// A record with its id and cursor pulled out. Events without `datetime` fall back to `timestamp`.

@@ -8,14 +8,16 @@
 //! Its `value` is under the requested attribution setting (default 7-day click + 1-day view). Meta
 //! sends every number as a string; they are parsed as `Decimal`, never through `f64`.
 
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
+use growthflow_core::extract::{text_or_number, Fields};
 use growthflow_core::model::{Channel, EventRow, JourneyMapper, JourneyRows, Stage};
 use growthflow_core::time::parse_date;
-use growthflow_core::{Error, Result};
+use growthflow_core::Result;
+
+/// Meta's field readers: every decode error starts with "Meta Ads".
+const FIELDS: Fields = Fields::new("Meta Ads");
 
 /// The connector type, as in `[sources.NAME] type = "meta_ads"`.
 pub const SOURCE_TYPE: &str = "meta_ads";
@@ -38,23 +40,32 @@ impl JourneyMapper for MetaAdsMapper {
         if stream != "ad_insights" {
             return Ok(rows);
         }
-        let ad_id = text(record, "ad_id").ok_or_else(|| decode("insights row without ad_id"))?;
-        let date_text =
-            text(record, "date_start").ok_or_else(|| decode("insights row without date_start"))?;
-        let date = parse_date(&date_text)
-            .ok_or_else(|| decode(&format!("date_start {date_text:?} is not YYYY-MM-DD")))?;
-        let currency = text(record, "account_currency");
-        let impressions = number(record.get("impressions"), "impressions")?.unwrap_or_default();
-        let spend = number(record.get("spend"), "spend")?.unwrap_or_default();
+        let ad_id = text_or_number(record.get("ad_id"))
+            .ok_or_else(|| FIELDS.decode("insights row", "`ad_id` is missing"))?;
+        let date_text = text_or_number(record.get("date_start"))
+            .ok_or_else(|| FIELDS.decode("insights row", "`date_start` is missing"))?;
+        let date = parse_date(&date_text).ok_or_else(|| {
+            FIELDS.decode(
+                "insights row",
+                format!("`date_start` is not YYYY-MM-DD: {date_text:?}"),
+            )
+        })?;
+        let currency = text_or_number(record.get("account_currency"));
+        let impressions = FIELDS
+            .money(record.get("impressions"), "impressions", "insights row")?
+            .unwrap_or_default();
+        let spend = FIELDS
+            .money(record.get("spend"), "spend", "insights row")?
+            .unwrap_or_default();
 
         let mut attributes = Map::new();
         for k in ["clicks", "inline_link_clicks", "reach"] {
-            if let Some(n) = number(record.get(k), k)? {
+            if let Some(n) = FIELDS.money(record.get(k), k, "insights row")? {
                 attributes.insert(k.to_string(), count_json(n));
             }
         }
         for k in ["campaign_id", "adset_id", "ad_id"] {
-            if let Some(v) = text(record, k) {
+            if let Some(v) = text_or_number(record.get(k)) {
                 attributes.insert(k.to_string(), Value::String(v));
             }
         }
@@ -67,7 +78,7 @@ impl JourneyMapper for MetaAdsMapper {
         );
         insight.value = Some(spend);
         insight.channel = Some(Channel::PaidSocial);
-        insight.campaign = text(record, "campaign_name");
+        insight.campaign = text_or_number(record.get("campaign_name"));
         insight.currency = currency.clone();
         insight.attributes = Value::Object(attributes);
         let campaign = insight.campaign.clone();
@@ -101,23 +112,8 @@ pub fn action_value(list: Option<&Value>, action: &str) -> Result<Option<Decimal
         .iter()
         .find(|a| a.get("action_type").and_then(Value::as_str) == Some(action))
     {
-        Some(entry) => number(entry.get("value"), action),
+        Some(entry) => FIELDS.money(entry.get("value"), action, "insights row"),
         None => Ok(None),
-    }
-}
-
-/// A Meta number (a string such as `"212.47"`, or a JSON number) as an exact decimal.
-fn number(v: Option<&Value>, what: &str) -> Result<Option<Decimal>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Decimal::from_str(s.trim())
-            .map(Some)
-            .map_err(|e| decode(&format!("{what} {s:?} is not a number: {e}"))),
-        Some(Value::Number(n)) => Decimal::from_str(&n.to_string())
-            .map(Some)
-            .map_err(|e| decode(&format!("{what} {n} is not a number: {e}"))),
-        Some(other) => Err(decode(&format!("{what} is not a number: {other}"))),
     }
 }
 
@@ -127,19 +123,5 @@ fn count_json(n: Decimal) -> Value {
     match n.fract().is_zero().then(|| n.to_i64()).flatten() {
         Some(i) => json!(i),
         None => Value::String(n.normalize().to_string()),
-    }
-}
-
-fn text(record: &Value, key: &str) -> Option<String> {
-    match record.get(key)? {
-        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn decode(message: &str) -> Error {
-    Error::Decode {
-        message: format!("Meta Ads {message}"),
     }
 }

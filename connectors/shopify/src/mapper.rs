@@ -10,17 +10,17 @@
 //! which Shopify often leaves parsed-out as null. Money is parsed from Shopify's decimal strings into
 //! [`Decimal`] and never passes through `f64`.
 
-use std::str::FromStr;
-
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use url::Url;
 
 use growthflow_core::channel::{classify, ChannelInput};
+use growthflow_core::extract::{text, Fields};
 use growthflow_core::model::{CustomerRow, EventRow, JourneyMapper, JourneyRows, OrderRow, Stage};
-use growthflow_core::time::parse_utc;
-use growthflow_core::{Error, Result};
+use growthflow_core::Result;
+
+/// Shopify's field readers: every decode error starts with "Shopify".
+const FIELDS: Fields = Fields::new("Shopify");
 
 use crate::streams::gid_tail;
 
@@ -51,67 +51,11 @@ impl JourneyMapper for ShopifyMapper {
     }
 }
 
-fn decode(what: &str, message: impl std::fmt::Display) -> Error {
-    Error::Decode {
-        message: format!("Shopify {what}: {message}"),
-    }
-}
-
-fn object<'a>(record: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
-    record
-        .as_object()
-        .ok_or_else(|| decode(what, "is not a JSON object"))
-}
-
-/// A non-blank string field, trimmed.
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
 /// The record's id as the numeric tail of its gid.
 fn record_id(obj: &Map<String, Value>, what: &str) -> Result<String> {
     text(obj.get("id"))
         .map(|gid| gid_tail(&gid).to_string())
-        .ok_or_else(|| decode(what, "`id` is missing"))
-}
-
-fn time(obj: &Map<String, Value>, field: &str, what: &str) -> Result<Option<DateTime<Utc>>> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_utc(s)
-            .map(Some)
-            .ok_or_else(|| decode(what, format!("`{field}` is not a date-time: {s:?}"))),
-        Some(other) => Err(decode(
-            what,
-            format!("`{field}` is not a date-time: {other}"),
-        )),
-    }
-}
-
-fn required_time(obj: &Map<String, Value>, field: &str, what: &str) -> Result<DateTime<Utc>> {
-    time(obj, field, what)?.ok_or_else(|| decode(what, format!("`{field}` is missing")))
-}
-
-/// A decimal string (or, defensively, a JSON number read from its written form).
-fn decimal(v: Option<&Value>, field: &str, what: &str) -> Result<Option<Decimal>> {
-    let parse = |s: &str| {
-        Decimal::from_str(s.trim())
-            .or_else(|_| Decimal::from_scientific(s.trim()))
-            .map_err(|_| decode(what, format!("`{field}` is not a decimal amount: {s:?}")))
-    };
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => parse(s).map(Some),
-        Some(Value::Number(n)) => parse(&n.to_string()).map(Some),
-        Some(other) => Err(decode(
-            what,
-            format!("`{field}` is not a decimal amount: {other}"),
-        )),
-    }
+        .ok_or_else(|| FIELDS.decode(what, "`id` is missing"))
 }
 
 /// `{field}.shopMoney.amount` of a `MoneyBag`, and its currency.
@@ -121,7 +65,7 @@ fn shop_money(
     what: &str,
 ) -> Result<(Option<Decimal>, Option<String>)> {
     let money = obj.get(field).and_then(|m| m.get("shopMoney"));
-    let amount = decimal(
+    let amount = FIELDS.money(
         money.and_then(|m| m.get("amount")),
         &format!("{field}.shopMoney.amount"),
         what,
@@ -201,12 +145,12 @@ fn channel_hint(obj: &Map<String, Value>, visit: Option<&Map<String, Value>>) ->
 
 /// One order as the `orders` table holds it.
 pub fn order_row(record: &Value) -> Result<OrderRow> {
-    let obj = object(record, "order")?;
+    let obj = FIELDS.object(record, "order")?;
     let order_id = record_id(obj, "order")?;
     let what = format!("order {order_id}");
-    let created_at = required_time(obj, "createdAt", &what)?;
+    let created_at = FIELDS.required_time(obj.get("createdAt"), "createdAt", &what)?;
     let (total, total_currency) = shop_money(obj, "totalPriceSet", &what)?;
-    let total_price = total.ok_or_else(|| decode(&what, "`totalPriceSet` is missing"))?;
+    let total_price = total.ok_or_else(|| FIELDS.decode(&what, "`totalPriceSet` is missing"))?;
     let (subtotal_price, _) = shop_money(obj, "subtotalPriceSet", &what)?;
     let (total_discounts, _) = shop_money(obj, "totalDiscountsSet", &what)?;
     let total_refunded = match shop_money(obj, "totalRefundedSet", &what)?.0 {
@@ -266,13 +210,13 @@ fn refunds(obj: &Map<String, Value>) -> impl Iterator<Item = &Map<String, Value>
 
 /// The order's refunds as feedback events, each dated by the refund itself (not its order).
 pub fn refund_events(record: &Value) -> Result<Vec<EventRow>> {
-    let obj = object(record, "order")?;
+    let obj = FIELDS.object(record, "order")?;
     let order_id = record_id(obj, "order")?;
     let mut events = Vec::new();
     for refund in refunds(obj) {
         let id = record_id(refund, &format!("refund of order {order_id}"))?;
         let what = format!("refund {id} of order {order_id}");
-        let at = required_time(refund, "createdAt", &what)?;
+        let at = FIELDS.required_time(refund.get("createdAt"), "createdAt", &what)?;
         let (amount, currency) = shop_money(refund, "totalRefundedSet", &what)?;
         let mut event = EventRow::at(format!("refund:{id}"), at, Stage::Feedback, "refund");
         event.value = Some(amount.unwrap_or_default().abs());
@@ -292,7 +236,7 @@ pub fn refund_events(record: &Value) -> Result<Vec<EventRow>> {
 
 /// A customer, when they have an email (phone-only customers have none).
 pub fn customer_row(record: &Value) -> Result<Option<CustomerRow>> {
-    let obj = object(record, "customer")?;
+    let obj = FIELDS.object(record, "customer")?;
     let id = record_id(obj, "customer")?;
     let what = format!("customer {id}");
     let email = text(obj.get("email")).or_else(|| {
@@ -304,7 +248,7 @@ pub fn customer_row(record: &Value) -> Result<Option<CustomerRow>> {
     };
     Ok(Some(CustomerRow {
         email,
-        first_seen_at: time(obj, "createdAt", &what)?,
+        first_seen_at: FIELDS.time(obj.get("createdAt"), "createdAt", &what, false)?,
     }))
 }
 
@@ -314,16 +258,15 @@ pub fn number_of_orders(record: &Value) -> Result<Option<u64>> {
     match record.get("numberOfOrders") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
-            decode(
+            FIELDS.decode(
                 "customer",
                 format!("`numberOfOrders` is not a count: {s:?}"),
             )
         }),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| decode("customer", format!("`numberOfOrders` is not a count: {n}"))),
-        Some(other) => Err(decode(
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            FIELDS.decode("customer", format!("`numberOfOrders` is not a count: {n}"))
+        }),
+        Some(other) => Err(FIELDS.decode(
             "customer",
             format!("`numberOfOrders` is not a count: {other}"),
         )),
@@ -333,13 +276,13 @@ pub fn number_of_orders(record: &Value) -> Result<Option<u64>> {
 /// An abandoned checkout as a conversion-stage event at its creation time, valued at its total; `None`
 /// once it was completed (it became an order).
 pub fn abandoned_checkout_event(record: &Value) -> Result<Option<EventRow>> {
-    let obj = object(record, "abandoned checkout")?;
+    let obj = FIELDS.object(record, "abandoned checkout")?;
     let id = record_id(obj, "abandoned checkout")?;
     let what = format!("abandoned checkout {id}");
     if !matches!(obj.get("completedAt"), None | Some(Value::Null)) {
         return Ok(None);
     }
-    let at = required_time(obj, "createdAt", &what)?;
+    let at = FIELDS.required_time(obj.get("createdAt"), "createdAt", &what)?;
     let (total, currency) = shop_money(obj, "totalPriceSet", &what)?;
     let mut event = EventRow::at(
         format!("checkout_abandoned:{id}"),
