@@ -25,6 +25,7 @@ pub mod extract;
 pub mod http;
 pub mod model;
 pub mod paginate;
+pub mod poll;
 pub mod report;
 pub mod start;
 #[cfg(feature = "testing")]

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use growthflow_core::connector::{Record, Window};
+use growthflow_core::poll::{poll_until, PollBackoff, Polled};
 use growthflow_core::{Error, Result};
 
 use crate::streams::{search_time, to_record, Reader};
@@ -368,34 +369,35 @@ impl Reader {
             .to_string();
         tracing::info!(stream, operation = %id, "bulk operation started");
 
-        let mut interval = FIRST_POLL_INTERVAL;
-        let mut waited = Duration::ZERO;
-        let url = loop {
-            clock.sleep(interval).await;
-            waited += interval;
-            let (_, body) = self.post(POLL_QUERY, json!({ "id": id })).await?;
-            let op = body
-                .pointer("/data/node")
-                .filter(|n| !n.is_null())
-                .ok_or_else(|| Error::Decode {
-                    message: format!("Shopify does not know bulk operation {id}"),
-                })?;
-            let status = op.get("status").and_then(Value::as_str).unwrap_or("");
-            match status {
-                "COMPLETED" => break op.get("url").and_then(Value::as_str).map(str::to_string),
-                "CREATED" | "RUNNING" => {}
-                _ => return Err(failed(&self.source, status, op)),
-            }
-            if waited >= MAX_BULK_WAIT {
-                return Err(Error::Transient {
-                    message: format!(
-                        "bulk operation {id} still running after {} h; run the backfill again later",
-                        MAX_BULK_WAIT.as_secs() / 3600
-                    ),
-                });
-            }
-            interval = (interval * 2).min(MAX_POLL_INTERVAL);
-        };
+        let url = poll_until(
+            clock.as_ref(),
+            PollBackoff::new(FIRST_POLL_INTERVAL, MAX_POLL_INTERVAL),
+            MAX_BULK_WAIT,
+            || async {
+                let (_, body) = self.post(POLL_QUERY, json!({ "id": id })).await?;
+                let op = body
+                    .pointer("/data/node")
+                    .filter(|n| !n.is_null())
+                    .ok_or_else(|| Error::Decode {
+                        message: format!("Shopify does not know bulk operation {id}"),
+                    })?;
+                let status = op.get("status").and_then(Value::as_str).unwrap_or("");
+                match status {
+                    "COMPLETED" => Ok(Polled::Done(
+                        op.get("url").and_then(Value::as_str).map(str::to_string),
+                    )),
+                    "CREATED" | "RUNNING" => Ok(Polled::Pending),
+                    _ => Err(failed(&self.source, status, op)),
+                }
+            },
+            |_| Error::Transient {
+                message: format!(
+                    "bulk operation {id} still running after {} h; run the backfill again later",
+                    MAX_BULK_WAIT.as_secs() / 3600
+                ),
+            },
+        )
+        .await?;
         // A completed operation that matched nothing has no file.
         let Some(url) = url else {
             return Ok(None);

@@ -4,6 +4,7 @@
 //! (start, poll, split) are in [`jobs`](super::jobs).
 
 use super::*;
+use growthflow_core::poll::PollBackoff;
 
 /// The dates to read: a backfill window's days; else core's [`read_start_day`] (the saved day less the
 /// lookback, or `start`; an unreadable cursor is an error saying how to reset it) up to today. `None`
@@ -190,8 +191,8 @@ struct InsightsState {
     current: Option<(Slice, Url)>,
     /// The saved cursor, which checkpoints never go below.
     floor: Option<NaiveDate>,
-    /// The wait before the next polling round.
-    delay: std::time::Duration,
+    /// The waits between polling rounds.
+    backoff: PollBackoff,
 }
 
 impl InsightsState {
@@ -219,7 +220,7 @@ impl InsightsState {
             }
         }
         if started {
-            self.delay = JOB_POLL_FIRST;
+            self.backoff.reset();
         }
         Ok(())
     }
@@ -228,12 +229,11 @@ impl InsightsState {
     /// each. A failed job is split and its parts take its place, waiting for slots.
     async fn poll_round(&mut self, reader: &Reader) -> Result<()> {
         tracing::debug!(
-            delay_s = self.delay.as_secs(),
+            delay_s = self.backoff.next_delay().as_secs(),
             running = self.running(),
             "waiting for the insights jobs"
         );
-        reader.client.clock().sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(JOB_POLL_MAX);
+        self.backoff.wait(reader.client.clock().as_ref()).await;
         let mut i = 0;
         while i < self.queue.len() {
             let outcome = match &mut self.queue[i].work {
@@ -323,7 +323,7 @@ pub(super) fn read_insights(
             .collect(),
         current: None,
         floor,
-        delay: JOB_POLL_FIRST,
+        backoff: PollBackoff::new(JOB_POLL_FIRST, JOB_POLL_MAX),
     };
     paged(first, move |mut state: InsightsState| {
         let reader = reader.clone();
