@@ -76,7 +76,7 @@ pub struct OAuth2RefreshToken {
     token_url: String,
     client_auth: ClientAuth,
     refresh_token: Mutex<SecretString>,
-    cached: Mutex<Option<(SecretString, Option<Instant>)>>,
+    cached: TokenCache,
     on_rotate: Option<RotationHook>,
     http: oauth2::reqwest::Client,
     /// Extra advice appended to an `invalid_grant` error (e.g. Google's 7-day testing-app expiry).
@@ -95,7 +95,46 @@ impl fmt::Debug for OAuth2RefreshToken {
 }
 
 /// Refresh this long before the reported expiry, so a token never expires mid-request.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// An access token kept until it is due (`None`: until a 401 says otherwise), for every provider that
+/// exchanges something for short-lived tokens. Concurrent callers wait for one fetch instead of each
+/// asking the token endpoint.
+#[derive(Default)]
+pub struct TokenCache {
+    slot: Mutex<Option<(SecretString, Option<Instant>)>>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenCache([REDACTED])")
+    }
+}
+
+impl TokenCache {
+    /// The cached token while `now` is before it is due, else the one `fetch` returns (kept with
+    /// when it is due).
+    pub async fn get_or_fetch<F, Fut>(&self, now: Instant, fetch: F) -> Result<SecretString>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(SecretString, Option<Instant>)>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((token, due)) = slot.as_ref() {
+            if due.is_none_or(|due| now < due) {
+                return Ok(token.clone());
+            }
+        }
+        let (token, due) = fetch().await?;
+        *slot = Some((token.clone(), due));
+        Ok(token)
+    }
+
+    /// Forget the token (after a 401), so the next call fetches a new one.
+    pub async fn clear(&self) {
+        *self.slot.lock().await = None;
+    }
+}
 
 impl OAuth2RefreshToken {
     /// A refresh-token grant against `token_url`.
@@ -117,7 +156,7 @@ impl OAuth2RefreshToken {
             token_url: token_url.into(),
             client_auth,
             refresh_token: Mutex::new(refresh_token),
-            cached: Mutex::new(None),
+            cached: TokenCache::default(),
             on_rotate: None,
             http,
             invalid_grant_hint: String::new(),
@@ -228,7 +267,7 @@ pub struct OAuth2ClientCredentials {
     client_secret: SecretString,
     token_url: String,
     client_auth: ClientAuth,
-    cached: Mutex<Option<(SecretString, Option<Instant>)>>,
+    cached: TokenCache,
     http: oauth2::reqwest::Client,
 }
 
@@ -260,7 +299,7 @@ impl OAuth2ClientCredentials {
             client_secret,
             token_url: token_url.into(),
             client_auth,
-            cached: Mutex::new(None),
+            cached: TokenCache::default(),
             http,
         })
     }
@@ -300,19 +339,13 @@ impl OAuth2ClientCredentials {
 #[async_trait]
 impl TokenProvider for OAuth2ClientCredentials {
     async fn token(&self) -> Result<SecretString> {
-        let mut cached = self.cached.lock().await;
-        if let Some((token, expires)) = cached.as_ref() {
-            if expires.is_none_or(|e| Instant::now() < e) {
-                return Ok(token.clone());
-            }
-        }
-        let (token, expires) = self.fetch().await?;
-        *cached = Some((token.clone(), expires));
-        Ok(token)
+        self.cached
+            .get_or_fetch(Instant::now(), || self.fetch())
+            .await
     }
 
     async fn invalidate(&self) -> Result<bool> {
-        *self.cached.lock().await = None;
+        self.cached.clear().await;
         Ok(true)
     }
 }
@@ -349,19 +382,13 @@ async fn checked_token_call(
 #[async_trait]
 impl TokenProvider for OAuth2RefreshToken {
     async fn token(&self) -> Result<SecretString> {
-        let mut cached = self.cached.lock().await;
-        if let Some((token, expires)) = cached.as_ref() {
-            if expires.is_none_or(|e| Instant::now() < e) {
-                return Ok(token.clone());
-            }
-        }
-        let (token, expires) = self.refresh().await?;
-        *cached = Some((token.clone(), expires));
-        Ok(token)
+        self.cached
+            .get_or_fetch(Instant::now(), || self.refresh())
+            .await
     }
 
     async fn invalidate(&self) -> Result<bool> {
-        *self.cached.lock().await = None;
+        self.cached.clear().await;
         Ok(true)
     }
 }

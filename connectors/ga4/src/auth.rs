@@ -15,10 +15,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use growthflow_core::auth::{
-    Authenticator, ClientAuth, HeaderAuth, OAuth2RefreshToken, TokenProvider,
+    Authenticator, ClientAuth, HeaderAuth, OAuth2RefreshToken, TokenCache, TokenProvider,
+    EXPIRY_MARGIN,
 };
 use growthflow_core::http::{ApiPolicy, ClientOptions, HttpClient, Response};
 use growthflow_core::{Error, Result};
@@ -31,8 +31,6 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/analytics.readonly";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Lifetime claimed by each assertion (Google's maximum).
 pub const ASSERTION_LIFETIME_SECS: i64 = 3600;
-/// Refresh this long before the access token's `expires_in`.
-pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// The fields of a service-account key file growthflow uses.
 #[derive(Clone, Deserialize)]
@@ -110,7 +108,7 @@ pub struct ServiceAccountToken {
     signer: RsaKeyPair,
     rng: SystemRandom,
     http: HttpClient,
-    cached: Mutex<Option<(SecretString, Instant)>>,
+    cached: TokenCache,
 }
 
 impl fmt::Debug for ServiceAccountToken {
@@ -183,8 +181,13 @@ impl ServiceAccountToken {
                 format!("token_uri \"{}\" is not a URL: {e}", key.token_uri),
             )
         })?;
+        // One retry layer: the API request that needs the token retries it (honouring a Retry-After
+        // the token endpoint sends); retrying inside as well would ask attempts × attempts times.
+        let mut options = options.clone();
+        options.config.retry.max_retries = 0;
+        options.config.retry.max_throttle_waits = 0;
         let http = HttpClient::builder(Arc::new(TokenPolicy))
-            .options(options)
+            .options(&options)
             .build()?;
         Ok(ServiceAccountToken {
             client_email: key.client_email.clone(),
@@ -193,7 +196,7 @@ impl ServiceAccountToken {
             signer: private,
             rng: SystemRandom::new(),
             http,
-            cached: Mutex::new(None),
+            cached: TokenCache::default(),
         })
     }
 
@@ -231,7 +234,7 @@ impl ServiceAccountToken {
         format!("{signing_input}.{}", b64url(&signature))
     }
 
-    async fn fetch(&self) -> Result<(SecretString, Instant)> {
+    async fn fetch(&self) -> Result<(SecretString, Option<Instant>)> {
         let iat = chrono::Utc::now().timestamp();
         let form = [
             ("grant_type", JWT_BEARER.to_string()),
@@ -249,7 +252,7 @@ impl ServiceAccountToken {
         let life = Duration::from_secs(t.expires_in.unwrap_or(3600)).saturating_sub(EXPIRY_MARGIN);
         Ok((
             SecretString::from(t.access_token),
-            self.http.clock().now() + life,
+            Some(self.http.clock().now() + life),
         ))
     }
 }
@@ -257,19 +260,13 @@ impl ServiceAccountToken {
 #[async_trait]
 impl TokenProvider for ServiceAccountToken {
     async fn token(&self) -> Result<SecretString> {
-        let mut cached = self.cached.lock().await;
-        if let Some((token, until)) = cached.as_ref() {
-            if self.http.clock().now() < *until {
-                return Ok(token.clone());
-            }
-        }
-        let (token, until) = self.fetch().await?;
-        *cached = Some((token.clone(), until));
-        Ok(token)
+        self.cached
+            .get_or_fetch(self.http.clock().now(), || self.fetch())
+            .await
     }
 
     async fn invalidate(&self) -> Result<bool> {
-        *self.cached.lock().await = None;
+        self.cached.clear().await;
         Ok(true)
     }
 }

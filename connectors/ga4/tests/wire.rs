@@ -1065,3 +1065,31 @@ async fn a_spent_hourly_quota_is_waited_out_until_the_next_hour() {
     assert_eq!(bodies(&server, BATCH).await.len(), 2);
     assert_no_unexpected(catch_all).await;
 }
+
+#[tokio::test]
+async fn a_failing_token_endpoint_is_retried_by_one_layer_only() {
+    // The token request runs inside each attempt at the API request. Were it retried inside too, a
+    // token endpoint that keeps failing would be asked attempts × attempts times (49 by default).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("unavailable"))
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
+    let ga4 = connector(&server, "token_503", &clock);
+    let err = read_pages(&ga4, one_day(1)).await.unwrap_err();
+    assert!(err.is_retryable(), "a 503 stays a temporary failure: {err}");
+    let token_requests = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/token")
+        .count();
+    let attempts = 1 + growthflow_core::http::RetryPolicy::default().max_retries as usize;
+    assert_eq!(token_requests, attempts);
+    assert_eq!(clock.sleeps().len(), attempts - 1, "{:?}", clock.sleeps());
+    assert_no_unexpected(catch_all).await;
+}
