@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use growthflow_core::http::parse_base_url;
 use growthflow_core::{Error, Result};
 
 /// Where the Data API lives unless `base_url` says otherwise.
@@ -234,19 +235,7 @@ impl Ga4Config {
     /// The API root (`base_url` or the default), without a trailing slash.
     pub fn api_base(&self, source: &str) -> Result<Url> {
         let raw = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| {
-            Error::config(
-                format!("sources.{source}.base_url"),
-                format!("\"{raw}\" is not a URL: {e}"),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(Error::config(
-                format!("sources.{source}.base_url"),
-                "use http(s)://host[:port][/prefix]",
-            ));
-        }
-        Ok(url)
+        parse_base_url(&format!("sources.{source}.base_url"), raw)
     }
 }
 

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use growthflow_core::http::parse_base_url;
 use growthflow_core::{Error, Result};
 
 /// Klaviyo's own API host; every private endpoint lives under `/api`, the OAuth token endpoint under
@@ -220,42 +221,7 @@ impl KlaviyoConfig {
         let Some(raw) = &self.base_url else {
             return Url::parse(DEFAULT_BASE_URL).map_err(|e| Error::Internal(e.to_string()));
         };
-        let key = format!("sources.{source}.base_url");
-        let raw = raw.trim();
-        if raw.is_empty() {
-            return Err(Error::config(
-                key,
-                "is empty; leave it out to use https://a.klaviyo.com",
-            ));
-        }
-        let parsed = Url::parse(raw)
-            .map_err(|e| Error::config(key.clone(), format!("is not a URL ({e})")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::config(
-                key,
-                format!(
-                    "must start with https:// (or http://), not {}://",
-                    parsed.scheme()
-                ),
-            ));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(Error::config(key, "has no host name"));
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(Error::config(
-                key,
-                "must not contain a query string or fragment",
-            ));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(Error::config(
-                key,
-                "must not contain credentials; use api_key or the OAuth keys",
-            ));
-        }
-        let trimmed = parsed.as_str().trim_end_matches('/').to_string();
-        Url::parse(&trimmed).map_err(|e| Error::config(key, format!("is not usable ({e})")))
+        parse_base_url(&format!("sources.{source}.base_url"), raw)
     }
 
     /// The root of the private API (`…/api`).

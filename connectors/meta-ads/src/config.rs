@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use growthflow_core::http::parse_base_url;
 use growthflow_core::{Error, Result};
 
 /// Meta's Graph API host; every Marketing API path lives under `/{api_version}/`.
@@ -189,18 +190,7 @@ impl MetaAdsConfig {
             .as_deref()
             .map(str::trim)
             .unwrap_or(DEFAULT_BASE_URL);
-        let bad = |m: String| Error::config(format!("sources.{source}.base_url"), m);
-        let base = Url::parse(raw).map_err(|e| bad(format!("is not a URL ({e}): {raw:?}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(bad(format!(
-                "must be an http(s) URL with a host, got {raw:?}"
-            )));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(bad(format!(
-                "must not carry a query or fragment, got {raw:?}"
-            )));
-        }
+        let base = parse_base_url(&format!("sources.{source}.base_url"), raw)?;
         let prefix = base.path().trim_end_matches('/');
         let mut root = base.clone();
         root.set_path(&format!("{prefix}/{}/", self.api_version.trim()));

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use growthflow_core::http::parse_base_url;
 use growthflow_core::{Error, Result};
 
 /// The Admin API version requested when the config names none: the latest stable quarterly release as
@@ -198,22 +199,7 @@ impl ShopifyConfig {
             return Url::parse(&format!("https://{handle}.myshopify.com"))
                 .map_err(|e| Error::config(format!("sources.{source}.shop"), e.to_string()));
         };
-        let key = format!("sources.{source}.base_url");
-        let parsed = Url::parse(base.trim())
-            .map_err(|e| Error::config(key.clone(), format!("is not a URL ({e})")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::config(key, "must start with https:// or http://"));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(Error::config(key, "has no host name"));
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(Error::config(
-                key,
-                "must not contain a query string or fragment",
-            ));
-        }
-        Ok(parsed)
+        parse_base_url(&format!("sources.{source}.base_url"), base)
     }
 
     fn join(&self, source: &str, path: &str) -> Result<Url> {

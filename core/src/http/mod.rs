@@ -15,6 +15,7 @@
 //! A host name that does not resolve or a TLS certificate that is refused is final, not transient, and
 //! one request never waits longer than [`RetryPolicy::max_total_wait`] in total.
 
+mod base_url;
 mod clock;
 mod ratelimit;
 mod retry;
@@ -28,6 +29,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
+pub use base_url::parse_base_url;
 pub use clock::{Clock, TestClock, TokioClock};
 pub use ratelimit::{Quota, RateLimits};
 pub use retry::{parse_retry_after, RetryPolicy, DEFAULT_MAX_WAIT};
