@@ -2,7 +2,7 @@
 //!
 //! A [`Paginator`] looks at a page's response and says where the next page is: new parameter values
 //! (page number, offset, cursor — the connector puts them in the query string, a JSON body or GraphQL
-//! variables, wherever its platform wants them), a URL to follow verbatim (a `Link` header, JSON:API
+//! variables, wherever its platform wants them), a URL to follow verbatim (JSON:API
 //! `links.next`, Graph API `paging.next`), or nothing. [`paged`] turns a fetch function into a lazy stream
 //! of pages, so a connector never loads more than one page at a time.
 
@@ -109,62 +109,6 @@ impl Paginator for PageNumber {
     }
 }
 
-/// RFC 8288 `Link` headers: follow `rel="next"` (WordPress sends one header per rel, others join them
-/// with commas; both are read).
-#[derive(Debug, Clone)]
-pub struct LinkHeader {
-    /// The relation to follow, `next` by default.
-    pub rel: &'static str,
-}
-
-impl Default for LinkHeader {
-    fn default() -> Self {
-        LinkHeader { rel: "next" }
-    }
-}
-
-/// Parse `Link` header values into `(url, rel)` pairs.
-pub fn parse_link_header(values: &[&str]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for value in values {
-        // Split on commas that start a new `<…>` entry (URLs may contain commas).
-        for part in value.split(", <").map(|p| p.trim()) {
-            let part = part.strip_prefix('<').unwrap_or(part);
-            let Some((url, params)) = part.split_once('>') else {
-                continue;
-            };
-            for p in params.split(';') {
-                let p = p.trim();
-                if let Some(rel) = p.strip_prefix("rel=") {
-                    for r in rel.trim_matches('"').split_whitespace() {
-                        out.push((url.to_string(), r.to_string()));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-impl Paginator for LinkHeader {
-    fn first(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
-    fn reset(&mut self) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
-    fn next(&mut self, resp: &Response, _records: usize) -> Result<NextPage> {
-        let links = parse_link_header(&resp.header_all("link"));
-        Ok(links
-            .into_iter()
-            .find(|(_, rel)| rel == self.rel)
-            .map(|(url, _)| NextPage::Url(url))
-            .unwrap_or(NextPage::Done))
-    }
-}
-
 /// A cursor inside the JSON body: Klaviyo's `links.next` and Meta's `paging.next` (URLs, followed
 /// verbatim), Meta's `paging.cursors.after` or Shopify's `pageInfo.endCursor` (values for a parameter).
 #[derive(Debug, Clone)]
@@ -264,6 +208,11 @@ impl Offset {
             total_pointer,
             offset: 0,
         }
+    }
+
+    /// Rows read so far: the offset of the next page.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The next page given the page's record count and the total (if known).
@@ -421,37 +370,6 @@ mod tests {
         let r = resp(&[], "[]");
         assert!(matches!(p.next(&r, 10).unwrap(), NextPage::Params(_)));
         assert_eq!(p.next(&r, 3).unwrap(), NextPage::Done);
-    }
-
-    #[test]
-    fn link_headers_separate_or_joined() {
-        let sep = resp(
-            &[
-                ("link", "<https://x/o?page=1>; rel=\"prev\""),
-                ("link", "<https://x/o?page=3>; rel=\"next\""),
-            ],
-            "[]",
-        );
-        assert_eq!(
-            LinkHeader::default().next(&sep, 1).unwrap(),
-            NextPage::Url("https://x/o?page=3".into())
-        );
-        let joined = resp(
-            &[(
-                "link",
-                "<https://x/o?a=1,2&page=1>; rel=\"previous\", <https://x/o?page=3>; rel=\"next\"",
-            )],
-            "[]",
-        );
-        assert_eq!(
-            LinkHeader::default().next(&joined, 1).unwrap(),
-            NextPage::Url("https://x/o?page=3".into())
-        );
-        let last = resp(&[("link", "<https://x/o?page=1>; rel=\"prev\"")], "[]");
-        assert_eq!(
-            LinkHeader::default().next(&last, 1).unwrap(),
-            NextPage::Done
-        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use url::Url;
 
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::HttpClient;
+use growthflow_core::paginate::{NextPage, Offset};
 use growthflow_core::start::{read_start_day, Rewind};
 use growthflow_core::{Error, Result};
 
@@ -467,12 +468,11 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                 let iso = day.format("%Y-%m-%d").to_string();
                 let mut replaces = Some(iso.clone());
                 let mut body = first;
-                let mut offset = 0u64;
+                let mut rows = Offset::new("offset", "limit", reader.page_size, None);
                 loop {
                     let recs = records(&reader.property, &body)?;
-                    let fetched = offset + recs.len() as u64;
                     // An empty page ends the day even if rowCount promised more: no endless loop.
-                    let done = recs.is_empty() || fetched >= row_count(&body);
+                    let done = rows.advance(recs.len(), Some(row_count(&body))) == NextPage::Done;
                     // Backfills checkpoint too: the engine saves no state for them, but tells the
                     // user how far a stopped one got.
                     let checkpoint = done.then(|| json!({ "cursor": iso }));
@@ -480,8 +480,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                     if done {
                         break;
                     }
-                    offset = fetched;
-                    body = reader.run_report(&spec, *day, offset).await?;
+                    body = reader.run_report(&spec, *day, rows.offset()).await?;
                 }
             }
         }
