@@ -25,6 +25,7 @@ pub mod http;
 pub mod model;
 pub mod paginate;
 pub mod report;
+pub mod runs;
 pub mod start;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
+    (5, include_str!("migrations/postgres/0005_sync_runs.sql")),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -529,7 +530,15 @@ fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
             supported: known,
         })));
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every known version not recorded yet, in order (not only those above the highest recorded):
+    // migrations developed side by side may land in either order.
+    let applied: Vec<i64> = tx
+        .query("SELECT version::BIGINT FROM schema_migrations", &[])
+        .map_err(|e| fail("cannot read the schema version", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.batch_execute(sql)
             .map_err(|e| fail("cannot create tables", e))?;
         tx.execute(
@@ -708,6 +717,25 @@ impl Destination for PostgresDestination {
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         self.ensure_connected()?;
         self.rebuild(mappers).map_err(|e| self.lost(e))
+    }
+
+    fn record_run_start(&mut self, run: &crate::runs::RunStart) -> Result<()> {
+        self.ensure_connected()?;
+        super::runs::postgres::record_start(&mut self.client, run)
+    }
+
+    fn record_run_end(&mut self, end: &crate::runs::RunEnd) -> Result<()> {
+        self.ensure_connected()?;
+        super::runs::postgres::record_end(&mut self.client, end)
+    }
+
+    fn recent_runs(
+        &mut self,
+        limit: usize,
+        sources: &[String],
+    ) -> Result<Vec<crate::runs::RunSummary>> {
+        self.ensure_connected()?;
+        super::runs::postgres::recent_runs(&mut self.client, limit, sources)
     }
 }
 
