@@ -159,7 +159,10 @@ impl RunSummary {
     /// How long it ran, in seconds (`None` until it ended).
     pub fn seconds(&self) -> Option<f64> {
         let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok();
-        let (start, end) = (parse(&self.started_at)?, parse(self.finished_at.as_deref()?)?);
+        let (start, end) = (
+            parse(&self.started_at)?,
+            parse(self.finished_at.as_deref()?)?,
+        );
         Some(((end - start).num_milliseconds().max(0) as f64) / 1000.0)
     }
 }
@@ -167,7 +170,11 @@ impl RunSummary {
 /// A run's status from its sources': `interrupted` when it was stopped by a signal; `failed` when a
 /// source failed or the run itself did (`failed_itself`: the journey rebuild); `locked` when every
 /// source was held by another run (nothing was read, and that is not a failure); else `ok`.
-pub fn run_status(outcomes: &[SourceOutcome], interrupted: bool, failed_itself: bool) -> &'static str {
+pub fn run_status(
+    outcomes: &[SourceOutcome],
+    interrupted: bool,
+    failed_itself: bool,
+) -> &'static str {
     if interrupted || outcomes.iter().any(|o| o.status == "interrupted") {
         "interrupted"
     } else if failed_itself || outcomes.iter().any(|o| o.status == "failed") {

@@ -18,7 +18,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 pub mod sqlite {
     use rusqlite::{params, Connection, TransactionBehavior};
 
-    use super::{rfc3339, RunEnd, RunStart, RunStream, RunSummary, Result};
+    use super::{rfc3339, Result, RunEnd, RunStart, RunStream, RunSummary};
 
     /// Record `run` as running, with a running row per stream.
     pub fn record_start(conn: &mut Connection, run: &RunStart) -> Result<()> {
@@ -110,9 +110,8 @@ pub mod sqlite {
                  ORDER BY started_at DESC, run_id DESC
                  LIMIT ?3",
             )?;
-            let rows = stmt.query_map(
-                params![sources.len() as i64, wanted, limit as i64],
-                |r| {
+            let rows =
+                stmt.query_map(params![sources.len() as i64, wanted, limit as i64], |r| {
                     Ok(RunSummary {
                         run_id: r.get(0)?,
                         command: r.get(1)?,
@@ -125,8 +124,7 @@ pub mod sqlite {
                         error: r.get(8)?,
                         streams: Vec::new(),
                     })
-                },
-            )?;
+                })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         {
@@ -162,7 +160,7 @@ pub mod sqlite {
 pub mod postgres {
     use ::postgres::{Client, IsolationLevel};
 
-    use super::{RunEnd, RunStart, RunStream, RunSummary, Result};
+    use super::{Result, RunEnd, RunStart, RunStream, RunSummary};
 
     /// Record `run` as running, with a running row per stream.
     pub fn record_start(client: &mut Client, run: &RunStart) -> Result<()> {
