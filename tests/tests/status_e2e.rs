@@ -27,9 +27,8 @@ impl Env {
         let dir = self.dir.path().join(sub);
         std::fs::create_dir_all(&dir).unwrap();
         let store = self.sandbox.woocommerce();
-        let destination = destination.unwrap_or_else(|| {
-            format!("url = \"sqlite://{}\"", dir.join("gf.db").display())
-        });
+        let destination = destination
+            .unwrap_or_else(|| format!("url = \"sqlite://{}\"", dir.join("gf.db").display()));
         let text = format!(
             "[destination]\n{destination}\n\n[sync]\nstart_date = \"2015-01-01\"\n\n\
              [sources.woo]\ntype = \"woocommerce\"\nurl = \"{}\"\nconsumer_key = \"{}\"\n\
@@ -65,13 +64,18 @@ async fn sync_then_status(env: &Env, config: &std::path::Path) {
         .map(|s| s["requests"].as_u64().expect("requests"))
         .sum();
     assert!(requests > 0);
-    assert_eq!(requests, sent, "one source: every request the sandbox saw is counted");
+    assert_eq!(
+        requests, sent,
+        "one source: every request the sandbox saw is counted"
+    );
     for s in streams {
         assert!(s["waited_seconds"].as_f64().is_some(), "{s}");
         assert_eq!(s["status"], "ok", "{s}");
     }
     let orders = streams.iter().find(|s| s["stream"] == "orders").unwrap();
-    let cursor = orders["cursor"].as_str().expect("orders has a saved cursor");
+    let cursor = orders["cursor"]
+        .as_str()
+        .expect("orders has a saved cursor");
     assert!(cursor.starts_with("20"), "{cursor}");
 
     let (code, out) = cli(config, &["status", "--json"]).await;
@@ -133,7 +137,10 @@ async fn status_shows_the_sync_that_just_ran_with_its_streams_and_cursors() {
     assert_eq!(parse(&out)["streams"], serde_json::json!([]));
     let (code, out) = cli(&config, &["status"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains(&backfill_id) && out.contains("backfill"), "{out}");
+    assert!(
+        out.contains(&backfill_id) && out.contains("backfill"),
+        "{out}"
+    );
     assert!(out.contains("orders"), "{out}");
 }
 
@@ -156,7 +163,10 @@ async fn a_source_with_a_bad_secret_is_recorded_failed_with_kind_auth() {
         assert_eq!(s["kind"], "auth", "{s}");
         assert!(s["error"].is_string());
     }
-    assert!(!out.contains("cs_wrong"), "a secret reached the run history: {out}");
+    assert!(
+        !out.contains("cs_wrong"),
+        "a secret reached the run history: {out}"
+    );
     let (code, out) = cli(&config, &["status"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("failed") && out.contains("(auth)"), "{out}");
@@ -179,11 +189,7 @@ async fn postgres_records_runs_and_status_reads_them() {
         return;
     };
     let env = Env::start().await;
-    let destination = format!(
-        "url = \"{}\"\nschema = \"{}\"",
-        schema.url(),
-        schema.name()
-    );
+    let destination = format!("url = \"{}\"\nschema = \"{}\"", schema.url(), schema.name());
     let missing = env.config("pg_missing", None, Some(destination.clone()));
     let (code, out) = cli(&missing, &["status", "--json"]).await;
     assert_eq!(code, 2, "no dataset yet: {out}");
