@@ -760,6 +760,26 @@ mod tests {
     }
 
     #[test]
+    fn status() {
+        assert_eq!(
+            parse(&["status"]).command,
+            Command::Status(StatusArgs {
+                sources: vec![],
+                json: false
+            })
+        );
+        let both = parse(&["status", "shop", "ads", "--json"]);
+        assert!(both.json());
+        assert_eq!(
+            both.command,
+            Command::Status(StatusArgs {
+                sources: vec!["shop".into(), "ads".into()],
+                json: true
+            })
+        );
+    }
+
+    #[test]
     fn state() {
         assert_eq!(
             parse(&["state", "show"]).command,
