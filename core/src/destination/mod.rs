@@ -333,12 +333,6 @@ impl DatasetWriter {
         let end = end.clone();
         self.with(move |d| d.record_run_end(&end)).await
     }
-
-    /// See [`Destination::saved_states`].
-    pub async fn saved_states(&self, source: Option<&str>) -> Result<Vec<SavedState>> {
-        let source = source.map(str::to_string);
-        self.with(move |d| d.saved_states(source.as_deref())).await
-    }
 }
 
 impl std::fmt::Debug for Command {
