@@ -482,3 +482,37 @@ async fn each_stream_reports_its_requests_waits_and_saved_cursor() {
     assert_eq!(end.streams[0].requests, 2);
     writer.close().await.unwrap();
 }
+
+#[test]
+fn postgres_applies_a_missing_migration_below_the_newest_even_when_only_reading() {
+    use growthflow_core::destination::postgres::PostgresDestination;
+    let Some(schema) = TestSchema::new("runs_missing_version") else {
+        return;
+    };
+    blocking(move || {
+        drop(schema.open());
+        schema
+            .client()
+            .batch_execute(
+                "DROP VIEW funnel_daily; DROP INDEX journey_events_date; DROP INDEX orders_created_date;
+                 DELETE FROM schema_migrations WHERE version = 3;",
+            )
+            .unwrap();
+        let mut client = PostgresDestination::open_for_reading(&schema.target()).unwrap();
+        let versions: Vec<i32> = client
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, vec![1, 2, 3, 5]);
+        let rows: i64 = client
+            .query_one("SELECT COUNT(*) FROM funnel_daily", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0);
+    });
+}

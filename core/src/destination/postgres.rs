@@ -440,24 +440,28 @@ impl PostgresDestination {
     pub fn open_for_reading(target: &PostgresTarget) -> Result<Client> {
         let mut client = target.connect()?;
         let quoted = quote_ident(&target.schema);
-        let version: Option<i64> = client
+        let row = client
             .query_one(
                 &format!(
                     "SELECT CASE WHEN to_regclass($1) IS NOT NULL THEN
                          (SELECT COALESCE(MAX(version), 0)::BIGINT FROM {quoted}.schema_migrations)
+                     END,
+                     CASE WHEN to_regclass($1) IS NOT NULL THEN
+                         (SELECT COUNT(*)::BIGINT FROM {quoted}.schema_migrations)
                      END"
                 ),
                 &[&format!("{quoted}.schema_migrations")],
             )
-            .map_err(|e| target.error("cannot read the schema version", &e))?
-            .get(0);
+            .map_err(|e| target.error("cannot read the schema version", &e))?;
+        let (version, applied): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
         let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
         match version {
             Some(v) if v > known => Err(Error::Destination(Box::new(SchemaTooNew {
                 found: v,
                 supported: known,
             }))),
-            Some(v) if v == known => Ok(client),
+            // Up to date only when no version below the newest is missing either.
+            Some(v) if v == known && applied == Some(MIGRATIONS.len() as i64) => Ok(client),
             _ => Ok(Self::open(target)?.client),
         }
     }
