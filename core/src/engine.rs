@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
 use crate::destination::{DatasetWriter, WriteBatch};
 use crate::error::ErrorKind;
+use crate::http::metrics::{metered, RequestMeter};
 use crate::http::{Clock, TokioClock};
 
 /// What to sync.
@@ -161,6 +162,14 @@ pub struct StreamOutcome {
     pub kind: Option<&'static str>,
     /// How long the stream ran, in seconds.
     pub seconds: f64,
+    /// Where the next run resumes: the stream's saved state after this run (its `cursor` when it is
+    /// the usual `{"cursor": …}`, else the whole state); `null` when it has none (full-refresh
+    /// streams, a first run that failed).
+    pub cursor: Option<Value>,
+    /// HTTP requests the stream sent (retries included).
+    pub requests: u64,
+    /// Seconds the stream spent waiting on rate limits, pauses the platform asked for and backoff.
+    pub waited_seconds: f64,
 }
 
 /// The `--json` name of an error's kind.
@@ -191,6 +200,8 @@ pub struct SourceOutcome {
     pub status: &'static str,
     /// Per stream.
     pub streams: Vec<StreamOutcome>,
+    /// From the start of its first stream to the end of its last, in seconds.
+    pub seconds: f64,
 }
 
 impl SourceOutcome {
@@ -292,6 +303,7 @@ pub async fn run_with(
             source_type: c.source_type().to_string(),
             status: "ok",
             streams: Vec::new(),
+            seconds: 0.0,
         });
         auth.push(Arc::new(watch::channel(None).0));
         if let Err(e) = writer.register_source(c.name(), c.source_type()).await {
@@ -303,6 +315,9 @@ pub async fn run_with(
                 error: Some(e.to_string()),
                 kind: Some(kind_name(e.kind())),
                 seconds: 0.0,
+                cursor: None,
+                requests: 0,
+                waited_seconds: 0.0,
             });
             continue;
         }
@@ -314,7 +329,7 @@ pub async fn run_with(
     }
     // Futures are built up front and boxed so that the whole sync future is provably `Send` (a closure
     // inside `buffer_unordered` trips the compiler's higher-ranked lifetime inference).
-    let tasks: Vec<futures::future::BoxFuture<'_, (usize, StreamOutcome)>> = work
+    let tasks: Vec<futures::future::BoxFuture<'_, (usize, StreamOutcome, Instant, Instant)>> = work
         .into_iter()
         .map(|(i, c, def)| {
             let progress = progress.clone();
@@ -323,9 +338,10 @@ pub async fn run_with(
                 deadline_at,
                 auth: Some(auth[i].clone()),
             };
-            let fut: futures::future::BoxFuture<'_, (usize, StreamOutcome)> =
+            let fut: futures::future::BoxFuture<'_, (usize, StreamOutcome, Instant, Instant)> =
                 Box::pin(async move {
-                    let outcome = stream_with(&*c, &def, writer, options, &*progress, &ctx).await;
+                    let began = ctx.control.clock.now();
+                    let outcome = measured(&*c, &def, writer, options, &*progress, &ctx).await;
                     if outcome.kind == Some("auth") {
                         if let (Some(a), Some(e)) = (&ctx.auth, &outcome.error) {
                             let message = e.clone();
@@ -340,22 +356,33 @@ pub async fn run_with(
                         }
                     }
                     progress.finished(c.name(), &outcome);
-                    (i, outcome)
+                    (i, outcome, began, ctx.control.clock.now())
                 });
             fut
         })
         .collect();
-    let results: Vec<(usize, StreamOutcome)> = futures::stream::iter(tasks)
+    let results: Vec<(usize, StreamOutcome, Instant, Instant)> = futures::stream::iter(tasks)
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
-    for (i, o) in results {
+    let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; outcomes.len()];
+    for (i, o, began, ended) in results {
+        spans[i] = Some(match spans[i] {
+            Some((b, e)) => (b.min(began), e.max(ended)),
+            None => (began, ended),
+        });
         if o.status == "interrupted" {
             outcomes[i].status = "interrupted";
         } else if o.status != "ok" && outcomes[i].status == "ok" {
             outcomes[i].status = "failed";
         }
         outcomes[i].streams.push(o);
+    }
+    for (o, span) in outcomes.iter_mut().zip(spans) {
+        if let Some((began, ended)) = span {
+            let d = ended.saturating_duration_since(began);
+            o.seconds = (d.as_secs_f64() * 1000.0).round() / 1000.0;
+        }
     }
     for o in &mut outcomes {
         let order: Vec<&'static str> = sources
@@ -387,7 +414,37 @@ pub async fn sync_stream(
         deadline_at: None,
         auth: None,
     };
-    stream_with(connector, def, writer, options, progress, &ctx).await
+    measured(connector, def, writer, options, progress, &ctx).await
+}
+
+/// [`stream_with`], with the stream's HTTP requests and waits counted (see [`crate::http::metrics`])
+/// and its saved state after the run read back as its `cursor`.
+async fn measured(
+    connector: &dyn Connector,
+    def: &StreamDef,
+    writer: &DatasetWriter,
+    options: &SyncOptions,
+    progress: &dyn Progress,
+    ctx: &Ctx<'_>,
+) -> StreamOutcome {
+    let meter = Arc::new(RequestMeter::default());
+    let mut outcome = metered(
+        meter.clone(),
+        stream_with(connector, def, writer, options, progress, ctx),
+    )
+    .await;
+    outcome.requests = meter.requests();
+    outcome.waited_seconds = (meter.waited().as_secs_f64() * 1000.0).round() / 1000.0;
+    if matches!(def.mode, SyncMode::Incremental { .. }) {
+        // What is saved, whatever this run did: a backfill keeps the cursor it found.
+        outcome.cursor = writer
+            .load_state(connector.name(), def.name)
+            .await
+            .ok()
+            .flatten()
+            .map(|state| crate::runs::cursor_value(&state));
+    }
+    outcome
 }
 
 async fn stream_with(
@@ -410,6 +467,9 @@ async fn stream_with(
         kind: Some(kind_name(e.kind())),
         error: Some(e.to_string()),
         seconds: ctx.seconds_since(started),
+        cursor: None,
+        requests: 0,
+        waited_seconds: 0.0,
     };
     let halted = |records: u64, h: Halt| {
         let (status, kind, error) = match h {
@@ -444,6 +504,9 @@ async fn stream_with(
             error: Some(error),
             kind: Some(kind),
             seconds: ctx.seconds_since(started),
+            cursor: None,
+            requests: 0,
+            waited_seconds: 0.0,
         }
     };
     if let Some(h) = ctx.halted() {
@@ -562,6 +625,9 @@ async fn stream_with(
         error: None,
         kind: None,
         seconds: ctx.seconds_since(started),
+        cursor: None,
+        requests: 0,
+        waited_seconds: 0.0,
     }
 }
 

@@ -27,6 +27,7 @@ pub mod model;
 pub mod paginate;
 pub mod poll;
 pub mod report;
+pub mod runs;
 pub mod start;
 #[cfg(feature = "testing")]
 pub mod testing;

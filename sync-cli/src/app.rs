@@ -18,6 +18,7 @@ use growthflow_core::engine::{
 };
 use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
 use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
+use growthflow_core::runs::{RunEnd, RunStart};
 use growthflow_core::time::start_of_day;
 use serde_json::json;
 
@@ -128,7 +129,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
     }
 }
 
-enum Failure {
+/// Why a command did not succeed: bad usage or config (exit 2), or a failure (exit 1).
+pub(crate) enum Failure {
     Usage(String),
     Failed(String),
 }
@@ -139,7 +141,7 @@ impl From<ConfigError> for Failure {
     }
 }
 
-fn io(e: std::io::Error) -> Failure {
+pub(crate) fn io(e: std::io::Error) -> Failure {
     Failure::Failed(format!("cannot write output: {e}"))
 }
 
@@ -159,6 +161,7 @@ async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Resu
         Command::Sync(a) => sync(cli, cfg, a, out).await,
         Command::Backfill(a) => backfill(cli, cfg, a, out).await,
         Command::State(a) => state(cfg, &a.action, out),
+        Command::Status(a) => crate::status::status(cfg, a, out),
         Command::Report(_) | Command::Demo(_) | Command::Init | Command::Completions(_) => {
             unreachable!("handled in run")
         }
@@ -326,7 +329,7 @@ fn open_dataset(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure>
 
 /// The configured dataset for a command that only looks at it or edits its bookkeeping: a SQLite
 /// file that does not exist is refused (exit 2) instead of created empty.
-fn open_existing(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
+pub(crate) fn open_existing(cfg: &Config) -> Result<(String, Box<dyn Destination>), Failure> {
     match cfg.destination.target()? {
         DestinationTarget::Sqlite(path) if !path.exists() => {
             return Err(no_dataset(&path.display().to_string()));
@@ -360,7 +363,7 @@ fn postgres_dataset_exists(t: &PostgresTarget) -> Result<(), Failure> {
 
 /// Run `f` on the dataset from a plain thread (the blocking PostgreSQL client may not be used or
 /// dropped on the async runtime's threads), closing the dataset after.
-fn on_dataset<T: Send>(
+pub(crate) fn on_dataset<T: Send>(
     mut dest: Box<dyn Destination>,
     f: impl FnOnce(&mut dyn Destination) -> growthflow_core::Result<T> + Send,
 ) -> growthflow_core::Result<T> {
@@ -382,7 +385,7 @@ fn on_dataset<T: Send>(
 }
 
 /// How long ago an RFC 3339 time was, in the largest two units (`3d 4h`, `12m 5s`).
-fn age(at: &str, now: chrono::DateTime<Utc>) -> String {
+pub(crate) fn age(at: &str, now: chrono::DateTime<Utc>) -> String {
     let Ok(at) = chrono::DateTime::parse_from_rfc3339(at) else {
         return "?".into();
     };
@@ -507,7 +510,10 @@ async fn sync(
         window: None,
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
+    run_sync(
+        cli, cfg, "sync", &sources, &options, a.json, a.deadline, out,
+    )
+    .await
 }
 
 /// The sources `--shard` gives this run (all of them without it).
@@ -547,7 +553,10 @@ async fn backfill(
         }),
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
+    run_sync(
+        cli, cfg, "backfill", &sources, &options, a.json, a.deadline, out,
+    )
+    .await
 }
 
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
@@ -557,9 +566,14 @@ async fn backfill(
 /// skips the journey rebuild: the user asked to stop, the rebuild can take a while on a large
 /// dataset, and the next sync rebuilds the whole model from every committed record anyway. A run
 /// stopped by `--deadline` still rebuilds, so the report includes what was read within the budget.
+///
+/// Every run is recorded in the dataset's run history (`sync_runs`): `running` when it starts, its
+/// status and streams when it ends, whatever the end (see [`finish_sync`]).
+#[allow(clippy::too_many_arguments)]
 async fn run_sync(
     cli: &Cli,
     cfg: &Config,
+    command: &str,
     sources: &[Arc<dyn Connector>],
     options: &SyncOptions,
     as_json: bool,
@@ -585,11 +599,36 @@ async fn run_sync(
             stop.stop(StopReason::Deadline);
         })
     });
+    let planned: Vec<(String, String)> = sources
+        .iter()
+        .flat_map(|c| {
+            c.streams()
+                .into_iter()
+                .filter(|d| {
+                    options.streams.is_empty() || options.streams.iter().any(|s| s == d.name)
+                })
+                .map(|d| (c.name().to_string(), d.name.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let run = RunStart::now(command, planned);
+    if let Err(e) = writer.record_run_start(&run).await {
+        tracing::warn!(dataset = %shown, error = %e, "cannot record the run's start in sync_runs");
+    }
     let outcomes = engine::run_with(sources, &writer, options, bars, &control).await;
     if let Some(timer) = timer {
         timer.abort();
     }
-    let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    let result = finish_sync(
+        &writer,
+        &shown,
+        &run.run_id,
+        &control,
+        &outcomes,
+        as_json,
+        out,
+    )
+    .await;
     // Close the store before returning (and so before the process exits): SQLite's write-ahead log
     // is checkpointed, and the `.db` file alone then holds everything committed.
     let closed = writer.close().await;
@@ -606,9 +645,12 @@ async fn run_sync(
     })
 }
 
+/// Rebuild the journey model (unless interrupted), record how the run ended in `sync_runs` (also
+/// when a source or the rebuild failed) and print the summary.
 async fn finish_sync(
     writer: &DatasetWriter,
     shown: &str,
+    run_id: &str,
     control: &RunControl,
     outcomes: &[SourceOutcome],
     as_json: bool,
@@ -632,8 +674,17 @@ async fn finish_sync(
             ))),
         }
     };
+    let interrupted = control.stop.reason() == Some(StopReason::Interrupted);
+    let failure = match &rebuilt {
+        Err(Failure::Failed(m) | Failure::Usage(m)) => Some(m.clone()),
+        Ok(()) => None,
+    };
+    let end = RunEnd::from_outcomes(run_id, outcomes, interrupted, failure);
+    if let Err(e) = writer.record_run_end(&end).await {
+        tracing::warn!(dataset = %shown, error = %e, "cannot record the run's end in sync_runs");
+    }
     // The per-stream results first, whatever the rebuild did: they say what is committed.
-    print_outcomes(outcomes, as_json, out)?;
+    print_outcomes(run_id, outcomes, as_json, out)?;
     rebuilt
 }
 
@@ -680,12 +731,13 @@ fn on_signal(stop: &StopSignal, signalled: &AtomicI32, code: i32) {
 }
 
 fn print_outcomes(
+    run_id: &str,
     outcomes: &[SourceOutcome],
     as_json: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
     if as_json {
-        let v = json!({ "sources": outcomes });
+        let v = json!({ "run_id": run_id, "sources": outcomes });
         writeln!(out, "{v}").map_err(io)?;
         return Ok(());
     }
@@ -820,7 +872,17 @@ async fn demo(
         concurrency: cfg.sync.concurrency,
     };
     let mut summary = Vec::new();
-    let code = run_sync(cli, &cfg, &sources, &options, false, None, &mut summary).await?;
+    let code = run_sync(
+        cli,
+        &cfg,
+        "sync",
+        &sources,
+        &options,
+        false,
+        None,
+        &mut summary,
+    )
+    .await?;
     let serving = if serve {
         Some(sandbox)
     } else {

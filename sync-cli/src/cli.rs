@@ -90,6 +90,14 @@ pub enum Command {
     )]
     State(StateArgs),
 
+    /// Show the last runs and where each stream stands
+    #[command(long_about = "Show the last runs and where each stream stands.\n\n\
+            Lists the last 10 sync and backfill runs recorded in the dataset (newest first: run id, \
+            command, host, start, duration, status, records), then each stream's saved cursor and how \
+            long ago it was saved. With SOURCE names, only the runs that read one of them and only \
+            their streams. Reads the dataset only; exits 2 when there is none yet.")]
+    Status(StatusArgs),
+
     /// Run against simulated platforms, no credentials needed
     #[command(
         long_about = "Run against simulated platforms, no credentials needed.\n\n\
@@ -267,6 +275,18 @@ pub struct DemoArgs {
     pub serve: bool,
 }
 
+/// `status [SOURCE…] [--json]`
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct StatusArgs {
+    /// Only these sources [default: every source in the dataset]
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Print one JSON object on stdout instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `state show|reset`
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct StateArgs {
@@ -431,6 +451,7 @@ impl Cli {
             Command::Sync(a) => a.json,
             Command::Backfill(a) => a.json,
             Command::State(a) => matches!(a.action, StateAction::Show { json: true, .. }),
+            Command::Status(a) => a.json,
             Command::Check(_)
             | Command::Report(_)
             | Command::Demo(_)
@@ -736,6 +757,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn status() {
+        assert_eq!(
+            parse(&["status"]).command,
+            Command::Status(StatusArgs {
+                sources: vec![],
+                json: false
+            })
+        );
+        let both = parse(&["status", "shop", "ads", "--json"]);
+        assert!(both.json());
+        assert_eq!(
+            both.command,
+            Command::Status(StatusArgs {
+                sources: vec!["shop".into(), "ads".into()],
+                json: true
+            })
+        );
     }
 
     #[test]

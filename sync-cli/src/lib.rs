@@ -12,4 +12,5 @@ pub mod config;
 pub mod init;
 pub mod progress;
 pub mod registry;
+mod status;
 pub mod tokens;

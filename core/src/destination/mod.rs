@@ -8,6 +8,7 @@
 //! Pages arriving from several streams at once are committed in one transaction.
 
 pub mod postgres;
+pub mod runs;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -134,7 +135,31 @@ pub trait Destination: Send {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Record in the run history (`sync_runs`) that a run started, so that a run that never ends is
+    /// seen too. A store without a run history records nothing.
+    fn record_run_start(&mut self, run: &crate::runs::RunStart) -> Result<()> {
+        let _ = run;
+        Ok(())
+    }
+    /// Record how a run ended, with each stream's result.
+    fn record_run_end(&mut self, end: &crate::runs::RunEnd) -> Result<()> {
+        let _ = end;
+        Ok(())
+    }
+    /// The last `limit` recorded runs, newest first; only those that read one of `sources` when it
+    /// is not empty.
+    fn recent_runs(
+        &mut self,
+        limit: usize,
+        sources: &[String],
+    ) -> Result<Vec<crate::runs::RunSummary>> {
+        let _ = (limit, sources);
+        Ok(Vec::new())
+    }
 }
+
+/// A call run on the writer thread with the destination.
+type OnDestination = Box<dyn FnOnce(&mut dyn Destination) + Send>;
 
 enum Command {
     Register(String, String, oneshot::Sender<Result<()>>),
@@ -145,6 +170,8 @@ enum Command {
         oneshot::Sender<Result<RebuildStats>>,
     ),
     Close(oneshot::Sender<Result<()>>),
+    /// Anything else on the destination; the closure answers through its own channel.
+    With(OnDestination),
 }
 
 /// An async handle to a destination running on its own thread. Cheap to clone.
@@ -176,6 +203,7 @@ impl DatasetWriter {
                             let _ = ack.send(result);
                             return;
                         }
+                        Command::With(f) => f(dest.as_mut()),
                         Command::Register(s, t, ack) => {
                             let _ = ack.send(dest.register_source(&s, &t));
                         }
@@ -231,6 +259,7 @@ impl DatasetWriter {
                                     let _ = ack.send(result);
                                     return;
                                 }
+                                Some(Command::With(f)) => f(dest.as_mut()),
                                 Some(Command::Commit(..)) | None => {}
                             }
                         }
@@ -280,6 +309,30 @@ impl DatasetWriter {
     pub async fn close(&self) -> Result<()> {
         self.call(Command::Close).await
     }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Destination) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(|ack| {
+            Command::With(Box::new(move |d: &mut dyn Destination| {
+                let _ = ack.send(f(d));
+            }))
+        })
+        .await
+    }
+
+    /// See [`Destination::record_run_start`].
+    pub async fn record_run_start(&self, run: &crate::runs::RunStart) -> Result<()> {
+        let run = run.clone();
+        self.with(move |d| d.record_run_start(&run)).await
+    }
+
+    /// See [`Destination::record_run_end`].
+    pub async fn record_run_end(&self, end: &crate::runs::RunEnd) -> Result<()> {
+        let end = end.clone();
+        self.with(move |d| d.record_run_end(&end)).await
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -290,6 +343,7 @@ impl std::fmt::Debug for Command {
             Command::Commit(..) => "Commit",
             Command::Rebuild(..) => "Rebuild",
             Command::Close(..) => "Close",
+            Command::With(..) => "With",
         })
     }
 }

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
+    (5, include_str!("migrations/postgres/0005_sync_runs.sql")),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -439,24 +440,28 @@ impl PostgresDestination {
     pub fn open_for_reading(target: &PostgresTarget) -> Result<Client> {
         let mut client = target.connect()?;
         let quoted = quote_ident(&target.schema);
-        let version: Option<i64> = client
+        let row = client
             .query_one(
                 &format!(
                     "SELECT CASE WHEN to_regclass($1) IS NOT NULL THEN
                          (SELECT COALESCE(MAX(version), 0)::BIGINT FROM {quoted}.schema_migrations)
+                     END,
+                     CASE WHEN to_regclass($1) IS NOT NULL THEN
+                         (SELECT COUNT(*)::BIGINT FROM {quoted}.schema_migrations)
                      END"
                 ),
                 &[&format!("{quoted}.schema_migrations")],
             )
-            .map_err(|e| target.error("cannot read the schema version", &e))?
-            .get(0);
+            .map_err(|e| target.error("cannot read the schema version", &e))?;
+        let (version, applied): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
         let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
         match version {
             Some(v) if v > known => Err(Error::Destination(Box::new(SchemaTooNew {
                 found: v,
                 supported: known,
             }))),
-            Some(v) if v == known => Ok(client),
+            // Up to date only when no version below the newest is missing either.
+            Some(v) if v == known && applied == Some(MIGRATIONS.len() as i64) => Ok(client),
             _ => Ok(Self::open(target)?.client),
         }
     }
@@ -529,7 +534,15 @@ fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
             supported: known,
         })));
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every known version not recorded yet, in order (not only those above the highest recorded):
+    // migrations developed side by side may land in either order.
+    let applied: Vec<i64> = tx
+        .query("SELECT version::BIGINT FROM schema_migrations", &[])
+        .map_err(|e| fail("cannot read the schema version", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.batch_execute(sql)
             .map_err(|e| fail("cannot create tables", e))?;
         tx.execute(
@@ -708,6 +721,25 @@ impl Destination for PostgresDestination {
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         self.ensure_connected()?;
         self.rebuild(mappers).map_err(|e| self.lost(e))
+    }
+
+    fn record_run_start(&mut self, run: &crate::runs::RunStart) -> Result<()> {
+        self.ensure_connected()?;
+        super::runs::postgres::record_start(&mut self.client, run)
+    }
+
+    fn record_run_end(&mut self, end: &crate::runs::RunEnd) -> Result<()> {
+        self.ensure_connected()?;
+        super::runs::postgres::record_end(&mut self.client, end)
+    }
+
+    fn recent_runs(
+        &mut self,
+        limit: usize,
+        sources: &[String],
+    ) -> Result<Vec<crate::runs::RunSummary>> {
+        self.ensure_connected()?;
+        super::runs::postgres::recent_runs(&mut self.client, limit, sources)
     }
 }
 

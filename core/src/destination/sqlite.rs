@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_incremental_journey.sql")),
     (3, include_str!("migrations/0003_funnel_daily.sql")),
+    (5, include_str!("migrations/0005_sync_runs.sql")),
 ];
 
 /// A SQLite dataset.
@@ -90,7 +91,14 @@ impl SqliteDestination {
                 supported: known,
             })));
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        // Every known version not recorded yet, in order (not only those above the highest
+        // recorded): migrations developed side by side may land in either order.
+        let applied: Vec<i64> = self
+            .conn
+            .prepare("SELECT version FROM schema_migrations")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.execute(
@@ -297,6 +305,22 @@ impl Destination for SqliteDestination {
         let stats = rebuild(&tx, &by_type)?;
         tx.commit()?;
         Ok(stats)
+    }
+
+    fn record_run_start(&mut self, run: &crate::runs::RunStart) -> Result<()> {
+        super::runs::sqlite::record_start(&mut self.conn, run)
+    }
+
+    fn record_run_end(&mut self, end: &crate::runs::RunEnd) -> Result<()> {
+        super::runs::sqlite::record_end(&mut self.conn, end)
+    }
+
+    fn recent_runs(
+        &mut self,
+        limit: usize,
+        sources: &[String],
+    ) -> Result<Vec<crate::runs::RunSummary>> {
+        super::runs::sqlite::recent_runs(&mut self.conn, limit, sources)
     }
 }
 

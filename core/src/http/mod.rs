@@ -17,6 +17,7 @@
 
 mod base_url;
 mod clock;
+pub mod metrics;
 mod ratelimit;
 mod retry;
 
@@ -455,8 +456,15 @@ impl HttpClient {
         if let Some(wait) = wait.filter(|w| !w.is_zero()) {
             tracing::debug!(endpoint, wait_ms = wait.as_millis() as u64, "pacing");
             self.clock.sleep(wait).await;
+            metrics::count_wait(wait);
         }
+        // The rate limiter keeps its own (real) time; a millisecond or less is not a wait.
+        let limited = Instant::now();
         self.limits.acquire(endpoint).await;
+        let held = limited.elapsed();
+        if held > Duration::from_millis(1) {
+            metrics::count_wait(held);
+        }
     }
 
     /// Send `request` (built with [`reqwest`](Self::reqwest)) on `endpoint` — the name its rate limit is
@@ -501,6 +509,7 @@ impl HttpClient {
                                 tracing::info!(endpoint, path = %path, error = %error,
                                     "malformed JSON; asking once more");
                                 self.clock.sleep(self.config.retry.backoff(0)).await;
+                                metrics::count_wait(self.config.retry.backoff(0));
                                 continue;
                             }
                             tracing::debug!(
@@ -557,6 +566,7 @@ impl HttpClient {
                 "retrying"
             );
             self.clock.sleep(delay).await;
+            metrics::count_wait(delay);
             Self::count(&error, &mut attempt, &mut throttles);
         }
     }
@@ -651,6 +661,7 @@ impl HttpClient {
 
     async fn execute_once(&self, req: reqwest::Request) -> Result<Response> {
         let path = req.url().path().to_string();
+        metrics::count_request();
         let resp = self.inner.execute(req).await.map_err(transport_error)?;
         self.read_capped(resp, &path).await
     }
@@ -702,6 +713,7 @@ impl HttpClient {
             let req = template
                 .try_clone()
                 .ok_or_else(|| Error::Internal("request body cannot be replayed".into()))?;
+            metrics::count_request();
             let error = match self.inner.execute(req).await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
@@ -731,6 +743,7 @@ impl HttpClient {
             let error = self.total_wait_left(waited, delay, error)?;
             waited += delay;
             self.clock.sleep(delay).await;
+            metrics::count_wait(delay);
             Self::count(&error, &mut attempt, &mut throttles);
         }
     }
