@@ -2,6 +2,12 @@
 //! in-process exactly as a user would, open the dataset it wrote, and compare datasets and money the
 //! same way in every platform's test.
 
+/// The README's code, compiled by `cargo test` (its Rust snippet is a doctest), so that what a new user
+/// copies from it builds against today's API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
