@@ -299,6 +299,14 @@ fn ok(stream: &str, records: u64) -> StreamOutcome {
 }
 
 /// `engine::run_with` on a test clock that only moves when told to (so `seconds` is exact).
+/// `run` must end by itself (a stop ends a hanging request): a run still going after a minute fails
+/// the test with a message instead of hanging the suite.
+async fn ends<T>(run: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the run hung: a stop or an auth failure must end the requests still waiting")
+}
+
 async fn run(
     sources: &[Arc<dyn Connector>],
     writer: &DatasetWriter,
@@ -966,13 +974,13 @@ async fn a_stopped_run_commits_what_it_read_and_a_rerun_completes_it() {
         concurrency: 1,
         ..options()
     };
-    let outcomes = engine::run_with(
+    let outcomes = ends(engine::run_with(
         &sources,
         &ds.writer,
         &one_at_a_time,
         Arc::new(NoProgress),
         &ctl,
-    )
+    ))
     .await;
 
     assert_eq!(outcomes[0].status, "interrupted");
@@ -1102,13 +1110,13 @@ async fn a_passed_deadline_stops_the_run_and_fails_the_unfinished_streams() {
         concurrency: 1,
         ..options()
     };
-    let outcomes = engine::run_with(
+    let outcomes = ends(engine::run_with(
         &sources,
         &ds.writer,
         &one_at_a_time,
         Arc::new(NoProgress),
         &ctl,
-    )
+    ))
     .await;
 
     assert_eq!(outcomes[0].status, "failed");
@@ -1171,13 +1179,13 @@ async fn an_auth_failure_stops_the_other_streams_of_its_source() {
         concurrency: 2,
         ..options()
     };
-    let outcomes = engine::run_with(
+    let outcomes = ends(engine::run_with(
         &sources,
         &ds.writer,
         &two,
         Arc::new(NoProgress),
         &control(&clock),
-    )
+    ))
     .await;
 
     let reason = "authentication failed: token revoked: create a new one";
