@@ -74,6 +74,33 @@ pub struct Page {
     pub replaces: Option<String>,
 }
 
+impl Page {
+    /// A page of records whose checkpoint the engine derives (the largest cursor of a sorted stream).
+    pub fn new(records: Vec<Record>) -> Page {
+        Page {
+            records,
+            checkpoint: None,
+            replaces: None,
+        }
+    }
+
+    /// A page carrying the connector's own checkpoint (saved verbatim once the page is committed).
+    pub fn with_checkpoint(records: Vec<Record>, checkpoint: Option<Value>) -> Page {
+        Page {
+            records,
+            checkpoint,
+            replaces: None,
+        }
+    }
+
+    /// This page first replaces the stream's records whose cursor is `partition` (see
+    /// [`replaces`](Self::replaces)).
+    pub fn replacing(mut self, partition: Option<String>) -> Page {
+        self.replaces = partition;
+        self
+    }
+}
+
 /// A closed time window, for backfills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

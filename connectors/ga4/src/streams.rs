@@ -476,7 +476,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                     // Backfills checkpoint too: the engine saves no state for them, but tells the
                     // user how far a stopped one got.
                     let checkpoint = done.then(|| json!({ "cursor": iso }));
-                    yield Page { records: recs, checkpoint, replaces: replaces.take() };
+                    yield Page::with_checkpoint(recs, checkpoint).replacing(replaces.take());
                     if done {
                         break;
                     }

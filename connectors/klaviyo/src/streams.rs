@@ -534,14 +534,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                     cursor
                 }),
             };
-            Ok((
-                Page {
-                    records,
-                    checkpoint: None,
-                    replaces: None,
-                },
-                next,
-            ))
+            Ok((Page::new(records), next))
         }
     })
     .boxed()

@@ -355,14 +355,7 @@ pub(super) fn read_insights(
                     (cp, (!state.queue.is_empty()).then_some(state))
                 }
             };
-            Ok((
-                Page {
-                    records,
-                    checkpoint,
-                    replaces: None,
-                },
-                next,
-            ))
+            Ok((Page::with_checkpoint(records, checkpoint), next))
         }
     })
     .boxed()

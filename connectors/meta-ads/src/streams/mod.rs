@@ -337,14 +337,7 @@ fn read_objects(
                 NextPage::Url(next) => Some(reader.next_url(&next)?),
                 _ => None,
             };
-            Ok((
-                Page {
-                    records,
-                    checkpoint: None,
-                    replaces: None,
-                },
-                next,
-            ))
+            Ok((Page::new(records), next))
         }
     })
     .boxed()

@@ -65,12 +65,7 @@ pub(super) fn bulk_pages(
             if let Some(roots) = st.current.as_mut() {
                 let records = crate::bulk::next_records(roots, stream, size)?;
                 if !records.is_empty() {
-                    let page = Page {
-                        records,
-                        checkpoint: None,
-                        replaces: None,
-                    };
-                    return Ok(Some((page, st)));
+                    return Ok(Some((Page::new(records), st)));
                 }
                 st.current = None;
             }

@@ -400,14 +400,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                 }
                 NextPage::Url(_) | NextPage::Done => None,
             };
-            Ok((
-                Page {
-                    records,
-                    checkpoint: None,
-                    replaces: None,
-                },
-                next,
-            ))
+            Ok((Page::new(records), next))
         }
     })
     .boxed()
