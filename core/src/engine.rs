@@ -469,7 +469,28 @@ async fn stream_with(
     // stream's highest committed cursor. Told to the user when the backfill fails, so that a long one
     // stopped by a quota is continued from there rather than from its start.
     let mut backfilled: Option<String> = None;
-    let mut pages = connector.read(request);
+    // A long first sync or a backfill may be read as date windows side by side; their pages then
+    // carry the low-water mark as checkpoint (see `crate::window`), so the max-cursor rules below
+    // must not apply to them.
+    let plan = if def.sorted && incremental && request.state.is_none() {
+        let planned = tokio::select! {
+            biased;
+            p = connector.plan_windows(&request) => p,
+            h = ctx.until_halted() => return halted(0, h),
+        };
+        match planned {
+            Ok(p) => p,
+            Err(e) => return failed(0, e),
+        }
+    } else {
+        None
+    };
+    let windowed = plan.is_some();
+    connector_checkpoints |= windowed;
+    let mut pages = match plan {
+        Some(plan) => crate::window::read_windowed(connector, request, plan),
+        None => connector.read(request),
+    };
     loop {
         if let Some(h) = ctx.halted() {
             return halted(records, h);
@@ -510,7 +531,7 @@ async fn stream_with(
         }
         let reached = match &page.checkpoint {
             Some(cp) => cp.get("cursor").and_then(Value::as_str).map(str::to_string),
-            None if def.sorted => max_cursor.clone(),
+            None if def.sorted && !windowed => max_cursor.clone(),
             None => None,
         };
         let state = if !keeps_state {
@@ -518,7 +539,7 @@ async fn stream_with(
         } else if let Some(cp) = page.checkpoint {
             connector_checkpoints = true;
             Some(cp)
-        } else if def.sorted {
+        } else if def.sorted && !windowed {
             saved_cursor = max_cursor.clone();
             max_cursor.as_ref().map(|c| json!({ "cursor": c }))
         } else {

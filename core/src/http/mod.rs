@@ -300,6 +300,8 @@ pub struct HttpClient {
     origin: Option<Url>,
     /// Per endpoint: no request before this instant (set by [`ApiPolicy::pace`] and throttles).
     not_before: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The source's adaptive concurrency limit, when it reads side by side.
+    adaptive: Option<Arc<crate::adaptive::AdaptiveLimiter>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -321,6 +323,7 @@ pub struct HttpClientBuilder {
     clock: Arc<dyn Clock>,
     origin: Option<Url>,
     auth_set: bool,
+    adaptive: Option<Arc<crate::adaptive::AdaptiveLimiter>>,
 }
 
 impl HttpClientBuilder {
@@ -362,6 +365,12 @@ impl HttpClientBuilder {
         self.clock = clock;
         self
     }
+    /// An adaptive concurrency limit: every attempt of [`HttpClient::send`] holds one of its permits
+    /// and reports its latency or overload signal to it.
+    pub fn adaptive(mut self, limiter: Arc<crate::adaptive::AdaptiveLimiter>) -> Self {
+        self.adaptive = Some(limiter);
+        self
+    }
     /// Build the client.
     pub fn build(self) -> Result<HttpClient> {
         if self.auth_set && self.origin.is_none() {
@@ -386,6 +395,7 @@ impl HttpClientBuilder {
             clock: self.clock,
             origin: self.origin,
             not_before: Arc::default(),
+            adaptive: self.adaptive,
         })
     }
 }
@@ -401,6 +411,7 @@ impl HttpClient {
             clock: Arc::new(TokioClock),
             origin: None,
             auth_set: false,
+            adaptive: None,
         }
     }
 
@@ -476,11 +487,18 @@ impl HttpClient {
                 .try_clone()
                 .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
             let started = Instant::now();
+            let permit = match &self.adaptive {
+                Some(limiter) => Some(limiter.acquire(&path).await),
+                None => None,
+            };
             let outcome = match self.auth.authorize(&mut req).await {
                 Ok(()) => self.execute_once(req).await,
                 Err(e) if e.is_retryable() => Err(e),
                 Err(e) => return Err(e),
             };
+            if let Some(permit) = permit {
+                permit.finish(crate::adaptive::Outcome::of(&outcome));
+            }
             let error = match outcome {
                 Ok(resp) => {
                     if let Some(pause) = self.policy.pace(&resp) {
