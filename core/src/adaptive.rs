@@ -17,8 +17,8 @@
 //!
 //! Latency is judged per request path, because a page of orders and a page of coupons cost the host
 //! different amounts; the "best seen" of a path is the lowest of a moving average (so that one short
-//! last page does not become the yardstick), drifting up slowly so that a host that became slower for
-//! good is not punished forever.
+//! last page does not become the yardstick). A host that became slower for good shrinks the limit to
+//! one request, whose latency then is the new best (one request queues behind nothing of ours).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -52,7 +52,7 @@ impl Default for AdaptiveConfig {
         AdaptiveConfig {
             initial: 2,
             cap: DEFAULT_CAP,
-            grow_within: 1.3,
+            grow_within: 1.2,
             shrink_above: 2.0,
         }
     }
@@ -107,8 +107,6 @@ impl Outcome {
 const WARM_UP: u32 = 3;
 /// Weight of a new sample in a path's moving average.
 const ALPHA: f64 = 0.3;
-/// How far the best latency of a path moves towards its moving average per sample.
-const DRIFT: f64 = 0.01;
 /// The fewest samples a round judges latency on.
 const MIN_ROUND: usize = 3;
 
@@ -253,7 +251,13 @@ impl AdaptiveLimiter {
                         let mean = s.round_sum / s.round_len as f64;
                         s.round_sum = 0.0;
                         s.round_len = 0;
-                        if mean > self.config.shrink_above {
+                        if mean > self.config.shrink_above && s.limit == 1 {
+                            // One request at a time queues behind nothing of ours: the host itself
+                            // became slower, and this is its latency now.
+                            for p in s.paths.values_mut() {
+                                p.best = p.best.map(|_| p.average);
+                            }
+                        } else if mean > self.config.shrink_above {
                             cut(&mut s, "latency");
                         } else if mean <= self.config.grow_within && s.limit < self.config.cap {
                             s.limit += 1;
@@ -296,8 +300,7 @@ fn sample(s: &mut State, path: &str, latency: f64) -> f64 {
     p.samples += 1;
     if p.samples >= WARM_UP {
         p.best = Some(match p.best {
-            Some(best) if p.average < best => p.average,
-            Some(best) => best + (p.average - best) * DRIFT,
+            Some(best) => best.min(p.average),
             None => p.average,
         });
     }
