@@ -1085,8 +1085,10 @@ fn year_of_orders() -> Vec<(u64, String, String)> {
 }
 
 /// Every batch committed — its record ids and the state saved with them — in commit order.
+type Commit = (Vec<String>, Option<Value>);
+
 #[derive(Clone, Default)]
-struct CommitLog(Arc<std::sync::Mutex<Vec<(Vec<String>, Option<Value>)>>>);
+struct CommitLog(Arc<std::sync::Mutex<Vec<Commit>>>);
 
 struct Recording {
     inner: SqliteDestination,
