@@ -8,16 +8,19 @@
 //!
 //! - it starts at [`AdaptiveConfig::initial`] (2) in flight;
 //! - after a *round* of successes (as many as the current limit) whose latency stays within
-//!   [`AdaptiveConfig::grow_within`] of the best seen, it allows one more;
+//!   [`AdaptiveConfig::grow_within`] of the best seen, it allows one more — or, until the first sign
+//!   of load, twice as many (TCP's slow start: a long read should not spend its first seconds
+//!   creeping up; the first round that queues at the host halves the overshoot);
 //! - on a 429, 503, 504, 408 or a timed-out request — the host saying it is overloaded — it halves, at
 //!   most once per round trip (answers to requests sent before the cut say nothing new);
 //! - when a round's latency rises above [`AdaptiveConfig::shrink_above`] times the best seen (requests
 //!   queueing at the host), it halves too;
 //! - it stays within `[1, cap]`; a configured cap always wins.
 //!
-//! Latency is judged per request path, because a page of orders and a page of coupons cost the host
-//! different amounts; the "best seen" of a path is the lowest of a moving average (so that one short
-//! last page does not become the yardstick). A host that became slower for good shrinks the limit to
+//! Latency is judged per request path and response size (in quarter octaves), because a page of
+//! orders and a page of coupons, or a full page and a window's short last one, cost the host
+//! different amounts; the "best seen" of each is the lowest of a moving average (so that one lucky
+//! answer does not become the yardstick). A host that became slower for good shrinks the limit to
 //! one request, whose latency then is the new best (one request queues behind nothing of ours).
 
 use std::collections::HashMap;
@@ -124,8 +127,12 @@ struct State {
     peak: usize,
     /// Bumped on every cut: answers to requests sent before it are not counted again.
     epoch: u64,
+    /// Doubling per round until the first sign of load (TCP's slow start), then one at a time.
+    slow_start: bool,
     round_sum: f64,
     round_len: usize,
+    /// The most requests in flight during the round: a limit that was not used is not grown.
+    round_peak: usize,
     paths: HashMap<String, PathStats>,
 }
 
@@ -160,8 +167,10 @@ impl AdaptiveLimiter {
                 in_flight: 0,
                 peak: 0,
                 epoch: 0,
+                slow_start: true,
                 round_sum: 0.0,
                 round_len: 0,
+                round_peak: 0,
                 paths: HashMap::new(),
             }),
             freed: Notify::new(),
@@ -216,6 +225,7 @@ impl AdaptiveLimiter {
         if s.in_flight < s.limit {
             s.in_flight += 1;
             s.peak = s.peak.max(s.in_flight);
+            s.round_peak = s.round_peak.max(s.in_flight);
             Some(s.epoch)
         } else {
             None
@@ -227,7 +237,7 @@ impl AdaptiveLimiter {
         self.freed.notify_waiters();
     }
 
-    fn record(&self, permit: &Permit, outcome: Outcome) {
+    fn record(&self, permit: &Permit, outcome: Outcome, size: Option<usize>) {
         let latency = self
             .clock
             .now()
@@ -243,14 +253,26 @@ impl AdaptiveLimiter {
                 }
             }
             Outcome::Success => {
-                let ratio = sample(&mut s, &permit.path, latency);
+                let key = match size {
+                    // Quarter octaves: pages within ~19% of each other's size are compared.
+                    Some(bytes) => format!(
+                        "{} {}",
+                        permit.path,
+                        ((bytes.max(1) as f64).log2() * 4.0) as u32
+                    ),
+                    None => permit.path.clone(),
+                };
+                let ratio = sample(&mut s, &key, latency);
                 if permit.epoch == s.epoch {
                     s.round_sum += ratio;
                     s.round_len += 1;
                     if s.round_len >= s.limit.max(MIN_ROUND) {
                         let mean = s.round_sum / s.round_len as f64;
+                        let used = s.round_peak >= s.limit;
                         s.round_sum = 0.0;
                         s.round_len = 0;
+                        // Counted before this request leaves: it was in flight.
+                        s.round_peak = s.in_flight;
                         if mean > self.config.shrink_above && s.limit == 1 {
                             // One request at a time queues behind nothing of ours: the host itself
                             // became slower, and this is its latency now.
@@ -259,8 +281,19 @@ impl AdaptiveLimiter {
                             }
                         } else if mean > self.config.shrink_above {
                             cut(&mut s, "latency");
-                        } else if mean <= self.config.grow_within && s.limit < self.config.cap {
-                            s.limit += 1;
+                        } else if mean <= self.config.grow_within && !used {
+                            // Fewer requests than allowed went out (a read winding down): nothing
+                            // was learnt about more.
+                        } else if mean <= self.config.grow_within {
+                            let grown = if s.slow_start {
+                                s.limit * 2
+                            } else {
+                                s.limit + 1
+                            };
+                            s.limit = grown.min(self.config.cap);
+                        } else if s.slow_start {
+                            // The first round that queued at the host: the doubling overshot.
+                            cut(&mut s, "slow start overshot");
                         }
                     }
                 }
@@ -277,6 +310,7 @@ impl AdaptiveLimiter {
 
 /// Halve the limit (at least 1) and start a new round that ignores answers to earlier requests.
 fn cut(s: &mut State, why: &'static str) {
+    s.slow_start = false;
     s.limit = (s.limit / 2).max(1);
     s.epoch += 1;
     s.round_sum = 0.0;
@@ -320,7 +354,15 @@ pub struct Permit {
 impl Permit {
     /// Tell the limiter how the request went (its latency runs from the permit's grant to now).
     pub fn finish(self, outcome: Outcome) {
-        self.limiter.record(&self, outcome);
+        self.limiter.record(&self, outcome, None);
+    }
+
+    /// [`finish`](Self::finish) with what an attempt returned: its signal, and its body's size, so
+    /// that a page is compared with pages of about its size (a one-record page answers faster than a
+    /// full one without the host being any less loaded).
+    pub fn finish_response(self, result: &Result<Response>) {
+        let size = result.as_ref().ok().map(|r| r.body.len());
+        self.limiter.record(&self, Outcome::of(result), size);
     }
 
     /// How long this permit has been held.

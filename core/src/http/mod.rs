@@ -497,7 +497,7 @@ impl HttpClient {
                 Err(e) => return Err(e),
             };
             if let Some(permit) = permit {
-                permit.finish(crate::adaptive::Outcome::of(&outcome));
+                permit.finish_response(&outcome);
             }
             let error = match outcome {
                 Ok(resp) => {
