@@ -5,8 +5,8 @@
 //! wrong both ways (ten requests a second capped a store at 1,000 orders a second although its host
 //! could serve more, and is still too much for a small shared host), so by default there is none.
 //! Instead every request holds a permit of the source's adaptive concurrency limit
-//! ([`growthflow_core::adaptive`]): it starts at two requests in flight, grows by one while the
-//! host's latency holds, and halves on a 429, a 503, a timeout or a latency well above the best seen,
+//! ([`growthflow_core::adaptive`]): it starts at two requests in flight, grows (doubling at first,
+//! then by one) while the host's latency holds, and halves on a 429, a 503, a timeout or a latency well above the best seen,
 //! never above `max_concurrent_requests` (default 16). Long first syncs and backfills read date
 //! windows side by side ([`growthflow_core::window`]), so the host's spare workers are used; a 429 or
 //! 503 that still comes back is retried by core after its `Retry-After`.
