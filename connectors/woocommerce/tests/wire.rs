@@ -1287,6 +1287,29 @@ async fn a_long_first_sync_reads_windows_side_by_side_and_gets_every_order_once(
         connector.limiter().peak_in_flight() >= 2,
         "windows were read side by side"
     );
+
+    // Nothing changed since: the next sync makes one request (no count, no windows) and keeps the
+    // cursor.
+    let before = requests.len();
+    let again = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(None),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!(again.status, "ok", "{:?}", again.error);
+    let all = w.h.server.received_requests().await.unwrap();
+    assert_eq!(
+        all.len() - before,
+        1,
+        "one request for a sync with nothing new"
+    );
+    assert_eq!(
+        writer.load_state("woo", "orders").await.unwrap(),
+        Some(json!({ "cursor": w.newest() }))
+    );
 }
 
 #[tokio::test]
