@@ -486,11 +486,11 @@ impl HttpClient {
             let mut req = template
                 .try_clone()
                 .ok_or_else(|| Error::Other("request body cannot be replayed".into()))?;
-            let started = Instant::now();
             let permit = match &self.adaptive {
                 Some(limiter) => Some(limiter.acquire(&path).await),
                 None => None,
             };
+            let started = Instant::now();
             let outcome = match self.auth.authorize(&mut req).await {
                 Ok(()) => self.execute_once(req).await,
                 Err(e) if e.is_retryable() => Err(e),
