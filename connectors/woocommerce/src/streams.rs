@@ -480,7 +480,8 @@ pub(crate) async fn plan_windows(
     request: &ReadRequest,
 ) -> Result<Option<WindowPlan>> {
     let spec = Spec::of(&request.stream).ok_or_else(|| unknown_stream(&request.stream))?;
-    if spec.filter == Filter::ClientSide {
+    if spec.filter == Filter::ClientSide || reader.limiter.config().cap <= 1 {
+        // No date filter, or one request at a time configured: windows would only add requests.
         return Ok(None);
     }
     let (since, until, open_end) = match request.window {

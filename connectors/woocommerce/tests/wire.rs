@@ -1435,3 +1435,29 @@ async fn a_long_backfill_reads_creation_windows_and_saves_no_state() {
         q["orderby"] == "date" && q.contains_key("before") && !q.contains_key("modified_after")
     }));
 }
+
+#[tokio::test]
+async fn one_request_at_a_time_reads_in_sequence_without_a_count() {
+    let w = WindowedHarness::start(0).await;
+    let guard = w.h.catch_all().await;
+    let mut config = w.h.config();
+    config.per_page = 10;
+    config.max_concurrent_requests = Some(1);
+    let connector = w.h.connector_with(config);
+    let (writer, _log) = recording_writer();
+    let outcome = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(None),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!((outcome.status, outcome.records), ("ok", 240));
+    let requests = w.h.finish(guard).await;
+    assert!(requests.iter().all(|r| {
+        let q = query(r);
+        q["per_page"] == "10" && !q.contains_key("modified_before")
+    }));
+    assert_eq!(connector.limiter().peak_in_flight(), 1);
+}
