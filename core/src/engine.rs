@@ -6,6 +6,10 @@
 //! never writes state, so it can never move a saved cursor backwards. A stream that fails is reported and
 //! the others go on; everything committed before the failure stays.
 //!
+//! A sorted stream read without a saved cursor (a first sync, a full refresh, a backfill) may be read
+//! as date windows side by side when its connector plans so ([`Connector::plan_windows`]); its pages
+//! then carry the windows' low-water mark as checkpoint ([`crate::window`]), never the highest cursor.
+//!
 //! A run can be told to stop ([`StopSignal`], a deadline in [`RunControl`]): no new page is asked for,
 //! what was already read is committed with its state, and the streams left unfinished say so. An
 //! authentication failure stops the other streams of the same source, because they share its
