@@ -15,7 +15,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::JourneyMapper;
-use crate::Result;
+use crate::window::{Span, WindowPlan};
+use crate::{Error, Result};
 
 /// How a stream is kept up to date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -153,4 +154,23 @@ pub trait Connector: Send + Sync + fmt::Debug {
 
     /// How this connector's records map into the journey model.
     fn mapper(&self) -> Arc<dyn JourneyMapper>;
+
+    /// Whether to read `request` (a sorted incremental stream with no saved cursor, or a backfill) as
+    /// date windows side by side, and how many (see [`crate::window`]). A connector whose API filters
+    /// the stream on its cursor answers for long reads only (it may ask the API how many records the
+    /// range holds); the default, and `None`, read the stream as one sequence.
+    async fn plan_windows(&self, _request: &ReadRequest) -> Result<Option<WindowPlan>> {
+        Ok(None)
+    }
+
+    /// Read the records of `request` whose cursor lies in `span` (for a backfill: created in it), in
+    /// cursor order. Only called for plans from [`Connector::plan_windows`].
+    fn read_window(&self, request: ReadRequest, _span: Span) -> BoxStream<'_, Result<Page>> {
+        let err = Error::Other(format!(
+            "{} cannot read stream {} in windows",
+            self.source_type(),
+            request.stream
+        ));
+        Box::pin(futures::stream::once(async move { Err(err) }))
+    }
 }

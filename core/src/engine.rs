@@ -6,6 +6,10 @@
 //! never writes state, so it can never move a saved cursor backwards. A stream that fails is reported and
 //! the others go on; everything committed before the failure stays.
 //!
+//! A sorted stream read without a saved cursor (a first sync, a full refresh, a backfill) may be read
+//! as date windows side by side when its connector plans so ([`Connector::plan_windows`]); its pages
+//! then carry the windows' low-water mark as checkpoint ([`crate::window`]), never the highest cursor.
+//!
 //! A run can be told to stop ([`StopSignal`], a deadline in [`RunControl`]): no new page is asked for,
 //! what was already read is committed with its state, and the streams left unfinished say so. An
 //! authentication failure stops the other streams of the same source, because they share its
@@ -534,7 +538,28 @@ async fn stream_with(
     // stream's highest committed cursor. Told to the user when the backfill fails, so that a long one
     // stopped by a quota is continued from there rather than from its start.
     let mut backfilled: Option<String> = None;
-    let mut pages = connector.read(request);
+    // A long first sync or a backfill may be read as date windows side by side; their pages then
+    // carry the low-water mark as checkpoint (see `crate::window`), so the max-cursor rules below
+    // must not apply to them.
+    let plan = if def.sorted && incremental && request.state.is_none() {
+        let planned = tokio::select! {
+            biased;
+            p = connector.plan_windows(&request) => p,
+            h = ctx.until_halted() => return halted(0, h),
+        };
+        match planned {
+            Ok(p) => p,
+            Err(e) => return failed(0, e),
+        }
+    } else {
+        None
+    };
+    let windowed = plan.is_some();
+    connector_checkpoints |= windowed;
+    let mut pages = match plan {
+        Some(plan) => crate::window::read_windowed(connector, request, plan),
+        None => connector.read(request),
+    };
     loop {
         if let Some(h) = ctx.halted() {
             return halted(records, h);
@@ -575,7 +600,7 @@ async fn stream_with(
         }
         let reached = match &page.checkpoint {
             Some(cp) => cp.get("cursor").and_then(Value::as_str).map(str::to_string),
-            None if def.sorted => max_cursor.clone(),
+            None if def.sorted && !windowed => max_cursor.clone(),
             None => None,
         };
         let state = if !keeps_state {
@@ -583,7 +608,7 @@ async fn stream_with(
         } else if let Some(cp) = page.checkpoint {
             connector_checkpoints = true;
             Some(cp)
-        } else if def.sorted {
+        } else if def.sorted && !windowed {
             saved_cursor = max_cursor.clone();
             max_cursor.as_ref().map(|c| json!({ "cursor": c }))
         } else {

@@ -8,6 +8,8 @@
 //!   platform's own signals, timeouts, auth.
 //! - [`auth`]: token providers (static keys, OAuth2 refresh-token grant) with secrets kept redacted.
 //! - [`paginate`]: the paging styles the platforms use, as small reusable pieces.
+//! - [`window`] and [`adaptive`]: long reads as date windows side by side, as many at once as the
+//!   source's host sustains (AIMD on its latency, 429 and 503).
 //! - [`start`]: where an incremental read starts (saved cursor less overlap and lookback), written once.
 //! - [`model`] and [`channel`]: the journey model and the channel classifier.
 //! - [`destination`]: where records land (SQLite), with state committed alongside the records it covers.
@@ -15,6 +17,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod adaptive;
 pub mod auth;
 pub mod channel;
 pub mod connector;
@@ -32,5 +35,6 @@ pub mod start;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod window;
 
 pub use error::{Error, ErrorKind, Result};

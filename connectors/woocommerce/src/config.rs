@@ -39,10 +39,16 @@ pub struct WooCommerceConfig {
     /// whose PHP workers time out building large order pages.
     #[serde(default = "default_per_page")]
     pub per_page: u32,
-    /// Client-side request rate (default 10 a second). WooCommerce itself has no limit, but shared hosts
-    /// and firewalls throttle or block bursts, and every request costs the store a PHP worker.
+    /// A fixed ceiling on requests a second, for a host or firewall known to block above it. Unset by
+    /// default: WooCommerce has no limit of its own, and the adaptive concurrency limit (see
+    /// [`crate::limits`]) already backs off on the host's 429, 503 and rising latency.
     #[serde(default)]
     pub max_requests_per_second: Option<u32>,
+    /// The most requests in flight at once (default
+    /// [`DEFAULT_CAP`](growthflow_core::adaptive::DEFAULT_CAP), 16). The adaptive limit grows up to it
+    /// while the host keeps up; set 1 to read strictly one page at a time.
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// WooCommerce's maximum page size: the fewest requests for a full read.
@@ -53,11 +59,6 @@ pub fn default_per_page() -> u32 {
 /// No lookback: the built-in one-second overlap already covers WooCommerce's exclusive date bounds.
 pub fn default_lookback_days() -> u32 {
     0
-}
-
-/// Gentle enough for shared hosting, fast enough for a store with a few hundred thousand orders.
-pub fn default_max_requests_per_second() -> u32 {
-    10
 }
 
 impl WooCommerceConfig {
@@ -75,6 +76,7 @@ impl WooCommerceConfig {
             lookback_days: None,
             per_page: default_per_page(),
             max_requests_per_second: None,
+            max_concurrent_requests: None,
         }
     }
 
@@ -83,10 +85,15 @@ impl WooCommerceConfig {
         self.lookback_days.unwrap_or_else(default_lookback_days)
     }
 
-    /// Requests a second the client allows itself.
-    pub fn max_requests_per_second(&self) -> u32 {
+    /// Requests a second the client allows itself, when configured (no fixed pace otherwise).
+    pub fn max_requests_per_second(&self) -> Option<u32> {
         self.max_requests_per_second
-            .unwrap_or_else(default_max_requests_per_second)
+    }
+
+    /// The ceiling of the adaptive concurrency limit.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.max_concurrent_requests
+            .map_or(growthflow_core::adaptive::DEFAULT_CAP, |n| n as usize)
     }
 
     /// Check everything serde could not, naming the key at fault as `sources.<source>.<key>`.
@@ -119,6 +126,14 @@ impl WooCommerceConfig {
                 key("max_requests_per_second"),
                 "must be at least 1",
             ));
+        }
+        if let Some(n) = self.max_concurrent_requests {
+            if !(1..=64).contains(&n) {
+                return Err(Error::config(
+                    key("max_concurrent_requests"),
+                    format!("must be between 1 and 64, got {n}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -237,6 +252,9 @@ mod tests {
         let mut c = cfg("https://x.co");
         c.max_requests_per_second = Some(0);
         assert_eq!(key_of(c), "sources.woo.max_requests_per_second");
+        let mut c = cfg("https://x.co");
+        c.max_concurrent_requests = Some(0);
+        assert_eq!(key_of(c), "sources.woo.max_concurrent_requests");
         assert!(cfg("https://x.co").validate("woo").is_ok());
     }
 
@@ -248,7 +266,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.per_page, 100);
         assert_eq!(c.lookback_days(), 0);
-        assert_eq!(c.max_requests_per_second(), 10);
+        assert_eq!(
+            c.max_requests_per_second(),
+            None,
+            "no fixed pace by default"
+        );
+        assert_eq!(c.max_concurrent_requests(), 16);
         let err = serde_json::from_value::<WooCommerceConfig>(serde_json::json!({
             "url": "https://x.co", "consumer_key": "ck_a", "consumer_secret": "cs_b", "shop": "x"
         }))

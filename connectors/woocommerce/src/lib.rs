@@ -47,10 +47,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
 use growthflow_core::http::{ClientOptions, HttpClient};
 use growthflow_core::model::JourneyMapper;
 use growthflow_core::paginate::set_query;
+use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::Result;
 
 pub use auth::WooAuth;
@@ -87,9 +89,11 @@ impl WooCommerce {
     ) -> Result<WooCommerce> {
         config.validate(name)?;
         let api_base = config.api_base(name)?;
+        let limiter = limits::concurrency(config.max_concurrent_requests(), options.clock.clone());
         let client = HttpClient::builder(Arc::new(WooPolicy::new(name)))
             .options(options)
             .rate_limits(limits::rate_limits(config.max_requests_per_second()))
+            .adaptive(limiter.clone())
             .auth(Arc::new(WooAuth::new(
                 config.consumer_key.clone(),
                 config.consumer_secret.clone(),
@@ -103,6 +107,7 @@ impl WooCommerce {
                 api_base,
                 per_page: config.per_page,
                 lookback_days: config.lookback_days(),
+                limiter,
             }),
         })
     }
@@ -110,6 +115,12 @@ impl WooCommerce {
     /// The REST API root this connector talks to (`…/wp-json/wc/v3`).
     pub fn api_base(&self) -> &url::Url {
         &self.reader.api_base
+    }
+
+    /// The store's adaptive concurrency limit (shared by all its streams), for progress displays and
+    /// tests.
+    pub fn limiter(&self) -> &Arc<AdaptiveLimiter> {
+        &self.reader.limiter
     }
 }
 
@@ -143,6 +154,16 @@ impl Connector for WooCommerce {
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
         streams::read(self.reader.clone(), request)
+    }
+
+    /// Orders, refunds, products and coupons filter on their cursor, so a long first sync or backfill
+    /// is read in windows; customers cannot be.
+    async fn plan_windows(&self, request: &ReadRequest) -> Result<Option<WindowPlan>> {
+        streams::plan_windows(&self.reader, request).await
+    }
+
+    fn read_window(&self, request: ReadRequest, span: Span) -> BoxStream<'_, Result<Page>> {
+        streams::read_window(self.reader.clone(), request, span)
     }
 
     fn mapper(&self) -> Arc<dyn JourneyMapper> {

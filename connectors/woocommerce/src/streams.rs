@@ -21,11 +21,13 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use url::Url;
 
+use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
+use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 /// The rate-limit and pause key of every request: WooCommerce's limits are the host's, shared by all
@@ -172,6 +174,7 @@ pub(crate) struct Reader {
     pub(crate) api_base: Url,
     pub(crate) per_page: u32,
     pub(crate) lookback_days: u32,
+    pub(crate) limiter: Arc<AdaptiveLimiter>,
 }
 
 /// A date as WooCommerce's filters take it with `dates_are_gmt=true`: no zone suffix.
@@ -253,6 +256,39 @@ impl Reader {
             spec,
             params,
             keep,
+            keyset,
+        })
+    }
+
+    /// The read of one window: the stream's date filter bounded on both sides (`…_after` is exclusive,
+    /// hence one second earlier; `…_before` is exclusive too, so adjacent windows neither overlap nor
+    /// leave a gap), ordered by that date. A backfill's windows bound the creation date, an
+    /// incremental read's the cursor's date.
+    fn span_plan(&self, spec: Spec, request: &ReadRequest, span: Span) -> Result<Plan> {
+        let (after, before, orderby, keyset) = match (request.window.is_some(), spec.filter) {
+            (_, Filter::ClientSide) => {
+                return Err(Error::Other(format!(
+                    "WooCommerce {} have no date filter to read in windows",
+                    spec.def.name
+                )))
+            }
+            (true, _) | (false, Filter::Created) => ("after", "before", "date", false),
+            (false, Filter::Modified) => ("modified_after", "modified_before", "modified", true),
+        };
+        let mut params = vec![
+            param("orderby", orderby),
+            param("order", "asc"),
+            param(after, wc_date(span.since - Duration::seconds(1))),
+            param("dates_are_gmt", "true"),
+        ];
+        if let Some(until) = span.until {
+            params.push(param(before, wc_date(until)));
+        }
+        Ok(Plan {
+            url: self.endpoint_url(spec.path),
+            spec,
+            params,
+            keep: Keep::All,
             keyset,
         })
     }
@@ -416,15 +452,103 @@ fn page_on(mut cursor: Cursor, resp: &Response, count: usize) -> Result<Option<C
     })
 }
 
+fn unknown_stream(name: &str) -> Error {
+    let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
+    Error::Internal(format!(
+        "WooCommerce has no stream {name:?} (streams: {})",
+        names.join(", ")
+    ))
+}
+
+/// Below this many pages a read is not worth windows: a few sequential pages are quick, and every
+/// window costs a request or two of its own.
+pub const WINDOWS_FROM_PAGES: u64 = 8;
+
+/// Pages per window aimed at: enough that a window's extra requests (its short last page, a keyset
+/// re-read of its newest second) stay a small share, few enough that there are windows to spread.
+pub const PAGES_PER_WINDOW: u64 = 4;
+
+/// The most windows one read is split into.
+pub const MAX_WINDOWS: u64 = 64;
+
+/// Whether to read `request` in windows: only streams with a server-side date filter, and only when
+/// one cheap request (`per_page=1`, reading `X-WP-Total`) says the range holds more than
+/// [`WINDOWS_FROM_PAGES`] pages. The engine asks only for first syncs and backfills, so an
+/// incremental sync never pays for it.
+pub(crate) async fn plan_windows(
+    reader: &Reader,
+    request: &ReadRequest,
+) -> Result<Option<WindowPlan>> {
+    let spec = Spec::of(&request.stream).ok_or_else(|| unknown_stream(&request.stream))?;
+    if spec.filter == Filter::ClientSide || reader.limiter.config().cap <= 1 {
+        // No date filter, or one request at a time configured: windows would only add requests.
+        return Ok(None);
+    }
+    let (since, until, open_end) = match request.window {
+        Some(w) => (w.since, w.until, false),
+        None => (
+            reader.incremental_start(request)?,
+            reader.client.clock().utc_now(),
+            true,
+        ),
+    };
+    if until <= since {
+        return Ok(None);
+    }
+    let span = Span {
+        since,
+        until: (!open_end).then_some(until),
+    };
+    let plan = reader.span_plan(spec, request, span)?;
+    let mut url = plan.url.clone();
+    set_query(&mut url, &plan.params);
+    set_query(&mut url, &[param("page", "1"), param("per_page", "1")]);
+    let (resp, _) = reader.get_list(url, plan.spec.path).await?;
+    let Some(total) = resp
+        .header("X-WP-Total")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return Ok(None);
+    };
+    let pages = total.div_ceil(u64::from(reader.per_page.max(1)));
+    if pages <= WINDOWS_FROM_PAGES {
+        return Ok(None);
+    }
+    let windows = (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
+    tracing::debug!(
+        stream = plan.spec.def.name,
+        total,
+        windows,
+        "reading in windows"
+    );
+    Ok(Some(WindowPlan {
+        since,
+        until,
+        windows,
+        open_end,
+        limiter: Some(reader.limiter.clone()),
+    }))
+}
+
+/// Read one window of a stream (see [`plan_windows`]), paged like a whole read.
+pub(crate) fn read_window(
+    reader: Arc<Reader>,
+    request: ReadRequest,
+    span: Span,
+) -> BoxStream<'static, Result<Page>> {
+    let plan = Spec::of(&request.stream)
+        .ok_or_else(|| unknown_stream(&request.stream))
+        .and_then(|spec| reader.span_plan(spec, &request, span));
+    match plan {
+        Ok(plan) => read_plan(reader, Arc::new(plan)),
+        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+    }
+}
+
 /// Read one stream lazily, one page in memory at a time.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
-        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-        let err = Error::Internal(format!(
-            "WooCommerce has no stream {:?} (streams: {})",
-            request.stream,
-            names.join(", ")
-        ));
+        let err = unknown_stream(&request.stream);
         return futures::stream::once(async move { Err(err) }).boxed();
     };
     let plan = match reader.plan(spec, &request) {
@@ -435,6 +559,11 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         }
         Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
     };
+    read_plan(reader, plan)
+}
+
+/// Page through one planned read.
+fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<Page>> {
     let paginator = PageNumber::new(
         "page",
         "per_page",

@@ -303,6 +303,8 @@ pub struct HttpClient {
     origin: Option<Url>,
     /// Per endpoint: no request before this instant (set by [`ApiPolicy::pace`] and throttles).
     not_before: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The source's adaptive concurrency limit, when it reads side by side.
+    adaptive: Option<Arc<crate::adaptive::AdaptiveLimiter>>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -324,6 +326,7 @@ pub struct HttpClientBuilder {
     clock: Arc<dyn Clock>,
     origin: Option<Url>,
     auth_set: bool,
+    adaptive: Option<Arc<crate::adaptive::AdaptiveLimiter>>,
 }
 
 impl HttpClientBuilder {
@@ -365,6 +368,12 @@ impl HttpClientBuilder {
         self.clock = clock;
         self
     }
+    /// An adaptive concurrency limit: every attempt of [`HttpClient::send`] holds one of its permits
+    /// and reports its latency or overload signal to it.
+    pub fn adaptive(mut self, limiter: Arc<crate::adaptive::AdaptiveLimiter>) -> Self {
+        self.adaptive = Some(limiter);
+        self
+    }
     /// Build the client.
     pub fn build(self) -> Result<HttpClient> {
         if self.auth_set && self.origin.is_none() {
@@ -389,6 +398,7 @@ impl HttpClientBuilder {
             clock: self.clock,
             origin: self.origin,
             not_before: Arc::default(),
+            adaptive: self.adaptive,
         })
     }
 }
@@ -404,6 +414,7 @@ impl HttpClient {
             clock: Arc::new(TokioClock),
             origin: None,
             auth_set: false,
+            adaptive: None,
         }
     }
 
@@ -485,12 +496,19 @@ impl HttpClient {
             let mut req = template
                 .try_clone()
                 .ok_or_else(|| Error::Internal("request body cannot be replayed".into()))?;
+            let permit = match &self.adaptive {
+                Some(limiter) => Some(limiter.acquire(&path).await),
+                None => None,
+            };
             let started = Instant::now();
             let outcome = match self.auth.authorize(&mut req).await {
                 Ok(()) => self.execute_once(req).await,
                 Err(e) if e.is_retryable() => Err(e),
                 Err(e) => return Err(e),
             };
+            if let Some(permit) = permit {
+                permit.finish_response(&outcome);
+            }
             let error = match outcome {
                 Ok(resp) => {
                     if let Some(pause) = self.policy.pace(&resp) {
