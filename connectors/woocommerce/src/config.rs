@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use growthflow_core::http::parse_base_url;
 use growthflow_core::{Error, Result};
 
 use crate::API_PATH;
@@ -147,46 +148,14 @@ impl WooCommerceConfig {
             None => ("url", self.url.as_str()),
         };
         let key = format!("sources.{source}.{name}");
-        let raw = raw.trim();
-        if raw.is_empty() {
+        if raw.trim().is_empty() {
             return Err(Error::config(
                 key,
                 "is empty; give the store's address, e.g. https://store.example.com",
             ));
         }
-        let parsed = Url::parse(raw).map_err(|e| {
-            Error::config(
-                key.clone(),
-                format!(
-                    "is not a URL ({e}); give the store's address, e.g. https://store.example.com"
-                ),
-            )
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::config(
-                key,
-                format!(
-                    "must start with https:// (or http://), not {}://",
-                    parsed.scheme()
-                ),
-            ));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(Error::config(key, "has no host name"));
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(Error::config(
-                key,
-                "must not contain a query string or fragment; give only the site's address",
-            ));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(Error::config(
-                key,
-                "must not contain credentials; use consumer_key and consumer_secret",
-            ));
-        }
-        let base = format!("{}{API_PATH}", parsed.as_str().trim_end_matches('/'));
+        let site = parse_base_url(&key, raw)?;
+        let base = format!("{}{API_PATH}", site.as_str().trim_end_matches('/'));
         Url::parse(&base).map_err(|e| Error::config(key, format!("is not a usable base URL ({e})")))
     }
 }

@@ -8,14 +8,16 @@
 //! Attribution comes from WooCommerce's own Order Attribution (WC ≥ 8.5), stored as
 //! `_wc_order_attribution_*` order meta — last-session, like GA4's session attribution.
 
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use growthflow_core::channel::{classify, ChannelInput};
+use growthflow_core::extract::{text, Fields};
 use growthflow_core::model::{CustomerRow, EventRow, JourneyMapper, JourneyRows, OrderRow, Stage};
-use growthflow_core::{Error, Result};
+use growthflow_core::Result;
+
+/// WooCommerce's field readers: every decode error starts with "WooCommerce".
+const FIELDS: Fields = Fields::new("WooCommerce");
 
 use crate::streams::{gmt_field, id_text};
 
@@ -51,50 +53,6 @@ impl JourneyMapper for WooMapper {
         }
         Ok(rows)
     }
-}
-
-fn decode(what: &str, message: impl std::fmt::Display) -> Error {
-    Error::Decode {
-        message: format!("WooCommerce {what}: {message}"),
-    }
-}
-
-fn object<'a>(record: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
-    record
-        .as_object()
-        .ok_or_else(|| decode(what, "is not a JSON object"))
-}
-
-/// A non-blank string field, trimmed.
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
-/// A money field. WooCommerce sends decimal strings; a JSON number (some plugins) is parsed from its
-/// written form, not through `f64` arithmetic.
-fn money(v: Option<&Value>, field: &str, what: &str) -> Result<Option<Decimal>> {
-    let parse = |s: &str| {
-        Decimal::from_str(s.trim())
-            .or_else(|_| Decimal::from_scientific(s.trim()))
-            .map_err(|_| decode(what, format!("`{field}` is not a decimal amount: {s:?}")))
-    };
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => parse(s).map(Some),
-        Some(Value::Number(n)) => parse(&n.to_string()).map(Some),
-        Some(other) => Err(decode(
-            what,
-            format!("`{field}` is not a decimal amount: {other}"),
-        )),
-    }
-}
-
-fn required_money(v: Option<&Value>, field: &str, what: &str) -> Result<Decimal> {
-    money(v, field, what)?.ok_or_else(|| decode(what, format!("`{field}` is missing")))
 }
 
 /// The `_wc_order_attribution_*` values of an order, by the name after the prefix.
@@ -137,19 +95,22 @@ fn attribution(meta: Option<&Value>) -> Attribution {
 
 /// One order as the `orders` table holds it.
 pub fn order_row(record: &Value) -> Result<OrderRow> {
-    let obj = object(record, "order")?;
-    let order_id = id_text(obj.get("id")).ok_or_else(|| decode("order", "`id` is missing"))?;
+    let obj = FIELDS.object(record, "order")?;
+    let order_id =
+        id_text(obj.get("id")).ok_or_else(|| FIELDS.decode("order", "`id` is missing"))?;
     let what = format!("order {order_id}");
     let created_at = gmt_field(record, "date_created_gmt", &what)?
-        .ok_or_else(|| decode(&what, "`date_created_gmt` is missing"))?;
-    let total_price = required_money(obj.get("total"), "total", &what)?;
+        .ok_or_else(|| FIELDS.decode(&what, "`date_created_gmt` is missing"))?;
+    let total_price = FIELDS.required_money(obj.get("total"), "total", &what)?;
 
     let subtotal_price = match obj.get("line_items").and_then(Value::as_array) {
         Some(items) => {
             let mut sum = Decimal::ZERO;
             for (i, item) in items.iter().enumerate() {
                 let field = format!("line_items[{i}].total");
-                sum += money(item.get("total"), &field, &what)?.unwrap_or_default();
+                sum += FIELDS
+                    .money(item.get("total"), &field, &what)?
+                    .unwrap_or_default();
             }
             Some(sum)
         }
@@ -166,7 +127,8 @@ pub fn order_row(record: &Value) -> Result<OrderRow> {
         .enumerate()
     {
         let field = format!("refunds[{i}].total");
-        total_refunded += money(refund.get("total"), &field, &what)?
+        total_refunded += FIELDS
+            .money(refund.get("total"), &field, &what)?
             .unwrap_or_default()
             .abs();
     }
@@ -191,7 +153,7 @@ pub fn order_row(record: &Value) -> Result<OrderRow> {
         currency: text(obj.get("currency")),
         total_price,
         subtotal_price,
-        total_discounts: money(obj.get("discount_total"), "discount_total", &what)?,
+        total_discounts: FIELDS.money(obj.get("discount_total"), "discount_total", &what)?,
         total_refunded,
         financial_status: status,
         cancelled,
@@ -207,14 +169,16 @@ pub fn order_row(record: &Value) -> Result<OrderRow> {
 
 /// One refund from `GET /refunds` as a feedback event, dated by the refund itself (not its order).
 pub fn refund_event(record: &Value) -> Result<EventRow> {
-    let obj = object(record, "refund")?;
-    let id = id_text(obj.get("id")).ok_or_else(|| decode("refund", "`id` is missing"))?;
+    let obj = FIELDS.object(record, "refund")?;
+    let id = id_text(obj.get("id")).ok_or_else(|| FIELDS.decode("refund", "`id` is missing"))?;
     let what = format!("refund {id}");
     let at = gmt_field(record, "date_created_gmt", &what)?
-        .ok_or_else(|| decode(&what, "`date_created_gmt` is missing"))?;
-    let amount = required_money(obj.get("amount"), "amount", &what)?.abs();
+        .ok_or_else(|| FIELDS.decode(&what, "`date_created_gmt` is missing"))?;
+    let amount = FIELDS
+        .required_money(obj.get("amount"), "amount", &what)?
+        .abs();
     let order_id = id_text(obj.get("parent_id"))
-        .ok_or_else(|| decode(&what, "`parent_id` (its order) is missing"))?;
+        .ok_or_else(|| FIELDS.decode(&what, "`parent_id` (its order) is missing"))?;
     let mut event = EventRow::at(format!("refund:{id}"), at, Stage::Feedback, "refund");
     event.value = Some(amount);
     event.attributes = json!({
@@ -226,7 +190,7 @@ pub fn refund_event(record: &Value) -> Result<EventRow> {
 
 /// A registered customer, when they have an email (WordPress allows users without one).
 pub fn customer_row(record: &Value) -> Result<Option<CustomerRow>> {
-    let obj = object(record, "customer")?;
+    let obj = FIELDS.object(record, "customer")?;
     let id = id_text(obj.get("id")).unwrap_or_else(|| "?".into());
     let what = format!("customer {id}");
     let email =

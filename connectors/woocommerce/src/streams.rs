@@ -632,14 +632,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             } else {
                 page_on(cursor, &resp, count)?
             };
-            Ok((
-                Page {
-                    records,
-                    checkpoint: None,
-                    replaces: None,
-                },
-                next,
-            ))
+            Ok((Page::new(records), next))
         }
     })
     .boxed()
