@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
-use crate::destination::{DatasetWriter, WriteBatch};
+use crate::destination::{DatasetWriter, LockHolder, RunOwner, WriteBatch};
 use crate::error::ErrorKind;
 use crate::http::{Clock, TokioClock};
 
@@ -131,7 +131,24 @@ pub struct RunControl {
     pub deadline: Option<Duration>,
     /// Times the deadline and each stream's `seconds`.
     pub clock: Arc<dyn Clock>,
+    /// Take a lock on each source before reading it, so two runs on one dataset never sync the same
+    /// source at once; `None`: no locks (a library caller that knows it runs alone).
+    pub locks: Option<SourceLocks>,
 }
+
+/// How a run locks its sources (see [`RunControl::locks`]).
+#[derive(Debug, Clone)]
+pub struct SourceLocks {
+    /// Who this run is.
+    pub owner: RunOwner,
+    /// How long the locks stay this run's without a heartbeat (the caller sends heartbeats).
+    pub ttl: Duration,
+    /// How long to wait for a source another run holds before skipping it as `locked`.
+    pub wait: Duration,
+}
+
+/// How often a run waiting for a source (`SourceLocks::wait`) asks again.
+pub const LOCK_POLL: Duration = Duration::from_secs(2);
 
 impl Default for RunControl {
     fn default() -> Self {
@@ -139,6 +156,7 @@ impl Default for RunControl {
             stop: StopSignal::new(),
             deadline: None,
             clock: Arc::new(TokioClock),
+            locks: None,
         }
     }
 }
@@ -185,16 +203,20 @@ pub struct SourceOutcome {
     /// Connector type.
     #[serde(rename = "type")]
     pub source_type: String,
-    /// `ok` when every stream is ok; `interrupted` when a stream was interrupted; else `failed`.
+    /// `ok` when every stream is ok; `interrupted` when a stream was interrupted; `locked` when
+    /// another run held the source (nothing read, not a failure); else `failed`.
     pub status: &'static str,
     /// Per stream.
     pub streams: Vec<StreamOutcome>,
+    /// Who held the source, when `status` is `locked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<LockHolder>,
 }
 
 impl SourceOutcome {
-    /// True when every stream succeeded.
+    /// True when every stream succeeded, or another run held the source (it syncs it).
     pub fn ok(&self) -> bool {
-        self.status == "ok"
+        self.status == "ok" || self.status == "locked"
     }
 }
 
@@ -207,6 +229,31 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Vec<SourceOutcome> {
     run_with(sources, writer, options, progress, &RunControl::default()).await
+}
+
+/// Take `source`'s lock, waiting up to `locks.wait` (on the run's clock) while another run holds it;
+/// `Some(holder)` when it is still held then, or the run was stopped meanwhile.
+async fn lock_source(
+    source: &str,
+    writer: &DatasetWriter,
+    locks: &SourceLocks,
+    control: &RunControl,
+) -> crate::Result<Option<LockHolder>> {
+    let until = control.clock.now() + locks.wait;
+    loop {
+        let held = writer
+            .try_lock_source(source, &locks.owner, locks.ttl)
+            .await?;
+        let Some(holder) = held else {
+            return Ok(None);
+        };
+        let now = control.clock.now();
+        if now >= until || control.stop.reason().is_some() {
+            return Ok(Some(holder));
+        }
+        tracing::info!(%source, "waiting for the source: another run holds it: {holder}");
+        control.clock.sleep(LOCK_POLL.min(until - now)).await;
+    }
 }
 
 /// Why a stream stopped before its end without an error of its own.
@@ -290,8 +337,32 @@ pub async fn run_with(
             source_type: c.source_type().to_string(),
             status: "ok",
             streams: Vec::new(),
+            locked_by: None,
         });
         auth.push(Arc::new(watch::channel(None).0));
+        if let Some(locks) = &control.locks {
+            match lock_source(c.name(), writer, locks, control).await {
+                Ok(None) => {}
+                Ok(Some(holder)) => {
+                    tracing::warn!(source = %c.name(), "skipped: another run holds it: {holder}");
+                    outcomes[i].status = "locked";
+                    outcomes[i].locked_by = Some(holder);
+                    continue;
+                }
+                Err(e) => {
+                    outcomes[i].status = "failed";
+                    outcomes[i].streams.push(StreamOutcome {
+                        stream: "*".into(),
+                        records: 0,
+                        status: "failed",
+                        error: Some(format!("cannot lock the source: {e}")),
+                        kind: Some(kind_name(e.kind())),
+                        seconds: 0.0,
+                    });
+                    continue;
+                }
+            }
+        }
         if let Err(e) = writer.register_source(c.name(), c.source_type()).await {
             outcomes[i].status = "failed";
             outcomes[i].streams.push(StreamOutcome {

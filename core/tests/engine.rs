@@ -755,12 +755,14 @@ async fn run_commits_the_healthy_source_when_another_fails() {
                 source_type: "fake".into(),
                 status: "ok",
                 streams: vec![ok("orders", 2), ok("products", 1)],
+                locked_by: None,
             },
             SourceOutcome {
                 source: "bad".into(),
                 source_type: "fake".into(),
                 status: "failed",
                 streams: vec![failed, ok("products", 1)],
+                locked_by: None,
             },
         ]
     );

@@ -12,9 +12,9 @@ use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
 use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination};
+use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination, RunOwner};
 use growthflow_core::engine::{
-    self, RunControl, SourceOutcome, StopReason, StopSignal, SyncOptions,
+    self, RunControl, SourceLocks, SourceOutcome, StopReason, StopSignal, SyncOptions,
 };
 use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
 use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
@@ -507,7 +507,12 @@ async fn sync(
         window: None,
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
+    let flags = RunFlags {
+        json: a.json,
+        deadline: a.deadline,
+        wait: a.wait,
+    };
+    run_sync(cli, cfg, &sources, &options, flags, out).await
 }
 
 /// The sources `--shard` gives this run (all of them without it).
@@ -547,8 +552,24 @@ async fn backfill(
         }),
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(cli, cfg, &sources, &options, a.json, a.deadline, out).await
+    let flags = RunFlags {
+        json: a.json,
+        deadline: a.deadline,
+        wait: a.wait,
+    };
+    run_sync(cli, cfg, &sources, &options, flags, out).await
 }
+
+/// `sync`/`backfill`'s flags that shape a run: `--json`, `--deadline`, `--wait`.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunFlags {
+    json: bool,
+    deadline: Option<Duration>,
+    wait: Option<Duration>,
+}
+
+/// How long a run's source locks outlive its last heartbeat (sent every quarter of it).
+const LOCK_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
 ///
@@ -562,17 +583,40 @@ async fn run_sync(
     cfg: &Config,
     sources: &[Arc<dyn Connector>],
     options: &SyncOptions,
-    as_json: bool,
-    deadline: Option<Duration>,
+    flags: RunFlags,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
+    let RunFlags {
+        json: as_json,
+        deadline,
+        wait,
+    } = flags;
     let (shown, dest) = open_dataset(cfg)?;
     let writer = DatasetWriter::spawn(dest);
     let bars = Arc::new(Bars::new(cli.quiet || as_json));
+    let owner = RunOwner::this_process();
     let control = RunControl {
         stop: StopSignal::new(),
         deadline,
         clock: Arc::new(TokioClock),
+        locks: Some(SourceLocks {
+            owner: owner.clone(),
+            ttl: LOCK_TTL,
+            wait: wait.unwrap_or(Duration::ZERO),
+        }),
+    };
+    // Keeps this run's source locks alive; a run that dies stops it, and after LOCK_TTL another run
+    // may take its sources over (SQLite; PostgreSQL releases them with the connection).
+    let heartbeat = {
+        let (writer, owner) = (writer.clone(), owner.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_TTL / 4).await;
+                if let Err(e) = writer.heartbeat(&owner, LOCK_TTL).await {
+                    tracing::warn!("cannot renew this run's source locks: {e}");
+                }
+            }
+        })
     };
     let signalled = Arc::new(AtomicI32::new(0));
     let signals = tokio::spawn(stop_on_signals(control.stop.clone(), signalled.clone()));
@@ -590,6 +634,10 @@ async fn run_sync(
         timer.abort();
     }
     let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    heartbeat.abort();
+    if let Err(e) = writer.unlock_sources(&owner).await {
+        tracing::warn!("cannot release this run's source locks (they expire on their own): {e}");
+    }
     // Close the store before returning (and so before the process exits): SQLite's write-ahead log
     // is checkpointed, and the `.db` file alone then holds everything committed.
     let closed = writer.close().await;
@@ -691,6 +739,9 @@ fn print_outcomes(
     }
     for o in outcomes {
         writeln!(out, "{} ({}): {}", o.source, o.source_type, o.status).map_err(io)?;
+        if let Some(holder) = &o.locked_by {
+            writeln!(out, "  held by {holder}: skipped (that run syncs it)").map_err(io)?;
+        }
         for s in &o.streams {
             match &s.error {
                 None => writeln!(out, "  {:<18} {:>9} records", s.stream, s.records),
@@ -820,7 +871,15 @@ async fn demo(
         concurrency: cfg.sync.concurrency,
     };
     let mut summary = Vec::new();
-    let code = run_sync(cli, &cfg, &sources, &options, false, None, &mut summary).await?;
+    let code = run_sync(
+        cli,
+        &cfg,
+        &sources,
+        &options,
+        RunFlags::default(),
+        &mut summary,
+    )
+    .await?;
     let serving = if serve {
         Some(sandbox)
     } else {

@@ -111,6 +111,63 @@ pub struct SavedState {
     pub updated_at: String,
 }
 
+/// Who a run is, as its source locks record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOwner {
+    /// Unique per run.
+    pub run_id: String,
+    /// The machine (or pod) it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+impl RunOwner {
+    /// This process, with a fresh run id.
+    pub fn this_process() -> RunOwner {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let pid = std::process::id();
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".into());
+        RunOwner {
+            run_id: format!("{nanos:x}-{pid:x}"),
+            host,
+            pid,
+        }
+    }
+}
+
+/// The run holding a source another run asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockHolder {
+    /// Its run id.
+    pub run_id: String,
+    /// Its host.
+    pub host: String,
+    /// Its process id.
+    pub pid: i64,
+    /// Since when it holds the source, RFC 3339 UTC.
+    pub since: String,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} on {} (pid {}) since {}",
+            self.run_id, self.host, self.pid, self.since
+        )
+    }
+}
+
 /// A dataset store.
 pub trait Destination: Send {
     /// Remember that `source` is of `source_type`, so the model can be rebuilt without the config.
@@ -129,12 +186,28 @@ pub trait Destination: Send {
     /// also forgets the source's remembered type, so a re-platformed store can start over under its
     /// name. The records already read stay. Returns how many stream states were removed.
     fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64>;
+    /// Take `source` for `owner`'s run unless another live run holds it: `None` when it is now
+    /// `owner`'s, else who holds it. A SQLite lock whose holder stopped its heartbeat for `ttl` is
+    /// taken over; a PostgreSQL one ends with its holder's connection.
+    fn try_lock_source(
+        &mut self,
+        source: &str,
+        owner: &RunOwner,
+        ttl: std::time::Duration,
+    ) -> Result<Option<LockHolder>>;
+    /// Tell the others `owner`'s run is alive: its locks stay its own for another `ttl`.
+    fn heartbeat(&mut self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()>;
+    /// Release every source `owner`'s run holds.
+    fn unlock_sources(&mut self, owner: &RunOwner) -> Result<()>;
     /// Make everything committed durable in the store itself before the process exits (SQLite
     /// checkpoints its write-ahead log into the `.db` file, so the file alone holds the data).
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
 }
+
+/// A call run on the writer thread with the destination.
+type OnDestination = Box<dyn FnOnce(&mut dyn Destination) + Send>;
 
 enum Command {
     Register(String, String, oneshot::Sender<Result<()>>),
@@ -145,6 +218,8 @@ enum Command {
         oneshot::Sender<Result<RebuildStats>>,
     ),
     Close(oneshot::Sender<Result<()>>),
+    /// Anything else on the destination (locks); the closure answers through its own channel.
+    With(OnDestination),
 }
 
 /// An async handle to a destination running on its own thread. Cheap to clone.
@@ -176,6 +251,7 @@ impl DatasetWriter {
                             let _ = ack.send(result);
                             return;
                         }
+                        Command::With(f) => f(dest.as_mut()),
                         Command::Register(s, t, ack) => {
                             let _ = ack.send(dest.register_source(&s, &t));
                         }
@@ -231,6 +307,7 @@ impl DatasetWriter {
                                     let _ = ack.send(result);
                                     return;
                                 }
+                                Some(Command::With(f)) => f(dest.as_mut()),
                                 Some(Command::Commit(..)) | None => {}
                             }
                         }
@@ -280,6 +357,42 @@ impl DatasetWriter {
     pub async fn close(&self) -> Result<()> {
         self.call(Command::Close).await
     }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Destination) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(|ack| {
+            Command::With(Box::new(move |d: &mut dyn Destination| {
+                let _ = ack.send(f(d));
+            }))
+        })
+        .await
+    }
+
+    /// See [`Destination::try_lock_source`].
+    pub async fn try_lock_source(
+        &self,
+        source: &str,
+        owner: &RunOwner,
+        ttl: std::time::Duration,
+    ) -> Result<Option<LockHolder>> {
+        let (source, owner) = (source.to_string(), owner.clone());
+        self.with(move |d| d.try_lock_source(&source, &owner, ttl))
+            .await
+    }
+
+    /// See [`Destination::heartbeat`].
+    pub async fn heartbeat(&self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()> {
+        let owner = owner.clone();
+        self.with(move |d| d.heartbeat(&owner, ttl)).await
+    }
+
+    /// See [`Destination::unlock_sources`].
+    pub async fn unlock_sources(&self, owner: &RunOwner) -> Result<()> {
+        let owner = owner.clone();
+        self.with(move |d| d.unlock_sources(&owner)).await
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -290,6 +403,7 @@ impl std::fmt::Debug for Command {
             Command::Commit(..) => "Commit",
             Command::Rebuild(..) => "Rebuild",
             Command::Close(..) => "Close",
+            Command::With(..) => "With",
         })
     }
 }
