@@ -14,7 +14,7 @@ use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
 use growthflow_core::destination::postgres::PostgresDestination;
 use growthflow_core::destination::sqlite::SqliteDestination;
 use growthflow_core::destination::{
-    DatasetWriter, Destination, LockHolder, RebuildStats, RunOwner, SavedState, WriteBatch,
+    DatasetWriter, Destination, RebuildStats, SavedState, WriteBatch,
 };
 use growthflow_core::model::{
     Channel, CustomerRow, EventRow, JourneyMapper, JourneyRows, OrderRow, Stage,
@@ -237,7 +237,6 @@ both_stores!(
     rebuild_on_a_file_is_visible_to_another_connection,
     a_source_keeps_its_type,
     state_can_be_listed_and_reset_per_stream_or_per_source,
-    a_source_is_locked_by_one_run_at_a_time,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -363,23 +362,6 @@ impl Destination for Db {
     fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
         let d = self.dest();
         blocking(|| d.reset_state(source, stream))
-    }
-    fn try_lock_source(
-        &mut self,
-        source: &str,
-        owner: &RunOwner,
-        ttl: std::time::Duration,
-    ) -> Result<Option<LockHolder>> {
-        let d = self.dest();
-        blocking(|| d.try_lock_source(source, owner, ttl))
-    }
-    fn heartbeat(&mut self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()> {
-        let d = self.dest();
-        blocking(|| d.heartbeat(owner, ttl))
-    }
-    fn unlock_sources(&mut self, owner: &RunOwner) -> Result<()> {
-        let d = self.dest();
-        blocking(|| d.unlock_sources(owner))
     }
 }
 
@@ -1851,95 +1833,4 @@ fn state_can_be_listed_and_reset_per_stream_or_per_source(backend: Backend) {
         ),
         vec![vec![t("shopify")]]
     );
-}
-
-fn owner(run_id: &str) -> RunOwner {
-    RunOwner {
-        run_id: run_id.into(),
-        host: "host-a".into(),
-        pid: 42,
-    }
-}
-
-/// Two runs on one dataset: a source is held by one of them until it unlocks (the other is told who
-/// holds it and since when); a holder that went away without unlocking gives the source up (SQLite:
-/// its lock expired; PostgreSQL: its connection ended).
-fn a_source_is_locked_by_one_run_at_a_time(backend: Backend) {
-    let Some(mut a) = Db::file(backend, "locks") else {
-        return;
-    };
-    let open_b = |a: &Db| -> Box<dyn Destination> {
-        match (&a.file, &a.schema) {
-            (Some(path), _) => Box::new(SqliteDestination::open(path).unwrap()),
-            (_, Some(schema)) => Box::new(blocking(|| schema.open())),
-            _ => unreachable!(),
-        }
-    };
-    let mut b = open_b(&a);
-    let ttl = std::time::Duration::from_secs(600);
-    let (run_a, run_b) = (owner("run-a"), owner("run-b"));
-    assert_eq!(a.try_lock_source("shop", &run_a, ttl).unwrap(), None);
-    // Asking again for a source it holds is fine.
-    assert_eq!(a.try_lock_source("shop", &run_a, ttl).unwrap(), None);
-    let held = blocking(|| b.try_lock_source("shop", &run_b, ttl))
-        .unwrap()
-        .expect("run a holds shop");
-    assert_eq!(
-        (held.run_id.as_str(), held.host.as_str(), held.pid),
-        ("run-a", "host-a", 42)
-    );
-    assert!(
-        DateTime::parse_from_rfc3339(&held.since).is_ok(),
-        "{}",
-        held.since
-    );
-    assert!(
-        held.to_string()
-            .starts_with("run run-a on host-a (pid 42) since "),
-        "{held}"
-    );
-    // Another source is free.
-    assert_eq!(
-        blocking(|| b.try_lock_source("ads", &run_b, ttl)).unwrap(),
-        None
-    );
-    a.heartbeat(&run_a, ttl).unwrap();
-    assert!(blocking(|| b.try_lock_source("shop", &run_b, ttl))
-        .unwrap()
-        .is_some());
-    a.unlock_sources(&run_a).unwrap();
-    assert_eq!(
-        blocking(|| b.try_lock_source("shop", &run_b, ttl)).unwrap(),
-        None
-    );
-    assert_eq!(
-        a.try_lock_source("shop", &run_a, ttl)
-            .unwrap()
-            .map(|h| h.run_id),
-        Some("run-b".to_string())
-    );
-    blocking(|| b.unlock_sources(&run_b)).unwrap();
-
-    // A holder that goes away without unlocking.
-    match backend {
-        Backend::Sqlite => {
-            // Its heartbeat stopped longer than the lock lives.
-            blocking(|| b.try_lock_source("web", &run_b, std::time::Duration::ZERO)).unwrap();
-            assert_eq!(a.try_lock_source("web", &run_a, ttl).unwrap(), None);
-        }
-        Backend::Postgres => {
-            blocking(|| b.try_lock_source("web", &run_b, ttl)).unwrap();
-            assert!(a.try_lock_source("web", &run_a, ttl).unwrap().is_some());
-            blocking(move || drop(b));
-            // The server ends the closed session's backend (and its locks) on its own time.
-            let taken = (0..250).any(|_| {
-                let free = a.try_lock_source("web", &run_a, ttl).unwrap().is_none();
-                if !free {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                free
-            });
-            assert!(taken, "the lock outlived its holder's connection");
-        }
-    }
 }

@@ -12,6 +12,7 @@ use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
 use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
+use growthflow_core::destination::locks::{LockSession, LockSettings, LockTarget};
 use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination, RunOwner};
 use growthflow_core::engine::{
     self, RunControl, SourceLocks, SourceOutcome, StopReason, StopSignal, SyncOptions,
@@ -568,9 +569,6 @@ struct RunFlags {
     wait: Option<Duration>,
 }
 
-/// How long a run's source locks outlive its last heartbeat (sent every quarter of it).
-const LOCK_TTL: Duration = Duration::from_secs(10 * 60);
-
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
 ///
 /// SIGINT/SIGTERM stop the run gracefully (no new request; what was read is committed with its
@@ -594,29 +592,25 @@ async fn run_sync(
     let (shown, dest) = open_dataset(cfg)?;
     let writer = DatasetWriter::spawn(dest);
     let bars = Arc::new(Bars::new(cli.quiet || as_json));
+    // The run's locks on its sources and on the journey rebuild: a connection of their own, released
+    // when `control` is dropped, however this function returns.
+    let lock_target = match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => LockTarget::Sqlite(path),
+        DestinationTarget::Postgres(t) => LockTarget::Postgres(*t),
+    };
     let owner = RunOwner::this_process();
+    tracing::debug!(run_id = %owner.run_id, "run started");
+    let session = LockSession::open(lock_target, owner, LockSettings::default())
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot open the dataset {shown} for locking: {e}")))?;
     let control = RunControl {
         stop: StopSignal::new(),
         deadline,
         clock: Arc::new(TokioClock),
         locks: Some(SourceLocks {
-            owner: owner.clone(),
-            ttl: LOCK_TTL,
+            session,
             wait: wait.unwrap_or(Duration::ZERO),
         }),
-    };
-    // Keeps this run's source locks alive; a run that dies stops it, and after LOCK_TTL another run
-    // may take its sources over (SQLite; PostgreSQL releases them with the connection).
-    let heartbeat = {
-        let (writer, owner) = (writer.clone(), owner.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LOCK_TTL / 4).await;
-                if let Err(e) = writer.heartbeat(&owner, LOCK_TTL).await {
-                    tracing::warn!("cannot renew this run's source locks: {e}");
-                }
-            }
-        })
     };
     let signalled = Arc::new(AtomicI32::new(0));
     let signals = tokio::spawn(stop_on_signals(control.stop.clone(), signalled.clone()));
@@ -634,10 +628,6 @@ async fn run_sync(
         timer.abort();
     }
     let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
-    heartbeat.abort();
-    if let Err(e) = writer.unlock_sources(&owner).await {
-        tracing::warn!("cannot release this run's source locks (they expire on their own): {e}");
-    }
     // Close the store before returning (and so before the process exits): SQLite's write-ahead log
     // is checkpointed, and the `.db` file alone then holds everything committed.
     let closed = writer.close().await;
@@ -668,9 +658,20 @@ async fn finish_sync(
              everything committed)"
         );
         Ok(())
+    } else if !outcomes.is_empty() && outcomes.iter().all(|o| o.status == "locked") {
+        // Nothing committed here; the runs holding the sources rebuild once they are done.
+        tracing::info!("every source was locked by another run: the journey model is theirs to rebuild");
+        Ok(())
     } else {
-        match writer.rebuild_journey(registry::mappers()).await {
-            Ok(stats) => {
+        match engine::rebuild_journey(writer, registry::mappers(), control).await {
+            Ok(None) => {
+                tracing::warn!(
+                    "stopped while waiting for another run's journey rebuild: not rebuilt (the \
+                     next sync rebuilds it from everything committed)"
+                );
+                Ok(())
+            }
+            Ok(Some(stats)) => {
                 tracing::info!(dataset = %shown, orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
                 Ok(())
             }
@@ -740,7 +741,9 @@ fn print_outcomes(
     for o in outcomes {
         writeln!(out, "{} ({}): {}", o.source, o.source_type, o.status).map_err(io)?;
         if let Some(holder) = &o.locked_by {
+            // Its streams all say the same: once is enough.
             writeln!(out, "  held by {holder}: skipped (that run syncs it)").map_err(io)?;
+            continue;
         }
         for s in &o.streams {
             match &s.error {

@@ -7,6 +7,7 @@
 //! that covers it, so a sync killed at any point resumes from a state that never runs ahead of the data.
 //! Pages arriving from several streams at once are committed in one transaction.
 
+pub mod locks;
 pub mod postgres;
 pub mod sqlite;
 
@@ -111,41 +112,46 @@ pub struct SavedState {
     pub updated_at: String,
 }
 
-/// Who a run is, as its source locks record it.
+/// Who a run is: what its source locks record (and what run history can name a run by).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOwner {
-    /// Unique per run.
+    /// Unique per run, even for runs started in the same instant in one process.
     pub run_id: String,
-    /// The machine (or pod) it runs on.
+    /// The machine (or pod) it runs on: a lock of a dead process on this host is taken over at once.
     pub host: String,
     /// Its process id.
     pub pid: u32,
 }
 
 impl RunOwner {
-    /// This process, with a fresh run id.
+    /// This process, with a fresh run id: the time, the pid and a random part, so that two runs
+    /// started together in one process (or in two containers whose pid is 1) never share one.
     pub fn this_process() -> RunOwner {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let pid = std::process::id();
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.trim().is_empty())
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown-host".into());
         RunOwner {
-            run_id: format!("{nanos:x}-{pid:x}"),
-            host,
+            run_id: format!("{nanos:x}-{pid:x}-{:08x}", fastrand::u32(..)),
+            host: this_host(),
             pid,
         }
     }
 }
 
-/// The run holding a source another run asked for.
+/// The host name (`$HOSTNAME`, else the kernel's), or `unknown-host`.
+fn this_host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// The run holding a lock another run asked for: who to look for when a source is reported locked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LockHolder {
     /// Its run id.
@@ -154,7 +160,7 @@ pub struct LockHolder {
     pub host: String,
     /// Its process id.
     pub pid: i64,
-    /// Since when it holds the source, RFC 3339 UTC.
+    /// Since when it holds the lock, RFC 3339 UTC.
     pub since: String,
 }
 
@@ -186,28 +192,12 @@ pub trait Destination: Send {
     /// also forgets the source's remembered type, so a re-platformed store can start over under its
     /// name. The records already read stay. Returns how many stream states were removed.
     fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64>;
-    /// Take `source` for `owner`'s run unless another live run holds it: `None` when it is now
-    /// `owner`'s, else who holds it. A SQLite lock whose holder stopped its heartbeat for `ttl` is
-    /// taken over; a PostgreSQL one ends with its holder's connection.
-    fn try_lock_source(
-        &mut self,
-        source: &str,
-        owner: &RunOwner,
-        ttl: std::time::Duration,
-    ) -> Result<Option<LockHolder>>;
-    /// Tell the others `owner`'s run is alive: its locks stay its own for another `ttl`.
-    fn heartbeat(&mut self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()>;
-    /// Release every source `owner`'s run holds.
-    fn unlock_sources(&mut self, owner: &RunOwner) -> Result<()>;
     /// Make everything committed durable in the store itself before the process exits (SQLite
     /// checkpoints its write-ahead log into the `.db` file, so the file alone holds the data).
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
 }
-
-/// A call run on the writer thread with the destination.
-type OnDestination = Box<dyn FnOnce(&mut dyn Destination) + Send>;
 
 enum Command {
     Register(String, String, oneshot::Sender<Result<()>>),
@@ -218,8 +208,6 @@ enum Command {
         oneshot::Sender<Result<RebuildStats>>,
     ),
     Close(oneshot::Sender<Result<()>>),
-    /// Anything else on the destination (locks); the closure answers through its own channel.
-    With(OnDestination),
 }
 
 /// An async handle to a destination running on its own thread. Cheap to clone.
@@ -251,7 +239,6 @@ impl DatasetWriter {
                             let _ = ack.send(result);
                             return;
                         }
-                        Command::With(f) => f(dest.as_mut()),
                         Command::Register(s, t, ack) => {
                             let _ = ack.send(dest.register_source(&s, &t));
                         }
@@ -307,7 +294,6 @@ impl DatasetWriter {
                                     let _ = ack.send(result);
                                     return;
                                 }
-                                Some(Command::With(f)) => f(dest.as_mut()),
                                 Some(Command::Commit(..)) | None => {}
                             }
                         }
@@ -357,42 +343,6 @@ impl DatasetWriter {
     pub async fn close(&self) -> Result<()> {
         self.call(Command::Close).await
     }
-
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut dyn Destination) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.call(|ack| {
-            Command::With(Box::new(move |d: &mut dyn Destination| {
-                let _ = ack.send(f(d));
-            }))
-        })
-        .await
-    }
-
-    /// See [`Destination::try_lock_source`].
-    pub async fn try_lock_source(
-        &self,
-        source: &str,
-        owner: &RunOwner,
-        ttl: std::time::Duration,
-    ) -> Result<Option<LockHolder>> {
-        let (source, owner) = (source.to_string(), owner.clone());
-        self.with(move |d| d.try_lock_source(&source, &owner, ttl))
-            .await
-    }
-
-    /// See [`Destination::heartbeat`].
-    pub async fn heartbeat(&self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()> {
-        let owner = owner.clone();
-        self.with(move |d| d.heartbeat(&owner, ttl)).await
-    }
-
-    /// See [`Destination::unlock_sources`].
-    pub async fn unlock_sources(&self, owner: &RunOwner) -> Result<()> {
-        let owner = owner.clone();
-        self.with(move |d| d.unlock_sources(&owner)).await
-    }
 }
 
 impl std::fmt::Debug for Command {
@@ -403,7 +353,6 @@ impl std::fmt::Debug for Command {
             Command::Commit(..) => "Commit",
             Command::Rebuild(..) => "Rebuild",
             Command::Close(..) => "Close",
-            Command::With(..) => "With",
         })
     }
 }

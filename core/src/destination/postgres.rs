@@ -28,10 +28,7 @@ use postgres::{Client, NoTls, Statement, Transaction};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{
-    source_type_changed, Destination, LockHolder, RebuildStats, RunOwner, SavedState, SchemaTooNew,
-    WriteBatch,
-};
+use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::{Error, Result};
 
@@ -53,9 +50,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// collide with another application's.
 const LOCK_MIGRATE: i32 = 0x6766_0001;
 const LOCK_WRITE: i32 = 0x6766_0002;
-/// A source's lock (the second key is the hash of schema and source): a session lock, held by the
-/// writer's connection for the run.
-const LOCK_SOURCE: i32 = 0x6766_0003;
 
 /// Raw records read from the cursor at once during a rebuild.
 const PAGE: i32 = 1_000;
@@ -705,88 +699,6 @@ impl Destination for PostgresDestination {
         }
         tx.commit()?;
         Ok(removed)
-    }
-
-    fn try_lock_source(
-        &mut self,
-        source: &str,
-        owner: &RunOwner,
-        ttl: std::time::Duration,
-    ) -> Result<Option<LockHolder>> {
-        self.ensure_connected()?;
-        let key = format!("{}/{source}", self.target.schema);
-        let taken: bool = self
-            .client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&LOCK_SOURCE, &key],
-            )?
-            .get(0);
-        if !taken {
-            let row = self.client.query_opt(
-                "SELECT run_id, host, pid,
-                        to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-                 FROM growthflow_locks WHERE source = $1",
-                &[&source],
-            )?;
-            return Ok(Some(match row {
-                Some(r) => LockHolder {
-                    run_id: r.get(0),
-                    host: r.get(1),
-                    pid: r.get(2),
-                    since: r.get(3),
-                },
-                // Taken a moment ago, its row not written yet.
-                None => LockHolder {
-                    run_id: "?".into(),
-                    host: "?".into(),
-                    pid: 0,
-                    since: "just now".into(),
-                },
-            }));
-        }
-        let ttl_seconds = ttl.as_secs_f64();
-        self.client.execute(
-            "INSERT INTO growthflow_locks (source, run_id, host, pid, since, heartbeat, expires)
-             VALUES ($1, $2, $3, $4, now(), now(), now() + make_interval(secs => $5))
-             ON CONFLICT (source) DO UPDATE SET run_id = excluded.run_id, host = excluded.host,
-               pid = excluded.pid, since = excluded.since, heartbeat = excluded.heartbeat,
-               expires = excluded.expires",
-            &[
-                &source,
-                &owner.run_id,
-                &owner.host,
-                &i64::from(owner.pid),
-                &ttl_seconds,
-            ],
-        )?;
-        Ok(None)
-    }
-
-    fn heartbeat(&mut self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()> {
-        self.ensure_connected()?;
-        self.client.execute(
-            "UPDATE growthflow_locks SET heartbeat = now(),
-               expires = now() + make_interval(secs => $2) WHERE run_id = $1",
-            &[&owner.run_id, &ttl.as_secs_f64()],
-        )?;
-        Ok(())
-    }
-
-    fn unlock_sources(&mut self, owner: &RunOwner) -> Result<()> {
-        if self.client.is_closed() {
-            // The server released the session's locks with the connection.
-            return Ok(());
-        }
-        self.client.execute(
-            "DELETE FROM growthflow_locks WHERE run_id = $1",
-            &[&owner.run_id],
-        )?;
-        // The session's only session-level locks are source locks (the others are per
-        // transaction), and a source asked for twice is held twice: release them all at once.
-        self.client
-            .execute("SELECT pg_advisory_unlock_all()", &[])?;
-        Ok(())
     }
 
     fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {

@@ -21,10 +21,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{
-    source_type_changed, Destination, LockHolder, RebuildStats, RunOwner, SavedState, SchemaTooNew,
-    WriteBatch,
-};
+use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::time::format_utc;
 use crate::{Error, Result};
@@ -216,78 +213,6 @@ impl Destination for SqliteDestination {
         }
         tx.commit()?;
         Ok(removed as u64)
-    }
-
-    fn try_lock_source(
-        &mut self,
-        source: &str,
-        owner: &RunOwner,
-        ttl: std::time::Duration,
-    ) -> Result<Option<LockHolder>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = Utc::now();
-        let stamp_of =
-            |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let held: Option<LockHolder> = tx
-            .query_row(
-                "SELECT run_id, host, pid, since FROM growthflow_locks
-                 WHERE source = ?1 AND run_id <> ?2 AND expires > ?3",
-                params![source, owner.run_id, stamp_of(now)],
-                |r| {
-                    Ok(LockHolder {
-                        run_id: r.get(0)?,
-                        host: r.get(1)?,
-                        pid: r.get(2)?,
-                        since: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?;
-        if held.is_some() {
-            return Ok(held);
-        }
-        let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        tx.execute(
-            "INSERT INTO growthflow_locks (source, run_id, host, pid, since, heartbeat, expires)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
-             ON CONFLICT(source) DO UPDATE SET run_id = excluded.run_id, host = excluded.host,
-               pid = excluded.pid, since = excluded.since, heartbeat = excluded.heartbeat,
-               expires = excluded.expires",
-            params![
-                source,
-                owner.run_id,
-                owner.host,
-                owner.pid,
-                stamp_of(now),
-                stamp_of(expires)
-            ],
-        )?;
-        tx.commit()?;
-        Ok(None)
-    }
-
-    fn heartbeat(&mut self, owner: &RunOwner, ttl: std::time::Duration) -> Result<()> {
-        let now = Utc::now();
-        let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        self.conn.execute(
-            "UPDATE growthflow_locks SET heartbeat = ?2, expires = ?3 WHERE run_id = ?1",
-            params![
-                owner.run_id,
-                now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                expires.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn unlock_sources(&mut self, owner: &RunOwner) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM growthflow_locks WHERE run_id = ?1",
-            [&owner.run_id],
-        )?;
-        Ok(())
     }
 
     fn close(&mut self) -> Result<()> {
