@@ -23,9 +23,9 @@ use tokio::sync::watch;
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
 use crate::destination::locks::{LockSession, SourceLock, TryLock, JOURNEY};
 use crate::destination::{DatasetWriter, LockHolder, RebuildStats, WriteBatch};
-use crate::model::JourneyMapper;
 use crate::error::ErrorKind;
 use crate::http::{Clock, TokioClock};
+use crate::model::JourneyMapper;
 
 /// What to sync.
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ pub struct SourceLocks {
 pub const LOCK_POLL_FIRST: Duration = Duration::from_secs(1);
 
 /// The longest pause between two asks for a held lock.
-pub const LOCK_POLL_MAX: Duration = Duration::from_secs(30);
+pub const LOCK_POLL_MAX: Duration = Duration::from_secs(5);
 
 impl Default for RunControl {
     fn default() -> Self {
@@ -399,9 +399,8 @@ pub async fn run_with(
     // dropped, whatever happened.
     let mut held: Vec<Option<SourceLock>> = Vec::new();
     let mut queue: std::collections::VecDeque<Work> = std::collections::VecDeque::new();
-    let mut waiting: futures::stream::FuturesUnordered<
-        futures::future::BoxFuture<'_, (usize, crate::Result<Result<SourceLock, LockHolder>>)>,
-    > = futures::stream::FuturesUnordered::new();
+    let mut waiting: futures::stream::FuturesUnordered<Waiting<'_>> =
+        futures::stream::FuturesUnordered::new();
     for (i, c) in sources.iter().enumerate() {
         outcomes.push(SourceOutcome {
             source: c.name().to_string(),
@@ -423,8 +422,7 @@ pub async fn run_with(
                     let name = c.name().to_string();
                     waiting.push(Box::pin(async move {
                         let got =
-                            wait_for_lock(&name, locks, control, started, locks.wait, holder)
-                                .await;
+                            wait_for_lock(&name, locks, control, started, locks.wait, holder).await;
                         (i, got)
                     }));
                     continue;
@@ -453,7 +451,15 @@ pub async fn run_with(
                 auth: Some(auth[i].clone()),
                 lock: held[i].as_ref().map(SourceLock::watch),
             };
-            running.push(stream_task(i, c, def, writer, options, progress.clone(), ctx));
+            running.push(stream_task(
+                i,
+                c,
+                def,
+                writer,
+                options,
+                progress.clone(),
+                ctx,
+            ));
         }
         if running.is_empty() && waiting.is_empty() {
             break;
@@ -495,6 +501,10 @@ pub async fn run_with(
     drop(held);
     outcomes
 }
+
+/// A held source being waited for: its index, and the lock or, once the wait is over, its holder.
+type Waiting<'a> =
+    futures::future::BoxFuture<'a, (usize, crate::Result<Result<SourceLock, LockHolder>>)>;
 
 /// A stream to read: its source's index, the source, the stream.
 type Work = (usize, Arc<dyn Connector>, StreamDef);

@@ -222,10 +222,7 @@ async fn one_holder_at_a_time(target: LockTarget) {
         "{}",
         holder.since
     );
-    assert!(
-        holder.to_string().starts_with("run run-a on "),
-        "{holder}"
-    );
+    assert!(holder.to_string().starts_with("run run-a on "), "{holder}");
     // Asking again for a lock it holds is answered "held" (by this run), never a second guard.
     assert_eq!(held(a.try_lock("shop").await.unwrap()).run_id, "run-a");
     // Another source, and the journey rebuild, are separate locks.
@@ -261,7 +258,7 @@ async fn postgres_one_holder_at_a_time_released_on_drop() {
         return;
     };
     blocking(|| drop(schema.open()));
-    one_holder_at_a_time(LockTarget::Postgres(schema.target())).await;
+    one_holder_at_a_time(LockTarget::Postgres(Box::new(schema.target()))).await;
     let rows: i64 = blocking(|| {
         schema
             .client()
@@ -306,7 +303,14 @@ async fn sqlite_lock_of_a_dead_process_on_this_host_is_taken_over_at_once() {
     // The same pid on another host cannot be checked from here: still held.
     insert_row(&ds, "ads", "remote-run", "another-host", 99_999_999, far);
     // A live process on this host (this one): held.
-    insert_row(&ds, "web", "live-run", &host, i64::from(std::process::id()), far);
+    insert_row(
+        &ds,
+        "web",
+        "live-run",
+        &host,
+        i64::from(std::process::id()),
+        far,
+    );
     let me = session(ds.target(), "me").await;
     let shop = taken(me.try_lock("shop").await.unwrap());
     assert_eq!(row_owner(&ds, "shop").as_deref(), Some("me"));
@@ -374,7 +378,14 @@ async fn two_runs_racing_for_a_stale_lock_never_both_win() {
     }
     for round in 0..25 {
         let source = format!("s{round}");
-        insert_row(&ds, &source, "crashed", &host, 99_999_999, "2999-01-01T00:00:00.000000Z");
+        insert_row(
+            &ds,
+            &source,
+            "crashed",
+            &host,
+            99_999_999,
+            "2999-01-01T00:00:00.000000Z",
+        );
         let results = futures::future::join_all(sessions.iter().map(|s| {
             let (s, source) = (s.clone(), source.clone());
             tokio::spawn(async move { s.try_lock(&source).await.unwrap() })
@@ -390,7 +401,10 @@ async fn two_runs_racing_for_a_stale_lock_never_both_win() {
         }
         assert_eq!(winners.len(), 1, "round {round}: {holders:?}");
         let winner = row_owner(&ds, &source).unwrap();
-        assert!(holders.iter().all(|h| *h == winner), "{holders:?} vs {winner}");
+        assert!(
+            holders.iter().all(|h| *h == winner),
+            "{holders:?} vs {winner}"
+        );
     }
 }
 
@@ -425,7 +439,7 @@ async fn postgres_lock_ends_with_its_connection_and_is_taken_again_or_reported_l
         return;
     };
     blocking(|| drop(schema.open()));
-    let target = LockTarget::Postgres(schema.target());
+    let target = LockTarget::Postgres(Box::new(schema.target()));
     let a = session(target.clone(), "run-a").await;
     let b = session(target, "run-b").await;
 
@@ -470,14 +484,7 @@ async fn run_engine(
         locks: Some(SourceLocks { session, wait }),
         ..RunControl::default()
     };
-    engine::run_with(
-        &sources,
-        writer,
-        &options(),
-        Arc::new(NoProgress),
-        &control,
-    )
-    .await
+    engine::run_with(&sources, writer, &options(), Arc::new(NoProgress), &control).await
 }
 
 #[tokio::test]
@@ -519,7 +526,14 @@ async fn a_source_another_run_holds_is_skipped_as_locked_without_a_request() {
 
     drop(held_by_other);
     assert!(other.held().await.unwrap().is_empty());
-    let outcomes = run_engine(sources, &writer, Arc::new(clock), me.clone(), Duration::ZERO).await;
+    let outcomes = run_engine(
+        sources,
+        &writer,
+        Arc::new(clock),
+        me.clone(),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(
         outcomes.iter().map(|o| o.status).collect::<Vec<_>>(),
         vec!["ok", "ok"]
@@ -572,15 +586,15 @@ async fn with_a_wait_the_run_asks_again_with_growing_pauses_until_it_gives_up() 
         &writer,
         Arc::new(clock.clone()),
         me,
-        Duration::from_secs(10),
+        Duration::from_secs(20),
     )
     .await;
     assert_eq!(outcomes[0].status, "locked");
     assert_eq!(outcomes[0].locked_by.as_ref().unwrap().run_id, "other-run");
-    // 1 + 2 + 4, then what is left of the 10 s.
+    // Doubling up to 5 s, then what is left of the 20 s.
     assert_eq!(
         clock.sleeps(),
-        [1, 2, 4, 3].map(Duration::from_secs).to_vec()
+        [1, 2, 4, 5, 5, 3].map(Duration::from_secs).to_vec()
     );
     assert_eq!(shop.reads(), 0);
 }
@@ -628,13 +642,23 @@ async fn dropping_the_sync_future_mid_run_releases_its_locks() {
         let (writer, me) = (writer.clone(), me.clone());
         let sources: Vec<Arc<dyn Connector>> = vec![shop.clone()];
         tokio::spawn(async move {
-            run_engine(sources, &writer, Arc::new(TestClock::new()), me, Duration::ZERO).await
+            run_engine(
+                sources,
+                &writer,
+                Arc::new(TestClock::new()),
+                me,
+                Duration::ZERO,
+            )
+            .await
         })
     };
     reading.notified().await;
     assert_eq!(me.held().await.unwrap(), vec!["shop"]);
     let other = session(ds.target(), "other-run").await;
-    assert_eq!(held(other.try_lock("shop").await.unwrap()).run_id, "this-run");
+    assert_eq!(
+        held(other.try_lock("shop").await.unwrap()).run_id,
+        "this-run"
+    );
     // The run is dropped half way (a caller's timeout, a panic elsewhere, Ctrl-C at once).
     run.abort();
     assert!(run.await.unwrap_err().is_cancelled());
@@ -655,7 +679,14 @@ async fn a_lost_lock_stops_the_source_before_its_next_commit() {
         let (writer, me) = (writer.clone(), me.clone());
         let sources: Vec<Arc<dyn Connector>> = vec![shop.clone()];
         tokio::spawn(async move {
-            run_engine(sources, &writer, Arc::new(TestClock::new()), me, Duration::ZERO).await
+            run_engine(
+                sources,
+                &writer,
+                Arc::new(TestClock::new()),
+                me,
+                Duration::ZERO,
+            )
+            .await
         })
     };
     shop.reading.notified().await;
@@ -668,7 +699,10 @@ async fn a_lost_lock_stops_the_source_before_its_next_commit() {
     let _ = pages.send(page("2"));
     let outcomes = run.await.unwrap();
     let s = &outcomes[0].streams[0];
-    assert_eq!((outcomes[0].status, s.status, s.kind), ("failed", "failed", Some("locked")));
+    assert_eq!(
+        (outcomes[0].status, s.status, s.kind),
+        ("failed", "failed", Some("locked"))
+    );
     assert!(s.error.as_ref().unwrap().contains("lost its lock"), "{s:?}");
     let ids: Vec<String> = {
         let conn = ds.conn();

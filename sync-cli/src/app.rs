@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
+use growthflow_core::destination::locks::{LockSession, LockSettings, LockTarget};
 use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::locks::{LockSession, LockSettings, LockTarget};
 use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination, RunOwner};
 use growthflow_core::engine::{
     self, RunControl, SourceLocks, SourceOutcome, StopReason, StopSignal, SyncOptions,
@@ -596,13 +596,15 @@ async fn run_sync(
     // when `control` is dropped, however this function returns.
     let lock_target = match cfg.destination.target()? {
         DestinationTarget::Sqlite(path) => LockTarget::Sqlite(path),
-        DestinationTarget::Postgres(t) => LockTarget::Postgres(*t),
+        DestinationTarget::Postgres(t) => LockTarget::Postgres(t),
     };
     let owner = RunOwner::this_process();
     tracing::debug!(run_id = %owner.run_id, "run started");
     let session = LockSession::open(lock_target, owner, LockSettings::default())
         .await
-        .map_err(|e| Failure::Failed(format!("cannot open the dataset {shown} for locking: {e}")))?;
+        .map_err(|e| {
+            Failure::Failed(format!("cannot open the dataset {shown} for locking: {e}"))
+        })?;
     let control = RunControl {
         stop: StopSignal::new(),
         deadline,
@@ -660,7 +662,9 @@ async fn finish_sync(
         Ok(())
     } else if !outcomes.is_empty() && outcomes.iter().all(|o| o.status == "locked") {
         // Nothing committed here; the runs holding the sources rebuild once they are done.
-        tracing::info!("every source was locked by another run: the journey model is theirs to rebuild");
+        tracing::info!(
+            "every source was locked by another run: the journey model is theirs to rebuild"
+        );
         Ok(())
     } else {
         match engine::rebuild_journey(writer, registry::mappers(), control).await {

@@ -1,17 +1,67 @@
-//! End to end: runs on one dataset at once never sync the same source — the second is told who holds
-//! it (`"status":"locked"`, exit 0), and N workers started together on one PostgreSQL schema sync
-//! every source exactly once between them.
+//! End to end: runs on one dataset at once never sync the same source. A second run skips what the
+//! first holds (`"status":"locked"`, naming the holder, exit 0) or, with `--wait`, syncs it once the
+//! holder is done; N workers started together on one dataset (PostgreSQL schema or SQLite file)
+//! sync every source exactly once between them, and the dataset is a single run's.
+//!
+//! Runs are held in the middle by a gate: a TCP relay between the runs and the sandbox that lets
+//! nothing through until the test opens it, so "while the first run holds its sources" is a state
+//! the test waits for, never a guess about timing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
 use growthflow_sandbox::{Sandbox, SandboxConfig};
-use growthflow_tests::cli;
+use growthflow_tests::{cli, neutral_snapshot, neutral_snapshot_pg};
 use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-/// A config syncing every simulated platform into `destination`, written to `dir/growthflow.toml`.
-fn config(sandbox: &Sandbox, dir: &Path, destination: &str) -> PathBuf {
+const SOURCES: [&str; 5] = ["ads", "email", "shop", "web", "woo"];
+
+/// A relay to the sandbox that holds every connection until opened.
+struct Gate {
+    addr: SocketAddr,
+    open: watch::Sender<bool>,
+}
+
+impl Gate {
+    async fn to(sandbox: &Sandbox) -> Gate {
+        let target: SocketAddr = sandbox
+            .base_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    if rx.wait_for(|open| *open).await.is_err() {
+                        return;
+                    }
+                    if let Ok(mut out) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Gate { addr, open }
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// A config syncing every simulated platform into `destination`, written to `dir/growthflow.toml`;
+/// through `gate` when given.
+fn config(sandbox: &Sandbox, dir: &Path, destination: &str, gate: Option<&Gate>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let key = dir.join("ga4.json");
     std::fs::write(
@@ -73,13 +123,17 @@ base_url = "{meta_url}"
         meta_token = sandbox.meta().access_token,
         meta_url = sandbox.meta_url(),
     );
+    let text = match gate {
+        Some(g) => text.replace(&sandbox.base_url(), &format!("http://{}", g.addr)),
+        None => text,
+    };
     let path = dir.join("growthflow.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
-/// Each source's status in a `--json` summary.
-fn statuses(out: &str) -> BTreeMap<String, Value> {
+/// Each source's object in a `--json` summary.
+fn sources(out: &str) -> BTreeMap<String, Value> {
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     v["sources"]
         .as_array()
@@ -89,96 +143,284 @@ fn statuses(out: &str) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// Runs `configs` at once, each on its own task; their exit codes and summaries.
-async fn at_once(configs: Vec<PathBuf>) -> Vec<(i32, String)> {
-    let runs: Vec<_> = configs
-        .into_iter()
-        .map(|c| tokio::spawn(async move { cli(&c, &["sync", "--json"]).await }))
-        .collect();
-    let mut results = Vec::new();
-    for r in runs {
-        results.push(r.await.unwrap());
+fn status(s: &Value) -> &str {
+    s["status"].as_str().unwrap()
+}
+
+/// Start `growthflow sync --json ARGS` in-process on a task of its own.
+fn start(config: &Path, args: &[&str]) -> JoinHandle<(i32, String)> {
+    let config = config.to_path_buf();
+    let mut argv = vec!["sync".to_string(), "--json".to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    tokio::spawn(async move {
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        cli(&config, &args).await
+    })
+}
+
+/// Wait until `ready` holds (checked every 10 ms, at most a minute: a state the runs reach on their
+/// own, not a delay the test hopes is long enough).
+async fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..6_000 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    results
+    panic!("never happened: {what}");
+}
+
+/// The source locks held in a dataset: source → run id.
+trait Locks {
+    fn locks(&self) -> BTreeMap<String, String>;
+}
+
+struct SqliteDataset(PathBuf);
+
+impl Locks for SqliteDataset {
+    fn locks(&self) -> BTreeMap<String, String> {
+        let Ok(conn) = rusqlite::Connection::open(&self.0) else {
+            return BTreeMap::new();
+        };
+        let Ok(mut st) =
+            conn.prepare("SELECT source, run_id FROM growthflow_locks WHERE source NOT LIKE ':%'")
+        else {
+            return BTreeMap::new(); // not created yet
+        };
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+impl Locks for TestSchema {
+    fn locks(&self) -> BTreeMap<String, String> {
+        blocking(|| {
+            let mut c = self.client();
+            match c.query(
+                "SELECT source, run_id FROM growthflow_locks WHERE source NOT LIKE ':%'",
+                &[],
+            ) {
+                Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                Err(_) => BTreeMap::new(), // not created yet
+            }
+        })
+    }
+}
+
+fn sqlite_destination(path: &Path) -> String {
+    format!("url = \"sqlite://{}\"", path.display())
+}
+
+fn pg_destination(schema: &TestSchema) -> String {
+    format!("url = \"{}\"\nschema = \"{}\"", schema.url(), schema.name())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_runs_at_once_on_one_sqlite_dataset_never_sync_the_same_source() {
+async fn a_run_skips_the_source_another_run_holds_and_exits_0() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let gate = Gate::to(&sandbox).await;
     let dir = tempfile::tempdir().unwrap();
-    let destination = format!("url = \"sqlite://{}\"", dir.path().join("gf.db").display());
-    let a = config(&sandbox, &dir.path().join("a"), &destination);
-    let b = config(&sandbox, &dir.path().join("b"), &destination);
-    let results = at_once(vec![a.clone(), b]).await;
-    let mut synced: BTreeMap<String, usize> = BTreeMap::new();
-    let mut locked = 0;
-    for (code, out) in &results {
-        assert_eq!(*code, 0, "a locked source is not a failure: {out}");
-        for (name, s) in statuses(out) {
-            match s["status"].as_str().unwrap() {
-                "ok" => *synced.entry(name).or_default() += 1,
-                "locked" => {
-                    locked += 1;
-                    let by = &s["locked_by"];
-                    assert!(by["run_id"].is_string() && by["since"].is_string(), "{s}");
-                    assert!(by["pid"].as_i64().unwrap() > 0, "{s}");
-                    assert_eq!(s["streams"], serde_json::json!([]), "{s}");
-                }
-                other => panic!("{name}: {other}: {out}"),
-            }
-        }
-    }
-    assert_eq!(synced.len(), 5, "{results:?}");
-    assert!(synced.values().all(|n| *n == 1), "{synced:?}");
+    let db = dir.path().join("gf.db");
+    let destination = sqlite_destination(&db);
+    let held_up = config(&sandbox, &dir.path().join("a"), &destination, Some(&gate));
+    let free = config(&sandbox, &dir.path().join("b"), &destination, None);
+    let dataset = SqliteDataset(db.clone());
+
+    let first = start(&held_up, &["shop"]);
+    until("the first run holds shop", || {
+        dataset.locks().contains_key("shop")
+    })
+    .await;
+    let holder = dataset.locks()["shop"].clone();
+
+    let (code, out) = cli(&free, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "a locked source is not a failure: {out}");
+    let second = sources(&out);
+    let shop = &second["shop"];
+    assert_eq!(status(shop), "locked", "{out}");
+    assert_eq!(shop["locked_by"]["run_id"], holder.as_str());
     assert_eq!(
-        locked, 5,
-        "every source was skipped by one run: {results:?}"
+        shop["locked_by"]["pid"].as_i64(),
+        Some(i64::from(std::process::id()))
     );
-    // The locks are released at the end: a later run syncs everything.
-    let (code, out) = cli(&a, &["sync", "--json"]).await;
+    let streams = shop["streams"].as_array().unwrap();
+    assert!(!streams.is_empty());
+    for s in streams {
+        assert_eq!(s["status"], "locked", "{s}");
+        assert_eq!(s["records"], 0, "{s}");
+        let error = s["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("another run holds source shop: run {holder} on ")),
+            "{error}"
+        );
+    }
+    for name in ["ads", "email", "web", "woo"] {
+        assert_eq!(status(&second[name]), "ok", "{name}: {out}");
+    }
+
+    gate.open();
+    let (code, out) = first.await.unwrap();
     assert_eq!(code, 0, "{out}");
-    assert!(
-        statuses(&out).values().all(|s| s["status"] == "ok"),
-        "{out}"
-    );
+    assert_eq!(status(&sources(&out)["shop"]), "ok", "{out}");
+    // Every lock was released: a later run syncs everything, and leaves no lock behind.
+    let (code, out) = cli(&free, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(sources(&out).values().all(|s| status(s) == "ok"), "{out}");
+    assert!(dataset.locks().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_wait_a_run_syncs_the_held_source_once_its_holder_is_done() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let gate = Gate::to(&sandbox).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gf.db");
+    let destination = sqlite_destination(&db);
+    let held_up = config(&sandbox, &dir.path().join("a"), &destination, Some(&gate));
+    let free = config(&sandbox, &dir.path().join("b"), &destination, None);
+    let dataset = SqliteDataset(db.clone());
+
+    let first = start(&held_up, &["shop"]);
+    until("the first run holds shop", || {
+        dataset.locks().contains_key("shop")
+    })
+    .await;
+    let holder = dataset.locks()["shop"].clone();
+    let second = start(&free, &["--wait", "10m"]);
+    // The second run has found shop held (it asks in config order, shop second) once it holds the
+    // sources after it; it keeps them until it is done, so this state lasts.
+    until("the second run holds the other sources", || {
+        let locks = dataset.locks();
+        ["ads", "web", "email"]
+            .iter()
+            .all(|s| locks.get(*s).is_some_and(|r| *r != holder))
+    })
+    .await;
+    assert!(!second.is_finished());
+    gate.open();
+    let (code, out) = first.await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(status(&sources(&out)["shop"]), "ok", "{out}");
+    let (code, out) = second.await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    let all = sources(&out);
+    assert!(all.values().all(|s| status(s) == "ok"), "{out}");
+    assert!(all["shop"].get("locked_by").is_none(), "{out}");
+    assert!(dataset.locks().is_empty());
+}
+
+/// N workers with one config at once: each source is synced by exactly one of them; the others
+/// report it locked; all exit 0. Returns the workers' summaries.
+async fn n_workers_at_once(
+    n: usize,
+    config: &Path,
+    gate: &Gate,
+    dataset: &dyn Locks,
+) -> Vec<BTreeMap<String, Value>> {
+    let workers: Vec<JoinHandle<(i32, String)>> = (0..n).map(|_| start(config, &[])).collect();
+    // Held at the gate until every source is taken and every worker that took none is done: no
+    // worker can then finish (and let go) before the others asked for its sources.
+    until("every worker asked for every source", || {
+        let locks = dataset.locks();
+        let holders: BTreeSet<&String> = locks.values().collect();
+        let finished = workers.iter().filter(|w| w.is_finished()).count();
+        locks.len() == SOURCES.len() && finished + holders.len() == n
+    })
+    .await;
+    gate.open();
+    let mut summaries = Vec::new();
+    for w in workers {
+        let (code, out) = w.await.unwrap();
+        assert_eq!(code, 0, "a locked source is not a failure: {out}");
+        summaries.push(sources(&out));
+    }
+    for name in SOURCES {
+        let statuses: Vec<&str> = summaries.iter().map(|s| status(&s[name])).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == "ok").count(),
+            1,
+            "{name}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == "locked").count(),
+            n - 1,
+            "{name}: {statuses:?}"
+        );
+    }
+    summaries
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn n_workers_on_one_postgres_schema_sync_every_source_exactly_once() {
-    let Some(schema) = TestSchema::new("e2e_workers") else {
+    let (Some(schema), Some(single)) = (
+        TestSchema::new("e2e_workers"),
+        TestSchema::new("e2e_single"),
+    ) else {
         return;
     };
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let gate = Gate::to(&sandbox).await;
     let dir = tempfile::tempdir().unwrap();
-    let destination = format!("url = \"{}\"\nschema = \"{}\"", schema.url(), schema.name());
-    let workers: Vec<PathBuf> = (0..3)
-        .map(|i| config(&sandbox, &dir.path().join(format!("w{i}")), &destination))
-        .collect();
-    let results = at_once(workers).await;
-    let mut synced: BTreeMap<String, usize> = BTreeMap::new();
-    for (code, out) in &results {
-        assert_eq!(*code, 0, "{out}");
-        for (name, s) in statuses(out) {
-            match s["status"].as_str().unwrap() {
-                "ok" => *synced.entry(name).or_default() += 1,
-                "locked" => {}
-                other => panic!("{name}: {other}: {out}"),
-            }
-        }
-    }
-    assert_eq!(synced.len(), 5, "{results:?}");
-    assert!(synced.values().all(|n| *n == 1), "{synced:?}");
-    let (sources, locks): (i64, i64) = blocking(|| {
-        let mut c = schema.client();
+    let workers = config(
+        &sandbox,
+        &dir.path().join("w"),
+        &pg_destination(&schema),
+        Some(&gate),
+    );
+    n_workers_at_once(3, &workers, &gate, &schema).await;
+    assert!(schema.locks().is_empty(), "every worker released its locks");
+
+    let alone = config(
+        &sandbox,
+        &dir.path().join("s"),
+        &pg_destination(&single),
+        None,
+    );
+    let (code, out) = cli(&alone, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (together, by_one) = blocking(|| {
         (
-            c.query_one("SELECT COUNT(DISTINCT source) FROM raw_records", &[])
-                .unwrap()
-                .get(0),
-            c.query_one("SELECT COUNT(*) FROM growthflow_locks", &[])
-                .unwrap()
-                .get(0),
+            neutral_snapshot_pg(&mut schema.client()),
+            neutral_snapshot_pg(&mut single.client()),
         )
     });
-    assert_eq!(sources, 5);
-    assert_eq!(locks, 0, "every worker released its locks");
+    assert!(!together["raw_records"].is_empty());
+    assert!(!together["journey_events"].is_empty());
+    assert_eq!(together, by_one, "the workers' dataset is a single run's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn n_workers_on_one_sqlite_file_sync_every_source_exactly_once() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let gate = Gate::to(&sandbox).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gf.db");
+    let workers = config(
+        &sandbox,
+        &dir.path().join("w"),
+        &sqlite_destination(&db),
+        Some(&gate),
+    );
+    let dataset = SqliteDataset(db.clone());
+    n_workers_at_once(3, &workers, &gate, &dataset).await;
+    assert!(
+        dataset.locks().is_empty(),
+        "every worker released its locks"
+    );
+
+    let single = dir.path().join("single.db");
+    let alone = config(
+        &sandbox,
+        &dir.path().join("s"),
+        &sqlite_destination(&single),
+        None,
+    );
+    let (code, out) = cli(&alone, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let together = neutral_snapshot(&rusqlite::Connection::open(&db).unwrap());
+    let by_one = neutral_snapshot(&rusqlite::Connection::open(&single).unwrap());
+    assert!(!together["journey_events"].is_empty());
+    assert_eq!(together, by_one, "the workers' dataset is a single run's");
 }

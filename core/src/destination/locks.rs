@@ -79,7 +79,7 @@ pub enum LockTarget {
     /// A SQLite dataset file (already created and migrated).
     Sqlite(PathBuf),
     /// A PostgreSQL dataset (its schema already migrated).
-    Postgres(PostgresTarget),
+    Postgres(Box<PostgresTarget>),
 }
 
 /// What [`LockSession::try_lock`] got.
@@ -284,7 +284,9 @@ impl Worker {
 
     fn try_lock(&mut self, key: &str) -> Result<TryLockReply> {
         if self.held.contains_key(key) {
-            return Ok(TryLockReply::Held(self.store.holder_of_own(key, &self.owner)));
+            return Ok(TryLockReply::Held(
+                self.store.holder_of_own(key, &self.owner),
+            ));
         }
         match self.store.try_lock(key, &self.owner, &self.settings) {
             Ok(None) => {}
@@ -361,7 +363,9 @@ impl Worker {
             for key in &keys {
                 self.lose(
                     key,
-                    format!("the lock's connection to the dataset ended and cannot be reopened: {e}"),
+                    format!(
+                        "the lock's connection to the dataset ended and cannot be reopened: {e}"
+                    ),
                 );
             }
             return keys;
@@ -393,8 +397,8 @@ impl Worker {
 enum Store {
     Sqlite(Connection),
     Postgres {
-        client: ::postgres::Client,
-        target: PostgresTarget,
+        client: Box<::postgres::Client>,
+        target: Box<PostgresTarget>,
     },
 }
 
@@ -403,7 +407,7 @@ impl Store {
         Ok(match target {
             LockTarget::Sqlite(path) => Store::Sqlite(sqlite::connect(path)?),
             LockTarget::Postgres(t) => Store::Postgres {
-                client: t.connect()?,
+                client: Box::new(t.connect()?),
                 target: t.clone(),
             },
         })
@@ -418,7 +422,7 @@ impl Store {
 
     fn reconnect(&mut self) -> Result<()> {
         if let Store::Postgres { client, target } = self {
-            *client = target.connect()?;
+            **client = target.connect()?;
         }
         Ok(())
     }
@@ -458,9 +462,7 @@ impl Store {
             Store::Sqlite(conn) => sqlite::release(conn, key, owner),
             // A closed connection's locks were released by the server.
             Store::Postgres { client, .. } if client.is_closed() => Ok(()),
-            Store::Postgres { client, target } => {
-                pg::release(client, target.schema(), key, owner)
-            }
+            Store::Postgres { client, target } => pg::release(client, target.schema(), key, owner),
         }
     }
 
@@ -590,7 +592,8 @@ pub mod sqlite {
             },
             None => None,
         };
-        let expires = now + chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
+        let expires =
+            now + chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
         // One statement decides: a new row, or the stale row seen above and no other. Another run's
         // row written in between (impossible inside an immediate transaction, but never assumed)
         // is left alone, and this run is told it is held.
@@ -613,7 +616,7 @@ pub mod sqlite {
         )?;
         if written == 0 {
             let holder = row(&tx, key)?.map(Row::holder);
-            return Ok(Some(holder.unwrap_or_else(|| unknown_holder())));
+            return Ok(Some(holder.unwrap_or_else(unknown_holder)));
         }
         tx.commit()?;
         Ok(None)
@@ -626,7 +629,8 @@ pub mod sqlite {
         settings: &LockSettings,
     ) -> Result<Vec<String>> {
         let now = (settings.wall_clock)();
-        let expires = now + chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
+        let expires =
+            now + chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::MAX);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE growthflow_locks SET heartbeat = ?2, expires = ?3 WHERE run_id = ?1",
@@ -720,7 +724,11 @@ pub mod pg {
     }
 
     /// Note that `owner`'s run is alive; fails when the connection (and so the locks) is gone.
-    pub fn heartbeat(client: &mut ::postgres::Client, owner: &RunOwner, ttl: Duration) -> Result<()> {
+    pub fn heartbeat(
+        client: &mut ::postgres::Client,
+        owner: &RunOwner,
+        ttl: Duration,
+    ) -> Result<()> {
         client.execute(
             "UPDATE growthflow_locks SET heartbeat = now(),
                expires = now() + make_interval(secs => $2) WHERE run_id = $1",
