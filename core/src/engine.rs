@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
-use crate::destination::locks::{LockSession, SourceLock, TryLock, JOURNEY};
+use crate::destination::locks::{LockProbe, LockSession, SourceLock, TryLock, JOURNEY};
 use crate::destination::{DatasetWriter, LockHolder, RebuildStats, WriteBatch};
 use crate::error::ErrorKind;
 use crate::http::{Clock, TokioClock};
@@ -308,8 +308,8 @@ struct Ctx<'a> {
     control: &'a RunControl,
     deadline_at: Option<Instant>,
     auth: Option<Arc<watch::Sender<Option<String>>>>,
-    /// Set when the run loses its lock on the source.
-    lock: Option<watch::Receiver<Option<String>>>,
+    /// The run's lock on the source: confirmed before each commit, watched while reading.
+    lock: Option<LockProbe>,
 }
 
 impl Ctx<'_> {
@@ -335,7 +335,15 @@ impl Ctx<'_> {
 
     /// Why the run lost its lock on the source, once it did: nothing more may be committed for it.
     fn lock_lost(&self) -> Option<String> {
-        self.lock.as_ref().and_then(|l| l.borrow().clone())
+        self.lock.as_ref().and_then(LockProbe::lost)
+    }
+
+    /// [`Ctx::lock_lost`], after asking the lock's session to confirm it is still held.
+    async fn lock_confirmed_lost(&self) -> Option<String> {
+        match &self.lock {
+            Some(l) => l.confirm().await,
+            None => None,
+        }
     }
 
     /// Resolves when the run is stopped or the source's auth fails (an in-flight request is dropped).
@@ -356,7 +364,7 @@ impl Ctx<'_> {
             }
         };
         let lock = async {
-            let Some(mut rx) = self.lock.clone() else {
+            let Some(mut rx) = self.lock.as_ref().map(LockProbe::watch) else {
                 return futures::future::pending().await;
             };
             loop {
@@ -449,7 +457,7 @@ pub async fn run_with(
                 control,
                 deadline_at,
                 auth: Some(auth[i].clone()),
-                lock: held[i].as_ref().map(SourceLock::watch),
+                lock: held[i].as_ref().map(SourceLock::probe),
             };
             running.push(stream_task(
                 i,
@@ -768,7 +776,7 @@ async fn stream_with(
             None
         };
         // Never commit for a source whose lock is gone: another run may be syncing it now.
-        if let Some(why) = ctx.lock_lost() {
+        if let Some(why) = ctx.lock_confirmed_lost().await {
             return halted(records, Halt::LockLost(why));
         }
         let n = page.records.len() as u64;
@@ -789,7 +797,7 @@ async fn stream_with(
         }
     }
     if keeps_state && !connector_checkpoints && max_cursor != saved_cursor {
-        if let Some(why) = ctx.lock_lost() {
+        if let Some(why) = ctx.lock_confirmed_lost().await {
             return halted(records, Halt::LockLost(why));
         }
         let batch = WriteBatch {

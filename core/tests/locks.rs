@@ -763,3 +763,54 @@ async fn a_rebuild_waits_for_another_runs_rebuild_and_then_rebuilds() {
         .unwrap();
     assert_eq!(stats, None);
 }
+
+#[tokio::test]
+async fn a_postgres_lock_lost_with_its_connection_stops_the_source_at_its_next_commit() {
+    let Some(schema) = TestSchema::new("locks_engine") else {
+        return;
+    };
+    let writer = DatasetWriter::spawn(Box::new(blocking(|| schema.open())));
+    let target = LockTarget::Postgres(Box::new(schema.target()));
+    let me = session(target.clone(), "this-run").await;
+    let (shop, pages) = Fake::fed("shop");
+    pages.send(page("1")).unwrap();
+    let run = {
+        let (writer, me) = (writer.clone(), me.clone());
+        let sources: Vec<Arc<dyn Connector>> = vec![shop.clone()];
+        tokio::spawn(async move {
+            run_engine(
+                sources,
+                &writer,
+                Arc::new(TestClock::new()),
+                me,
+                Duration::ZERO,
+            )
+            .await
+        })
+    };
+    shop.reading.notified().await;
+    // The lock connection dies (no heartbeat runs in between) and another run takes the source.
+    let pid = blocking(|| backend_holding(&schema, "shop"));
+    blocking(|| terminate(&schema, pid));
+    let thief = session(target, "thief").await;
+    let _stolen = taken(thief.try_lock("shop").await.unwrap());
+    // The next page is not committed: the commit first confirms the lock, finds the connection
+    // dead, cannot take the lock again, and stops the source.
+    pages.send(page("2")).unwrap();
+    let outcomes = run.await.unwrap();
+    let s = &outcomes[0].streams[0];
+    assert_eq!((s.status, s.kind), ("failed", Some("locked")), "{s:?}");
+    let error = s.error.as_ref().unwrap();
+    assert!(error.contains("run thief"), "{error}");
+    let ids: Vec<String> = blocking(|| {
+        schema
+            .client()
+            .query("SELECT record_id FROM raw_records ORDER BY record_id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    });
+    assert!(!ids.contains(&"2".to_string()), "{ids:?}");
+    assert_eq!(s.records as usize, ids.len());
+}

@@ -630,6 +630,13 @@ async fn run_sync(
         timer.abort();
     }
     let result = finish_sync(&writer, &shown, &control, &outcomes, as_json, out).await;
+    // Every lock is released by now (the guards are dropped); one more round trip to the lock
+    // session makes sure the releases are done before the process may exit.
+    if let Some(locks) = &control.locks {
+        if let Err(e) = locks.session.held().await {
+            tracing::warn!("cannot confirm this run's locks are released (they expire): {e}");
+        }
+    }
     // Close the store before returning (and so before the process exits): SQLite's write-ahead log
     // is checkpointed, and the `.db` file alone then holds everything committed.
     let closed = writer.close().await;

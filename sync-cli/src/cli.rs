@@ -171,7 +171,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
 
-    /// Wait this long (e.g. 10m) for a source another run holds, instead of skipping it as `locked`
+    /// Wait up to this long (e.g. 10m) for a source another run holds, instead of skipping it as
+    /// `locked`; the other sources are synced meanwhile
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub wait: Option<Duration>,
 }
@@ -205,7 +206,8 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
 
-    /// Wait this long (e.g. 10m) for a source another run holds, instead of skipping it as `locked`
+    /// Wait up to this long (e.g. 10m) for a source another run holds, instead of skipping it as
+    /// `locked`; the other sources are synced meanwhile
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub wait: Option<Duration>,
 }

@@ -173,6 +173,8 @@ async fn until(what: &str, mut ready: impl FnMut() -> bool) {
 /// The source locks held in a dataset: source → run id.
 trait Locks {
     fn locks(&self) -> BTreeMap<String, String>;
+    /// Every lock row, the journey rebuild's too.
+    fn rows(&self) -> i64;
 }
 
 struct SqliteDataset(PathBuf);
@@ -192,6 +194,12 @@ impl Locks for SqliteDataset {
             .map(Result::unwrap)
             .collect()
     }
+    fn rows(&self) -> i64 {
+        rusqlite::Connection::open(&self.0)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM growthflow_locks", [], |r| r.get(0))
+            .unwrap()
+    }
 }
 
 impl Locks for TestSchema {
@@ -205,6 +213,14 @@ impl Locks for TestSchema {
                 Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
                 Err(_) => BTreeMap::new(), // not created yet
             }
+        })
+    }
+    fn rows(&self) -> i64 {
+        blocking(|| {
+            self.client()
+                .query_one("SELECT COUNT(*) FROM growthflow_locks", &[])
+                .unwrap()
+                .get(0)
         })
     }
 }
@@ -268,7 +284,7 @@ async fn a_run_skips_the_source_another_run_holds_and_exits_0() {
     let (code, out) = cli(&free, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(sources(&out).values().all(|s| status(s) == "ok"), "{out}");
-    assert!(dataset.locks().is_empty());
+    assert_eq!(dataset.rows(), 0, "every lock released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -308,7 +324,7 @@ async fn with_wait_a_run_syncs_the_held_source_once_its_holder_is_done() {
     let all = sources(&out);
     assert!(all.values().all(|s| status(s) == "ok"), "{out}");
     assert!(all["shop"].get("locked_by").is_none(), "{out}");
-    assert!(dataset.locks().is_empty());
+    assert_eq!(dataset.rows(), 0, "every lock released");
 }
 
 /// N workers with one config at once: each source is synced by exactly one of them; the others
@@ -370,7 +386,7 @@ async fn n_workers_on_one_postgres_schema_sync_every_source_exactly_once() {
         Some(&gate),
     );
     n_workers_at_once(3, &workers, &gate, &schema).await;
-    assert!(schema.locks().is_empty(), "every worker released its locks");
+    assert_eq!(schema.rows(), 0, "every worker released its locks");
 
     let alone = config(
         &sandbox,
@@ -405,10 +421,7 @@ async fn n_workers_on_one_sqlite_file_sync_every_source_exactly_once() {
     );
     let dataset = SqliteDataset(db.clone());
     n_workers_at_once(3, &workers, &gate, &dataset).await;
-    assert!(
-        dataset.locks().is_empty(),
-        "every worker released its locks"
-    );
+    assert_eq!(dataset.rows(), 0, "every worker released its locks");
 
     let single = dir.path().join("single.db");
     let alone = config(

@@ -96,6 +96,7 @@ enum Cmd {
     Release(String),
     Heartbeat(oneshot::Sender<Result<Vec<String>>>),
     Held(oneshot::Sender<Vec<String>>),
+    Confirm(String, oneshot::Sender<()>),
 }
 
 enum TryLockReply {
@@ -143,6 +144,48 @@ impl SourceLock {
     /// Changes when the lock is lost, so a stream waiting on a request can stop at once.
     pub fn watch(&self) -> watch::Receiver<Option<String>> {
         self.lost.clone()
+    }
+
+    /// A handle that can [confirm](LockProbe::confirm) the lock is still held, for the tasks that
+    /// commit under it.
+    pub fn probe(&self) -> LockProbe {
+        LockProbe {
+            key: self.key.clone(),
+            tx: self.tx.clone(),
+            lost: self.lost.clone(),
+        }
+    }
+}
+
+/// See [`SourceLock::probe`].
+#[derive(Debug, Clone)]
+pub struct LockProbe {
+    key: String,
+    tx: mpsc::Sender<Cmd>,
+    lost: watch::Receiver<Option<String>>,
+}
+
+impl LockProbe {
+    /// Why the lock is lost, once it is (see [`SourceLock::lost`]).
+    pub fn lost(&self) -> Option<String> {
+        self.lost.borrow().clone()
+    }
+
+    /// Changes when the lock is lost.
+    pub fn watch(&self) -> watch::Receiver<Option<String>> {
+        self.lost.clone()
+    }
+
+    /// Make sure the lock is still held right now, before a commit: a PostgreSQL lock connection is
+    /// asked whether it is alive (and, if it died, reconnected and the lock taken again), so a run
+    /// learns of a lost lock at its next commit rather than its next heartbeat. `Some(why)` when
+    /// the lock is lost.
+    pub async fn confirm(&self) -> Option<String> {
+        let (ack, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Confirm(self.key.clone(), ack)).is_err() || rx.await.is_err() {
+            return Some("the dataset's lock session has stopped".into());
+        }
+        self.lost()
     }
 }
 
@@ -259,6 +302,10 @@ impl Worker {
                 Ok(Cmd::Heartbeat(ack)) => {
                     let _ = ack.send(self.heartbeat());
                 }
+                Ok(Cmd::Confirm(key, ack)) => {
+                    self.confirm(&key);
+                    let _ = ack.send(());
+                }
                 Ok(Cmd::Held(ack)) => {
                     let mut keys: Vec<String> = self.held.keys().cloned().collect();
                     keys.sort();
@@ -356,6 +403,25 @@ impl Worker {
         Ok(lost)
     }
 
+    /// Check that the connection holding `key` is alive; a dead one is reconnected (and the locks
+    /// taken again, or lost); `key`'s guard learns the outcome through its watch.
+    fn confirm(&mut self, key: &str) {
+        if !self.held.contains_key(key) {
+            return;
+        }
+        if let Err(e) = self.store.check() {
+            if self.store.is_closed() {
+                tracing::warn!("the lock connection was lost ({e}); reconnecting");
+                self.reconnect();
+            } else {
+                self.lose(
+                    key,
+                    format!("cannot tell whether this run still holds it: {e}"),
+                );
+            }
+        }
+    }
+
     /// Connect again and take every held lock again; those that cannot be are lost.
     fn reconnect(&mut self) -> Vec<String> {
         let keys: Vec<String> = self.held.keys().cloned().collect();
@@ -417,6 +483,14 @@ impl Store {
         match self {
             Store::Sqlite(_) => false,
             Store::Postgres { client, .. } => client.is_closed(),
+        }
+    }
+
+    /// Fails when the connection (and so a PostgreSQL session's locks) is gone.
+    fn check(&mut self) -> Result<()> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres { client, .. } => Ok(client.is_valid(Duration::from_secs(30))?),
         }
     }
 
