@@ -302,15 +302,8 @@ async fn sqlite_lock_of_a_dead_process_on_this_host_is_taken_over_at_once() {
     insert_row(&ds, "shop", "crashed-run", &host, 99_999_999, far);
     // The same pid on another host cannot be checked from here: still held.
     insert_row(&ds, "ads", "remote-run", "another-host", 99_999_999, far);
-    // A live process on this host (this one): held.
-    insert_row(
-        &ds,
-        "web",
-        "live-run",
-        &host,
-        i64::from(std::process::id()),
-        far,
-    );
+    // Another live process on this host (pid 1 always is): held.
+    insert_row(&ds, "web", "live-run", &host, 1, far);
     let me = session(ds.target(), "me").await;
     let shop = taken(me.try_lock("shop").await.unwrap());
     assert_eq!(row_owner(&ds, "shop").as_deref(), Some("me"));
@@ -813,4 +806,55 @@ async fn a_postgres_lock_lost_with_its_connection_stops_the_source_at_its_next_c
     });
     assert!(!ids.contains(&"2".to_string()), "{ids:?}");
     assert_eq!(s.records as usize, ids.len());
+}
+
+#[tokio::test]
+async fn a_run_aborted_in_this_process_leaves_its_sources_free_at_once() {
+    let ds = SqliteFile::new();
+    let writer = ds.writer();
+    let (shop, _pages) = Fake::fed("shop");
+    let reading = shop.reading.clone();
+    let target = ds.target();
+    // The run owns its only lock session (as the CLI's run does).
+    let run = {
+        let writer = writer.clone();
+        let sources: Vec<Arc<dyn Connector>> = vec![shop.clone()];
+        tokio::spawn(async move {
+            let me = session(target, "aborted-run").await;
+            run_engine(
+                sources,
+                &writer,
+                Arc::new(TestClock::new()),
+                me,
+                Duration::ZERO,
+            )
+            .await
+        })
+    };
+    reading.notified().await;
+    assert_eq!(row_owner(&ds, "shop").as_deref(), Some("aborted-run"));
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    // Dropping the run's last handle waited for its session to release and close: no round trip,
+    // no delay, the row is gone.
+    assert_eq!(row_owner(&ds, "shop"), None);
+    let next = session(ds.target(), "next-run").await;
+    drop(taken(next.try_lock("shop").await.unwrap()));
+}
+
+#[tokio::test]
+async fn a_row_of_this_process_whose_run_is_over_is_taken_over_at_once() {
+    let ds = SqliteFile::new();
+    let host = RunOwner::this_process().host;
+    let pid = i64::from(std::process::id());
+    let far = "2999-01-01T00:00:00.000000Z";
+    // Left by a run of this process (or of an earlier process with this pid, as a restarted
+    // container's pid 1) that is over: taken over at once.
+    insert_row(&ds, "shop", "over-run", &host, pid, far);
+    let me = session(ds.target(), "me").await;
+    let _shop = taken(me.try_lock("shop").await.unwrap());
+    // A run of this process whose session is open keeps its lock.
+    let other = session(ds.target(), "other").await;
+    let _ads = taken(other.try_lock("ads").await.unwrap());
+    assert_eq!(held(me.try_lock("ads").await.unwrap()).run_id, "other");
 }

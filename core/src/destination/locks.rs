@@ -104,12 +104,65 @@ enum TryLockReply {
     Held(LockHolder),
 }
 
-/// One run's locks on one dataset: a connection and a thread of their own. Cheap to clone; the
-/// thread ends (releasing whatever is still held) once every clone and every guard is dropped.
+/// One run's locks on one dataset: a connection and a thread of their own. Cheap to clone. Once
+/// every clone and every guard is dropped, the drop that comes last releases whatever is still held
+/// and closes the connection before it returns (it waits for the session's thread), so a run
+/// started right after an abandoned one in the same process finds its locks free.
 #[derive(Clone)]
 pub struct LockSession {
-    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
     owner: RunOwner,
+}
+
+/// What a session's handles and guards share; dropped with the last of them.
+struct Shared {
+    tx: Option<mpsc::Sender<Cmd>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    run_id: String,
+}
+
+impl Shared {
+    fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(cmd).ok())
+            .ok_or_else(session_gone)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The thread sees its queue closed once it has done everything asked before (the guards'
+        // releases), releases what is left, and ends.
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mut live = live_runs().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = live.get_mut(&self.run_id) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.run_id);
+            }
+        }
+    }
+}
+
+/// The runs of this process whose lock session is open: a lock row naming this host and process
+/// but none of them was left by a run that is over (or by an earlier process that had the same pid,
+/// as a restarted container's pid 1), and is taken over at once.
+/// (Counted: a caller may open two sessions under one run id.)
+fn live_runs() -> &'static std::sync::Mutex<HashMap<String, usize>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, usize>>> =
+        std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+fn is_live(run_id: &str) -> bool {
+    live_runs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(run_id)
 }
 
 impl std::fmt::Debug for LockSession {
@@ -122,11 +175,18 @@ impl std::fmt::Debug for LockSession {
 
 /// A lock this run holds; dropping it releases the lock (asynchronously, on the session's thread,
 /// before anything asked of the session afterwards).
-#[derive(Debug)]
 pub struct SourceLock {
     key: String,
-    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
     lost: watch::Receiver<Option<String>>,
+}
+
+impl std::fmt::Debug for SourceLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceLock")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SourceLock {
@@ -151,18 +211,26 @@ impl SourceLock {
     pub fn probe(&self) -> LockProbe {
         LockProbe {
             key: self.key.clone(),
-            tx: self.tx.clone(),
+            shared: self.shared.clone(),
             lost: self.lost.clone(),
         }
     }
 }
 
 /// See [`SourceLock::probe`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LockProbe {
     key: String,
-    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
     lost: watch::Receiver<Option<String>>,
+}
+
+impl std::fmt::Debug for LockProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockProbe")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LockProbe {
@@ -182,7 +250,12 @@ impl LockProbe {
     /// the lock is lost.
     pub async fn confirm(&self) -> Option<String> {
         let (ack, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Confirm(self.key.clone(), ack)).is_err() || rx.await.is_err() {
+        if self
+            .shared
+            .send(Cmd::Confirm(self.key.clone(), ack))
+            .is_err()
+            || rx.await.is_err()
+        {
             return Some("the dataset's lock session has stopped".into());
         }
         self.lost()
@@ -192,7 +265,9 @@ impl LockProbe {
 impl Drop for SourceLock {
     fn drop(&mut self) {
         // Never blocks; a session whose thread already ended released everything itself.
-        let _ = self.tx.send(Cmd::Release(std::mem::take(&mut self.key)));
+        let _ = self
+            .shared
+            .send(Cmd::Release(std::mem::take(&mut self.key)));
     }
 }
 
@@ -211,7 +286,12 @@ impl LockSession {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready) = oneshot::channel();
         let thread_owner = owner.clone();
-        std::thread::Builder::new()
+        *live_runs()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(owner.run_id.clone())
+            .or_default() += 1;
+        let thread = std::thread::Builder::new()
             .name("growthflow-locks".into())
             .spawn(move || {
                 let store = match Store::open(&target) {
@@ -233,9 +313,18 @@ impl LockSession {
                 }
                 .serve(rx);
             })
-            .map_err(|e| Error::Other(format!("cannot start the lock thread: {e}")))?;
+            .map_err(|e| Error::Other(format!("cannot start the lock thread: {e}")));
+        // From here on, however this ends (an error, this future dropped), dropping `shared` ends the
+        // thread and the run's liveness.
+        let mut shared = Shared {
+            tx: Some(tx),
+            thread: None,
+            run_id: owner.run_id.clone(),
+        };
+        shared.thread = Some(thread?);
+        let shared = Arc::new(shared);
         ready.await.map_err(|_| session_gone())??;
-        Ok(LockSession { tx, owner })
+        Ok(LockSession { shared, owner })
     }
 
     /// Who this session's locks say holds them.
@@ -247,13 +336,11 @@ impl LockSession {
     /// it. A key this session already holds is reported held by this run.
     pub async fn try_lock(&self, key: &str) -> Result<TryLock> {
         let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::TryLock(key.to_string(), ack))
-            .map_err(|_| session_gone())?;
+        self.shared.send(Cmd::TryLock(key.to_string(), ack))?;
         Ok(match rx.await.map_err(|_| session_gone())?? {
             TryLockReply::Taken(lost) => TryLock::Taken(SourceLock {
                 key: key.to_string(),
-                tx: self.tx.clone(),
+                shared: self.shared.clone(),
                 lost,
             }),
             TryLockReply::Held(h) => TryLock::Held(h),
@@ -264,16 +351,14 @@ impl LockSession {
     /// this run found it had lost.
     pub async fn heartbeat(&self) -> Result<Vec<String>> {
         let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Heartbeat(ack))
-            .map_err(|_| session_gone())?;
+        self.shared.send(Cmd::Heartbeat(ack))?;
         rx.await.map_err(|_| session_gone())?
     }
 
     /// The keys this session holds, sorted (after every release asked before this call).
     pub async fn held(&self) -> Result<Vec<String>> {
         let (ack, rx) = oneshot::channel();
-        self.tx.send(Cmd::Held(ack)).map_err(|_| session_gone())?;
+        self.shared.send(Cmd::Held(ack))?;
         rx.await.map_err(|_| session_gone())
     }
 }
@@ -473,7 +558,7 @@ impl Store {
         Ok(match target {
             LockTarget::Sqlite(path) => Store::Sqlite(sqlite::connect(path)?),
             LockTarget::Postgres(t) => Store::Postgres {
-                client: Box::new(t.connect()?),
+                client: Box::new(pg::connect(t)?),
                 target: t.clone(),
             },
         })
@@ -496,7 +581,7 @@ impl Store {
 
     fn reconnect(&mut self) -> Result<()> {
         if let Store::Postgres { client, target } = self {
-            **client = target.connect()?;
+            **client = pg::connect(target)?;
         }
         Ok(())
     }
@@ -599,6 +684,10 @@ pub mod sqlite {
                 .unwrap_or(true);
             if expired {
                 return Some("its heartbeat stopped");
+            }
+            if self.host == owner.host && self.pid == i64::from(owner.pid) && !is_live(&self.run_id)
+            {
+                return Some("its run in this process is over");
             }
             if self.host == owner.host
                 && self.pid != i64::from(owner.pid)
@@ -743,6 +832,18 @@ fn unknown_holder() -> LockHolder {
 /// The PostgreSQL side: session advisory locks, and rows that name their holders.
 pub mod pg {
     use super::*;
+
+    /// The lock connection, named apart from the writer's (`APP (locks)`) so that an operator
+    /// looking at `pg_stat_activity` tells them apart.
+    pub(super) fn connect(target: &PostgresTarget) -> Result<::postgres::Client> {
+        let mut client = target.connect()?;
+        client.batch_execute(
+            "SELECT set_config('application_name', left(CASE current_setting('application_name')
+                 WHEN '' THEN 'growthflow' ELSE current_setting('application_name') END
+                 || ' (locks)', 63), false)",
+        )?;
+        Ok(client)
+    }
 
     fn lock_name(schema: &str, key: &str) -> String {
         format!("{schema}/{key}")

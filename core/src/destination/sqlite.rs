@@ -92,7 +92,19 @@ impl SqliteDestination {
             })));
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            let tx = self.conn.transaction()?;
+            // Several runs may open a new (or older) file at once (workers started together): the
+            // write lock first, then the version again, so each migration is applied by one of them.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let applied: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )?;
+            if applied >= *version {
+                continue;
+            }
             tx.execute_batch(sql)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
