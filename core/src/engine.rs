@@ -10,6 +10,13 @@
 //! what was already read is committed with its state, and the streams left unfinished say so. An
 //! authentication failure stops the other streams of the same source, because they share its
 //! credentials and would only fail the same way, one request each.
+//!
+//! With [`RunControl::locks`], a run takes each source's lock in the dataset before reading it
+//! ([`crate::destination::locks`]): a source another run holds is reported `locked` (not a
+//! failure), or waited for beside the others; every commit first confirms the lock, and a source
+//! whose lock was lost stops at once. The locks are guards owned by [`run_with`]'s future, so they
+//! are released however it ends, dropped half way included. [`rebuild_journey`] takes the
+//! rebuild's lock the same way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
