@@ -14,6 +14,13 @@
 //! what was already read is committed with its state, and the streams left unfinished say so. An
 //! authentication failure stops the other streams of the same source, because they share its
 //! credentials and would only fail the same way, one request each.
+//!
+//! With [`RunControl::locks`], a run takes each source's lock in the dataset before reading it
+//! ([`crate::destination::locks`]): a source another run holds is reported `locked` (not a
+//! failure), or waited for beside the others; every commit first confirms the lock, and a source
+//! whose lock was lost stops at once. The locks are guards owned by [`run_with`]'s future, so they
+//! are released however it ends, dropped half way included. [`rebuild_journey`] takes the
+//! rebuild's lock the same way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,10 +32,12 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode, Window};
-use crate::destination::{DatasetWriter, WriteBatch};
+use crate::destination::locks::{LockProbe, LockSession, SourceLock, TryLock, JOURNEY};
+use crate::destination::{DatasetWriter, LockHolder, RebuildStats, WriteBatch};
 use crate::error::ErrorKind;
 use crate::http::metrics::{metered, RequestMeter};
 use crate::http::{Clock, TokioClock};
+use crate::model::JourneyMapper;
 
 /// What to sync.
 #[derive(Debug, Clone)]
@@ -136,7 +145,27 @@ pub struct RunControl {
     pub deadline: Option<Duration>,
     /// Times the deadline and each stream's `seconds`.
     pub clock: Arc<dyn Clock>,
+    /// Take a lock on each source before reading it, so two runs on one dataset never sync the same
+    /// source at once; `None`: no locks (a library caller that knows it runs alone).
+    pub locks: Option<SourceLocks>,
 }
+
+/// How a run locks its sources (see [`RunControl::locks`]).
+#[derive(Debug, Clone)]
+pub struct SourceLocks {
+    /// The run's lock session on the dataset (who this run is, and the locks' connection).
+    pub session: LockSession,
+    /// How long to wait for a source another run holds before skipping it as `locked` (zero: ask
+    /// once). Meanwhile the sources this run could take are synced.
+    pub wait: Duration,
+}
+
+/// The first pause of a run waiting for a held lock; each next pause doubles, up to
+/// [`LOCK_POLL_MAX`].
+pub const LOCK_POLL_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest pause between two asks for a held lock.
+pub const LOCK_POLL_MAX: Duration = Duration::from_secs(5);
 
 impl Default for RunControl {
     fn default() -> Self {
@@ -144,6 +173,7 @@ impl Default for RunControl {
             stop: StopSignal::new(),
             deadline: None,
             clock: Arc::new(TokioClock),
+            locks: None,
         }
     }
 }
@@ -155,13 +185,15 @@ pub struct StreamOutcome {
     pub stream: String,
     /// Records committed.
     pub records: u64,
-    /// `ok`, `failed`, or `interrupted` (stopped by the user before it finished; what it read is
-    /// committed and the next run continues from its saved state).
+    /// `ok`, `failed`, `interrupted` (stopped by the user before it finished; what it read is
+    /// committed and the next run continues from its saved state) or `locked` (another run holds
+    /// its source: not read by this run, not a failure).
     pub status: &'static str,
     /// Why it failed or stopped.
     pub error: Option<String>,
     /// What kind of failure (`auth`, `config`, `throttled`, `transient`, `platform`, `decode`, `quota`,
-    /// `destination`, `unreachable`, `internal`, `deadline`, `interrupted`), so scripts can tell "fix the credentials" from
+    /// `destination`, `unreachable`, `internal`, `deadline`, `interrupted`, `locked`), so scripts can
+    /// tell "fix the credentials" from
     /// "try again later"; `null` when ok.
     pub kind: Option<&'static str>,
     /// How long the stream ran, in seconds.
@@ -200,18 +232,22 @@ pub struct SourceOutcome {
     /// Connector type.
     #[serde(rename = "type")]
     pub source_type: String,
-    /// `ok` when every stream is ok; `interrupted` when a stream was interrupted; else `failed`.
+    /// `ok` when every stream is ok; `interrupted` when a stream was interrupted; `locked` when
+    /// another run held the source (nothing read, not a failure); else `failed`.
     pub status: &'static str,
     /// Per stream.
     pub streams: Vec<StreamOutcome>,
     /// From the start of its first stream to the end of its last, in seconds.
     pub seconds: f64,
+    /// Who held the source, when `status` is `locked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<LockHolder>,
 }
 
 impl SourceOutcome {
-    /// True when every stream succeeded.
+    /// True when every stream succeeded, or another run held the source (it syncs it).
     pub fn ok(&self) -> bool {
-        self.status == "ok"
+        self.status == "ok" || self.status == "locked"
     }
 }
 
@@ -226,11 +262,70 @@ pub async fn run(
     run_with(sources, writer, options, progress, &RunControl::default()).await
 }
 
+/// Ask for `key`'s lock again and again, with growing pauses on the run's clock, until it is taken,
+/// `wait` has passed since `since`, or the run is stopped: the holder when it was not taken.
+async fn wait_for_lock(
+    key: &str,
+    locks: &SourceLocks,
+    control: &RunControl,
+    since: Instant,
+    wait: Duration,
+    mut holder: LockHolder,
+) -> crate::Result<Result<SourceLock, LockHolder>> {
+    // No end (the journey lock): `since + Duration::MAX` does not fit in an `Instant`.
+    let until = since.checked_add(wait);
+    let mut pause = LOCK_POLL_FIRST;
+    loop {
+        let now = control.clock.now();
+        if until.is_some_and(|u| now >= u) || control.stop.reason().is_some() {
+            return Ok(Err(holder));
+        }
+        tracing::info!(%key, "waiting: another run holds it: {holder}");
+        let nap = until.map_or(pause, |u| pause.min(u - now));
+        tokio::select! {
+            _ = control.clock.sleep(nap) => {}
+            _ = control.stop.stopped() => return Ok(Err(holder)),
+        }
+        pause = (pause * 2).min(LOCK_POLL_MAX);
+        match locks.session.try_lock(key).await? {
+            TryLock::Taken(lock) => return Ok(Ok(lock)),
+            TryLock::Held(h) => holder = h,
+        }
+    }
+}
+
+/// Rebuild the journey model once no other run is rebuilding it: with locks, a run that finishes
+/// while another rebuilds waits for it and then rebuilds too (its own records must reach the
+/// model); a held lock is asked for again on the run's clock as [`SourceLocks::wait`] is. `None`:
+/// the run was stopped while waiting, and did not rebuild.
+pub async fn rebuild_journey(
+    writer: &DatasetWriter,
+    mappers: Vec<Arc<dyn JourneyMapper>>,
+    control: &RunControl,
+) -> crate::Result<Option<RebuildStats>> {
+    let _lock = match &control.locks {
+        None => None,
+        Some(locks) => match locks.session.try_lock(JOURNEY).await? {
+            TryLock::Taken(lock) => Some(lock),
+            TryLock::Held(holder) => {
+                let since = control.clock.now();
+                match wait_for_lock(JOURNEY, locks, control, since, Duration::MAX, holder).await? {
+                    Ok(lock) => Some(lock),
+                    Err(_) => return Ok(None),
+                }
+            }
+        },
+    };
+    writer.rebuild_journey(mappers).await.map(Some)
+}
+
 /// Why a stream stopped before its end without an error of its own.
 enum Halt {
     Stop(StopReason),
     /// Another stream of the same source failed authentication (its message).
     Auth(String),
+    /// The run lost its lock on the source (why).
+    LockLost(String),
 }
 
 /// What every stream of a run shares: the stop signal, the deadline, its source's auth failure.
@@ -238,6 +333,8 @@ struct Ctx<'a> {
     control: &'a RunControl,
     deadline_at: Option<Instant>,
     auth: Option<Arc<watch::Sender<Option<String>>>>,
+    /// The run's lock on the source: confirmed before each commit, watched while reading.
+    lock: Option<LockProbe>,
 }
 
 impl Ctx<'_> {
@@ -252,10 +349,26 @@ impl Ctx<'_> {
         if let Some(r) = self.control.stop.reason() {
             return Some(Halt::Stop(r));
         }
+        if let Some(m) = self.lock_lost() {
+            return Some(Halt::LockLost(m));
+        }
         self.auth
             .as_ref()
             .and_then(|a| a.borrow().clone())
             .map(Halt::Auth)
+    }
+
+    /// Why the run lost its lock on the source, once it did: nothing more may be committed for it.
+    fn lock_lost(&self) -> Option<String> {
+        self.lock.as_ref().and_then(LockProbe::lost)
+    }
+
+    /// [`Ctx::lock_lost`], after asking the lock's session to confirm it is still held.
+    async fn lock_confirmed_lost(&self) -> Option<String> {
+        match &self.lock {
+            Some(l) => l.confirm().await,
+            None => None,
+        }
     }
 
     /// Resolves when the run is stopped or the source's auth fails (an in-flight request is dropped).
@@ -275,9 +388,23 @@ impl Ctx<'_> {
                 }
             }
         };
+        let lock = async {
+            let Some(mut rx) = self.lock.as_ref().map(LockProbe::watch) else {
+                return futures::future::pending().await;
+            };
+            loop {
+                if let Some(m) = rx.borrow_and_update().clone() {
+                    return Halt::LockLost(m);
+                }
+                if rx.changed().await.is_err() {
+                    return futures::future::pending().await;
+                }
+            }
+        };
         tokio::select! {
             h = stop => h,
             h = auth => h,
+            h = lock => h,
         }
     }
 
@@ -297,10 +424,16 @@ pub async fn run_with(
     progress: Arc<dyn Progress>,
     control: &RunControl,
 ) -> Vec<SourceOutcome> {
-    let deadline_at = control.deadline.map(|d| control.clock.now() + d);
-    let mut work = Vec::new();
+    let started = control.clock.now();
+    let deadline_at = control.deadline.map(|d| started + d);
     let mut outcomes: Vec<SourceOutcome> = Vec::new();
     let mut auth: Vec<Arc<watch::Sender<Option<String>>>> = Vec::new();
+    // The locks this run holds: dropped (released) when this function returns or its future is
+    // dropped, whatever happened.
+    let mut held: Vec<Option<SourceLock>> = Vec::new();
+    let mut queue: std::collections::VecDeque<Work> = std::collections::VecDeque::new();
+    let mut waiting: futures::stream::FuturesUnordered<Waiting<'_>> =
+        futures::stream::FuturesUnordered::new();
     for (i, c) in sources.iter().enumerate() {
         outcomes.push(SourceOutcome {
             source: c.name().to_string(),
@@ -308,67 +441,76 @@ pub async fn run_with(
             status: "ok",
             streams: Vec::new(),
             seconds: 0.0,
+            locked_by: None,
         });
         auth.push(Arc::new(watch::channel(None).0));
-        if let Err(e) = writer.register_source(c.name(), c.source_type()).await {
-            outcomes[i].status = "failed";
-            outcomes[i].streams.push(StreamOutcome {
-                stream: "*".into(),
-                records: 0,
-                status: "failed",
-                error: Some(e.to_string()),
-                kind: Some(kind_name(e.kind())),
-                seconds: 0.0,
-                cursor: None,
-                requests: 0,
-                waited_seconds: 0.0,
-            });
-            continue;
-        }
-        for def in c.streams() {
-            if options.streams.is_empty() || options.streams.iter().any(|s| s == def.name) {
-                work.push((i, c.clone(), def));
+        held.push(None);
+        if let Some(locks) = &control.locks {
+            match locks.session.try_lock(c.name()).await {
+                Ok(TryLock::Taken(lock)) => held[i] = Some(lock),
+                Ok(TryLock::Held(holder)) if locks.wait.is_zero() => {
+                    mark_locked(&mut outcomes[i], &**c, options, holder);
+                    continue;
+                }
+                Ok(TryLock::Held(holder)) => {
+                    let name = c.name().to_string();
+                    waiting.push(Box::pin(async move {
+                        let got =
+                            wait_for_lock(&name, locks, control, started, locks.wait, holder).await;
+                        (i, got)
+                    }));
+                    continue;
+                }
+                Err(e) => {
+                    fail_source(&mut outcomes[i], format!("cannot lock the source: {e}"), &e);
+                    continue;
+                }
             }
         }
+        start_source(i, c, writer, options, &mut outcomes[i], &mut queue).await;
     }
-    // Futures are built up front and boxed so that the whole sync future is provably `Send` (a closure
-    // inside `buffer_unordered` trips the compiler's higher-ranked lifetime inference).
-    let tasks: Vec<futures::future::BoxFuture<'_, (usize, StreamOutcome, Instant, Instant)>> = work
-        .into_iter()
-        .map(|(i, c, def)| {
-            let progress = progress.clone();
+    let mut running: futures::stream::FuturesUnordered<
+        futures::future::BoxFuture<'_, (usize, StreamOutcome, Instant, Instant)>,
+    > = futures::stream::FuturesUnordered::new();
+    let mut results: Vec<(usize, StreamOutcome, Instant, Instant)> = Vec::new();
+    let limit = options.concurrency.max(1);
+    loop {
+        while running.len() < limit {
+            let Some((i, c, def)) = queue.pop_front() else {
+                break;
+            };
             let ctx = Ctx {
                 control,
                 deadline_at,
                 auth: Some(auth[i].clone()),
+                lock: held[i].as_ref().map(SourceLock::probe),
             };
-            let fut: futures::future::BoxFuture<'_, (usize, StreamOutcome, Instant, Instant)> =
-                Box::pin(async move {
-                    let began = ctx.control.clock.now();
-                    let outcome = measured(&*c, &def, writer, options, &*progress, &ctx).await;
-                    if outcome.kind == Some("auth") {
-                        if let (Some(a), Some(e)) = (&ctx.auth, &outcome.error) {
-                            let message = e.clone();
-                            a.send_if_modified(|m| {
-                                if m.is_none() {
-                                    *m = Some(message);
-                                    true
-                                } else {
-                                    false
-                                }
-                            });
-                        }
-                    }
-                    progress.finished(c.name(), &outcome);
-                    (i, outcome, began, ctx.control.clock.now())
-                });
-            fut
-        })
-        .collect();
-    let results: Vec<(usize, StreamOutcome, Instant, Instant)> = futures::stream::iter(tasks)
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
+            running.push(stream_task(
+                i,
+                c,
+                def,
+                writer,
+                options,
+                progress.clone(),
+                ctx,
+            ));
+        }
+        if running.is_empty() && waiting.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(r) = running.next(), if !running.is_empty() => results.push(r),
+            Some((i, got)) = waiting.next(), if !waiting.is_empty() => match got {
+                Ok(Ok(lock)) => {
+                    held[i] = Some(lock);
+                    let c = &sources[i];
+                    start_source(i, c, writer, options, &mut outcomes[i], &mut queue).await;
+                }
+                Ok(Err(holder)) => mark_locked(&mut outcomes[i], &*sources[i], options, holder),
+                Err(e) => fail_source(&mut outcomes[i], format!("cannot lock the source: {e}"), &e),
+            },
+        }
+    }
     let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; outcomes.len()];
     for (i, o, began, ended) in results {
         spans[i] = Some(match spans[i] {
@@ -401,7 +543,118 @@ pub async fn run_with(
                 .unwrap_or(usize::MAX)
         });
     }
+    drop(held);
     outcomes
+}
+
+/// A held source being waited for: its index, and the lock or, once the wait is over, its holder.
+type Waiting<'a> =
+    futures::future::BoxFuture<'a, (usize, crate::Result<Result<SourceLock, LockHolder>>)>;
+
+/// A stream to read: its source's index, the source, the stream.
+type Work = (usize, Arc<dyn Connector>, StreamDef);
+
+/// The streams of `c` the run reads.
+fn selected(c: &dyn Connector, options: &SyncOptions) -> Vec<StreamDef> {
+    c.streams()
+        .into_iter()
+        .filter(|def| options.streams.is_empty() || options.streams.iter().any(|s| s == def.name))
+        .collect()
+}
+
+/// Register source `i` and queue its streams (or fail it when it cannot be registered).
+async fn start_source(
+    i: usize,
+    c: &Arc<dyn Connector>,
+    writer: &DatasetWriter,
+    options: &SyncOptions,
+    outcome: &mut SourceOutcome,
+    queue: &mut std::collections::VecDeque<Work>,
+) {
+    if let Err(e) = writer.register_source(c.name(), c.source_type()).await {
+        fail_source(outcome, e.to_string(), &e);
+        return;
+    }
+    for def in selected(&**c, options) {
+        queue.push_back((i, c.clone(), def));
+    }
+}
+
+fn fail_source(outcome: &mut SourceOutcome, error: String, e: &crate::Error) {
+    outcome.status = "failed";
+    outcome.streams.push(StreamOutcome {
+        stream: "*".into(),
+        records: 0,
+        status: "failed",
+        error: Some(error),
+        kind: Some(kind_name(e.kind())),
+        seconds: 0.0,
+        cursor: None,
+        requests: 0,
+        waited_seconds: 0.0,
+    });
+}
+
+/// Another run holds the source: nothing read, each stream listed as `locked`, naming the holder.
+fn mark_locked(
+    outcome: &mut SourceOutcome,
+    c: &dyn Connector,
+    options: &SyncOptions,
+    holder: LockHolder,
+) {
+    tracing::warn!(source = %c.name(), "skipped: another run holds it: {holder}");
+    let error = format!(
+        "another run holds source {}: {holder}; skipped (that run syncs it)",
+        c.name()
+    );
+    outcome.status = "locked";
+    outcome.streams = selected(c, options)
+        .into_iter()
+        .map(|def| StreamOutcome {
+            stream: def.name.to_string(),
+            records: 0,
+            status: "locked",
+            error: Some(error.clone()),
+            kind: Some("locked"),
+            seconds: 0.0,
+            cursor: None,
+            requests: 0,
+            waited_seconds: 0.0,
+        })
+        .collect();
+    outcome.locked_by = Some(holder);
+}
+
+/// One stream's future, boxed so that the whole sync future is provably `Send` (a closure inside a
+/// stream combinator trips the compiler's higher-ranked lifetime inference).
+fn stream_task<'a>(
+    i: usize,
+    c: Arc<dyn Connector>,
+    def: StreamDef,
+    writer: &'a DatasetWriter,
+    options: &'a SyncOptions,
+    progress: Arc<dyn Progress>,
+    ctx: Ctx<'a>,
+) -> futures::future::BoxFuture<'a, (usize, StreamOutcome, Instant, Instant)> {
+    Box::pin(async move {
+        let began = ctx.control.clock.now();
+        let outcome = measured(&*c, &def, writer, options, &*progress, &ctx).await;
+        if outcome.kind == Some("auth") {
+            if let (Some(a), Some(e)) = (&ctx.auth, &outcome.error) {
+                let message = e.clone();
+                a.send_if_modified(|m| {
+                    if m.is_none() {
+                        *m = Some(message);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        }
+        progress.finished(c.name(), &outcome);
+        (i, outcome, began, ctx.control.clock.now())
+    })
 }
 
 /// Sync one stream of one source (never stopped early).
@@ -417,6 +670,7 @@ pub async fn sync_stream(
         control: &control,
         deadline_at: None,
         auth: None,
+        lock: None,
     };
     measured(connector, def, writer, options, progress, &ctx).await
 }
@@ -499,6 +753,14 @@ async fn stream_with(
                 "failed",
                 "auth",
                 format!("{message} (another stream of this source; not attempted)"),
+            ),
+            Halt::LockLost(why) => (
+                "failed",
+                "locked",
+                format!(
+                    "this run lost its lock on the source ({why}), so it stopped; the {records} \
+                     records committed while it held the lock stay"
+                ),
             ),
         };
         StreamOutcome {
@@ -614,6 +876,10 @@ async fn stream_with(
         } else {
             None
         };
+        // Never commit for a source whose lock is gone: another run may be syncing it now.
+        if let Some(why) = ctx.lock_confirmed_lost().await {
+            return halted(records, Halt::LockLost(why));
+        }
         let n = page.records.len() as u64;
         let batch = WriteBatch {
             source: source.clone(),
@@ -632,6 +898,9 @@ async fn stream_with(
         }
     }
     if keeps_state && !connector_checkpoints && max_cursor != saved_cursor {
+        if let Some(why) = ctx.lock_confirmed_lost().await {
+            return halted(records, Halt::LockLost(why));
+        }
         let batch = WriteBatch {
             source: source.clone(),
             stream: def.name.to_string(),

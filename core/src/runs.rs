@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::destination::RunOwner;
 use crate::engine::SourceOutcome;
 
 /// A new run id, unique across hosts and processes and sortable by start time:
@@ -39,7 +40,7 @@ pub fn this_host() -> String {
 /// so that a run that never finishes still shows which sources it held up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunStart {
-    /// From [`new_run_id`].
+    /// From [`new_run_id`]: the same id the run's source locks carry.
     pub run_id: String,
     /// `sync` or `backfill`.
     pub command: String,
@@ -56,11 +57,16 @@ pub struct RunStart {
 impl RunStart {
     /// This process's run of `command` over `streams`, starting now, with a fresh id.
     pub fn now(command: &str, streams: Vec<(String, String)>) -> RunStart {
+        RunStart::of(&RunOwner::this_process(), command, streams)
+    }
+
+    /// The start of `owner`'s run: the run id its source locks name is the one the history shows.
+    pub fn of(owner: &RunOwner, command: &str, streams: Vec<(String, String)>) -> RunStart {
         RunStart {
-            run_id: new_run_id(),
+            run_id: owner.run_id.clone(),
             command: command.to_string(),
-            host: this_host(),
-            pid: std::process::id(),
+            host: owner.host.clone(),
+            pid: owner.pid,
             started_at: Utc::now(),
             streams,
         }

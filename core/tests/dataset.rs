@@ -483,7 +483,7 @@ fn migrations_create_the_contract_tables_on_a_file(backend: Backend) {
             &mut dest,
             "SELECT version FROM schema_migrations ORDER BY version"
         ),
-        vec![vec![i(1)], vec![i(2)], vec![i(3)], vec![i(5)]]
+        vec![vec![i(1)], vec![i(2)], vec![i(3)], vec![i(4)], vec![i(5)]]
     );
     // The BI view (0003) is there, empty.
     assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM funnel_daily"), 0);

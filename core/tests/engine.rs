@@ -776,6 +776,7 @@ async fn run_commits_the_healthy_source_when_another_fails() {
                 status: "ok",
                 streams: vec![ok("orders", 2), ok("products", 1)],
                 seconds: 0.0,
+                locked_by: None,
             },
             SourceOutcome {
                 source: "bad".into(),
@@ -783,6 +784,7 @@ async fn run_commits_the_healthy_source_when_another_fails() {
                 status: "failed",
                 streams: vec![failed, ok("products", 1)],
                 seconds: 0.0,
+                locked_by: None,
             },
         ]
     );

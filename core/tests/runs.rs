@@ -227,6 +227,7 @@ fn a_run_is_ok_failed_interrupted_or_locked() {
         status,
         streams: vec![],
         seconds: 0.0,
+        locked_by: None,
     };
     assert_eq!(
         run_status(&[source("ok"), source("ok")], false, false),

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use chrono::{Days, Utc};
 use growthflow_core::connector::{Connector, SyncMode, Window};
+use growthflow_core::destination::locks::{LockSession, LockSettings, LockTarget};
 use growthflow_core::destination::postgres::{PostgresDestination, PostgresTarget};
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination};
+use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination, RunOwner};
 use growthflow_core::engine::{
-    self, RunControl, SourceOutcome, StopReason, StopSignal, SyncOptions,
+    self, RunControl, SourceLocks, SourceOutcome, StopReason, StopSignal, SyncOptions,
 };
 use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
 use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
@@ -510,10 +511,12 @@ async fn sync(
         window: None,
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(
-        cli, cfg, "sync", &sources, &options, a.json, a.deadline, out,
-    )
-    .await
+    let flags = RunFlags {
+        json: a.json,
+        deadline: a.deadline,
+        wait: a.wait,
+    };
+    run_sync(cli, cfg, "sync", &sources, &options, flags, out).await
 }
 
 /// The sources `--shard` gives this run (all of them without it).
@@ -553,10 +556,20 @@ async fn backfill(
         }),
         concurrency: cfg.sync.concurrency,
     };
-    run_sync(
-        cli, cfg, "backfill", &sources, &options, a.json, a.deadline, out,
-    )
-    .await
+    let flags = RunFlags {
+        json: a.json,
+        deadline: a.deadline,
+        wait: a.wait,
+    };
+    run_sync(cli, cfg, "backfill", &sources, &options, flags, out).await
+}
+
+/// `sync`/`backfill`'s flags that shape a run: `--json`, `--deadline`, `--wait`.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunFlags {
+    json: bool,
+    deadline: Option<Duration>,
+    wait: Option<Duration>,
 }
 
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
@@ -576,17 +589,38 @@ async fn run_sync(
     command: &str,
     sources: &[Arc<dyn Connector>],
     options: &SyncOptions,
-    as_json: bool,
-    deadline: Option<Duration>,
+    flags: RunFlags,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
+    let RunFlags {
+        json: as_json,
+        deadline,
+        wait,
+    } = flags;
     let (shown, dest) = open_dataset(cfg)?;
     let writer = DatasetWriter::spawn(dest);
     let bars = Arc::new(Bars::new(cli.quiet || as_json));
+    // The run's locks on its sources and on the journey rebuild: a connection of their own, released
+    // when `control` is dropped, however this function returns.
+    let lock_target = match cfg.destination.target()? {
+        DestinationTarget::Sqlite(path) => LockTarget::Sqlite(path),
+        DestinationTarget::Postgres(t) => LockTarget::Postgres(t),
+    };
+    let owner = RunOwner::this_process();
+    tracing::debug!(run_id = %owner.run_id, "run started");
+    let session = LockSession::open(lock_target, owner.clone(), LockSettings::default())
+        .await
+        .map_err(|e| {
+            Failure::Failed(format!("cannot open the dataset {shown} for locking: {e}"))
+        })?;
     let control = RunControl {
         stop: StopSignal::new(),
         deadline,
         clock: Arc::new(TokioClock),
+        locks: Some(SourceLocks {
+            session,
+            wait: wait.unwrap_or(Duration::ZERO),
+        }),
     };
     let signalled = Arc::new(AtomicI32::new(0));
     let signals = tokio::spawn(stop_on_signals(control.stop.clone(), signalled.clone()));
@@ -611,7 +645,7 @@ async fn run_sync(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let run = RunStart::now(command, planned);
+    let run = RunStart::of(&owner, command, planned);
     if let Err(e) = writer.record_run_start(&run).await {
         tracing::warn!(dataset = %shown, error = %e, "cannot record the run's start in sync_runs");
     }
@@ -629,6 +663,13 @@ async fn run_sync(
         out,
     )
     .await;
+    // Every lock is released by now (the guards are dropped); one more round trip to the lock
+    // session makes sure the releases are done before the process may exit.
+    if let Some(locks) = &control.locks {
+        if let Err(e) = locks.session.held().await {
+            tracing::warn!("cannot confirm this run's locks are released (they expire): {e}");
+        }
+    }
     // Close the store before returning (and so before the process exits): SQLite's write-ahead log
     // is checkpointed, and the `.db` file alone then holds everything committed.
     let closed = writer.close().await;
@@ -662,9 +703,22 @@ async fn finish_sync(
              everything committed)"
         );
         Ok(())
+    } else if !outcomes.is_empty() && outcomes.iter().all(|o| o.status == "locked") {
+        // Nothing committed here; the runs holding the sources rebuild once they are done.
+        tracing::info!(
+            "every source was locked by another run: the journey model is theirs to rebuild"
+        );
+        Ok(())
     } else {
-        match writer.rebuild_journey(registry::mappers()).await {
-            Ok(stats) => {
+        match engine::rebuild_journey(writer, registry::mappers(), control).await {
+            Ok(None) => {
+                tracing::warn!(
+                    "stopped while waiting for another run's journey rebuild: not rebuilt (the \
+                     next sync rebuilds it from everything committed)"
+                );
+                Ok(())
+            }
+            Ok(Some(stats)) => {
                 tracing::info!(dataset = %shown, orders = stats.orders, events = stats.events, customers = stats.customers, "journey model rebuilt");
                 Ok(())
             }
@@ -743,6 +797,11 @@ fn print_outcomes(
     }
     for o in outcomes {
         writeln!(out, "{} ({}): {}", o.source, o.source_type, o.status).map_err(io)?;
+        if let Some(holder) = &o.locked_by {
+            // Its streams all say the same: once is enough.
+            writeln!(out, "  held by {holder}: skipped (that run syncs it)").map_err(io)?;
+            continue;
+        }
         for s in &o.streams {
             match &s.error {
                 None => writeln!(out, "  {:<18} {:>9} records", s.stream, s.records),
@@ -878,8 +937,7 @@ async fn demo(
         "sync",
         &sources,
         &options,
-        false,
-        None,
+        RunFlags::default(),
         &mut summary,
     )
     .await?;

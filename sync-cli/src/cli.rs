@@ -178,6 +178,11 @@ pub struct SyncArgs {
     /// one from the Ith, so N replicas started with 1/N … N/N share the work without overlap
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+
+    /// Wait up to this long (e.g. 10m) for a source another run holds, instead of skipping it as
+    /// `locked`; the other sources are synced meanwhile
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub wait: Option<Duration>,
 }
 
 /// `backfill --since DATE [--until DATE] [SOURCE…] [--json]`
@@ -208,6 +213,11 @@ pub struct BackfillArgs {
     /// one from the Ith, so N replicas started with 1/N … N/N share the work without overlap
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+
+    /// Wait up to this long (e.g. 10m) for a source another run holds, instead of skipping it as
+    /// `locked`; the other sources are synced meanwhile
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub wait: Option<Duration>,
 }
 
 /// `report [--since DATE] [--until DATE] [--currency XXX] [--format table|json|csv]`
@@ -553,6 +563,7 @@ mod tests {
                 json: true,
                 deadline: None,
                 shard: None,
+                wait: None,
             })
         );
         let cli = parse(&["sync", "--stream=orders,refunds"]);
@@ -588,6 +599,7 @@ mod tests {
                 json: true,
                 deadline: None,
                 shard: None,
+                wait: None,
             })
         );
         let cli = parse(&["backfill", "--since=2024-03-01"]);
@@ -600,6 +612,7 @@ mod tests {
                 json: false,
                 deadline: None,
                 shard: None,
+                wait: None,
             })
         );
         // Same day both ends is a one-day window.
@@ -736,6 +749,11 @@ mod tests {
         };
         let shard = a.shard.unwrap();
         assert_eq!(shard, Shard { index: 2, count: 3 });
+        assert_eq!(a.wait, None);
+        let Command::Sync(a) = parse(&["sync", "--wait", "10m"]).command else {
+            panic!()
+        };
+        assert_eq!(a.wait, Some(Duration::from_secs(600)));
         let names = ["woo", "ads", "shop", "email", "web"];
         // Sorted: ads, email, shop, web, woo.
         assert_eq!(shard.take(&names), vec!["email", "woo"]);

@@ -7,6 +7,7 @@
 //! that covers it, so a sync killed at any point resumes from a state that never runs ahead of the data.
 //! Pages arriving from several streams at once are committed in one transaction.
 
+pub mod locks;
 pub mod postgres;
 pub mod runs;
 pub mod sqlite;
@@ -110,6 +111,52 @@ pub struct SavedState {
     pub state: Value,
     /// When it was last saved, RFC 3339 UTC.
     pub updated_at: String,
+}
+
+/// Who a run is: what its source locks record (and what run history can name a run by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOwner {
+    /// Unique per run, even for runs started in the same instant in one process.
+    pub run_id: String,
+    /// The machine (or pod) it runs on: a lock of a dead process on this host is taken over at once.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+impl RunOwner {
+    /// This process, with a fresh run id: the time, the pid and a random part, so that two runs
+    /// started together in one process (or in two containers whose pid is 1) never share one.
+    pub fn this_process() -> RunOwner {
+        RunOwner {
+            run_id: crate::runs::new_run_id(),
+            host: crate::runs::this_host(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// The run holding a lock another run asked for: who to look for when a source is reported locked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockHolder {
+    /// Its run id.
+    pub run_id: String,
+    /// Its host.
+    pub host: String,
+    /// Its process id.
+    pub pid: i64,
+    /// Since when it holds the lock, RFC 3339 UTC.
+    pub since: String,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} on {} (pid {}) since {}",
+            self.run_id, self.host, self.pid, self.since
+        )
+    }
 }
 
 /// A dataset store.

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
+    (4, include_str!("migrations/postgres/0004_source_locks.sql")),
     (5, include_str!("migrations/postgres/0005_sync_runs.sql")),
 ];
 

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_incremental_journey.sql")),
     (3, include_str!("migrations/0003_funnel_daily.sql")),
+    (4, include_str!("migrations/0004_source_locks.sql")),
     (5, include_str!("migrations/0005_sync_runs.sql")),
 ];
 
@@ -92,14 +93,26 @@ impl SqliteDestination {
             })));
         }
         // Every known version not recorded yet, in order (not only those above the highest
-        // recorded): migrations developed side by side may land in either order.
-        let applied: Vec<i64> = self
+        // recorded): migrations developed side by side may land in either order. Several runs may
+        // open a new (or older) file at once (workers started together): the write lock first, then
+        // the recorded versions again, so each migration is applied by one of them.
+        let recorded: Vec<i64> = self
             .conn
             .prepare("SELECT version FROM schema_migrations")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
-            let tx = self.conn.transaction()?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !recorded.contains(v)) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let applied: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )?;
+            if applied {
+                continue;
+            }
             tx.execute_batch(sql)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
