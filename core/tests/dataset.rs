@@ -511,7 +511,7 @@ fn reopening_an_existing_dataset_does_not_rerun_migrations(backend: Backend) {
         &mut dest,
         "SELECT version, applied_at FROM schema_migrations",
     );
-    assert_eq!(before.len(), 4);
+    assert_eq!(before.len(), 5);
     dest.reopen();
     assert_eq!(
         rows(
@@ -562,7 +562,7 @@ fn a_dataset_from_a_newer_growthflow_is_refused(backend: Backend) {
     // Nothing was touched.
     assert_eq!(
         count(&mut dest, "SELECT COUNT(*) FROM schema_migrations"),
-        5
+        6
     );
 }
 
