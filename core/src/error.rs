@@ -196,12 +196,14 @@ impl Error {
     }
 }
 
+#[cfg(feature = "dataset")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Destination(Box::new(e))
     }
 }
 
+#[cfg(feature = "dataset")]
 impl From<postgres::Error> for Error {
     /// `postgres::Error` shows only its kind ("db error"); the server's message is its source, so
     /// the text carries the whole chain.

@@ -21,7 +21,9 @@ pub mod adaptive;
 pub mod auth;
 pub mod channel;
 pub mod connector;
+#[cfg(feature = "dataset")]
 pub mod destination;
+#[cfg(feature = "dataset")]
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -29,7 +31,9 @@ pub mod http;
 pub mod model;
 pub mod paginate;
 pub mod poll;
+#[cfg(feature = "dataset")]
 pub mod report;
+#[cfg(feature = "dataset")]
 pub mod runs;
 pub mod start;
 #[cfg(feature = "testing")]

@@ -3,7 +3,7 @@
 //! (stdout), logs and progress to stderr.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,8 +81,9 @@ fn sync_options(cfg: &Config) -> ClientOptions {
 /// Run a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
     let result = match &cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
-            demo(
+            crate::demo::demo(
                 &args.dir,
                 args.scale,
                 args.destination.as_deref(),
@@ -92,6 +93,10 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
             )
             .await
         }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => Err(Failure::Usage(
+            "this growthflow was built without the demo (cargo feature `demo`)".into(),
+        )),
         Command::Completions(args) => {
             use clap::CommandFactory;
             clap_complete::generate(args.shell, &mut Cli::command(), "growthflow", out);
@@ -169,7 +174,7 @@ async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Resu
     }
 }
 
-fn build_sources(
+pub(crate) fn build_sources(
     cfg: &Config,
     names: &[String],
     options: &ClientOptions,
@@ -566,7 +571,7 @@ async fn backfill(
 
 /// `sync`/`backfill`'s flags that shape a run: `--json`, `--deadline`, `--wait`.
 #[derive(Debug, Clone, Copy, Default)]
-struct RunFlags {
+pub(crate) struct RunFlags {
     json: bool,
     deadline: Option<Duration>,
     wait: Option<Duration>,
@@ -583,7 +588,7 @@ struct RunFlags {
 /// Every run is recorded in the dataset's run history (`sync_runs`): `running` when it starts, its
 /// status and streams when it ends, whatever the end (see [`finish_sync`]).
 #[allow(clippy::too_many_arguments)]
-async fn run_sync(
+pub(crate) async fn run_sync(
     cli: &Cli,
     cfg: &Config,
     command: &str,
@@ -830,7 +835,7 @@ fn report(cfg: &Config, a: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<
 
 /// The report of the configured dataset, SQLite or PostgreSQL; every metric is aggregated by the
 /// store itself.
-fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure> {
+pub(crate) fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure> {
     let failed = |e: ReportError| Failure::Failed(format!("cannot compute the report: {e}"));
     match cfg.destination.target()? {
         DestinationTarget::Sqlite(path) => {
@@ -880,7 +885,7 @@ fn compute_report(cfg: &Config, opts: &ReportOptions) -> Result<Report, Failure>
     }
 }
 
-fn print_report(
+pub(crate) fn print_report(
     r: &Report,
     format: ReportFormat,
     out: &mut (dyn Write + Send),
@@ -892,172 +897,4 @@ fn print_report(
     };
     writeln!(out, "{}", text.trim_end()).map_err(io)?;
     Ok(())
-}
-
-/// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db` (or `destination`), then
-/// the report, `DIR/growthflow.toml` and the commands to try next. With `serve`, the platforms stay up
-/// until Ctrl-C.
-async fn demo(
-    dir: &Path,
-    scale: u32,
-    destination: Option<&str>,
-    serve: bool,
-    cli: &Cli,
-    out: &mut (dyn Write + Send),
-) -> Result<i32, Failure> {
-    let sandbox = growthflow_sandbox::Sandbox::start(growthflow_sandbox::SandboxConfig {
-        scale,
-        end: Utc::now(),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| Failure::Failed(format!("cannot start the sandbox: {e}")))?;
-    // Absolute, so that the config written below works from any directory.
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    let dir = &std::fs::canonicalize(dir)
-        .map_err(|e| Failure::Failed(format!("cannot find {}: {e}", dir.display())))?;
-    let text = demo_config(&sandbox, dir, destination)?;
-    let cfg = config::parse(&text, &|_| None)?;
-    let config_path = dir.join("growthflow.toml");
-    std::fs::write(&config_path, crate::init::demo_file(&text, serve))
-        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", config_path.display())))?;
-    let sources = build_sources(&cfg, &[], &ClientOptions::default())?;
-    let options = SyncOptions {
-        start: start_of_day(cfg.sync.start_date),
-        streams: Vec::new(),
-        full_refresh: false,
-        window: None,
-        concurrency: cfg.sync.concurrency,
-    };
-    let mut summary = Vec::new();
-    let code = run_sync(
-        cli,
-        &cfg,
-        "sync",
-        &sources,
-        &options,
-        RunFlags::default(),
-        &mut summary,
-    )
-    .await?;
-    let serving = if serve {
-        Some(sandbox)
-    } else {
-        sandbox.shutdown().await;
-        None
-    };
-    out.write_all(&summary).map_err(io)?;
-    writeln!(out).map_err(io)?;
-    let r = compute_report(&cfg, &ReportOptions::default())?;
-    print_report(&r, ReportFormat::Table, out)?;
-    match cfg.destination.target()? {
-        DestinationTarget::Sqlite(path) => {
-            writeln!(out, "\ndataset: {}", path.display()).map_err(io)?;
-        }
-        DestinationTarget::Postgres(t) => {
-            writeln!(out, "\ndataset: {} (schema {})", t.display(), t.schema()).map_err(io)?;
-        }
-    }
-    writeln!(out, "\n{}", crate::init::next_steps(&config_path, serve)).map_err(io)?;
-    if let Some(sandbox) = serving {
-        out.flush().map_err(io)?;
-        let stopped = until_stopped().await;
-        sandbox.shutdown().await;
-        stopped.map_err(|e| Failure::Failed(format!("cannot wait for Ctrl-C: {e}")))?;
-    }
-    Ok(code)
-}
-
-/// Until Ctrl-C (or SIGTERM: a sync's signal listener may have taken over its default action).
-async fn until_stopped() -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
-    }
-}
-
-/// The demo's config, as TOML text: every simulated platform as a source, the dataset in `dir`.
-fn demo_config(
-    sandbox: &growthflow_sandbox::Sandbox,
-    dir: &Path,
-    destination: Option<&str>,
-) -> Result<String, Failure> {
-    let woo = sandbox.woocommerce();
-    let db = dir.join("growthflow.db");
-    let dest_url = match destination {
-        Some(url) => url.to_string(),
-        None => format!("sqlite://{}", db.display().to_string().replace('\\', "/")),
-    };
-    // The simulated property's service-account key (a test-only key pair made for the sandbox).
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    let ga4_key = dir.join("ga4-service-account.json");
-    let token_uri = format!("{}/token", sandbox.ga4_url());
-    std::fs::write(&ga4_key, sandbox.ga4().service_account_json(&token_uri))
-        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", ga4_key.display())))?;
-    let text = format!(
-        r#"
-[destination]
-url = {dest_url}
-
-[sync]
-start_date = "{start}"
-
-[sources.woo]
-type = "woocommerce"
-url = "{url}"
-consumer_key = "{ck}"
-consumer_secret = "{cs}"
-
-[sources.shop]
-type = "shopify"
-shop = "sandbox"
-access_token = "{shop_token}"
-base_url = "{shop_url}"
-
-[sources.email]
-type = "klaviyo"
-api_key = "{klaviyo_key}"
-base_url = "{klaviyo_url}"
-
-[sources.web]
-type = "ga4"
-property_id = "{ga4_property}"
-credentials_file = "{ga4_key}"
-base_url = "{ga4_url}"
-
-[sources.ads]
-type = "meta_ads"
-ad_account_id = "act_{meta_account}"
-access_token = "{meta_token}"
-base_url = "{meta_url}"
-"#,
-        dest_url = toml::Value::String(dest_url),
-        // Far enough back to include the simulated shop's whole catalogue, not only recent orders.
-        start = (Utc::now().date_naive() - Days::new(5 * 366)).format("%Y-%m-%d"),
-        url = sandbox.woocommerce_url(),
-        ck = woo.consumer_key,
-        cs = woo.consumer_secret,
-        shop_token = sandbox.shopify().access_token,
-        shop_url = sandbox.shopify_url(),
-        klaviyo_key = sandbox.klaviyo().api_key,
-        klaviyo_url = sandbox.klaviyo_url(),
-        meta_account = sandbox.meta().account_id,
-        meta_token = sandbox.meta().access_token,
-        meta_url = sandbox.meta_url(),
-        ga4_property = sandbox.ga4().property_id,
-        ga4_key = ga4_key.display().to_string().replace('\\', "/"),
-        ga4_url = sandbox.ga4_url(),
-    );
-    Ok(text)
 }

@@ -9,6 +9,8 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
+mod demo;
 pub mod init;
 pub mod progress;
 pub mod registry;
