@@ -11,6 +11,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+pub use crate::logging::LogFormat;
+
 /// `growthflow`: one journey-model dataset from Shopify, WooCommerce, Klaviyo, GA4 and Meta Ads.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(
@@ -35,6 +37,10 @@ pub struct Cli {
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Log lines on stderr as text, or as one JSON object per line for a log aggregator
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GROWTHFLOW_LOG_FORMAT")]
+    pub log_format: LogFormat,
 
     /// What to do.
     #[command(subcommand)]
@@ -872,6 +878,21 @@ mod tests {
         assert_eq!(parse_err(&["completions", "tcsh"]).exit_code(), 2);
         assert_eq!(parse_err(&["demo", "--scale", "0"]).exit_code(), 2);
         assert_eq!(parse_err(&["demo", "--scale", "many"]).exit_code(), 2);
+    }
+
+    #[test]
+    fn log_format_flag() {
+        assert_eq!(parse(&["check"]).log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["--log-format", "json", "sync"]).log_format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            parse(&["sync", "--log-format", "json"]).log_format,
+            LogFormat::Json,
+            "a global flag, after the command too"
+        );
+        assert!(Cli::try_parse_args_from(["growthflow", "--log-format", "xml", "check"]).is_err());
     }
 
     #[test]

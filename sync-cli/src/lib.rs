@@ -12,6 +12,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 mod demo;
 pub mod init;
+pub mod logging;
 pub mod progress;
 pub mod registry;
 mod status;
