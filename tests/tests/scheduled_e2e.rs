@@ -258,3 +258,27 @@ async fn a_host_that_does_not_resolve_fails_at_once_as_unreachable() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failed_rebuild_still_prints_the_summary_and_says_why() {
+    let env = Env::start().await;
+    let config = env.config("rebuild", false);
+    assert_eq!(cli(&config, &["sync"]).await.0, 0);
+    // Break the journey model (a table an operator dropped by hand): the records still commit.
+    rusqlite::Connection::open(db_path(&config))
+        .unwrap()
+        .execute_batch("DROP VIEW funnel_daily; DROP TABLE journey_events;")
+        .unwrap();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).expect("the summary, as JSON, on stdout");
+    let source = &v["sources"][0];
+    assert_eq!(
+        source["status"], "ok",
+        "the records are committed: {source}"
+    );
+    assert!(v["run_id"].is_string(), "{v}");
+    let streams = source["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 5, "{source}");
+    assert!(streams.iter().all(|s| s["status"] == "ok"), "{source}");
+}
