@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
+    (
+        6,
+        include_str!("migrations/postgres/0006_raw_records_rowid.sql"),
+    ),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -450,7 +454,7 @@ impl PostgresDestination {
             )
             .map_err(|e| target.error("cannot read the schema version", &e))?
             .get(0);
-        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        let known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
         match version {
             Some(v) if v > known => Err(Error::Destination(Box::new(SchemaTooNew {
                 found: v,
@@ -515,21 +519,31 @@ fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
         ))
         .map_err(|e| fail("cannot create tables", e))?;
     }
-    let current: i64 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+    // Every known version not recorded yet is applied, in order: a gap in the numbering, or a later
+    // version applied before an earlier one (two branches each adding one), leaves nothing out.
+    let applied: Vec<i64> = tx
+        .query(
+            "SELECT version::BIGINT FROM schema_migrations ORDER BY version",
             &[],
         )
         .map_err(|e| fail("cannot read the schema version", e))?
-        .get(0);
-    let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let current = applied.last().copied().unwrap_or(0);
+    let known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
     if current > known {
         return Err(Error::Destination(Box::new(SchemaTooNew {
             found: current,
             supported: known,
         })));
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    let mut pending: Vec<&(i64, &str)> = MIGRATIONS
+        .iter()
+        .filter(|(v, _)| applied.binary_search(v).is_err())
+        .collect();
+    pending.sort_by_key(|(v, _)| *v);
+    for (version, sql) in pending {
         tx.batch_execute(sql)
             .map_err(|e| fail("cannot create tables", e))?;
         tx.execute(
