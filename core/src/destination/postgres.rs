@@ -983,25 +983,24 @@ fn map_records(
         if page.is_empty() {
             break;
         }
-        for row in &page {
-            let source: String = row.get(0);
-            let source_type: String = row.get(1);
-            let stream: String = row.get(2);
-            let record_id: String = row.get(3);
-            let payload: Value = row.get(4);
+        let raws: Vec<(String, String, String, String, Value)> = page
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+            .collect();
+        drop(page);
+        let mapped = map_page(mappers, &raws);
+        for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
             stats.records += 1;
-            let Some(mapper) = mappers.get(source_type.as_str()) else {
-                continue;
-            };
-            let journey = match mapper.map(&stream, &payload) {
-                Ok(j) => j,
-                Err(e) => {
+            let journey = match journey {
+                None => continue,
+                Some(Ok(j)) => j,
+                Some(Err(e)) => {
                     stats.failed += 1;
                     tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
                     continue;
                 }
             };
-            stage_record(&mut staged, &source, &stream, &record_id, journey);
+            stage_record(&mut staged, source, stream, record_id, journey);
         }
         if staged.len() >= FLUSH_ROWS {
             flush(tx, &mut staged)?;
@@ -1009,6 +1008,40 @@ fn map_records(
     }
     flush(tx, &mut staged)?;
     Ok(())
+}
+
+/// Map one page of raw records (`source, type, stream, record_id, payload`), in order: `None` where no
+/// mapper knows the source's type. Mapping is most of a full rebuild's own work and needs no
+/// connection, so the page is split over up to 4 threads (no more than the machine's cores).
+fn map_page(
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    raws: &[(String, String, String, String, Value)],
+) -> Vec<Option<Result<crate::model::JourneyRows>>> {
+    let map = |(_, source_type, stream, _, payload): &(String, String, String, String, Value)| {
+        mappers
+            .get(source_type.as_str())
+            .map(|m| m.map(stream, payload))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    if workers == 1 || raws.len() < 64 {
+        return raws.iter().map(map).collect();
+    }
+    let per = raws.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = raws
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(map).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// One record's rows, as SQLite's `map_records` loop body builds them.
