@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use growthflow_bench::{mib, peak_rss_bytes};
+use growthflow_bench::{cpu_seconds, mib, peak_rss_bytes};
 use growthflow_cli::config::DestinationTarget;
 use growthflow_core::destination::postgres::PostgresDestination;
 use growthflow_core::destination::sqlite::SqliteDestination;
@@ -187,12 +187,16 @@ async fn main() -> Result<()> {
     let config_path = dir.path().join("growthflow.toml");
     std::fs::write(&config_path, &config)?;
 
+    let child_cpu_before = cpu_seconds(Some(child.id()));
     let result = if args.cli {
         run_cli(&config_path).await
     } else {
         run_engine(&config_path).await
     };
 
+    let child_cpu = cpu_seconds(Some(child.id()))
+        .zip(child_cpu_before)
+        .map(|(a, b)| a - b);
     // Ask the child for its request count, then let it go.
     drop(child.stdin.take());
     let requests = lines
@@ -244,6 +248,10 @@ async fn main() -> Result<()> {
                 "orders_per_second": hello["orders"].as_f64().unwrap_or(0.0) / total.as_secs_f64(),
                 "requests": requests,
                 "peak_rss_bytes": peak,
+                "peak_rss_after_fetch_write_bytes": m.rss_after_fetch_write,
+                "cpu_fetch_write_seconds": m.cpu_fetch_write,
+                "cpu_rebuild_seconds": m.cpu_rebuild,
+                "sandbox_cpu_seconds": child_cpu,
                 "journey_orders": m.orders,
             })
         );
@@ -288,13 +296,27 @@ async fn main() -> Result<()> {
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "?".into())
         );
-        println!("  peak RSS         {}", mib(peak));
+        println!(
+            "  peak RSS         {} ({} after fetch + write)",
+            mib(peak),
+            mib(m.rss_after_fetch_write)
+        );
+        println!(
+            "  CPU              {:.2} s fetch + write, {:.2} s rebuild (this process); \
+             sandbox {:.2} s",
+            m.cpu_fetch_write,
+            m.cpu_rebuild,
+            child_cpu.unwrap_or(f64::NAN)
+        );
     }
     Ok(())
 }
 
 struct Measured {
     records: u64,
+    rss_after_fetch_write: u64,
+    cpu_fetch_write: f64,
+    cpu_rebuild: f64,
     orders: u64,
     fetch_write: Duration,
     rebuild: Duration,
@@ -326,6 +348,7 @@ async fn run_engine(config_path: &Path) -> Result<Measured> {
         ),
     };
     let writer = DatasetWriter::spawn(dest);
+    let cpu0 = cpu_seconds(None).unwrap_or(0.0);
     let options = SyncOptions {
         start: cfg
             .sync
@@ -340,6 +363,8 @@ async fn run_engine(config_path: &Path) -> Result<Measured> {
     };
     let outcomes = engine::run(&sources, &writer, &options, Arc::new(NoProgress)).await;
     let fetch_write = t.elapsed();
+    let cpu1 = cpu_seconds(None).unwrap_or(0.0);
+    let rss_after_fetch_write = peak_rss_bytes().unwrap_or(0);
     if let Some(bad) = outcomes.iter().find(|o| !o.ok()) {
         bail!("the sync failed: {bad:?}");
     }
@@ -354,8 +379,12 @@ async fn run_engine(config_path: &Path) -> Result<Measured> {
         .await?;
     writer.close().await?;
     let rebuild = t.elapsed();
+    let cpu2 = cpu_seconds(None).unwrap_or(0.0);
     Ok(Measured {
         records,
+        rss_after_fetch_write,
+        cpu_fetch_write: cpu1 - cpu0,
+        cpu_rebuild: cpu2 - cpu1,
         orders: stats.orders,
         fetch_write,
         rebuild,
@@ -391,6 +420,9 @@ async fn run_cli(config_path: &Path) -> Result<Measured> {
         .sum();
     Ok(Measured {
         records,
+        rss_after_fetch_write: 0,
+        cpu_fetch_write: 0.0,
+        cpu_rebuild: 0.0,
         orders: 0,
         fetch_write: elapsed,
         rebuild: Duration::ZERO,

@@ -76,10 +76,11 @@ impl SqliteDestination {
         // can take back the last commits, and never corrupts the file. The state committed with the
         // records is taken back with them, so a resumed sync reads them again.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // A 16 MiB page cache (the default is 2 MiB): the B-tree interior pages and the key indexes
+        // An 8 MiB page cache (the default is 2 MiB): the B-tree interior pages and the key indexes
         // of a large dataset stay in memory, so an upsert no longer reads its path from the file
-        // each time. Bounded, so a sync's memory stays small whatever the dataset's size.
-        conn.pragma_update(None, "cache_size", -16384)?;
+        // each time. Bounded, so a sync's memory stays small whatever the dataset's size (the
+        // operating system's file cache holds the rest).
+        conn.pragma_update(None, "cache_size", -8192)?;
         let mut me = SqliteDestination { conn };
         me.migrate()?;
         Ok(me)
@@ -593,7 +594,7 @@ fn map_one(mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>, raw: &RawRow) -> Ma
 }
 
 /// Raw records handed to a mapping thread at once.
-const MAP_CHUNK: usize = 256;
+const MAP_CHUNK: usize = 128;
 
 /// Map the raw records `select` returns (`source, type, stream, record_id, payload`) into orders and
 /// events, remembering what each record produced and which people it concerned.
@@ -614,8 +615,8 @@ fn map_records(
         .map_or(1, |n| n.get())
         .clamp(1, 4);
     // Enough chunks in flight to keep every worker busy while one is being written, few enough that
-    // memory stays a few megabytes whatever the dataset's size.
-    let in_flight = 2 * workers;
+    // memory stays a megabyte or two whatever the dataset's size.
+    let in_flight = workers + 1;
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
     let work_rx = std::sync::Mutex::new(work_rx);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<(RawRow, Mapped)>)>();
