@@ -56,6 +56,8 @@ const LOCK_WRITE: i32 = 0x6766_0002;
 
 /// Raw records read from the cursor at once during a rebuild.
 const PAGE: i32 = 1_000;
+/// Raw records parsed and mapped at once (split over the mapping threads).
+const MAP_SLICE: usize = 128;
 /// Mapped rows staged before they are copied to the server.
 const FLUSH_ROWS: usize = 5_000;
 
@@ -400,6 +402,14 @@ impl PostgresDestination {
         let mut client = target.connect()?;
         migrate(&mut client, target)?;
         check_writable(&mut client, target)?;
+        // The writer's own session commits without waiting for the server to flush its log (the
+        // twin of SQLite's `synchronous = NORMAL`): a sync commits a page at a time, and a disk
+        // flush for each would be a cost per page however fast the rest is. A crash of the server itself can take back its
+        // last commits (never half of one, and never corrupts anything); the state goes back with
+        // the records it covers, so the next sync reads them again.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .map_err(|e| target.error("cannot configure the session", &e))?;
         client
             .batch_execute(TEMP_TABLES)
             .map_err(|e| target.error("cannot create temporary tables", &e))?;
@@ -983,24 +993,27 @@ fn map_records(
         if page.is_empty() {
             break;
         }
-        let raws: Vec<(String, String, String, String, Value)> = page
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
-            .collect();
-        drop(page);
-        let mapped = map_page(mappers, &raws);
-        for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
-            stats.records += 1;
-            let journey = match journey {
-                None => continue,
-                Some(Ok(j)) => j,
-                Some(Err(e)) => {
-                    stats.failed += 1;
-                    tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
-                    continue;
-                }
-            };
-            stage_record(&mut staged, source, stream, record_id, journey);
+        // A parsed payload is several times its JSON's size: parse and map a slice of the page at
+        // a time, so memory holds a few hundred records' values, not a thousand.
+        for slice in page.chunks(MAP_SLICE) {
+            let raws: Vec<(String, String, String, String, Value)> = slice
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+                .collect();
+            let mapped = map_page(mappers, &raws);
+            for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
+                stats.records += 1;
+                let journey = match journey {
+                    None => continue,
+                    Some(Ok(j)) => j,
+                    Some(Err(e)) => {
+                        stats.failed += 1;
+                        tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
+                        continue;
+                    }
+                };
+                stage_record(&mut staged, source, stream, record_id, journey);
+            }
         }
         if staged.len() >= FLUSH_ROWS {
             flush(tx, &mut staged)?;
