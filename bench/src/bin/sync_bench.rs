@@ -296,18 +296,22 @@ async fn main() -> Result<()> {
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "?".into())
         );
-        println!(
-            "  peak RSS         {} ({} after fetch + write)",
-            mib(peak),
-            mib(m.rss_after_fetch_write)
-        );
-        println!(
-            "  CPU              {:.2} s fetch + write, {:.2} s rebuild (this process); \
-             sandbox {:.2} s",
-            m.cpu_fetch_write,
-            m.cpu_rebuild,
-            child_cpu.unwrap_or(f64::NAN)
-        );
+        if args.cli {
+            println!("  peak RSS         {}", mib(peak));
+        } else {
+            println!(
+                "  peak RSS         {} ({} after fetch + write)",
+                mib(peak),
+                mib(m.rss_after_fetch_write)
+            );
+            println!(
+                "  CPU              {:.2} s fetch + write, {:.2} s rebuild (this process); \
+                 sandbox {:.2} s",
+                m.cpu_fetch_write,
+                m.cpu_rebuild,
+                child_cpu.unwrap_or(f64::NAN)
+            );
+        }
     }
     Ok(())
 }
