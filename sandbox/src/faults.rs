@@ -4,6 +4,10 @@
 //! The faults sit in front of every simulated platform (each platform's router is wrapped by the
 //! fault middleware), like a host, CDN or WAF would, so they hit a request before the platform's own
 //! authentication. [`Faults::only_platform`] narrows them to one platform's path prefix.
+//!
+//! [`Faults::host_capacity`] is different in kind: it makes the host slow the way a real shop's server
+//! is (time grows with the records a page builds, and only so many pages are built at once), so that a
+//! benchmark can show how a sync behaves against it. It sleeps on the wall clock: benchmarks only.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,6 +38,32 @@ struct FaultState {
     delay: Option<Duration>,
     /// `Some(n)`: after `n` more successful list pages, the next one is cut off mid-body.
     drop_after: Option<u64>,
+    host: Option<Arc<HostCapacity>>,
+}
+
+/// A simulated host's capacity: see [`Faults::host_capacity`].
+#[derive(Debug)]
+struct HostCapacity {
+    base: Duration,
+    per_record: Duration,
+    /// One permit per page the host builds at once; the others wait in line (fairly, first come
+    /// first served, like a PHP-FPM pool's backlog).
+    slots: tokio::sync::Semaphore,
+}
+
+impl HostCapacity {
+    /// How long the host takes to build a response to a request with this query string: `base` plus
+    /// `per_record` for every record the page holds, taken as its `per_page` (a request without one,
+    /// like a single record's, counts as one record).
+    fn page_time(&self, query: Option<&str>) -> Duration {
+        let records = query
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("per_page="))
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1);
+        self.base + self.per_record * records
+    }
 }
 
 /// What the fault layer decided for one request.
@@ -92,6 +122,28 @@ impl Faults {
     /// not a clean end). `drop_connection_after(0)` cuts the very next list page.
     pub fn drop_connection_after(&self, n: u64) {
         self.state().drop_after = Some(n);
+    }
+
+    /// Simulate a host of limited capacity (benchmarks only: it sleeps on the wall clock): every
+    /// request takes `base + per_record × per_page` (the `per_page` of its query, else one record), and
+    /// at most `max_concurrent` requests are served at once, the others queue for a free slot. A real
+    /// shop's server behaves so: its PHP workers are few and a page's time grows with its records.
+    /// `max_concurrent` 0 is treated as 1. Replaces an earlier capacity; [`clear`](Self::clear)
+    /// removes it.
+    pub fn host_capacity(&self, base: Duration, per_record: Duration, max_concurrent: usize) {
+        self.state().host = Some(Arc::new(HostCapacity {
+            base,
+            per_record,
+            slots: tokio::sync::Semaphore::new(max_concurrent.max(1)),
+        }));
+    }
+
+    fn host(&self, platform: &str) -> Option<Arc<HostCapacity>> {
+        let s = self.state();
+        if !Self::applies(&s, platform) {
+            return None;
+        }
+        s.host.clone()
     }
 
     /// Apply faults only to requests under `/{platform}` (e.g. `"woocommerce"`); `None` (the default)
@@ -175,6 +227,12 @@ pub(crate) async fn middleware(
     let (delay, verdict) = layer.faults.on_request(layer.platform);
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
+    }
+    if let (Some(host), Verdict::Pass) = (layer.faults.host(layer.platform), &verdict) {
+        let busy = host.page_time(req.uri().query());
+        // The semaphore is never closed, so acquiring only fails in theory; then serve at once.
+        let _slot = host.slots.acquire().await.ok();
+        tokio::time::sleep(busy).await;
     }
     match verdict {
         Verdict::Pass => next.run(req).await,
@@ -294,5 +352,27 @@ mod tests {
         assert!(!f.take_list_drop("woocommerce"));
         assert!(f.take_list_drop("woocommerce"));
         assert!(!f.take_list_drop("woocommerce"));
+    }
+
+    #[test]
+    fn host_capacity_prices_a_page_by_its_records() {
+        let f = Faults::new();
+        assert!(f.host("woocommerce").is_none());
+        f.host_capacity(Duration::from_millis(50), Duration::from_millis(2), 0);
+        let host = f.host("woocommerce").unwrap();
+        assert_eq!(host.slots.available_permits(), 1);
+        assert_eq!(
+            host.page_time(Some("page=3&per_page=100&orderby=id")),
+            Duration::from_millis(250)
+        );
+        assert_eq!(host.page_time(None), Duration::from_millis(52));
+        assert_eq!(
+            host.page_time(Some("per_page=x")),
+            Duration::from_millis(52)
+        );
+        f.only_platform(Some("shopify"));
+        assert!(f.host("woocommerce").is_none());
+        f.clear();
+        assert!(f.host("shopify").is_none());
     }
 }

@@ -64,10 +64,15 @@ pub struct SandboxConfig {
     /// The simulated "now": every generated timestamp is at or before it; orders span the 180 days
     /// before it.
     pub end: DateTime<Utc>,
+    /// The WooCommerce store gets exactly this many orders (its customers, products and coupons sized
+    /// like the scale that holds them) while the other platforms keep `scale`: a throughput benchmark
+    /// asks for 100,000 orders without generating 300 times every other platform. `None`: `300 ×
+    /// scale` orders.
+    pub woocommerce_orders: Option<usize>,
 }
 
 impl Default for SandboxConfig {
-    /// Seed 42, scale 1, end 2025-06-30T23:59:59Z.
+    /// Seed 42, scale 1, end 2025-06-30T23:59:59Z, WooCommerce orders by scale.
     fn default() -> Self {
         Self {
             seed: 42,
@@ -76,6 +81,7 @@ impl Default for SandboxConfig {
                 .with_ymd_and_hms(2025, 6, 30, 23, 59, 59)
                 .single()
                 .expect("valid constant date"),
+            woocommerce_orders: None,
         }
     }
 }
@@ -107,10 +113,18 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Generate the data and start serving on `127.0.0.1` at a free port.
     pub async fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
-        let SandboxConfig { seed, scale, end } = config;
-        let woo = tokio::task::spawn_blocking(move || WooStore::generate(seed, scale, end))
-            .await
-            .map_err(std::io::Error::other)?;
+        let SandboxConfig {
+            seed,
+            scale,
+            end,
+            woocommerce_orders,
+        } = config;
+        let woo = tokio::task::spawn_blocking(move || match woocommerce_orders {
+            Some(n) => WooStore::generate_with_orders(seed, n, end),
+            None => WooStore::generate(seed, scale, end),
+        })
+        .await
+        .map_err(std::io::Error::other)?;
         let woo = Arc::new(woo);
         let shop = Arc::new(
             tokio::task::spawn_blocking(move || ShopData::generate(seed, scale, end))

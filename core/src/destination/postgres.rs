@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
     (4, include_str!("migrations/postgres/0004_source_locks.sql")),
     (5, include_str!("migrations/postgres/0005_sync_runs.sql")),
+    (
+        6,
+        include_str!("migrations/postgres/0006_raw_records_rowid.sql"),
+    ),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -54,6 +58,8 @@ const LOCK_WRITE: i32 = 0x6766_0002;
 
 /// Raw records read from the cursor at once during a rebuild.
 const PAGE: i32 = 1_000;
+/// Raw records parsed and mapped at once (split over the mapping threads).
+const MAP_SLICE: usize = 128;
 /// Mapped rows staged before they are copied to the server.
 const FLUSH_ROWS: usize = 5_000;
 
@@ -398,6 +404,14 @@ impl PostgresDestination {
         let mut client = target.connect()?;
         migrate(&mut client, target)?;
         check_writable(&mut client, target)?;
+        // The writer's own session commits without waiting for the server to flush its log (the
+        // twin of SQLite's `synchronous = NORMAL`): a sync commits a page at a time, and a disk
+        // flush for each would be a cost per page however fast the rest is. A crash of the server itself can take back its
+        // last commits (never half of one, and never corrupts anything); the state goes back with
+        // the records it covers, so the next sync reads them again.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .map_err(|e| target.error("cannot configure the session", &e))?;
         client
             .batch_execute(TEMP_TABLES)
             .map_err(|e| target.error("cannot create temporary tables", &e))?;
@@ -521,14 +535,19 @@ fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
         ))
         .map_err(|e| fail("cannot create tables", e))?;
     }
-    let current: i64 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+    // Every known version not recorded yet is applied, in order: a gap in the numbering, or a later
+    // version applied before an earlier one (two branches each adding one), leaves nothing out.
+    let applied: Vec<i64> = tx
+        .query(
+            "SELECT version::BIGINT FROM schema_migrations ORDER BY version",
             &[],
         )
         .map_err(|e| fail("cannot read the schema version", e))?
-        .get(0);
-    let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let current = applied.last().copied().unwrap_or(0);
+    let known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
     if current > known {
         return Err(Error::Destination(Box::new(SchemaTooNew {
             found: current,
@@ -1002,25 +1021,27 @@ fn map_records(
         if page.is_empty() {
             break;
         }
-        for row in &page {
-            let source: String = row.get(0);
-            let source_type: String = row.get(1);
-            let stream: String = row.get(2);
-            let record_id: String = row.get(3);
-            let payload: Value = row.get(4);
-            stats.records += 1;
-            let Some(mapper) = mappers.get(source_type.as_str()) else {
-                continue;
-            };
-            let journey = match mapper.map(&stream, &payload) {
-                Ok(j) => j,
-                Err(e) => {
-                    stats.failed += 1;
-                    tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
-                    continue;
-                }
-            };
-            stage_record(&mut staged, &source, &stream, &record_id, journey);
+        // A parsed payload is several times its JSON's size: parse and map a slice of the page at
+        // a time, so memory holds a few hundred records' values, not a thousand.
+        for slice in page.chunks(MAP_SLICE) {
+            let raws: Vec<(String, String, String, String, Value)> = slice
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+                .collect();
+            let mapped = map_page(mappers, &raws);
+            for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
+                stats.records += 1;
+                let journey = match journey {
+                    None => continue,
+                    Some(Ok(j)) => j,
+                    Some(Err(e)) => {
+                        stats.failed += 1;
+                        tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
+                        continue;
+                    }
+                };
+                stage_record(&mut staged, source, stream, record_id, journey);
+            }
         }
         if staged.len() >= FLUSH_ROWS {
             flush(tx, &mut staged)?;
@@ -1028,6 +1049,40 @@ fn map_records(
     }
     flush(tx, &mut staged)?;
     Ok(())
+}
+
+/// Map one page of raw records (`source, type, stream, record_id, payload`), in order: `None` where no
+/// mapper knows the source's type. Mapping is most of a full rebuild's own work and needs no
+/// connection, so the page is split over up to 4 threads (no more than the machine's cores).
+fn map_page(
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    raws: &[(String, String, String, String, Value)],
+) -> Vec<Option<Result<crate::model::JourneyRows>>> {
+    let map = |(_, source_type, stream, _, payload): &(String, String, String, String, Value)| {
+        mappers
+            .get(source_type.as_str())
+            .map(|m| m.map(stream, payload))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    if workers == 1 || raws.len() < 64 {
+        return raws.iter().map(map).collect();
+    }
+    let per = raws.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = raws
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(map).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// One record's rows, as SQLite's `map_records` loop body builds them.

@@ -89,7 +89,17 @@ impl WooStore {
     /// administrator, 1 shop manager and 4 subscribers), 25 products and 5 coupons. Orders, customers,
     /// subscribers, products and coupons scale linearly (staff stay 2).
     pub fn generate(seed: u64, scale: u32, end: DateTime<Utc>) -> WooStore {
-        Generator::new(seed, scale.max(1), end).run()
+        Generator::new(seed, scale.max(1), end, None).run()
+    }
+
+    /// A store with exactly `orders` orders, its customers, products and coupons sized like the
+    /// scale that holds them (`ceil(orders / 300)`), so that a benchmark gets the store size it asks
+    /// for without every other platform growing with it. Deterministic like [`generate`](Self::generate).
+    pub fn generate_with_orders(seed: u64, orders: usize, end: DateTime<Utc>) -> WooStore {
+        let scale = u32::try_from(orders.div_ceil(300))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Generator::new(seed, scale, end, Some(orders)).run()
     }
 
     /// The order with this id.
@@ -344,6 +354,8 @@ struct Priced {
 struct Generator {
     rng: SplitMix64,
     scale: u32,
+    /// Orders to generate instead of `300 × scale`.
+    orders: Option<usize>,
     end: Ts,
     start: Ts,
     offset: TimeDelta,
@@ -356,12 +368,13 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(seed: u64, scale: u32, end: DateTime<Utc>) -> Self {
+    fn new(seed: u64, scale: u32, end: DateTime<Utc>, orders: Option<usize>) -> Self {
         let end = end.naive_utc();
         let end = end - TimeDelta::nanoseconds(i64::from(end.and_utc().timestamp_subsec_nanos()));
         Self {
             rng: SplitMix64::new(seed ^ 0x6772_6F77_7468_666C), // "growthfl"
             scale,
+            orders,
             end,
             start: end - TimeDelta::days(WINDOW_DAYS),
             offset: TimeDelta::hours(i64::from(UTC_OFFSET_HOURS)),
@@ -532,5 +545,16 @@ mod tests {
             .map(|p| p["id"].as_u64().unwrap())
             .collect();
         assert_eq!(ids.len(), 50);
+    }
+
+    #[test]
+    fn an_exact_order_count_sizes_the_rest_like_its_scale() {
+        let end = Utc.with_ymd_and_hms(2025, 6, 30, 23, 59, 59).unwrap();
+        let s = WooStore::generate_with_orders(7, 450, end);
+        assert_eq!(s.orders.len(), 450);
+        // ceil(450 / 300) = scale 2.
+        assert_eq!(s.products.len(), 50);
+        assert_eq!(s.coupons.len(), 10);
+        assert_eq!(WooStore::generate_with_orders(7, 450, end), s);
     }
 }

@@ -68,7 +68,7 @@ impl Generator {
     ) -> (Vec<UserPlan>, Vec<Person>, Vec<OrderPlan>) {
         let mut rng = self.rng.fork(4);
         let scale = self.scale as usize;
-        let n_orders = 300 * scale;
+        let n_orders = self.orders.unwrap_or(300 * scale);
 
         // Staff and subscribers first (they never order).
         let mut users: Vec<UserPlan> = Vec::new();
