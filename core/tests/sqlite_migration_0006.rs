@@ -151,7 +151,7 @@ fn a_version_3_dataset_keeps_every_record_in_a_rowid_table() {
     let dest = SqliteDestination::open(&path).unwrap();
     assert_eq!(
         count(dest.connection(), "SELECT COUNT(*) FROM schema_migrations"),
-        4
+        6
     );
     assert_eq!(
         count(dest.connection(), "SELECT COUNT(*) FROM raw_records"),
