@@ -483,7 +483,7 @@ fn migrations_create_the_contract_tables_on_a_file(backend: Backend) {
             &mut dest,
             "SELECT version FROM schema_migrations ORDER BY version"
         ),
-        vec![vec![i(1)], vec![i(2)], vec![i(3)]]
+        vec![vec![i(1)], vec![i(2)], vec![i(3)], vec![i(7)]]
     );
     // The BI view (0003) is there, empty.
     assert_eq!(count(&mut dest, "SELECT COUNT(*) FROM funnel_daily"), 0);
@@ -511,7 +511,7 @@ fn reopening_an_existing_dataset_does_not_rerun_migrations(backend: Backend) {
         &mut dest,
         "SELECT version, applied_at FROM schema_migrations",
     );
-    assert_eq!(before.len(), 3);
+    assert_eq!(before.len(), 4);
     dest.reopen();
     assert_eq!(
         rows(
@@ -557,12 +557,12 @@ fn a_dataset_from_a_newer_growthflow_is_refused(backend: Backend) {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Destination);
     let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
-    assert_eq!((found.found, found.supported), (999, 3));
+    assert_eq!((found.found, found.supported), (999, 7));
     assert!(err.to_string().contains("newer growthflow"), "{err}");
     // Nothing was touched.
     assert_eq!(
         count(&mut dest, "SELECT COUNT(*) FROM schema_migrations"),
-        4
+        5
     );
 }
 

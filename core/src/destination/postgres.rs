@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
+    (7, include_str!("migrations/postgres/0007_report_indexes.sql")),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -443,10 +444,14 @@ impl PostgresDestination {
             .query_one(
                 &format!(
                     "SELECT CASE WHEN to_regclass($1) IS NOT NULL THEN
-                         (SELECT COALESCE(MAX(version), 0)::BIGINT FROM {quoted}.schema_migrations)
+                         (SELECT CASE WHEN COUNT(*) = $2 THEN COALESCE(MAX(version), 0) ELSE -1 END::BIGINT
+                          FROM {quoted}.schema_migrations)
                      END"
                 ),
-                &[&format!("{quoted}.schema_migrations")],
+                &[
+                    &format!("{quoted}.schema_migrations"),
+                    &(MIGRATIONS.len() as i64),
+                ],
             )
             .map_err(|e| target.error("cannot read the schema version", &e))?
             .get(0);
@@ -529,7 +534,15 @@ fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
             supported: known,
         })));
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every known migration not applied yet, not only those above the highest applied: numbers may
+    // have gaps that a later version fills.
+    let applied: Vec<i64> = tx
+        .query("SELECT version::BIGINT FROM schema_migrations", &[])
+        .map_err(|e| fail("cannot read the schema version", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.batch_execute(sql)
             .map_err(|e| fail("cannot create tables", e))?;
         tx.execute(

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_incremental_journey.sql")),
     (3, include_str!("migrations/0003_funnel_daily.sql")),
+    (7, include_str!("migrations/0007_report_indexes.sql")),
 ];
 
 /// A SQLite dataset.
@@ -90,7 +91,14 @@ impl SqliteDestination {
                 supported: known,
             })));
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        // Every known migration not applied yet, not only those above the highest applied: numbers
+        // may have gaps that a later version fills.
+        let applied: Vec<i64> = self
+            .conn
+            .prepare("SELECT version FROM schema_migrations")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.execute(

@@ -320,7 +320,52 @@ pub fn build_report<'a>(
     db: impl Into<Dataset<'a>>,
     opts: &ReportOptions,
 ) -> Result<Report, ReportError> {
+    build(&mut db.into(), opts)
+}
+
+/// One query the report runs, with the store's plan for it: what a benchmark shows to say which
+/// index serves which query.
+#[derive(Debug, Clone)]
+pub struct QueryPlan {
+    /// The query's text as the store ran it.
+    pub sql: String,
+    /// Its parameters (the window's bounds, the currency), in order.
+    pub params: Vec<String>,
+    /// SQLite's `EXPLAIN QUERY PLAN` as an indented tree, or PostgreSQL's
+    /// `EXPLAIN (ANALYZE, BUFFERS)`.
+    pub plan: String,
+    /// Wall time of one more run of the query alone, in seconds.
+    pub seconds: f64,
+}
+
+/// Build the report as [`build_report`] does, then explain and time each query it ran, in order.
+/// Nothing here is used by the report itself: it exists so that the plans shown in
+/// `docs/performance.md` are the plans of the very queries the report runs.
+pub fn explain_report<'a>(
+    db: impl Into<Dataset<'a>>,
+    opts: &ReportOptions,
+) -> Result<Vec<QueryPlan>, ReportError> {
     let db = &mut db.into();
+    let (built, queries) = sql::recording(|| build(db, opts));
+    built?;
+    queries
+        .into_iter()
+        .map(|(sql, params)| {
+            let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+            let plan = db.explain(&sql, &refs)?;
+            let started = std::time::Instant::now();
+            db.run(&sql, &refs)?;
+            Ok(QueryPlan {
+                seconds: started.elapsed().as_secs_f64(),
+                sql,
+                params,
+                plan,
+            })
+        })
+        .collect()
+}
+
+fn build(db: &mut Dataset<'_>, opts: &ReportOptions) -> Result<Report, ReportError> {
     let (since, until) = queries::resolve_window(db, opts)?;
     tracing::debug!(%since, %until, "building report");
     let w = queries::Window::new(since, until);
