@@ -12,7 +12,7 @@ DROP INDEX journey_events_type_date;
 -- campaigns they name): the attribution sits in the JSON attributes, so without this every placed order of
 -- the window was read from the table.
 CREATE INDEX journey_events_attributed
-    ON journey_events (date, currency, campaign, value)
+    ON journey_events (event_type, date, currency, campaign, value)
     WHERE event_type = 'placed_order' AND json_extract(attributes, '$.attributed') IN (1, 'true');
 
 -- The window's orders (orders, revenue, customers, repeat customers, the campaigns' orders): everything
@@ -21,3 +21,9 @@ CREATE INDEX orders_report
     ON orders (created_at, cancelled, test, currency, total_price, customer_id, customer_order_index,
                utm_campaign, channel);
 DROP INDEX orders_created_at;
+
+-- Lifetime value sums each of the window's customers' orders up to `until`: by customer, with what is summed.
+-- It replaces orders_customer, whose columns it starts with.
+CREATE INDEX orders_customer_report
+    ON orders (customer_id, created_at, cancelled, test, currency, total_price);
+DROP INDEX orders_customer;
