@@ -781,7 +781,10 @@ fn generate(sink: &mut dyn Sink, a: &Args, pg: bool) -> Result<Warehouse> {
     sink.end()?;
     for def in EVENT_TYPES {
         if !counts.contains_key(def.event_type) {
-            bail!("the generator made no `{}` event: raise --events", def.event_type);
+            bail!(
+                "the generator made no `{}` event: raise --events",
+                def.event_type
+            );
         }
     }
     Ok(Warehouse { counts })

@@ -43,7 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0002_incremental_journey.sql"),
     ),
     (3, include_str!("migrations/postgres/0003_funnel_daily.sql")),
-    (7, include_str!("migrations/postgres/0007_report_indexes.sql")),
+    (
+        7,
+        include_str!("migrations/postgres/0007_report_indexes.sql"),
+    ),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not

@@ -267,7 +267,6 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                 &query,
                 &host,
                 &path,
-                25,
                 usage,
             )
         }
@@ -348,16 +347,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                     selected.push(project(item, param("fields").as_deref(), &["id"]));
                 }
             }
-            page(
-                &state,
-                &selected,
-                Value::clone,
-                &query,
-                &host,
-                &path,
-                25,
-                usage,
-            )
+            page(&state, &selected, Value::clone, &query, &host, &path, usage)
         }
         (&Method::GET, run_id, edge) if run_id.chars().all(|c| c.is_ascii_digit()) => {
             let mut jobs = state.jobs.lock().expect("jobs lock");
@@ -416,7 +406,6 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                         &query,
                         &host,
                         &path,
-                        25,
                         usage,
                     )
                 }
@@ -596,6 +585,9 @@ fn project(item: &Value, fields: Option<&str>, always: &[&str]) -> Value {
     Value::Object(out)
 }
 
+/// Rows per page when the request names no `limit` (the Graph API's default).
+const DEFAULT_LIMIT: usize = 25;
+
 /// One page of `rows` after the `after` cursor, `limit` long; `paging.next` is a full URL carrying
 /// every query parameter of this request (the access token included) with the new `after`.
 fn page<R>(
@@ -605,7 +597,6 @@ fn page<R>(
     query: &[(String, String)],
     host: &str,
     path: &str,
-    default_limit: usize,
     usage: f64,
 ) -> Response {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -613,7 +604,7 @@ fn page<R>(
     let limit = get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0)
-        .unwrap_or(default_limit)
+        .unwrap_or(DEFAULT_LIMIT)
         .min(5000);
     let start = match get("after") {
         None => 0,
