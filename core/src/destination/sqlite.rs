@@ -65,6 +65,9 @@ impl SqliteDestination {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Sorts and DISTINCTs too big for the page cache (the report's over a large window, the
+        // rebuild's) go to memory, not to temporary files: 3x faster in docs/performance.md.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut me = SqliteDestination { conn };
         me.migrate()?;
         Ok(me)
