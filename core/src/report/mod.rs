@@ -552,3 +552,66 @@ fn ratio(num: Decimal, den: Decimal) -> Option<f64> {
         None => Some(num.to_f64()? / den.to_f64()?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::sqlite::SqliteDestination;
+
+    /// The plan of the first recorded query whose text contains `needle`.
+    fn plan_of<'p>(plans: &'p [QueryPlan], needle: &str) -> &'p str {
+        plans
+            .iter()
+            .find(|p| p.sql.contains(needle))
+            .map(|p| p.plan.as_str())
+            .unwrap_or_else(|| panic!("no query contains {needle:?}"))
+    }
+
+    #[test]
+    fn the_report_queries_read_the_indexes_of_migration_7() {
+        let dest = SqliteDestination::in_memory().unwrap();
+        let opts = ReportOptions {
+            since: NaiveDate::from_ymd_opt(2025, 3, 1),
+            until: NaiveDate::from_ymd_opt(2025, 3, 30),
+            currency: None,
+        };
+        let plans = explain_report(dest.connection(), &opts).unwrap();
+        // Every query the report ran was explained, in order, with its parameters.
+        assert!(plans.len() >= 12, "{plans:#?}");
+        assert!(plans
+            .iter()
+            .any(|p| p.params == ["2025-03-01", "2025-03-30"]));
+
+        let totals = plan_of(&plans, "'checkouts_started', 'email_opened'");
+        assert!(
+            totals.contains("COVERING INDEX journey_events_report"),
+            "{totals}"
+        );
+        assert!(!totals.contains("TEMP B-TREE"), "sorted: {totals}");
+        let emails = plan_of(
+            &plans,
+            "('email_received', 'email_opened', 'email_clicked')",
+        );
+        assert!(
+            emails.contains("COVERING INDEX journey_events_report")
+                && !emails.contains("TEMP B-TREE"),
+            "{emails}"
+        );
+        // The attributed orders' revenue and the campaigns they name: the partial index.
+        let attributed: Vec<&QueryPlan> = plans
+            .iter()
+            .filter(|p| p.sql.contains("event_type = 'placed_order'"))
+            .collect();
+        assert_eq!(attributed.len(), 2);
+        for p in attributed {
+            assert!(p.plan.contains("journey_events_attributed"), "{}", p.plan);
+        }
+        let orders = plan_of(&plans, "COUNT(DISTINCT customer_id)");
+        assert!(orders.contains("COVERING INDEX orders_report"), "{orders}");
+        let ltv = plan_of(&plans, "customer_id IN (");
+        assert!(
+            ltv.contains("COVERING INDEX orders_customer_report"),
+            "{ltv}"
+        );
+    }
+}
