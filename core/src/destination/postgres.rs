@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("migrations/postgres/0006_raw_records_rowid.sql"),
     ),
+    (
+        7,
+        include_str!("migrations/postgres/0007_report_indexes.sql"),
+    ),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not

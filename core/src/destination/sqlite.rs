@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_source_locks.sql")),
     (5, include_str!("migrations/0005_sync_runs.sql")),
     (6, include_str!("migrations/0006_raw_records_rowid.sql")),
+    (7, include_str!("migrations/0007_report_indexes.sql")),
 ];
 
 /// A SQLite dataset.
@@ -83,6 +84,9 @@ impl SqliteDestination {
         // each time. Bounded, so a sync's memory stays small whatever the dataset's size (the
         // operating system's file cache holds the rest).
         conn.pragma_update(None, "cache_size", -8192)?;
+        // Sorts and DISTINCTs too big for the page cache (the report's over a large window, the
+        // rebuild's) go to memory, not to temporary files: 3x faster in docs/performance.md.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut me = SqliteDestination { conn };
         me.migrate()?;
         Ok(me)

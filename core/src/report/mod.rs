@@ -320,7 +320,52 @@ pub fn build_report<'a>(
     db: impl Into<Dataset<'a>>,
     opts: &ReportOptions,
 ) -> Result<Report, ReportError> {
+    build(&mut db.into(), opts)
+}
+
+/// One query the report runs, with the store's plan for it: what a benchmark shows to say which
+/// index serves which query.
+#[derive(Debug, Clone)]
+pub struct QueryPlan {
+    /// The query's text as the store ran it.
+    pub sql: String,
+    /// Its parameters (the window's bounds, the currency), in order.
+    pub params: Vec<String>,
+    /// SQLite's `EXPLAIN QUERY PLAN` as an indented tree, or PostgreSQL's
+    /// `EXPLAIN (ANALYZE, BUFFERS)`.
+    pub plan: String,
+    /// Wall time of one more run of the query alone, in seconds.
+    pub seconds: f64,
+}
+
+/// Build the report as [`build_report`] does, then explain and time each query it ran, in order.
+/// Nothing here is used by the report itself: it exists so that the plans shown in
+/// `docs/performance.md` are the plans of the very queries the report runs.
+pub fn explain_report<'a>(
+    db: impl Into<Dataset<'a>>,
+    opts: &ReportOptions,
+) -> Result<Vec<QueryPlan>, ReportError> {
     let db = &mut db.into();
+    let (built, queries) = sql::recording(|| build(db, opts));
+    built?;
+    queries
+        .into_iter()
+        .map(|(sql, params)| {
+            let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+            let plan = db.explain(&sql, &refs)?;
+            let started = std::time::Instant::now();
+            db.run(&sql, &refs)?;
+            Ok(QueryPlan {
+                seconds: started.elapsed().as_secs_f64(),
+                sql,
+                params,
+                plan,
+            })
+        })
+        .collect()
+}
+
+fn build(db: &mut Dataset<'_>, opts: &ReportOptions) -> Result<Report, ReportError> {
     let (since, until) = queries::resolve_window(db, opts)?;
     tracing::debug!(%since, %until, "building report");
     let w = queries::Window::new(since, until);
@@ -505,5 +550,68 @@ fn ratio(num: Decimal, den: Decimal) -> Option<f64> {
         // Through the decimal text: Rust's float parsing rounds correctly, `Decimal::to_f64` need not.
         Some(q) => q.to_string().parse().ok(),
         None => Some(num.to_f64()? / den.to_f64()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::sqlite::SqliteDestination;
+
+    /// The plan of the first recorded query whose text contains `needle`.
+    fn plan_of<'p>(plans: &'p [QueryPlan], needle: &str) -> &'p str {
+        plans
+            .iter()
+            .find(|p| p.sql.contains(needle))
+            .map(|p| p.plan.as_str())
+            .unwrap_or_else(|| panic!("no query contains {needle:?}"))
+    }
+
+    #[test]
+    fn the_report_queries_read_the_indexes_of_migration_7() {
+        let dest = SqliteDestination::in_memory().unwrap();
+        let opts = ReportOptions {
+            since: NaiveDate::from_ymd_opt(2025, 3, 1),
+            until: NaiveDate::from_ymd_opt(2025, 3, 30),
+            currency: None,
+        };
+        let plans = explain_report(dest.connection(), &opts).unwrap();
+        // Every query the report ran was explained, in order, with its parameters.
+        assert!(plans.len() >= 12, "{plans:#?}");
+        assert!(plans
+            .iter()
+            .any(|p| p.params == ["2025-03-01", "2025-03-30"]));
+
+        let totals = plan_of(&plans, "'checkouts_started', 'email_opened'");
+        assert!(
+            totals.contains("COVERING INDEX journey_events_report"),
+            "{totals}"
+        );
+        assert!(!totals.contains("TEMP B-TREE"), "sorted: {totals}");
+        let emails = plan_of(
+            &plans,
+            "('email_received', 'email_opened', 'email_clicked')",
+        );
+        assert!(
+            emails.contains("COVERING INDEX journey_events_report")
+                && !emails.contains("TEMP B-TREE"),
+            "{emails}"
+        );
+        // The attributed orders' revenue and the campaigns they name: the partial index.
+        let attributed: Vec<&QueryPlan> = plans
+            .iter()
+            .filter(|p| p.sql.contains("event_type = 'placed_order'"))
+            .collect();
+        assert_eq!(attributed.len(), 2);
+        for p in attributed {
+            assert!(p.plan.contains("journey_events_attributed"), "{}", p.plan);
+        }
+        let orders = plan_of(&plans, "COUNT(DISTINCT customer_id)");
+        assert!(orders.contains("COVERING INDEX orders_report"), "{orders}");
+        let ltv = plan_of(&plans, "customer_id IN (");
+        assert!(
+            ltv.contains("COVERING INDEX orders_customer_report"),
+            "{ltv}"
+        );
     }
 }

@@ -10,7 +10,7 @@ use super::sql::{self, Col, Dataset};
 use super::{ReportError, ReportOptions};
 
 /// The window as SQL parameters: `YYYY-MM-DD` bounds for `journey_events.date`, and a half-open
-/// `[since, until + 1 day)` range for `orders.created_at`, which can use the `orders_created_at`
+/// `[since, until + 1 day)` range for `orders.created_at`, which can use the `orders_report`
 /// index (a test on the date part could not).
 pub(super) struct Window {
     pub(super) since: String,
@@ -110,35 +110,26 @@ pub(super) fn event_totals(
     w: &Window,
 ) -> Result<HashMap<String, EventTotal>, ReportError> {
     let d = db.dialect();
+    // Grouped by the `journey_events_report` index's own columns (type, day, raw currency), so the
+    // store reads that index in order without sorting the window; the days and the spellings of a
+    // currency are added up here. The report's currency key is still made by the store.
     let sql = format!(
-        "SELECT event_type, {cur}, {qty}, COUNT(*), {value},
-                {clicks}
+        "SELECT event_type, {cur}, {qty}, COUNT(*), {value}
          FROM journey_events
          WHERE event_type IN ('ad_insights', 'sessions', 'new_users', 'engaged_sessions', 'add_to_carts',
                               'checkouts_started', 'email_opened', 'email_clicked', 'checkout_abandoned')
            AND date BETWEEN {p1} AND {p2}
-         GROUP BY 1, 2",
+         GROUP BY event_type, date, currency",
         cur = d.currency_key("currency"),
         qty = d.sum_count("quantity"),
         value = d.sum_money("value"),
-        clicks = d.sum_count(&format!(
-            "CASE WHEN event_type = 'ad_insights' THEN {} END",
-            d.json_number("attributes", "clicks")
-        )),
         p1 = d.p_date(1),
         p2 = d.p_date(2),
     );
     let rows = db.rows(
         &sql,
         &[&w.since, &w.until],
-        &[
-            Col::Text,
-            Col::Text,
-            Col::Int,
-            Col::Int,
-            Col::Money,
-            Col::Int,
-        ],
+        &[Col::Text, Col::Text, Col::Int, Col::Int, Col::Money],
     )?;
     let mut out: HashMap<String, EventTotal> = HashMap::new();
     for r in rows {
@@ -146,10 +137,31 @@ pub(super) fn event_totals(
         let t = out.entry(r.text(0)).or_default();
         t.quantity += quantity;
         t.rows += r.int(3);
-        t.clicks += r.int(5);
         let c = t.by_currency.entry(r.text(1)).or_default();
         c.0 += quantity;
         c.1 += r.money(4);
+    }
+    // A sum of sums keeps the widest scale of its parts (`100.5 + 119.5 = 220.0`): show it as the
+    // store's own sum would be.
+    for t in out.values_mut() {
+        for c in t.by_currency.values_mut() {
+            c.1 = c.1.normalize();
+        }
+    }
+    // Meta's clicks are in the rows' attributes: only the (daily, few) ad rows are read for them.
+    let clicks = db.row(
+        &format!(
+            "SELECT {clicks} FROM journey_events
+             WHERE event_type = 'ad_insights' AND date BETWEEN {p1} AND {p2}",
+            clicks = d.sum_count(&d.json_number("attributes", "clicks")),
+            p1 = d.p_date(1),
+            p2 = d.p_date(2),
+        ),
+        &[&w.since, &w.until],
+        &[Col::Int],
+    )?;
+    if let Some(t) = out.get_mut("ad_insights") {
+        t.clicks = clicks.int(0);
     }
     Ok(out)
 }
@@ -270,6 +282,8 @@ pub(super) fn ltv_totals(
 }
 
 /// (count of Klaviyo-attributed "Placed Order" events in the window, their `$value` per currency).
+/// Grouped in the order of the `journey_events_attributed` index (day, raw currency) so the store
+/// reads it without sorting; the days and spellings of a currency are added up here.
 pub(super) fn klaviyo_attributed(
     db: &mut Dataset<'_>,
     w: &Window,
@@ -279,7 +293,7 @@ pub(super) fn klaviyo_attributed(
         "SELECT {cur}, COUNT(*), {value} FROM journey_events
          WHERE event_type = 'placed_order' AND date BETWEEN {p1} AND {p2}
            AND {attributed}
-         GROUP BY 1",
+         GROUP BY date, currency",
         cur = d.currency_key("currency"),
         value = d.sum_money("value"),
         attributed = d.json_is_true("attributes", "attributed"),
@@ -295,7 +309,10 @@ pub(super) fn klaviyo_attributed(
     let mut by = BTreeMap::new();
     for r in rows {
         count += r.int(1);
-        by.insert(r.text(0), r.money(2));
+        *by.entry(r.text(0)).or_insert(Decimal::ZERO) += r.money(2);
+    }
+    for v in by.values_mut() {
+        *v = v.normalize();
     }
     Ok((count, by))
 }

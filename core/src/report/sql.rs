@@ -126,6 +126,14 @@ impl Dataset<'_> {
         params: &[&str],
         cols: &[Col],
     ) -> Result<Vec<Row>, ReportError> {
+        RECORDER.with(|r| {
+            if let Some(log) = r.borrow_mut().as_mut() {
+                log.push((
+                    sql.to_string(),
+                    params.iter().map(|p| p.to_string()).collect(),
+                ));
+            }
+        });
         match self {
             Dataset::Sqlite(conn) => {
                 let mut stmt = conn.prepare(sql)?;
@@ -196,6 +204,76 @@ impl Dataset<'_> {
             .next()
             .ok_or_else(|| ReportError::NoRow(sql.to_string()))
     }
+
+    /// The store's plan for `sql`: SQLite's `EXPLAIN QUERY PLAN` drawn as a tree, or PostgreSQL's
+    /// `EXPLAIN (ANALYZE, BUFFERS)` (which runs the query).
+    pub(super) fn explain(&mut self, sql: &str, params: &[&str]) -> Result<String, ReportError> {
+        match self {
+            Dataset::Sqlite(conn) => {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                let mut depth: Vec<(i64, usize)> = Vec::new();
+                let mut out = String::new();
+                while let Some(r) = rows.next()? {
+                    let (id, parent, detail): (i64, i64, String) =
+                        (r.get(0)?, r.get(1)?, r.get(3)?);
+                    while depth.last().is_some_and(|(p, _)| *p != parent) {
+                        depth.pop();
+                    }
+                    let level = depth.last().map_or(0, |(_, l)| l + 1);
+                    depth.push((id, level));
+                    out.push_str(&format!("{}{detail}\n", "  ".repeat(level)));
+                }
+                Ok(out)
+            }
+            Dataset::Postgres(client) => {
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = client.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &params)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| r.try_get::<_, String>(0).map(|l| l + "\n"))
+                    .collect::<Result<String, _>>()?)
+            }
+        }
+    }
+
+    /// Run `sql` and read every row without converting it (timing only).
+    pub(super) fn run(&mut self, sql: &str, params: &[&str]) -> Result<(), ReportError> {
+        match self {
+            Dataset::Sqlite(conn) => {
+                let mut stmt = conn.prepare(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                while rows.next()?.is_some() {}
+            }
+            Dataset::Postgres(client) => {
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                client.query(sql, &params)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The queries run on this thread while recording (see [`recording`]), with their parameters.
+type Recorded = Vec<(String, Vec<String>)>;
+
+thread_local! {
+    static RECORDER: std::cell::RefCell<Option<Recorded>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f`, returning what it returned and every query [`Dataset::rows`] ran meanwhile on this
+/// thread, so that `explain_report` explains exactly the report's own queries.
+pub(super) fn recording<T>(f: impl FnOnce() -> T) -> (T, Recorded) {
+    RECORDER.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let log = RECORDER.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    (out, log)
 }
 
 fn zero(col: Col) -> Val {

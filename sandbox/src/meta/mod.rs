@@ -59,8 +59,14 @@ pub struct AdAccount {
     /// Ad objects.
     pub ads: Vec<Value>,
     /// Daily ad-level insights rows (`level=ad`, `time_increment=1`), ordered by date then ad; behind
-    /// a lock because restatements change them while the server reads them.
-    insights: RwLock<Vec<Value>>,
+    /// a lock because restatements change them while the server reads them. Kept as numbers and
+    /// rendered as the API's JSON only when served ([`AdAccount::render`]): two years of a large
+    /// account held as JSON values took most of the demo's memory.
+    insights: RwLock<Vec<Insight>>,
+    /// What every row of an ad repeats: its ids and names, as served.
+    ad_info: Vec<AdInfo>,
+    /// The first generated day (row `day` 0).
+    first_day: NaiveDate,
     /// The last generated day (the `end` day).
     last_day: NaiveDate,
     seed: u64,
@@ -70,6 +76,34 @@ pub struct AdAccount {
     jobs_started: AtomicU64,
     jobs_failed: AtomicU64,
     failing_days: Mutex<Vec<NaiveDate>>,
+}
+
+/// One ad's day of insights, as numbers; [`AdAccount::render`] makes the API's row of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Insight {
+    /// Days after the first generated day.
+    pub(crate) day: u16,
+    /// Index of the ad in [`AdAccount::ads`] (and `ad_info`).
+    pub(crate) ad: u32,
+    pub(crate) impressions: i64,
+    pub(crate) reach: i64,
+    pub(crate) clicks: i64,
+    pub(crate) link_clicks: i64,
+    /// Spend in cents.
+    pub(crate) spend: i64,
+    /// (count, value in cents) of each of [`PURCHASE_TYPES`], on days with purchases.
+    pub(crate) purchases: Option<[(i64, i64); 3]>,
+}
+
+/// The ids and names an ad's insights rows carry.
+#[derive(Debug, Clone)]
+pub(crate) struct AdInfo {
+    pub(crate) campaign_id: Value,
+    pub(crate) campaign_name: Value,
+    pub(crate) adset_id: Value,
+    pub(crate) adset_name: Value,
+    pub(crate) ad_id: Value,
+    pub(crate) ad_name: Value,
 }
 
 fn meta_time(t: DateTime<Utc>) -> String {
@@ -149,14 +183,9 @@ impl AdAccount {
                 }
             }
         }
-        let mut insights = Vec::new();
-        let first = end.date_naive() - Duration::days(INSIGHT_DAYS - 1);
-        for d in 0..INSIGHT_DAYS {
-            let date = (first + Duration::days(d)).to_string();
-            for ad in &ads {
-                if rng.chance(0.08) {
-                    continue; // not delivering that day: Meta returns no row
-                }
+        let ad_info: Vec<AdInfo> = ads
+            .iter()
+            .map(|ad| {
                 let adset = adsets
                     .iter()
                     .find(|s| s["id"] == ad["adset_id"])
@@ -165,48 +194,47 @@ impl AdAccount {
                     .iter()
                     .find(|c| c["id"] == ad["campaign_id"])
                     .expect("parent campaign");
+                AdInfo {
+                    campaign_id: campaign["id"].clone(),
+                    campaign_name: campaign["name"].clone(),
+                    adset_id: adset["id"].clone(),
+                    adset_name: adset["name"].clone(),
+                    ad_id: ad["id"].clone(),
+                    ad_name: ad["name"].clone(),
+                }
+            })
+            .collect();
+        let mut insights = Vec::new();
+        let first = end.date_naive() - Duration::days(INSIGHT_DAYS - 1);
+        for d in 0..INSIGHT_DAYS {
+            for ad in 0..ads.len() {
+                if rng.chance(0.08) {
+                    continue; // not delivering that day: Meta returns no row
+                }
                 let impressions = rng.range(200, 6000);
                 let reach = impressions * rng.range(70, 96) / 100;
                 let clicks = impressions * rng.range(5, 30) / 1000;
-                let link = clicks * rng.range(50, 95) / 100;
+                let link_clicks = clicks * rng.range(50, 95) / 100;
                 let cpm_cents = rng.range(500, 1500);
                 let spend = impressions * cpm_cents / 1000;
-                let mut row = json!({
-                    "date_start": date, "date_stop": date, "account_id": account_id,
-                    "account_currency": "USD",
-                    "campaign_id": campaign["id"], "campaign_name": campaign["name"],
-                    "adset_id": adset["id"], "adset_name": adset["name"],
-                    "ad_id": ad["id"], "ad_name": ad["name"],
-                    "impressions": impressions.to_string(), "reach": reach.to_string(),
-                    "clicks": clicks.to_string(), "inline_link_clicks": link.to_string(),
-                    "spend": money(spend),
-                });
-                let mut actions = Vec::new();
-                let mut values = Vec::new();
-                if link > 0 {
-                    actions.push(json!({"action_type": "link_click", "value": link.to_string()}));
-                }
-                if rng.chance(0.3) {
+                let purchases = rng.chance(0.3).then(|| {
                     let p = rng.range(1, 4);
                     let omni = p + rng.range(0, 2);
                     let v = p * rng.range(2500, 12000);
                     let omni_v = v + (omni - p) * rng.range(2500, 9000);
-                    for (t, n, val) in [
-                        ("offsite_conversion.fb_pixel_purchase", p, v),
-                        ("omni_purchase", omni, omni_v),
-                        ("purchase", p, v),
-                    ] {
-                        actions.push(json!({"action_type": t, "value": n.to_string()}));
-                        values.push(json!({"action_type": t, "value": money(val)}));
-                    }
-                }
-                if !actions.is_empty() {
-                    row["actions"] = Value::Array(actions);
-                }
-                if !values.is_empty() {
-                    row["action_values"] = Value::Array(values);
-                }
-                insights.push(row);
+                    // In the order of PURCHASE_TYPES.
+                    [(p, v), (omni, omni_v), (p, v)]
+                });
+                insights.push(Insight {
+                    day: d as u16,
+                    ad: ad as u32,
+                    impressions,
+                    reach,
+                    clicks,
+                    link_clicks,
+                    spend,
+                    purchases,
+                });
             }
         }
         AdAccount {
@@ -216,6 +244,8 @@ impl AdAccount {
             adsets,
             ads,
             insights: RwLock::new(insights),
+            ad_info,
+            first_day: first,
             last_day: end.date_naive(),
             seed,
             restatements: AtomicU64::new(0),
@@ -230,12 +260,57 @@ impl AdAccount {
     /// A copy of the insights rows as the API serves them now (restatements included), ordered by
     /// date then ad.
     pub fn insights(&self) -> Vec<Value> {
-        self.rows().clone()
+        self.rows().iter().map(|r| self.render(r)).collect()
     }
 
-    pub(crate) fn rows(&self) -> RwLockReadGuard<'_, Vec<Value>> {
+    pub(crate) fn rows(&self) -> RwLockReadGuard<'_, Vec<Insight>> {
         // A poisoned lock only means a panicking test thread; the rows are still whole.
         self.insights.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The day of a row.
+    pub(crate) fn date_of(&self, r: &Insight) -> NaiveDate {
+        self.first_day + Duration::days(i64::from(r.day))
+    }
+
+    /// The ids and names of a row's ad.
+    pub(crate) fn ad_info(&self, r: &Insight) -> &AdInfo {
+        &self.ad_info[r.ad as usize]
+    }
+
+    /// A row as the API serves it: every number a string, `actions`/`action_values` only when the
+    /// row has some.
+    pub(crate) fn render(&self, r: &Insight) -> Value {
+        let date = self.date_of(r).to_string();
+        let a = self.ad_info(r);
+        let mut row = json!({
+            "date_start": date, "date_stop": date, "account_id": self.account_id,
+            "account_currency": "USD",
+            "campaign_id": a.campaign_id, "campaign_name": a.campaign_name,
+            "adset_id": a.adset_id, "adset_name": a.adset_name,
+            "ad_id": a.ad_id, "ad_name": a.ad_name,
+            "impressions": r.impressions.to_string(), "reach": r.reach.to_string(),
+            "clicks": r.clicks.to_string(), "inline_link_clicks": r.link_clicks.to_string(),
+            "spend": money(r.spend),
+        });
+        let mut actions = Vec::new();
+        let mut values = Vec::new();
+        if r.link_clicks > 0 {
+            actions.push(json!({"action_type": "link_click", "value": r.link_clicks.to_string()}));
+        }
+        if let Some(p) = &r.purchases {
+            for (t, (n, v)) in PURCHASE_TYPES.iter().zip(p) {
+                actions.push(json!({"action_type": t, "value": n.to_string()}));
+                values.push(json!({"action_type": t, "value": money(*v)}));
+            }
+        }
+        if !actions.is_empty() {
+            row["actions"] = Value::Array(actions);
+        }
+        if !values.is_empty() {
+            row["action_values"] = Value::Array(values);
+        }
+        row
     }
 
     /// Restate the last `days` days (up to the `end` day), as Meta does while conversions are still
@@ -248,10 +323,11 @@ impl AdAccount {
             return;
         }
         let round = self.restatements.fetch_add(1, Ordering::SeqCst) + 1;
-        let from = (self.last_day - Duration::days(days - 1)).to_string();
+        let from = self.last_day - Duration::days(days - 1);
+        let first_day = self.first_day;
         let mut rows = self.insights.write().unwrap_or_else(|e| e.into_inner());
         for (i, row) in rows.iter_mut().enumerate() {
-            if row["date_start"].as_str().unwrap_or("") < from.as_str() {
+            if first_day + Duration::days(i64::from(row.day)) < from {
                 continue;
             }
             let mut rng = SplitMix64::new(
@@ -329,6 +405,7 @@ impl AdAccount {
 }
 
 /// Money as Meta writes it (`"12.34"`) in cents.
+#[cfg(test)]
 pub(crate) fn cents(s: &str) -> i64 {
     let (units, frac) = s.split_once('.').unwrap_or((s, "0"));
     let frac: String = frac.chars().chain(std::iter::repeat('0')).take(2).collect();
@@ -343,35 +420,17 @@ const PURCHASE_TYPES: [&str; 3] = [
 ];
 
 /// One row restated: spend up, and sometimes late purchases added to every purchase alias.
-fn restate_row(row: &mut Value, rng: &mut SplitMix64) {
-    let spend = cents(row["spend"].as_str().unwrap_or("0"));
-    let up = (spend * rng.range(1, 3) / 100).max(1);
-    row["spend"] = Value::String(money(spend + up));
+fn restate_row(row: &mut Insight, rng: &mut SplitMix64) {
+    let up = (row.spend * rng.range(1, 3) / 100).max(1);
+    row.spend += up;
     if !rng.chance(0.5) {
         return;
     }
     let extra = rng.range(1, 2);
     let value = extra * rng.range(2500, 12000);
-    for (list, add) in [("actions", None), ("action_values", Some(value))] {
-        if !row.get(list).is_some_and(Value::is_array) {
-            row[list] = Value::Array(Vec::new());
-        }
-        let entries = row[list].as_array_mut().expect("an array");
-        for t in PURCHASE_TYPES {
-            let old = entries
-                .iter()
-                .find(|a| a["action_type"] == t)
-                .and_then(|a| a["value"].as_str())
-                .map(str::to_string);
-            let new = match add {
-                None => (old.and_then(|o| o.parse::<i64>().ok()).unwrap_or(0) + extra).to_string(),
-                Some(v) => money(old.as_deref().map(cents).unwrap_or(0) + v),
-            };
-            match entries.iter_mut().find(|a| a["action_type"] == t) {
-                Some(a) => a["value"] = Value::String(new),
-                None => entries.push(json!({"action_type": t, "value": new})),
-            }
-        }
+    for (n, v) in row.purchases.get_or_insert([(0, 0); 3]).iter_mut() {
+        *n += extra;
+        *v += value;
     }
 }
 

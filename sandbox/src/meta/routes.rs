@@ -22,7 +22,7 @@ use base64::Engine;
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
-use super::{AdAccount, PREFIX};
+use super::{AdAccount, Insight, PREFIX};
 use crate::faults::{self, FaultLayer, Faults};
 
 /// Requests allowed in any [`RATE_WINDOW`] before code 17 is answered.
@@ -258,8 +258,17 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                 Ok(q) => q,
                 Err(message) => return state.invalid_param(usage, &message),
             };
-            let rows = select(account, &q);
-            page(&state, &rows, &query, &host, &path, 25, usage)
+            let all = account.rows();
+            let rows = select(account, &all, &q);
+            page(
+                &state,
+                &rows,
+                |r| r.render(account),
+                &query,
+                &host,
+                &path,
+                usage,
+            )
         }
         (&Method::POST, o, Some("insights")) if o == act => {
             let q = match insights_query(&param) {
@@ -267,7 +276,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                 Err(message) => return state.invalid_param(usage, &message),
             };
             let account_wide = q.campaigns.is_none() && q.adsets.is_none();
-            let fails = select(account, &q).len() > account.job_row_limit()
+            let fails = select(account, &account.rows(), &q).len() > account.job_row_limit()
                 || (account_wide && account.fails_account_job(q.since, q.until));
             account.count_job_started();
             let n = state.next_job.fetch_add(1, Ordering::SeqCst);
@@ -338,7 +347,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                     selected.push(project(item, param("fields").as_deref(), &["id"]));
                 }
             }
-            page(&state, &selected, &query, &host, &path, 25, usage)
+            page(&state, &selected, Value::clone, &query, &host, &path, usage)
         }
         (&Method::GET, run_id, edge) if run_id.chars().all(|c| c.is_ascii_digit()) => {
             let mut jobs = state.jobs.lock().expect("jobs lock");
@@ -388,8 +397,17 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                     }
                     let q = job.query.clone();
                     drop(jobs);
-                    let rows = select(account, &q);
-                    page(&state, &rows, &query, &host, &path, 25, usage)
+                    let all = account.rows();
+                    let rows = select(account, &all, &q);
+                    page(
+                        &state,
+                        &rows,
+                        |r| r.render(account),
+                        &query,
+                        &host,
+                        &path,
+                        usage,
+                    )
                 }
                 Some(_) => {
                     drop(jobs);
@@ -470,24 +488,38 @@ fn insights_query(param: &impl Fn(&str) -> Option<String>) -> Result<InsightsQue
     Ok(q)
 }
 
-/// The rows `q` selects: ad-level rows in its range and filters, summed per day and campaign or ad
-/// set at the wider levels.
-fn select(account: &AdAccount, q: &InsightsQuery) -> Vec<Value> {
-    let (s, u) = (q.since.to_string(), q.until.to_string());
+/// A row `select` picked: an ad's day (rendered only when its page is served), or a day's sum at a
+/// wider level.
+enum Picked<'a> {
+    Ad(&'a Insight),
+    Sum(Value),
+}
+
+impl Picked<'_> {
+    fn render(&self, account: &AdAccount) -> Value {
+        match self {
+            Picked::Ad(r) => account.render(r),
+            Picked::Sum(v) => v.clone(),
+        }
+    }
+}
+
+/// The rows `q` selects from `rows` (the account's): ad-level rows in its range and filters, summed
+/// per day and campaign or ad set at the wider levels.
+fn select<'a>(account: &AdAccount, rows: &'a [Insight], q: &InsightsQuery) -> Vec<Picked<'a>> {
     let in_list = |list: &Option<Vec<String>>, v: &Value| {
         list.as_ref()
             .is_none_or(|ids| ids.iter().any(|i| Some(i.as_str()) == v.as_str()))
     };
-    let rows = account.rows();
     // Rows are ordered by date: find the range instead of scanning two years for every page.
-    let date = |r: &Value| r["date_start"].as_str().unwrap_or("").to_string();
-    let lo = rows.partition_point(|r| date(r).as_str() < s.as_str());
-    let hi = rows.partition_point(|r| date(r).as_str() <= u.as_str());
-    let ad_rows = rows[lo..hi.max(lo)]
-        .iter()
-        .filter(|r| in_list(&q.campaigns, &r["campaign_id"]) && in_list(&q.adsets, &r["adset_id"]));
+    let lo = rows.partition_point(|r| account.date_of(r) < q.since);
+    let hi = rows.partition_point(|r| account.date_of(r) <= q.until);
+    let ad_rows = rows[lo..hi.max(lo)].iter().filter(|r| {
+        let a = account.ad_info(r);
+        in_list(&q.campaigns, &a.campaign_id) && in_list(&q.adsets, &a.adset_id)
+    });
     let (key, keep): (&str, &[&str]) = match q.level {
-        Level::Ad => return ad_rows.cloned().collect(),
+        Level::Ad => return ad_rows.map(Picked::Ad).collect(),
         Level::Campaign => ("campaign_id", &["campaign_id", "campaign_name"]),
         Level::AdSet => (
             "adset_id",
@@ -496,35 +528,31 @@ fn select(account: &AdAccount, q: &InsightsQuery) -> Vec<Value> {
     };
     let mut out: Vec<Value> = Vec::new();
     let mut sums: Vec<[i64; 5]> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let mut index: HashMap<(u16, String), usize> = HashMap::new();
     for r in ad_rows {
-        let group = (r["date_start"].to_string(), r[key].to_string());
+        let a = account.ad_info(r);
+        let id = if key == "campaign_id" {
+            &a.campaign_id
+        } else {
+            &a.adset_id
+        };
+        let group = (r.day, id.to_string());
         let i = match index.get(&group) {
             Some(i) => *i,
             None => {
                 index.insert(group, out.len());
-                let mut o = json!({"date_start": r["date_start"], "date_stop": r["date_stop"],
-                    "account_id": r["account_id"], "account_currency": r["account_currency"]});
+                let row = account.render(r);
+                let mut o = json!({"date_start": row["date_start"], "date_stop": row["date_stop"],
+                    "account_id": row["account_id"], "account_currency": row["account_currency"]});
                 for k in keep {
-                    o[*k] = r[*k].clone();
+                    o[*k] = row[*k].clone();
                 }
                 out.push(o);
                 sums.push([0; 5]);
                 out.len() - 1
             }
         };
-        let n = |k: &str| {
-            r[k].as_str()
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-        };
-        let add = [
-            n("impressions"),
-            n("reach"),
-            n("clicks"),
-            n("inline_link_clicks"),
-            super::cents(r["spend"].as_str().unwrap_or("0")),
-        ];
+        let add = [r.impressions, r.reach, r.clicks, r.link_clicks, r.spend];
         for (total, a) in sums[i].iter_mut().zip(add) {
             *total += a;
         }
@@ -536,7 +564,7 @@ fn select(account: &AdAccount, q: &InsightsQuery) -> Vec<Value> {
         o["inline_link_clicks"] = json!(link.to_string());
         o["spend"] = json!(format!("{}.{:02}", spend / 100, spend % 100));
     }
-    out
+    out.into_iter().map(Picked::Sum).collect()
 }
 
 /// Only the requested fields (plus `always`); every field when none are named.
@@ -557,15 +585,18 @@ fn project(item: &Value, fields: Option<&str>, always: &[&str]) -> Value {
     Value::Object(out)
 }
 
+/// Rows per page when the request names no `limit` (the Graph API's default).
+const DEFAULT_LIMIT: usize = 25;
+
 /// One page of `rows` after the `after` cursor, `limit` long; `paging.next` is a full URL carrying
 /// every query parameter of this request (the access token included) with the new `after`.
-fn page(
+fn page<R>(
     state: &MState,
-    rows: &[Value],
+    rows: &[R],
+    render: impl Fn(&R) -> Value,
     query: &[(String, String)],
     host: &str,
     path: &str,
-    default_limit: usize,
     usage: f64,
 ) -> Response {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -573,7 +604,7 @@ fn page(
     let limit = get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0)
-        .unwrap_or(default_limit)
+        .unwrap_or(DEFAULT_LIMIT)
         .min(5000);
     let start = match get("after") {
         None => 0,
@@ -594,10 +625,11 @@ fn page(
         .unwrap_or(&[])
         .iter()
         .map(|r| {
+            let r = render(r);
             if r.get("date_start").is_some() {
-                project(r, fields, &["date_start", "date_stop"])
+                project(&r, fields, &["date_start", "date_stop"])
             } else {
-                r.clone()
+                r
             }
         })
         .collect();
