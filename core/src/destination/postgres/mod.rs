@@ -1,0 +1,647 @@
+//! A PostgreSQL warehouse destination: the contract's tables in one schema of a PostgreSQL database, so
+//! BI tools read the journey model where the rest of the warehouse lives.
+//!
+//! It mirrors [`super::sqlite`] statement for statement — same tables and columns, same bookkeeping,
+//! same incremental journey rebuild — in PostgreSQL's dialect and types (`NUMERIC` money, `TIMESTAMPTZ`
+//! times, `DATE` dates, `BOOLEAN` flags, `JSONB` payloads). What differs is how rows get there:
+//! commits and the rebuild's orders/events are sent with binary `COPY` into temporary tables and
+//! upserted from there, and the raw records are streamed through a cursor so a rebuild holds one page
+//! of them in memory, never the dataset.
+//!
+//! Concurrency: migrations run in one transaction under an advisory lock (two first runs cannot race),
+//! and commits and rebuilds take a second advisory lock before reading the server's clock, the
+//! equivalent of SQLite's write lock: `synced_at` then orders commits and rebuilds correctly, which the
+//! incremental rebuild's watermark relies on.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Statement, Transaction};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
+use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
+use crate::{Error, Result};
+
+mod rebuild;
+mod target;
+pub mod testing;
+mod tls;
+
+pub use target::{is_postgres_url, quote_ident, PostgresTarget, SslMode};
+
+use rebuild::rebuild;
+
+/// `[destination] schema` when the config does not set it.
+pub const DEFAULT_SCHEMA: &str = "growthflow";
+
+/// Numbered schema migrations, applied in order (the same numbers as SQLite's).
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_incremental_journey.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_funnel_daily.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_source_locks.sql"),
+    ),
+    (5, include_str!("../migrations/postgres/0005_sync_runs.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_raw_records_rowid.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_report_indexes.sql"),
+    ),
+];
+
+/// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
+/// collide with another application's.
+const LOCK_MIGRATE: i32 = 0x6766_0001;
+const LOCK_WRITE: i32 = 0x6766_0002;
+
+/// Raw records read from the cursor at once during a rebuild.
+const PAGE: i32 = 1_000;
+/// Raw records parsed and mapped at once (split over the mapping threads).
+const MAP_SLICE: usize = 128;
+/// Mapped rows staged before they are copied to the server.
+const FLUSH_ROWS: usize = 5_000;
+
+/// Per-connection temporary tables: what a commit copies in, what a rebuild stages and its
+/// bookkeeping (the `temp.*` tables of SQLite's rebuild).
+const TEMP_TABLES: &str = "
+    CREATE TEMP TABLE gf_incoming (seq BIGINT, record_id TEXT, cursor_value TEXT, payload JSONB);
+    CREATE TEMP TABLE gf_dirty (source TEXT, stream TEXT, record_id TEXT,
+        PRIMARY KEY (source, stream, record_id));
+    CREATE TEMP TABLE gf_affected (customer_id TEXT PRIMARY KEY);
+    CREATE TEMP TABLE gf_order_index (source TEXT, order_id TEXT, idx BIGINT,
+        PRIMARY KEY (source, order_id));
+    CREATE TEMP TABLE gf_stage_orders (seq BIGINT, source TEXT, order_id TEXT, customer_id TEXT,
+        email TEXT, created_at TIMESTAMPTZ, currency TEXT, total_price NUMERIC, subtotal_price NUMERIC,
+        total_discounts NUMERIC, total_refunded NUMERIC, financial_status TEXT, cancelled BOOLEAN,
+        test BOOLEAN, utm_source TEXT, utm_medium TEXT, utm_campaign TEXT, channel TEXT,
+        landing_page TEXT, referrer TEXT);
+    CREATE TEMP TABLE gf_stage_events (seq BIGINT, event_id TEXT, source TEXT, stream TEXT,
+        occurred_at TIMESTAMPTZ, date DATE, stage TEXT, event_type TEXT, channel TEXT, campaign TEXT,
+        customer_id TEXT, quantity NUMERIC, value NUMERIC, currency TEXT, attributes JSONB);
+    CREATE TEMP TABLE gf_stage_people (source TEXT, stream TEXT, record_id TEXT, customer_id TEXT,
+        seen_at TIMESTAMPTZ);
+    CREATE TEMP TABLE gf_stage_derived (seq BIGINT, source TEXT, stream TEXT, record_id TEXT,
+        events JSONB, orders JSONB);";
+
+/// A PostgreSQL dataset: one connection, the tables in one schema.
+pub struct PostgresDestination {
+    client: Client,
+    target: PostgresTarget,
+    statements: Statements,
+}
+
+/// The statements of every commit, prepared once per connection: a commit is then a handful of
+/// round trips, not twice as many.
+struct Statements {
+    /// Takes the write lock, then reads the server's clock (the subquery, volatile, runs first).
+    lock_then_clock: Statement,
+    note_removed: Statement,
+    replace: Statement,
+    /// From `gf_incoming` into `raw_records`, emptying it; a page that names a record twice keeps
+    /// its last version, as SQLite's upserts do.
+    upsert_incoming: Statement,
+    save_state: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> std::result::Result<Self, postgres::Error> {
+        Ok(Statements {
+            lock_then_clock: client.prepare(
+                "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock($1, hashtext($2))) l",
+            )?,
+            note_removed: client.prepare(
+                "INSERT INTO growthflow_removed (source, stream, record_id)
+                 SELECT source, stream, record_id FROM raw_records
+                 WHERE source = $1 AND stream = $2 AND cursor_value = $3
+                 ON CONFLICT DO NOTHING",
+            )?,
+            replace: client.prepare(
+                "DELETE FROM raw_records WHERE source = $1 AND stream = $2 AND cursor_value = $3",
+            )?,
+            upsert_incoming: client.prepare(
+                "WITH page AS (DELETE FROM gf_incoming RETURNING *)
+                 INSERT INTO raw_records (source, stream, record_id, cursor_value, payload, synced_at)
+                 SELECT DISTINCT ON (record_id) $1::TEXT, $2::TEXT, record_id, cursor_value, payload, $3
+                 FROM page ORDER BY record_id, seq DESC
+                 ON CONFLICT (source, stream, record_id) DO UPDATE SET
+                   cursor_value = excluded.cursor_value,
+                   payload = excluded.payload,
+                   synced_at = excluded.synced_at",
+            )?,
+            save_state: client.prepare(
+                "INSERT INTO sync_state (source, stream, state, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (source, stream) DO UPDATE SET state = excluded.state,
+                   updated_at = excluded.updated_at",
+            )?,
+        })
+    }
+}
+
+impl fmt::Debug for PostgresDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresDestination")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl PostgresDestination {
+    /// Connect, create the schema when missing, bring its tables up to date and check that this role
+    /// may write them. Blocking: call it from a thread that is not running an async runtime.
+    pub fn open(target: &PostgresTarget) -> Result<Self> {
+        let mut client = target.connect()?;
+        migrate(&mut client, target)?;
+        check_writable(&mut client, target)?;
+        // The writer's own session commits without waiting for the server to flush its log (the
+        // twin of SQLite's `synchronous = NORMAL`): a sync commits a page at a time, and a disk
+        // flush for each would be a cost per page however fast the rest is. A crash of the server itself can take back its
+        // last commits (never half of one, and never corrupts anything); the state goes back with
+        // the records it covers, so the next sync reads them again.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .map_err(|e| target.error("cannot configure the session", &e))?;
+        client
+            .batch_execute(TEMP_TABLES)
+            .map_err(|e| target.error("cannot create temporary tables", &e))?;
+        let statements = Statements::prepare(&mut client)
+            .map_err(|e| target.error("cannot prepare statements", &e))?;
+        Ok(PostgresDestination {
+            client,
+            target: target.clone(),
+            statements,
+        })
+    }
+
+    /// A connection the server closed (restarted, failed over, terminated the backend) is opened
+    /// again before the next call: the write that was cut fails, the ones after it go through.
+    fn ensure_connected(&mut self) -> Result<()> {
+        if self.client.is_closed() {
+            tracing::warn!(dataset = %self.target.display, "the PostgreSQL connection was closed; reconnecting");
+            *self = Self::open(&self.target)?;
+        }
+        Ok(())
+    }
+
+    /// True when the target's schema holds a growthflow dataset (its `schema_migrations` table).
+    /// Commands that only read (`report`, `state`) ask first, so that they refuse a dataset that does
+    /// not exist instead of creating an empty one and answering from it. Blocking.
+    pub fn exists(target: &PostgresTarget) -> Result<bool> {
+        let mut client = target.connect()?;
+        let table = format!("{}.schema_migrations", quote_ident(&target.schema));
+        let found: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .map_err(|e| target.error("cannot look for the dataset", &e))?
+            .get(0);
+        Ok(found)
+    }
+
+    /// A connection for reading the dataset (the report), which needs no write privilege when the
+    /// dataset is up to date: a BI tool's read-only role can run `growthflow report`. A dataset that
+    /// is missing or from an older growthflow is [`open`](Self::open)ed (created or migrated) first,
+    /// which does need a role that may write; one from a newer growthflow is refused as `open` does.
+    /// Blocking.
+    pub fn open_for_reading(target: &PostgresTarget) -> Result<Client> {
+        let mut client = target.connect()?;
+        let quoted = quote_ident(&target.schema);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT CASE WHEN to_regclass($1) IS NOT NULL THEN
+                         (SELECT COALESCE(MAX(version), 0)::BIGINT FROM {quoted}.schema_migrations)
+                     END,
+                     CASE WHEN to_regclass($1) IS NOT NULL THEN
+                         (SELECT COUNT(*)::BIGINT FROM {quoted}.schema_migrations)
+                     END"
+                ),
+                &[&format!("{quoted}.schema_migrations")],
+            )
+            .map_err(|e| target.error("cannot read the schema version", &e))?;
+        let (version, applied): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        let known = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+        match version {
+            Some(v) if v > known => Err(Error::Destination(Box::new(SchemaTooNew {
+                found: v,
+                supported: known,
+            }))),
+            // Up to date only when no version below the newest is missing either.
+            Some(v) if v == known && applied == Some(MIGRATIONS.len() as i64) => Ok(client),
+            _ => Ok(Self::open(target)?.client),
+        }
+    }
+
+    /// Parse `url` and `schema` and [`open`](Self::open) the dataset.
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Self> {
+        Self::open(&PostgresTarget::parse(url, schema)?)
+    }
+
+    /// The connection, for reading (tests, library use).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Where this dataset lives.
+    pub fn target(&self) -> &PostgresTarget {
+        &self.target
+    }
+}
+
+fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
+    let schema = target.schema.clone();
+    let quoted = quote_ident(&schema);
+    let fail = |what: &str, e: postgres::Error| migrate_error(target, what, e);
+    let mut tx = client
+        .transaction()
+        .map_err(|e| fail("cannot start a transaction", e))?;
+    // Two first runs at once: the second waits here and then finds everything done.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LOCK_MIGRATE, &schema],
+    )
+    .map_err(|e| fail("cannot take the migration lock", e))?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .map_err(|e| fail("cannot look up the schema", e))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
+            .map_err(|e| fail("cannot create the schema", e))?;
+    }
+    let has_versions: bool = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{quoted}.schema_migrations")],
+        )
+        .map_err(|e| fail("cannot read the schema", e))?
+        .get(0);
+    if !has_versions {
+        tx.batch_execute(&format!(
+            "CREATE TABLE {quoted}.schema_migrations
+                   (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        ))
+        .map_err(|e| fail("cannot create tables", e))?;
+    }
+    // Every known version not recorded yet is applied, in order: a gap in the numbering, or a later
+    // version applied before an earlier one (two branches each adding one), leaves nothing out.
+    let applied: Vec<i64> = tx
+        .query(
+            "SELECT version::BIGINT FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .map_err(|e| fail("cannot read the schema version", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let current = applied.last().copied().unwrap_or(0);
+    let known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    if current > known {
+        return Err(Error::Destination(Box::new(SchemaTooNew {
+            found: current,
+            supported: known,
+        })));
+    }
+    // Every known version not recorded yet, in order (not only those above the highest recorded):
+    // migrations developed side by side may land in either order.
+    let applied: Vec<i64> = tx
+        .query("SELECT version::BIGINT FROM schema_migrations", &[])
+        .map_err(|e| fail("cannot read the schema version", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        tx.batch_execute(sql)
+            .map_err(|e| fail("cannot create tables", e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, clock_timestamp())",
+            &[&(*version as i32)],
+        )
+        .map_err(|e| fail("cannot record the schema version", e))?;
+        tracing::info!(version, schema = %schema, "dataset schema migrated");
+    }
+    tx.commit()
+        .map_err(|e| fail("cannot commit the schema", e))?;
+    Ok(())
+}
+
+/// A read-only role (or a read-only server) would fail at the first commit after reading a whole
+/// page from the platform: say so now, naming the setting.
+fn check_writable(client: &mut Client, target: &PostgresTarget) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('transaction_read_only') = 'on',
+                        has_table_privilege('raw_records', 'INSERT')
+                    AND has_table_privilege('raw_records', 'UPDATE')
+                    AND has_table_privilege('raw_records', 'DELETE')
+                    AND has_table_privilege('orders', 'INSERT')
+                    AND has_table_privilege('orders', 'DELETE'),
+                        current_user::TEXT",
+            &[],
+        )
+        .map_err(|e| target.error("cannot check privileges", &e))?;
+    let (read_only, writable, user): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+    if read_only {
+        return Err(Error::destination(format!(
+                "PostgreSQL {}: the server or the role's session is read-only (a standby, or \
+                 default_transaction_read_only): growthflow writes the dataset; point destination.url \
+                 at the primary with a role that may write",
+                target.display
+            )));
+    }
+    if !writable {
+        return Err(Error::destination(format!(
+            "PostgreSQL {}: the role {user} may read but not write the tables in schema {} \
+                 (destination.url's user, destination.schema): sync with a role that owns them or \
+                 has INSERT, UPDATE and DELETE on them",
+            target.display, target.schema
+        )));
+    }
+    Ok(())
+}
+
+fn migrate_error(target: &PostgresTarget, what: &str, e: postgres::Error) -> Error {
+    let code = e.as_db_error().map(|d| d.code().clone());
+    let user = target.config.get_user().unwrap_or_default();
+    let hint = match code {
+        Some(c) if c == SqlState::INSUFFICIENT_PRIVILEGE => format!(
+            "{what} in schema {}: the role {user} lacks the privilege (destination.schema; create the \
+             schema for it, e.g. CREATE SCHEMA {} AUTHORIZATION {user}, or choose another)",
+            target.schema,
+            quote_ident(&target.schema)
+        ),
+        Some(c) if c == SqlState::READ_ONLY_SQL_TRANSACTION => format!(
+            "{what} in schema {}: the server or the role's session is read-only (destination.url)",
+            target.schema
+        ),
+        _ => format!("{what} in schema {} (destination.schema)", target.schema),
+    };
+    target.error(&hint, &e)
+}
+
+/// The time as SQLite stores it (whole seconds), so both stores number same-second orders alike.
+fn secs(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(0)
+}
+
+/// JSONB cannot hold `\u0000`; such a character (rare, but platforms send what users typed) becomes
+/// U+FFFD instead of failing the whole commit.
+fn jsonb_safe(v: &Value) -> std::borrow::Cow<'_, Value> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
+            Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), clean(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    if has_nul(v) {
+        std::borrow::Cow::Owned(clean(v))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
+impl Destination for PostgresDestination {
+    fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
+        self.ensure_connected()?;
+        self.client.execute(
+            "INSERT INTO growthflow_sources (source, type) VALUES ($1, $2)
+             ON CONFLICT (source) DO NOTHING",
+            &[&source, &source_type],
+        )?;
+        let row = self.client.query_one(
+            "SELECT type FROM growthflow_sources WHERE source = $1",
+            &[&source],
+        )?;
+        let was: String = row.get(0);
+        if was != source_type {
+            return Err(source_type_changed(source, &was, source_type));
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, source: &str, stream: &str) -> Result<Option<Value>> {
+        self.ensure_connected()?;
+        let row = self.client.query_opt(
+            "SELECT state FROM sync_state WHERE source = $1 AND stream = $2",
+            &[&source, &stream],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn saved_states(&mut self, source: Option<&str>) -> Result<Vec<SavedState>> {
+        self.ensure_connected()?;
+        let rows = self.client.query(
+            "SELECT s.source, g.type, s.stream, s.state,
+                    to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM sync_state s LEFT JOIN growthflow_sources g ON g.source = s.source
+             WHERE $1::TEXT IS NULL OR s.source = $1
+             ORDER BY s.source, s.stream",
+            &[&source],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SavedState {
+                source: r.get(0),
+                source_type: r.get(1),
+                stream: r.get(2),
+                state: r.get(3),
+                updated_at: r.get(4),
+            })
+            .collect())
+    }
+
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
+        self.ensure_connected()?;
+        let mut tx = self.client.transaction()?;
+        let removed = tx.execute(
+            "DELETE FROM sync_state WHERE source = $1 AND ($2::TEXT IS NULL OR stream = $2)",
+            &[&source, &stream],
+        )?;
+        if stream.is_none() {
+            tx.execute(
+                "DELETE FROM growthflow_sources WHERE source = $1",
+                &[&source],
+            )?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn commit(&mut self, batches: &[WriteBatch]) -> Result<()> {
+        self.ensure_connected()?;
+        self.write(batches).map_err(|e| self.lost(e))
+    }
+
+    fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
+        self.ensure_connected()?;
+        self.rebuild(mappers).map_err(|e| self.lost(e))
+    }
+
+    fn record_run_start(&mut self, run: &crate::runs::RunStart) -> Result<()> {
+        self.ensure_connected()?;
+        super::runs::postgres::record_start(&mut self.client, run)
+    }
+
+    fn record_run_end(&mut self, end: &crate::runs::RunEnd) -> Result<()> {
+        self.ensure_connected()?;
+        super::runs::postgres::record_end(&mut self.client, end)
+    }
+
+    fn recent_runs(
+        &mut self,
+        limit: usize,
+        sources: &[String],
+    ) -> Result<Vec<crate::runs::RunSummary>> {
+        self.ensure_connected()?;
+        super::runs::postgres::recent_runs(&mut self.client, limit, sources)
+    }
+}
+
+impl PostgresDestination {
+    /// An error that closed the connection says so: "connection closed" alone does not tell the
+    /// user that nothing of the cut write was kept.
+    fn lost(&self, e: Error) -> Error {
+        if self.client.is_closed() {
+            Error::destination(format!(
+                "PostgreSQL {}: the connection to the server was lost; the transaction was rolled \
+                 back (its state too: the next sync resumes before it): {e}",
+                self.target.display
+            ))
+        } else {
+            e
+        }
+    }
+
+    fn write(&mut self, batches: &[WriteBatch]) -> Result<()> {
+        let st = &self.statements;
+        let mut tx = self.client.transaction()?;
+        // The write lock first, then the time: `synced_at` then orders commits and rebuilds correctly
+        // even across processes, which the incremental rebuild's watermark relies on.
+        let now: DateTime<Utc> = tx
+            .query_one(&st.lock_then_clock, &[&LOCK_WRITE, &self.target.schema])?
+            .get(0);
+        for b in batches {
+            if let Some(partition) = &b.replaces {
+                tx.execute(&st.note_removed, &[&b.source, &b.stream, partition])?;
+                tx.execute(&st.replace, &[&b.source, &b.stream, partition])?;
+            }
+            if !b.records.is_empty() {
+                let sink = tx.copy_in(
+                    "COPY gf_incoming (seq, record_id, cursor_value, payload) FROM STDIN (FORMAT binary)",
+                )?;
+                let mut w = BinaryCopyInWriter::new(
+                    sink,
+                    &[Type::INT8, Type::TEXT, Type::TEXT, Type::JSONB],
+                );
+                for (seq, r) in b.records.iter().enumerate() {
+                    let payload = jsonb_safe(&r.payload);
+                    w.write(&[&(seq as i64), &r.id, &r.cursor, &payload.as_ref()])?;
+                }
+                w.finish()?;
+                tx.execute(&st.upsert_incoming, &[&b.source, &b.stream, &now])?;
+            }
+            if let Some(s) = &b.state {
+                tx.execute(
+                    &st.save_state,
+                    &[&b.source, &b.stream, &jsonb_safe(s).as_ref(), &now],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn rebuild(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
+        let by_type: HashMap<&str, &Arc<dyn JourneyMapper>> =
+            mappers.iter().map(|m| (m.source_type(), m)).collect();
+        let mut tx = self.client.transaction()?;
+        let started: DateTime<Utc> = tx
+            .query_one(
+                &self.statements.lock_then_clock,
+                &[&LOCK_WRITE, &self.target.schema],
+            )?
+            .get(0);
+        let stats = rebuild(&mut tx, &by_type, started)?;
+        tx.commit()?;
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_in_libpq_form_without_showing_the_password() {
+        let t = PostgresTarget::parse(
+            "postgresql://gf:s3cr%40t@db.internal:6543/analytics?sslmode=verify-full&application_name=x",
+            Some("warehouse"),
+        )
+        .unwrap();
+        assert_eq!(t.display(), "postgres://gf@db.internal:6543/analytics");
+        assert_eq!(t.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(t.schema(), "warehouse");
+        assert_eq!(t.config.get_password(), Some(&b"s3cr@t"[..]));
+        assert!(!format!("{t:?}").contains("s3cr"));
+
+        let t = PostgresTarget::parse("postgres://root@127.0.0.1/test", None).unwrap();
+        assert_eq!(t.ssl_mode(), SslMode::Prefer);
+        assert_eq!(t.schema(), DEFAULT_SCHEMA);
+        assert_eq!(t.display(), "postgres://root@127.0.0.1:5432/test");
+
+        let e = PostgresTarget::parse("postgres://u:hunter2@h/db?sslmode=always", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("destination.url") && e.contains("sslmode=always"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = PostgresTarget::parse("postgres://u:hunter2@h:notaport/db", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("destination.url"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn schema_names_are_quoted() {
+        assert_eq!(quote_ident("growthflow"), "\"growthflow\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
