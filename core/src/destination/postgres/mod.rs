@@ -181,6 +181,15 @@ impl PostgresDestination {
         client
             .batch_execute("SET synchronous_commit = off")
             .map_err(|e| target.error("cannot configure the session", &e))?;
+        // Payloads of 2-3 KB are compressed as they are stored (TOAST), in the staging table and again
+        // in raw_records: lz4 does it several times faster than PostgreSQL's default pglz, at about the
+        // same size. Servers built without lz4 (or before 14) keep their default.
+        if client
+            .batch_execute("SET default_toast_compression = 'lz4'")
+            .is_err()
+        {
+            tracing::debug!("the server has no lz4: payloads are compressed with its default");
+        }
         client
             .batch_execute(TEMP_TABLES)
             .map_err(|e| target.error("cannot create temporary tables", &e))?;
