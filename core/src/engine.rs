@@ -705,6 +705,14 @@ async fn measured(
     outcome
 }
 
+/// A page's commit handed to the writer and not yet known to be done.
+struct InFlight {
+    commit: crate::destination::Committing,
+    records: u64,
+    /// The cursor the page brought a backfill to.
+    reached: Option<String>,
+}
+
 async fn stream_with(
     connector: &dyn Connector,
     def: &StreamDef,
@@ -822,8 +830,38 @@ async fn stream_with(
         Some(plan) => crate::window::read_windowed(connector, request, plan),
         None => connector.read(request),
     };
+    // One page's commit runs on the writer thread while the next page is read: fetching and
+    // writing overlap, and the commit is waited for before the next one is handed over (and before
+    // any return), so a stream's state is still committed only after its records.
+    let mut in_flight: Option<InFlight> = None;
+    // `settle!()` waits for the commit in flight and counts its records; `settle!(reached)` also
+    // notes how far a backfill got, for the paths that go on to say it.
+    macro_rules! settle {
+        () => {
+            if let Some(f) = in_flight.take() {
+                if let Err(e) = f.commit.done().await {
+                    return failed(records, e);
+                }
+                records += f.records;
+                progress.records(&source, def.name, f.records);
+            }
+        };
+        (reached) => {
+            if let Some(f) = in_flight.take() {
+                if let Err(e) = f.commit.done().await {
+                    return failed(records, e);
+                }
+                records += f.records;
+                progress.records(&source, def.name, f.records);
+                if f.reached.is_some() {
+                    backfilled = f.reached;
+                }
+            }
+        };
+    }
     loop {
         if let Some(h) = ctx.halted() {
+            settle!();
             return halted(records, h);
         }
         // A page that arrives together with a stop is still committed: it was read.
@@ -832,6 +870,7 @@ async fn stream_with(
             p = pages.next() => p,
             h = ctx.until_halted() => {
                 drop(pages);
+                settle!();
                 return halted(records, h);
             }
         };
@@ -839,6 +878,7 @@ async fn stream_with(
         let page = match page {
             Ok(p) => p,
             Err(e) => {
+                settle!(reached);
                 tracing::warn!(%source, stream = def.name, error = %e, "stream failed");
                 let mut outcome = failed(records, e);
                 if let (Some(_), Some(through)) = (options.window, &backfilled) {
@@ -876,6 +916,7 @@ async fn stream_with(
         } else {
             None
         };
+        settle!(reached);
         // Never commit for a source whose lock is gone: another run may be syncing it now.
         if let Some(why) = ctx.lock_confirmed_lost().await {
             return halted(records, Halt::LockLost(why));
@@ -888,15 +929,18 @@ async fn stream_with(
             state,
             replaces: page.replaces,
         };
-        if let Err(e) = writer.commit(batch).await {
-            return failed(records, e);
-        }
-        records += n;
-        progress.records(&source, def.name, n);
-        if reached.is_some() {
-            backfilled = reached;
+        match writer.submit(batch).await {
+            Ok(commit) => {
+                in_flight = Some(InFlight {
+                    commit,
+                    records: n,
+                    reached,
+                })
+            }
+            Err(e) => return failed(records, e),
         }
     }
+    settle!();
     if keeps_state && !connector_checkpoints && max_cursor != saved_cursor {
         if let Some(why) = ctx.lock_confirmed_lost().await {
             return halted(records, Halt::LockLost(why));

@@ -221,6 +221,18 @@ enum Command {
     With(OnDestination),
 }
 
+/// A commit handed to the writer thread by [`DatasetWriter::submit`], not yet known to be done.
+#[derive(Debug)]
+#[must_use = "a submitted commit must be waited for before its records count as committed"]
+pub struct Committing(oneshot::Receiver<Result<()>>);
+
+impl Committing {
+    /// Wait until the commit is done (or failed).
+    pub async fn done(self) -> Result<()> {
+        self.0.await.map_err(|_| closed())?
+    }
+}
+
 /// An async handle to a destination running on its own thread. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct DatasetWriter {
@@ -338,6 +350,19 @@ impl DatasetWriter {
     /// Commit a batch; returns once it is durable.
     pub async fn commit(&self, batch: WriteBatch) -> Result<()> {
         self.call(|a| Command::Commit(batch, a)).await
+    }
+
+    /// Hand `batch` to the writer thread and return at once: the commit runs while the caller reads
+    /// its next page, and [`Committing::done`] waits for it. Commits are applied in the order they
+    /// are handed over (several queued ones share a transaction), so a stream's state still never
+    /// runs ahead of its records.
+    pub async fn submit(&self, batch: WriteBatch) -> Result<Committing> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Commit(batch, ack))
+            .await
+            .map_err(|_| closed())?;
+        Ok(Committing(rx))
     }
 
     /// See [`Destination::rebuild_journey`].
