@@ -19,6 +19,7 @@ use growthflow_cli::cli::Cli;
 use growthflow_core::destination::postgres::testing::{blocking, server_url, TestSchema};
 use growthflow_core::destination::postgres::PostgresTarget;
 use growthflow_core::destination::sqlite::SqliteDestination;
+use growthflow_sandbox::Sandbox;
 use rusqlite::Connection;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
@@ -403,6 +404,75 @@ pub fn neutral_snapshot_pg(client: &mut postgres::Client) -> BTreeMap<&'static s
         out.insert(name, rows);
     }
     out
+}
+
+/// A config syncing every simulated platform of `sandbox` into `destination` (the body of its
+/// `[destination]` table), written to `dir/growthflow.toml` with the GA4 key file beside it.
+pub fn all_platforms_config(sandbox: &Sandbox, dir: &Path, destination: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = dir.join("ga4.json");
+    std::fs::write(
+        &key,
+        sandbox
+            .ga4()
+            .service_account_json(&format!("{}/token", sandbox.ga4_url())),
+    )
+    .unwrap();
+    let woo = sandbox.woocommerce();
+    let text = format!(
+        r#"
+[destination]
+{destination}
+
+[sync]
+start_date = "2015-01-01"
+
+[sources.woo]
+type = "woocommerce"
+url = "{woo_url}"
+consumer_key = "{ck}"
+consumer_secret = "{cs}"
+
+[sources.shop]
+type = "shopify"
+shop = "sandbox"
+access_token = "{shop_token}"
+base_url = "{shop_url}"
+
+[sources.email]
+type = "klaviyo"
+api_key = "{klaviyo_key}"
+base_url = "{klaviyo_url}"
+
+[sources.web]
+type = "ga4"
+property_id = "{ga4_property}"
+credentials_file = "{ga4_key}"
+base_url = "{ga4_url}"
+
+[sources.ads]
+type = "meta_ads"
+ad_account_id = "act_{meta_account}"
+access_token = "{meta_token}"
+base_url = "{meta_url}"
+"#,
+        woo_url = sandbox.woocommerce_url(),
+        ck = woo.consumer_key,
+        cs = woo.consumer_secret,
+        shop_token = sandbox.shopify().access_token,
+        shop_url = sandbox.shopify_url(),
+        klaviyo_key = sandbox.klaviyo().api_key,
+        klaviyo_url = sandbox.klaviyo_url(),
+        ga4_property = sandbox.ga4().property_id,
+        ga4_key = key.display(),
+        ga4_url = sandbox.ga4_url(),
+        meta_account = sandbox.meta().account_id,
+        meta_token = sandbox.meta().access_token,
+        meta_url = sandbox.meta_url(),
+    );
+    let path = dir.join("growthflow.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// Every raw record of `source`/`stream` as stored: record id → payload parsed back into JSON.

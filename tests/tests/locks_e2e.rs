@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
 use growthflow_sandbox::{Sandbox, SandboxConfig};
-use growthflow_tests::{cli, neutral_snapshot, neutral_snapshot_pg};
+use growthflow_tests::{all_platforms_config, cli, neutral_snapshot, neutral_snapshot_pg};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -59,76 +59,14 @@ impl Gate {
     }
 }
 
-/// A config syncing every simulated platform into `destination`, written to `dir/growthflow.toml`;
-/// through `gate` when given.
+/// [`all_platforms_config`], its platforms reached through `gate` when given.
 fn config(sandbox: &Sandbox, dir: &Path, destination: &str, gate: Option<&Gate>) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let key = dir.join("ga4.json");
-    std::fs::write(
-        &key,
-        sandbox
-            .ga4()
-            .service_account_json(&format!("{}/token", sandbox.ga4_url())),
-    )
-    .unwrap();
-    let woo = sandbox.woocommerce();
-    let text = format!(
-        r#"
-[destination]
-{destination}
-
-[sync]
-start_date = "2015-01-01"
-
-[sources.woo]
-type = "woocommerce"
-url = "{woo_url}"
-consumer_key = "{ck}"
-consumer_secret = "{cs}"
-
-[sources.shop]
-type = "shopify"
-shop = "sandbox"
-access_token = "{shop_token}"
-base_url = "{shop_url}"
-
-[sources.email]
-type = "klaviyo"
-api_key = "{klaviyo_key}"
-base_url = "{klaviyo_url}"
-
-[sources.web]
-type = "ga4"
-property_id = "{ga4_property}"
-credentials_file = "{ga4_key}"
-base_url = "{ga4_url}"
-
-[sources.ads]
-type = "meta_ads"
-ad_account_id = "act_{meta_account}"
-access_token = "{meta_token}"
-base_url = "{meta_url}"
-"#,
-        woo_url = sandbox.woocommerce_url(),
-        ck = woo.consumer_key,
-        cs = woo.consumer_secret,
-        shop_token = sandbox.shopify().access_token,
-        shop_url = sandbox.shopify_url(),
-        klaviyo_key = sandbox.klaviyo().api_key,
-        klaviyo_url = sandbox.klaviyo_url(),
-        ga4_property = sandbox.ga4().property_id,
-        ga4_key = key.display(),
-        ga4_url = sandbox.ga4_url(),
-        meta_account = sandbox.meta().account_id,
-        meta_token = sandbox.meta().access_token,
-        meta_url = sandbox.meta_url(),
-    );
-    let text = match gate {
-        Some(g) => text.replace(&sandbox.base_url(), &format!("http://{}", g.addr)),
-        None => text,
-    };
-    let path = dir.join("growthflow.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = all_platforms_config(sandbox, dir, destination);
+    if let Some(g) = gate {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(&sandbox.base_url(), &format!("http://{}", g.addr));
+        std::fs::write(&path, text).unwrap();
+    }
     path
 }
 
