@@ -1384,7 +1384,12 @@ async fn a_windowed_first_sync_killed_midway_resumes_without_losing_a_day() {
         .flat_map(|c| c.0.clone())
         .collect();
     let rows: usize = sixty_days().iter().map(|d| sources_of(d).len()).sum();
-    assert_eq!(all.len(), rows, "no row lost");
+    // The resumed run re-reads the lookback before its saved day, which may reach before start_date.
+    let in_range = all
+        .iter()
+        .filter(|id| sixty_days().iter().any(|d| id.contains(d.as_str())))
+        .count();
+    assert_eq!(in_range, rows, "no row lost");
     assert_eq!(
         writer.load_state("web", "traffic_daily").await.unwrap(),
         Some(json!({ "cursor": "2024-05-30" }))
