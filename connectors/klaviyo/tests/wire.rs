@@ -828,9 +828,16 @@ struct Events {
     kill_after: usize,
     killed: Arc<tokio::sync::Notify>,
     throttle_at: usize,
+    /// The server's address, as `links.next` names it.
+    base: String,
 }
 
 const EVENTS_PER_PAGE: usize = 10;
+
+/// How long the mock takes to build a page. The events tier spaces requests ~17 ms apart (3,500 a
+/// minute), so requests overlap only when a page takes longer than that — as Klaviyo's pages with
+/// their includes do (hundreds of milliseconds).
+const PAGE_LATENCY: Duration = Duration::from_millis(100);
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     growthflow_core::time::parse_utc(s)
@@ -891,7 +898,7 @@ impl wiremock::Respond for Events {
             })
             .collect();
         let next = (offset + EVENTS_PER_PAGE < matching.len()).then(|| {
-            let mut url = req.url.clone();
+            let mut url = url::Url::parse(&format!("{}{}", self.base, req.url.path())).unwrap();
             let kept: Vec<(String, String)> = q
                 .iter()
                 .filter(|(k, _)| *k != "page[cursor]")
@@ -908,6 +915,7 @@ impl wiremock::Respond for Events {
             .set_body_json(
                 json!({"data": data, "links": {"self": req.url.to_string(), "next": next}}),
             )
+            .set_delay(PAGE_LATENCY)
     }
 }
 
@@ -1039,6 +1047,7 @@ impl WindowedHarness {
                 kill_after,
                 killed: killed.clone(),
                 throttle_at,
+                base: h.uri(),
             })
             .mount(&h.server)
             .await;
