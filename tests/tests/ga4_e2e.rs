@@ -498,8 +498,9 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day(store: Stor
 }
 
 /// Issue 13: a sync with nothing new reads only the lookback days again — the saved day less 3 days
-/// through today, one day and then the rest in one batch — plus the property's metadata, which every
-/// run checks the configured names against once: three requests, no more. The first sync, two years
+/// through today, one day and then the rest in one batch — plus what every run asks once, whatever
+/// its streams: an access token for the service account and the property's metadata (the configured
+/// names are checked against it). Four requests, no more. The first sync, two years
 /// long, is read in windows of days side by side and brings every row once.
 #[tokio::test]
 async fn a_no_change_sync_rereads_only_the_lookback_days() {
@@ -523,7 +524,10 @@ async fn a_no_change_sync_rereads_only_the_lookback_days() {
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let stream = &summary["sources"][0]["streams"][0];
     assert_eq!(stream["status"], "ok", "{stream}");
-    assert_eq!(stream["requests"], 3, "metadata and two batches: {stream}");
+    assert_eq!(
+        stream["requests"], 4,
+        "token, metadata and two batches: {stream}"
+    );
     assert_eq!(
         property.tokens_used() - tokens,
         4,
