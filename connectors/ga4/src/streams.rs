@@ -645,3 +645,70 @@ pub(crate) fn read_window(
         None => futures::stream::empty().boxed(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use chrono::Utc;
+
+    fn d(m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, m, day).unwrap()
+    }
+
+    #[test]
+    fn windows_of_days_share_no_day_and_leave_none_out() {
+        let at = |m, day, h| Utc.with_ymd_and_hms(2024, m, day, h, 0, 0).unwrap();
+        let today = d(6, 30);
+        // A span starting mid-day leaves that day to the window before it.
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(4, 1, 0),
+                    until: Some(at(4, 11, 8))
+                },
+                today
+            ),
+            Some((d(4, 1), d(4, 11)))
+        );
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(4, 11, 8),
+                    until: Some(at(4, 21, 16))
+                },
+                today
+            ),
+            Some((d(4, 12), d(4, 21)))
+        );
+        // The open last window reads on to today; a span holding no midnight reads nothing.
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(6, 20, 0),
+                    until: None
+                },
+                today
+            ),
+            Some((d(6, 20), today))
+        );
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(4, 1, 2),
+                    until: Some(at(4, 1, 20))
+                },
+                today
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_daily_budget_is_read_from_the_property_quota() {
+        let report =
+            json!({"propertyQuota": {"tokensPerDay": {"consumed": 12, "remaining": 199610}}});
+        assert_eq!(daily_tokens(&report), Some((12, 199_610)));
+        assert_eq!(daily_tokens(&json!({"rows": []})), None);
+    }
+}
