@@ -13,7 +13,7 @@
 //! window further on. A run killed at any point therefore resumes from a cursor below every record it
 //! did not commit: it re-reads some records (an upsert), it never skips one.
 //!
-//! Day-granular streams (GA4 days, Meta insights) keep `YYYY-MM-DD` cursors: a day reads as its
+//! Day-granular streams (GA4 days) keep `YYYY-MM-DD` cursors: a day reads as its
 //! midnight UTC for the mark, and the mark is saved back as a day, so their state keeps its form. A
 //! window's page may also carry the connector's own `{"cursor": …}` checkpoint (a day it finished,
 //! an empty one included): it counts like a record's cursor of that window, and the page is sent on
