@@ -13,6 +13,12 @@
 //! window further on. A run killed at any point therefore resumes from a cursor below every record it
 //! did not commit: it re-reads some records (an upsert), it never skips one.
 //!
+//! Day-granular streams (GA4 days) keep `YYYY-MM-DD` cursors: a day reads as its
+//! midnight UTC for the mark, and the mark is saved back as a day, so their state keeps its form. A
+//! window's page may also carry the connector's own `{"cursor": …}` checkpoint (a day it finished,
+//! an empty one included): it counts like a record's cursor of that window, and the page is sent on
+//! with the low-water mark instead.
+//!
 //! The connector decides whether a request is worth windows ([`Connector::plan_windows`], e.g. only a
 //! first sync or backfill over many pages, so a no-change incremental sync still makes one request)
 //! and reads one window ([`Connector::read_window`]); the split, the concurrency and the state are
@@ -26,7 +32,23 @@ use serde_json::json;
 
 use crate::adaptive::AdaptiveLimiter;
 use crate::connector::{Connector, Page, ReadRequest};
-use crate::time::{format_utc, parse_utc};
+use crate::time::{format_utc, parse_date, parse_utc, start_of_day};
+
+/// A cursor's time: an RFC 3339 time, or a `YYYY-MM-DD` day as its midnight UTC (and `true`).
+fn cursor_time(s: &str) -> Option<(DateTime<Utc>, bool)> {
+    parse_utc(s)
+        .map(|t| (t, false))
+        .or_else(|| parse_date(s).map(|d| (start_of_day(d), true)))
+}
+
+/// `t` as a cursor of the stream's form: a day for day cursors, else RFC 3339 UTC.
+fn cursor_text(t: DateTime<Utc>, days: bool) -> String {
+    if days {
+        t.date_naive().format("%Y-%m-%d").to_string()
+    } else {
+        format_utc(t)
+    }
+}
 
 /// One window of the cursor's time line: `since` inclusive, `until` exclusive; `None` reads on to
 /// whatever is newest (the last window of an incremental read, so nothing modified while the sync
@@ -182,7 +204,10 @@ pub fn read_windowed<'a>(
     plan: WindowPlan,
 ) -> BoxStream<'a, crate::Result<Page>> {
     let backfill = request.window.is_some();
-    let floor = request.state_cursor().and_then(parse_utc);
+    let saved = request.state_cursor().and_then(cursor_time);
+    let floor = saved.map(|(t, _)| t);
+    // A day stream's mark is written as a day; known from its saved cursor or its first cursors.
+    let mut days = saved.is_some_and(|(_, d)| d);
     let spans = split(&plan);
     tracing::debug!(
         stream = %request.stream,
@@ -190,13 +215,16 @@ pub fn read_windowed<'a>(
         since = %format_utc(plan.since),
         "reading in windows"
     );
-    let mark = move |lw: &LowWater| {
+    let mark = move |lw: &LowWater, days: bool| {
         if backfill {
-            lw.through()
-                .filter(|t| *t > plan.since)
-                .map(|t| json!({ "cursor": format_utc(t) }))
+            // What a stopped backfill reports as done: for days, the last day before the mark.
+            lw.through().filter(|t| *t > plan.since).map(|t| {
+                let t = if days { t - Duration::seconds(1) } else { t };
+                json!({ "cursor": cursor_text(t, days) })
+            })
         } else {
-            lw.cursor().map(|c| json!({ "cursor": format_utc(c) }))
+            lw.cursor()
+                .map(|c| json!({ "cursor": cursor_text(c, days) }))
         }
     };
     let limiter = plan.limiter.clone();
@@ -206,7 +234,7 @@ pub fn read_windowed<'a>(
             SelectAll::new();
         let mut next = 0usize;
         let mut running = 0usize;
-        let mut sent = mark(&lw);
+        let mut sent = mark(&lw, days);
         loop {
             let room = limiter
                 .as_ref()
@@ -225,13 +253,21 @@ pub fn read_windowed<'a>(
             let Some((i, item)) = active.next().await else { break };
             match item {
                 Some(Ok(mut page)) => {
-                    lw.committed(
-                        i,
-                        page.records
-                            .iter()
-                            .filter_map(|r| r.cursor.as_deref().and_then(parse_utc)),
-                    );
-                    let now = mark(&lw);
+                    let own = page
+                        .checkpoint
+                        .as_ref()
+                        .and_then(|c| c.get("cursor"))
+                        .and_then(|c| c.as_str())
+                        .and_then(cursor_time);
+                    let seen: Vec<(DateTime<Utc>, bool)> = page
+                        .records
+                        .iter()
+                        .filter_map(|r| r.cursor.as_deref().and_then(cursor_time))
+                        .chain(own)
+                        .collect();
+                    days |= seen.iter().any(|(_, d)| *d);
+                    lw.committed(i, seen.into_iter().map(|(t, _)| t));
+                    let now = mark(&lw, days);
                     if now.is_some() {
                         sent = now.clone();
                     }
@@ -245,7 +281,7 @@ pub fn read_windowed<'a>(
                 None => {
                     running -= 1;
                     lw.finished(i);
-                    let now = mark(&lw);
+                    let now = mark(&lw, days);
                     if now.is_some() && now != sent {
                         sent = now.clone();
                         yield Ok(Page { records: Vec::new(), checkpoint: now, replaces: None });
@@ -286,5 +322,14 @@ mod tests {
             ..plan
         });
         assert_eq!(open[2].until, None);
+    }
+
+    #[test]
+    fn day_cursors_read_as_midnight_and_are_written_back_as_days() {
+        assert_eq!(cursor_time("2025-03-04"), Some((t(4), true)));
+        assert_eq!(cursor_time("2025-03-04T00:00:00Z"), Some((t(4), false)));
+        assert_eq!(cursor_time("x"), None);
+        assert_eq!(cursor_text(t(4) + Duration::hours(5), true), "2025-03-04");
+        assert_eq!(cursor_text(t(4), false), "2025-03-04T00:00:00Z");
     }
 }

@@ -497,6 +497,44 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day(store: Stor
     assert_eq!(got, want, "the same rows as one uninterrupted sync");
 }
 
+/// Issue 13: a sync with nothing new reads only the lookback days again — the saved day less 3 days
+/// through today, one day and then the rest in one batch — plus what every run asks once, whatever
+/// its streams: an access token for the service account and the property's metadata (the configured
+/// names are checked against it). Four requests, no more. The first sync, two years
+/// long, is read in windows of days side by side and brings every row once.
+#[tokio::test]
+async fn a_no_change_sync_rereads_only_the_lookback_days() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let property = sandbox.ga4();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ga4_config(&sandbox, dir.path(), "2024-12-15");
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let raw: i64 = db(&config)
+        .query_row(
+            "SELECT COUNT(*) FROM raw_records WHERE source='web' AND stream='traffic_daily'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(raw, property.rows().len() as i64, "one raw record per row");
+    let tokens = property.tokens_used();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let stream = &summary["sources"][0]["streams"][0];
+    assert_eq!(stream["status"], "ok", "{stream}");
+    assert_eq!(
+        stream["requests"], 4,
+        "token, metadata and two batches: {stream}"
+    );
+    assert_eq!(
+        property.tokens_used() - tokens,
+        4,
+        "the 3 lookback days and today, a token a day"
+    );
+}
+
 on_both_stores!(
     sync_and_report_give_the_generated_ga4_values,
     restated_days_replace_their_rows_in_the_dataset_and_the_report,

@@ -360,6 +360,52 @@ async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts(store: Store) 
     env.sandbox.shutdown().await;
 }
 
+/// Issue 13: a sync with nothing new makes at most one request per stream — campaigns two, because
+/// Klaviyo lists campaigns only with an `equals(messages.channel,…)` filter, one channel a request. A
+/// first sync of this account is short, so its measuring request for event windows is its first page.
+#[tokio::test]
+async fn a_no_change_sync_makes_at_most_one_request_per_stream() {
+    let env = Env::start().await;
+    let config = env.config("a");
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let source = summary["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "email")
+        .unwrap();
+    let requests: HashMap<String, u64> = source["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "ok", "{s}");
+            (
+                s["stream"].as_str().unwrap().to_string(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: HashMap<String, u64> = [
+        ("events", 1),
+        ("metrics", 1),
+        ("profiles", 1),
+        ("campaigns", 2),
+        ("flows", 1),
+        ("lists", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(requests, want);
+    assert_eq!(env.account().throttled_count(), 0);
+    env.sandbox.shutdown().await;
+}
+
 on_both_stores!(
     sync_reads_every_klaviyo_record_within_the_rate_tiers,
     report_gives_the_klaviyo_values_of_the_generated_account,

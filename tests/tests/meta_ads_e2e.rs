@@ -531,6 +531,57 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
     assert_eq!(snapshot(&db(&killed)), expected);
 }
 
+/// Issue 13: a sync with nothing new makes one request per object stream, and for insights only the
+/// pages of the lookback days it re-reads (one synchronous range from the saved day less 28 days to
+/// today): no job, no other request.
+#[tokio::test]
+async fn a_no_change_sync_makes_one_request_per_stream_plus_the_insights_lookback() {
+    let env = Env::start().await;
+    let account = env.account();
+    let end = env.end();
+    let config = env.config("a", end - Duration::days(120), false);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    ads_ok(&out);
+    let jobs = account.jobs_started();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let source = ads_ok(&out);
+    let requests: HashMap<String, u64> = source["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stream"].as_str().unwrap().to_string(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The saved cursor is yesterday: the re-read runs from 28 days before it through today.
+    let from = (end - Duration::days(29)).to_string();
+    let rows = account
+        .insights()
+        .iter()
+        .filter(|r| date(r) >= from.as_str())
+        .count() as u64;
+    let pages = rows
+        .div_ceil(u64::from(growthflow_meta_ads::streams::INSIGHTS_PAGE_SIZE))
+        .max(1);
+    let want: HashMap<String, u64> = [
+        ("ad_insights", pages),
+        ("campaigns", 1),
+        ("adsets", 1),
+        ("ads", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(requests, want);
+    assert_eq!(account.jobs_started(), jobs, "no job for the lookback");
+    assert_eq!(account.throttled_count(), 0);
+}
+
 on_both_stores!(
     sync_restatement_and_report_give_the_generated_meta_values,
     a_two_year_backfill_splits_its_job_and_brings_every_day_once,

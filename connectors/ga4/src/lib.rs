@@ -39,9 +39,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef, SyncMode};
 use growthflow_core::http::{ClientOptions, HttpClient};
 use growthflow_core::model::JourneyMapper;
+use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::Result;
 
 pub use config::Ga4Config;
@@ -73,11 +75,13 @@ impl Ga4 {
         config.validate(name)?;
         let property = config.property().to_string();
         let authenticator = auth::authenticator(name, config.credentials(name)?, options)?;
+        let limiter = limits::concurrency(options.clock.clone());
         let client = HttpClient::builder(Arc::new(
             Ga4Policy::new(name, property.clone()).with_clock(options.clock.clone()),
         ))
         .options(options)
         .rate_limits(limits::rate_limits())
+        .adaptive(limiter.clone())
         .auth(authenticator)
         .origin(&config.api_base(name)?)
         .build()?;
@@ -98,6 +102,9 @@ impl Ga4 {
                 page_size: streams::DEFAULT_PAGE_SIZE,
                 reports: config.reports,
                 metadata: Default::default(),
+                limiter,
+                largest_day: Default::default(),
+                probed: Default::default(),
             }),
             report_names,
         })
@@ -121,6 +128,12 @@ impl Ga4 {
     /// The API root this connector talks to.
     pub fn api_base(&self) -> &url::Url {
         &self.reader.api_base
+    }
+
+    /// The property's adaptive concurrency limit (shared by all its streams), for progress displays
+    /// and tests.
+    pub fn limiter(&self) -> &Arc<AdaptiveLimiter> {
+        &self.reader.limiter
     }
 }
 
@@ -158,6 +171,16 @@ impl Connector for Ga4 {
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
         streams::read(self.reader.clone(), request)
+    }
+
+    /// Every day is its own report, so a long first sync or backfill is read as windows of days side
+    /// by side.
+    async fn plan_windows(&self, request: &ReadRequest) -> Result<Option<WindowPlan>> {
+        streams::plan_windows(&self.reader, request).await
+    }
+
+    fn read_window(&self, request: ReadRequest, span: Span) -> BoxStream<'_, Result<Page>> {
+        streams::read_window(self.reader.clone(), request, span)
     }
 
     fn mapper(&self) -> Arc<dyn JourneyMapper> {

@@ -2,9 +2,9 @@
 //! single day is never sampled on standard properties); up to five days go in one batchRunReports
 //! request, and a day with more rows than a page goes on with runReport, paged by `offset`/`rowCount`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{Duration as Days, NaiveDate};
 use futures::stream::BoxStream;
@@ -14,10 +14,13 @@ use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::HttpClient;
 use growthflow_core::paginate::{NextPage, Offset};
 use growthflow_core::start::{read_start_day, Rewind};
+use growthflow_core::time::start_of_day;
+use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 use crate::config::ReportConfig;
@@ -107,6 +110,14 @@ pub(crate) struct Reader {
     pub reports: Vec<ReportConfig>,
     /// The property's metadata names (dimensions, metrics), fetched once.
     pub metadata: OnceCell<(HashSet<String>, HashSet<String>)>,
+    /// The property's adaptive concurrency limit (windows are opened as it allows).
+    pub limiter: Arc<AdaptiveLimiter>,
+    /// The most rows a day of each stream had so far, so that a window after the first batches
+    /// days as a sequential read would instead of starting again at one day a request.
+    pub largest_day: Mutex<HashMap<String, u64>>,
+    /// The first day's report of a read, fetched by [`plan_windows`] to learn the day's cost: the
+    /// read (in sequence or its first window) takes it from here instead of asking again.
+    pub probed: Mutex<HashMap<(String, NaiveDate), Value>>,
 }
 
 /// One report's shape.
@@ -448,22 +459,53 @@ pub fn next_batch(page_size: u64, largest_day: Option<u64>) -> usize {
 /// checkpoints `{"cursor": day}`.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     async_stream::try_stream! {
-        let spec = reader.spec(&request.stream)?;
         let today = reader.client.clock().utc_now().date_naive();
         let (from, to) = days(&request, reader.lookback_days, today)?;
+        let mut pages = read_days(reader, request.stream, from, to, false);
+        while let Some(page) = pages.next().await {
+            yield page?;
+        }
+    }
+    .boxed()
+}
+
+/// Read the days `from..=to` of `stream` (see [`read`]). A window (`window`) starts batching from the
+/// largest day other windows of the stream have seen; a whole read starts at one day, as always.
+fn read_days(
+    reader: Arc<Reader>,
+    stream: String,
+    from: NaiveDate,
+    to: NaiveDate,
+    window: bool,
+) -> BoxStream<'static, Result<Page>> {
+    async_stream::try_stream! {
+        let spec = reader.spec(&stream)?;
         reader.validate(&spec).await?;
         let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
-        let mut largest: Option<u64> = None;
+        let mut largest: Option<u64> = if window { reader.largest_day(&stream) } else { None };
         let mut next = 0;
         while next < all.len() {
-            let n = next_batch(reader.page_size, largest).min(all.len() - next);
-            let chunk = &all[next..next + n];
-            next += n;
-            let reports = reader.batch_run_reports(&spec, chunk).await?;
+            let probed = reader
+                .probed
+                .lock()
+                .expect("probe lock")
+                .remove(&(stream.clone(), all[next]));
+            let (chunk, reports) = match probed {
+                Some(report) => (&all[next..next + 1], vec![report]),
+                None => {
+                    let n = next_batch(reader.page_size, largest).min(all.len() - next);
+                    let chunk = &all[next..next + n];
+                    (chunk, reader.batch_run_reports(&spec, chunk).await?)
+                }
+            };
+            next += chunk.len();
             largest = reports
                 .iter()
                 .map(|r| row_count(r).min(reader.page_size))
                 .max();
+            if let Some(rows) = largest {
+                reader.note_largest_day(&stream, rows);
+            }
             for (day, first) in chunk.iter().zip(reports) {
                 let iso = day.format("%Y-%m-%d").to_string();
                 let mut replaces = Some(iso.clone());
@@ -486,4 +528,187 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         }
     }
     .boxed()
+}
+
+impl Reader {
+    /// The largest day of `stream` seen by an earlier batch of this process, if any.
+    fn largest_day(&self, stream: &str) -> Option<u64> {
+        self.largest_day
+            .lock()
+            .expect("largest day lock")
+            .get(stream)
+            .copied()
+    }
+
+    fn note_largest_day(&self, stream: &str, rows: u64) {
+        self.largest_day
+            .lock()
+            .expect("largest day lock")
+            .insert(stream.to_string(), rows);
+    }
+}
+
+/// Up to this many days a read is not worth windows: three batches at most, read in sequence.
+pub const WINDOWS_FROM_DAYS: i64 = 3 * MAX_BATCH as i64;
+
+/// Days per window aimed at: four full batches, so that a window's first, one-day batch (when
+/// nothing is known of the property's size yet) stays a small share.
+pub const DAYS_PER_WINDOW: i64 = 4 * MAX_BATCH as i64;
+
+/// The most windows one read is split into.
+pub const MAX_WINDOWS: i64 = 64;
+
+/// Whether to read `request` as windows of days side by side: only when it covers more than
+/// [`WINDOWS_FROM_DAYS`] days (a first sync from `start_date`, a backfill); the engine asks only when
+/// there is no saved cursor, so an incremental sync reads its lookback days in sequence — and only
+/// when the property's daily token budget covers the read (see below).
+pub(crate) async fn plan_windows(
+    reader: &Reader,
+    request: &ReadRequest,
+) -> Result<Option<WindowPlan>> {
+    let spec = reader.spec(&request.stream)?;
+    if reader.limiter.config().cap <= 1 {
+        return Ok(None);
+    }
+    let today = reader.client.clock().utc_now().date_naive();
+    let (from, to) = days(request, reader.lookback_days, today)?;
+    let n = (to - from).num_days() + 1;
+    if n <= WINDOWS_FROM_DAYS {
+        return Ok(None);
+    }
+    // The read's first request, made here: its day's cost and the property's daily budget say
+    // whether the whole read fits in today's tokens. When it does not, the read goes in sequence,
+    // so that a stop by the daily quota leaves the longest run of days committed, and no tokens are
+    // spent on days past it that the next run would read again.
+    reader.validate(&spec).await?;
+    let first = reader
+        .batch_run_reports(&spec, &[from])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    reader.note_largest_day(&request.stream, row_count(&first).min(reader.page_size));
+    let budget = daily_tokens(&first);
+    reader
+        .probed
+        .lock()
+        .expect("probe lock")
+        .insert((request.stream.clone(), from), first);
+    if let Some((cost, remaining)) = budget {
+        if remaining < cost.max(1).saturating_mul((n - 1) as u64) {
+            tracing::debug!(stream = %request.stream, days = n, remaining,
+                "the daily token budget does not cover the read: in sequence");
+            return Ok(None);
+        }
+    }
+    let windows = n.div_euclid(DAYS_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
+    tracing::debug!(stream = %request.stream, days = n, windows, "reading in windows");
+    Ok(Some(WindowPlan {
+        since: start_of_day(from),
+        until: start_of_day(to + Days::days(1)),
+        windows,
+        open_end: request.window.is_none(),
+        limiter: Some(reader.limiter.clone()),
+    }))
+}
+
+/// `(consumed, remaining)` of a report's daily token quota (`propertyQuota.tokensPerDay`), if sent.
+pub fn daily_tokens(report: &Value) -> Option<(u64, u64)> {
+    let q = report.pointer("/propertyQuota/tokensPerDay")?;
+    let n = |k: &str| q.get(k).and_then(Value::as_u64);
+    Some((n("consumed").unwrap_or(0), n("remaining")?))
+}
+
+/// The days of a window: those whose midnight (UTC, as the plan counts them) lies in `span`; an open
+/// span reads on to today. Adjacent windows therefore share no day and leave none out.
+pub fn span_days(span: Span, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+    let mut from = span.since.date_naive();
+    if start_of_day(from) < span.since {
+        from += Days::days(1);
+    }
+    let to = match span.until {
+        Some(until) => (until - Days::seconds(1)).date_naive().min(today),
+        None => today,
+    };
+    (from <= to).then_some((from, to))
+}
+
+/// Read the days of one window (see [`plan_windows`]) as [`read`] reads a range.
+pub(crate) fn read_window(
+    reader: Arc<Reader>,
+    request: ReadRequest,
+    span: Span,
+) -> BoxStream<'static, Result<Page>> {
+    let today = reader.client.clock().utc_now().date_naive();
+    match span_days(span, today) {
+        Some((from, to)) => read_days(reader, request.stream, from, to, true),
+        None => futures::stream::empty().boxed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use chrono::Utc;
+
+    fn d(m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, m, day).unwrap()
+    }
+
+    #[test]
+    fn windows_of_days_share_no_day_and_leave_none_out() {
+        let at = |m, day, h| Utc.with_ymd_and_hms(2024, m, day, h, 0, 0).unwrap();
+        let today = d(6, 30);
+        // A span starting mid-day leaves that day to the window before it.
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(4, 1, 0),
+                    until: Some(at(4, 11, 8))
+                },
+                today
+            ),
+            Some((d(4, 1), d(4, 11)))
+        );
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(4, 11, 8),
+                    until: Some(at(4, 21, 16))
+                },
+                today
+            ),
+            Some((d(4, 12), d(4, 21)))
+        );
+        // The open last window reads on to today; a span holding no midnight reads nothing.
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(6, 20, 0),
+                    until: None
+                },
+                today
+            ),
+            Some((d(6, 20), today))
+        );
+        assert_eq!(
+            span_days(
+                Span {
+                    since: at(4, 1, 2),
+                    until: Some(at(4, 1, 20))
+                },
+                today
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_daily_budget_is_read_from_the_property_quota() {
+        let report =
+            json!({"propertyQuota": {"tokensPerDay": {"consumed": 12, "remaining": 199610}}});
+        assert_eq!(daily_tokens(&report), Some((12, 199_610)));
+        assert_eq!(daily_tokens(&json!({"rows": []})), None);
+    }
 }

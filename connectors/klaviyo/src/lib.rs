@@ -47,10 +47,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::auth::RotationHook;
 use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
 use growthflow_core::http::{ClientOptions, HttpClient};
 use growthflow_core::model::JourneyMapper;
+use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::Result;
 
 pub use config::KlaviyoConfig;
@@ -103,9 +105,11 @@ impl Klaviyo {
         let credentials = config.credentials(name)?;
         let oauth = matches!(credentials, config::Credentials::OAuth { .. });
         let authenticator = auth::authenticator(name, credentials, &config.token_url(name)?, hook)?;
+        let limiter = limits::concurrency(options.clock.clone());
         let client = HttpClient::builder(Arc::new(KlaviyoPolicy::new(name).oauth(oauth)))
             .options(options)
             .rate_limits(limits::rate_limits())
+            .adaptive(limiter.clone())
             .auth(authenticator)
             .origin(&config.api_base(name)?)
             .build()?;
@@ -116,6 +120,8 @@ impl Klaviyo {
                 api_base: config.api_base(name)?,
                 revision: config.revision.trim().to_string(),
                 lookback_days: config.lookback_days(),
+                limiter,
+                probed: Default::default(),
             }),
         })
     }
@@ -128,6 +134,12 @@ impl Klaviyo {
     /// The `revision` header sent on every request.
     pub fn revision(&self) -> &str {
         &self.reader.revision
+    }
+
+    /// The account's adaptive concurrency limit (shared by all its streams), for progress displays
+    /// and tests.
+    pub fn limiter(&self) -> &Arc<AdaptiveLimiter> {
+        &self.reader.limiter
     }
 }
 
@@ -155,6 +167,16 @@ impl Connector for Klaviyo {
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
         streams::read(self.reader.clone(), request)
+    }
+
+    /// Events filter `datetime` on both sides, so a long first sync or backfill of them is read in
+    /// windows; the other streams are read in sequence.
+    async fn plan_windows(&self, request: &ReadRequest) -> Result<Option<WindowPlan>> {
+        streams::plan_windows(&self.reader, request).await
+    }
+
+    fn read_window(&self, request: ReadRequest, span: Span) -> BoxStream<'_, Result<Page>> {
+        streams::read_window(self.reader.clone(), request, span)
     }
 
     fn mapper(&self) -> Arc<dyn JourneyMapper> {

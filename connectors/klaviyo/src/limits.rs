@@ -6,8 +6,29 @@
 //! additionally follows the `RateLimit-*` headers for limits shared with other apps on the account.
 //! The tiers are those of the pinned revision (2026-07-15; profiles and lists went from 700/m to
 //! 750/m in that revision).
+//!
+//! A long first sync or backfill of events reads date windows side by side
+//! ([`growthflow_core::window`]); how many requests are in flight is the source's adaptive limit
+//! ([`concurrency`]): it starts at two, grows while Klaviyo's latency holds, halves on a 429 (whose
+//! `Retry-After` core honours, pausing the endpoint for every window), and never passes
+//! [`MAX_IN_FLIGHT`]. The fixed windows above still space every request, so side-by-side windows
+//! stay within the burst and steady limits rather than running into 429s.
 
-use growthflow_core::http::{Quota, RateLimits};
+use std::sync::Arc;
+
+use growthflow_core::adaptive::{AdaptiveConfig, AdaptiveLimiter};
+use growthflow_core::http::{Clock, Quota, RateLimits};
+
+/// The most requests in flight at once. Events (XL: 350/s, 3,500/m) are paced to the steady window
+/// (one request per ~17 ms); a page of events with its includes takes Klaviyo a few hundred
+/// milliseconds, so eight in flight use the steady budget without queueing behind the burst one,
+/// and leave room for the stricter extra limits Klaviyo counts for `include`.
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// The account's adaptive concurrency limit, shared by all its streams (they share its quotas).
+pub fn concurrency(clock: Arc<dyn Clock>) -> Arc<AdaptiveLimiter> {
+    AdaptiveLimiter::new(AdaptiveConfig::with_cap(MAX_IN_FLIGHT), clock)
+}
 
 /// Klaviyo's named rate tiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@
 //! resources its relationships point at (by relationship name), so a record stands on its own.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{BoxStream, StreamExt};
@@ -25,11 +25,13 @@ use reqwest::header::ACCEPT;
 use serde_json::{Map, Value};
 use url::Url;
 
+use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::format_utc;
+use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 use crate::config::revision_at_least;
@@ -206,6 +208,10 @@ pub(crate) struct Reader {
     pub(crate) api_base: Url,
     pub(crate) revision: String,
     pub(crate) lookback_days: u32,
+    pub(crate) limiter: Arc<AdaptiveLimiter>,
+    /// First pages fetched by [`plan_windows`] for a read it left in sequence, by URL: the read
+    /// takes its first page from here, so that measuring a short read costs no request.
+    pub(crate) probed: Mutex<HashMap<String, Value>>,
 }
 
 /// A time as Klaviyo's filters take it: unquoted RFC 3339 UTC.
@@ -294,6 +300,12 @@ impl Reader {
                 ));
             }
         }
+        Ok((self.urls(spec, &filters), keep))
+    }
+
+    /// The first URL(s) of a read with these filters on its date field: sort, includes, page size,
+    /// and for campaigns one URL per channel.
+    fn urls(&self, spec: &Spec, filters: &[String]) -> Vec<Url> {
         let mut common = Vec::new();
         if let Some(sort) = spec.sort {
             common.push(param("sort", sort));
@@ -311,7 +323,7 @@ impl Reader {
         } else {
             vec![None]
         };
-        let urls = channels
+        channels
             .into_iter()
             .map(|channel| {
                 let mut all: Vec<String> = channel
@@ -328,8 +340,21 @@ impl Reader {
                 set_query(&mut url, &params);
                 url
             })
-            .collect();
-        Ok((urls, keep))
+            .collect()
+    }
+
+    /// The filters of one window of events: `datetime` from the span's start (inclusive) to its end
+    /// (exclusive; none for the open last window), so adjacent windows neither overlap nor leave a
+    /// gap. Backfills filter events on `datetime` too (their creation time), so both read the same.
+    fn span_filters(span: Span) -> Vec<String> {
+        let mut filters = vec![format!(
+            "greater-or-equal(datetime,{})",
+            filter_time(span.since)
+        )];
+        if let Some(until) = span.until {
+            filters.push(format!("less-than(datetime,{})", filter_time(until)));
+        }
+        filters
     }
 
     /// GET one JSON:API page with the revision and accept headers.
@@ -491,10 +516,20 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         ));
         return futures::stream::once(async move { Err(err) }).boxed();
     };
-    let (mut urls, keep) = match reader.plan(&spec, &request) {
+    let (urls, keep) = match reader.plan(&spec, &request) {
         Ok(p) => p,
         Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
     };
+    read_urls(reader, spec, urls, keep)
+}
+
+/// Page through the reads that start at `urls`, one after the other.
+fn read_urls(
+    reader: Arc<Reader>,
+    spec: Spec,
+    mut urls: Vec<Url>,
+    keep: Keep,
+) -> BoxStream<'static, Result<Page>> {
     // The URLs carry filters only; credentials go in a header, so they can be logged.
     tracing::debug!(stream = spec.def.name, urls = ?urls.iter().map(Url::as_str).collect::<Vec<_>>(), "reading");
     urls.reverse();
@@ -510,7 +545,15 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         let reader = reader.clone();
         let spec = spec.clone();
         async move {
-            let mut document = reader.get(cursor.url.clone(), spec.path).await?;
+            let probed = reader
+                .probed
+                .lock()
+                .expect("probe lock")
+                .remove(cursor.url.as_str());
+            let mut document = match probed {
+                Some(document) => document,
+                None => reader.get(cursor.url.clone(), spec.path).await?,
+            };
             let next = JsonCursor::url("/links/next").next_from(&document);
             let mut records = Vec::new();
             for item in join_included(&mut document) {
@@ -538,6 +581,130 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         }
     })
     .boxed()
+}
+
+/// Below this many pages a read of events is not worth windows: a few sequential pages are quick,
+/// and every window costs a request of its own.
+pub const WINDOWS_FROM_PAGES: u64 = 8;
+
+/// Pages per window aimed at: enough that a window's own requests (its short last page) stay a
+/// small share, few enough that there are windows to spread.
+pub const PAGES_PER_WINDOW: u64 = 4;
+
+/// The most windows one read is split into.
+pub const MAX_WINDOWS: u64 = 64;
+
+/// Events are the one stream read in windows: they are by far the largest, and `/api/events` filters
+/// `datetime` on both sides (`greater-or-equal`, `less-than`) and sorts by it. Other streams are small
+/// or can only be filtered from below, so they are read in sequence.
+///
+/// Klaviyo gives no count, so one request — the first page of the whole range, sorted by `datetime` —
+/// measures the range: if it is the only page, windows would only add requests; else its records'
+/// spread estimates how many pages the rest holds, and the windows start at its first event (there is
+/// none before it in the range). The engine asks only for first syncs and backfills, so an
+/// incremental sync never pays for it.
+pub(crate) async fn plan_windows(
+    reader: &Reader,
+    request: &ReadRequest,
+) -> Result<Option<WindowPlan>> {
+    let Some(spec) = Spec::of(&request.stream).filter(|s| s.def.name == "events") else {
+        return Ok(None);
+    };
+    if reader.limiter.config().cap <= 1 {
+        return Ok(None);
+    }
+    let (since, until, open_end) = match request.window {
+        Some(w) => (w.since, w.until, false),
+        None => (
+            reader.incremental_start(&spec, request, false)?,
+            reader.client.clock().utc_now(),
+            true,
+        ),
+    };
+    if until <= since {
+        return Ok(None);
+    }
+    let span = Span {
+        since,
+        until: (!open_end).then_some(until),
+    };
+    let urls = reader.urls(&spec, &Reader::span_filters(span));
+    let Some(url) = urls.into_iter().next() else {
+        return Ok(None);
+    };
+    let document = reader.get(url.clone(), spec.path).await?;
+    let Some((first, pages)) = measure(&spec, &document, since, until)? else {
+        // Not worth windows: the read in sequence starts with the same URL and takes this page.
+        reader
+            .probed
+            .lock()
+            .expect("probe lock")
+            .insert(url.to_string(), document);
+        return Ok(None);
+    };
+    let windows = (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
+    tracing::debug!(stream = spec.def.name, pages, windows, "reading in windows");
+    Ok(Some(WindowPlan {
+        since: first,
+        until,
+        windows,
+        open_end,
+        limiter: Some(reader.limiter.clone()),
+    }))
+}
+
+/// Where the events of a range start and how many pages they fill, from the range's first page
+/// (sorted by `datetime`): `None` when that page is the only one or the rest is at most
+/// [`WINDOWS_FROM_PAGES`] pages.
+fn measure(
+    spec: &Spec,
+    document: &Value,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Option<(DateTime<Utc>, u64)>> {
+    if !matches!(
+        JsonCursor::url("/links/next").next_from(document),
+        NextPage::Url(_)
+    ) {
+        return Ok(None);
+    }
+    let mut times = Vec::new();
+    for item in join_included(&mut document.clone()) {
+        if let Some(t) = to_record(spec, item)?
+            .cursor
+            .as_deref()
+            .and_then(growthflow_core::time::parse_utc)
+        {
+            times.push(t);
+        }
+    }
+    let (Some(first), Some(last)) = (times.iter().min().copied(), times.iter().max().copied())
+    else {
+        return Ok(None);
+    };
+    // The events of the range lie in [first, until): the first page's spread says how many pages.
+    let first = first.max(since);
+    let spread = (last - first).num_seconds().max(1);
+    let rest = (until - first).num_seconds().max(1);
+    let pages = (rest as u64).div_ceil(spread as u64);
+    Ok((pages > WINDOWS_FROM_PAGES).then_some((first, pages)))
+}
+
+/// Read the events of one window (see [`plan_windows`]), paged by `links.next` like a whole read.
+pub(crate) fn read_window(
+    reader: Arc<Reader>,
+    request: ReadRequest,
+    span: Span,
+) -> BoxStream<'static, Result<Page>> {
+    let Some(spec) = Spec::of(&request.stream).filter(|s| s.def.name == "events") else {
+        let err = Error::Internal(format!(
+            "Klaviyo reads only events in windows, not {:?}",
+            request.stream
+        ));
+        return futures::stream::once(async move { Err(err) }).boxed();
+    };
+    let urls = reader.urls(&spec, &Reader::span_filters(span));
+    read_urls(reader, spec, urls, Keep::All)
 }
 
 #[cfg(test)]
@@ -603,6 +770,8 @@ mod tests {
             api_base: Url::parse("https://a.klaviyo.com/api").unwrap(),
             revision: "2026-07-15".into(),
             lookback_days: 3,
+            limiter: crate::limits::concurrency(Arc::new(growthflow_core::http::TokioClock)),
+            probed: Mutex::default(),
         }
     }
 
