@@ -866,6 +866,12 @@ fn main() -> Result<()> {
                 columns: &[],
             };
             let w = generate(&mut sink, &a, true)?;
+            // The report's rollups, as the rebuild fills them: the load's triggers noted every day
+            // and customer; the same refresh computes them.
+            eprintln!("rollups…");
+            let mut tx = dest.client().transaction()?;
+            growthflow_core::report::refresh_rollups_postgres(&mut tx)?;
+            tx.commit()?;
             // As autovacuum would after a load this size: statistics, and the visibility map that lets
             // index-only scans skip the heap.
             eprintln!("vacuum analyze…");
@@ -902,6 +908,8 @@ fn main() -> Result<()> {
             let mut sink = SqliteSink { conn, stmt: None };
             let w = generate(&mut sink, &a, false)?;
             drop(sink);
+            // The report's rollups, as the rebuild fills them (see the PostgreSQL side).
+            growthflow_core::report::refresh_rollups_sqlite(conn)?;
             conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")?;
             counts = Some(w.counts);
         }
