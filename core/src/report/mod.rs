@@ -350,7 +350,8 @@ pub fn explain_report<'a>(
     let db = &mut db.into();
     let (built, queries) = sql::recording(|| build(db, opts));
     built?;
-    queries
+    db.begin_report()?;
+    let plans = queries
         .into_iter()
         .map(|(sql, params)| {
             let refs: Vec<&str> = params.iter().map(String::as_str).collect();
@@ -364,11 +365,27 @@ pub fn explain_report<'a>(
                 plan,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, ReportError>>();
+    finish(db, plans)
+}
+
+/// End the report's reading ([`Dataset::begin_report`]) whatever `out` is, returning `out`.
+fn finish<T>(db: &mut Dataset<'_>, out: Result<T, ReportError>) -> Result<T, ReportError> {
+    let ended = db.end_report();
+    let out = out?;
+    ended?;
+    Ok(out)
 }
 
 fn build(db: &mut Dataset<'_>, opts: &ReportOptions) -> Result<Report, ReportError> {
     rollup::ensure_fresh(db)?;
+    db.begin_report()?;
+    let report = read(db, opts);
+    finish(db, report)
+}
+
+/// The report, read from a fresh dataset inside [`Dataset::begin_report`].
+fn read(db: &mut Dataset<'_>, opts: &ReportOptions) -> Result<Report, ReportError> {
     let (since, until) = queries::resolve_window(db, opts)?;
     tracing::debug!(%since, %until, "building report");
     let w = queries::Window::new(since, until);

@@ -239,37 +239,41 @@ pub(super) fn customer_counts(db: &mut Dataset<'_>, w: &Window) -> Result<(i64, 
     // From each customer's first and last valid order (and repeat order): one with an order in the
     // window is decided by those alone unless both lie outside it on either side; only such a
     // customer's orders are looked up (one index seek each).
-    let p1 = d.p_time(1);
-    let p2 = d.p_time(2);
+    let (lo, hi) = bounds(d);
     let in_window = |first: &str, last: &str, extra: &str| {
         format!(
-            "{first} < {p2} AND {last} >= {p1}
-             AND ({first} >= {p1} OR {last} < {p2} OR EXISTS (
-                 SELECT 1 FROM orders o
-                 WHERE o.customer_id = c.customer_id AND {valid}
-                   AND o.created_at >= {p1} AND o.created_at < {p2}{extra}))",
+            "CASE WHEN {first} IS NULL OR {first} >= {hi} OR {last} < {lo} THEN 0
+                  WHEN {first} >= {lo} OR {last} < {hi} THEN 1
+                  WHEN EXISTS (
+                      SELECT 1 FROM orders o
+                      WHERE o.customer_id = c.customer_id AND {valid}
+                        AND o.created_at >= {lo} AND o.created_at < {hi}{extra}) THEN 1
+                  ELSE 0 END",
             valid = d.valid_order("o"),
         )
     };
     let sql = format!(
         "SELECT {customers}, {repeat}
          FROM growthflow_rollup_customers c
-         WHERE last_at >= {p1} AND first_at < {p2}",
-        customers = d.sum_int(&format!(
-            "CASE WHEN {} THEN 1 ELSE 0 END",
-            in_window("first_at", "last_at", "")
-        )),
-        repeat = d.sum_int(&format!(
-            "CASE WHEN {} THEN 1 ELSE 0 END",
-            in_window(
-                "first_repeat_at",
-                "last_repeat_at",
-                " AND o.customer_order_index >= 2"
-            )
+         WHERE c.last_at >= {lo} AND c.first_at < {hi}",
+        customers = d.sum_int(&in_window("c.first_at", "c.last_at", "")),
+        repeat = d.sum_int(&in_window(
+            "c.first_repeat_at",
+            "c.last_repeat_at",
+            " AND o.customer_order_index >= 2"
         )),
     );
     let r = db.row(&sql, &[&w.since, &w.until_next], &[Col::Int, Col::Int])?;
     Ok((r.int(0), r.int(1)))
+}
+
+/// The window's bounds as order times (parameters 1 and 2), each computed once per query: a scalar
+/// subquery, where PostgreSQL would otherwise parse the parameter again for every customer compared.
+fn bounds(d: sql::Dialect) -> (String, String) {
+    (
+        format!("(SELECT {})", d.p_time(1)),
+        format!("(SELECT {})", d.p_time(2)),
+    )
 }
 
 /// (the window's customers with a valid order in `currency`, the sum over them of all their valid
@@ -281,27 +285,29 @@ pub(super) fn ltv_totals(
 ) -> Result<(i64, Decimal), ReportError> {
     let d = db.dialect();
     let cur = d.currency_key("o.currency");
+    let (lo, hi) = bounds(d);
     // From each customer's summary in the currency: whether they ordered in the window (as in
     // `customer_counts`), and their total up to `until`, which is the summary's own unless they
     // ordered after `until` (then their orders up to it are summed, one index range each).
     let sql = format!(
         "SELECT COUNT(*), {sum} FROM (
-             SELECT CASE WHEN c.last_at < {p2} THEN c.total ELSE (
+             SELECT CASE WHEN c.last_at < {hi} THEN c.total ELSE (
                         SELECT {total} FROM orders o
                         WHERE o.customer_id = c.customer_id AND {valid}
-                          AND o.created_at < {p2} AND {cur} = {p3})
+                          AND o.created_at < {hi} AND {cur} = {p3})
                     END AS total
              FROM growthflow_rollup_customer_currencies c
-             WHERE c.currency = {p3} AND c.last_at >= {p1} AND c.first_at < {p2}
-               AND (c.first_at >= {p1} OR c.last_at < {p2} OR EXISTS (
-                   SELECT 1 FROM orders o
-                   WHERE o.customer_id = c.customer_id AND {valid}
-                     AND o.created_at >= {p1} AND o.created_at < {p2} AND {cur} = {p3}))) t",
+             WHERE c.currency = {p3} AND c.last_at >= {lo} AND c.first_at < {hi}
+               AND 1 = CASE WHEN c.first_at >= {lo} OR c.last_at < {hi} THEN 1
+                            WHEN EXISTS (
+                                SELECT 1 FROM orders o
+                                WHERE o.customer_id = c.customer_id AND {valid}
+                                  AND o.created_at >= {lo} AND o.created_at < {hi}
+                                  AND {cur} = {p3}) THEN 1
+                            ELSE 0 END) t",
         sum = d.sum_of_sums("total"),
         total = d.sum_money("o.total_price"),
         valid = d.valid_order("o"),
-        p1 = d.p_time(1),
-        p2 = d.p_time(2),
         p3 = d.p(3),
     );
     let r = db.row(

@@ -14,9 +14,13 @@
 use super::sql::{Dataset, Dialect};
 use super::ReportError;
 
-/// Days recomputed per statement: bounds the rows SQLite sorts at once (≈ 14,000 events a day in the
-/// benchmark's warehouse) while keeping the statements few.
-const DAYS_PER_CHUNK: usize = 16;
+/// Days recomputed per statement, at most: a statement covers the dirty days of a span of this many
+/// calendar days, which bounds the rows SQLite sorts at once (≈ 14,000 events a day in the benchmark's
+/// warehouse) and the range of orders it reads, while keeping the statements few.
+const DAYS_PER_CHUNK: i64 = 16;
+
+/// A refresh of more days than this (a full rebuild, the migration) gathers the rollups' statistics.
+const FULL_REFRESH_DAYS: usize = 90;
 
 /// Where the refresh's statements run: a SQLite connection (or transaction) or a PostgreSQL client
 /// (or transaction).
@@ -128,18 +132,44 @@ fn refresh(x: &mut impl Exec) -> Result<(), ReportError> {
         d.date_text("date")
     ))?;
     let statements = day_statements(d);
-    for chunk in days.chunks(DAYS_PER_CHUNK) {
-        let (lo, hi) = (&chunk[0], &chunk[chunk.len() - 1]);
+    for (lo, hi) in spans(&days) {
         for sql in &statements {
-            x.exec(sql, &[lo.as_str(), hi.as_str()])?;
+            x.exec(sql, &[lo, hi])?;
         }
     }
     for sql in customer_statements(d) {
         x.exec(&sql, &[])?;
     }
+    // After a full rebuild or the migration, the planner's statistics of the rollups are stale (or
+    // absent): gather them now rather than wait for autovacuum. SQLite plans without them.
+    if d == Dialect::Postgres && days.len() > FULL_REFRESH_DAYS {
+        x.exec(
+            "ANALYZE growthflow_rollup_events, growthflow_rollup_orders, growthflow_rollup_refunds,
+                     growthflow_rollup_customers, growthflow_rollup_customer_currencies",
+            &[],
+        )?;
+    }
     x.exec("DELETE FROM growthflow_rollup_dirty_days", &[])?;
     x.exec("DELETE FROM growthflow_rollup_dirty_customers", &[])?;
     Ok(())
+}
+
+/// The sorted `days` cut into spans of at most [`DAYS_PER_CHUNK`] calendar days: (first, last).
+fn spans(days: &[String]) -> Vec<(&str, &str)> {
+    let parse = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for day in days {
+        match out.last_mut() {
+            Some((lo, hi))
+                if matches!((parse(lo), parse(day)), (Some(a), Some(b))
+                    if (b - a).num_days() < DAYS_PER_CHUNK) =>
+            {
+                *hi = day
+            }
+            _ => out.push((day, day)),
+        }
+    }
+    out
 }
 
 /// The statements that recompute the dirty days between parameters 1 and 2 (inclusive).
@@ -175,17 +205,16 @@ fn day_statements(d: Dialect) -> Vec<String> {
         format!(
             "INSERT INTO growthflow_rollup_orders (date, currency, utm_campaign, channel, orders,
                  revenue)
-             SELECT k.date, o.currency, o.utm_campaign, o.channel, COUNT(*), {revenue}
-             FROM growthflow_rollup_dirty_days k
-             JOIN orders o ON o.created_at >= {start} AND o.created_at < {end}
-             WHERE k.date BETWEEN {p1} AND {p2} AND {valid}
-             GROUP BY k.date, o.currency, o.utm_campaign, o.channel",
-            revenue = d.sum_money("o.total_price"),
-            start = d.day_start("k.date"),
-            end = d.day_start(&d.next_day("k.date")),
-            valid = d.valid_order("o"),
-            p1 = d.p_date(1),
-            p2 = d.p_date(2),
+             SELECT {day}, currency, utm_campaign, channel, COUNT(*), {revenue}
+             FROM orders
+             WHERE created_at >= {start} AND created_at < {end} AND {valid}
+               AND {day} IN ({days})
+             GROUP BY 1, 2, 3, 4",
+            day = d.day_of("created_at"),
+            revenue = d.sum_money("total_price"),
+            start = d.day_start(&d.p_date(1)),
+            end = d.day_start(&d.next_day(&d.p_date(2))),
+            valid = d.valid_order(""),
         ),
         format!("DELETE FROM growthflow_rollup_refunds WHERE date IN ({days})"),
         // Refunds of valid orders, in their own currency else their order's.

@@ -192,6 +192,27 @@ impl Dataset<'_> {
         }
     }
 
+    /// Start reading a report. PostgreSQL: one read-only snapshot for all its queries (the same data
+    /// throughout, even while a sync commits), without JIT compilation, which costs more than the
+    /// report's queries over rollups take to run. SQLite: nothing (the caller's connection may already
+    /// be in a transaction).
+    pub(super) fn begin_report(&mut self) -> Result<(), ReportError> {
+        if let Dataset::Postgres(client) = self {
+            client.batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// End what [`Self::begin_report`] began.
+    pub(super) fn end_report(&mut self) -> Result<(), ReportError> {
+        if let Dataset::Postgres(client) = self {
+            client.batch_execute("COMMIT")?;
+        }
+        Ok(())
+    }
+
     /// The one row an aggregate without `GROUP BY` returns.
     pub(super) fn row(
         &mut self,
@@ -376,6 +397,14 @@ impl Dialect {
         match self {
             Dialect::Sqlite => day.to_string(),
             Dialect::Postgres => format!("(CAST({day} AS timestamp) AT TIME ZONE 'UTC')"),
+        }
+    }
+
+    /// The UTC day of an order time, as the rollups' `date` (text in SQLite, `DATE` in PostgreSQL).
+    pub(super) fn day_of(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("substr({col}, 1, 10)"),
+            Dialect::Postgres => format!("(({col}) AT TIME ZONE 'UTC')::date"),
         }
     }
 
