@@ -26,7 +26,7 @@ use growthflow_core::report::{explain_report, ReportOptions};
 
 const USAGE: &str =
     "report_bench [--orders N] [--events N] [--days N] [--destination URL] [--schema NAME]
-             [--dataset PATH] [--reuse] [--runs N] [--explain] [--keep]";
+             [--dataset PATH] [--reuse] [--runs N] [--explain] [--keep] [--json-out PREFIX]";
 
 #[derive(Debug)]
 struct Args {
@@ -40,6 +40,9 @@ struct Args {
     runs: usize,
     explain: bool,
     keep: bool,
+    /// Where to write each window's JSON report (`PREFIX-default.json`, `PREFIX-full.json`), to
+    /// compare the reports of two builds field by field.
+    json_out: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -54,6 +57,7 @@ fn parse_args() -> Result<Args> {
         runs: 5,
         explain: false,
         keep: false,
+        json_out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +76,7 @@ fn parse_args() -> Result<Args> {
             "--reuse" => a.reuse = true,
             "--explain" => a.explain = true,
             "--keep" => a.keep = true,
+            "--json-out" => a.json_out = Some(PathBuf::from(value()?)),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -861,6 +866,12 @@ fn main() -> Result<()> {
                 columns: &[],
             };
             let w = generate(&mut sink, &a, true)?;
+            // The report's rollups, as the rebuild fills them: the load's triggers noted every day
+            // and customer; the same refresh computes them.
+            eprintln!("rollups…");
+            let mut tx = dest.client().transaction()?;
+            growthflow_core::report::refresh_rollups_postgres(&mut tx)?;
+            tx.commit()?;
             // As autovacuum would after a load this size: statistics, and the visibility map that lets
             // index-only scans skip the heap.
             eprintln!("vacuum analyze…");
@@ -897,6 +908,8 @@ fn main() -> Result<()> {
             let mut sink = SqliteSink { conn, stmt: None };
             let w = generate(&mut sink, &a, false)?;
             drop(sink);
+            // The report's rollups, as the rebuild fills them (see the PostgreSQL side).
+            growthflow_core::report::refresh_rollups_sqlite(conn)?;
             conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")?;
             counts = Some(w.counts);
         }
@@ -937,14 +950,15 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let since = first_day.to_string();
-    let windows: [(&str, Vec<&str>); 2] = [
-        ("default window (last 30 days)", vec![]),
+    let windows: [(&str, &str, Vec<&str>); 2] = [
+        ("default window (last 30 days)", "default", vec![]),
         (
             "full range (--since first day)",
+            "full",
             vec!["--since", since.as_str()],
         ),
     ];
-    for (name, extra) in &windows {
+    for (name, file, extra) in &windows {
         let mut times = Vec::new();
         let mut last = String::new();
         for _ in 0..a.runs.max(1) {
@@ -955,6 +969,11 @@ fn main() -> Result<()> {
         let mut sorted = times.clone();
         sorted.sort_by(f64::total_cmp);
         let v: serde_json::Value = serde_json::from_str(&last)?;
+        if let Some(prefix) = &a.json_out {
+            let path = format!("{}-{file}.json", prefix.display());
+            std::fs::write(&path, &last)?;
+            eprintln!("report written to {path}");
+        }
         println!(
             "report, {name}: median {:.3} s, min {:.3} s, max {:.3} s over {} runs ({}: orders {}, revenue {}, sessions {}, email_opens {})",
             sorted[sorted.len() / 2],

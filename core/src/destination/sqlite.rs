@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_sync_runs.sql")),
     (6, include_str!("migrations/0006_raw_records_rowid.sql")),
     (7, include_str!("migrations/0007_report_indexes.sql")),
+    (8, include_str!("migrations/0008_report_rollups.sql")),
 ];
 
 /// A SQLite dataset.
@@ -139,6 +140,9 @@ impl SqliteDestination {
                 continue;
             }
             tx.execute_batch(sql)?;
+            if *version == 8 {
+                crate::report::rollup::refresh_sqlite(&tx)?; // Fills the rollups it added.
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                 params![version, format_utc(Utc::now())],
@@ -448,6 +452,7 @@ fn rebuild(
     }
     name_klaviyo_campaigns(tx, full)?;
     settle_people(tx)?;
+    crate::report::rollup::refresh_sqlite(tx)?; // The report's rollups of what changed.
     tx.execute("DELETE FROM growthflow_removed", [])?;
     tx.execute(
         "INSERT INTO growthflow_journey (id, fingerprint, watermark) VALUES (1, ?1, ?2)

@@ -114,14 +114,15 @@ pub(super) fn campaigns(
     // counts only in the report currency; delivery counts in every currency.
     let rows = db.rows(
         &format!(
-            "SELECT campaign, COUNT(*), {first}, {qty}, {spend}, {clicks}
-             FROM journey_events
+            "SELECT campaign, {n}, {first}, {qty}, {spend}, {clicks}
+             FROM growthflow_rollup_events
              WHERE event_type = 'ad_insights' AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
              GROUP BY campaign",
+            n = d.sum_int("records"),
             first = d.date_text("MIN(date)"),
             qty = d.sum_count("quantity"),
-            spend = d.sum_money(&format!("CASE WHEN {cur} = {} THEN value END", d.p(3))),
-            clicks = d.sum_count(&d.json_number("attributes", "clicks")),
+            spend = d.sum_of_sums(&format!("CASE WHEN {cur} = {} THEN value END", d.p(3))),
+            clicks = d.sum_count("clicks"),
             p1 = d.p_date(1),
             p2 = d.p_date(2),
         ),
@@ -142,10 +143,11 @@ pub(super) fn campaigns(
     // GA4 sessions, per campaign and channel.
     let rows = db.rows(
         &format!(
-            "SELECT campaign, channel, COUNT(*), {first}, {qty}
-             FROM journey_events
+            "SELECT campaign, channel, {n}, {first}, {qty}
+             FROM growthflow_rollup_events
              WHERE event_type = 'sessions' AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
              GROUP BY campaign, channel",
+            n = d.sum_int("records"),
             first = d.date_text("MIN(date)"),
             qty = d.sum_count("quantity"),
             p1 = d.p_date(1),
@@ -167,28 +169,27 @@ pub(super) fn campaigns(
     }
 
     // Klaviyo: the campaigns and flows its emails and attributed orders name (the rebuild resolves
-    // their ids into names from the synced campaigns and flows). Two queries, each grouped in the
-    // order of the index that serves it (`journey_events_report`, and `journey_events_attributed` for
-    // the attributed orders), so the store reads an index without sorting the window; the days are
-    // added up here.
+    // their ids into names from the synced campaigns and flows), from the daily rollup: the email
+    // events, and the attributed orders.
     let emails = format!(
-        "SELECT campaign, COUNT(*), {first}
-         FROM journey_events
+        "SELECT campaign, {n}, {first}
+         FROM growthflow_rollup_events
          WHERE event_type IN ('email_received', 'email_opened', 'email_clicked')
            AND date BETWEEN {p1} AND {p2} AND campaign IS NOT NULL
-         GROUP BY event_type, date, currency, campaign",
+         GROUP BY campaign",
+        n = d.sum_int("records"),
         first = d.date_text("MIN(date)"),
         p1 = d.p_date(1),
         p2 = d.p_date(2),
     );
     let attributed = format!(
-        "SELECT campaign, COUNT(*), {first}
-         FROM journey_events
+        "SELECT campaign, {n}, {first}
+         FROM growthflow_rollup_events
          WHERE event_type = 'placed_order' AND date BETWEEN {p1} AND {p2}
-           AND {attributed} AND campaign IS NOT NULL
-         GROUP BY date, currency, campaign",
+           AND attributed = 1 AND campaign IS NOT NULL
+         GROUP BY campaign",
+        n = d.sum_int("records"),
         first = d.date_text("MIN(date)"),
-        attributed = d.json_is_true("attributes", "attributed"),
         p1 = d.p_date(1),
         p2 = d.p_date(2),
     );
@@ -207,24 +208,21 @@ pub(super) fn campaigns(
         }
     }
 
-    // Valid orders, per utm_campaign and channel; revenue only in the report currency.
+    // Valid orders, per utm_campaign and channel; revenue only in the report currency. From the
+    // orders' daily rollup (the UTC day of `created_at`).
     let rows = db.rows(
         &format!(
-            "SELECT utm_campaign, channel, COUNT(*), {first}, {revenue}
-             FROM orders
-             WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
-               AND utm_campaign IS NOT NULL
+            "SELECT utm_campaign, channel, {n}, {first}, {revenue}
+             FROM growthflow_rollup_orders
+             WHERE date BETWEEN {p1} AND {p2} AND utm_campaign IS NOT NULL
              GROUP BY utm_campaign, channel",
-            first = d.date_of("MIN(created_at)"),
-            valid = d.valid_order(""),
-            revenue = d.sum_money(&format!(
-                "CASE WHEN {cur} = {} THEN total_price END",
-                d.p(3)
-            )),
-            p1 = d.p_time(1),
-            p2 = d.p_time(2),
+            n = d.sum_int("orders"),
+            first = d.date_text("MIN(date)"),
+            revenue = d.sum_of_sums(&format!("CASE WHEN {cur} = {} THEN revenue END", d.p(3))),
+            p1 = d.p_date(1),
+            p2 = d.p_date(2),
         ),
-        &[&w.since, &w.until_next, currency],
+        &[&w.since, &w.until, currency],
         &[Col::Text, Col::Text, Col::Int, Col::Text, Col::Money],
     )?;
     for r in rows {

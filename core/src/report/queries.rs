@@ -110,19 +110,20 @@ pub(super) fn event_totals(
     w: &Window,
 ) -> Result<HashMap<String, EventTotal>, ReportError> {
     let d = db.dialect();
-    // Grouped by the `journey_events_report` index's own columns (type, day, raw currency), so the
-    // store reads that index in order without sorting the window; the days and the spellings of a
-    // currency are added up here. The report's currency key is still made by the store.
+    // From the daily rollup (see `rollup`), grouped per (type, day, raw currency) as the events
+    // themselves were, so each day's quantities are rounded as before; the days and the spellings of
+    // a currency are added up here. The report's currency key is still made by the store.
     let sql = format!(
-        "SELECT event_type, {cur}, {qty}, COUNT(*), {value}
-         FROM journey_events
+        "SELECT event_type, {cur}, {qty}, {n}, {value}
+         FROM growthflow_rollup_events
          WHERE event_type IN ('ad_insights', 'sessions', 'new_users', 'engaged_sessions', 'add_to_carts',
                               'checkouts_started', 'email_opened', 'email_clicked', 'checkout_abandoned')
            AND date BETWEEN {p1} AND {p2}
          GROUP BY event_type, date, currency",
         cur = d.currency_key("currency"),
         qty = d.sum_count("quantity"),
-        value = d.sum_money("value"),
+        n = d.sum_int("records"),
+        value = d.sum_of_sums("value"),
         p1 = d.p_date(1),
         p2 = d.p_date(2),
     );
@@ -148,12 +149,12 @@ pub(super) fn event_totals(
             c.1 = c.1.normalize();
         }
     }
-    // Meta's clicks are in the rows' attributes: only the (daily, few) ad rows are read for them.
+    // Meta's clicks (from the rows' attributes, summed per day by the rollup).
     let clicks = db.row(
         &format!(
-            "SELECT {clicks} FROM journey_events
+            "SELECT {clicks} FROM growthflow_rollup_events
              WHERE event_type = 'ad_insights' AND date BETWEEN {p1} AND {p2}",
-            clicks = d.sum_count(&d.json_number("attributes", "clicks")),
+            clicks = d.sum_count("clicks"),
             p1 = d.p_date(1),
             p2 = d.p_date(2),
         ),
@@ -172,20 +173,21 @@ pub(super) fn order_totals(
     w: &Window,
 ) -> Result<BTreeMap<String, (i64, Decimal)>, ReportError> {
     let d = db.dialect();
+    // The valid orders' daily rollup: the window's days are the UTC days of `created_at`.
     let sql = format!(
-        "SELECT {cur}, COUNT(*), {total} FROM orders
-         WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
+        "SELECT {cur}, {n}, {total} FROM growthflow_rollup_orders
+         WHERE date BETWEEN {p1} AND {p2}
          GROUP BY 1",
         cur = d.currency_key("currency"),
-        total = d.sum_money("total_price"),
-        valid = d.valid_order(""),
-        p1 = d.p_time(1),
-        p2 = d.p_time(2),
+        n = d.sum_int("orders"),
+        total = d.sum_of_sums("revenue"),
+        p1 = d.p_date(1),
+        p2 = d.p_date(2),
     );
     Ok(db
         .rows(
             &sql,
-            &[&w.since, &w.until_next],
+            &[&w.since, &w.until],
             &[Col::Text, Col::Int, Col::Money],
         )?
         .into_iter()
@@ -234,18 +236,44 @@ pub(super) fn default_currency(
 /// (distinct customers with a valid order in the window, those with a repeat order in it).
 pub(super) fn customer_counts(db: &mut Dataset<'_>, w: &Window) -> Result<(i64, i64), ReportError> {
     let d = db.dialect();
+    // From each customer's first and last valid order (and repeat order): one with an order in the
+    // window is decided by those alone unless both lie outside it on either side; only such a
+    // customer's orders are looked up (one index seek each).
+    let (lo, hi) = bounds(d);
+    let in_window = |first: &str, last: &str, extra: &str| {
+        format!(
+            "CASE WHEN {first} IS NULL OR {first} >= {hi} OR {last} < {lo} THEN 0
+                  WHEN {first} >= {lo} OR {last} < {hi} THEN 1
+                  WHEN EXISTS (
+                      SELECT 1 FROM orders o
+                      WHERE o.customer_id = c.customer_id AND {valid}
+                        AND o.created_at >= {lo} AND o.created_at < {hi}{extra}) THEN 1
+                  ELSE 0 END",
+            valid = d.valid_order("o"),
+        )
+    };
     let sql = format!(
-        "SELECT COUNT(DISTINCT customer_id),
-                COUNT(DISTINCT CASE WHEN customer_order_index >= 2 THEN customer_id END)
-         FROM orders
-         WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
-           AND customer_id IS NOT NULL AND customer_id <> ''",
-        valid = d.valid_order(""),
-        p1 = d.p_time(1),
-        p2 = d.p_time(2),
+        "SELECT {customers}, {repeat}
+         FROM growthflow_rollup_customers c
+         WHERE c.last_at >= {lo} AND c.first_at < {hi}",
+        customers = d.sum_int(&in_window("c.first_at", "c.last_at", "")),
+        repeat = d.sum_int(&in_window(
+            "c.first_repeat_at",
+            "c.last_repeat_at",
+            " AND o.customer_order_index >= 2"
+        )),
     );
     let r = db.row(&sql, &[&w.since, &w.until_next], &[Col::Int, Col::Int])?;
     Ok((r.int(0), r.int(1)))
+}
+
+/// The window's bounds as order times (parameters 1 and 2), each computed once per query: a scalar
+/// subquery, where PostgreSQL would otherwise parse the parameter again for every customer compared.
+fn bounds(d: sql::Dialect) -> (String, String) {
+    (
+        format!("(SELECT {})", d.p_time(1)),
+        format!("(SELECT {})", d.p_time(2)),
+    )
 }
 
 /// (the window's customers with a valid order in `currency`, the sum over them of all their valid
@@ -256,21 +284,30 @@ pub(super) fn ltv_totals(
     currency: &str,
 ) -> Result<(i64, Decimal), ReportError> {
     let d = db.dialect();
-    let cur = d.currency_key("currency");
+    let cur = d.currency_key("o.currency");
+    let (lo, hi) = bounds(d);
+    // From each customer's summary in the currency: whether they ordered in the window (as in
+    // `customer_counts`), and their total up to `until`, which is the summary's own unless they
+    // ordered after `until` (then their orders up to it are summed, one index range each).
     let sql = format!(
         "SELECT COUNT(*), {sum} FROM (
-             SELECT customer_id, {total} AS total FROM orders
-             WHERE {valid} AND created_at < {p2} AND {cur} = {p3}
-               AND customer_id IN (
-                   SELECT customer_id FROM orders
-                   WHERE {valid} AND created_at >= {p1} AND created_at < {p2}
-                     AND {cur} = {p3} AND customer_id IS NOT NULL AND customer_id <> '')
-             GROUP BY customer_id) t",
+             SELECT CASE WHEN c.last_at < {hi} THEN c.total ELSE (
+                        SELECT {total} FROM orders o
+                        WHERE o.customer_id = c.customer_id AND {valid}
+                          AND o.created_at < {hi} AND {cur} = {p3})
+                    END AS total
+             FROM growthflow_rollup_customer_currencies c
+             WHERE c.currency = {p3} AND c.last_at >= {lo} AND c.first_at < {hi}
+               AND 1 = CASE WHEN c.first_at >= {lo} OR c.last_at < {hi} THEN 1
+                            WHEN EXISTS (
+                                SELECT 1 FROM orders o
+                                WHERE o.customer_id = c.customer_id AND {valid}
+                                  AND o.created_at >= {lo} AND o.created_at < {hi}
+                                  AND {cur} = {p3}) THEN 1
+                            ELSE 0 END) t",
         sum = d.sum_of_sums("total"),
-        total = d.sum_money("total_price"),
-        valid = d.valid_order(""),
-        p1 = d.p_time(1),
-        p2 = d.p_time(2),
+        total = d.sum_money("o.total_price"),
+        valid = d.valid_order("o"),
         p3 = d.p(3),
     );
     let r = db.row(
@@ -282,21 +319,21 @@ pub(super) fn ltv_totals(
 }
 
 /// (count of Klaviyo-attributed "Placed Order" events in the window, their `$value` per currency).
-/// Grouped in the order of the `journey_events_attributed` index (day, raw currency) so the store
-/// reads it without sorting; the days and spellings of a currency are added up here.
+/// From the daily rollup, per (day, raw currency); the days and spellings of a currency are added up
+/// here.
 pub(super) fn klaviyo_attributed(
     db: &mut Dataset<'_>,
     w: &Window,
 ) -> Result<(i64, BTreeMap<String, Decimal>), ReportError> {
     let d = db.dialect();
     let sql = format!(
-        "SELECT {cur}, COUNT(*), {value} FROM journey_events
+        "SELECT {cur}, {n}, {value} FROM growthflow_rollup_events
          WHERE event_type = 'placed_order' AND date BETWEEN {p1} AND {p2}
-           AND {attributed}
+           AND attributed = 1
          GROUP BY date, currency",
         cur = d.currency_key("currency"),
-        value = d.sum_money("value"),
-        attributed = d.json_is_true("attributes", "attributed"),
+        n = d.sum_int("records"),
+        value = d.sum_of_sums("value"),
         p1 = d.p_date(1),
         p2 = d.p_date(2),
     );
@@ -325,16 +362,14 @@ pub(super) fn refund_totals(
     w: &Window,
 ) -> Result<BTreeMap<String, (i64, Decimal)>, ReportError> {
     let d = db.dialect();
+    // The daily rollup of refunds joined with their orders (see `rollup`).
     let sql = format!(
-        "SELECT {cur}, COUNT(*), {value} FROM journey_events e
-         JOIN orders o ON o.source = e.source AND o.order_id = {order_id}
-         WHERE e.event_type = 'refund' AND e.date BETWEEN {p1} AND {p2}
-           AND {valid}
+        "SELECT {cur}, {n}, {value} FROM growthflow_rollup_refunds
+         WHERE date BETWEEN {p1} AND {p2}
          GROUP BY 1",
-        valid = d.valid_order("o"),
-        cur = d.currency_key("COALESCE(NULLIF(trim(e.currency), ''), o.currency)"),
-        value = d.sum_money("e.value"),
-        order_id = d.json_text("e.attributes", "order_id"),
+        cur = d.currency_key("currency"),
+        n = d.sum_int("refunds"),
+        value = d.sum_of_sums("amount"),
         p1 = d.p_date(1),
         p2 = d.p_date(2),
     );
@@ -356,11 +391,10 @@ pub(super) fn reported_purchases(
 ) -> Result<HashMap<String, i64>, ReportError> {
     let d = db.dialect();
     let sql = format!(
-        "SELECT {platform}, {qty}
-         FROM journey_events
+        "SELECT platform, {qty}
+         FROM growthflow_rollup_events
          WHERE event_type = 'reported_purchases' AND date BETWEEN {p1} AND {p2}
          GROUP BY 1",
-        platform = d.json_text("attributes", "platform"),
         qty = d.sum_count("quantity"),
         p1 = d.p_date(1),
         p2 = d.p_date(2),

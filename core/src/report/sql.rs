@@ -192,6 +192,27 @@ impl Dataset<'_> {
         }
     }
 
+    /// Start reading a report. PostgreSQL: one read-only snapshot for all its queries (the same data
+    /// throughout, even while a sync commits), without JIT compilation, which costs more than the
+    /// report's queries over rollups take to run. SQLite: nothing (the caller's connection may already
+    /// be in a transaction).
+    pub(super) fn begin_report(&mut self) -> Result<(), ReportError> {
+        if let Dataset::Postgres(client) = self {
+            client.batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// End what [`Self::begin_report`] began.
+    pub(super) fn end_report(&mut self) -> Result<(), ReportError> {
+        if let Dataset::Postgres(client) = self {
+            client.batch_execute("COMMIT")?;
+        }
+        Ok(())
+    }
+
     /// The one row an aggregate without `GROUP BY` returns.
     pub(super) fn row(
         &mut self,
@@ -308,6 +329,16 @@ impl Dialect {
         format!("COALESCE(SUM({col}), 0)")
     }
 
+    /// `SUM` of integer counts (a rollup's, or a `CASE … THEN 1 ELSE 0`), as a 64-bit integer, 0 for
+    /// no rows.
+    pub(super) fn sum_int(self, expr: &str) -> String {
+        let int = match self {
+            Dialect::Sqlite => "INTEGER",
+            Dialect::Postgres => "BIGINT",
+        };
+        format!("CAST(COALESCE(SUM({expr}), 0) AS {int})")
+    }
+
     /// `SUM` of a count held as REAL/NUMERIC (quantities), as an integer, 0 for no rows.
     pub(super) fn sum_count(self, expr: &str) -> String {
         let int = match self {
@@ -357,6 +388,31 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("substr({col}, 1, 10)"),
             Dialect::Postgres => format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"),
+        }
+    }
+
+    /// The first instant of a day (an event date, or a rollup's day), as `orders.created_at` is
+    /// compared with it: the same bound as [`Self::p_time`]'s.
+    pub(super) fn day_start(self, day: &str) -> String {
+        match self {
+            Dialect::Sqlite => day.to_string(),
+            Dialect::Postgres => format!("(CAST({day} AS timestamp) AT TIME ZONE 'UTC')"),
+        }
+    }
+
+    /// The UTC day of an order time, as the rollups' `date` (text in SQLite, `DATE` in PostgreSQL).
+    pub(super) fn day_of(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("substr({col}, 1, 10)"),
+            Dialect::Postgres => format!("(({col}) AT TIME ZONE 'UTC')::date"),
+        }
+    }
+
+    /// The day after a day (a `YYYY-MM-DD` text in SQLite, a `DATE` in PostgreSQL).
+    pub(super) fn next_day(self, day: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("date({day}, '+1 day')"),
+            Dialect::Postgres => format!("({day} + 1)"),
         }
     }
 

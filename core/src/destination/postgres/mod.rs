@@ -68,6 +68,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/postgres/0007_report_indexes.sql"),
     ),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_report_rollups.sql"),
+    ),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
@@ -343,6 +347,9 @@ fn migrate(client: &mut Client, target: &PostgresTarget) -> Result<()> {
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         tx.batch_execute(sql)
             .map_err(|e| fail("cannot create tables", e))?;
+        if *version == 8 {
+            crate::report::rollup::refresh_postgres(&mut tx)?; // Fills the rollups it added.
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, clock_timestamp())",
             &[&(*version as i32)],

@@ -84,6 +84,7 @@ pub(super) fn rebuild(
     }
     name_klaviyo_campaigns(tx, full)?;
     settle_people(tx)?;
+    crate::report::rollup::refresh_postgres(tx)?; // The report's rollups of what changed.
     tx.execute("DELETE FROM growthflow_removed", &[])?;
     tx.execute(
         "INSERT INTO growthflow_journey (id, fingerprint, watermark) VALUES (1, $1, $2)
