@@ -8,6 +8,7 @@
 //! Pages arriving from several streams at once are committed in one transaction.
 
 pub mod locks;
+mod mapping;
 pub mod postgres;
 pub mod runs;
 pub mod sqlite;
