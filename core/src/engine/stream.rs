@@ -150,6 +150,45 @@ struct InFlight {
     reached: Option<String>,
 }
 
+/// Pages read while the stream's previous commit was still running, committed together as one
+/// transaction once it is done: a stream read faster than it is written then commits fewer, larger
+/// transactions (each commit has a fixed cost on top of its rows), and its state still goes in the
+/// same transaction as the records it covers, after them.
+#[derive(Default)]
+struct Held {
+    records: Vec<crate::connector::Record>,
+    /// The newest state of the held pages (a page without one leaves the previous in place: a state
+    /// stays true once more records are committed after it).
+    state: Option<Value>,
+    reached: Option<String>,
+}
+
+impl Held {
+    /// Add a page, in reading order.
+    fn push(
+        &mut self,
+        records: Vec<crate::connector::Record>,
+        state: Option<Value>,
+        reached: Option<String>,
+    ) {
+        if self.records.is_empty() {
+            self.records = records;
+        } else {
+            self.records.extend(records);
+        }
+        if state.is_some() {
+            self.state = state;
+        }
+        if reached.is_some() {
+            self.reached = reached;
+        }
+    }
+}
+
+/// The most records held for one commit while the previous one runs: bounds the memory a stream's
+/// read-ahead takes (a parsed record is several times its JSON), a few pages' worth.
+const HOLD_RECORDS: usize = 500;
+
 async fn stream_with(
     connector: &dyn Connector,
     def: &StreamDef,
@@ -269,11 +308,42 @@ async fn stream_with(
     };
     // One page's commit runs on the writer thread while the next page is read: fetching and
     // writing overlap, and the commit is waited for before the next one is handed over (and before
-    // any return), so a stream's state is still committed only after its records.
+    // any return), so a stream's state is still committed only after its records. Pages read while
+    // it runs are held ([`Held`]) and handed over together once it is done.
     let mut in_flight: Option<InFlight> = None;
-    // `settle!()` waits for the commit in flight and counts its records; `settle!(reached)` also
-    // notes how far a backfill got, for the paths that go on to say it.
-    macro_rules! settle {
+    let mut held: Option<Held> = None;
+    // Hand `$held` to the writer as one batch (after checking the lock), leaving it in flight.
+    macro_rules! submit {
+        ($held:expr, $replaces:expr) => {{
+            let h: Held = $held;
+            // Never commit for a source whose lock is gone: another run may be syncing it now.
+            if let Some(why) = ctx.lock_confirmed_lost().await {
+                return halted(records, Halt::LockLost(why));
+            }
+            let n = h.records.len() as u64;
+            let batch = WriteBatch {
+                source: source.clone(),
+                stream: def.name.to_string(),
+                records: h.records,
+                state: h.state,
+                replaces: $replaces,
+            };
+            match writer.submit(batch).await {
+                Ok(commit) => {
+                    in_flight = Some(InFlight {
+                        commit,
+                        records: n,
+                        reached: h.reached,
+                    })
+                }
+                Err(e) => return failed(records, e),
+            }
+        }};
+    }
+    // `wait!()` waits for the commit in flight and counts its records (`wait!(reached)` also notes
+    // how far a backfill got, for the paths that go on to say it); `settle!` does the same and then
+    // commits the held pages too, so that everything read is committed.
+    macro_rules! wait {
         () => {
             if let Some(f) = in_flight.take() {
                 if let Err(e) = f.commit.done().await {
@@ -293,6 +363,22 @@ async fn stream_with(
                 if f.reached.is_some() {
                     backfilled = f.reached;
                 }
+            }
+        };
+    }
+    macro_rules! settle {
+        () => {
+            wait!();
+            if let Some(h) = held.take() {
+                submit!(h, None);
+                wait!();
+            }
+        };
+        (reached) => {
+            wait!(reached);
+            if let Some(h) = held.take() {
+                submit!(h, None);
+                wait!(reached);
             }
         };
     }
@@ -353,29 +439,25 @@ async fn stream_with(
         } else {
             None
         };
-        settle!(reached);
-        // Never commit for a source whose lock is gone: another run may be syncing it now.
-        if let Some(why) = ctx.lock_confirmed_lost().await {
-            return halted(records, Halt::LockLost(why));
+        if page.replaces.is_some() {
+            // Its partition's delete must not run after other pages' records of the same batch.
+            settle!(reached);
+            let mut alone = Held::default();
+            alone.push(page.records, state, reached);
+            submit!(alone, page.replaces);
+            continue;
         }
-        let n = page.records.len() as u64;
-        let batch = WriteBatch {
-            source: source.clone(),
-            stream: def.name.to_string(),
-            records: page.records,
-            state,
-            replaces: page.replaces,
-        };
-        match writer.submit(batch).await {
-            Ok(commit) => {
-                in_flight = Some(InFlight {
-                    commit,
-                    records: n,
-                    reached,
-                })
-            }
-            Err(e) => return failed(records, e),
+        let running = in_flight.as_ref().is_some_and(|f| f.commit.running());
+        let holding = held.as_ref().map_or(0, |h| h.records.len());
+        if running && holding + page.records.len() <= HOLD_RECORDS {
+            held.get_or_insert_with(Held::default)
+                .push(page.records, state, reached);
+            continue;
         }
+        wait!(reached);
+        let mut batch = held.take().unwrap_or_default();
+        batch.push(page.records, state, reached);
+        submit!(batch, None);
     }
     settle!();
     if keeps_state && !connector_checkpoints && max_cursor != saved_cursor {
