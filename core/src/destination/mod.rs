@@ -8,6 +8,7 @@
 //! Pages arriving from several streams at once are committed in one transaction.
 
 pub mod locks;
+mod mapping;
 pub mod postgres;
 pub mod runs;
 pub mod sqlite;
@@ -231,6 +232,12 @@ impl Committing {
     pub async fn done(self) -> Result<()> {
         self.0.await.map_err(|_| closed())?
     }
+
+    /// True while the writer has not answered yet (a stream holds its next pages meanwhile, to
+    /// commit them together).
+    pub fn running(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// An async handle to a destination running on its own thread. Cheap to clone.
@@ -251,6 +258,18 @@ impl DatasetWriter {
     /// piling pages up in memory.
     pub fn spawn(mut dest: Box<dyn Destination>) -> DatasetWriter {
         let (tx, mut rx) = mpsc::channel::<Command>(16);
+        // Freeing a committed transaction's records (a tree of JSON values each) costs a good part
+        // of what writing them does: a thread of its own does it, so the writer goes on to the next
+        // commit at once. Bounded, so freed memory never lags far behind.
+        let (bin, bin_rx) = std::sync::mpsc::sync_channel::<Vec<WriteBatch>>(2);
+        std::thread::Builder::new()
+            .name("growthflow-free".into())
+            .spawn(move || {
+                for batches in bin_rx {
+                    drop(batches);
+                }
+            })
+            .expect("spawn the writer's freeing thread");
         std::thread::Builder::new()
             .name("growthflow-writer".into())
             .spawn(move || {
@@ -292,6 +311,8 @@ impl DatasetWriter {
                                 }
                             }
                             let result = dest.commit(&batches);
+                            // The freeing thread ends only with the writer: sending cannot fail.
+                            let _ = bin.send(batches);
                             for a in acks {
                                 let _ = a.send(match &result {
                                     Ok(()) => Ok(()),

@@ -17,14 +17,15 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use rust_decimal::prelude::ToPrimitive;
-use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
-use crate::model::{normalize_email, EventRow, JourneyMapper, OrderRow, Stage};
+use crate::model::JourneyMapper;
 use crate::time::format_utc;
 use crate::{Error, Result};
+
+mod rows;
+use rows::map_records;
 
 /// Numbered schema migrations, applied in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -190,10 +191,6 @@ fn stamp() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn money(d: Decimal) -> f64 {
-    d.round_dp(6).to_f64().unwrap_or(0.0)
-}
-
 impl Destination for SqliteDestination {
     fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
         let known: Option<String> = self
@@ -314,18 +311,26 @@ impl Destination for SqliteDestination {
             let mut replace = tx.prepare_cached(
                 "DELETE FROM raw_records WHERE source = ?1 AND stream = ?2 AND cursor_value = ?3",
             )?;
+            // One buffer for every payload's JSON text: serialising into a fresh string grew it
+            // from nothing, copying it several times per record.
+            let mut text: Vec<u8> = Vec::with_capacity(8192);
             for b in batches {
                 if let Some(partition) = &b.replaces {
                     removed.execute(params![b.source, b.stream, partition])?;
                     replace.execute(params![b.source, b.stream, partition])?;
                 }
                 for r in &b.records {
+                    text.clear();
+                    serde_json::to_writer(&mut text, &r.payload)?;
                     upsert.execute(params![
                         b.source,
                         b.stream,
                         r.id,
                         r.cursor,
-                        serde_json::to_string(&r.payload)?,
+                        // serde_json writes UTF-8: bound as TEXT as it is.
+                        rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(
+                            &text
+                        )),
                         now
                     ])?;
                 }
@@ -505,363 +510,6 @@ fn unmap_dirty(tx: &Transaction<'_>) -> Result<()> {
            SELECT source, stream, record_id FROM temp.dirty);",
     )?;
     Ok(())
-}
-
-/// A raw record read for mapping.
-struct RawRow {
-    source: String,
-    source_type: String,
-    stream: String,
-    record_id: String,
-    payload: String,
-}
-
-/// An `orders` row with its derived columns, ready to bind.
-struct OrderCols {
-    row: OrderRow,
-    customer_id: Option<String>,
-    created: String,
-}
-
-/// A `journey_events` row, every column ready to bind.
-struct EventCols {
-    event_id: String,
-    occurred: String,
-    date: String,
-    stage: &'static str,
-    event_type: String,
-    channel: Option<&'static str>,
-    campaign: Option<String>,
-    customer_id: Option<String>,
-    quantity: f64,
-    value: Option<f64>,
-    currency: Option<String>,
-    attributes: String,
-}
-
-/// What one raw record puts into the model, computed away from the connection.
-enum Mapped {
-    /// No mapper for its source's type (a connector this build does not have).
-    Unmapped,
-    /// The mapper refused it: logged and skipped.
-    Failed(String),
-    /// Its rows.
-    Rows {
-        orders: Vec<OrderCols>,
-        events: Vec<EventCols>,
-        /// People named without an order or event: (customer id, first seen).
-        people: Vec<(String, Option<String>)>,
-        /// `growthflow_derived`'s events and orders lists, when it derived any.
-        derived: Option<(String, String)>,
-    },
-}
-
-/// Map one raw record: parse its payload, run its mapper and format every column. A pure function
-/// of the record, so records are mapped on several threads and written in order.
-fn map_one(mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>, raw: &RawRow) -> Mapped {
-    let Some(mapper) = mappers.get(raw.source_type.as_str()) else {
-        return Mapped::Unmapped;
-    };
-    let mapped = serde_json::from_str::<Value>(&raw.payload)
-        .map_err(Error::from)
-        .and_then(|v| mapper.map(&raw.stream, &v));
-    let journey = match mapped {
-        Ok(j) => j,
-        Err(e) => return Mapped::Failed(e.to_string()),
-    };
-    let (source, stream, record_id) = (&raw.source, &raw.stream, &raw.record_id);
-    let mut events: Vec<EventRow> = journey.events;
-    let mut orders = Vec::with_capacity(journey.orders.len());
-    for o in journey.orders {
-        // Every order is also an event; its stage (first order or repeat) is settled later.
-        let mut ev = EventRow::at(
-            format!("order:{}", o.order_id),
-            o.created_at,
-            Stage::Conversion,
-            "order",
-        );
-        ev.channel = Some(o.channel);
-        ev.campaign = o.utm_campaign.clone();
-        ev.email = o.email.clone();
-        ev.value = Some(o.total_price);
-        ev.currency = o.currency.clone();
-        ev.attributes = serde_json::json!({
-            "order_id": o.order_id,
-            "valid": !o.cancelled && !o.test,
-        });
-        events.push(ev);
-        orders.push(OrderCols {
-            customer_id: o.email.as_deref().and_then(normalize_email),
-            created: format_utc(o.created_at),
-            row: o,
-        });
-    }
-    let events: Vec<EventCols> = events
-        .into_iter()
-        .map(|e| EventCols {
-            event_id: format!("{source}:{stream}:{record_id}:{}", e.key),
-            occurred: format_utc(e.occurred_at),
-            date: e.date.format("%Y-%m-%d").to_string(),
-            stage: e.stage.as_str(),
-            channel: e.channel.map(|c| c.as_str()),
-            customer_id: e.email.as_deref().and_then(normalize_email),
-            quantity: money(e.quantity),
-            value: e.value.map(money),
-            attributes: e.attributes.to_string(),
-            event_type: e.event_type,
-            campaign: e.campaign,
-            currency: e.currency,
-        })
-        .collect();
-    let people = journey
-        .customers
-        .iter()
-        .filter_map(|c| normalize_email(&c.email).map(|id| (id, c.first_seen_at.map(format_utc))))
-        .collect();
-    let derived = (!events.is_empty() || !orders.is_empty()).then(|| {
-        let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let order_ids: Vec<&str> = orders.iter().map(|o| o.row.order_id.as_str()).collect();
-        (
-            Value::from(event_ids).to_string(),
-            Value::from(order_ids).to_string(),
-        )
-    });
-    Mapped::Rows {
-        orders,
-        events,
-        people,
-        derived,
-    }
-}
-
-/// Raw records handed to a mapping thread at once.
-const MAP_CHUNK: usize = 128;
-
-/// Map the raw records `select` returns (`source, type, stream, record_id, payload`) into orders and
-/// events, remembering what each record produced and which people it concerned.
-///
-/// Parsing a payload and mapping it is most of a full rebuild's work and needs no connection, so it
-/// runs on worker threads (up to 4, no more than the machine's cores) while this thread reads the
-/// records and writes the rows; chunks are written in the order they were read, so the result is the
-/// same as mapping one record after the other (the tests compare it with PostgreSQL's).
-fn map_records(
-    tx: &Transaction<'_>,
-    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
-    select: &str,
-    stats: &mut RebuildStats,
-) -> Result<()> {
-    let mut read = tx.prepare(select)?;
-    let mut write = RowWriter::prepare(tx)?;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    // Enough chunks in flight to keep every worker busy while one is being written, few enough that
-    // memory stays a megabyte or two whatever the dataset's size.
-    let in_flight = workers + 1;
-    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
-    let work_rx = std::sync::Mutex::new(work_rx);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<(RawRow, Mapped)>)>();
-    std::thread::scope(|scope| -> Result<()> {
-        // Dropped when this closure returns, however it returns: the workers then stop.
-        let work_tx = work_tx;
-        for _ in 0..workers {
-            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
-            let mappers = &mappers;
-            scope.spawn(move || loop {
-                let job = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                let Ok((seq, rows)) = job else { return };
-                let mapped = rows
-                    .into_iter()
-                    .map(|raw| {
-                        // A mapper that panics skips its record like one that fails, instead of
-                        // leaving this thread's chunk unwritten forever.
-                        let m = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            map_one(mappers, &raw)
-                        }))
-                        .unwrap_or_else(|_| Mapped::Failed("the mapper panicked".into()));
-                        (raw, m)
-                    })
-                    .collect();
-                if done_tx.send((seq, mapped)).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(done_tx);
-        let mut rows = read.query([])?;
-        let (mut sent, mut written) = (0u64, 0u64);
-        let mut ready: std::collections::BTreeMap<u64, Vec<(RawRow, Mapped)>> = Default::default();
-        let mut exhausted = false;
-        loop {
-            while !exhausted && sent - written < in_flight as u64 {
-                let mut chunk = Vec::with_capacity(MAP_CHUNK);
-                while chunk.len() < MAP_CHUNK {
-                    let Some(row) = rows.next()? else {
-                        exhausted = true;
-                        break;
-                    };
-                    chunk.push(RawRow {
-                        source: row.get(0)?,
-                        source_type: row.get(1)?,
-                        stream: row.get(2)?,
-                        record_id: row.get(3)?,
-                        payload: row.get(4)?,
-                    });
-                }
-                if chunk.is_empty() {
-                    break;
-                }
-                work_tx
-                    .send((sent, chunk))
-                    .map_err(|_| Error::destination("the journey mapping threads stopped"))?;
-                sent += 1;
-            }
-            if written == sent {
-                break;
-            }
-            let (seq, mapped) = done_rx
-                .recv()
-                .map_err(|_| Error::destination("the journey mapping threads stopped"))?;
-            ready.insert(seq, mapped);
-            while let Some(chunk) = ready.remove(&written) {
-                for (raw, m) in chunk {
-                    write.record(&raw, m, stats)?;
-                }
-                written += 1;
-            }
-        }
-        drop(work_tx);
-        Ok(())
-    })
-}
-
-/// The statements that write one mapped record, prepared once per rebuild.
-struct RowWriter<'c> {
-    order: rusqlite::CachedStatement<'c>,
-    event: rusqlite::CachedStatement<'c>,
-    affect: rusqlite::CachedStatement<'c>,
-    person: rusqlite::CachedStatement<'c>,
-    derived: rusqlite::CachedStatement<'c>,
-}
-
-impl<'c> RowWriter<'c> {
-    fn prepare(tx: &'c Transaction<'_>) -> Result<Self> {
-        Ok(RowWriter {
-            order: tx.prepare_cached(
-                "INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
-                   subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
-                   utm_source, utm_medium, utm_campaign, channel, landing_page, referrer)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)
-                 ON CONFLICT(source, order_id) DO UPDATE SET
-                   customer_id=excluded.customer_id, email=excluded.email, created_at=excluded.created_at,
-                   currency=excluded.currency, total_price=excluded.total_price,
-                   subtotal_price=excluded.subtotal_price, total_discounts=excluded.total_discounts,
-                   total_refunded=excluded.total_refunded, financial_status=excluded.financial_status,
-                   cancelled=excluded.cancelled, test=excluded.test, utm_source=excluded.utm_source,
-                   utm_medium=excluded.utm_medium, utm_campaign=excluded.utm_campaign, channel=excluded.channel,
-                   landing_page=excluded.landing_page, referrer=excluded.referrer",
-            )?,
-            event: tx.prepare_cached(
-                "INSERT INTO journey_events (event_id, source, stream, occurred_at, date, stage, event_type,
-                   channel, campaign, customer_id, quantity, value, currency, attributes)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)
-                 ON CONFLICT(event_id) DO UPDATE SET
-                   occurred_at=excluded.occurred_at, date=excluded.date, stage=excluded.stage,
-                   event_type=excluded.event_type, channel=excluded.channel, campaign=excluded.campaign,
-                   customer_id=excluded.customer_id, quantity=excluded.quantity, value=excluded.value,
-                   currency=excluded.currency, attributes=excluded.attributes",
-            )?,
-            affect: tx
-                .prepare_cached("INSERT OR IGNORE INTO temp.affected (customer_id) VALUES (?1)")?,
-            person: tx.prepare_cached(
-                "INSERT INTO growthflow_people (source, stream, record_id, customer_id, seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?,
-            derived: tx.prepare_cached(
-                "INSERT INTO growthflow_derived (source, stream, record_id, events, orders)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(source, stream, record_id) DO UPDATE SET
-                   events = excluded.events, orders = excluded.orders",
-            )?,
-        })
-    }
-
-    fn record(&mut self, raw: &RawRow, mapped: Mapped, stats: &mut RebuildStats) -> Result<()> {
-        let (source, stream, record_id) = (&raw.source, &raw.stream, &raw.record_id);
-        stats.records += 1;
-        let (orders, events, people, derived) = match mapped {
-            Mapped::Unmapped => return Ok(()),
-            Mapped::Failed(error) => {
-                stats.failed += 1;
-                tracing::warn!(%source, %stream, %record_id, %error, "record skipped by the journey model");
-                return Ok(());
-            }
-            Mapped::Rows {
-                orders,
-                events,
-                people,
-                derived,
-            } => (orders, events, people, derived),
-        };
-        for o in &orders {
-            let r = &o.row;
-            self.order.execute(params![
-                source,
-                r.order_id,
-                o.customer_id,
-                r.email,
-                o.created,
-                r.currency,
-                money(r.total_price),
-                r.subtotal_price.map(money),
-                r.total_discounts.map(money),
-                money(r.total_refunded),
-                r.financial_status,
-                r.cancelled,
-                r.test,
-                r.utm_source,
-                r.utm_medium,
-                r.utm_campaign,
-                r.channel.as_str(),
-                r.landing_page,
-                r.referrer,
-            ])?;
-            if let Some(c) = &o.customer_id {
-                self.affect.execute([c])?;
-            }
-        }
-        for e in &events {
-            self.event.execute(params![
-                e.event_id,
-                source,
-                stream,
-                e.occurred,
-                e.date,
-                e.stage,
-                e.event_type,
-                e.channel,
-                e.campaign,
-                e.customer_id,
-                e.quantity,
-                e.value,
-                e.currency,
-                e.attributes,
-            ])?;
-            if let Some(c) = &e.customer_id {
-                self.affect.execute([c])?;
-            }
-        }
-        for (id, seen) in &people {
-            self.person
-                .execute(params![source, stream, record_id, id, seen])?;
-            self.affect.execute([id])?;
-        }
-        if let Some((events, orders)) = &derived {
-            self.derived
-                .execute(params![source, stream, record_id, events, orders])?;
-        }
-        Ok(())
-    }
 }
 
 /// Recompute what depends on more than one record for the people in `temp.affected`: the numbering

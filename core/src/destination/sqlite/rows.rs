@@ -1,0 +1,242 @@
+//! SQLite's rebuild, the part that maps raw records and writes their rows: records are read here,
+//! mapped on worker threads ([`crate::destination::mapping`]) and written back in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{params, Transaction};
+
+use crate::destination::mapping::{map_one, money, Mapped, RawRow};
+use crate::destination::RebuildStats;
+use crate::model::JourneyMapper;
+use crate::{Error, Result};
+
+/// Raw records handed to a mapping thread at once.
+const MAP_CHUNK: usize = 128;
+
+/// Map the raw records `select` returns (`source, type, stream, record_id, payload`) into orders and
+/// events, remembering what each record produced and which people it concerned.
+///
+/// Parsing a payload and mapping it is most of a full rebuild's work and needs no connection, so it
+/// runs on worker threads (up to 4, no more than the machine's cores) while this thread reads the
+/// records and writes the rows; chunks are written in the order they were read, so the result is the
+/// same as mapping one record after the other (the tests compare it with PostgreSQL's).
+pub(super) fn map_records(
+    tx: &Transaction<'_>,
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    select: &str,
+    stats: &mut RebuildStats,
+) -> Result<()> {
+    let mut read = tx.prepare(select)?;
+    let mut write = RowWriter::prepare(tx)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    // Enough chunks in flight to keep every worker busy while one is being written, few enough that
+    // memory stays a megabyte or two whatever the dataset's size.
+    let in_flight = workers + 1;
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
+    let work_rx = std::sync::Mutex::new(work_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<(RawRow, Mapped)>)>();
+    std::thread::scope(|scope| -> Result<()> {
+        // Dropped when this closure returns, however it returns: the workers then stop.
+        let work_tx = work_tx;
+        for _ in 0..workers {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            let mappers = &mappers;
+            scope.spawn(move || loop {
+                let job = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok((seq, rows)) = job else { return };
+                let mapped = rows
+                    .into_iter()
+                    .map(|raw| {
+                        // A mapper that panics skips its record like one that fails, instead of
+                        // leaving this thread's chunk unwritten forever.
+                        let m = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            map_one(mappers, &raw)
+                        }))
+                        .unwrap_or_else(|_| Mapped::Failed("the mapper panicked".into()));
+                        (raw, m)
+                    })
+                    .collect();
+                if done_tx.send((seq, mapped)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let mut rows = read.query([])?;
+        let (mut sent, mut written) = (0u64, 0u64);
+        let mut ready: std::collections::BTreeMap<u64, Vec<(RawRow, Mapped)>> = Default::default();
+        let mut exhausted = false;
+        loop {
+            while !exhausted && sent - written < in_flight as u64 {
+                let mut chunk = Vec::with_capacity(MAP_CHUNK);
+                while chunk.len() < MAP_CHUNK {
+                    let Some(row) = rows.next()? else {
+                        exhausted = true;
+                        break;
+                    };
+                    chunk.push(RawRow {
+                        source: row.get(0)?,
+                        source_type: row.get(1)?,
+                        stream: row.get(2)?,
+                        record_id: row.get(3)?,
+                        payload: row.get(4)?,
+                    });
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                work_tx
+                    .send((sent, chunk))
+                    .map_err(|_| Error::destination("the journey mapping threads stopped"))?;
+                sent += 1;
+            }
+            if written == sent {
+                break;
+            }
+            let (seq, mapped) = done_rx
+                .recv()
+                .map_err(|_| Error::destination("the journey mapping threads stopped"))?;
+            ready.insert(seq, mapped);
+            while let Some(chunk) = ready.remove(&written) {
+                for (raw, m) in chunk {
+                    write.record(&raw, m, stats)?;
+                }
+                written += 1;
+            }
+        }
+        drop(work_tx);
+        Ok(())
+    })
+}
+
+/// The statements that write one mapped record, prepared once per rebuild.
+struct RowWriter<'c> {
+    order: rusqlite::CachedStatement<'c>,
+    event: rusqlite::CachedStatement<'c>,
+    affect: rusqlite::CachedStatement<'c>,
+    person: rusqlite::CachedStatement<'c>,
+    derived: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> RowWriter<'c> {
+    fn prepare(tx: &'c Transaction<'_>) -> Result<Self> {
+        Ok(RowWriter {
+            order: tx.prepare_cached(
+                "INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
+                   subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
+                   utm_source, utm_medium, utm_campaign, channel, landing_page, referrer)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)
+                 ON CONFLICT(source, order_id) DO UPDATE SET
+                   customer_id=excluded.customer_id, email=excluded.email, created_at=excluded.created_at,
+                   currency=excluded.currency, total_price=excluded.total_price,
+                   subtotal_price=excluded.subtotal_price, total_discounts=excluded.total_discounts,
+                   total_refunded=excluded.total_refunded, financial_status=excluded.financial_status,
+                   cancelled=excluded.cancelled, test=excluded.test, utm_source=excluded.utm_source,
+                   utm_medium=excluded.utm_medium, utm_campaign=excluded.utm_campaign, channel=excluded.channel,
+                   landing_page=excluded.landing_page, referrer=excluded.referrer",
+            )?,
+            event: tx.prepare_cached(
+                "INSERT INTO journey_events (event_id, source, stream, occurred_at, date, stage, event_type,
+                   channel, campaign, customer_id, quantity, value, currency, attributes)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)
+                 ON CONFLICT(event_id) DO UPDATE SET
+                   occurred_at=excluded.occurred_at, date=excluded.date, stage=excluded.stage,
+                   event_type=excluded.event_type, channel=excluded.channel, campaign=excluded.campaign,
+                   customer_id=excluded.customer_id, quantity=excluded.quantity, value=excluded.value,
+                   currency=excluded.currency, attributes=excluded.attributes",
+            )?,
+            affect: tx
+                .prepare_cached("INSERT OR IGNORE INTO temp.affected (customer_id) VALUES (?1)")?,
+            person: tx.prepare_cached(
+                "INSERT INTO growthflow_people (source, stream, record_id, customer_id, seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            derived: tx.prepare_cached(
+                "INSERT INTO growthflow_derived (source, stream, record_id, events, orders)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(source, stream, record_id) DO UPDATE SET
+                   events = excluded.events, orders = excluded.orders",
+            )?,
+        })
+    }
+
+    fn record(&mut self, raw: &RawRow, mapped: Mapped, stats: &mut RebuildStats) -> Result<()> {
+        let (source, stream, record_id) = (&raw.source, &raw.stream, &raw.record_id);
+        stats.records += 1;
+        let (orders, events, people, derived) = match mapped {
+            Mapped::Unmapped => return Ok(()),
+            Mapped::Failed(error) => {
+                stats.failed += 1;
+                tracing::warn!(%source, %stream, %record_id, %error, "record skipped by the journey model");
+                return Ok(());
+            }
+            Mapped::Rows {
+                orders,
+                events,
+                people,
+                derived,
+            } => (orders, events, people, derived),
+        };
+        for o in &orders {
+            let r = &o.row;
+            self.order.execute(params![
+                source,
+                r.order_id,
+                o.customer_id,
+                r.email,
+                o.created,
+                r.currency,
+                money(r.total_price),
+                r.subtotal_price.map(money),
+                r.total_discounts.map(money),
+                money(r.total_refunded),
+                r.financial_status,
+                r.cancelled,
+                r.test,
+                r.utm_source,
+                r.utm_medium,
+                r.utm_campaign,
+                r.channel.as_str(),
+                r.landing_page,
+                r.referrer,
+            ])?;
+            if let Some(c) = &o.customer_id {
+                self.affect.execute([c])?;
+            }
+        }
+        for e in &events {
+            self.event.execute(params![
+                e.event_id,
+                source,
+                stream,
+                e.occurred,
+                e.date,
+                e.stage,
+                e.event_type,
+                e.channel,
+                e.campaign,
+                e.customer_id,
+                e.quantity,
+                e.value,
+                e.currency,
+                e.attributes,
+            ])?;
+            if let Some(c) = &e.customer_id {
+                self.affect.execute([c])?;
+            }
+        }
+        for (id, seen) in &people {
+            self.person
+                .execute(params![source, stream, record_id, id, seen])?;
+            self.affect.execute([id])?;
+        }
+        if let Some((events, orders)) = &derived {
+            self.derived
+                .execute(params![source, stream, record_id, events, orders])?;
+        }
+        Ok(())
+    }
+}
