@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod clock;
 pub mod faults;
 pub mod ga4;
 pub mod klaviyo;
@@ -43,6 +44,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
+use growthflow_core::http::{Clock, TokioClock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -111,8 +113,22 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// Generate the data and start serving on `127.0.0.1` at a free port.
+    /// Generate the data and start serving on `127.0.0.1` at a free port; the platforms' timers run
+    /// on real time.
     pub async fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
+        Self::start_with_clock(config, Arc::new(TokioClock)).await
+    }
+
+    /// [`Sandbox::start`] with the platforms' timers (Shopify's cost bucket refill, Meta's rate window
+    /// and report jobs, Klaviyo's rate windows) on `clock`. A test gives the sandbox the
+    /// [`TestClock`](growthflow_core::http::TestClock) its connectors sleep on: the time a client
+    /// waits out is time the platform sees pass, so a throttle or a job is waited out in no time and
+    /// the test still sees every throttle and every poll.
+    pub async fn start_with_clock(
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Sandbox> {
+        let time = clock::Time::new(clock);
         let SandboxConfig {
             seed,
             scale,
@@ -126,11 +142,11 @@ impl Sandbox {
         .await
         .map_err(std::io::Error::other)?;
         let woo = Arc::new(woo);
-        let shop = Arc::new(
-            tokio::task::spawn_blocking(move || ShopData::generate(seed, scale, end))
-                .await
-                .map_err(std::io::Error::other)?,
-        );
+        let mut shop = tokio::task::spawn_blocking(move || ShopData::generate(seed, scale, end))
+            .await
+            .map_err(std::io::Error::other)?;
+        shop.set_time(time.clone());
+        let shop = Arc::new(shop);
         // Klaviyo's profiles are the store's customers, joined on the normalised email.
         let mut emails: Vec<String> = woo
             .orders
@@ -171,8 +187,12 @@ impl Sandbox {
                 addr.to_string(),
             ))
             .merge(shopify::router(shop.clone(), faults.clone()))
-            .merge(klaviyo::router(klaviyo.clone(), faults.clone()))
-            .merge(meta::router(meta.clone(), faults.clone()))
+            .merge(klaviyo::router(
+                klaviyo.clone(),
+                faults.clone(),
+                time.clone(),
+            ))
+            .merge(meta::router(meta.clone(), faults.clone(), time))
             .merge(ga4::router(ga4.clone(), format!("http://{addr}")))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(

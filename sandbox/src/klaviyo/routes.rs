@@ -4,7 +4,6 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -17,6 +16,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{KlaviyoAccount, PREFIX};
+use crate::clock::Time;
 use crate::faults::{self, FaultLayer, Faults};
 
 const JSON_API: &str = "application/vnd.api+json";
@@ -140,28 +140,29 @@ pub fn tier_of(endpoint: &str) -> Option<(u32, u32)> {
 
 struct KState {
     account: Arc<KlaviyoAccount>,
-    index: HashMap<(&'static str, String), Value>,
+    /// (type, id) → position in the account's list of that type (no second copy of the resources).
+    index: HashMap<(&'static str, String), usize>,
     errors: AtomicU64,
+    /// The rate windows' clock.
+    time: Time,
 }
 
-pub(crate) fn router(account: Arc<KlaviyoAccount>, faults: Faults) -> Router {
+pub(crate) fn router(account: Arc<KlaviyoAccount>, faults: Faults, time: Time) -> Router {
     let mut index = HashMap::new();
     for (t, items) in [
         ("metric", &account.metrics),
         ("profile", &account.profiles),
         ("attribution", &account.attributions),
     ] {
-        for item in items.iter() {
-            index.insert(
-                (t, item["id"].as_str().unwrap_or("").to_string()),
-                item.clone(),
-            );
+        for (i, item) in items.iter().enumerate() {
+            index.insert((t, item["id"].as_str().unwrap_or("").to_string()), i);
         }
     }
     let state = Arc::new(KState {
         account,
         index,
         errors: AtomicU64::new(0),
+        time,
     });
     let prefix = format!("/{PREFIX}");
     Router::new()
@@ -175,6 +176,18 @@ pub(crate) fn router(account: Arc<KlaviyoAccount>, faults: Faults) -> Router {
             },
             faults::middleware,
         ))
+}
+
+impl KState {
+    /// A metric, profile or attribution by id, for `included`.
+    fn resource(&self, t: &'static str, id: &str) -> Option<&Value> {
+        let list = match t {
+            "metric" => &self.account.metrics,
+            "profile" => &self.account.profiles,
+            _ => &self.account.attributions,
+        };
+        self.index.get(&(t, id.to_string())).map(|&i| &list[i])
+    }
 }
 
 fn error(
@@ -206,13 +219,6 @@ fn invalid(state: &KState, detail: &str, parameter: &str) -> Response {
         detail,
         json!({"parameter": parameter}),
     )
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn handle(
@@ -295,7 +301,7 @@ async fn handle(
         match st
             .account
             .limiter()
-            .admit(endpoint.name, endpoint.tier, now_ms())
+            .admit(endpoint.name, endpoint.tier, st.time.unix_ms())
         {
             Ok(r) => r,
             Err(retry) => {
@@ -748,7 +754,7 @@ fn serve(
                 if !seen.insert((t, id.to_string())) {
                     continue;
                 }
-                if let Some(r) = st.index.get(&(t, id.to_string())) {
+                if let Some(r) = st.resource(t, id) {
                     let mut r = r.clone();
                     sparse(&mut r, &fields);
                     included.push(r);

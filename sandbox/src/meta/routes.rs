@@ -23,6 +23,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
 use super::{AdAccount, Insight, PREFIX};
+use crate::clock::Time;
 use crate::faults::{self, FaultLayer, Faults};
 
 /// Requests allowed in any [`RATE_WINDOW`] before code 17 is answered.
@@ -74,15 +75,18 @@ struct MState {
     jobs: Mutex<HashMap<String, Job>>,
     next_job: AtomicU64,
     traces: AtomicU64,
+    /// The rate window's and the report jobs' clock.
+    time: Time,
 }
 
-pub(crate) fn router(account: Arc<AdAccount>, faults: Faults) -> Router {
+pub(crate) fn router(account: Arc<AdAccount>, faults: Faults, time: Time) -> Router {
     let state = Arc::new(MState {
         account,
         recent: Mutex::new(VecDeque::new()),
         jobs: Mutex::new(HashMap::new()),
         next_job: AtomicU64::new(0),
         traces: AtomicU64::new(0),
+        time,
     });
     let prefix = format!("/{PREFIX}");
     Router::new()
@@ -188,7 +192,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
     let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // The sliding-window rate and the usage it reports.
     let (usage, over) = {
-        let now = Instant::now();
+        let now = state.time.now();
         let mut recent = state.recent.lock().expect("rate lock");
         while recent
             .front()
@@ -285,7 +289,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                 run_id.clone(),
                 Job {
                     query: q,
-                    started: Instant::now(),
+                    started: state.time.now(),
                     fails,
                     failure_counted: false,
                 },
@@ -357,7 +361,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
             };
             match edge {
                 None => {
-                    let age = job.started.elapsed();
+                    let age = state.time.now().saturating_duration_since(job.started);
                     let (status, pct) = if age < JOB_QUEUED_TIME {
                         ("Job Not Started", 0)
                     } else if job.fails && age >= JOB_FAIL_TIME {
@@ -391,7 +395,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                         return state
                             .invalid_param(usage, "The report failed; start a smaller one");
                     }
-                    if job.started.elapsed() < JOB_RUN_TIME {
+                    if state.time.now().saturating_duration_since(job.started) < JOB_RUN_TIME {
                         drop(jobs);
                         return state.invalid_param(usage, "The report is not ready yet");
                     }

@@ -1,8 +1,10 @@
-//! Shopify's query cost bucket (leaky bucket: 2000 points, restored at 100 points a second of real time).
+//! Shopify's query cost bucket (leaky bucket: 2000 points, restored at 100 points a second of the sandbox's clock).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use crate::clock::Time;
 
 use serde_json::{json, Value};
 
@@ -17,11 +19,12 @@ pub const MAX_QUERY_COST: u64 = 1000;
 struct Bucket {
     available: f64,
     at: Instant,
+    time: Time,
 }
 
 impl Bucket {
     fn restore(&mut self) {
-        let now = Instant::now();
+        let now = self.time.now();
         let secs = now.duration_since(self.at).as_secs_f64();
         self.available = (self.available + secs * RESTORE_RATE).min(MAXIMUM_AVAILABLE);
         self.at = now;
@@ -37,11 +40,20 @@ pub(crate) struct Meter {
 }
 
 impl Default for Meter {
+    /// A full bucket on real time.
     fn default() -> Self {
+        Meter::new(Time::default())
+    }
+}
+
+impl Meter {
+    /// A full bucket restored as `time` passes.
+    pub(crate) fn new(time: Time) -> Self {
         Meter {
             bucket: Arc::new(Mutex::new(Bucket {
                 available: MAXIMUM_AVAILABLE,
-                at: Instant::now(),
+                at: time.now(),
+                time,
             })),
             throttled: Arc::new(AtomicU64::new(0)),
             over_cost: Arc::new(AtomicU64::new(0)),

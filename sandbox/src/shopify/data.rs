@@ -601,6 +601,11 @@ impl ShopData {
         }
     }
 
+    /// Refill the cost bucket on `time` (a full bucket).
+    pub(crate) fn set_time(&mut self, time: crate::clock::Time) {
+        self.meter = super::cost::Meter::new(time);
+    }
+
     /// Throttled (`THROTTLED`) responses served so far.
     pub fn throttled_count(&self) -> u64 {
         self.meter.throttled()

@@ -24,10 +24,12 @@ use crate::faults::{self, FaultLayer, Faults};
 
 const WC_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
-/// One record with the values the filters and orderings need, parsed once.
+/// One record with the values the filters and orderings need, parsed once. The JSON itself stays in
+/// the store (`pos` points at it): the routes keep no second copy of the records.
 #[derive(Debug)]
 struct Rec {
-    value: Value,
+    /// Position of the record's JSON in its collection's values.
+    pos: usize,
     id: u64,
     created: NaiveDateTime,
     created_gmt: NaiveDateTime,
@@ -49,7 +51,7 @@ struct Rec {
 }
 
 impl Rec {
-    fn new(value: Value, kind: Collection) -> Self {
+    fn new(pos: usize, value: &Value, kind: Collection) -> Self {
         let s = |k: &str| value[k].as_str().unwrap_or("").to_owned();
         let dt = |k: &str| {
             NaiveDateTime::parse_from_str(value[k].as_str().unwrap_or(""), WC_FORMAT)
@@ -83,6 +85,7 @@ impl Rec {
             })
             .unwrap_or_default();
         Rec {
+            pos,
             id: value["id"].as_u64().unwrap_or(0),
             created,
             created_gmt,
@@ -100,52 +103,147 @@ impl Rec {
             price: s("price").parse().unwrap_or(0.0),
             total_sales: value["total_sales"].as_u64().unwrap_or(0),
             product_ids,
-            value,
         }
+    }
+
+    /// The creation or modification time in the frame a filter compares in.
+    fn time(&self, key: Key, gmt: bool) -> NaiveDateTime {
+        match (key, gmt) {
+            (Key::Modified, true) => self.modified_gmt,
+            (Key::Modified, false) => self.modified,
+            (_, true) => self.created_gmt,
+            (_, false) => self.created,
+        }
+    }
+}
+
+/// The orderings a collection is indexed by, so that a page is found without sorting the collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Id,
+    Created,
+    Modified,
+}
+
+/// One collection's records (in id order) and its orderings by date: a page is a slice of one of
+/// them, found by binary search on the date bounds, so its cost does not grow with the store.
+#[derive(Debug)]
+struct Coll {
+    recs: Vec<Rec>,
+    /// Positions in `recs` sorted by (`created_gmt`, id).
+    by_created: Vec<u32>,
+    /// Positions in `recs` sorted by (`modified_gmt`, id).
+    by_modified: Vec<u32>,
+    /// Whether the site-local times are ordered like the GMT ones along both indexes (a fixed site
+    /// offset), so that a site-local bound can be binary searched too.
+    local_ordered: bool,
+}
+
+impl Coll {
+    fn new(values: &[Value], kind: Collection) -> Self {
+        let recs: Vec<Rec> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Rec::new(i, v, kind))
+            .collect();
+        let sorted = |key: Key| {
+            let mut idx: Vec<u32> = (0..recs.len() as u32).collect();
+            idx.sort_by_key(|&i| {
+                let r = &recs[i as usize];
+                (r.time(key, true), r.id)
+            });
+            idx
+        };
+        let by_created = sorted(Key::Created);
+        let by_modified = sorted(Key::Modified);
+        let ordered = |idx: &[u32], key: Key| {
+            idx.windows(2).all(|w| {
+                recs[w[0] as usize].time(key, false) <= recs[w[1] as usize].time(key, false)
+            })
+        };
+        let local_ordered =
+            ordered(&by_created, Key::Created) && ordered(&by_modified, Key::Modified);
+        Coll {
+            recs,
+            by_created,
+            by_modified,
+            local_ordered,
+        }
+    }
+
+    fn find(&self, id: u64) -> Option<&Rec> {
+        self.recs
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .map(|i| &self.recs[i])
+    }
+
+    /// The `i`-th record in ascending `key` order.
+    fn nth(&self, key: Key, i: usize) -> &Rec {
+        match key {
+            Key::Id => &self.recs[i],
+            Key::Created => &self.recs[self.by_created[i] as usize],
+            Key::Modified => &self.recs[self.by_modified[i] as usize],
+        }
+    }
+
+    /// The positions (in ascending `key` order) whose time is strictly inside the bounds.
+    fn range(
+        &self,
+        key: Key,
+        gmt: bool,
+        after: Option<NaiveDateTime>,
+        before: Option<NaiveDateTime>,
+    ) -> std::ops::Range<usize> {
+        let n = self.recs.len();
+        let idx = match key {
+            Key::Id => return 0..n,
+            Key::Created => &self.by_created,
+            Key::Modified => &self.by_modified,
+        };
+        let time = |i: &u32| self.recs[*i as usize].time(key, gmt);
+        let lo = after.map_or(0, |b| idx.partition_point(|i| time(i) <= b));
+        let hi = before.map_or(n, |b| idx.partition_point(|i| time(i) < b));
+        lo..hi.max(lo)
     }
 }
 
 /// Parsed records of every collection.
 #[derive(Debug)]
 struct Index {
-    orders: Vec<Rec>,
-    customers: Vec<Rec>,
-    products: Vec<Rec>,
-    coupons: Vec<Rec>,
-    refunds: Vec<Rec>,
-    /// Per-order refunds (without `parent_id`), keyed by order id.
-    order_refunds: BTreeMap<u64, Vec<Rec>>,
+    orders: Coll,
+    customers: Coll,
+    products: Coll,
+    coupons: Coll,
+    refunds: Coll,
+    /// Per-order refunds (without `parent_id`, as that endpoint serves them), keyed by order id.
+    order_refunds: BTreeMap<u64, (Vec<Value>, Coll)>,
 }
 
 impl Index {
     fn new(store: &WooStore) -> Self {
-        let build = |v: &[Value], kind| v.iter().cloned().map(|x| Rec::new(x, kind)).collect();
         let order_refunds = refunds_by_order(&store.refunds)
             .into_iter()
             .map(|(order, list)| {
-                let recs = list
-                    .into_iter()
-                    .map(|v| {
-                        // Served without `parent_id`, but keep the parent for filtering.
-                        let mut rec = Rec::new(v, Collection::Refunds);
-                        rec.parent = order;
-                        rec
-                    })
-                    .collect();
-                (order, recs)
+                let mut coll = Coll::new(&list, Collection::Refunds);
+                // Served without `parent_id`, but keep the parent for filtering.
+                for rec in &mut coll.recs {
+                    rec.parent = order;
+                }
+                (order, (list, coll))
             })
             .collect();
         Index {
-            orders: build(&store.orders, Collection::Orders),
-            customers: build(&store.customers, Collection::Customers),
-            products: build(&store.products, Collection::Products),
-            coupons: build(&store.coupons, Collection::Coupons),
-            refunds: build(&store.refunds, Collection::Refunds),
+            orders: Coll::new(&store.orders, Collection::Orders),
+            customers: Coll::new(&store.customers, Collection::Customers),
+            products: Coll::new(&store.products, Collection::Products),
+            coupons: Coll::new(&store.coupons, Collection::Coupons),
+            refunds: Coll::new(&store.refunds, Collection::Refunds),
             order_refunds,
         }
     }
 
-    fn collection(&self, kind: Collection) -> &[Rec] {
+    fn collection(&self, kind: Collection) -> &Coll {
         match kind {
             Collection::Orders => &self.orders,
             Collection::Customers => &self.customers,
@@ -156,17 +254,13 @@ impl Index {
     }
 }
 
-fn find(recs: &[Rec], id: u64) -> Option<&Rec> {
-    recs.binary_search_by_key(&id, |r| r.id)
-        .ok()
-        .map(|i| &recs[i])
-}
-
 /// Shared state of the WooCommerce routes.
 #[derive(Debug)]
 struct WooState {
     store: Arc<WooStore>,
     index: Index,
+    /// The per-order refunds of an order without any.
+    no_refunds: Coll,
     nonces: NonceCache,
     faults: Faults,
     site_offset: TimeDelta,
@@ -178,6 +272,7 @@ struct WooState {
 pub(crate) fn router(store: Arc<WooStore>, faults: Faults, fallback_host: String) -> Router {
     let state = Arc::new(WooState {
         index: Index::new(&store),
+        no_refunds: Coll::new(&[], Collection::Refunds),
         site_offset: TimeDelta::hours(i64::from(store.utc_offset_hours)),
         store,
         nonces: NonceCache::default(),
@@ -303,9 +398,9 @@ async fn handle(State(st): State<Arc<WooState>>, req: Request) -> Response {
             if !authenticated {
                 return cannot_view_one();
             }
-            let found = find(st.index.collection(kind), id);
+            let found = st.index.collection(kind).find(id);
             match found {
-                Some(rec) => single(&rec.value, &query),
+                Some(rec) => single(&st.values(kind)[rec.pos], &query),
                 None => {
                     let (code, message) = match kind {
                         Collection::Orders => {
@@ -327,16 +422,16 @@ async fn handle(State(st): State<Arc<WooState>>, req: Request) -> Response {
             if !authenticated {
                 return cannot_view_one();
             }
-            if find(&st.index.orders, order_id).is_none() {
+            if st.index.orders.find(order_id).is_none() {
                 return invalid_order_id();
             }
             let found = st
                 .index
                 .order_refunds
                 .get(&order_id)
-                .and_then(|list| list.iter().find(|r| r.id == refund_id));
+                .and_then(|(values, coll)| coll.find(refund_id).map(|r| &values[r.pos]));
             match found {
-                Some(rec) => single(&rec.value, &query),
+                Some(value) => single(value, &query),
                 None => {
                     WpError::new(404, "woocommerce_rest_invalid_id", "Invalid ID.").into_response()
                 }
@@ -398,6 +493,129 @@ fn project(value: &Value, fields: Option<&[String]>) -> Value {
 }
 
 impl WooState {
+    /// The JSON of a collection's records, as [`Rec::pos`] points into it.
+    fn values(&self, kind: Collection) -> &[Value] {
+        match kind {
+            Collection::Orders => &self.store.orders,
+            Collection::Customers => &self.store.customers,
+            Collection::Products => &self.store.products,
+            Collection::Coupons => &self.store.coupons,
+            Collection::Refunds => &self.store.refunds,
+        }
+    }
+
+    /// How many records a list request matches, and the requested page of them in order. Orderings
+    /// by id and dates walk the collection's index from the binary-searched date bounds: when no other
+    /// filter is set, the page is a slice of it and the total its length, whatever the store's size.
+    /// Orderings by name or price (products, coupons, customers: small collections) filter and sort.
+    fn select<'a>(&self, coll: &'a Coll, kind: Collection, p: &ListParams) -> (u64, Vec<&'a Rec>) {
+        let start = usize::try_from(p.offset.unwrap_or((p.page - 1).saturating_mul(p.per_page)))
+            .unwrap_or(usize::MAX);
+        let take = usize::try_from(p.per_page).unwrap_or(usize::MAX);
+        let key = match p.orderby.as_str() {
+            "include" if !p.include.is_empty() => None,
+            "date" | "registered_date" => Some(Key::Created),
+            "modified" => Some(Key::Modified),
+            "title" | "name" | "slug" | "price" | "popularity" => None,
+            _ => Some(Key::Id), // id, include without a list, rating (no ratings)
+        };
+        let Some(key) = key else {
+            let mut matched: Vec<&Rec> = coll
+                .recs
+                .iter()
+                .filter(|r| self.matches(r, kind, p))
+                .collect();
+            matched.sort_by(|a, b| Self::compare(p, a, b));
+            let total = matched.len() as u64;
+            let page = matched.into_iter().skip(start).take(take).collect();
+            return (total, page);
+        };
+        let gmt = p.dates_are_gmt;
+        let frame = |b: Option<DateBound>| b.map(|b| b.in_frame(gmt, self.site_offset));
+        let (after, before) = match key {
+            Key::Created => (p.after, p.before),
+            Key::Modified => (p.modified_after, p.modified_before),
+            Key::Id => (None, None),
+        };
+        let searchable = gmt || coll.local_ordered;
+        let range = if searchable {
+            coll.range(key, gmt, frame(after), frame(before))
+        } else {
+            0..coll.recs.len()
+        };
+        let len = range.len();
+        let at = |i: usize| {
+            if p.desc {
+                coll.nth(key, range.end - 1 - i)
+            } else {
+                coll.nth(key, range.start + i)
+            }
+        };
+        if searchable && Self::only_range_filters(kind, key, p) {
+            let page = (start.min(len)..start.saturating_add(take).min(len))
+                .map(at)
+                .collect();
+            return (len as u64, page);
+        }
+        let mut total = 0usize;
+        let mut page = Vec::new();
+        for i in 0..len {
+            let r = at(i);
+            if self.matches(r, kind, p) {
+                if total >= start && page.len() < take {
+                    page.push(r);
+                }
+                total += 1;
+            }
+        }
+        (total as u64, page)
+    }
+
+    /// Whether every filter of `p` is either unset or the date bounds of `key` (which the index range
+    /// already applies). Destructured field by field so that a new filter cannot be forgotten here.
+    fn only_range_filters(kind: Collection, key: Key, p: &ListParams) -> bool {
+        let ListParams {
+            page: _,
+            per_page: _,
+            offset: _,
+            orderby: _,
+            desc: _,
+            dates_are_gmt: _,
+            fields: _,
+            include,
+            exclude,
+            after,
+            before,
+            modified_after,
+            modified_before,
+            status,
+            role,
+            email,
+            code,
+            sku,
+            product_type,
+            customer,
+            product,
+            parent,
+        } = p;
+        let created_free = key == Key::Created || (after.is_none() && before.is_none());
+        let modified_free =
+            key == Key::Modified || (modified_after.is_none() && modified_before.is_none());
+        include.is_empty()
+            && exclude.is_empty()
+            && created_free
+            && modified_free
+            && (status.is_empty() || status.iter().any(|s| s == "any"))
+            && (kind != Collection::Customers || role == "all")
+            && email.is_none()
+            && code.is_none()
+            && sku.is_none()
+            && product_type.is_none()
+            && customer.is_none()
+            && product.is_none()
+            && parent.is_empty()
+    }
+
     fn matches(&self, r: &Rec, kind: Collection, p: &ListParams) -> bool {
         if !p.include.is_empty() && !p.include.contains(&r.id) {
             return false;
@@ -521,35 +739,34 @@ impl WooState {
         link_base: &str,
         query: &Query,
     ) -> Response {
-        let records: &[Rec] = match scope {
+        let (values, coll): (&[Value], &Coll) = match scope {
             Some(order_id) => {
-                if find(&self.index.orders, order_id).is_none() {
+                if self.index.orders.find(order_id).is_none() {
                     return invalid_order_id();
                 }
-                self.index
-                    .order_refunds
-                    .get(&order_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
+                match self.index.order_refunds.get(&order_id) {
+                    Some((values, coll)) => (values, coll),
+                    None => (&[], &self.no_refunds),
+                }
             }
-            None => self.index.collection(kind),
+            None => (self.values(kind), self.index.collection(kind)),
         };
-        let mut matched: Vec<&Rec> = records
-            .iter()
-            .filter(|r| self.matches(r, kind, p))
-            .collect();
-        matched.sort_by(|a, b| Self::compare(p, a, b));
-
-        let total = matched.len() as u64;
+        let (total, page) = self.select(coll, kind, p);
         let total_pages = total.div_ceil(p.per_page);
-        let start = p.offset.unwrap_or((p.page - 1).saturating_mul(p.per_page));
-        let page: Vec<Value> = matched
-            .iter()
-            .skip(usize::try_from(start).unwrap_or(usize::MAX))
-            .take(p.per_page as usize)
-            .map(|r| project(&r.value, p.fields.as_deref()))
-            .collect();
-        let body = serde_json::to_vec(&page).unwrap_or_default();
+        let mut body = Vec::with_capacity(page.len() * 2048 + 2);
+        body.push(b'[');
+        for (i, rec) in page.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let value = &values[rec.pos];
+            let written = match p.fields.as_deref() {
+                None => serde_json::to_writer(&mut body, value),
+                Some(f) => serde_json::to_writer(&mut body, &project(value, Some(f))),
+            };
+            written.expect("a JSON value serialises");
+        }
+        body.push(b']');
 
         let mut links = Vec::new();
         if p.page > 1 {
@@ -628,6 +845,67 @@ mod tests {
         assert!(parse_route("/wp-json/wc/v3/orders/abc").is_none());
         assert!(parse_route("/wp-json/wc/v3/webhooks").is_none());
         assert!(parse_route("/wp-json/wc/v2/orders").is_none());
+    }
+
+    /// The indexed pages are exactly what filtering and sorting the whole collection gives, for every
+    /// ordering, direction, date frame and bound the index narrows on, with and without other filters.
+    #[test]
+    fn indexed_pages_equal_filtering_and_sorting_everything() {
+        let end =
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2025, 6, 30, 23, 59, 59).unwrap();
+        let store = Arc::new(WooStore::generate(3, 1, end));
+        let st = WooState {
+            index: Index::new(&store),
+            no_refunds: Coll::new(&[], Collection::Refunds),
+            site_offset: TimeDelta::hours(i64::from(store.utc_offset_hours)),
+            store,
+            nonces: NonceCache::default(),
+            faults: Faults::new(),
+            fallback_host: String::new(),
+        };
+        let mut checked = 0;
+        for kind in [
+            Collection::Orders,
+            Collection::Refunds,
+            Collection::Products,
+        ] {
+            let coll = st.index.collection(kind);
+            for orderby in ["date", "modified", "id", "title"] {
+                for order in ["asc", "desc"] {
+                    for gmt in ["true", "false"] {
+                        for bounds in [
+                            "",
+                            "&after=2025-03-01T00:00:00",
+                            "&after=2025-03-01T00:00:00&before=2025-05-01T12:00:00Z",
+                            "&modified_after=2025-04-01T00:00:00",
+                            "&modified_after=2025-02-01T00:00:00&modified_before=2025-06-01T00:00:00-02:00",
+                            "&before=2025-01-15T00:00:00&modified_after=2025-01-01T00:00:00",
+                        ] {
+                            for extra in ["", "&status=completed", "&exclude=5,9", "&offset=7"] {
+                                for page in [1, 2, 5] {
+                                    let q = Query::parse(Some(&format!(
+                                        "orderby={orderby}&order={order}&dates_are_gmt={gmt}&per_page=13&page={page}{bounds}{extra}"
+                                    )));
+                                    let p = parse_list_params(kind, &q).unwrap();
+                                    let mut all: Vec<&Rec> =
+                                        coll.recs.iter().filter(|r| st.matches(r, kind, &p)).collect();
+                                    all.sort_by(|a, b| WooState::compare(&p, a, b));
+                                    let start = p.offset.unwrap_or((p.page - 1) * p.per_page) as usize;
+                                    let want: Vec<u64> =
+                                        all.iter().skip(start).take(13).map(|r| r.id).collect();
+                                    let (total, got) = st.select(coll, kind, &p);
+                                    let got: Vec<u64> = got.iter().map(|r| r.id).collect();
+                                    assert_eq!(total, all.len() as u64, "{q:?}");
+                                    assert_eq!(got, want, "{q:?}");
+                                    checked += usize::from(!want.is_empty());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked} non-empty pages compared");
     }
 
     #[test]
