@@ -881,7 +881,13 @@ mod tests {
                             "&modified_after=2025-02-01T00:00:00&modified_before=2025-06-01T00:00:00-02:00",
                             "&before=2025-01-15T00:00:00&modified_after=2025-01-01T00:00:00",
                         ] {
-                            for extra in ["", "&status=completed", "&exclude=5,9", "&offset=7"] {
+                            // A status the collection knows: products have their own (publish, draft, ...).
+                            let status = if matches!(kind, Collection::Products) {
+                                "&status=publish"
+                            } else {
+                                "&status=completed"
+                            };
+                            for extra in ["", status, "&exclude=5,9", "&offset=7"] {
                                 for page in [1, 2, 5] {
                                     let q = Query::parse(Some(&format!(
                                         "orderby={orderby}&order={order}&dates_are_gmt={gmt}&per_page=13&page={page}{bounds}{extra}"
