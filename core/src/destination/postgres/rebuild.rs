@@ -39,7 +39,7 @@ pub(super) fn rebuild(
             &[],
         )?
         .map(|r| (r.get(0), r.get(1)));
-    tx.batch_execute("DELETE FROM gf_dirty; DELETE FROM gf_affected;")?;
+    tx.batch_execute("TRUNCATE gf_dirty, gf_affected")?;
     let mut stats = RebuildStats::default();
     let full = !matches!(&previous, Some((fp, _)) if *fp == fingerprint);
     match previous {
@@ -535,8 +535,7 @@ const FLUSH_SQL: &str = "
      UNION SELECT customer_id FROM gf_stage_events WHERE customer_id IS NOT NULL
      UNION SELECT customer_id FROM gf_stage_people
      ON CONFLICT DO NOTHING;
-    DELETE FROM gf_stage_orders; DELETE FROM gf_stage_events; DELETE FROM gf_stage_people;
-    DELETE FROM gf_stage_derived;";
+    TRUNCATE gf_stage_orders, gf_stage_events, gf_stage_people, gf_stage_derived;";
 
 /// Recompute what depends on more than one record for the people in `gf_affected`. Statement for
 /// statement SQLite's `settle_people` (keep the two in step: a statement added there goes in the same
@@ -562,7 +561,7 @@ const SETTLE_PEOPLE: &[&str] = &[
            AND o.order_id = journey_events.attributes->>'order_id')
      WHERE event_type = 'refund' AND currency IS NULL",
     // Each person's valid orders across every store, numbered by creation time.
-    "DELETE FROM gf_order_index",
+    "TRUNCATE gf_order_index",
     "INSERT INTO gf_order_index
        SELECT source, order_id,
               ROW_NUMBER() OVER (PARTITION BY customer_id
@@ -601,9 +600,7 @@ const SETTLE_PEOPLE: &[&str] = &[
                     AND customer_id IN (SELECT customer_id FROM gf_affected)
                   GROUP BY customer_id) o ON o.customer_id = p.customer_id
        GROUP BY p.customer_id, o.first_order_at, o.cnt, o.spent",
-    "DELETE FROM gf_order_index",
-    "DELETE FROM gf_affected",
-    "DELETE FROM gf_dirty",
+    "TRUNCATE gf_order_index, gf_affected, gf_dirty",
 ];
 
 /// Klaviyo events named from the synced `campaigns` and `flows` records (SQLite's
@@ -612,7 +609,7 @@ fn name_klaviyo_campaigns(tx: &mut Transaction<'_>, full: bool) -> Result<()> {
     tx.batch_execute(
         "CREATE TEMP TABLE IF NOT EXISTS gf_klaviyo_names (source TEXT, kind TEXT, id TEXT, name TEXT,
             PRIMARY KEY (source, kind, id));
-         DELETE FROM gf_klaviyo_names;
+         TRUNCATE gf_klaviyo_names;
          INSERT INTO gf_klaviyo_names
            SELECT r.source, 'campaign', r.record_id, btrim(r.payload #>> '{attributes,name}')
            FROM raw_records r JOIN growthflow_sources s ON s.source = r.source AND s.type = 'klaviyo'
