@@ -86,10 +86,11 @@ const MAP_SLICE: usize = 128;
 /// Mapped rows staged before they are copied to the server.
 const FLUSH_ROWS: usize = 5_000;
 
-/// Per-connection temporary tables: what a commit copies in, what a rebuild stages and its
-/// bookkeeping (the `temp.*` tables of SQLite's rebuild).
+/// Per-connection temporary tables: what a rebuild stages and its bookkeeping (the `temp.*` tables of
+/// SQLite's rebuild). They are emptied with `TRUNCATE`, never `DELETE`: nothing vacuums temporary
+/// tables, and a rebuild is one transaction, so deleted rows would stay in the heap and every later
+/// scan of the table would read them again (a full rebuild's flushes grew quadratically).
 const TEMP_TABLES: &str = "
-    CREATE TEMP TABLE gf_incoming (seq BIGINT, record_id TEXT, cursor_value TEXT, payload JSONB);
     CREATE TEMP TABLE gf_dirty (source TEXT, stream TEXT, record_id TEXT,
         PRIMARY KEY (source, stream, record_id));
     CREATE TEMP TABLE gf_affected (customer_id TEXT PRIMARY KEY);
@@ -122,9 +123,11 @@ struct Statements {
     lock_then_clock: Statement,
     note_removed: Statement,
     replace: Statement,
-    /// From `gf_incoming` into `raw_records`, emptying it; a page that names a record twice keeps
-    /// its last version, as SQLite's upserts do.
-    upsert_incoming: Statement,
+    /// A page's records into `raw_records`, sent as three arrays in one statement (ids, cursors,
+    /// payloads). Staging them in a temporary table first cost a second copy of every payload (stored,
+    /// compressed and read back) and, since nothing vacuums temporary tables, a table that grew with
+    /// every page and was scanned whole by each commit.
+    upsert_page: Statement,
     save_state: Statement,
 }
 
@@ -143,11 +146,10 @@ impl Statements {
             replace: client.prepare(
                 "DELETE FROM raw_records WHERE source = $1 AND stream = $2 AND cursor_value = $3",
             )?,
-            upsert_incoming: client.prepare(
-                "WITH page AS (DELETE FROM gf_incoming RETURNING *)
-                 INSERT INTO raw_records (source, stream, record_id, cursor_value, payload, synced_at)
-                 SELECT DISTINCT ON (record_id) $1::TEXT, $2::TEXT, record_id, cursor_value, payload, $3
-                 FROM page ORDER BY record_id, seq DESC
+            upsert_page: client.prepare(
+                "INSERT INTO raw_records (source, stream, record_id, cursor_value, payload, synced_at)
+                 SELECT $1::TEXT, $2::TEXT, r.record_id, r.cursor_value, r.payload, $3
+                 FROM unnest($4::TEXT[], $5::TEXT[], $6::JSONB[]) AS r(record_id, cursor_value, payload)
                  ON CONFLICT (source, stream, record_id) DO UPDATE SET
                    cursor_value = excluded.cursor_value,
                    payload = excluded.payload,
@@ -577,19 +579,28 @@ impl PostgresDestination {
                 tx.execute(&st.replace, &[&b.source, &b.stream, partition])?;
             }
             if !b.records.is_empty() {
-                let sink = tx.copy_in(
-                    "COPY gf_incoming (seq, record_id, cursor_value, payload) FROM STDIN (FORMAT binary)",
-                )?;
-                let mut w = BinaryCopyInWriter::new(
-                    sink,
-                    &[Type::INT8, Type::TEXT, Type::TEXT, Type::JSONB],
-                );
-                for (seq, r) in b.records.iter().enumerate() {
-                    let payload = jsonb_safe(&r.payload);
-                    w.write(&[&(seq as i64), &r.id, &r.cursor, &payload.as_ref()])?;
+                // One statement may not upsert a row twice: a page that names a record twice keeps
+                // its last version, as SQLite's upserts do.
+                let mut last: HashMap<&str, usize> = HashMap::with_capacity(b.records.len());
+                for (i, r) in b.records.iter().enumerate() {
+                    last.insert(r.id.as_str(), i);
                 }
-                w.finish()?;
-                tx.execute(&st.upsert_incoming, &[&b.source, &b.stream, &now])?;
+                let kept: Vec<&crate::connector::Record> = b
+                    .records
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, r)| last.get(r.id.as_str()) == Some(i))
+                    .map(|(_, r)| r)
+                    .collect();
+                let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
+                let cursors: Vec<Option<&str>> = kept.iter().map(|r| r.cursor.as_deref()).collect();
+                let safe: Vec<std::borrow::Cow<'_, Value>> =
+                    kept.iter().map(|r| jsonb_safe(&r.payload)).collect();
+                let payloads: Vec<&Value> = safe.iter().map(|p| p.as_ref()).collect();
+                tx.execute(
+                    &st.upsert_page,
+                    &[&b.source, &b.stream, &now, &ids, &cursors, &payloads],
+                )?;
             }
             if let Some(s) = &b.state {
                 tx.execute(

@@ -39,7 +39,13 @@ pub(super) fn rebuild(
             &[],
         )?
         .map(|r| (r.get(0), r.get(1)));
-    tx.batch_execute("DELETE FROM gf_dirty; DELETE FROM gf_affected;")?;
+    // Sorts and hashes of a rebuild (staged rows, numbering, people) stay in memory, for this
+    // transaction only.
+    tx.batch_execute(
+        "SET LOCAL work_mem = '64MB';
+         CREATE TEMP TABLE IF NOT EXISTS gf_full_orders (LIKE gf_stage_orders);
+         TRUNCATE gf_dirty, gf_affected, gf_full_orders;",
+    )?;
     let mut stats = RebuildStats::default();
     let full = !matches!(&previous, Some((fp, _)) if *fp == fingerprint);
     match previous {
@@ -64,6 +70,7 @@ pub(super) fn rebuild(
                                    AND r.record_id = d.record_id
                  JOIN growthflow_sources s ON s.source = r.source
                  ORDER BY r.source COLLATE \"C\", r.stream COLLATE \"C\", r.record_id COLLATE \"C\"",
+                false,
                 &mut stats,
             )?;
         }
@@ -78,8 +85,10 @@ pub(super) fn rebuild(
                 "SELECT r.source, s.type, r.stream, r.record_id, r.payload
                  FROM raw_records r JOIN growthflow_sources s ON s.source = r.source
                  ORDER BY r.source COLLATE \"C\", r.stream COLLATE \"C\", r.record_id COLLATE \"C\"",
+                true,
                 &mut stats,
             )?;
+            tx.batch_execute(FULL_ORDERS_SQL)?;
         }
     }
     name_klaviyo_campaigns(tx, full)?;
@@ -183,6 +192,7 @@ fn map_records(
     tx: &mut Transaction<'_>,
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
     select: &str,
+    full: bool,
     stats: &mut RebuildStats,
 ) -> Result<()> {
     let portal = tx.bind(select, &[])?;
@@ -215,10 +225,10 @@ fn map_records(
             }
         }
         if staged.len() >= FLUSH_ROWS {
-            flush(tx, &mut staged)?;
+            flush(tx, &mut staged, full)?;
         }
     }
-    flush(tx, &mut staged)?;
+    flush(tx, &mut staged, full)?;
     Ok(())
 }
 
@@ -331,7 +341,9 @@ fn stage_record(
 
 /// Copy the staged rows to the server and upsert them (last record wins, as with SQLite's upserts),
 /// noting the people they concern.
-fn flush(tx: &mut Transaction<'_>, staged: &mut Staged) -> Result<()> {
+///
+/// A full rebuild (`full`) collects the orders in `gf_full_orders` instead, for [`FULL_ORDERS_SQL`].
+fn flush(tx: &mut Transaction<'_>, staged: &mut Staged, full: bool) -> Result<()> {
     if staged.len() == 0 {
         return Ok(());
     }
@@ -489,6 +501,11 @@ fn flush(tx: &mut Transaction<'_>, staged: &mut Staged) -> Result<()> {
         }
         w.finish()?;
     }
+    tx.batch_execute(if full {
+        "INSERT INTO gf_full_orders SELECT * FROM gf_stage_orders"
+    } else {
+        FLUSH_ORDERS_SQL
+    })?;
     tx.batch_execute(FLUSH_SQL)?;
     *staged = Staged {
         seq: staged.seq,
@@ -497,8 +514,8 @@ fn flush(tx: &mut Transaction<'_>, staged: &mut Staged) -> Result<()> {
     Ok(())
 }
 
-/// From the staging tables into the model: SQLite's per-row upserts of `map_records`, set-wise.
-const FLUSH_SQL: &str = "
+/// From the staging table into `orders`: SQLite's per-row upserts of `map_records`, set-wise.
+const FLUSH_ORDERS_SQL: &str = "
     INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
        subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
        utm_source, utm_medium, utm_campaign, channel, landing_page, referrer)
@@ -513,7 +530,29 @@ const FLUSH_SQL: &str = "
        total_refunded=excluded.total_refunded, financial_status=excluded.financial_status,
        cancelled=excluded.cancelled, test=excluded.test, utm_source=excluded.utm_source,
        utm_medium=excluded.utm_medium, utm_campaign=excluded.utm_campaign, channel=excluded.channel,
-       landing_page=excluded.landing_page, referrer=excluded.referrer;
+       landing_page=excluded.landing_page, referrer=excluded.referrer;";
+
+/// A full rebuild's orders, inserted once all are mapped, already numbered as `settle_people` numbers
+/// them (a person's valid orders by creation time): `settle_people` then finds nothing to change in
+/// them, where updating every order after inserting it wrote each row and its four index entries
+/// twice. The last version of an order wins, as in [`FLUSH_ORDERS_SQL`]; the tables were emptied.
+const FULL_ORDERS_SQL: &str = "
+    INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
+       subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
+       utm_source, utm_medium, utm_campaign, channel, landing_page, referrer, customer_order_index)
+     SELECT source, order_id, customer_id, email, created_at, currency, total_price, subtotal_price,
+       total_discounts, total_refunded, financial_status, cancelled, test, utm_source, utm_medium,
+       utm_campaign, channel, landing_page, referrer,
+       CASE WHEN customer_id IS NOT NULL AND NOT cancelled AND NOT test THEN
+         ROW_NUMBER() OVER (PARTITION BY customer_id, (NOT cancelled AND NOT test)
+                            ORDER BY created_at, source COLLATE \"C\", order_id COLLATE \"C\")
+       END
+     FROM (SELECT DISTINCT ON (source, order_id) * FROM gf_full_orders
+           ORDER BY source, order_id, seq DESC) o;
+    TRUNCATE gf_full_orders;";
+
+/// From the other staging tables into the model: SQLite's per-row upserts of `map_records`, set-wise.
+const FLUSH_SQL: &str = "
     INSERT INTO journey_events (event_id, source, stream, occurred_at, date, stage, event_type,
        channel, campaign, customer_id, quantity, value, currency, attributes)
      SELECT DISTINCT ON (event_id) event_id, source, stream, occurred_at, date, stage, event_type,
@@ -536,8 +575,7 @@ const FLUSH_SQL: &str = "
      UNION SELECT customer_id FROM gf_stage_events WHERE customer_id IS NOT NULL
      UNION SELECT customer_id FROM gf_stage_people
      ON CONFLICT DO NOTHING;
-    DELETE FROM gf_stage_orders; DELETE FROM gf_stage_events; DELETE FROM gf_stage_people;
-    DELETE FROM gf_stage_derived;";
+    TRUNCATE gf_stage_orders, gf_stage_events, gf_stage_people, gf_stage_derived;";
 
 /// Recompute what depends on more than one record for the people in `gf_affected`. Statement for
 /// statement SQLite's `settle_people` (keep the two in step: a statement added there goes in the same
@@ -563,7 +601,7 @@ const SETTLE_PEOPLE: &[&str] = &[
            AND o.order_id = journey_events.attributes->>'order_id')
      WHERE event_type = 'refund' AND currency IS NULL",
     // Each person's valid orders across every store, numbered by creation time.
-    "DELETE FROM gf_order_index",
+    "TRUNCATE gf_order_index",
     "INSERT INTO gf_order_index
        SELECT source, order_id,
               ROW_NUMBER() OVER (PARTITION BY customer_id
@@ -571,17 +609,28 @@ const SETTLE_PEOPLE: &[&str] = &[
        FROM orders
        WHERE NOT cancelled AND NOT test
          AND customer_id IN (SELECT customer_id FROM gf_affected)",
+    // Only the rows whose number changes are written (a row updated to the same value is still a
+    // new row version with new index entries).
     "UPDATE orders SET customer_order_index = (
        SELECT idx FROM gf_order_index i
        WHERE i.source = orders.source AND i.order_id = orders.order_id)
-     WHERE customer_id IN (SELECT customer_id FROM gf_affected)",
-    // Repeat orders are retention, first ones conversion.
+     WHERE customer_id IN (SELECT customer_id FROM gf_affected)
+       AND customer_order_index IS DISTINCT FROM (
+         SELECT idx FROM gf_order_index i
+         WHERE i.source = orders.source AND i.order_id = orders.order_id)",
+    // Repeat orders are retention, first ones conversion (only the events whose stage changes are
+    // written).
     "UPDATE journey_events SET stage = CASE WHEN EXISTS (
          SELECT 1 FROM gf_order_index i
          WHERE i.source = journey_events.source
            AND i.order_id = journey_events.attributes->>'order_id'
            AND i.idx >= 2) THEN 'retention' ELSE 'conversion' END
-     WHERE event_type = 'order' AND customer_id IN (SELECT customer_id FROM gf_affected)",
+     WHERE event_type = 'order' AND customer_id IN (SELECT customer_id FROM gf_affected)
+       AND stage <> CASE WHEN EXISTS (
+         SELECT 1 FROM gf_order_index i
+         WHERE i.source = journey_events.source
+           AND i.order_id = journey_events.attributes->>'order_id'
+           AND i.idx >= 2) THEN 'retention' ELSE 'conversion' END",
     // The customers rows.
     "DELETE FROM customers WHERE customer_id IN (SELECT customer_id FROM gf_affected)",
     "INSERT INTO customers (customer_id, email, first_seen_at, first_order_at, orders_count, total_spent)
@@ -602,9 +651,7 @@ const SETTLE_PEOPLE: &[&str] = &[
                     AND customer_id IN (SELECT customer_id FROM gf_affected)
                   GROUP BY customer_id) o ON o.customer_id = p.customer_id
        GROUP BY p.customer_id, o.first_order_at, o.cnt, o.spent",
-    "DELETE FROM gf_order_index",
-    "DELETE FROM gf_affected",
-    "DELETE FROM gf_dirty",
+    "TRUNCATE gf_order_index, gf_affected, gf_dirty",
 ];
 
 /// Klaviyo events named from the synced `campaigns` and `flows` records (SQLite's
@@ -613,7 +660,7 @@ fn name_klaviyo_campaigns(tx: &mut Transaction<'_>, full: bool) -> Result<()> {
     tx.batch_execute(
         "CREATE TEMP TABLE IF NOT EXISTS gf_klaviyo_names (source TEXT, kind TEXT, id TEXT, name TEXT,
             PRIMARY KEY (source, kind, id));
-         DELETE FROM gf_klaviyo_names;
+         TRUNCATE gf_klaviyo_names;
          INSERT INTO gf_klaviyo_names
            SELECT r.source, 'campaign', r.record_id, btrim(r.payload #>> '{attributes,name}')
            FROM raw_records r JOIN growthflow_sources s ON s.source = r.source AND s.type = 'klaviyo'
