@@ -83,8 +83,10 @@ BEGIN
     ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
+-- Transition tables have no index: a nested loop between the old and new rows would be
+-- quadratic in the rows one statement updates (a full rebuild updates them all).
 CREATE FUNCTION growthflow_rollup_events_updated() RETURNS trigger LANGUAGE plpgsql
-    SET search_path FROM CURRENT AS $$
+    SET search_path FROM CURRENT SET enable_nestloop = off AS $$
 BEGIN
     INSERT INTO growthflow_rollup_dirty_days (date)
     SELECT DISTINCT v.date
@@ -137,8 +139,10 @@ BEGIN
     ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
+-- Transition tables have no index: a nested loop between the old and new rows would be
+-- quadratic in the rows one statement updates (a full rebuild updates them all).
 CREATE FUNCTION growthflow_rollup_orders_updated() RETURNS trigger LANGUAGE plpgsql
-    SET search_path FROM CURRENT AS $$
+    SET search_path FROM CURRENT SET enable_nestloop = off AS $$
 BEGIN
     -- The old and new versions of the orders whose reported columns changed.
     WITH changed AS (
