@@ -1,0 +1,469 @@
+//! Long first syncs and backfills read in date windows side by side.
+
+use super::*;
+
+/// A store's orders as WooCommerce lists them: `after`/`before` on creation and
+/// `modified_after`/`modified_before` on modification (all exclusive, whole seconds, `dates_are_gmt`),
+/// ordered by `orderby` then id, paged with `page`/`per_page`, counted in `X-WP-Total`. Counts its
+/// requests and says when the `kill_after`-th arrived.
+struct Store {
+    /// `(id, created, modified)`, naive GMT times as WooCommerce writes them.
+    orders: Vec<(u64, String, String)>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    kill_after: usize,
+    killed: Arc<tokio::sync::Notify>,
+}
+
+impl wiremock::Respond for Store {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let n = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n == self.kill_after {
+            self.killed.notify_one();
+        }
+        let q = query(req);
+        if q.get("dates_are_gmt").map(String::as_str) != Some("true") {
+            return ResponseTemplate::new(400).set_body_string("dates_are_gmt missing");
+        }
+        let bound = |k: &str| q.get(k).cloned();
+        let (after, before) = (bound("after"), bound("before"));
+        let (m_after, m_before) = (bound("modified_after"), bound("modified_before"));
+        let mut matching: Vec<&(u64, String, String)> = self
+            .orders
+            .iter()
+            .filter(|(_, c, m)| {
+                after.as_ref().is_none_or(|a| c > a)
+                    && before.as_ref().is_none_or(|b| c < b)
+                    && m_after.as_ref().is_none_or(|a| m > a)
+                    && m_before.as_ref().is_none_or(|b| m < b)
+            })
+            .collect();
+        match q.get("orderby").map(String::as_str) {
+            Some("modified") => matching.sort_by(|x, y| (&x.2, x.0).cmp(&(&y.2, y.0))),
+            Some("date") => matching.sort_by(|x, y| (&x.1, x.0).cmp(&(&y.1, y.0))),
+            _ => matching.sort_by_key(|x| x.0),
+        }
+        let page: usize = q["page"].parse().unwrap();
+        let per_page: usize = q["per_page"].parse().unwrap();
+        let items: Vec<Value> = matching
+            .iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .map(|(id, created, modified)| {
+                let mut o = order(*id, modified);
+                o["date_created_gmt"] = json!(created);
+                o
+            })
+            .collect();
+        ResponseTemplate::new(200)
+            .insert_header("X-WP-Total", matching.len().to_string().as_str())
+            .insert_header(
+                "X-WP-TotalPages",
+                matching
+                    .len()
+                    .div_ceil(per_page)
+                    .max(1)
+                    .to_string()
+                    .as_str(),
+            )
+            .set_body_json(Value::Array(items))
+    }
+}
+
+/// 240 orders over 2025, one every 36 hours, each modified a few hours after its creation; every
+/// twentieth shares its modification second with the one before (a keyset tie).
+fn year_of_orders() -> Vec<(u64, String, String)> {
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let mut out: Vec<(u64, String, String)> = Vec::new();
+    for id in 1..=240u64 {
+        let created = base + chrono::Duration::hours(36 * id as i64);
+        let modified = if id % 20 == 0 {
+            out.last().unwrap().2.clone()
+        } else {
+            fmt(created + chrono::Duration::hours((id % 5) as i64))
+        };
+        out.push((id, fmt(created), modified));
+    }
+    out
+}
+
+/// Every batch committed — its record ids and the state saved with them — in commit order.
+type Commit = (Vec<String>, Option<Value>);
+
+#[derive(Clone, Default)]
+struct CommitLog(Arc<std::sync::Mutex<Vec<Commit>>>);
+
+struct Recording {
+    inner: SqliteDestination,
+    log: CommitLog,
+}
+
+impl growthflow_core::destination::Destination for Recording {
+    fn register_source(&mut self, source: &str, source_type: &str) -> growthflow_core::Result<()> {
+        self.inner.register_source(source, source_type)
+    }
+    fn load_state(&mut self, source: &str, stream: &str) -> growthflow_core::Result<Option<Value>> {
+        self.inner.load_state(source, stream)
+    }
+    fn commit(
+        &mut self,
+        batches: &[growthflow_core::destination::WriteBatch],
+    ) -> growthflow_core::Result<()> {
+        self.inner.commit(batches)?;
+        let mut log = self.log.0.lock().unwrap();
+        for b in batches {
+            log.push((
+                b.records.iter().map(|r| r.id.clone()).collect(),
+                b.state.clone(),
+            ));
+        }
+        Ok(())
+    }
+    fn rebuild_journey(
+        &mut self,
+        mappers: &[Arc<dyn growthflow_core::model::JourneyMapper>],
+    ) -> growthflow_core::Result<growthflow_core::destination::RebuildStats> {
+        self.inner.rebuild_journey(mappers)
+    }
+    fn saved_states(
+        &mut self,
+        source: Option<&str>,
+    ) -> growthflow_core::Result<Vec<growthflow_core::destination::SavedState>> {
+        self.inner.saved_states(source)
+    }
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> growthflow_core::Result<u64> {
+        self.inner.reset_state(source, stream)
+    }
+}
+
+fn recording_writer() -> (DatasetWriter, CommitLog) {
+    let log = CommitLog::default();
+    let dest = Recording {
+        inner: SqliteDestination::in_memory().unwrap(),
+        log: log.clone(),
+    };
+    (DatasetWriter::spawn(Box::new(dest)), log)
+}
+
+/// At every commit that saved a cursor, every order modified before it was already committed: a run
+/// killed right after any commit resumes (from that cursor less a second) without losing an order.
+fn assert_state_never_passes_an_uncommitted_order(
+    log: &CommitLog,
+    orders: &[(u64, String, String)],
+) -> Option<String> {
+    let mut committed = std::collections::HashSet::new();
+    let mut last = None;
+    for (ids, state) in log.0.lock().unwrap().iter() {
+        committed.extend(ids.iter().cloned());
+        let Some(cursor) = state.as_ref().and_then(|s| s["cursor"].as_str()) else {
+            continue;
+        };
+        let saved = growthflow_core::time::parse_utc(cursor).unwrap();
+        for (id, _, modified) in orders {
+            if growthflow_core::time::parse_utc(modified).unwrap() < saved {
+                assert!(
+                    committed.contains(&id.to_string()),
+                    "cursor {cursor} saved before order {id} (modified {modified}) was committed"
+                );
+            }
+        }
+        last = Some(cursor.to_string());
+    }
+    last
+}
+
+struct WindowedHarness {
+    h: Harness,
+    orders: Vec<(u64, String, String)>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    killed: Arc<tokio::sync::Notify>,
+}
+
+impl WindowedHarness {
+    async fn start(kill_after: usize) -> WindowedHarness {
+        let h = Harness {
+            server: MockServer::start().await,
+            // "Now" is pinned: the last window of an incremental read starts before it.
+            clock: TestClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+        };
+        let orders = year_of_orders();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let killed = Arc::new(tokio::sync::Notify::new());
+        Mock::given(method("GET"))
+            .and(path("/wp-json/wc/v3/orders"))
+            .respond_with(Store {
+                orders: orders.clone(),
+                requests: requests.clone(),
+                kill_after,
+                killed: killed.clone(),
+            })
+            .mount(&h.server)
+            .await;
+        WindowedHarness {
+            h,
+            orders,
+            requests,
+            killed,
+        }
+    }
+
+    fn connector(&self) -> WooCommerce {
+        let mut config = self.h.config();
+        config.per_page = 10;
+        self.h.connector_with(config)
+    }
+
+    fn newest(&self) -> String {
+        let newest = self.orders.iter().map(|o| o.2.clone()).max().unwrap();
+        format!("{newest}Z")
+    }
+}
+
+fn sync_options(window: Option<Window>) -> SyncOptions {
+    SyncOptions {
+        start: Utc.with_ymd_and_hms(2024, 12, 1, 0, 0, 0).unwrap(),
+        streams: Vec::new(),
+        full_refresh: false,
+        window,
+        concurrency: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_long_first_sync_reads_windows_side_by_side_and_gets_every_order_once() {
+    let w = WindowedHarness::start(0).await;
+    let guard = w.h.catch_all().await;
+    let connector = w.connector();
+    let (writer, log) = recording_writer();
+    let outcome = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(None),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
+    assert_eq!(outcome.records, 240, "every order exactly once");
+    let mut ids: Vec<String> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.0.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 240);
+    assert_eq!(
+        writer.load_state("woo", "orders").await.unwrap(),
+        Some(json!({ "cursor": w.newest() })),
+        "the newest modification time, as a sequential read saves"
+    );
+    assert_eq!(
+        assert_state_never_passes_an_uncommitted_order(&log, &w.orders),
+        Some(w.newest())
+    );
+
+    let requests = w.h.finish(guard).await;
+    // One count (24 pages of 10 → 6 windows), then the windows: bounded on both sides but the last,
+    // which reads on past "now".
+    assert_eq!(query(&requests[0])["per_page"], "1");
+    let mut windows: Vec<(String, Option<String>)> = requests[1..]
+        .iter()
+        .map(|r| {
+            let q = query(r);
+            (
+                q["modified_after"].clone(),
+                q.get("modified_before").cloned(),
+            )
+        })
+        .collect();
+    let mut ends: Vec<Option<String>> = windows.iter().map(|w| w.1.clone()).collect();
+    ends.sort();
+    ends.dedup();
+    assert_eq!(ends.len(), 6, "{ends:?}");
+    assert_eq!(ends[0], None, "the last window is open");
+    windows.sort();
+    assert_eq!(windows[0].0, "2024-11-30T23:59:59", "from start_date");
+    assert!(
+        connector.limiter().peak_in_flight() >= 2,
+        "windows were read side by side"
+    );
+
+    // Nothing changed since: the next sync makes one request (no count, no windows) and keeps the
+    // cursor.
+    let before = requests.len();
+    let again = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(None),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!(again.status, "ok", "{:?}", again.error);
+    let all = w.h.server.received_requests().await.unwrap();
+    assert_eq!(
+        all.len() - before,
+        1,
+        "one request for a sync with nothing new"
+    );
+    assert_eq!(
+        writer.load_state("woo", "orders").await.unwrap(),
+        Some(json!({ "cursor": w.newest() }))
+    );
+}
+
+#[tokio::test]
+async fn a_windowed_sync_killed_midway_resumes_without_losing_an_order() {
+    let w = WindowedHarness::start(12).await;
+    let connector = w.connector();
+    let (writer, log) = recording_writer();
+    let options = sync_options(None);
+    tokio::select! {
+        o = sync_stream(&connector, &streams::ORDERS, &writer, &options, &NoProgress) => {
+            panic!("the sync finished before the kill: {o:?}")
+        }
+        () = w.killed.notified() => {}
+    }
+    // Whatever the writer had been handed is committed before it answers this.
+    let saved = writer.load_state("woo", "orders").await.unwrap();
+    let killed_at = log.0.lock().unwrap().len();
+    let partial: usize = log.0.lock().unwrap().iter().map(|c| c.0.len()).sum();
+    assert!(partial > 0 && partial < 240, "killed midway ({partial})");
+    let cursor = assert_state_never_passes_an_uncommitted_order(&log, &w.orders);
+    assert_eq!(
+        saved
+            .as_ref()
+            .map(|s| s["cursor"].as_str().unwrap().to_string()),
+        cursor
+    );
+
+    // The next run resumes from the saved cursor (in sequence: it has state now) and the dataset ends
+    // with every order and the newest cursor.
+    let before = w.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let outcome = sync_stream(&connector, &streams::ORDERS, &writer, &options, &NoProgress).await;
+    assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
+    let mut ids: Vec<String> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.0.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 240, "no order lost");
+    assert_eq!(
+        writer.load_state("woo", "orders").await.unwrap(),
+        Some(json!({ "cursor": w.newest() }))
+    );
+    assert_eq!(
+        assert_state_never_passes_an_uncommitted_order(&log, &w.orders),
+        Some(w.newest())
+    );
+    assert!(log.0.lock().unwrap().len() > killed_at);
+    // Resuming re-reads from the saved cursor, not from start_date, in sequence (no count, no
+    // windows). A request of the killed run may still reach the server after the kill, so the
+    // resumed run's requests are told apart by their bounds rather than their position.
+    let resumed = w.h.server.received_requests().await.unwrap();
+    if let Some(cursor) = cursor {
+        let expected =
+            growthflow_core::time::parse_utc(&cursor).unwrap() - chrono::Duration::seconds(1);
+        let expected = streams::wc_date(expected);
+        assert!(
+            resumed[before..].iter().any(|r| {
+                let q = query(r);
+                q["modified_after"] == expected && !q.contains_key("modified_before")
+            }),
+            "no request resumed from {expected}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_long_backfill_reads_creation_windows_and_saves_no_state() {
+    let w = WindowedHarness::start(0).await;
+    let guard = w.h.catch_all().await;
+    let connector = w.connector();
+    let (writer, log) = recording_writer();
+    let window = Window {
+        since: Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap(),
+        until: Utc.with_ymd_and_hms(2025, 12, 1, 0, 0, 0).unwrap(),
+    };
+    let outcome = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(Some(window)),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
+    let inside: Vec<String> = w
+        .orders
+        .iter()
+        .filter(|(_, created, _)| {
+            let c = growthflow_core::time::parse_utc(created).unwrap();
+            c >= window.since && c < window.until
+        })
+        .map(|o| o.0.to_string())
+        .collect();
+    assert_eq!(
+        outcome.records,
+        inside.len() as u64,
+        "each order of the window once"
+    );
+    let mut ids: Vec<String> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.0.clone())
+        .collect();
+    ids.sort();
+    let mut expected = inside.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(
+        log.0.lock().unwrap().iter().all(|c| c.1.is_none()),
+        "no state"
+    );
+    assert_eq!(writer.load_state("woo", "orders").await.unwrap(), None);
+    let requests = w.h.finish(guard).await;
+    assert!(requests.len() > 8, "read in windows");
+    assert!(requests[1..].iter().all(|r| {
+        let q = query(r);
+        q["orderby"] == "date" && q.contains_key("before") && !q.contains_key("modified_after")
+    }));
+}
+
+#[tokio::test]
+async fn one_request_at_a_time_reads_in_sequence_without_a_count() {
+    let w = WindowedHarness::start(0).await;
+    let guard = w.h.catch_all().await;
+    let mut config = w.h.config();
+    config.per_page = 10;
+    config.max_concurrent_requests = Some(1);
+    let connector = w.h.connector_with(config);
+    let (writer, _log) = recording_writer();
+    let outcome = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(None),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!((outcome.status, outcome.records), ("ok", 240));
+    let requests = w.h.finish(guard).await;
+    assert!(requests.iter().all(|r| {
+        let q = query(r);
+        q["per_page"] == "10" && !q.contains_key("modified_before")
+    }));
+    assert_eq!(connector.limiter().peak_in_flight(), 1);
+}
