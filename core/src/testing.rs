@@ -53,3 +53,99 @@ pub fn query_map(req: &Request) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
+
+/// One batch a [`recording_writer`]'s destination committed, in commit order.
+#[cfg(feature = "dataset")]
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The ids of the batch's records.
+    pub ids: Vec<String>,
+    /// The partition the batch replaced, if any.
+    pub replaces: Option<String>,
+    /// The state saved with the records.
+    pub state: Option<serde_json::Value>,
+}
+
+/// What a [`recording_writer`] committed so far; clones share it.
+#[cfg(feature = "dataset")]
+#[derive(Debug, Clone, Default)]
+pub struct CommitLog(std::sync::Arc<std::sync::Mutex<Vec<Commit>>>);
+
+#[cfg(feature = "dataset")]
+impl CommitLog {
+    /// The batches committed so far.
+    pub fn commits(&self) -> Vec<Commit> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Every committed record id, in commit order (a record committed twice is listed twice).
+    pub fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.ids.clone())
+            .collect()
+    }
+}
+
+/// A SQLite dataset in memory that writes like any other and logs each committed batch, so that a
+/// windowed read's test can check, at every commit, that the saved cursor never passes a record not
+/// yet committed (what a run killed right after that commit would lose).
+#[cfg(feature = "dataset")]
+struct Recording {
+    inner: crate::destination::sqlite::SqliteDestination,
+    log: CommitLog,
+}
+
+#[cfg(feature = "dataset")]
+impl crate::destination::Destination for Recording {
+    fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
+        self.inner.register_source(source, source_type)
+    }
+    fn load_state(&mut self, source: &str, stream: &str) -> Result<Option<serde_json::Value>> {
+        self.inner.load_state(source, stream)
+    }
+    fn commit(&mut self, batches: &[crate::destination::WriteBatch]) -> Result<()> {
+        self.inner.commit(batches)?;
+        let mut log = self.log.0.lock().unwrap();
+        for b in batches {
+            log.push(Commit {
+                ids: b.records.iter().map(|r| r.id.clone()).collect(),
+                replaces: b.replaces.clone(),
+                state: b.state.clone(),
+            });
+        }
+        Ok(())
+    }
+    fn rebuild_journey(
+        &mut self,
+        mappers: &[std::sync::Arc<dyn crate::model::JourneyMapper>],
+    ) -> Result<crate::destination::RebuildStats> {
+        self.inner.rebuild_journey(mappers)
+    }
+    fn saved_states(
+        &mut self,
+        source: Option<&str>,
+    ) -> Result<Vec<crate::destination::SavedState>> {
+        self.inner.saved_states(source)
+    }
+    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> Result<u64> {
+        self.inner.reset_state(source, stream)
+    }
+}
+
+/// A dataset writer over an in-memory SQLite dataset, and the log of every batch it commits.
+#[cfg(feature = "dataset")]
+pub fn recording_writer() -> (crate::destination::DatasetWriter, CommitLog) {
+    let log = CommitLog::default();
+    let dest = Recording {
+        inner: crate::destination::sqlite::SqliteDestination::in_memory()
+            .expect("an in-memory SQLite dataset"),
+        log: log.clone(),
+    };
+    (
+        crate::destination::DatasetWriter::spawn(Box::new(dest)),
+        log,
+    )
+}

@@ -1097,68 +1097,8 @@ async fn a_failing_token_endpoint_is_retried_by_one_layer_only() {
 // ---------------------------------------------------------------------------------------------------
 // Long first syncs and backfills read windows of days side by side.
 
-use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::destination::DatasetWriter;
 use growthflow_core::engine::{sync_stream, NoProgress, SyncOptions};
-
-/// Every batch committed — its record ids, the day it replaces and the state saved with it.
-type Commit = (Vec<String>, Option<String>, Option<Value>);
-
-#[derive(Clone, Default)]
-struct CommitLog(Arc<std::sync::Mutex<Vec<Commit>>>);
-
-struct Recording {
-    inner: SqliteDestination,
-    log: CommitLog,
-}
-
-impl growthflow_core::destination::Destination for Recording {
-    fn register_source(&mut self, source: &str, source_type: &str) -> growthflow_core::Result<()> {
-        self.inner.register_source(source, source_type)
-    }
-    fn load_state(&mut self, source: &str, stream: &str) -> growthflow_core::Result<Option<Value>> {
-        self.inner.load_state(source, stream)
-    }
-    fn commit(
-        &mut self,
-        batches: &[growthflow_core::destination::WriteBatch],
-    ) -> growthflow_core::Result<()> {
-        self.inner.commit(batches)?;
-        let mut log = self.log.0.lock().unwrap();
-        for b in batches {
-            log.push((
-                b.records.iter().map(|r| r.id.clone()).collect(),
-                b.replaces.clone(),
-                b.state.clone(),
-            ));
-        }
-        Ok(())
-    }
-    fn rebuild_journey(
-        &mut self,
-        mappers: &[Arc<dyn growthflow_core::model::JourneyMapper>],
-    ) -> growthflow_core::Result<growthflow_core::destination::RebuildStats> {
-        self.inner.rebuild_journey(mappers)
-    }
-    fn saved_states(
-        &mut self,
-        source: Option<&str>,
-    ) -> growthflow_core::Result<Vec<growthflow_core::destination::SavedState>> {
-        self.inner.saved_states(source)
-    }
-    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> growthflow_core::Result<u64> {
-        self.inner.reset_state(source, stream)
-    }
-}
-
-fn recording_writer() -> (DatasetWriter, CommitLog) {
-    let log = CommitLog::default();
-    let dest = Recording {
-        inner: SqliteDestination::in_memory().unwrap(),
-        log: log.clone(),
-    };
-    (DatasetWriter::spawn(Box::new(dest)), log)
-}
+use growthflow_core::testing::{recording_writer, Commit, CommitLog};
 
 /// The property's days: every seventh day has no rows, the others two sources.
 fn sources_of(day: &str) -> &'static [&'static str] {
@@ -1195,7 +1135,7 @@ fn day_options(window: Option<Window>) -> SyncOptions {
 fn assert_cursor_never_passes_an_unread_day(log: &CommitLog) -> Vec<String> {
     let mut rows: std::collections::HashSet<String> = Default::default();
     let mut cursors = Vec::new();
-    for (ids, _, state) in log.0.lock().unwrap().iter() {
+    for Commit { ids, state, .. } in log.commits().iter() {
         rows.extend(ids.iter().cloned());
         let Some(cursor) = state.as_ref().and_then(|s| s["cursor"].as_str()) else {
             continue;
@@ -1250,11 +1190,9 @@ async fn a_long_first_sync_reads_windows_of_days_side_by_side_and_each_day_once(
     asked.sort();
     assert_eq!(asked, sixty_days());
     let mut replaced: Vec<String> = log
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c.1.clone())
+        .commits()
+        .into_iter()
+        .filter_map(|c| c.replaces)
         .collect();
     replaced.sort();
     assert_eq!(replaced, sixty_days(), "each day's first page replaces it");
@@ -1376,13 +1314,7 @@ async fn a_windowed_first_sync_killed_midway_resumes_without_losing_a_day() {
 
     let outcome = sync_stream(&ga4, &def, &writer, &options, &NoProgress).await;
     assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
-    let all: std::collections::HashSet<String> = log
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c.0.clone())
-        .collect();
+    let all: std::collections::HashSet<String> = log.ids().into_iter().collect();
     let rows: usize = sixty_days().iter().map(|d| sources_of(d).len()).sum();
     // The resumed run re-reads the lookback before its saved day, which may reach before start_date.
     let in_range = all

@@ -1,6 +1,7 @@
 //! Long first syncs and backfills of events read in date windows side by side.
 
 use super::*;
+use growthflow_core::testing::{recording_writer, Commit, CommitLog};
 
 /// An account's events as `/api/events` lists them: `filter` takes `greater-or-equal(datetime,…)` and
 /// `less-than(datetime,…)` (anything else is a 400, as Klaviyo answers an invalid filter), sorted by
@@ -119,64 +120,6 @@ fn year_of_events() -> Vec<(String, DateTime<Utc>)> {
     out
 }
 
-/// Every batch committed — its record ids and the state saved with them — in commit order.
-type Commit = (Vec<String>, Option<Value>);
-
-#[derive(Clone, Default)]
-struct CommitLog(Arc<Mutex<Vec<Commit>>>);
-
-struct Recording {
-    inner: SqliteDestination,
-    log: CommitLog,
-}
-
-impl growthflow_core::destination::Destination for Recording {
-    fn register_source(&mut self, source: &str, source_type: &str) -> growthflow_core::Result<()> {
-        self.inner.register_source(source, source_type)
-    }
-    fn load_state(&mut self, source: &str, stream: &str) -> growthflow_core::Result<Option<Value>> {
-        self.inner.load_state(source, stream)
-    }
-    fn commit(
-        &mut self,
-        batches: &[growthflow_core::destination::WriteBatch],
-    ) -> growthflow_core::Result<()> {
-        self.inner.commit(batches)?;
-        let mut log = self.log.0.lock().unwrap();
-        for b in batches {
-            log.push((
-                b.records.iter().map(|r| r.id.clone()).collect(),
-                b.state.clone(),
-            ));
-        }
-        Ok(())
-    }
-    fn rebuild_journey(
-        &mut self,
-        mappers: &[Arc<dyn growthflow_core::model::JourneyMapper>],
-    ) -> growthflow_core::Result<growthflow_core::destination::RebuildStats> {
-        self.inner.rebuild_journey(mappers)
-    }
-    fn saved_states(
-        &mut self,
-        source: Option<&str>,
-    ) -> growthflow_core::Result<Vec<growthflow_core::destination::SavedState>> {
-        self.inner.saved_states(source)
-    }
-    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> growthflow_core::Result<u64> {
-        self.inner.reset_state(source, stream)
-    }
-}
-
-fn recording_writer() -> (DatasetWriter, CommitLog) {
-    let log = CommitLog::default();
-    let dest = Recording {
-        inner: SqliteDestination::in_memory().unwrap(),
-        log: log.clone(),
-    };
-    (DatasetWriter::spawn(Box::new(dest)), log)
-}
-
 /// At every commit that saved a cursor, every event before it was already committed: a run killed
 /// right after any commit resumes from that cursor (less the lookback) without losing an event.
 fn assert_state_never_passes_an_uncommitted_event(
@@ -185,7 +128,7 @@ fn assert_state_never_passes_an_uncommitted_event(
 ) -> Option<String> {
     let mut committed = std::collections::HashSet::new();
     let mut last = None;
-    for (ids, state) in log.0.lock().unwrap().iter() {
+    for Commit { ids, state, .. } in log.commits().iter() {
         committed.extend(ids.iter().cloned());
         let Some(cursor) = state.as_ref().and_then(|s| s["cursor"].as_str()) else {
             continue;
@@ -249,13 +192,7 @@ impl WindowedHarness {
     }
 
     fn ids(log: &CommitLog) -> Vec<String> {
-        let mut ids: Vec<String> = log
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|c| c.0.clone())
-            .collect();
+        let mut ids: Vec<String> = log.ids();
         ids.sort();
         ids.dedup();
         ids

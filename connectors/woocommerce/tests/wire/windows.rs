@@ -1,6 +1,7 @@
 //! Long first syncs and backfills read in date windows side by side.
 
 use super::*;
+use growthflow_core::testing::{recording_writer, Commit, CommitLog};
 
 /// A store's orders as WooCommerce lists them: `after`/`before` on creation and
 /// `modified_after`/`modified_before` on modification (all exclusive, whole seconds, `dates_are_gmt`),
@@ -90,64 +91,6 @@ fn year_of_orders() -> Vec<(u64, String, String)> {
     out
 }
 
-/// Every batch committed — its record ids and the state saved with them — in commit order.
-type Commit = (Vec<String>, Option<Value>);
-
-#[derive(Clone, Default)]
-struct CommitLog(Arc<std::sync::Mutex<Vec<Commit>>>);
-
-struct Recording {
-    inner: SqliteDestination,
-    log: CommitLog,
-}
-
-impl growthflow_core::destination::Destination for Recording {
-    fn register_source(&mut self, source: &str, source_type: &str) -> growthflow_core::Result<()> {
-        self.inner.register_source(source, source_type)
-    }
-    fn load_state(&mut self, source: &str, stream: &str) -> growthflow_core::Result<Option<Value>> {
-        self.inner.load_state(source, stream)
-    }
-    fn commit(
-        &mut self,
-        batches: &[growthflow_core::destination::WriteBatch],
-    ) -> growthflow_core::Result<()> {
-        self.inner.commit(batches)?;
-        let mut log = self.log.0.lock().unwrap();
-        for b in batches {
-            log.push((
-                b.records.iter().map(|r| r.id.clone()).collect(),
-                b.state.clone(),
-            ));
-        }
-        Ok(())
-    }
-    fn rebuild_journey(
-        &mut self,
-        mappers: &[Arc<dyn growthflow_core::model::JourneyMapper>],
-    ) -> growthflow_core::Result<growthflow_core::destination::RebuildStats> {
-        self.inner.rebuild_journey(mappers)
-    }
-    fn saved_states(
-        &mut self,
-        source: Option<&str>,
-    ) -> growthflow_core::Result<Vec<growthflow_core::destination::SavedState>> {
-        self.inner.saved_states(source)
-    }
-    fn reset_state(&mut self, source: &str, stream: Option<&str>) -> growthflow_core::Result<u64> {
-        self.inner.reset_state(source, stream)
-    }
-}
-
-fn recording_writer() -> (DatasetWriter, CommitLog) {
-    let log = CommitLog::default();
-    let dest = Recording {
-        inner: SqliteDestination::in_memory().unwrap(),
-        log: log.clone(),
-    };
-    (DatasetWriter::spawn(Box::new(dest)), log)
-}
-
 /// At every commit that saved a cursor, every order modified before it was already committed: a run
 /// killed right after any commit resumes (from that cursor less a second) without losing an order.
 fn assert_state_never_passes_an_uncommitted_order(
@@ -156,7 +99,7 @@ fn assert_state_never_passes_an_uncommitted_order(
 ) -> Option<String> {
     let mut committed = std::collections::HashSet::new();
     let mut last = None;
-    for (ids, state) in log.0.lock().unwrap().iter() {
+    for Commit { ids, state, .. } in log.commits().iter() {
         committed.extend(ids.iter().cloned());
         let Some(cursor) = state.as_ref().and_then(|s| s["cursor"].as_str()) else {
             continue;
@@ -248,13 +191,7 @@ async fn a_long_first_sync_reads_windows_side_by_side_and_gets_every_order_once(
     .await;
     assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
     assert_eq!(outcome.records, 240, "every order exactly once");
-    let mut ids: Vec<String> = log
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c.0.clone())
-        .collect();
+    let mut ids: Vec<String> = log.ids();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 240);
@@ -332,8 +269,8 @@ async fn a_windowed_sync_killed_midway_resumes_without_losing_an_order() {
     }
     // Whatever the writer had been handed is committed before it answers this.
     let saved = writer.load_state("woo", "orders").await.unwrap();
-    let killed_at = log.0.lock().unwrap().len();
-    let partial: usize = log.0.lock().unwrap().iter().map(|c| c.0.len()).sum();
+    let killed_at = log.commits().len();
+    let partial: usize = log.commits().iter().map(|c| c.ids.len()).sum();
     assert!(partial > 0 && partial < 240, "killed midway ({partial})");
     let cursor = assert_state_never_passes_an_uncommitted_order(&log, &w.orders);
     assert_eq!(
@@ -348,13 +285,7 @@ async fn a_windowed_sync_killed_midway_resumes_without_losing_an_order() {
     let before = w.requests.load(std::sync::atomic::Ordering::SeqCst);
     let outcome = sync_stream(&connector, &streams::ORDERS, &writer, &options, &NoProgress).await;
     assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
-    let mut ids: Vec<String> = log
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c.0.clone())
-        .collect();
+    let mut ids: Vec<String> = log.ids();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 240, "no order lost");
@@ -366,7 +297,7 @@ async fn a_windowed_sync_killed_midway_resumes_without_losing_an_order() {
         assert_state_never_passes_an_uncommitted_order(&log, &w.orders),
         Some(w.newest())
     );
-    assert!(log.0.lock().unwrap().len() > killed_at);
+    assert!(log.commits().len() > killed_at);
     // Resuming re-reads from the saved cursor, not from start_date, in sequence (no count, no
     // windows). A request of the killed run may still reach the server after the kill, so the
     // resumed run's requests are told apart by their bounds rather than their position.
@@ -418,21 +349,12 @@ async fn a_long_backfill_reads_creation_windows_and_saves_no_state() {
         inside.len() as u64,
         "each order of the window once"
     );
-    let mut ids: Vec<String> = log
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c.0.clone())
-        .collect();
+    let mut ids: Vec<String> = log.ids();
     ids.sort();
     let mut expected = inside.clone();
     expected.sort();
     assert_eq!(ids, expected);
-    assert!(
-        log.0.lock().unwrap().iter().all(|c| c.1.is_none()),
-        "no state"
-    );
+    assert!(log.commits().iter().all(|c| c.state.is_none()), "no state");
     assert_eq!(writer.load_state("woo", "orders").await.unwrap(), None);
     let requests = w.h.finish(guard).await;
     assert!(requests.len() > 8, "read in windows");
