@@ -88,6 +88,17 @@ pub enum ReportError {
         /// The value as stored.
         value: String,
     },
+    /// Rows were changed outside growthflow since the last rebuild, so the report's rollups are behind
+    /// them, and this role may only read: a run with a role that may write brings them up to date.
+    #[error(
+        "the dataset was changed outside growthflow since its last rebuild and its report tables \
+         are behind; the role {role:?} may only read, so it cannot bring them up to date: run \
+         `growthflow sync` (or `report`) once with a role that may write to the dataset's schema"
+    )]
+    RollupsBehind {
+        /// The PostgreSQL role the report ran as.
+        role: String,
+    },
     /// `--currency` is not a three-letter code.
     #[error("--currency {0:?} is not a three-letter ISO 4217 code")]
     InvalidCurrency(String),

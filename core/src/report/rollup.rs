@@ -110,6 +110,18 @@ pub(super) fn ensure_fresh(db: &mut Dataset<'_>) -> Result<(), ReportError> {
             if pending == 0 {
                 return Ok(());
             }
+            // A reader's role (a BI tool's, granted SELECT only) cannot bring them up to date: say
+            // so, instead of the server's bare "permission denied" halfway through the refresh.
+            let row = client.query_one(
+                "SELECT current_user::TEXT,
+                        has_table_privilege('growthflow_rollup_dirty_days', 'DELETE')
+                        AND has_table_privilege('growthflow_rollup_dirty_customers', 'DELETE')
+                        AND has_table_privilege('growthflow_rollup_events', 'INSERT')",
+                &[],
+            )?;
+            if !row.get::<_, bool>(1) {
+                return Err(ReportError::RollupsBehind { role: row.get(0) });
+            }
             let mut tx = client.transaction()?;
             refresh(&mut Pg(&mut tx))?;
             tx.commit()?;

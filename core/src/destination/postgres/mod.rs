@@ -20,18 +20,18 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement, Transaction};
-use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::{Error, Result};
 
+mod full;
 mod rebuild;
 mod target;
 pub mod testing;
@@ -96,11 +96,13 @@ const TEMP_TABLES: &str = "
     CREATE TEMP TABLE gf_affected (customer_id TEXT PRIMARY KEY);
     CREATE TEMP TABLE gf_order_index (source TEXT, order_id TEXT, idx BIGINT,
         PRIMARY KEY (source, order_id));
-    CREATE TEMP TABLE gf_stage_orders (seq BIGINT, source TEXT, order_id TEXT, customer_id TEXT,
+    CREATE TEMP TABLE gf_stage_orders (seq BIGINT, source TEXT, stream TEXT, record_id TEXT,
+        order_id TEXT, customer_id TEXT,
         email TEXT, created_at TIMESTAMPTZ, currency TEXT, total_price NUMERIC, subtotal_price NUMERIC,
         total_discounts NUMERIC, total_refunded NUMERIC, financial_status TEXT, cancelled BOOLEAN,
         test BOOLEAN, utm_source TEXT, utm_medium TEXT, utm_campaign TEXT, channel TEXT,
         landing_page TEXT, referrer TEXT);
+    CREATE TEMP TABLE gf_full_orders (LIKE gf_stage_orders);
     CREATE TEMP TABLE gf_stage_events (seq BIGINT, event_id TEXT, source TEXT, stream TEXT,
         occurred_at TIMESTAMPTZ, date DATE, stage TEXT, event_type TEXT, channel TEXT, campaign TEXT,
         customer_id TEXT, quantity NUMERIC, value NUMERIC, currency TEXT, attributes JSONB);
@@ -623,7 +625,7 @@ impl PostgresDestination {
                 &[&LOCK_WRITE, &self.target.schema],
             )?
             .get(0);
-        let stats = rebuild(&mut tx, &by_type, started)?;
+        let stats = rebuild(&mut tx, &self.target, &by_type, started)?;
         tx.commit()?;
         Ok(stats)
     }

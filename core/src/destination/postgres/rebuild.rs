@@ -29,6 +29,7 @@ fn fingerprint(
 /// Rebuild the journey model: the same steps as SQLite's `rebuild`, in the same order.
 pub(super) fn rebuild(
     tx: &mut Transaction<'_>,
+    target: &PostgresTarget,
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
     started: DateTime<Utc>,
 ) -> Result<RebuildStats> {
@@ -43,8 +44,7 @@ pub(super) fn rebuild(
     // transaction only.
     tx.batch_execute(
         "SET LOCAL work_mem = '64MB';
-         CREATE TEMP TABLE IF NOT EXISTS gf_full_orders (LIKE gf_stage_orders);
-         TRUNCATE gf_dirty, gf_affected, gf_full_orders;",
+         TRUNCATE gf_dirty, gf_affected;",
     )?;
     let mut stats = RebuildStats::default();
     let full = !matches!(&previous, Some((fp, _)) if *fp == fingerprint);
@@ -70,29 +70,13 @@ pub(super) fn rebuild(
                                    AND r.record_id = d.record_id
                  JOIN growthflow_sources s ON s.source = r.source
                  ORDER BY r.source COLLATE \"C\", r.stream COLLATE \"C\", r.record_id COLLATE \"C\"",
-                false,
                 &mut stats,
             )?;
         }
-        _ => {
-            tx.batch_execute(
-                "DELETE FROM journey_events; DELETE FROM orders; DELETE FROM customers;
-                 DELETE FROM growthflow_derived; DELETE FROM growthflow_people;",
-            )?;
-            map_records(
-                tx,
-                mappers,
-                "SELECT r.source, s.type, r.stream, r.record_id, r.payload
-                 FROM raw_records r JOIN growthflow_sources s ON s.source = r.source
-                 ORDER BY r.source COLLATE \"C\", r.stream COLLATE \"C\", r.record_id COLLATE \"C\"",
-                true,
-                &mut stats,
-            )?;
-            tx.batch_execute(FULL_ORDERS_SQL)?;
-        }
+        _ => super::full::rebuild_all(tx, target, mappers, &mut stats)?,
     }
     name_klaviyo_campaigns(tx, full)?;
-    settle_people(tx)?;
+    settle_people(tx, full)?;
     crate::report::rollup::refresh_postgres(tx)?; // The report's rollups of what changed.
     tx.execute("DELETE FROM growthflow_removed", &[])?;
     tx.execute(
@@ -156,21 +140,48 @@ fn unmap_dirty(tx: &mut Transaction<'_>) -> Result<()> {
 }
 
 /// A person a record names: source, stream, record id, customer id, first seen.
-type StagedPerson = (String, String, String, String, Option<DateTime<Utc>>);
+pub(super) type StagedPerson = (String, String, String, String, Option<DateTime<Utc>>);
 /// What a record produced: seq, source, stream, record id, event ids, order ids.
-type StagedDerived = (i64, String, String, String, Value, Value);
+pub(super) type StagedDerived = (i64, String, String, String, Value, Value);
 
 /// Mapped rows waiting to be copied to the server.
 #[derive(Default)]
-struct Staged {
-    seq: i64,
-    orders: Vec<(i64, String, crate::model::OrderRow, Option<String>)>,
-    events: Vec<StagedEvent>,
-    people: Vec<StagedPerson>,
-    derived: Vec<StagedDerived>,
+pub(super) struct Staged {
+    pub(super) seq: i64,
+    pub(super) orders: Vec<StagedOrder>,
+    pub(super) events: Vec<StagedEvent>,
+    pub(super) people: Vec<StagedPerson>,
+    pub(super) derived: Vec<StagedDerived>,
 }
 
-struct StagedEvent {
+/// An order as a record gave it, with where it came from: a full rebuild keeps, of an order that two
+/// records name, the version of the record SQLite maps last (the greatest stream and record id).
+pub(super) struct StagedOrder {
+    pub(super) seq: i64,
+    pub(super) source: String,
+    pub(super) stream: String,
+    pub(super) record_id: String,
+    pub(super) order: crate::model::OrderRow,
+    pub(super) customer_id: Option<String>,
+}
+
+/// Drop every item whose key appears again later, keeping the order of the rest.
+fn keep_last<T>(items: &mut Vec<T>, key: impl Fn(&T) -> String) {
+    if items.len() < 2 {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.drain(..).rev() {
+        if seen.insert(key(&item)) {
+            kept.push(item);
+        }
+    }
+    kept.reverse();
+    *items = kept;
+}
+
+pub(super) struct StagedEvent {
     seq: i64,
     event_id: String,
     source: String,
@@ -180,7 +191,7 @@ struct StagedEvent {
 }
 
 impl Staged {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.orders.len() + self.events.len() + self.people.len() + self.derived.len()
     }
 }
@@ -192,7 +203,6 @@ fn map_records(
     tx: &mut Transaction<'_>,
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
     select: &str,
-    full: bool,
     stats: &mut RebuildStats,
 ) -> Result<()> {
     let portal = tx.bind(select, &[])?;
@@ -205,31 +215,45 @@ fn map_records(
         // A parsed payload is several times its JSON's size: parse and map a slice of the page at
         // a time, so memory holds a few hundred records' values, not a thousand.
         for slice in page.chunks(MAP_SLICE) {
-            let raws: Vec<(String, String, String, String, Value)> = slice
+            let raws: Vec<Raw> = slice
                 .iter()
                 .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
                 .collect();
-            let mapped = map_page(mappers, &raws);
-            for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
-                stats.records += 1;
-                let journey = match journey {
-                    None => continue,
-                    Some(Ok(j)) => j,
-                    Some(Err(e)) => {
-                        stats.failed += 1;
-                        tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
-                        continue;
-                    }
-                };
-                stage_record(&mut staged, source, stream, record_id, journey);
-            }
+            stage_page(mappers, &raws, &mut staged, false, stats);
         }
         if staged.len() >= FLUSH_ROWS {
-            flush(tx, &mut staged, full)?;
+            flush(tx, &mut staged)?;
         }
     }
-    flush(tx, &mut staged, full)?;
+    flush(tx, &mut staged)?;
     Ok(())
+}
+
+/// A raw record as the rebuild reads it: source, source type, stream, record id, payload.
+pub(super) type Raw = (String, String, String, String, Value);
+
+/// Map `raws` (in parallel) and stage what they produce; see [`stage_record`] for `full`.
+pub(super) fn stage_page(
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    raws: &[Raw],
+    staged: &mut Staged,
+    full: bool,
+    stats: &mut RebuildStats,
+) {
+    let mapped = map_page(mappers, raws);
+    for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
+        stats.records += 1;
+        let journey = match journey {
+            None => continue,
+            Some(Ok(j)) => j,
+            Some(Err(e)) => {
+                stats.failed += 1;
+                tracing::warn!(%source, %stream, %record_id, error = %e, "record skipped by the journey model");
+                continue;
+            }
+        };
+        stage_record(staged, source, stream, record_id, journey, full);
+    }
 }
 
 /// Map one page of raw records (`source, type, stream, record_id, payload`), in order: `None` where no
@@ -237,9 +261,9 @@ fn map_records(
 /// connection, so the page is split over up to 4 threads (no more than the machine's cores).
 fn map_page(
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
-    raws: &[(String, String, String, String, Value)],
+    raws: &[Raw],
 ) -> Vec<Option<Result<crate::model::JourneyRows>>> {
-    let map = |(_, source_type, stream, _, payload): &(String, String, String, String, Value)| {
+    let map = |(_, source_type, stream, _, payload): &Raw| {
         mappers
             .get(source_type.as_str())
             .map(|m| m.map(stream, payload))
@@ -266,19 +290,26 @@ fn map_page(
     })
 }
 
-/// One record's rows, as SQLite's `map_records` loop body builds them.
+/// One record's rows, as SQLite's `map_records` loop body builds them: SQLite upserts them one by one,
+/// so where a record names an order or an event key twice its last version counts, and so here.
+///
+/// A full rebuild (`full`) stages no order events: [`super::full`] writes them with the orders, already
+/// in their stage, and only their ids are noted here.
 fn stage_record(
     staged: &mut Staged,
     source: &str,
     stream: &str,
     record_id: &str,
     journey: crate::model::JourneyRows,
+    full: bool,
 ) {
     staged.seq += 1;
     let seq = staged.seq;
+    let mut orders = journey.orders;
+    keep_last(&mut orders, |o| o.order_id.clone());
     let mut events: Vec<EventRow> = journey.events;
-    let mut order_ids: Vec<String> = Vec::with_capacity(journey.orders.len());
-    for o in journey.orders {
+    let mut order_ids: Vec<String> = Vec::with_capacity(orders.len());
+    for o in orders {
         let customer_id = o.email.as_deref().and_then(normalize_email);
         order_ids.push(o.order_id.clone());
         // Every order is also an event; its stage (first order or repeat) is settled below.
@@ -288,25 +319,41 @@ fn stage_record(
             Stage::Conversion,
             "order",
         );
-        ev.channel = Some(o.channel);
-        ev.campaign = o.utm_campaign.clone();
-        ev.email = o.email.clone();
-        ev.value = Some(o.total_price);
-        ev.currency = o.currency.clone();
-        ev.attributes = serde_json::json!({
-            "order_id": o.order_id,
-            "valid": !o.cancelled && !o.test,
-        });
+        if !full {
+            ev.channel = Some(o.channel);
+            ev.campaign = o.utm_campaign.clone();
+            ev.email = o.email.clone();
+            ev.value = Some(o.total_price);
+            ev.currency = o.currency.clone();
+            ev.attributes = serde_json::json!({
+                "order_id": o.order_id,
+                "valid": !o.cancelled && !o.test,
+            });
+        }
         events.push(ev);
-        staged
-            .orders
-            .push((seq, source.to_string(), o, customer_id));
+        staged.orders.push(StagedOrder {
+            seq,
+            source: source.to_string(),
+            stream: stream.to_string(),
+            record_id: record_id.to_string(),
+            order: o,
+            customer_id,
+        });
     }
+    keep_last(&mut events, |e| e.key.clone());
     let mut event_ids: Vec<String> = Vec::with_capacity(events.len());
     for e in events {
-        let customer_id = e.email.as_deref().and_then(normalize_email);
         let event_id = format!("{source}:{stream}:{record_id}:{}", e.key);
         event_ids.push(event_id.clone());
+        // An order's event comes after the mapper's events, so the key is its own.
+        if full
+            && order_ids
+                .iter()
+                .any(|id| e.key.strip_prefix("order:") == Some(id))
+        {
+            continue; // Written with its order (see above).
+        }
+        let customer_id = e.email.as_deref().and_then(normalize_email);
         staged.events.push(StagedEvent {
             seq,
             event_id,
@@ -341,176 +388,184 @@ fn stage_record(
 
 /// Copy the staged rows to the server and upsert them (last record wins, as with SQLite's upserts),
 /// noting the people they concern.
-///
-/// A full rebuild (`full`) collects the orders in `gf_full_orders` instead, for [`FULL_ORDERS_SQL`].
-fn flush(tx: &mut Transaction<'_>, staged: &mut Staged, full: bool) -> Result<()> {
+fn flush(tx: &mut Transaction<'_>, staged: &mut Staged) -> Result<()> {
     if staged.len() == 0 {
         return Ok(());
     }
-    {
-        let sink = tx.copy_in(
-            "COPY gf_stage_orders (seq, source, order_id, customer_id, email, created_at, currency,
-               total_price, subtotal_price, total_discounts, total_refunded, financial_status,
-               cancelled, test, utm_source, utm_medium, utm_campaign, channel, landing_page, referrer)
-             FROM STDIN (FORMAT binary)",
-        )?;
-        let t = Type::TEXT;
-        let n = Type::NUMERIC;
-        let types = [
-            Type::INT8,
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            Type::TIMESTAMPTZ,
-            t.clone(),
-            n.clone(),
-            n.clone(),
-            n.clone(),
-            n.clone(),
-            t.clone(),
-            Type::BOOL,
-            Type::BOOL,
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-        ];
-        let mut w = BinaryCopyInWriter::new(sink, &types);
-        for (seq, source, o, customer_id) in &staged.orders {
-            let created = secs(o.created_at);
-            let channel = o.channel.as_str();
-            let row: [&(dyn ToSql + Sync); 20] = [
-                seq,
-                source,
-                &o.order_id,
-                customer_id,
-                &o.email,
-                &created,
-                &o.currency,
-                &o.total_price,
-                &o.subtotal_price,
-                &o.total_discounts,
-                &o.total_refunded,
-                &o.financial_status,
-                &o.cancelled,
-                &o.test,
-                &o.utm_source,
-                &o.utm_medium,
-                &o.utm_campaign,
-                &channel,
-                &o.landing_page,
-                &o.referrer,
-            ];
-            w.write(&row)?;
-        }
-        w.finish()?;
-    }
-    {
-        let sink = tx.copy_in(
-            "COPY gf_stage_events (seq, event_id, source, stream, occurred_at, date, stage, event_type,
-               channel, campaign, customer_id, quantity, value, currency, attributes)
-             FROM STDIN (FORMAT binary)",
-        )?;
-        let t = Type::TEXT;
-        let types = [
-            Type::INT8,
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            Type::TIMESTAMPTZ,
-            Type::DATE,
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            Type::NUMERIC,
-            Type::NUMERIC,
-            t.clone(),
-            Type::JSONB,
-        ];
-        let mut w = BinaryCopyInWriter::new(sink, &types);
-        for s in &staged.events {
-            let e = &s.row;
-            let occurred = secs(e.occurred_at);
-            let date: NaiveDate = e.date;
-            let stage = e.stage.as_str();
-            let channel = e.channel.map(|c| c.as_str());
-            let value: Option<Decimal> = e.value;
-            let attributes = jsonb_safe(&e.attributes);
-            let row: [&(dyn ToSql + Sync); 15] = [
-                &s.seq,
-                &s.event_id,
-                &s.source,
-                &s.stream,
-                &occurred,
-                &date,
-                &stage,
-                &e.event_type,
-                &channel,
-                &e.campaign,
-                &s.customer_id,
-                &e.quantity,
-                &value,
-                &e.currency,
-                &attributes.as_ref(),
-            ];
-            w.write(&row)?;
-        }
-        w.finish()?;
-    }
-    {
-        let sink = tx.copy_in(
-            "COPY gf_stage_people (source, stream, record_id, customer_id, seen_at)
-             FROM STDIN (FORMAT binary)",
-        )?;
-        let t = Type::TEXT;
-        let types = [
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            Type::TIMESTAMPTZ,
-        ];
-        let mut w = BinaryCopyInWriter::new(sink, &types);
-        for (source, stream, record_id, customer_id, seen) in &staged.people {
-            w.write(&[source, stream, record_id, customer_id, seen])?;
-        }
-        w.finish()?;
-    }
-    {
-        let sink = tx.copy_in(
-            "COPY gf_stage_derived (seq, source, stream, record_id, events, orders)
-             FROM STDIN (FORMAT binary)",
-        )?;
-        let t = Type::TEXT;
-        let types = [
-            Type::INT8,
-            t.clone(),
-            t.clone(),
-            t.clone(),
-            Type::JSONB,
-            Type::JSONB,
-        ];
-        let mut w = BinaryCopyInWriter::new(sink, &types);
-        for (seq, source, stream, record_id, events, orders) in &staged.derived {
-            w.write(&[seq, source, stream, record_id, events, orders])?;
-        }
-        w.finish()?;
-    }
-    tx.batch_execute(if full {
-        "INSERT INTO gf_full_orders SELECT * FROM gf_stage_orders"
-    } else {
-        FLUSH_ORDERS_SQL
-    })?;
+    copy_orders(tx, "gf_stage_orders", &staged.orders)?;
+    copy_events(tx, "gf_stage_events", true, &staged.events)?;
+    copy_people(tx, "gf_stage_people", &staged.people)?;
+    copy_derived(tx, "gf_stage_derived", true, &staged.derived)?;
+    tx.batch_execute(FLUSH_ORDERS_SQL)?;
     tx.batch_execute(FLUSH_SQL)?;
-    *staged = Staged {
-        seq: staged.seq,
-        ..Staged::default()
-    };
+    staged.clear();
+    Ok(())
+}
+
+impl Staged {
+    /// Empty, keeping the sequence.
+    pub(super) fn clear(&mut self) {
+        *self = Staged {
+            seq: self.seq,
+            ..Staged::default()
+        };
+    }
+}
+
+/// `COPY` staged orders into `table` (`gf_stage_orders` or a table like it).
+pub(super) fn copy_orders(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    orders: &[StagedOrder],
+) -> Result<()> {
+    let sink = tx.copy_in(&format!(
+        "COPY {table} (seq, source, stream, record_id, order_id, customer_id, email, created_at,
+           currency, total_price, subtotal_price, total_discounts, total_refunded, financial_status,
+           cancelled, test, utm_source, utm_medium, utm_campaign, channel, landing_page, referrer)
+         FROM STDIN (FORMAT binary)"
+    ))?;
+    let (t, n) = (Type::TEXT, Type::NUMERIC);
+    #[rustfmt::skip]
+    let types = [
+        Type::INT8, t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), // seq … email
+        Type::TIMESTAMPTZ, t.clone(), n.clone(), n.clone(), n.clone(), n, t.clone(), // created … status
+        Type::BOOL, Type::BOOL, t.clone(), t.clone(), t.clone(), t.clone(), t.clone(), t, // cancelled …
+    ];
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for s in orders {
+        let o = &s.order;
+        let created = secs(o.created_at);
+        let channel = o.channel.as_str();
+        let row: [&(dyn ToSql + Sync); 22] = [
+            &s.seq,
+            &s.source,
+            &s.stream,
+            &s.record_id,
+            &o.order_id,
+            &s.customer_id,
+            &o.email,
+            &created,
+            &o.currency,
+            &o.total_price,
+            &o.subtotal_price,
+            &o.total_discounts,
+            &o.total_refunded,
+            &o.financial_status,
+            &o.cancelled,
+            &o.test,
+            &o.utm_source,
+            &o.utm_medium,
+            &o.utm_campaign,
+            &channel,
+            &o.landing_page,
+            &o.referrer,
+        ];
+        w.write(&row)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// `COPY` staged events into `table`: the staging table (`with_seq`) or `journey_events` itself.
+pub(super) fn copy_events(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    with_seq: bool,
+    events: &[StagedEvent],
+) -> Result<()> {
+    let sink = tx.copy_in(&format!(
+        "COPY {table} ({}event_id, source, stream, occurred_at, date, stage, event_type, channel,
+           campaign, customer_id, quantity, value, currency, attributes)
+         FROM STDIN (FORMAT binary)",
+        if with_seq { "seq, " } else { "" }
+    ))?;
+    let t = Type::TEXT;
+    let mut types = Vec::with_capacity(15);
+    if with_seq {
+        types.push(Type::INT8);
+    }
+    types.extend([
+        t.clone(),
+        t.clone(),
+        t.clone(),
+        Type::TIMESTAMPTZ,
+        Type::DATE,
+    ]);
+    types.extend(std::iter::repeat_n(t.clone(), 5));
+    types.extend([Type::NUMERIC, Type::NUMERIC, t, Type::JSONB]);
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for s in events {
+        let e = &s.row;
+        let occurred = secs(e.occurred_at);
+        let stage = e.stage.as_str();
+        let channel = e.channel.map(|c| c.as_str());
+        let attributes = jsonb_safe(&e.attributes);
+        let row: [&(dyn ToSql + Sync); 15] = [
+            &s.seq,
+            &s.event_id,
+            &s.source,
+            &s.stream,
+            &occurred,
+            &e.date,
+            &stage,
+            &e.event_type,
+            &channel,
+            &e.campaign,
+            &s.customer_id,
+            &e.quantity,
+            &e.value,
+            &e.currency,
+            &attributes.as_ref(),
+        ];
+        w.write(&row[usize::from(!with_seq)..])?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// `COPY` the people records name into `table` (`gf_stage_people` or `growthflow_people`).
+pub(super) fn copy_people(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    people: &[StagedPerson],
+) -> Result<()> {
+    let sink = tx.copy_in(&format!(
+        "COPY {table} (source, stream, record_id, customer_id, seen_at) FROM STDIN (FORMAT binary)"
+    ))?;
+    let t = Type::TEXT;
+    let types = [t.clone(), t.clone(), t.clone(), t, Type::TIMESTAMPTZ];
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for (source, stream, record_id, customer_id, seen) in people {
+        w.write(&[source, stream, record_id, customer_id, seen])?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// `COPY` what each record produced into `table`: the staging table (`with_seq`) or
+/// `growthflow_derived` itself.
+pub(super) fn copy_derived(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    with_seq: bool,
+    derived: &[StagedDerived],
+) -> Result<()> {
+    let sink = tx.copy_in(&format!(
+        "COPY {table} ({}source, stream, record_id, events, orders) FROM STDIN (FORMAT binary)",
+        if with_seq { "seq, " } else { "" }
+    ))?;
+    let t = Type::TEXT;
+    let mut types = Vec::with_capacity(6);
+    if with_seq {
+        types.push(Type::INT8);
+    }
+    types.extend([t.clone(), t.clone(), t, Type::JSONB, Type::JSONB]);
+    let mut w = BinaryCopyInWriter::new(sink, &types);
+    for (seq, source, stream, record_id, events, orders) in derived {
+        let row: [&(dyn ToSql + Sync); 6] = [seq, source, stream, record_id, events, orders];
+        w.write(&row[usize::from(!with_seq)..])?;
+    }
+    w.finish()?;
     Ok(())
 }
 
@@ -531,25 +586,6 @@ const FLUSH_ORDERS_SQL: &str = "
        cancelled=excluded.cancelled, test=excluded.test, utm_source=excluded.utm_source,
        utm_medium=excluded.utm_medium, utm_campaign=excluded.utm_campaign, channel=excluded.channel,
        landing_page=excluded.landing_page, referrer=excluded.referrer;";
-
-/// A full rebuild's orders, inserted once all are mapped, already numbered as `settle_people` numbers
-/// them (a person's valid orders by creation time): `settle_people` then finds nothing to change in
-/// them, where updating every order after inserting it wrote each row and its four index entries
-/// twice. The last version of an order wins, as in [`FLUSH_ORDERS_SQL`]; the tables were emptied.
-const FULL_ORDERS_SQL: &str = "
-    INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
-       subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
-       utm_source, utm_medium, utm_campaign, channel, landing_page, referrer, customer_order_index)
-     SELECT source, order_id, customer_id, email, created_at, currency, total_price, subtotal_price,
-       total_discounts, total_refunded, financial_status, cancelled, test, utm_source, utm_medium,
-       utm_campaign, channel, landing_page, referrer,
-       CASE WHEN customer_id IS NOT NULL AND NOT cancelled AND NOT test THEN
-         ROW_NUMBER() OVER (PARTITION BY customer_id, (NOT cancelled AND NOT test)
-                            ORDER BY created_at, source COLLATE \"C\", order_id COLLATE \"C\")
-       END
-     FROM (SELECT DISTINCT ON (source, order_id) * FROM gf_full_orders
-           ORDER BY source, order_id, seq DESC) o;
-    TRUNCATE gf_full_orders;";
 
 /// From the other staging tables into the model: SQLite's per-row upserts of `map_records`, set-wise.
 const FLUSH_SQL: &str = "
@@ -600,7 +636,12 @@ const SETTLE_PEOPLE: &[&str] = &[
          WHERE o.source = journey_events.source
            AND o.order_id = journey_events.attributes->>'order_id')
      WHERE event_type = 'refund' AND currency IS NULL",
-    // Each person's valid orders across every store, numbered by creation time.
+];
+
+/// The middle of [`SETTLE_PEOPLE`]: each person's valid orders across every store, numbered by creation
+/// time, and the stages that follow from the numbers. A full rebuild numbered the orders and staged
+/// their events as it inserted them (`full::FULL_ORDERS_SQL`), and skips this.
+const ORDER_NUMBERING: &[&str] = &[
     "TRUNCATE gf_order_index",
     "INSERT INTO gf_order_index
        SELECT source, order_id,
@@ -635,7 +676,10 @@ const SETTLE_PEOPLE: &[&str] = &[
          WHERE i.source = journey_events.source
            AND i.order_id = journey_events.attributes->>'order_id'
            AND i.idx >= 2) THEN 'retention' ELSE 'conversion' END",
-    // The customers rows.
+];
+
+/// The end of [`SETTLE_PEOPLE`]: the customers rows.
+const SETTLE_CUSTOMERS: &[&str] = &[
     "DELETE FROM customers WHERE customer_id IN (SELECT customer_id FROM gf_affected)",
     "INSERT INTO customers (customer_id, email, first_seen_at, first_order_at, orders_count, total_spent)
        SELECT p.customer_id, p.customer_id, MIN(p.seen_at), o.first_order_at,
@@ -713,8 +757,14 @@ fn name_klaviyo_campaigns(tx: &mut Transaction<'_>, full: bool) -> Result<()> {
     Ok(())
 }
 
-fn settle_people(tx: &mut Transaction<'_>) -> Result<()> {
-    for sql in SETTLE_PEOPLE {
+/// Run [`SETTLE_PEOPLE`], [`ORDER_NUMBERING`] (unless `full`) and [`SETTLE_CUSTOMERS`].
+fn settle_people(tx: &mut Transaction<'_>, full: bool) -> Result<()> {
+    let numbering: &[&str] = if full { &[] } else { ORDER_NUMBERING };
+    for sql in SETTLE_PEOPLE
+        .iter()
+        .chain(numbering)
+        .chain(SETTLE_CUSTOMERS)
+    {
         tx.batch_execute(sql)?;
     }
     Ok(())

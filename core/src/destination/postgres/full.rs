@@ -1,0 +1,181 @@
+//! A full rebuild in PostgreSQL (the first sync, a backfill, a new growthflow version): every raw
+//! record mapped again into emptied tables. It is where a large dataset spends its time, so it takes
+//! shortcuts that the incremental path cannot:
+//!
+//! - The raw records are read on a second connection that imports the rebuild transaction's snapshot
+//!   (so it reads exactly what the transaction would), in a thread of its own: the server prints the
+//!   next payloads and the client parses them while the previous ones are mapped and written, instead
+//!   of each waiting for the other. Where the second connection cannot be opened, the records are read
+//!   in the transaction itself.
+//! - They are read in no particular order (no sort of every payload): where two records give the same
+//!   order, the one SQLite maps last (the greatest stream and record id) is kept, which is what the
+//!   order of reading decided before.
+//! - The tables are empty, so events, people and what each record produced are copied straight into
+//!   their tables; the orders wait for the end, where they are numbered per person and inserted with
+//!   their events already in their stage (first or repeat order), so nothing is written twice.
+
+use std::sync::mpsc;
+
+use postgres::IsolationLevel;
+
+use super::rebuild::{
+    copy_derived, copy_events, copy_orders, copy_people, stage_page, Raw, Staged,
+};
+use super::*;
+
+/// Rows per page read from `raw_records`: a few pages are in flight between the reader and the
+/// mapper, each holding its parsed payloads.
+const READ_PAGE: i32 = 250;
+/// Pages the reader may be ahead of the mapper.
+const PAGES_AHEAD: usize = 4;
+
+/// Every raw record, with its source's type; in no order (see the module's comment).
+const SELECT_ALL: &str = "SELECT r.source, s.type, r.stream, r.record_id, r.payload
+     FROM raw_records r JOIN growthflow_sources s ON s.source = r.source";
+
+/// Empty the model and map every raw record into it (the orders numbered, their events staged).
+pub(super) fn rebuild_all(
+    tx: &mut Transaction<'_>,
+    target: &PostgresTarget,
+    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
+    stats: &mut RebuildStats,
+) -> Result<()> {
+    // Taken before this transaction writes anything: the reader sees the raw records as it does.
+    let snapshot: String = tx.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
+    tx.batch_execute(
+        "DELETE FROM journey_events; DELETE FROM orders; DELETE FROM customers;
+         DELETE FROM growthflow_derived; DELETE FROM growthflow_people;
+         TRUNCATE gf_full_orders;",
+    )?;
+    let mut staged = Staged::default();
+    let mut take = |tx: &mut Transaction<'_>, raws: Vec<Raw>| -> Result<()> {
+        // A parsed payload is several times its JSON's size: map a slice at a time.
+        for slice in raws.chunks(MAP_SLICE) {
+            stage_page(mappers, slice, &mut staged, true, stats);
+        }
+        if staged.len() >= FLUSH_ROWS {
+            write(tx, &mut staged)?;
+        }
+        Ok(())
+    };
+    match target.connect() {
+        Ok(client) => {
+            let (pages, received) = mpsc::sync_channel(PAGES_AHEAD);
+            std::thread::scope(|scope| {
+                scope.spawn(move || read_in_snapshot(client, &snapshot, pages));
+                for page in received {
+                    take(tx, page?)?;
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a second connection for reading failed; reading in the rebuild's own");
+            let portal = tx.bind(SELECT_ALL, &[])?;
+            loop {
+                let rows = tx.query_portal(&portal, READ_PAGE)?;
+                if rows.is_empty() {
+                    break;
+                }
+                take(tx, raws(&rows)?)?;
+            }
+        }
+    }
+    write(tx, &mut staged)?;
+    tx.batch_execute(FULL_ORDERS_SQL)?;
+    Ok(())
+}
+
+/// Read every raw record in the exported `snapshot` and send them a page at a time; stops at the
+/// first error (sent on) or when the receiver is gone.
+fn read_in_snapshot(mut client: Client, snapshot: &str, pages: mpsc::SyncSender<Result<Vec<Raw>>>) {
+    let mut read = || -> Result<()> {
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        // The id is the server's own (hex digits and dashes); quoted as a literal all the same.
+        tx.batch_execute(&format!(
+            "SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        ))?;
+        let portal = tx.bind(SELECT_ALL, &[])?;
+        loop {
+            let rows = tx.query_portal(&portal, READ_PAGE)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            if pages.send(Ok(raws(&rows)?)).is_err() {
+                return Ok(()); // The rebuild stopped (its own error); nothing more to read.
+            }
+        }
+    };
+    if let Err(e) = read() {
+        let _ = pages.send(Err(e));
+    }
+}
+
+/// Rows of [`SELECT_ALL`] as raw records, the payloads parsed.
+fn raws(rows: &[postgres::Row]) -> Result<Vec<Raw>> {
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+            ))
+        })
+        .collect()
+}
+
+/// Copy what is staged into the model's tables (the orders into `gf_full_orders`, for the end).
+fn write(tx: &mut Transaction<'_>, staged: &mut Staged) -> Result<()> {
+    copy_orders(tx, "gf_full_orders", &staged.orders)?;
+    copy_events(tx, "journey_events", false, &staged.events)?;
+    copy_people(tx, "growthflow_people", &staged.people)?;
+    copy_derived(tx, "growthflow_derived", false, &staged.derived)?;
+    staged.clear();
+    Ok(())
+}
+
+/// The orders, once all are mapped: of an order that several records give, the version of the record
+/// SQLite maps last; numbered as `settle_people` numbers them (a person's valid orders by creation
+/// time), and each record's order event inserted with the stage that number gives (repeat orders are
+/// retention). Then every person the model names, for the rest of `settle_people`.
+const FULL_ORDERS_SQL: &str = "
+    WITH o AS (
+        SELECT DISTINCT ON (source, order_id) * FROM gf_full_orders
+        ORDER BY source, order_id, stream COLLATE \"C\" DESC, record_id COLLATE \"C\" DESC),
+    n AS (
+        SELECT o.*,
+          CASE WHEN customer_id IS NOT NULL AND NOT cancelled AND NOT test THEN
+            ROW_NUMBER() OVER (PARTITION BY customer_id, (NOT cancelled AND NOT test)
+                               ORDER BY created_at, source COLLATE \"C\", order_id COLLATE \"C\")
+          END AS idx
+        FROM o),
+    inserted AS (
+        INSERT INTO orders (source, order_id, customer_id, email, created_at, currency, total_price,
+           subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test,
+           utm_source, utm_medium, utm_campaign, channel, landing_page, referrer, customer_order_index)
+        SELECT source, order_id, customer_id, email, created_at, currency, total_price, subtotal_price,
+           total_discounts, total_refunded, financial_status, cancelled, test, utm_source, utm_medium,
+           utm_campaign, channel, landing_page, referrer, idx
+        FROM n)
+    INSERT INTO journey_events (event_id, source, stream, occurred_at, date, stage, event_type,
+       channel, campaign, customer_id, quantity, value, currency, attributes)
+    SELECT f.source || ':' || f.stream || ':' || f.record_id || ':order:' || f.order_id,
+       f.source, f.stream, f.created_at, (f.created_at AT TIME ZONE 'UTC')::date,
+       CASE WHEN n.idx >= 2 THEN 'retention' ELSE 'conversion' END, 'order', f.channel,
+       f.utm_campaign, f.customer_id, 1, f.total_price, f.currency,
+       jsonb_build_object('order_id', f.order_id, 'valid', NOT f.cancelled AND NOT f.test)
+    FROM gf_full_orders f JOIN n ON n.source = f.source AND n.order_id = f.order_id;
+    TRUNCATE gf_full_orders;
+    INSERT INTO gf_affected
+      SELECT customer_id FROM orders WHERE customer_id IS NOT NULL
+      UNION SELECT customer_id FROM journey_events WHERE customer_id IS NOT NULL
+      UNION SELECT customer_id FROM growthflow_people
+    ON CONFLICT DO NOTHING;
+    ANALYZE gf_affected;";
