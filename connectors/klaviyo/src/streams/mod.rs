@@ -31,15 +31,16 @@ use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::format_utc;
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 use crate::config::revision_at_least;
 
 mod windows;
 
+/// Klaviyo sizes its event windows by core's page rule, under the names it has always exported.
+pub use growthflow_core::window::{MAX_WINDOWS, PAGES_PER_WINDOW, WINDOWS_FROM_PAGES};
 pub(crate) use windows::{plan_windows, read_window};
-pub use windows::{MAX_WINDOWS, PAGES_PER_WINDOW, WINDOWS_FROM_PAGES};
 
 /// The media type of JSON:API, which Klaviyo answers in.
 pub const JSON_API: &str = "application/vnd.api+json";

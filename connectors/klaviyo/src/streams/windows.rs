@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// Below this many pages a read of events is not worth windows: a few sequential pages are quick,
-/// and every window costs a request of its own.
-pub const WINDOWS_FROM_PAGES: u64 = 8;
-
-/// Pages per window aimed at: enough that a window's own requests (its short last page) stay a
-/// small share, few enough that there are windows to spread.
-pub const PAGES_PER_WINDOW: u64 = 4;
-
-/// The most windows one read is split into.
-pub const MAX_WINDOWS: u64 = 64;
-
 /// Events are the one stream read in windows: they are by far the largest, and `/api/events` filters
 /// `datetime` on both sides (`greater-or-equal`, `less-than`) and sorts by it. Other streams are small
 /// or can only be filtered from below, so they are read in sequence.
@@ -32,27 +21,23 @@ pub(crate) async fn plan_windows(
     if reader.limiter.config().cap <= 1 {
         return Ok(None);
     }
-    let (since, until, open_end) = match request.window {
-        Some(w) => (w.since, w.until, false),
-        None => (
-            reader.incremental_start(&spec, request, false)?,
-            reader.client.clock().utc_now(),
-            true,
-        ),
-    };
-    if until <= since {
+    let Some(range) = ReadRange::of(
+        request,
+        || reader.incremental_start(&spec, request, false),
+        reader.client.clock().utc_now(),
+    )?
+    else {
         return Ok(None);
-    }
-    let span = Span {
-        since,
-        until: (!open_end).then_some(until),
     };
-    let urls = reader.urls(&spec, &Reader::span_filters(span));
+    let urls = reader.urls(&spec, &Reader::span_filters(range.span()));
     let Some(url) = urls.into_iter().next() else {
         return Ok(None);
     };
     let document = reader.get(url.clone(), spec.path).await?;
-    let Some((first, pages)) = measure(&spec, &document, since, until)? else {
+    let measured = measure(&spec, &document, range.since, range.until)?;
+    let Some((first, pages, windows)) =
+        measured.and_then(|(first, pages)| Some((first, pages, windows_for_pages(pages)?)))
+    else {
         // Not worth windows: the read in sequence starts with the same URL and takes this page.
         reader
             .probed
@@ -61,20 +46,19 @@ pub(crate) async fn plan_windows(
             .insert(url.to_string(), document);
         return Ok(None);
     };
-    let windows = (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
     tracing::debug!(stream = spec.def.name, pages, windows, "reading in windows");
     Ok(Some(WindowPlan {
         since: first,
-        until,
+        until: range.until,
         windows,
-        open_end,
+        open_end: range.open_end,
         limiter: Some(reader.limiter.clone()),
     }))
 }
 
 /// Where the events of a range start and how many pages they fill, from the range's first page
-/// (sorted by `datetime`): `None` when that page is the only one or the rest is at most
-/// [`WINDOWS_FROM_PAGES`] pages.
+/// (sorted by `datetime`): `None` when that page is the only one (the caller asks
+/// [`windows_for_pages`] whether the pages are worth windows).
 fn measure(
     spec: &Spec,
     document: &Value,
@@ -106,7 +90,7 @@ fn measure(
     let spread = (last - first).num_seconds().max(1);
     let rest = (until - first).num_seconds().max(1);
     let pages = (rest as u64).div_ceil(spread as u64);
-    Ok((pages > WINDOWS_FROM_PAGES).then_some((first, pages)))
+    Ok(Some((first, pages)))
 }
 
 /// Read the events of one window (see [`plan_windows`]), paged by `links.next` like a whole read.

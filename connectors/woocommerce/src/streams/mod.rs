@@ -27,13 +27,14 @@ use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 mod windows;
 
+/// WooCommerce sizes its windows by core's page rule, under the names it has always exported.
+pub use growthflow_core::window::{MAX_WINDOWS, PAGES_PER_WINDOW, WINDOWS_FROM_PAGES};
 pub(crate) use windows::{plan_windows, read_window};
-pub use windows::{MAX_WINDOWS, PAGES_PER_WINDOW, WINDOWS_FROM_PAGES};
 
 /// The rate-limit and pause key of every request: WooCommerce's limits are the host's, shared by all
 /// endpoints, so a throttle on one endpoint must slow them all.

@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// Below this many pages a read is not worth windows: a few sequential pages are quick, and every
-/// window costs a request or two of its own.
-pub const WINDOWS_FROM_PAGES: u64 = 8;
-
-/// Pages per window aimed at: enough that a window's extra requests (its short last page, a keyset
-/// re-read of its newest second) stay a small share, few enough that there are windows to spread.
-pub const PAGES_PER_WINDOW: u64 = 4;
-
-/// The most windows one read is split into.
-pub const MAX_WINDOWS: u64 = 64;
-
 /// Whether to read `request` in windows: only streams with a server-side date filter, and only when
 /// one cheap request (`per_page=1`, reading `X-WP-Total`) says the range holds more than
 /// [`WINDOWS_FROM_PAGES`] pages. The engine asks only for first syncs and backfills, so an
@@ -26,22 +15,15 @@ pub(crate) async fn plan_windows(
         // No date filter, or one request at a time configured: windows would only add requests.
         return Ok(None);
     }
-    let (since, until, open_end) = match request.window {
-        Some(w) => (w.since, w.until, false),
-        None => (
-            reader.incremental_start(request)?,
-            reader.client.clock().utc_now(),
-            true,
-        ),
-    };
-    if until <= since {
+    let Some(range) = ReadRange::of(
+        request,
+        || reader.incremental_start(request),
+        reader.client.clock().utc_now(),
+    )?
+    else {
         return Ok(None);
-    }
-    let span = Span {
-        since,
-        until: (!open_end).then_some(until),
     };
-    let plan = reader.span_plan(spec, request, span)?;
+    let plan = reader.span_plan(spec, request, range.span())?;
     let mut url = plan.url.clone();
     set_query(&mut url, &plan.params);
     set_query(&mut url, &[param("page", "1"), param("per_page", "1")]);
@@ -53,10 +35,9 @@ pub(crate) async fn plan_windows(
         return Ok(None);
     };
     let pages = total.div_ceil(u64::from(reader.per_page.max(1)));
-    if pages <= WINDOWS_FROM_PAGES {
+    let Some(windows) = windows_for_pages(pages) else {
         return Ok(None);
-    }
-    let windows = (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
+    };
     tracing::debug!(
         stream = plan.spec.def.name,
         total,
@@ -64,10 +45,10 @@ pub(crate) async fn plan_windows(
         "reading in windows"
     );
     Ok(Some(WindowPlan {
-        since,
-        until,
+        since: range.since,
+        until: range.until,
         windows,
-        open_end,
+        open_end: range.open_end,
         limiter: Some(reader.limiter.clone()),
     }))
 }
