@@ -49,6 +49,17 @@ pub struct StreamDef {
     pub description: &'static str,
 }
 
+impl StreamDef {
+    /// The field an incremental stream's cursor follows, `None` for a full refresh: connectors that
+    /// order or bound every stream by some field fall back to their platform's own for the latter.
+    pub fn cursor_field(&self) -> Option<&'static str> {
+        match self.mode {
+            SyncMode::Incremental { cursor_field } => Some(cursor_field),
+            SyncMode::FullRefresh => None,
+        }
+    }
+}
+
 /// One record as the platform sent it, with its identity and cursor value pulled out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

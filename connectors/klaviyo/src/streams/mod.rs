@@ -192,10 +192,7 @@ impl Spec {
     }
 
     fn cursor_field(&self) -> &'static str {
-        match self.def.mode {
-            SyncMode::Incremental { cursor_field } => cursor_field,
-            SyncMode::FullRefresh => "updated",
-        }
+        self.def.cursor_field().unwrap_or("updated")
     }
 }
 

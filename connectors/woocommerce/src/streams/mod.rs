@@ -145,10 +145,7 @@ impl Spec {
     }
 
     fn cursor_field(&self) -> &'static str {
-        match self.def.mode {
-            SyncMode::Incremental { cursor_field } => cursor_field,
-            SyncMode::FullRefresh => "date_modified_gmt",
-        }
+        self.def.cursor_field().unwrap_or("date_modified_gmt")
     }
 }
 
