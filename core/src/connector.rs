@@ -185,3 +185,81 @@ pub trait Connector: Send + Sync + fmt::Debug {
         Box::pin(futures::stream::once(async move { Err(err) }))
     }
 }
+
+/// What [`connector_delegates!`](crate::connector_delegates) expands to names, so that a connector
+/// crate needs no dependency of its own for it.
+#[doc(hidden)]
+pub mod __delegates {
+    pub use futures::stream::BoxStream;
+}
+
+/// The [`Connector`] methods that every connector writes the same way, written once: `source_type`,
+/// `name` (the struct's `name: String` field), `streams` (a function of the crate's `streams`
+/// module), `read` and `read_window` (handing the struct's `reader: Arc<Reader>` field and the request
+/// to the crate's own functions) and `mapper`. Only the declarations repeat across connectors; what a
+/// stream is and how it is read stay in each connector, and `check` and `plan_windows` — whose doc
+/// comments say what they prove or why a stream is windowed — are written out beside the macro.
+///
+/// Used inside the `#[async_trait] impl Connector for …` block; `streams` and `read_window` may be
+/// left out (a connector whose streams depend on its config, one that does not read in windows).
+///
+/// ```ignore
+/// #[async_trait]
+/// impl Connector for WooCommerce {
+///     growthflow_core::connector_delegates! {
+///         source_type: mapper::SOURCE_TYPE,
+///         mapper: WooMapper,
+///         streams: stream_defs,
+///         read: streams::read,
+///         read_window: streams::read_window,
+///     }
+///
+///     async fn check(&self) -> Result<()> { … }
+/// }
+/// ```
+#[macro_export]
+macro_rules! connector_delegates {
+    (
+        source_type: $source_type:expr,
+        mapper: $mapper:expr,
+        $(streams: $streams:path,)?
+        read: $read:path
+        $(, read_window: $read_window:path)?
+        $(,)?
+    ) => {
+        fn source_type(&self) -> &'static str {
+            $source_type
+        }
+
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        $(
+            fn streams(&self) -> ::std::vec::Vec<$crate::connector::StreamDef> {
+                $streams()
+            }
+        )?
+
+        fn read(
+            &self,
+            request: $crate::connector::ReadRequest,
+        ) -> $crate::connector::__delegates::BoxStream<'_, $crate::Result<$crate::connector::Page>> {
+            $read(::std::sync::Arc::clone(&self.reader), request)
+        }
+
+        $(
+            fn read_window(
+                &self,
+                request: $crate::connector::ReadRequest,
+                span: $crate::window::Span,
+            ) -> $crate::connector::__delegates::BoxStream<'_, $crate::Result<$crate::connector::Page>> {
+                $read_window(::std::sync::Arc::clone(&self.reader), request, span)
+            }
+        )?
+
+        fn mapper(&self) -> ::std::sync::Arc<dyn $crate::model::JourneyMapper> {
+            ::std::sync::Arc::new($mapper)
+        }
+    };
+}
