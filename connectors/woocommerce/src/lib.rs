@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Connector, ReadRequest};
 use growthflow_core::http::{ClientOptions, HttpClient};
-use growthflow_core::paginate::set_query;
+use growthflow_core::paginate::{param, set_query};
 use growthflow_core::window::WindowPlan;
 use growthflow_core::Result;
 
@@ -135,13 +135,7 @@ impl Connector for WooCommerce {
     /// One order, which needs the same read permission a sync does: a key that passes `check` can sync.
     async fn check(&self) -> Result<()> {
         let mut url = self.reader.endpoint_url("orders");
-        set_query(
-            &mut url,
-            &[
-                ("per_page".to_string(), "1".to_string()),
-                ("page".to_string(), "1".to_string()),
-            ],
-        );
+        set_query(&mut url, &[param("per_page", "1"), param("page", "1")]);
         self.reader.get_list(url, "orders").await?;
         Ok(())
     }

@@ -27,8 +27,8 @@ use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
-use growthflow_core::http::{HttpClient, Response};
-use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
+use growthflow_core::http::{join_path, HttpClient, Response};
+use growthflow_core::paginate::{paged, param, set_query, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::format_utc;
 use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
@@ -222,17 +222,10 @@ pub fn filter_time(t: DateTime<Utc>) -> String {
     format_utc(t)
 }
 
-fn param(k: &str, v: impl Into<String>) -> (String, String) {
-    (k.to_string(), v.into())
-}
-
 impl Reader {
     /// The URL of an endpoint below `/api`.
     pub(crate) fn endpoint_url(&self, path: &str) -> Url {
-        let mut url = self.api_base.clone();
-        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        url
+        join_path(&self.api_base, path)
     }
 
     /// `page[size]` for a stream, when the endpoint takes one larger than its default.

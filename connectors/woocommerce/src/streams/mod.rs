@@ -23,8 +23,8 @@ use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
-use growthflow_core::http::{HttpClient, Response};
-use growthflow_core::paginate::{paged, set_query, NextPage, PageNumber, Paginator};
+use growthflow_core::http::{join_path, HttpClient, Response};
+use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
@@ -185,17 +185,10 @@ pub fn wc_date(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-fn param(k: &str, v: impl Into<String>) -> (String, String) {
-    (k.to_string(), v.into())
-}
-
 impl Reader {
     /// The URL of an endpoint below the API root.
     pub(crate) fn endpoint_url(&self, path: &str) -> Url {
-        let mut url = self.api_base.clone();
-        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        url
+        join_path(&self.api_base, path)
     }
 
     /// Where an incremental read starts: the saved cursor less the overlap and lookback, else the
