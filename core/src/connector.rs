@@ -145,6 +145,22 @@ impl ReadRequest {
     }
 }
 
+/// The error for a stream `platform`'s connector does not have, naming the streams it has (`defs`), so
+/// that a misspelt stream reads the same whichever connector it was asked of.
+pub fn unknown_stream(platform: &str, stream: &str, defs: &[StreamDef]) -> Error {
+    let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+    Error::Internal(format!(
+        "{platform} has no stream {stream:?} (streams: {})",
+        names.join(", ")
+    ))
+}
+
+/// A read that yields `err` and ends: a connector plans a read before its first request, and a plan
+/// that cannot be made (an unknown stream, an unreadable saved state) is the read's only item.
+pub fn failed_read<'a>(err: Error) -> BoxStream<'a, Result<Page>> {
+    Box::pin(futures::stream::once(async move { Err(err) }))
+}
+
 /// A platform connector.
 #[async_trait]
 pub trait Connector: Send + Sync + fmt::Debug {
@@ -177,12 +193,11 @@ pub trait Connector: Send + Sync + fmt::Debug {
     /// Read the records of `request` whose cursor lies in `span` (for a backfill: created in it), in
     /// cursor order. Only called for plans from [`Connector::plan_windows`].
     fn read_window(&self, request: ReadRequest, _span: Span) -> BoxStream<'_, Result<Page>> {
-        let err = Error::Other(format!(
+        failed_read(Error::Other(format!(
             "{} cannot read stream {} in windows",
             self.source_type(),
             request.stream
-        ));
-        Box::pin(futures::stream::once(async move { Err(err) }))
+        )))
     }
 }
 

@@ -26,7 +26,9 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::connector::{
+    failed_read, unknown_stream, Page, ReadRequest, Record, StreamDef, SyncMode,
+};
 use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
@@ -504,17 +506,11 @@ struct Cursor {
 /// Read one stream lazily, one page in memory at a time.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
-        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-        let err = Error::Internal(format!(
-            "Klaviyo has no stream {:?} (streams: {})",
-            request.stream,
-            names.join(", ")
-        ));
-        return futures::stream::once(async move { Err(err) }).boxed();
+        return failed_read(unknown_stream("Klaviyo", &request.stream, &stream_defs()));
     };
     let (urls, keep) = match reader.plan(&spec, &request) {
         Ok(p) => p,
-        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        Err(e) => return failed_read(e),
     };
     read_urls(reader, spec, urls, keep)
 }

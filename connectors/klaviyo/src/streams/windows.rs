@@ -104,7 +104,7 @@ pub(crate) fn read_window(
             "Klaviyo reads only events in windows, not {:?}",
             request.stream
         ));
-        return futures::stream::once(async move { Err(err) }).boxed();
+        return failed_read(err);
     };
     let urls = reader.urls(&spec, &Reader::span_filters(span));
     read_urls(reader, spec, urls, Keep::All)

@@ -22,7 +22,9 @@ use serde_json::Value;
 use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
+use growthflow_core::connector::{
+    failed_read, Page, ReadRequest, Record, StreamDef, SyncMode, Window,
+};
 use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
@@ -449,18 +451,14 @@ fn page_on(mut cursor: Cursor, resp: &Response, count: usize) -> Result<Option<C
 }
 
 fn unknown_stream(name: &str) -> Error {
-    let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-    Error::Internal(format!(
-        "WooCommerce has no stream {name:?} (streams: {})",
-        names.join(", ")
-    ))
+    growthflow_core::connector::unknown_stream("WooCommerce", name, &stream_defs())
 }
 
 /// Read one stream lazily, one page in memory at a time.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
         let err = unknown_stream(&request.stream);
-        return futures::stream::once(async move { Err(err) }).boxed();
+        return failed_read(err);
     };
     let plan = match reader.plan(spec, &request) {
         Ok(p) => {
@@ -468,7 +466,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
             tracing::debug!(stream = p.spec.def.name, params = ?p.params, "reading");
             Arc::new(p)
         }
-        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        Err(e) => return failed_read(e),
     };
     read_plan(reader, plan)
 }

@@ -64,6 +64,6 @@ pub(crate) fn read_window(
         .and_then(|spec| reader.span_plan(spec, &request, span));
     match plan {
         Ok(plan) => read_plan(reader, Arc::new(plan)),
-        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        Err(e) => failed_read(e),
     }
 }
