@@ -229,7 +229,10 @@ pub mod __delegates {
 ///         read_window: streams::read_window,
 ///     }
 ///
-///     async fn check(&self) -> Result<()> { … }
+///     async fn check(&self) -> Result<()> {
+///         // One cheap request that needs the permissions a sync does.
+///         Ok(())
+///     }
 /// }
 /// ```
 #[macro_export]
