@@ -49,6 +49,17 @@ pub struct StreamDef {
     pub description: &'static str,
 }
 
+impl StreamDef {
+    /// The field an incremental stream's cursor follows, `None` for a full refresh: connectors that
+    /// order or bound every stream by some field fall back to their platform's own for the latter.
+    pub fn cursor_field(&self) -> Option<&'static str> {
+        match self.mode {
+            SyncMode::Incremental { cursor_field } => Some(cursor_field),
+            SyncMode::FullRefresh => None,
+        }
+    }
+}
+
 /// One record as the platform sent it, with its identity and cursor value pulled out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -134,6 +145,22 @@ impl ReadRequest {
     }
 }
 
+/// The error for a stream `platform`'s connector does not have, naming the streams it has (`defs`), so
+/// that a misspelt stream reads the same whichever connector it was asked of.
+pub fn unknown_stream(platform: &str, stream: &str, defs: &[StreamDef]) -> Error {
+    let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+    Error::Internal(format!(
+        "{platform} has no stream {stream:?} (streams: {})",
+        names.join(", ")
+    ))
+}
+
+/// A read that yields `err` and ends: a connector plans a read before its first request, and a plan
+/// that cannot be made (an unknown stream, an unreadable saved state) is the read's only item.
+pub fn failed_read<'a>(err: Error) -> BoxStream<'a, Result<Page>> {
+    Box::pin(futures::stream::once(async move { Err(err) }))
+}
+
 /// A platform connector.
 #[async_trait]
 pub trait Connector: Send + Sync + fmt::Debug {
@@ -166,11 +193,91 @@ pub trait Connector: Send + Sync + fmt::Debug {
     /// Read the records of `request` whose cursor lies in `span` (for a backfill: created in it), in
     /// cursor order. Only called for plans from [`Connector::plan_windows`].
     fn read_window(&self, request: ReadRequest, _span: Span) -> BoxStream<'_, Result<Page>> {
-        let err = Error::Other(format!(
+        failed_read(Error::Other(format!(
             "{} cannot read stream {} in windows",
             self.source_type(),
             request.stream
-        ));
-        Box::pin(futures::stream::once(async move { Err(err) }))
+        )))
     }
+}
+
+/// What [`connector_delegates!`](crate::connector_delegates) expands to names, so that a connector
+/// crate needs no dependency of its own for it.
+#[doc(hidden)]
+pub mod __delegates {
+    pub use futures::stream::BoxStream;
+}
+
+/// The [`Connector`] methods that every connector writes the same way, written once: `source_type`,
+/// `name` (the struct's `name: String` field), `streams` (a function of the crate's `streams`
+/// module), `read` and `read_window` (handing the struct's `reader: Arc<Reader>` field and the request
+/// to the crate's own functions) and `mapper`. Only the declarations repeat across connectors; what a
+/// stream is and how it is read stay in each connector, and `check` and `plan_windows` — whose doc
+/// comments say what they prove or why a stream is windowed — are written out beside the macro.
+///
+/// Used inside the `#[async_trait] impl Connector for …` block; `streams` and `read_window` may be
+/// left out (a connector whose streams depend on its config, one that does not read in windows).
+///
+/// ```ignore
+/// #[async_trait]
+/// impl Connector for WooCommerce {
+///     growthflow_core::connector_delegates! {
+///         source_type: mapper::SOURCE_TYPE,
+///         mapper: WooMapper,
+///         streams: stream_defs,
+///         read: streams::read,
+///         read_window: streams::read_window,
+///     }
+///
+///     async fn check(&self) -> Result<()> {
+///         // One cheap request that needs the permissions a sync does.
+///         Ok(())
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! connector_delegates {
+    (
+        source_type: $source_type:expr,
+        mapper: $mapper:expr,
+        $(streams: $streams:path,)?
+        read: $read:path
+        $(, read_window: $read_window:path)?
+        $(,)?
+    ) => {
+        fn source_type(&self) -> &'static str {
+            $source_type
+        }
+
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        $(
+            fn streams(&self) -> ::std::vec::Vec<$crate::connector::StreamDef> {
+                $streams()
+            }
+        )?
+
+        fn read(
+            &self,
+            request: $crate::connector::ReadRequest,
+        ) -> $crate::connector::__delegates::BoxStream<'_, $crate::Result<$crate::connector::Page>> {
+            $read(::std::sync::Arc::clone(&self.reader), request)
+        }
+
+        $(
+            fn read_window(
+                &self,
+                request: $crate::connector::ReadRequest,
+                span: $crate::window::Span,
+            ) -> $crate::connector::__delegates::BoxStream<'_, $crate::Result<$crate::connector::Page>> {
+                $read_window(::std::sync::Arc::clone(&self.reader), request, span)
+            }
+        )?
+
+        fn mapper(&self) -> ::std::sync::Arc<dyn $crate::model::JourneyMapper> {
+            ::std::sync::Arc::new($mapper)
+        }
+    };
 }

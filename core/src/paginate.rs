@@ -262,6 +262,12 @@ impl Paginator for Offset {
     }
 }
 
+/// One query parameter as [`set_query`] takes it, so that a connector's lists of parameters read as
+/// `param("page", "1")` rather than pairs of `to_string()`s.
+pub fn param(name: &str, value: impl Into<String>) -> (String, String) {
+    (name.to_string(), value.into())
+}
+
 /// Set `params` on `url`, replacing existing values of the same names.
 pub fn set_query(url: &mut url::Url, params: &[(String, String)]) {
     let kept: Vec<(String, String)> = url

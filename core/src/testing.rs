@@ -54,6 +54,28 @@ pub fn query_map(req: &Request) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A response as an [`ApiPolicy`](crate::http::ApiPolicy) sees it, for the unit tests of a
+/// connector's `classify`: one helper instead of the same few lines in each connector's policy tests.
+/// `status` and the header values must be valid (a test's own constants); a bad one panics.
+pub fn response(
+    status: u16,
+    headers: &[(&'static str, &str)],
+    body: &str,
+) -> crate::http::Response {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(
+            *name,
+            reqwest::header::HeaderValue::from_str(value).expect("a valid header value"),
+        );
+    }
+    crate::http::Response {
+        status: reqwest::StatusCode::from_u16(status).expect("a valid status"),
+        headers: map,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
 /// One batch a [`recording_writer`]'s destination committed, in commit order.
 #[cfg(feature = "dataset")]
 #[derive(Debug, Clone)]

@@ -82,6 +82,71 @@ pub struct WindowPlan {
 /// Windows in flight when a plan names no limiter.
 pub const DEFAULT_WINDOWS_IN_FLIGHT: usize = 4;
 
+/// Below this many pages a read is not worth windows: a few sequential pages are quick, and every
+/// window costs a request or two of its own. For connectors that size their plans in pages
+/// (WooCommerce, Klaviyo), so that both decide alike.
+pub const WINDOWS_FROM_PAGES: u64 = 8;
+
+/// Pages per window aimed at: enough that a window's extra requests (its short last page, a
+/// re-read of its newest second) stay a small share, few enough that there are windows to spread.
+pub const PAGES_PER_WINDOW: u64 = 4;
+
+/// The most windows one read of pages is split into.
+pub const MAX_WINDOWS: u64 = 64;
+
+/// How many windows a read of about `pages` pages is split into, or `None` when it is at most
+/// [`WINDOWS_FROM_PAGES`] pages and windows would only add requests: one rule for every connector
+/// that measures its ranges in pages.
+pub fn windows_for_pages(pages: u64) -> Option<usize> {
+    (pages > WINDOWS_FROM_PAGES).then(|| (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize)
+}
+
+/// The time range a plan for `request` covers: a backfill's window (a bound at both ends), or an
+/// incremental read from its start to now, whose end stays open so that nothing modified while the
+/// sync runs falls between two runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRange {
+    /// Inclusive start.
+    pub since: DateTime<Utc>,
+    /// The backfill's end, or now.
+    pub until: DateTime<Utc>,
+    /// True for an incremental read (see [`WindowPlan::open_end`]).
+    pub open_end: bool,
+}
+
+impl ReadRange {
+    /// The range of `request`: its backfill window, else `start()` (the connector's incremental
+    /// start: saved cursor less its overlap and lookback) to `now`. `None` when the range is empty,
+    /// so there is nothing to plan.
+    pub fn of(
+        request: &ReadRequest,
+        start: impl FnOnce() -> crate::Result<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Option<ReadRange>> {
+        let range = match request.window {
+            Some(w) => ReadRange {
+                since: w.since,
+                until: w.until,
+                open_end: false,
+            },
+            None => ReadRange {
+                since: start()?,
+                until: now,
+                open_end: true,
+            },
+        };
+        Ok((range.since < range.until).then_some(range))
+    }
+
+    /// The whole range as one span, for a connector's measuring request.
+    pub fn span(&self) -> Span {
+        Span {
+            since: self.since,
+            until: (!self.open_end).then_some(self.until),
+        }
+    }
+}
+
 /// Split a plan into windows of equal, whole-second width, in order; the last ends at `until` (or is
 /// open). A range shorter than the window count gives fewer, one-second windows.
 pub fn split(plan: &WindowPlan) -> Vec<Span> {
@@ -322,6 +387,46 @@ mod tests {
             ..plan
         });
         assert_eq!(open[2].until, None);
+    }
+
+    #[test]
+    fn pages_size_the_plan_between_two_and_the_most_windows() {
+        assert_eq!(windows_for_pages(WINDOWS_FROM_PAGES), None);
+        assert_eq!(windows_for_pages(WINDOWS_FROM_PAGES + 1), Some(2));
+        assert_eq!(windows_for_pages(40), Some(10));
+        assert_eq!(windows_for_pages(100_000), Some(MAX_WINDOWS as usize));
+    }
+
+    #[test]
+    fn a_backfill_is_bounded_an_incremental_read_open_and_an_empty_range_none() {
+        let mut request = ReadRequest {
+            stream: "s".into(),
+            state: None,
+            start: t(1),
+            window: None,
+        };
+        let range = ReadRange::of(&request, || Ok(t(2)), t(5)).unwrap().unwrap();
+        assert!(range.open_end);
+        assert_eq!(
+            range.span(),
+            Span {
+                since: t(2),
+                until: None
+            }
+        );
+        assert_eq!(ReadRange::of(&request, || Ok(t(5)), t(5)).unwrap(), None);
+        request.window = Some(crate::connector::Window {
+            since: t(3),
+            until: t(4),
+        });
+        let range = ReadRange::of(&request, || panic!("a backfill has no start"), t(9))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (range.since, range.until, range.open_end),
+            (t(3), t(4), false)
+        );
+        assert_eq!(range.span().until, Some(t(4)));
     }
 
     #[test]

@@ -37,13 +37,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef, SyncMode};
+use growthflow_core::connector::{Connector, ReadRequest, StreamDef, SyncMode};
 use growthflow_core::http::{ClientOptions, HttpClient};
-use growthflow_core::model::JourneyMapper;
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::window::WindowPlan;
 use growthflow_core::Result;
 
 pub use config::Ga4Config;
@@ -139,12 +137,11 @@ impl Ga4 {
 
 #[async_trait]
 impl Connector for Ga4 {
-    fn source_type(&self) -> &'static str {
-        mapper::SOURCE_TYPE
-    }
-
-    fn name(&self) -> &str {
-        &self.name
+    growthflow_core::connector_delegates! {
+        source_type: mapper::SOURCE_TYPE,
+        mapper: Ga4Mapper,
+        read: streams::read,
+        read_window: streams::read_window,
     }
 
     fn streams(&self) -> Vec<StreamDef> {
@@ -169,21 +166,9 @@ impl Connector for Ga4 {
         self.reader.validate(&spec).await
     }
 
-    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
-        streams::read(self.reader.clone(), request)
-    }
-
     /// Every day is its own report, so a long first sync or backfill is read as windows of days side
     /// by side.
     async fn plan_windows(&self, request: &ReadRequest) -> Result<Option<WindowPlan>> {
         streams::plan_windows(&self.reader, request).await
-    }
-
-    fn read_window(&self, request: ReadRequest, span: Span) -> BoxStream<'_, Result<Page>> {
-        streams::read_window(self.reader.clone(), request, span)
-    }
-
-    fn mapper(&self) -> Arc<dyn JourneyMapper> {
-        Arc::new(Ga4Mapper)
     }
 }

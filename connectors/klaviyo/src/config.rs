@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use growthflow_core::http::parse_base_url;
+use growthflow_core::http::{join_path, parse_base_url};
 use growthflow_core::{Error, Result};
 
 /// Klaviyo's own API host; every private endpoint lives under `/api`, the OAuth token endpoint under
@@ -226,20 +226,13 @@ impl KlaviyoConfig {
 
     /// The root of the private API (`…/api`).
     pub fn api_base(&self, source: &str) -> Result<Url> {
-        join(&self.base(source)?, "api")
+        Ok(join_path(&self.base(source)?, "api"))
     }
 
     /// The OAuth token endpoint (`…/oauth/token`).
     pub fn token_url(&self, source: &str) -> Result<Url> {
-        join(&self.base(source)?, "oauth/token")
+        Ok(join_path(&self.base(source)?, "oauth/token"))
     }
-}
-
-fn join(base: &Url, path: &str) -> Result<Url> {
-    let mut url = base.clone();
-    let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-    url.set_path(&joined);
-    Ok(url)
 }
 
 /// `YYYY-MM-DD` (a real date) optionally followed by `.suffix` (`2026-07-15.pre`).

@@ -45,14 +45,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::auth::RotationHook;
-use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
+use growthflow_core::connector::{Connector, ReadRequest};
 use growthflow_core::http::{ClientOptions, HttpClient};
-use growthflow_core::model::JourneyMapper;
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::window::WindowPlan;
 use growthflow_core::Result;
 
 pub use config::KlaviyoConfig;
@@ -145,16 +143,12 @@ impl Klaviyo {
 
 #[async_trait]
 impl Connector for Klaviyo {
-    fn source_type(&self) -> &'static str {
-        mapper::SOURCE_TYPE
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn streams(&self) -> Vec<StreamDef> {
-        stream_defs()
+    growthflow_core::connector_delegates! {
+        source_type: mapper::SOURCE_TYPE,
+        mapper: KlaviyoMapper,
+        streams: stream_defs,
+        read: streams::read,
+        read_window: streams::read_window,
     }
 
     /// One page of metrics: it proves the key, the revision and the host in one cheap request (metrics
@@ -165,21 +159,9 @@ impl Connector for Klaviyo {
         Ok(())
     }
 
-    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
-        streams::read(self.reader.clone(), request)
-    }
-
     /// Events filter `datetime` on both sides, so a long first sync or backfill of them is read in
     /// windows; the other streams are read in sequence.
     async fn plan_windows(&self, request: &ReadRequest) -> Result<Option<WindowPlan>> {
         streams::plan_windows(&self.reader, request).await
-    }
-
-    fn read_window(&self, request: ReadRequest, span: Span) -> BoxStream<'_, Result<Page>> {
-        streams::read_window(self.reader.clone(), request, span)
-    }
-
-    fn mapper(&self) -> Arc<dyn JourneyMapper> {
-        Arc::new(KlaviyoMapper)
     }
 }

@@ -171,19 +171,7 @@ pub fn parse_error_body(body: &[u8]) -> Option<(Option<String>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
-
-    fn resp(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        Response {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: h,
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use growthflow_core::testing::response as resp;
 
     const BAD_KEY: &str = r#"{"errors":[{"id":"e1","status":401,"code":"not_authenticated","title":"Authentication credentials were not provided.","detail":"Missing or invalid private key.","source":{"pointer":"/data/"}}]}"#;
 

@@ -45,11 +45,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 
-use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
+use growthflow_core::connector::Connector;
 use growthflow_core::http::{ClientOptions, HttpClient};
-use growthflow_core::model::JourneyMapper;
 use growthflow_core::Result;
 
 pub use config::MetaAdsConfig;
@@ -109,16 +107,11 @@ impl MetaAds {
 
 #[async_trait]
 impl Connector for MetaAds {
-    fn source_type(&self) -> &'static str {
-        mapper::SOURCE_TYPE
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn streams(&self) -> Vec<StreamDef> {
-        stream_defs()
+    growthflow_core::connector_delegates! {
+        source_type: mapper::SOURCE_TYPE,
+        mapper: MetaAdsMapper,
+        streams: stream_defs,
+        read: streams::read,
     }
 
     /// One campaign: proves the token, its `ads_read` access to this account, the version and the host
@@ -130,13 +123,5 @@ impl Connector for MetaAds {
             .append_pair("limit", "1");
         self.reader.get("campaigns", url).await?;
         Ok(())
-    }
-
-    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
-        streams::read(self.reader.clone(), request)
-    }
-
-    fn mapper(&self) -> Arc<dyn JourneyMapper> {
-        Arc::new(MetaAdsMapper)
     }
 }

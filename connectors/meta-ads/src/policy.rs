@@ -308,20 +308,7 @@ pub fn regain_access_wait(resp: &Response) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
-    use reqwest::StatusCode;
-
-    fn resp(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        Response {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: h,
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use growthflow_core::testing::response as resp;
 
     #[test]
     fn throttle_codes_at_400_wait_the_announced_minutes() {

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use growthflow_core::http::parse_base_url;
+use growthflow_core::http::{join_path, parse_base_url};
 use growthflow_core::{Error, Result};
 
 /// The Admin API version requested when the config names none: the latest stable quarterly release as
@@ -203,10 +203,7 @@ impl ShopifyConfig {
     }
 
     fn join(&self, source: &str, path: &str) -> Result<Url> {
-        let origin = self.origin(source)?;
-        let mut url = origin.clone();
-        url.set_path(&format!("{}{path}", origin.path().trim_end_matches('/')));
-        Ok(url)
+        Ok(join_path(&self.origin(source)?, path))
     }
 
     /// `…/admin/api/{version}/graphql.json`: every connector names its API root `api_base`, and

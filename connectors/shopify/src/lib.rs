@@ -50,13 +50,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 use serde_json::{json, Value};
 
 use growthflow_core::auth::RotationHook;
-use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
+use growthflow_core::connector::Connector;
 use growthflow_core::http::{ClientOptions, HttpClient};
-use growthflow_core::model::JourneyMapper;
 use growthflow_core::{Error, Result};
 
 pub use config::ShopifyConfig;
@@ -153,16 +151,11 @@ impl Shopify {
 
 #[async_trait]
 impl Connector for Shopify {
-    fn source_type(&self) -> &'static str {
-        mapper::SOURCE_TYPE
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn streams(&self) -> Vec<StreamDef> {
-        stream_defs()
+    growthflow_core::connector_delegates! {
+        source_type: mapper::SOURCE_TYPE,
+        mapper: ShopifyMapper,
+        streams: stream_defs,
+        read: streams::read,
     }
 
     /// The shop's name and one order: the token must be valid and hold `read_orders`, so a source that
@@ -175,13 +168,5 @@ impl Connector for Shopify {
             });
         }
         Ok(())
-    }
-
-    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
-        streams::read(self.reader.clone(), request)
-    }
-
-    fn mapper(&self) -> Arc<dyn JourneyMapper> {
-        Arc::new(ShopifyMapper)
     }
 }

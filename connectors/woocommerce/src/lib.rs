@@ -45,14 +45,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Connector, Page, ReadRequest, StreamDef};
+use growthflow_core::connector::{Connector, ReadRequest};
 use growthflow_core::http::{ClientOptions, HttpClient};
-use growthflow_core::model::JourneyMapper;
-use growthflow_core::paginate::set_query;
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::paginate::{param, set_query};
+use growthflow_core::window::WindowPlan;
 use growthflow_core::Result;
 
 pub use auth::WooAuth;
@@ -126,47 +124,25 @@ impl WooCommerce {
 
 #[async_trait]
 impl Connector for WooCommerce {
-    fn source_type(&self) -> &'static str {
-        mapper::SOURCE_TYPE
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn streams(&self) -> Vec<StreamDef> {
-        stream_defs()
+    growthflow_core::connector_delegates! {
+        source_type: mapper::SOURCE_TYPE,
+        mapper: WooMapper,
+        streams: stream_defs,
+        read: streams::read,
+        read_window: streams::read_window,
     }
 
     /// One order, which needs the same read permission a sync does: a key that passes `check` can sync.
     async fn check(&self) -> Result<()> {
         let mut url = self.reader.endpoint_url("orders");
-        set_query(
-            &mut url,
-            &[
-                ("per_page".to_string(), "1".to_string()),
-                ("page".to_string(), "1".to_string()),
-            ],
-        );
+        set_query(&mut url, &[param("per_page", "1"), param("page", "1")]);
         self.reader.get_list(url, "orders").await?;
         Ok(())
-    }
-
-    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<Page>> {
-        streams::read(self.reader.clone(), request)
     }
 
     /// Orders, refunds, products and coupons filter on their cursor, so a long first sync or backfill
     /// is read in windows; customers cannot be.
     async fn plan_windows(&self, request: &ReadRequest) -> Result<Option<WindowPlan>> {
         streams::plan_windows(&self.reader, request).await
-    }
-
-    fn read_window(&self, request: ReadRequest, span: Span) -> BoxStream<'_, Result<Page>> {
-        streams::read_window(self.reader.clone(), request, span)
-    }
-
-    fn mapper(&self) -> Arc<dyn JourneyMapper> {
-        Arc::new(WooMapper)
     }
 }

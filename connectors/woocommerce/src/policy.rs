@@ -109,20 +109,8 @@ pub fn parse_error_body(body: &[u8]) -> Option<(Option<String>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use growthflow_core::testing::response as resp;
     use std::time::Duration;
-
-    fn resp(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        Response {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: h,
-            body: body.as_bytes().to_vec(),
-        }
-    }
 
     #[test]
     fn auth_errors_name_source_code_and_fix() {

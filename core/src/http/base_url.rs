@@ -51,6 +51,20 @@ pub fn parse_base_url(key: &str, raw: &str) -> Result<Url> {
     Ok(root)
 }
 
+/// `path` below `base`'s path (a root from [`parse_base_url`], whose prefix a proxy or the sandbox
+/// may have set), with exactly one slash between: every connector builds its endpoint URLs this
+/// way, so a prefix is kept the same for all of them.
+pub fn join_path(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +73,20 @@ mod tests {
         let e = parse_base_url("sources.x.base_url", raw).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Config);
         e.to_string()
+    }
+
+    #[test]
+    fn paths_join_below_the_prefix_with_one_slash() {
+        let root = parse_base_url("k", "http://127.0.0.1:9000/klaviyo/").unwrap();
+        assert_eq!(
+            join_path(&root, "api").as_str(),
+            "http://127.0.0.1:9000/klaviyo/api"
+        );
+        let root = parse_base_url("k", "https://acme.myshopify.com").unwrap();
+        assert_eq!(
+            join_path(&root, "/admin/oauth/access_token").as_str(),
+            "https://acme.myshopify.com/admin/oauth/access_token"
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 
-pub use base_url::parse_base_url;
+pub use base_url::{join_path, parse_base_url};
 pub use clock::{Clock, TestClock, TokioClock};
 use config::MAX_REDIRECTS;
 pub use config::{ClientOptions, HttpConfig, DEFAULT_MAX_RESPONSE_BYTES};

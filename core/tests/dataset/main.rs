@@ -374,7 +374,221 @@ fn r(x: f64) -> Sql {
 }
 const NULL: Sql = Sql::Null;
 
+// ---------------------------------------------------------------- the journey-model store
+
+/// A store with three streams: `orders` `{id, email, created, total, status}`, `refunds`
+/// `{id, order_id, email, at, amount}` and `people` `{email, since}`. An unparsable time fails the record.
+struct TestMapper;
+
+fn time(v: &Value, field: &str) -> Result<DateTime<Utc>> {
+    v[field]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
+        .ok_or_else(|| Error::Decode {
+            message: format!("bad {field}: {}", v[field]),
+        })
+}
+
+fn money(v: &Value, field: &str) -> Decimal {
+    v[field].as_str().unwrap().parse().unwrap()
+}
+
+impl JourneyMapper for TestMapper {
+    fn source_type(&self) -> &'static str {
+        "teststore"
+    }
+
+    fn map(&self, stream: &str, v: &Value) -> Result<JourneyRows> {
+        let mut rows = JourneyRows::default();
+        match stream {
+            "orders" => {
+                let status = v["status"].as_str().unwrap_or_default();
+                rows.orders.push(OrderRow {
+                    order_id: v["id"].as_str().unwrap().to_string(),
+                    email: v["email"].as_str().map(str::to_string),
+                    created_at: time(v, "created")?,
+                    currency: Some("USD".into()),
+                    total_price: money(v, "total"),
+                    subtotal_price: None,
+                    total_discounts: None,
+                    total_refunded: Decimal::ZERO,
+                    financial_status: Some(status.to_string()),
+                    cancelled: status == "cancelled",
+                    test: status == "test",
+                    utm_source: None,
+                    utm_medium: None,
+                    utm_campaign: None,
+                    channel: Channel::Direct,
+                    landing_page: None,
+                    referrer: None,
+                });
+            }
+            "refunds" => {
+                let mut ev = EventRow::at(
+                    format!("refund:{}", v["id"].as_str().unwrap()),
+                    time(v, "at")?,
+                    Stage::Feedback,
+                    "refund",
+                );
+                ev.email = v["email"].as_str().map(str::to_string);
+                ev.value = Some(money(v, "amount"));
+                ev.currency = Some("USD".into());
+                ev.attributes = json!({"order_id": v["order_id"]});
+                rows.events.push(ev);
+            }
+            "people" => rows.customers.push(CustomerRow {
+                email: v["email"].as_str().unwrap().to_string(),
+                first_seen_at: Some(time(v, "since")?),
+            }),
+            _ => {}
+        }
+        Ok(rows)
+    }
+}
+
+fn order(id: &str, email: Option<&str>, created: &str, total: &str, status: &str) -> Record {
+    rec(
+        id,
+        Some(created),
+        json!({"id": id, "email": email, "created": created, "total": total, "status": status}),
+    )
+}
+
+/// Two stores of the same type, a CRM-ish people stream, and a source whose type has no mapper.
+fn journey_dataset(backend: Backend) -> Option<Db> {
+    let mut dest = Db::memory(backend, "journey")?;
+    dest.register_source("shop_a", "teststore").unwrap();
+    dest.register_source("shop_b", "teststore").unwrap();
+    dest.register_source("legacy", "unmapped").unwrap();
+    dest.commit(&[
+        batch(
+            "shop_a",
+            "orders",
+            vec![
+                order(
+                    "a1",
+                    Some("alice@example.com"),
+                    "2025-03-01T10:00:00Z",
+                    "20.00",
+                    "paid",
+                ),
+                order(
+                    "a2",
+                    Some("  Alice@Example.COM "),
+                    "2025-03-10T10:00:00Z",
+                    "30.50",
+                    "paid",
+                ),
+                order(
+                    "a3",
+                    Some("bob@example.com"),
+                    "2025-03-05T09:00:00Z",
+                    "15.25",
+                    "cancelled",
+                ),
+                order(
+                    "a4",
+                    Some("bob@example.com"),
+                    "2025-03-06T09:00:00Z",
+                    "99.00",
+                    "test",
+                ),
+                order(
+                    "a5",
+                    Some("carol@example.com"),
+                    "not a date",
+                    "1.00",
+                    "paid",
+                ),
+            ],
+            None,
+        ),
+        batch(
+            "shop_a",
+            "refunds",
+            vec![rec(
+                "r1",
+                None,
+                json!({"id": "r1", "order_id": "a2", "email": "ALICE@example.com",
+                       "at": "2025-03-12T00:00:00Z", "amount": "10.50"}),
+            )],
+            None,
+        ),
+        batch(
+            "shop_b",
+            "orders",
+            vec![
+                order(
+                    "b1",
+                    Some("ALICE@example.com"),
+                    "2025-03-05T12:00:00Z",
+                    "12.25",
+                    "paid",
+                ),
+                order(
+                    "b2",
+                    Some("bob@example.com"),
+                    "2025-03-07T08:00:00Z",
+                    "40.00",
+                    "paid",
+                ),
+                order("b3", None, "2025-03-08T08:00:00Z", "5.00", "paid"),
+            ],
+            None,
+        ),
+        batch(
+            "shop_b",
+            "people",
+            vec![
+                rec(
+                    "p1",
+                    None,
+                    json!({"email": "carol@example.com", "since": "2025-01-15T00:00:00Z"}),
+                ),
+                rec(
+                    "p2",
+                    None,
+                    json!({"email": " Alice@example.com", "since": "2025-02-01T00:00:00Z"}),
+                ),
+            ],
+            None,
+        ),
+        batch(
+            "legacy",
+            "orders",
+            vec![order(
+                "x1",
+                Some("dave@example.com"),
+                "2025-03-02T00:00:00Z",
+                "7.00",
+                "paid",
+            )],
+            None,
+        ),
+    ])
+    .unwrap();
+    Some(dest)
+}
+
+fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
+    vec![Arc::new(TestMapper)]
+}
+
+const ORDERS: &str =
+    "SELECT source, order_id, customer_id, email, created_at, currency, total_price,
+    subtotal_price, total_discounts, total_refunded, financial_status, cancelled, test, utm_source,
+    utm_medium, utm_campaign, channel, landing_page, referrer, customer_order_index
+    FROM orders ORDER BY source, order_id";
+const EVENTS: &str =
+    "SELECT event_id, source, stream, occurred_at, date, stage, event_type, channel,
+    campaign, customer_id, quantity, value, currency, attributes
+    FROM journey_events ORDER BY event_id";
+const CUSTOMERS: &str = "SELECT customer_id, email, first_seen_at, first_order_at, orders_count,
+    total_spent FROM customers ORDER BY customer_id";
+
 mod commits;
 mod journey_model;
+mod journey_rebuilds;
 mod safety;
 mod schema_and_migrations;

@@ -39,7 +39,7 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::connector::{failed_read, Page, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::HttpClient;
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
 use growthflow_core::start::{read_start_day, Rewind};
@@ -242,7 +242,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
             match insights_range(&request, reader.lookback_days, today) {
                 Ok(Some((since, until))) => read_insights(reader, plan(since, until), floor),
                 Ok(None) => futures::stream::empty().boxed(),
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+                Err(e) => failed_read(e),
             }
         }
         "campaigns" => read_objects(reader, "campaigns", "campaign", CAMPAIGN_FIELDS, &request),
@@ -252,7 +252,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
             let e = Error::Internal(format!(
                 "Meta Ads has no stream {other:?}; streams: ad_insights, campaigns, adsets, ads"
             ));
-            futures::stream::once(async move { Err(e) }).boxed()
+            failed_read(e)
         }
     }
 }

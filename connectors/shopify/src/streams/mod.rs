@@ -26,7 +26,9 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
+use growthflow_core::connector::{
+    failed_read, unknown_stream, Page, ReadRequest, Record, StreamDef, SyncMode, Window,
+};
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
@@ -345,13 +347,7 @@ struct Cursor {
 /// Read one stream lazily, one page in memory at a time.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
-        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-        let err = Error::Internal(format!(
-            "Shopify has no stream {:?} (streams: {})",
-            request.stream,
-            names.join(", ")
-        ));
-        return futures::stream::once(async move { Err(err) }).boxed();
+        return failed_read(unknown_stream("Shopify", &request.stream, &stream_defs()));
     };
     if let Some(window) = request.window {
         if window.until - window.since > Duration::days(i64::from(reader.bulk_threshold_days)) {
@@ -363,7 +359,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
             tracing::debug!(stream = p.spec.def.name, filter = %p.filter, "reading");
             Arc::new(p)
         }
-        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        Err(e) => return failed_read(e),
     };
     let first = Cursor {
         after: None,

@@ -26,15 +26,23 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
-use growthflow_core::http::{HttpClient, Response};
-use growthflow_core::paginate::{paged, set_query, JsonCursor, NextPage};
+use growthflow_core::connector::{
+    failed_read, unknown_stream, Page, ReadRequest, Record, StreamDef, SyncMode,
+};
+use growthflow_core::http::{join_path, HttpClient, Response};
+use growthflow_core::paginate::{paged, param, set_query, JsonCursor, NextPage};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::format_utc;
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 use crate::config::revision_at_least;
+
+mod windows;
+
+/// Klaviyo sizes its event windows by core's page rule, under the names it has always exported.
+pub use growthflow_core::window::{MAX_WINDOWS, PAGES_PER_WINDOW, WINDOWS_FROM_PAGES};
+pub(crate) use windows::{plan_windows, read_window};
 
 /// The media type of JSON:API, which Klaviyo answers in.
 pub const JSON_API: &str = "application/vnd.api+json";
@@ -186,10 +194,7 @@ impl Spec {
     }
 
     fn cursor_field(&self) -> &'static str {
-        match self.def.mode {
-            SyncMode::Incremental { cursor_field } => cursor_field,
-            SyncMode::FullRefresh => "updated",
-        }
+        self.def.cursor_field().unwrap_or("updated")
     }
 }
 
@@ -219,17 +224,10 @@ pub fn filter_time(t: DateTime<Utc>) -> String {
     format_utc(t)
 }
 
-fn param(k: &str, v: impl Into<String>) -> (String, String) {
-    (k.to_string(), v.into())
-}
-
 impl Reader {
     /// The URL of an endpoint below `/api`.
     pub(crate) fn endpoint_url(&self, path: &str) -> Url {
-        let mut url = self.api_base.clone();
-        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        url
+        join_path(&self.api_base, path)
     }
 
     /// `page[size]` for a stream, when the endpoint takes one larger than its default.
@@ -508,17 +506,11 @@ struct Cursor {
 /// Read one stream lazily, one page in memory at a time.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
-        let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-        let err = Error::Internal(format!(
-            "Klaviyo has no stream {:?} (streams: {})",
-            request.stream,
-            names.join(", ")
-        ));
-        return futures::stream::once(async move { Err(err) }).boxed();
+        return failed_read(unknown_stream("Klaviyo", &request.stream, &stream_defs()));
     };
     let (urls, keep) = match reader.plan(&spec, &request) {
         Ok(p) => p,
-        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        Err(e) => return failed_read(e),
     };
     read_urls(reader, spec, urls, keep)
 }
@@ -583,255 +575,5 @@ fn read_urls(
     .boxed()
 }
 
-/// Below this many pages a read of events is not worth windows: a few sequential pages are quick,
-/// and every window costs a request of its own.
-pub const WINDOWS_FROM_PAGES: u64 = 8;
-
-/// Pages per window aimed at: enough that a window's own requests (its short last page) stay a
-/// small share, few enough that there are windows to spread.
-pub const PAGES_PER_WINDOW: u64 = 4;
-
-/// The most windows one read is split into.
-pub const MAX_WINDOWS: u64 = 64;
-
-/// Events are the one stream read in windows: they are by far the largest, and `/api/events` filters
-/// `datetime` on both sides (`greater-or-equal`, `less-than`) and sorts by it. Other streams are small
-/// or can only be filtered from below, so they are read in sequence.
-///
-/// Klaviyo gives no count, so one request — the first page of the whole range, sorted by `datetime` —
-/// measures the range: if it is the only page, windows would only add requests; else its records'
-/// spread estimates how many pages the rest holds, and the windows start at its first event (there is
-/// none before it in the range). The engine asks only for first syncs and backfills, so an
-/// incremental sync never pays for it.
-pub(crate) async fn plan_windows(
-    reader: &Reader,
-    request: &ReadRequest,
-) -> Result<Option<WindowPlan>> {
-    let Some(spec) = Spec::of(&request.stream).filter(|s| s.def.name == "events") else {
-        return Ok(None);
-    };
-    if reader.limiter.config().cap <= 1 {
-        return Ok(None);
-    }
-    let (since, until, open_end) = match request.window {
-        Some(w) => (w.since, w.until, false),
-        None => (
-            reader.incremental_start(&spec, request, false)?,
-            reader.client.clock().utc_now(),
-            true,
-        ),
-    };
-    if until <= since {
-        return Ok(None);
-    }
-    let span = Span {
-        since,
-        until: (!open_end).then_some(until),
-    };
-    let urls = reader.urls(&spec, &Reader::span_filters(span));
-    let Some(url) = urls.into_iter().next() else {
-        return Ok(None);
-    };
-    let document = reader.get(url.clone(), spec.path).await?;
-    let Some((first, pages)) = measure(&spec, &document, since, until)? else {
-        // Not worth windows: the read in sequence starts with the same URL and takes this page.
-        reader
-            .probed
-            .lock()
-            .expect("probe lock")
-            .insert(url.to_string(), document);
-        return Ok(None);
-    };
-    let windows = (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
-    tracing::debug!(stream = spec.def.name, pages, windows, "reading in windows");
-    Ok(Some(WindowPlan {
-        since: first,
-        until,
-        windows,
-        open_end,
-        limiter: Some(reader.limiter.clone()),
-    }))
-}
-
-/// Where the events of a range start and how many pages they fill, from the range's first page
-/// (sorted by `datetime`): `None` when that page is the only one or the rest is at most
-/// [`WINDOWS_FROM_PAGES`] pages.
-fn measure(
-    spec: &Spec,
-    document: &Value,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<Option<(DateTime<Utc>, u64)>> {
-    if !matches!(
-        JsonCursor::url("/links/next").next_from(document),
-        NextPage::Url(_)
-    ) {
-        return Ok(None);
-    }
-    let mut times = Vec::new();
-    for item in join_included(&mut document.clone()) {
-        if let Some(t) = to_record(spec, item)?
-            .cursor
-            .as_deref()
-            .and_then(growthflow_core::time::parse_utc)
-        {
-            times.push(t);
-        }
-    }
-    let (Some(first), Some(last)) = (times.iter().min().copied(), times.iter().max().copied())
-    else {
-        return Ok(None);
-    };
-    // The events of the range lie in [first, until): the first page's spread says how many pages.
-    let first = first.max(since);
-    let spread = (last - first).num_seconds().max(1);
-    let rest = (until - first).num_seconds().max(1);
-    let pages = (rest as u64).div_ceil(spread as u64);
-    Ok((pages > WINDOWS_FROM_PAGES).then_some((first, pages)))
-}
-
-/// Read the events of one window (see [`plan_windows`]), paged by `links.next` like a whole read.
-pub(crate) fn read_window(
-    reader: Arc<Reader>,
-    request: ReadRequest,
-    span: Span,
-) -> BoxStream<'static, Result<Page>> {
-    let Some(spec) = Spec::of(&request.stream).filter(|s| s.def.name == "events") else {
-        let err = Error::Internal(format!(
-            "Klaviyo reads only events in windows, not {:?}",
-            request.stream
-        ));
-        return futures::stream::once(async move { Err(err) }).boxed();
-    };
-    let urls = reader.urls(&spec, &Reader::span_filters(span));
-    read_urls(reader, spec, urls, Keep::All)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn included_resources_are_joined_by_relationship() {
-        let mut doc = json!({
-            "data": [
-                {"type": "event", "id": "e1", "attributes": {"datetime": "2024-06-01T08:00:00+00:00"},
-                 "relationships": {
-                    "metric": {"data": {"type": "metric", "id": "m1"}},
-                    "profile": {"data": {"type": "profile", "id": "p-missing"}},
-                    "attributions": {"data": [{"type": "attribution", "id": "a1"}]}}}
-            ],
-            "included": [
-                {"type": "metric", "id": "m1", "attributes": {"name": "Opened Email"}},
-                {"type": "attribution", "id": "a1", "relationships": {}}
-            ]
-        });
-        let items = join_included(&mut doc);
-        assert_eq!(
-            items[0]["included"],
-            json!({
-                "metric": {"type": "metric", "id": "m1", "attributes": {"name": "Opened Email"}},
-                "attributions": [{"type": "attribution", "id": "a1", "relationships": {}}]
-            })
-        );
-        let r = to_record(&Spec::of("events").unwrap(), items[0].clone()).unwrap();
-        assert_eq!(r.cursor.as_deref(), Some("2024-06-01T08:00:00Z"));
-
-        let mut plain = json!({"data": [{"type": "list", "id": "l1"}]});
-        assert_eq!(
-            join_included(&mut plain),
-            vec![json!({"type": "list", "id": "l1"})]
-        );
-    }
-
-    #[test]
-    fn events_fall_back_to_the_epoch_timestamp() {
-        let r = to_record(
-            &Spec::of("events").unwrap(),
-            json!({"id": "e", "attributes": {"datetime": null, "timestamp": 1717228800}}),
-        )
-        .unwrap();
-        assert_eq!(r.cursor.as_deref(), Some("2024-06-01T08:00:00Z"));
-        let r = to_record(
-            &Spec::of("metrics").unwrap(),
-            json!({"id": "m", "attributes": {"updated": "2021-03-31T10:50:36.123456"}}),
-        )
-        .unwrap();
-        assert_eq!(r.cursor.as_deref(), Some("2021-03-31T10:50:36Z"));
-        assert!(to_record(&Spec::of("events").unwrap(), json!({"attributes": {}})).is_err());
-    }
-
-    fn reader() -> Reader {
-        Reader {
-            client: HttpClient::builder(Arc::new(growthflow_core::http::DefaultPolicy("Klaviyo")))
-                .build()
-                .unwrap(),
-            api_base: Url::parse("https://a.klaviyo.com/api").unwrap(),
-            revision: "2026-07-15".into(),
-            lookback_days: 3,
-            limiter: crate::limits::concurrency(Arc::new(growthflow_core::http::TokioClock)),
-            probed: Mutex::default(),
-        }
-    }
-
-    fn filters_of(stream: &str, request: &ReadRequest) -> (Vec<String>, bool) {
-        let (urls, keep) = reader().plan(&Spec::of(stream).unwrap(), request).unwrap();
-        let filters = urls
-            .iter()
-            .map(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == "filter")
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            })
-            .collect();
-        (filters, matches!(keep, Keep::CreatedIn(..)))
-    }
-
-    #[test]
-    fn backfill_windows_filter_on_creation_time() {
-        use chrono::TimeZone;
-        let request = |stream: &str| ReadRequest {
-            stream: stream.into(),
-            state: Some(json!({"cursor": "2024-07-01T00:00:00Z"})),
-            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
-            window: Some(growthflow_core::connector::Window {
-                since: Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap(),
-                until: Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap(),
-            }),
-        };
-        assert_eq!(
-            filters_of("profiles", &request("profiles")),
-            (
-                vec!["greater-than(created,2024-04-30T23:59:59Z),less-than(created,2024-06-01T00:00:00Z)".to_string()],
-                false
-            )
-        );
-        assert_eq!(
-            filters_of("campaigns", &request("campaigns")).0,
-            vec![
-                "equals(messages.channel,'email'),greater-or-equal(created_at,2024-05-01T00:00:00Z),less-than(created_at,2024-06-01T00:00:00Z)".to_string(),
-                "equals(messages.channel,'sms'),greater-or-equal(created_at,2024-05-01T00:00:00Z),less-than(created_at,2024-06-01T00:00:00Z)".to_string(),
-            ]
-        );
-        assert_eq!(
-            filters_of("lists", &request("lists")),
-            (vec![String::new()], true)
-        );
-        assert_eq!(
-            filters_of("metrics", &request("metrics")),
-            (vec![String::new()], false)
-        );
-    }
-
-    #[test]
-    fn streams_are_declared_once_each() {
-        let defs = stream_defs();
-        for d in &defs {
-            assert_eq!(&Spec::of(d.name).unwrap().def, d);
-        }
-        let unsorted: Vec<&str> = defs.iter().filter(|d| !d.sorted).map(|d| d.name).collect();
-        assert_eq!(unsorted, ["metrics", "campaigns"]);
-    }
-}
+mod tests;

@@ -22,13 +22,21 @@ use serde_json::Value;
 use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode, Window};
-use growthflow_core::http::{HttpClient, Response};
-use growthflow_core::paginate::{paged, set_query, NextPage, PageNumber, Paginator};
+use growthflow_core::connector::{
+    failed_read, Page, ReadRequest, Record, StreamDef, SyncMode, Window,
+};
+use growthflow_core::http::{join_path, HttpClient, Response};
+use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
-use growthflow_core::window::{Span, WindowPlan};
+use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
 use growthflow_core::{Error, Result};
+
+mod windows;
+
+/// WooCommerce sizes its windows by core's page rule, under the names it has always exported.
+pub use growthflow_core::window::{MAX_WINDOWS, PAGES_PER_WINDOW, WINDOWS_FROM_PAGES};
+pub(crate) use windows::{plan_windows, read_window};
 
 /// The rate-limit and pause key of every request: WooCommerce's limits are the host's, shared by all
 /// endpoints, so a throttle on one endpoint must slow them all.
@@ -139,10 +147,7 @@ impl Spec {
     }
 
     fn cursor_field(&self) -> &'static str {
-        match self.def.mode {
-            SyncMode::Incremental { cursor_field } => cursor_field,
-            SyncMode::FullRefresh => "date_modified_gmt",
-        }
+        self.def.cursor_field().unwrap_or("date_modified_gmt")
     }
 }
 
@@ -182,17 +187,10 @@ pub fn wc_date(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-fn param(k: &str, v: impl Into<String>) -> (String, String) {
-    (k.to_string(), v.into())
-}
-
 impl Reader {
     /// The URL of an endpoint below the API root.
     pub(crate) fn endpoint_url(&self, path: &str) -> Url {
-        let mut url = self.api_base.clone();
-        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        url
+        join_path(&self.api_base, path)
     }
 
     /// Where an incremental read starts: the saved cursor less the overlap and lookback, else the
@@ -453,103 +451,14 @@ fn page_on(mut cursor: Cursor, resp: &Response, count: usize) -> Result<Option<C
 }
 
 fn unknown_stream(name: &str) -> Error {
-    let names: Vec<&str> = stream_defs().iter().map(|d| d.name).collect();
-    Error::Internal(format!(
-        "WooCommerce has no stream {name:?} (streams: {})",
-        names.join(", ")
-    ))
-}
-
-/// Below this many pages a read is not worth windows: a few sequential pages are quick, and every
-/// window costs a request or two of its own.
-pub const WINDOWS_FROM_PAGES: u64 = 8;
-
-/// Pages per window aimed at: enough that a window's extra requests (its short last page, a keyset
-/// re-read of its newest second) stay a small share, few enough that there are windows to spread.
-pub const PAGES_PER_WINDOW: u64 = 4;
-
-/// The most windows one read is split into.
-pub const MAX_WINDOWS: u64 = 64;
-
-/// Whether to read `request` in windows: only streams with a server-side date filter, and only when
-/// one cheap request (`per_page=1`, reading `X-WP-Total`) says the range holds more than
-/// [`WINDOWS_FROM_PAGES`] pages. The engine asks only for first syncs and backfills, so an
-/// incremental sync never pays for it.
-pub(crate) async fn plan_windows(
-    reader: &Reader,
-    request: &ReadRequest,
-) -> Result<Option<WindowPlan>> {
-    let spec = Spec::of(&request.stream).ok_or_else(|| unknown_stream(&request.stream))?;
-    if spec.filter == Filter::ClientSide || reader.limiter.config().cap <= 1 {
-        // No date filter, or one request at a time configured: windows would only add requests.
-        return Ok(None);
-    }
-    let (since, until, open_end) = match request.window {
-        Some(w) => (w.since, w.until, false),
-        None => (
-            reader.incremental_start(request)?,
-            reader.client.clock().utc_now(),
-            true,
-        ),
-    };
-    if until <= since {
-        return Ok(None);
-    }
-    let span = Span {
-        since,
-        until: (!open_end).then_some(until),
-    };
-    let plan = reader.span_plan(spec, request, span)?;
-    let mut url = plan.url.clone();
-    set_query(&mut url, &plan.params);
-    set_query(&mut url, &[param("page", "1"), param("per_page", "1")]);
-    let (resp, _) = reader.get_list(url, plan.spec.path).await?;
-    let Some(total) = resp
-        .header("X-WP-Total")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    else {
-        return Ok(None);
-    };
-    let pages = total.div_ceil(u64::from(reader.per_page.max(1)));
-    if pages <= WINDOWS_FROM_PAGES {
-        return Ok(None);
-    }
-    let windows = (pages / PAGES_PER_WINDOW).clamp(2, MAX_WINDOWS) as usize;
-    tracing::debug!(
-        stream = plan.spec.def.name,
-        total,
-        windows,
-        "reading in windows"
-    );
-    Ok(Some(WindowPlan {
-        since,
-        until,
-        windows,
-        open_end,
-        limiter: Some(reader.limiter.clone()),
-    }))
-}
-
-/// Read one window of a stream (see [`plan_windows`]), paged like a whole read.
-pub(crate) fn read_window(
-    reader: Arc<Reader>,
-    request: ReadRequest,
-    span: Span,
-) -> BoxStream<'static, Result<Page>> {
-    let plan = Spec::of(&request.stream)
-        .ok_or_else(|| unknown_stream(&request.stream))
-        .and_then(|spec| reader.span_plan(spec, &request, span));
-    match plan {
-        Ok(plan) => read_plan(reader, Arc::new(plan)),
-        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-    }
+    growthflow_core::connector::unknown_stream("WooCommerce", name, &stream_defs())
 }
 
 /// Read one stream lazily, one page in memory at a time.
 pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'static, Result<Page>> {
     let Some(spec) = Spec::of(&request.stream) else {
         let err = unknown_stream(&request.stream);
-        return futures::stream::once(async move { Err(err) }).boxed();
+        return failed_read(err);
     };
     let plan = match reader.plan(spec, &request) {
         Ok(p) => {
@@ -557,7 +466,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
             tracing::debug!(stream = p.spec.def.name, params = ?p.params, "reading");
             Arc::new(p)
         }
-        Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        Err(e) => return failed_read(e),
     };
     read_plan(reader, plan)
 }
