@@ -402,7 +402,20 @@ impl JourneyMapper for TestMapper {
     fn map(&self, stream: &str, v: &Value) -> Result<JourneyRows> {
         let mut rows = JourneyRows::default();
         match stream {
-            "orders" => {
+            // `orders_archive` gives the same orders again (two records naming one order).
+            "orders" | "orders_archive" => {
+                // Events a record may also give: ones named by `extra` as [key, quantity] pairs
+                // (a key given twice, or `order:ID`, which the order's own event overrides).
+                for extra in v["extra"].as_array().into_iter().flatten() {
+                    let mut ev = EventRow::at(
+                        extra[0].as_str().unwrap(),
+                        time(v, "created")?,
+                        Stage::Consideration,
+                        "note",
+                    );
+                    ev.quantity = Decimal::from(extra[1].as_i64().unwrap());
+                    rows.events.push(ev);
+                }
                 let status = v["status"].as_str().unwrap_or_default();
                 rows.orders.push(OrderRow {
                     order_id: v["id"].as_str().unwrap().to_string(),

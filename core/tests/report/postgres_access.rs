@@ -62,6 +62,20 @@ fn a_read_only_role_can_report_on_postgres_and_a_newer_dataset_is_refused() {
         build_report(&mut reader, &opts).unwrap(),
         build_report(&conn, &opts).unwrap()
     );
+    // Rows changed by hand leave the report's rollups behind: this role may not bring them up to
+    // date, and is told so (not the server's bare "permission denied") …
+    owner
+        .execute("UPDATE orders SET total_price = total_price + 1", &[])
+        .unwrap();
+    let err = build_report(&mut reader, &opts).unwrap_err();
+    assert!(
+        matches!(&err, ReportError::RollupsBehind { role: r } if *r == role.name)
+            && err.to_string().contains("with a role that may write"),
+        "{err}"
+    );
+    // … and once a role that may write has reported (or synced), it reads the new figures.
+    let by_owner = build_report(&mut owner, &opts).unwrap();
+    assert_eq!(build_report(&mut reader, &opts).unwrap(), by_owner);
     drop(reader);
 
     // A dataset from a newer growthflow is refused for reading too.
