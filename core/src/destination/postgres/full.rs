@@ -4,8 +4,8 @@
 //!
 //! - The raw records are read on a second connection that imports the rebuild transaction's snapshot
 //!   (so it reads exactly what the transaction would), in a thread of its own: the server prints the
-//!   next payloads and the client parses them while the previous ones are mapped and written, instead
-//!   of each waiting for the other. Where the second connection cannot be opened, the records are read
+//!   next payloads while the previous ones are parsed, mapped and written, instead of each waiting for
+//!   the other. Where the second connection cannot be opened, the records are read
 //!   in the transaction itself.
 //! - They are read in no particular order (no sort of every payload): where two records give the same
 //!   order, the one SQLite maps last (the greatest stream and record id) is kept, which is what the
@@ -18,13 +18,11 @@ use std::sync::mpsc;
 
 use postgres::IsolationLevel;
 
-use super::rebuild::{
-    copy_derived, copy_events, copy_orders, copy_people, stage_page, Raw, Staged,
-};
+use super::rebuild::{copy_derived, copy_events, copy_orders, copy_people, stage_page, Staged};
 use super::*;
 
 /// Rows per page read from `raw_records`: a few pages are in flight between the reader and the
-/// mapper, each holding its parsed payloads.
+/// mappers, each holding its payloads' bytes.
 const READ_PAGE: i32 = 250;
 /// Pages the reader may be ahead of the mapper.
 const PAGES_AHEAD: usize = 4;
@@ -48,11 +46,8 @@ pub(super) fn rebuild_all(
          TRUNCATE gf_full_orders;",
     )?;
     let mut staged = Staged::default();
-    let mut take = |tx: &mut Transaction<'_>, raws: Vec<Raw>| -> Result<()> {
-        // A parsed payload is several times its JSON's size: map a slice at a time.
-        for slice in raws.chunks(MAP_SLICE) {
-            stage_page(mappers, slice, &mut staged, true, stats);
-        }
+    let mut take = |tx: &mut Transaction<'_>, rows: Vec<postgres::Row>| -> Result<()> {
+        stage_page(mappers, &rows, &mut staged, true, stats)?;
         if staged.len() >= FLUSH_ROWS {
             write(tx, &mut staged)?;
         }
@@ -77,7 +72,7 @@ pub(super) fn rebuild_all(
                 if rows.is_empty() {
                     break;
                 }
-                take(tx, raws(&rows)?)?;
+                take(tx, rows)?;
             }
         }
     }
@@ -88,7 +83,11 @@ pub(super) fn rebuild_all(
 
 /// Read every raw record in the exported `snapshot` and send them a page at a time; stops at the
 /// first error (sent on) or when the receiver is gone.
-fn read_in_snapshot(mut client: Client, snapshot: &str, pages: mpsc::SyncSender<Result<Vec<Raw>>>) {
+fn read_in_snapshot(
+    mut client: Client,
+    snapshot: &str,
+    pages: mpsc::SyncSender<Result<Vec<postgres::Row>>>,
+) {
     let mut read = || -> Result<()> {
         let mut tx = client
             .build_transaction()
@@ -106,7 +105,7 @@ fn read_in_snapshot(mut client: Client, snapshot: &str, pages: mpsc::SyncSender<
             if rows.is_empty() {
                 return Ok(());
             }
-            if pages.send(Ok(raws(&rows)?)).is_err() {
+            if pages.send(Ok(rows)).is_err() {
                 return Ok(()); // The rebuild stopped (its own error); nothing more to read.
             }
         }
@@ -114,21 +113,6 @@ fn read_in_snapshot(mut client: Client, snapshot: &str, pages: mpsc::SyncSender<
     if let Err(e) = read() {
         let _ = pages.send(Err(e));
     }
-}
-
-/// Rows of [`SELECT_ALL`] as raw records, the payloads parsed.
-fn raws(rows: &[postgres::Row]) -> Result<Vec<Raw>> {
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-            ))
-        })
-        .collect()
 }
 
 /// Copy what is staged into the model's tables (the orders into `gf_full_orders`, for the end).

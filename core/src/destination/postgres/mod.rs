@@ -85,8 +85,6 @@ const LOCK_WRITE: i32 = 0x6766_0002;
 
 /// Raw records read from the cursor at once during a rebuild.
 const PAGE: i32 = 1_000;
-/// Raw records parsed and mapped at once (split over the mapping threads).
-const MAP_SLICE: usize = 128;
 /// Mapped rows staged before they are copied to the server.
 const FLUSH_ROWS: usize = 5_000;
 

@@ -212,15 +212,7 @@ fn map_records(
         if page.is_empty() {
             break;
         }
-        // A parsed payload is several times its JSON's size: parse and map a slice of the page at
-        // a time, so memory holds a few hundred records' values, not a thousand.
-        for slice in page.chunks(MAP_SLICE) {
-            let raws: Vec<Raw> = slice
-                .iter()
-                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
-                .collect();
-            stage_page(mappers, &raws, &mut staged, false, stats);
-        }
+        stage_page(mappers, &page, &mut staged, false, stats)?;
         if staged.len() >= FLUSH_ROWS {
             flush(tx, &mut staged)?;
         }
@@ -229,19 +221,30 @@ fn map_records(
     Ok(())
 }
 
-/// A raw record as the rebuild reads it: source, source type, stream, record id, payload.
-pub(super) type Raw = (String, String, String, String, Value);
-
-/// Map `raws` (in parallel) and stage what they produce; see [`stage_record`] for `full`.
+/// Rows of `source, type, stream, record_id, payload` (the rebuild's selects): decode and map them on
+/// up to 4 threads, then stage what they give in order; see [`stage_record`] for `full`. Each payload
+/// is parsed on the thread that maps it and dropped right after, so memory holds the page's raw
+/// bytes, not its parsed values, and the connection's thread never waits on JSON parsing.
 pub(super) fn stage_page(
     mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
-    raws: &[Raw],
+    rows: &[postgres::Row],
     staged: &mut Staged,
     full: bool,
     stats: &mut RebuildStats,
-) {
-    let mapped = map_page(mappers, raws);
-    for ((source, _, stream, record_id, _), journey) in raws.iter().zip(mapped) {
+) -> Result<()> {
+    let map = |row: &postgres::Row| -> Result<Mapped> {
+        let source: String = row.try_get(0)?;
+        let source_type: &str = row.try_get(1)?;
+        let stream: String = row.try_get(2)?;
+        let record_id: String = row.try_get(3)?;
+        let journey = match mappers.get(source_type) {
+            None => None,
+            Some(m) => Some(m.map(&stream, &row.try_get::<_, Value>(4)?)),
+        };
+        Ok((source, stream, record_id, journey))
+    };
+    for mapped in in_parallel(rows, map) {
+        let (source, stream, record_id, journey) = mapped?;
         stats.records += 1;
         let journey = match journey {
             None => continue,
@@ -252,33 +255,35 @@ pub(super) fn stage_page(
                 continue;
             }
         };
-        stage_record(staged, source, stream, record_id, journey, full);
+        stage_record(staged, &source, &stream, &record_id, journey, full);
     }
+    Ok(())
 }
 
-/// Map one page of raw records (`source, type, stream, record_id, payload`), in order: `None` where no
-/// mapper knows the source's type. Mapping is most of a full rebuild's own work and needs no
-/// connection, so the page is split over up to 4 threads (no more than the machine's cores).
-fn map_page(
-    mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>,
-    raws: &[Raw],
-) -> Vec<Option<Result<crate::model::JourneyRows>>> {
-    let map = |(_, source_type, stream, _, payload): &Raw| {
-        mappers
-            .get(source_type.as_str())
-            .map(|m| m.map(stream, payload))
-    };
+/// A record read back and mapped: source, stream, record id and what its mapper gave (`None` where
+/// no mapper knows the source's type).
+type Mapped = (
+    String,
+    String,
+    String,
+    Option<Result<crate::model::JourneyRows>>,
+);
+
+/// `f` over `items`, in order, split over up to 4 threads (no more than the machine's cores): mapping
+/// is most of a full rebuild's own work and needs no connection.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    if workers == 1 || raws.len() < 64 {
-        return raws.iter().map(map).collect();
+    if workers == 1 || items.len() < 64 {
+        return items.iter().map(f).collect();
     }
-    let per = raws.len().div_ceil(workers);
+    let per = items.len().div_ceil(workers);
+    let f = &f;
     std::thread::scope(|scope| {
-        let parts: Vec<_> = raws
+        let parts: Vec<_> = items
             .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(map).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
