@@ -18,7 +18,7 @@ use std::sync::mpsc;
 
 use postgres::IsolationLevel;
 
-use super::rebuild::{copy_derived, copy_events, copy_orders, copy_people, stage_page, Staged};
+use super::stage::{copy_derived, copy_events, copy_orders, copy_people, stage_page, Staged};
 use super::*;
 
 /// Rows per page read from `raw_records`: a few pages are in flight between the reader and the
@@ -77,6 +77,9 @@ pub(super) fn rebuild_all(
         }
     }
     write(tx, &mut staged)?;
+    // Nothing analyses temporary tables: without statistics the planner takes the orders for a few
+    // thousand rows and sorts where it would hash.
+    tx.batch_execute("ANALYZE gf_full_orders")?;
     tx.batch_execute(FULL_ORDERS_SQL)?;
     Ok(())
 }

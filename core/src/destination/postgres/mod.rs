@@ -33,6 +33,7 @@ use crate::{Error, Result};
 
 mod full;
 mod rebuild;
+mod stage;
 mod target;
 pub mod testing;
 mod tls;
