@@ -51,10 +51,11 @@ BEGIN
         SELECT NEW.customer_id WHERE NEW.customer_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM growthflow_rollup_dirty_customers WHERE customer_id = NEW.customer_id);
     INSERT INTO growthflow_rollup_dirty_days (date)
-        SELECT DISTINCT date FROM journey_events
+        SELECT DISTINCT date FROM journey_events e INDEXED BY journey_events_refund_order
         WHERE event_type = 'refund' AND source = NEW.source
           AND CAST(json_extract(attributes, '$.order_id') AS TEXT) = NEW.order_id
-          AND date NOT IN (SELECT date FROM growthflow_rollup_dirty_days);
+          AND NOT EXISTS (
+              SELECT 1 FROM growthflow_rollup_dirty_days d WHERE d.date = e.date);
 END;
 CREATE TRIGGER orders_rollup_delete AFTER DELETE ON orders
 BEGIN
@@ -65,10 +66,11 @@ BEGIN
         SELECT OLD.customer_id WHERE OLD.customer_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM growthflow_rollup_dirty_customers WHERE customer_id = OLD.customer_id);
     INSERT INTO growthflow_rollup_dirty_days (date)
-        SELECT DISTINCT date FROM journey_events
+        SELECT DISTINCT date FROM journey_events e INDEXED BY journey_events_refund_order
         WHERE event_type = 'refund' AND source = OLD.source
           AND CAST(json_extract(attributes, '$.order_id') AS TEXT) = OLD.order_id
-          AND date NOT IN (SELECT date FROM growthflow_rollup_dirty_days);
+          AND NOT EXISTS (
+              SELECT 1 FROM growthflow_rollup_dirty_days d WHERE d.date = e.date);
 END;
 CREATE TRIGGER orders_rollup_update
 AFTER UPDATE OF created_at, currency, total_price, cancelled, test, utm_campaign, channel, customer_id,
@@ -94,13 +96,15 @@ BEGIN
         SELECT NEW.customer_id WHERE NEW.customer_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM growthflow_rollup_dirty_customers WHERE customer_id = NEW.customer_id);
     INSERT INTO growthflow_rollup_dirty_days (date)
-        SELECT DISTINCT date FROM journey_events
+        SELECT DISTINCT date FROM journey_events e INDEXED BY journey_events_refund_order
         WHERE event_type = 'refund' AND source = OLD.source
           AND CAST(json_extract(attributes, '$.order_id') AS TEXT) = OLD.order_id
-          AND date NOT IN (SELECT date FROM growthflow_rollup_dirty_days);
+          AND NOT EXISTS (
+              SELECT 1 FROM growthflow_rollup_dirty_days d WHERE d.date = e.date);
     INSERT INTO growthflow_rollup_dirty_days (date)
-        SELECT DISTINCT date FROM journey_events
+        SELECT DISTINCT date FROM journey_events e INDEXED BY journey_events_refund_order
         WHERE event_type = 'refund' AND source = NEW.source
           AND CAST(json_extract(attributes, '$.order_id') AS TEXT) = NEW.order_id
-          AND date NOT IN (SELECT date FROM growthflow_rollup_dirty_days);
+          AND NOT EXISTS (
+              SELECT 1 FROM growthflow_rollup_dirty_days d WHERE d.date = e.date);
 END;
