@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_raw_records_rowid.sql")),
     (7, include_str!("migrations/0007_report_indexes.sql")),
     (8, include_str!("migrations/0008_report_rollups.sql")),
+    (9, include_str!("migrations/0009_report_covering.sql")),
 ];
 
 /// A SQLite dataset.

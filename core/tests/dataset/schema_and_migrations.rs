@@ -97,7 +97,8 @@ fn migrations_create_the_contract_tables_on_a_file(backend: Backend) {
             vec![i(5)],
             vec![i(6)],
             vec![i(7)],
-            vec![i(8)]
+            vec![i(8)],
+            vec![i(9)]
         ]
     );
     // The BI view (0003) is there, empty.
@@ -126,7 +127,7 @@ fn reopening_an_existing_dataset_does_not_rerun_migrations(backend: Backend) {
         &mut dest,
         "SELECT version, applied_at FROM schema_migrations",
     );
-    assert_eq!(before.len(), 8);
+    assert_eq!(before.len(), 9);
     dest.reopen();
     assert_eq!(
         rows(
@@ -172,12 +173,12 @@ fn a_dataset_from_a_newer_growthflow_is_refused(backend: Backend) {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Destination);
     let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
-    assert_eq!((found.found, found.supported), (999, 8));
+    assert_eq!((found.found, found.supported), (999, 9));
     assert!(err.to_string().contains("newer growthflow"), "{err}");
     // Nothing was touched.
     assert_eq!(
         count(&mut dest, "SELECT COUNT(*) FROM schema_migrations"),
-        9
+        10
     );
 }
 

@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_report_rollups.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_report_covering.sql"),
+    ),
 ];
 
 /// The first key of growthflow's advisory locks (the second is the schema's hash), so they do not
