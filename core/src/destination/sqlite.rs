@@ -37,9 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_raw_records_rowid.sql")),
     (7, include_str!("migrations/0007_report_indexes.sql")),
     (8, include_str!("migrations/0008_report_rollups.sql")),
+    (9, include_str!("migrations/0009_report_covering.sql")),
     (
-        9,
-        include_str!("migrations/0009_rollup_triggers_under_upserts.sql"),
+        10,
+        include_str!("migrations/0010_rollup_triggers_under_upserts.sql"),
     ),
 ];
 

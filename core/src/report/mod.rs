@@ -599,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn the_report_reads_the_rollups_of_migration_8() {
+    fn the_report_reads_the_rollups_index_only() {
         let dest = SqliteDestination::in_memory().unwrap();
         let opts = ReportOptions {
             since: NaiveDate::from_ymd_opt(2025, 3, 1),
@@ -627,10 +627,16 @@ mod tests {
                 assert!(p.sql.contains("o.customer_id = c.customer_id"), "{}", p.sql);
             }
         }
+        // The rollups are read index-only (migration 9).
         let totals = plan_of(&plans, "'checkouts_started', 'email_opened'");
         assert!(
-            totals.contains("growthflow_rollup_events_type_date"),
+            totals.contains("COVERING INDEX growthflow_rollup_events_report"),
             "{totals}"
+        );
+        let orders = plan_of(&plans, "FROM growthflow_rollup_orders");
+        assert!(
+            orders.contains("COVERING INDEX growthflow_rollup_orders_report"),
+            "{orders}"
         );
         let ltv = plan_of(&plans, "FROM growthflow_rollup_customer_currencies");
         assert!(

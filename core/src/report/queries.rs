@@ -236,32 +236,34 @@ pub(super) fn default_currency(
 /// (distinct customers with a valid order in the window, those with a repeat order in it).
 pub(super) fn customer_counts(db: &mut Dataset<'_>, w: &Window) -> Result<(i64, i64), ReportError> {
     let d = db.dialect();
-    // From each customer's first and last valid order (and repeat order): one with an order in the
-    // window is decided by those alone unless both lie outside it on either side; only such a
-    // customer's orders are looked up (one index seek each).
     let (lo, hi) = bounds(d);
-    let in_window = |first: &str, last: &str, extra: &str| {
+    // From each customer's first and last valid order (and repeat order), in two parts that need no
+    // expression per customer where it can be helped: a customer whose last order is in the window
+    // ordered in it (a count over an index range); one whose last order is after the window did if
+    // their first order is in it, else (first before, last after) their orders are looked up (one
+    // index seek each). The windows that end at the latest data (the default one, the whole range)
+    // have no customer of the second kind.
+    let ordered = |first: &str, last: &str, extra: &str| {
         format!(
-            "CASE WHEN {first} IS NULL OR {first} >= {hi} OR {last} < {lo} THEN 0
-                  WHEN {first} >= {lo} OR {last} < {hi} THEN 1
-                  WHEN EXISTS (
+            "(SELECT COUNT(*) FROM growthflow_rollup_customers c
+              WHERE c.{last} >= {lo} AND c.{last} < {hi})
+             + (SELECT COUNT(*) FROM growthflow_rollup_customers c
+                WHERE c.{last} >= {hi} AND c.{first} < {hi}
+                  AND (c.{first} >= {lo} OR EXISTS (
                       SELECT 1 FROM orders o
                       WHERE o.customer_id = c.customer_id AND {valid}
-                        AND o.created_at >= {lo} AND o.created_at < {hi}{extra}) THEN 1
-                  ELSE 0 END",
+                        AND o.created_at >= {lo} AND o.created_at < {hi}{extra})))",
             valid = d.valid_order("o"),
         )
     };
     let sql = format!(
-        "SELECT {customers}, {repeat}
-         FROM growthflow_rollup_customers c
-         WHERE c.last_at >= {lo} AND c.first_at < {hi}",
-        customers = d.sum_int(&in_window("c.first_at", "c.last_at", "")),
-        repeat = d.sum_int(&in_window(
-            "c.first_repeat_at",
-            "c.last_repeat_at",
+        "SELECT {customers}, {repeat}",
+        customers = ordered("first_at", "last_at", ""),
+        repeat = ordered(
+            "first_repeat_at",
+            "last_repeat_at",
             " AND o.customer_order_index >= 2"
-        )),
+        ),
     );
     let r = db.row(&sql, &[&w.since, &w.until_next], &[Col::Int, Col::Int])?;
     Ok((r.int(0), r.int(1)))
@@ -286,26 +288,29 @@ pub(super) fn ltv_totals(
     let d = db.dialect();
     let cur = d.currency_key("o.currency");
     let (lo, hi) = bounds(d);
-    // From each customer's summary in the currency: whether they ordered in the window (as in
-    // `customer_counts`), and their total up to `until`, which is the summary's own unless they
-    // ordered after `until` (then their orders up to it are summed, one index range each).
+    // From each customer's summary in the currency, in the two parts of `customer_counts`: one whose
+    // last order in it is in the window ordered in it, and their total up to `until` is the
+    // summary's own (a sum over an index range); one whose last order is after the window ordered in
+    // it if their first order is in it or their orders say so, and their orders up to `until` are
+    // summed (one index range each).
     let sql = format!(
-        "SELECT COUNT(*), {sum} FROM (
-             SELECT CASE WHEN c.last_at < {hi} THEN c.total ELSE (
-                        SELECT {total} FROM orders o
+        "SELECT a.n + b.n, a.total + b.total FROM
+             (SELECT COUNT(*) AS n, {sum_total} AS total
+              FROM growthflow_rollup_customer_currencies c
+              WHERE c.currency = {p3} AND c.last_at >= {lo} AND c.last_at < {hi}) a,
+             (SELECT COUNT(*) AS n, {sum_upto} AS total FROM (
+                  SELECT (SELECT {total} FROM orders o
+                          WHERE o.customer_id = c.customer_id AND {valid}
+                            AND o.created_at < {hi} AND {cur} = {p3}) AS upto
+                  FROM growthflow_rollup_customer_currencies c
+                  WHERE c.currency = {p3} AND c.last_at >= {hi} AND c.first_at < {hi}
+                    AND (c.first_at >= {lo} OR EXISTS (
+                        SELECT 1 FROM orders o
                         WHERE o.customer_id = c.customer_id AND {valid}
-                          AND o.created_at < {hi} AND {cur} = {p3})
-                    END AS total
-             FROM growthflow_rollup_customer_currencies c
-             WHERE c.currency = {p3} AND c.last_at >= {lo} AND c.first_at < {hi}
-               AND 1 = CASE WHEN c.first_at >= {lo} OR c.last_at < {hi} THEN 1
-                            WHEN EXISTS (
-                                SELECT 1 FROM orders o
-                                WHERE o.customer_id = c.customer_id AND {valid}
-                                  AND o.created_at >= {lo} AND o.created_at < {hi}
-                                  AND {cur} = {p3}) THEN 1
-                            ELSE 0 END) t",
-        sum = d.sum_of_sums("total"),
+                          AND o.created_at >= {lo} AND o.created_at < {hi}
+                          AND {cur} = {p3}))) t) b",
+        sum_total = d.sum_of_sums("c.total"),
+        sum_upto = d.sum_of_sums("upto"),
         total = d.sum_money("o.total_price"),
         valid = d.valid_order("o"),
         p3 = d.p(3),

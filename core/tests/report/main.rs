@@ -21,12 +21,16 @@ const SCHEMA: &str = include_str!("../../src/destination/migrations/0001_init.sq
 const FUNNEL_DAILY: &str = include_str!("../../src/destination/migrations/0003_funnel_daily.sql");
 /// The report reads the rollups (and their triggers note the rows written below).
 const ROLLUPS: &str = include_str!("../../src/destination/migrations/0008_report_rollups.sql");
+/// The rollups' indexes the report's queries read.
+const ROLLUP_INDEXES: &str =
+    include_str!("../../src/destination/migrations/0009_report_covering.sql");
 
 fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(SCHEMA).unwrap();
     conn.execute_batch(FUNNEL_DAILY).unwrap();
     conn.execute_batch(ROLLUPS).unwrap();
+    conn.execute_batch(ROLLUP_INDEXES).unwrap();
     conn
 }
 

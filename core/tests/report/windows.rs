@@ -97,3 +97,68 @@ fn half_open_windows_and_backwards_windows() {
     let err = build(&conn, &window("2025-03-30", "2025-03-01")).unwrap_err();
     assert!(matches!(err, ReportError::InvalidWindow { .. }), "{err}");
 }
+
+/// Customers whose first order is before the window and last after it: their summaries cannot say
+/// whether they ordered in the window, so their orders are looked up (per currency for the lifetime
+/// value). The window 2025-03-01 ..= 2025-03-30, with orders before, in and after it.
+#[test]
+fn customers_whose_orders_straddle_the_window() {
+    let conn = db();
+    #[rustfmt::skip]
+    let orders = [
+        // gina: before, in, after → customer, repeat; lifetime value to `until` 10 + 20.
+        ("g1", "gina", "2025-02-01T10:00:00Z", "USD", 1, 10.0, false),
+        ("g2", "gina", "2025-03-10T10:00:00Z", "USD", 2, 20.0, false),
+        ("g3", "gina", "2025-04-05T10:00:00Z", "USD", 3, 40.0, false),
+        // hank: before and after only → neither.
+        ("h1", "hank", "2025-02-01T10:00:00Z", "USD", 1, 5.0, false),
+        ("h2", "hank", "2025-04-05T10:00:00Z", "USD", 2, 7.0, false),
+        // ivy: in the window only cancelled → neither.
+        ("i1", "ivy", "2025-02-01T10:00:00Z", "USD", 1, 3.0, false),
+        ("i2", "ivy", "2025-03-10T10:00:00Z", "USD", 2, 3.0, true),
+        ("i3", "ivy", "2025-04-05T10:00:00Z", "USD", 3, 3.0, false),
+        // jo: first in the window, the repeat after it → customer, not repeat; value 1.
+        ("j1", "jo", "2025-03-10T10:00:00Z", "USD", 1, 1.0, false),
+        ("j2", "jo", "2025-04-01T10:00:00Z", "USD", 2, 2.0, false),
+        // kim: repeats before, in and after → customer, repeat; value 4 + 6 + 8.
+        ("k1", "kim", "2025-02-01T10:00:00Z", "USD", 1, 4.0, false),
+        ("k2", "kim", "2025-02-15T10:00:00Z", "USD", 2, 6.0, false),
+        ("k3", "kim", "2025-03-12T10:00:00Z", "USD", 3, 8.0, false),
+        ("k4", "kim", "2025-04-02T10:00:00Z", "USD", 4, 10.0, false),
+        // mia: in the window in EUR only → customer, repeat, not in the USD lifetime value.
+        ("m1", "mia", "2025-02-01T10:00:00Z", "USD", 1, 3.0, false),
+        ("m2", "mia", "2025-03-10T10:00:00Z", "EUR", 2, 3.0, false),
+        ("m3", "mia", "2025-04-05T10:00:00Z", "USD", 3, 3.0, false),
+    ];
+    for (id, customer, created_at, currency, index, total, cancelled) in orders {
+        order(
+            &conn,
+            Order {
+                id,
+                customer: Some(customer),
+                created_at,
+                currency,
+                total,
+                cancelled,
+                index: Some(index),
+                ..Default::default()
+            },
+        );
+    }
+    let r = build(&conn, &window("2025-03-01", "2025-03-30")).unwrap();
+    assert_eq!(r.currency, "USD");
+    // gina, jo, kim, mia; gina, kim, mia.
+    assert_eq!(
+        (r.retention.customers, r.retention.repeat_customers),
+        (4, 3)
+    );
+    // gina 30, jo 1, kim 18.
+    assert_eq!(r.retention.ltv, Some(49.0 / 3.0));
+    // Over every order: everyone, each with a valid repeat order; USD 70 + 12 + 6 + 3 + 28 + 6.
+    let r = build(&conn, &window("2025-02-01", "2025-04-05")).unwrap();
+    assert_eq!(
+        (r.retention.customers, r.retention.repeat_customers),
+        (6, 6)
+    );
+    assert_eq!(r.retention.ltv, Some(125.0 / 6.0));
+}

@@ -75,7 +75,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         9,
-        include_str!("../migrations/postgres/0009_rollup_triggers_under_upserts.sql"),
+        include_str!("../migrations/postgres/0009_report_covering.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_rollup_triggers_under_upserts.sql"),
     ),
 ];
 

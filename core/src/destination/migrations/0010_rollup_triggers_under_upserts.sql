@@ -1,4 +1,4 @@
--- growthflow dataset, version 9. The rollup triggers of version 8 noted a changed day or customer
+-- growthflow dataset, version 10. The rollup triggers of version 8 noted a changed day or customer
 -- with `INSERT OR IGNORE`; but a trigger fired by an upsert (`INSERT … ON CONFLICT DO UPDATE`, which
 -- the journey rebuild uses) takes the outer statement's conflict handling instead of its own, so an
 -- upsert that changed an existing row failed on a day already noted ("UNIQUE constraint failed:

@@ -1,5 +1,0 @@
--- growthflow dataset, version 9. SQLite's version 9 rewrites its rollup triggers, which failed under
--- upserts (see ../0009_rollup_triggers_under_upserts.sql). PostgreSQL's statement triggers insert with
--- `ON CONFLICT DO NOTHING`, which holds inside any statement, so nothing changes here; the version
--- exists so that both stores keep the same numbers.
-SELECT 1;
