@@ -17,7 +17,7 @@ use growthflow_core::destination::{schema_too_new, DatasetWriter, Destination, R
 use growthflow_core::engine::{
     self, RunControl, SourceLocks, SourceOutcome, StopReason, StopSignal, SyncOptions,
 };
-use growthflow_core::http::{ClientOptions, HttpConfig, RetryPolicy, TokioClock};
+use growthflow_core::http::{ClientOptions, Clock, HttpConfig, RetryPolicy, TokioClock};
 use growthflow_core::report::{build_report, Report, ReportError, ReportOptions};
 use growthflow_core::runs::{RunEnd, RunStart};
 use growthflow_core::time::start_of_day;
@@ -68,9 +68,9 @@ pub fn check_options(timeout: Duration) -> ClientOptions {
     }
 }
 
-/// `sync`/`backfill`'s HTTP options: the defaults with `[sync] max_wait`.
-fn sync_options(cfg: &Config) -> ClientOptions {
-    let mut options = ClientOptions::default();
+/// `sync`/`backfill`'s HTTP options: the defaults with `[sync] max_wait`, waiting on `clock`.
+fn sync_options(cfg: &Config, clock: &Arc<dyn Clock>) -> ClientOptions {
+    let mut options = ClientOptions::with_clock(clock.clone());
     options.config.retry.max_wait = cfg.sync.max_wait;
     // One request's waits together must leave room for the longest single wait allowed.
     options.config.retry.max_total_wait =
@@ -80,6 +80,15 @@ fn sync_options(cfg: &Config) -> ClientOptions {
 
 /// Run a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
+    run_with_clock(cli, out, Arc::new(TokioClock)).await
+}
+
+/// [`run`] with `sync` and `backfill` timed on `clock`: their HTTP waits (throttles, retries, job
+/// polls), lock waits and the `--deadline` checked between pages. The end-to-end tests pass the
+/// [`TestClock`](growthflow_core::http::TestClock) the sandbox's platforms run on, so a throttle is
+/// waited out without waiting. The timer that cuts a request in flight at `--deadline` and the
+/// `check` command stay on real time: a test clock's sleep returns at once.
+pub async fn run_with_clock(cli: Cli, out: &mut (dyn Write + Send), clock: Arc<dyn Clock>) -> i32 {
     let result = match &cli.command {
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
@@ -113,7 +122,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> i32 {
             Err(e) => Err(Failure::Usage(e.to_string())),
         },
         _ => match load_config(&cli, false) {
-            Ok(cfg) => dispatch(&cli, &cfg, out).await,
+            Ok(cfg) => dispatch(&cli, &cfg, &clock, out).await,
             Err(e) => Err(Failure::Usage(e.to_string())),
         },
     };
@@ -160,12 +169,17 @@ fn load_config(cli: &Cli, optional: bool) -> Result<Config, ConfigError> {
     config::load(&path)
 }
 
-async fn dispatch(cli: &Cli, cfg: &Config, out: &mut (dyn Write + Send)) -> Result<i32, Failure> {
+async fn dispatch(
+    cli: &Cli,
+    cfg: &Config,
+    clock: &Arc<dyn Clock>,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, Failure> {
     match &cli.command {
         Command::Check(a) => check(cfg, &a.sources, out).await,
         Command::Discover(a) => discover(cfg, &a.sources, a.json, out),
-        Command::Sync(a) => sync(cli, cfg, a, out).await,
-        Command::Backfill(a) => backfill(cli, cfg, a, out).await,
+        Command::Sync(a) => sync(cli, cfg, a, clock, out).await,
+        Command::Backfill(a) => backfill(cli, cfg, a, clock, out).await,
         Command::State(a) => state(cfg, &a.action, out),
         Command::Status(a) => crate::status::status(cfg, a, out),
         Command::Report(_) | Command::Demo(_) | Command::Init | Command::Completions(_) => {
@@ -504,9 +518,10 @@ async fn sync(
     cli: &Cli,
     cfg: &Config,
     a: &SyncArgs,
+    clock: &Arc<dyn Clock>,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
+    let sources = build_sources(cfg, &a.sources, &sync_options(cfg, clock))?;
     check_streams(&sources, &a.streams)?;
     let sources = shard(sources, a.shard);
     let options = SyncOptions {
@@ -520,6 +535,7 @@ async fn sync(
         json: a.json,
         deadline: a.deadline,
         wait: a.wait,
+        clock: clock.clone(),
     };
     run_sync(cli, cfg, "sync", &sources, &options, flags, out).await
 }
@@ -546,9 +562,10 @@ async fn backfill(
     cli: &Cli,
     cfg: &Config,
     a: &BackfillArgs,
+    clock: &Arc<dyn Clock>,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sources = build_sources(cfg, &a.sources, &sync_options(cfg))?;
+    let sources = build_sources(cfg, &a.sources, &sync_options(cfg, clock))?;
     let sources = shard(sources, a.shard);
     let until = a.until.unwrap_or_else(|| Utc::now().date_naive());
     let options = SyncOptions {
@@ -565,16 +582,30 @@ async fn backfill(
         json: a.json,
         deadline: a.deadline,
         wait: a.wait,
+        clock: clock.clone(),
     };
     run_sync(cli, cfg, "backfill", &sources, &options, flags, out).await
 }
 
-/// `sync`/`backfill`'s flags that shape a run: `--json`, `--deadline`, `--wait`.
-#[derive(Debug, Clone, Copy, Default)]
+/// `sync`/`backfill`'s flags that shape a run: `--json`, `--deadline`, `--wait`; and the clock the
+/// run is timed on (real time by default).
+#[derive(Debug, Clone)]
 pub(crate) struct RunFlags {
     json: bool,
     deadline: Option<Duration>,
     wait: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for RunFlags {
+    fn default() -> Self {
+        RunFlags {
+            json: false,
+            deadline: None,
+            wait: None,
+            clock: Arc::new(TokioClock),
+        }
+    }
 }
 
 /// Sync into the configured dataset, rebuild the journey model, print the summary.
@@ -601,6 +632,7 @@ pub(crate) async fn run_sync(
         json: as_json,
         deadline,
         wait,
+        clock,
     } = flags;
     let (shown, dest) = open_dataset(cfg)?;
     let writer = DatasetWriter::spawn(dest);
@@ -621,7 +653,7 @@ pub(crate) async fn run_sync(
     let control = RunControl {
         stop: StopSignal::new(),
         deadline,
-        clock: Arc::new(TokioClock),
+        clock,
         locks: Some(SourceLocks {
             session,
             wait: wait.unwrap_or(Duration::ZERO),
@@ -629,8 +661,9 @@ pub(crate) async fn run_sync(
     };
     let signalled = Arc::new(AtomicI32::new(0));
     let signals = tokio::spawn(stop_on_signals(control.stop.clone(), signalled.clone()));
-    // The engine checks the deadline between pages; this timer also cuts a request or a wait that is
-    // in flight when the budget runs out.
+    // The engine checks the deadline between pages, on the run's clock; this timer also cuts a
+    // request or a wait that is in flight when the budget runs out. It counts real time whatever the
+    // run's clock: a test clock's sleep returns at once and would stop every run at its start.
     let timer = deadline.map(|d| {
         let stop = control.stop.clone();
         tokio::spawn(async move {

@@ -11,7 +11,7 @@ pub struct ReadmeDoctests;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use growthflow_cli::app;
@@ -19,6 +19,7 @@ use growthflow_cli::cli::Cli;
 use growthflow_core::destination::postgres::testing::{blocking, server_url, TestSchema};
 use growthflow_core::destination::postgres::PostgresTarget;
 use growthflow_core::destination::sqlite::SqliteDestination;
+use growthflow_core::http::TestClock;
 use growthflow_sandbox::Sandbox;
 use rusqlite::Connection;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -26,12 +27,27 @@ use serde_json::Value;
 
 /// Run `growthflow -q --config CONFIG ARGS…` in-process; the exit code and what it printed on stdout.
 pub async fn cli(config: &Path, args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["growthflow", "-q", "--config", config.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let parsed = Cli::try_parse_args_from(argv).expect("valid command line");
+    let parsed = parse(config, args);
     let mut out = Vec::new();
     let code = app::run(parsed, &mut out).await;
     (code, String::from_utf8(out).unwrap())
+}
+
+/// [`cli`] with `sync` and `backfill` timed on `clock` (`app::run_with_clock`): give it the clock
+/// the sandbox was started on ([`Sandbox::start_with_clock`]), a [`TestClock::yielding`], and every
+/// throttle, retry and job poll is waited out on it at once, the platform seeing that time pass.
+/// Tests about real time (signals, `--deadline`, one run waiting for another's lock) use [`cli`].
+pub async fn cli_on(clock: &TestClock, config: &Path, args: &[&str]) -> (i32, String) {
+    let parsed = parse(config, args);
+    let mut out = Vec::new();
+    let code = app::run_with_clock(parsed, &mut out, Arc::new(clock.clone())).await;
+    (code, String::from_utf8(out).unwrap())
+}
+
+fn parse(config: &Path, args: &[&str]) -> Cli {
+    let mut argv = vec!["growthflow", "-q", "--config", config.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    Cli::try_parse_args_from(argv).expect("valid command line")
 }
 
 /// The store an end-to-end test writes to. Every platform suite runs its tests once on each (see

@@ -6,19 +6,26 @@
 //! cursor (about yesterday), so the sandbox's account ends now: its recent days are the real recent
 //! days, and every date below is counted back from that end.
 
-use growthflow_tests::{cents, cli, db, dec, on_both_stores, raw_payloads, snapshot, Store};
+use growthflow_tests::{
+    cents, cli, cli_on, db, dec, on_both_stores, raw_payloads, snapshot, Store,
+};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, Utc};
+use growthflow_core::http::TestClock;
 use growthflow_meta_ads::streams::INSIGHTS_JOB_DAYS;
 use growthflow_sandbox::meta::INSIGHT_DAYS;
 use growthflow_sandbox::{AdAccount, Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+/// The account and the commands run on one [`TestClock`]: report jobs run for the time the connector
+/// waits between polls, and a throttle is waited out, without waiting.
 struct Env {
     sandbox: Sandbox,
+    clock: TestClock,
     dir: tempfile::TempDir,
     dataset: Store,
 }
@@ -33,11 +40,20 @@ impl Env {
             end: Utc::now(),
             ..Default::default()
         };
+        let clock = TestClock::yielding();
         Env {
-            sandbox: Sandbox::start(config).await.unwrap(),
+            sandbox: Sandbox::start_with_clock(config, Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+            clock,
             dir: tempfile::tempdir().unwrap(),
             dataset,
         }
+    }
+
+    /// Run a command on the account's clock.
+    async fn cli(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        cli_on(&self.clock, config, args).await
     }
 
     fn account(&self) -> &AdAccount {
@@ -226,7 +242,7 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
     let end = env.end();
     let start = end - Duration::days(200);
     let config = env.config("a", start, true);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     ads_ok(&out);
     assert_eq!(account.throttled_count(), 0, "no code 17 during the sync");
@@ -281,7 +297,7 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
     assert_eq!(restated.len(), old.len());
     assert!(restated.iter().all(|(k, r)| old[k]["spend"] != r["spend"]));
     let jobs = account.jobs_started();
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     ads_ok(&out);
     assert_eq!(
@@ -303,7 +319,7 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
     check_report(&config, &account.insights(), &since, &until).await;
 
     let before = snapshot(&db(&config));
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         snapshot(&db(&config)),
@@ -318,7 +334,7 @@ async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Sto
     let account = env.account();
     let end = env.end();
     let config = env.config("b", end - Duration::days(20), false);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     ads_ok(&out);
     let saved = state(&config, "ad_insights");
@@ -333,19 +349,20 @@ async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Sto
     let planned = (INSIGHT_DAYS + INSIGHTS_JOB_DAYS - 1) / INSIGHTS_JOB_DAYS;
     assert_eq!(planned, 9);
     let since = (end - Duration::days(INSIGHT_DAYS - 1)).to_string();
-    let (code, out) = cli(
-        &config,
-        &[
-            "backfill",
-            "--since",
-            &since,
-            "--until",
-            &end.to_string(),
-            "ads",
-            "--json",
-        ],
-    )
-    .await;
+    let (code, out) = env
+        .cli(
+            &config,
+            &[
+                "backfill",
+                "--since",
+                &since,
+                "--until",
+                &end.to_string(),
+                "ads",
+                "--json",
+            ],
+        )
+        .await;
     assert_eq!(code, 0, "{out}");
     let source = ads_ok(&out);
     let insights = source["streams"]
@@ -394,21 +411,19 @@ async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Sto
 }
 
 /// The level split against the sandbox, through the connector as the CLI builds it from the config
-/// file but on a [`TestClock`] pinned to the real now, so that the dozen jobs' polls wait virtually
-/// (the CLI always waits for real).
+/// file, on the sandbox's clock: the dozen jobs run for the time their polls wait on it.
 #[tokio::test]
 async fn a_day_failing_at_account_scope_comes_through_the_campaign_split() {
     use futures::StreamExt;
     use growthflow_core::connector::{ReadRequest, Window};
-    use growthflow_core::http::{ClientOptions, TestClock};
-    use std::sync::Arc;
+    use growthflow_core::http::ClientOptions;
 
     let env = Env::start().await;
     let account = env.account();
     let end = env.end();
     let config = env.config("c", end - Duration::days(40), false);
     let cfg = growthflow_cli::config::load(&config).unwrap();
-    let clock = TestClock::at(Utc::now());
+    let clock = env.clock.clone();
     let meta = growthflow_cli::registry::build(
         cfg.source("ads").unwrap(),
         &ClientOptions::with_clock(Arc::new(clock.clone())),
@@ -465,7 +480,7 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
     let env = Env::on(store).await;
     let start = env.end() - Duration::days(200);
     let reference = env.config("reference", start, false);
-    let (code, out) = cli(&reference, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&reference, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let expected = snapshot(&db(&reference));
 
@@ -474,7 +489,8 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
     let killed = env.config("killed", start, false);
     let run = tokio::spawn({
         let killed = killed.clone();
-        async move { cli(&killed, &["sync", "--stream", "ad_insights"]).await }
+        let clock = env.clock.clone();
+        async move { cli_on(&clock, &killed, &["sync", "--stream", "ad_insights"]).await }
     });
     let committed = |path: &std::path::Path| -> i64 {
         let conn = db(path);
@@ -526,7 +542,7 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
         }
     }
 
-    let (code, out) = cli(&killed, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&killed, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(snapshot(&db(&killed)), expected);
 }
@@ -540,11 +556,11 @@ async fn a_no_change_sync_makes_one_request_per_stream_plus_the_insights_lookbac
     let account = env.account();
     let end = env.end();
     let config = env.config("a", end - Duration::days(120), false);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     ads_ok(&out);
     let jobs = account.jobs_started();
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let source = ads_ok(&out);
     let requests: HashMap<String, u64> = source["streams"]

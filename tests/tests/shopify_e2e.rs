@@ -1,19 +1,25 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated Shopify shop (GraphQL Admin
 //! API), checked against values computed independently from the shop's generated data.
 
-use growthflow_tests::{cli, date_of, db, on_both_stores, raw_payloads, snapshot, Store};
+use growthflow_tests::{cli_on, date_of, db, on_both_stores, raw_payloads, snapshot, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::NaiveDate;
+use growthflow_core::http::TestClock;
 use growthflow_sandbox::{Sandbox, SandboxConfig, ShopData};
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+/// The shop and the commands run on one [`TestClock`]: the cost bucket refills with the time the
+/// connector waits for points, so a throttled query is waited out at once.
 struct Env {
     sandbox: Sandbox,
+    clock: TestClock,
     dir: tempfile::TempDir,
     dataset: Store,
 }
@@ -32,11 +38,20 @@ impl Env {
     }
 
     async fn with_on(config: SandboxConfig, dataset: Store) -> Env {
+        let clock = TestClock::yielding();
         Env {
-            sandbox: Sandbox::start(config).await.unwrap(),
+            sandbox: Sandbox::start_with_clock(config, Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+            clock,
             dir: tempfile::tempdir().unwrap(),
             dataset,
         }
+    }
+
+    /// Run a command on the shop's clock.
+    async fn cli(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        cli_on(&self.clock, config, args).await
     }
 
     fn shop(&self) -> &ShopData {
@@ -119,7 +134,7 @@ fn raw_values(conn: &Connection) -> BTreeMap<(String, String, String), (Option<S
 async fn sync_fills_the_dataset_with_exactly_the_generated_shop(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a", "");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let shop = env.shop();
@@ -228,10 +243,10 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_shop(store: Store) {
 async fn a_second_sync_adds_nothing(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a", "");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let first = snapshot(&db(&config));
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(snapshot(&db(&config)), first);
 }
@@ -239,24 +254,25 @@ async fn a_second_sync_adds_nothing(store: Store) {
 async fn report_json_gives_the_values_of_the_generated_shop(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a", "");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let shop = env.shop();
     let since = NaiveDate::from_ymd_opt(2025, 4, 1).unwrap();
     let until = NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
-    let (code, out) = cli(
-        &config,
-        &[
-            "report",
-            "--since",
-            "2025-04-01",
-            "--until",
-            "2025-06-30",
-            "--format",
-            "json",
-        ],
-    )
-    .await;
+    let (code, out) = env
+        .cli(
+            &config,
+            &[
+                "report",
+                "--since",
+                "2025-04-01",
+                "--until",
+                "2025-06-30",
+                "--format",
+                "json",
+            ],
+        )
+        .await;
     assert_eq!(code, 0, "{out}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
 
@@ -339,22 +355,23 @@ async fn report_json_gives_the_values_of_the_generated_shop(store: Store) {
 async fn a_long_backfill_goes_through_a_bulk_operation_and_changes_nothing(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a", "");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let before = snapshot(&db(&config));
     let raw_before = raw_values(&db(&config));
-    let (code, out) = cli(
-        &config,
-        &[
-            "backfill",
-            "--since",
-            "2025-01-01",
-            "--until",
-            "2025-06-30",
-            "--json",
-        ],
-    )
-    .await;
+    let (code, out) = env
+        .cli(
+            &config,
+            &[
+                "backfill",
+                "--since",
+                "2025-01-01",
+                "--until",
+                "2025-06-30",
+                "--json",
+            ],
+        )
+        .await;
     assert_eq!(code, 0, "{out}");
     let s: Value = serde_json::from_str(out.trim()).unwrap();
     let orders = s["sources"][0]["streams"]
@@ -388,7 +405,7 @@ async fn a_long_backfill_goes_through_a_bulk_operation_and_changes_nothing(store
 async fn a_drained_cost_bucket_is_waited_out_and_the_dataset_is_exact() {
     let env = Env::start().await;
     let reference = env.config("reference", "");
-    assert_eq!(cli(&reference, &["sync"]).await.0, 0);
+    assert_eq!(env.cli(&reference, &["sync"]).await.0, 0);
     let expected = snapshot(&db(&reference));
 
     // Empty bucket: the first affordable page is answered THROTTLED (HTTP 200), and the connector has to
@@ -396,11 +413,15 @@ async fn a_drained_cost_bucket_is_waited_out_and_the_dataset_is_exact() {
     let throttled_before = env.shop().throttled_count();
     env.shop().set_bucket_available(0.0);
     let drained = env.config("drained", "");
-    let started = std::time::Instant::now();
-    let (code, out) = cli(&drained, &["sync", "--json"]).await;
+    let waited_before = env.clock.elapsed();
+    let (code, out) = env.cli(&drained, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(env.shop().throttled_count() > throttled_before);
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let waited = env.clock.elapsed() - waited_before;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "the points were waited for on the clock ({waited:?})"
+    );
     assert_eq!(snapshot(&db(&drained)), expected);
 }
 
@@ -414,7 +435,7 @@ async fn streams_read_side_by_side_share_the_bucket_without_being_throttled() {
     })
     .await;
     let config = env.config("shared", "");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         env.shop().throttled_count(),
@@ -435,17 +456,20 @@ async fn streams_read_side_by_side_share_the_bucket_without_being_throttled() {
 async fn check_passes_and_a_wrong_token_fails_without_leaking() {
     let env = Env::start().await;
     let good = env.config("good", "");
-    assert_eq!(cli(&good, &["check"]).await, (0, "shop: ok\n".to_string()));
+    assert_eq!(
+        env.cli(&good, &["check"]).await,
+        (0, "shop: ok\n".to_string())
+    );
     let text = std::fs::read_to_string(&good)
         .unwrap()
         .replace(&env.shop().access_token, "shpat_wrong_token_value");
     std::fs::write(&good, text).unwrap();
-    let (code, out) = cli(&good, &["check"]).await;
+    let (code, out) = env.cli(&good, &["check"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("shop: failed:"), "{out}");
     assert!(out.contains("Invalid API key"), "{out}");
     assert!(!out.contains("shpat_wrong_token_value"), "{out}");
-    let (code, out) = cli(&good, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&good, &["sync", "--json"]).await;
     assert_eq!(code, 1, "{out}");
     let s: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(s["sources"][0]["status"], "failed");
@@ -458,10 +482,10 @@ async fn a_back_to_back_sync_is_neither_throttled_nor_refused_for_cost() {
     // must fit Shopify's single-query cost limit (no MAX_COST_EXCEEDED round trip).
     let env = Env::start().await;
     let config = env.config("back-to-back", "");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let throttled_after_first = env.shop().throttled_count();
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         env.shop().throttled_count(),
