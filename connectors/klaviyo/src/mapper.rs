@@ -9,7 +9,7 @@
 //! come from, so its attribution is read from every place Klaviyo puts it: the `$attributed_message` /
 //! `$attributed_flow` properties and the `attributions` relationship (with its included attribution
 //! resources naming the campaign or flow). Money is parsed from the JSON number's written form into
-//! [`Decimal`], never through `f64` arithmetic.
+//! [`Decimal`](rust_decimal::Decimal), never through `f64` arithmetic.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
