@@ -1,11 +1,11 @@
-//! A full rebuild in PostgreSQL (the first sync, a backfill, a new growthflow version): every raw
-//! record mapped again into emptied tables. It is where a large dataset spends its time, so it takes
-//! shortcuts that the incremental path cannot:
+//! A full rebuild in PostgreSQL (the first sync, a new growthflow version, a source added or changed):
+//! every raw record mapped again into emptied tables. It is where a large dataset spends its time, so
+//! it takes shortcuts that the incremental path cannot:
 //!
 //! - The raw records are read on a second connection that imports the rebuild transaction's snapshot
 //!   (so it reads exactly what the transaction would), in a thread of its own: the server prints the
 //!   next payloads while the previous ones are parsed, mapped and written, instead of each waiting for
-//!   the other. Where the second connection cannot be opened, the records are read
+//!   the other. Where the second connection cannot be opened in that snapshot, the records are read
 //!   in the transaction itself.
 //! - They are read in no particular order (no sort of every payload): where two records give the same
 //!   order, the one SQLite maps last (the greatest stream and record id) is kept, which is what the
@@ -16,14 +16,14 @@
 
 use std::sync::mpsc;
 
-use postgres::IsolationLevel;
+use postgres::fallible_iterator::FallibleIterator;
 
 use super::stage::{copy_derived, copy_events, copy_orders, copy_people, stage_page, Staged};
 use super::*;
 
 /// Rows per page read from `raw_records`: a few pages are in flight between the reader and the
 /// mappers, each holding its payloads' bytes.
-const READ_PAGE: i32 = 250;
+const READ_PAGE: usize = 250;
 /// Pages the reader may be ahead of the mapper.
 const PAGES_AHEAD: usize = 4;
 
@@ -53,11 +53,11 @@ pub(super) fn rebuild_all(
         }
         Ok(())
     };
-    match target.connect() {
+    match reader_in(target, &snapshot) {
         Ok(client) => {
             let (pages, received) = mpsc::sync_channel(PAGES_AHEAD);
             std::thread::scope(|scope| {
-                scope.spawn(move || read_in_snapshot(client, &snapshot, pages));
+                scope.spawn(move || read_all(client, pages));
                 for page in received {
                     take(tx, page?)?;
                 }
@@ -65,10 +65,10 @@ pub(super) fn rebuild_all(
             })?;
         }
         Err(e) => {
-            tracing::debug!(error = %e, "a second connection for reading failed; reading in the rebuild's own");
+            tracing::debug!(error = %e, "no second connection in the rebuild's snapshot; reading in the rebuild's own");
             let portal = tx.bind(SELECT_ALL, &[])?;
             loop {
-                let rows = tx.query_portal(&portal, READ_PAGE)?;
+                let rows = tx.query_portal(&portal, READ_PAGE as i32)?;
                 if rows.is_empty() {
                     break;
                 }
@@ -84,34 +84,40 @@ pub(super) fn rebuild_all(
     Ok(())
 }
 
-/// Read every raw record in the exported `snapshot` and send them a page at a time; stops at the
-/// first error (sent on) or when the receiver is gone.
-fn read_in_snapshot(
-    mut client: Client,
-    snapshot: &str,
-    pages: mpsc::SyncSender<Result<Vec<postgres::Row>>>,
-) {
+/// A second connection whose transaction sees exactly the exported `snapshot` (what the rebuild's
+/// transaction saw before it wrote anything). Set up here, before any thread starts, so that a server
+/// or pooler that refuses any of it leaves the rebuild to read in its own transaction.
+fn reader_in(target: &PostgresTarget, snapshot: &str) -> Result<Client> {
+    let mut client = target.connect()?;
+    // The id is the server's own (hex digits and dashes); quoted as a literal all the same.
+    client.batch_execute(&format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+         SET TRANSACTION SNAPSHOT '{}'",
+        snapshot.replace('\'', "''")
+    ))?;
+    Ok(client)
+}
+
+/// Stream every raw record on `client` (see [`reader_in`]) and send them a page at a time: the server
+/// sends rows as fast as they are taken, so it prints the next ones while the rebuild maps these.
+/// Stops at the first error (sent on) or when the receiver is gone.
+fn read_all(mut client: Client, pages: mpsc::SyncSender<Result<Vec<postgres::Row>>>) {
     let mut read = || -> Result<()> {
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        // The id is the server's own (hex digits and dashes); quoted as a literal all the same.
-        tx.batch_execute(&format!(
-            "SET TRANSACTION SNAPSHOT '{}'",
-            snapshot.replace('\'', "''")
-        ))?;
-        let portal = tx.bind(SELECT_ALL, &[])?;
-        loop {
-            let rows = tx.query_portal(&portal, READ_PAGE)?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            if pages.send(Ok(rows)).is_err() {
-                return Ok(()); // The rebuild stopped (its own error); nothing more to read.
+        let mut rows = client.query_raw(SELECT_ALL, std::iter::empty::<&str>())?;
+        let mut page = Vec::with_capacity(READ_PAGE);
+        while let Some(row) = rows.next()? {
+            page.push(row);
+            if page.len() == READ_PAGE {
+                let full = std::mem::replace(&mut page, Vec::with_capacity(READ_PAGE));
+                if pages.send(Ok(full)).is_err() {
+                    return Ok(()); // The rebuild stopped (its own error); nothing more to read.
+                }
             }
         }
+        if !page.is_empty() {
+            let _ = pages.send(Ok(page));
+        }
+        Ok(())
     };
     if let Err(e) = read() {
         let _ = pages.send(Err(e));
