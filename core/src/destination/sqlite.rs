@@ -24,6 +24,7 @@ use crate::model::JourneyMapper;
 use crate::time::format_utc;
 use crate::{Error, Result};
 
+mod full;
 mod rows;
 use rows::map_records;
 
@@ -421,6 +422,7 @@ fn rebuild(
          DELETE FROM temp.dirty; DELETE FROM temp.affected;",
     )?;
     let mut stats = RebuildStats::default();
+    let mut set_aside = None;
     let full = !matches!(&previous, Some((fp, _)) if *fp == fingerprint);
     match previous {
         Some((fp, watermark)) if fp == fingerprint => {
@@ -446,10 +448,7 @@ fn rebuild(
             )?;
         }
         _ => {
-            tx.execute_batch(
-                "DELETE FROM journey_events; DELETE FROM orders; DELETE FROM customers;
-                 DELETE FROM growthflow_derived; DELETE FROM growthflow_people;",
-            )?;
+            let mut aside = full::empty_tables(tx)?;
             map_records(
                 tx,
                 mappers,
@@ -458,10 +457,15 @@ fn rebuild(
                  ORDER BY r.source, r.stream, r.record_id",
                 &mut stats,
             )?;
+            full::restore_indexes(tx, &mut aside)?;
+            set_aside = Some(aside);
         }
     }
     name_klaviyo_campaigns(tx, full)?;
     settle_people(tx)?;
+    if let Some(aside) = set_aside {
+        full::restore_triggers(tx, aside)?;
+    }
     crate::report::rollup::refresh_sqlite(tx)?; // The report's rollups of what changed.
     tx.execute("DELETE FROM growthflow_removed", [])?;
     tx.execute(

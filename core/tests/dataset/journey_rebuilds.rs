@@ -201,6 +201,7 @@ fn an_incremental_rebuild_gives_the_rows_of_a_full_one(backend: Backend) {
         "only the six changed records are mapped again (the dropped one is only taken out)"
     );
     let incremental = model(&mut dest);
+    let incremental_rollups = rollups(&mut dest);
     assert_eq!(
         count(
             &mut dest,
@@ -222,10 +223,66 @@ fn an_incremental_rebuild_gives_the_rows_of_a_full_one(backend: Backend) {
         ]
     );
     // Dropping every mapper and adding them back forces a rebuild from scratch.
+    let schema_objects =
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')
+                          ORDER BY type, name";
+    let objects = (backend == Backend::Sqlite).then(|| rows(&mut dest, schema_objects));
     dest.rebuild_journey(&[]).unwrap();
     let full = dest.rebuild_journey(&mappers()).unwrap();
     assert_eq!(full.records, 13);
     assert_eq!(model(&mut dest), incremental);
+    assert_eq!(
+        rollups(&mut dest),
+        incremental_rollups,
+        "the report's rollups after a full rebuild are those kept change by change"
+    );
+    if let Some(objects) = objects {
+        // SQLite's full rebuild takes the indexes and rollup triggers off for the load: all back.
+        assert!(objects.len() > 10, "{objects:?}");
+        assert_eq!(rows(&mut dest, schema_objects), objects);
+        // And the triggers note changes again: a new order marks its day for the rollups.
+        dest.commit(&[batch(
+            "shop_a",
+            "orders",
+            vec![order("a9", None, "2025-04-02T00:00:00Z", "3.00", "paid")],
+            None,
+        )])
+        .unwrap();
+        dest.rebuild_journey(&mappers()).unwrap();
+        assert!(
+            rollups(&mut dest)
+                .iter()
+                .any(|r| r.starts_with("growthflow_rollup_orders") && r.contains("2025-04-02")),
+            "the new order's day is rolled up"
+        );
+    }
+}
+
+/// Every row of the report's rollups, as text, sorted; and nothing left to roll up.
+fn rollups(db: &mut Db) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in [
+        "growthflow_rollup_events",
+        "growthflow_rollup_orders",
+        "growthflow_rollup_refunds",
+        "growthflow_rollup_customers",
+        "growthflow_rollup_customer_currencies",
+    ] {
+        let all = rows(db, &format!("SELECT * FROM {table}"));
+        out.extend(all.iter().map(|r| format!("{table}: {r:?}")));
+    }
+    out.sort();
+    assert_eq!(
+        count(
+            db,
+            "SELECT (SELECT COUNT(*) FROM growthflow_rollup_dirty_days)
+                  + (SELECT COUNT(*) FROM growthflow_rollup_dirty_customers)"
+        ),
+        0,
+        "every change is rolled up"
+    );
+    assert!(!out.is_empty());
+    out
 }
 
 both_stores!(
