@@ -145,8 +145,14 @@ impl RecentSandbox {
     /// On virtual time ([`SandboxClock::at`]), reading the last [`RECENT_DAYS`] days: a sync is a
     /// few seconds of debug CPU and waits nothing on the wall clock.
     pub async fn start() -> RecentSandbox {
+        Self::start_days(RECENT_DAYS).await
+    }
+
+    /// [`RecentSandbox::start`] reading the last `days` days: for tests whose runs need records but
+    /// not every stream's (fewer than [`RECENT_DAYS`] leave some streams empty).
+    pub async fn start_days(days: u64) -> RecentSandbox {
         let end = SandboxConfig::default().end;
-        Self::start_on(SandboxClock::at(end), RECENT_DAYS).await
+        Self::start_on(SandboxClock::at(end), days).await
     }
 
     /// On real time ([`SandboxClock::real_time_at`]), reading the last `days` days, for runs that

@@ -23,6 +23,10 @@ use tokio::task::JoinHandle;
 
 const SOURCES: [&str; 5] = ["ads", "email", "shop", "web", "woo"];
 
+/// Days of data the runs read: every platform has records in them (a lock is about sources, not
+/// volume), and a PostgreSQL journey rebuild takes a fraction of a second.
+const DAYS: u64 = 30;
+
 /// Every platform's path prefix in a config.
 const PLATFORMS: [&str; 5] = ["woocommerce", "shopify", "klaviyo", "ga4", "meta"];
 
@@ -139,7 +143,7 @@ fn pg_destination(schema: &TestSchema) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_skips_the_source_another_run_holds_and_exits_0() {
     // No run waits for another's lock here: the runs are on virtual time.
-    let env = RecentSandbox::start().await;
+    let env = RecentSandbox::start_days(DAYS).await;
     let cli = |config, args| env.cli(config, args);
     let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +289,7 @@ async fn n_workers_on_one_postgres_schema_sync_every_source_exactly_once() {
     ) else {
         return;
     };
-    let env = RecentSandbox::start().await;
+    let env = RecentSandbox::start_days(DAYS).await;
     let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
     let workers = config(
@@ -313,7 +317,7 @@ async fn n_workers_on_one_postgres_schema_sync_every_source_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn n_workers_on_one_sqlite_file_sync_every_source_exactly_once() {
-    let env = RecentSandbox::start().await;
+    let env = RecentSandbox::start_days(DAYS).await;
     let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gf.db");
