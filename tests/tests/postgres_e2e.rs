@@ -3,8 +3,9 @@
 //! last digit; a dataset from a newer growthflow exits 2 in both stores. Skipped (with a visible note) where no test server answers,
 //! unless `GROWTHFLOW_REQUIRE_POSTGRES=1`.
 //!
-//! The syncs read the sandbox's last days on its virtual clock ([`RecentSandbox`]): every stream has
-//! records, and no throttle or report job is waited for on the wall clock.
+//! The syncs read the sandbox's last days on its virtual clock ([`RecentSandbox`]): no throttle or
+//! report job is waited for on the wall clock, and the comparison's 120 days hold records of every
+//! stream.
 
 use std::path::{Path, PathBuf};
 
@@ -161,7 +162,8 @@ async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_u
     let Some(schema) = TestSchema::new("e2e_killed") else {
         return;
     };
-    let env = RecentSandbox::start().await;
+    // A month of data: every platform has records to cut through (every stream's, the test above).
+    let env = RecentSandbox::start_days(30).await;
     let dir = tempfile::tempdir().unwrap();
     let lite = env.config(
         &dir.path().join("lite"),
