@@ -63,7 +63,6 @@ pub async fn cli_at(clock: &SandboxClock, config: &Path, args: &[&str]) -> (i32,
 #[derive(Debug, Clone)]
 pub struct SandboxClock {
     time: Arc<dyn Clock>,
-    virtual_time: Option<TestClock>,
     utc: DateTime<Utc>,
 }
 
@@ -71,11 +70,13 @@ impl SandboxClock {
     /// Virtual time, as [`TestClock::yielding`]: every throttle, retry and job poll is waited out at
     /// once, the platforms seeing that time pass. Not for a run that waits for another run (a lock
     /// wait on virtual time is over before the other run has done anything).
+    ///
+    /// It yields at each sleep, unlike [`TestClock::at`]: on sleeps that return at once, a sync on
+    /// one runtime with its sandbox spins for ever in Shopify's cost bucket, which waits for points
+    /// held by a request in flight whose task then never gets a turn to give them back.
     pub fn at(utc: DateTime<Utc>) -> SandboxClock {
-        let clock = TestClock::yielding();
         SandboxClock {
-            time: Arc::new(clock.clone()),
-            virtual_time: Some(clock),
+            time: Arc::new(TestClock::yielding()),
             utc,
         }
     }
@@ -84,18 +85,8 @@ impl SandboxClock {
     pub fn real_time_at(utc: DateTime<Utc>) -> SandboxClock {
         SandboxClock {
             time: Arc::new(TokioClock),
-            virtual_time: None,
             utc,
         }
-    }
-
-    /// Every delay slept so far on virtual time, in order (see [`TestClock::sleeps`]); empty on real
-    /// time.
-    pub fn sleeps(&self) -> Vec<std::time::Duration> {
-        self.virtual_time
-            .as_ref()
-            .map(TestClock::sleeps)
-            .unwrap_or_default()
     }
 }
 
@@ -156,8 +147,8 @@ impl RecentSandbox {
     }
 
     /// On real time ([`SandboxClock::real_time_at`]), reading the last `days` days, for runs that
-    /// wait for each other. Up to 28 days, Meta's insights are one synchronous read (no report job
-    /// polled on the wall clock); Shopify's cost bucket is still waited for on it.
+    /// wait for each other. Up to 29 days (30 with the end day), Meta's insights are one synchronous
+    /// read, no report job polled on the wall clock; Shopify's cost bucket is still waited for on it.
     pub async fn start_on_real_time(days: u64) -> RecentSandbox {
         let end = SandboxConfig::default().end;
         Self::start_on(SandboxClock::real_time_at(end), days).await
