@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use growthflow_cli::app;
 use growthflow_cli::cli::Cli;
 use growthflow_core::destination::postgres::testing::{blocking, server_url, TestSchema};
 use growthflow_core::destination::postgres::PostgresTarget;
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_core::http::TestClock;
-use growthflow_sandbox::Sandbox;
+use growthflow_core::http::{Clock, TestClock, TokioClock};
+use growthflow_sandbox::{Sandbox, SandboxConfig};
 use rusqlite::Connection;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
@@ -42,6 +42,140 @@ pub async fn cli_on(clock: &TestClock, config: &Path, args: &[&str]) -> (i32, St
     let mut out = Vec::new();
     let code = app::run_with_clock(parsed, &mut out, Arc::new(clock.clone())).await;
     (code, String::from_utf8(out).unwrap())
+}
+
+/// [`cli_on`] on a [`SandboxClock`]: "today" is the sandbox's last day.
+pub async fn cli_at(clock: &SandboxClock, config: &Path, args: &[&str]) -> (i32, String) {
+    let parsed = parse(config, args);
+    let mut out = Vec::new();
+    let code = app::run_with_clock(parsed, &mut out, Arc::new(clock.clone())).await;
+    (code, String::from_utf8(out).unwrap())
+}
+
+/// The clock of a [`RecentSandbox`]: its calendar stands still at a simulated now (the sandbox's
+/// `end`), its sleeps are virtual ([`SandboxClock::at`]) or real ([`SandboxClock::real_time_at`]).
+///
+/// Give it to the sandbox ([`Sandbox::start_with_clock`]) and to the commands ([`cli_at`]): the
+/// connectors that read "up to today" read up to the sandbox's last day whatever day the tests run,
+/// and however long the runs have slept (the default sandbox ends at 23:59:59: a calendar that moved
+/// with the sleeps would turn to the next day within one run, and two runs of one test would read
+/// different ranges).
+#[derive(Debug, Clone)]
+pub struct SandboxClock {
+    time: Arc<dyn Clock>,
+    utc: DateTime<Utc>,
+}
+
+impl SandboxClock {
+    /// Virtual time, as [`TestClock::yielding`]: every throttle, retry and job poll is waited out at
+    /// once, the platforms seeing that time pass. Not for a run that waits for another run (a lock
+    /// wait on virtual time is over before the other run has done anything).
+    ///
+    /// It yields at each sleep, unlike [`TestClock::at`]: on sleeps that return at once, a sync on
+    /// one runtime with its sandbox spins for ever in Shopify's cost bucket, which waits for points
+    /// held by a request in flight whose task then never gets a turn to give them back.
+    pub fn at(utc: DateTime<Utc>) -> SandboxClock {
+        SandboxClock {
+            time: Arc::new(TestClock::yielding()),
+            utc,
+        }
+    }
+
+    /// Real time (tokio's), for runs that wait for each other; only the calendar is pinned.
+    pub fn real_time_at(utc: DateTime<Utc>) -> SandboxClock {
+        SandboxClock {
+            time: Arc::new(TokioClock),
+            utc,
+        }
+    }
+}
+
+impl Clock for SandboxClock {
+    fn now(&self) -> std::time::Instant {
+        self.time.now()
+    }
+    fn sleep(
+        &self,
+        d: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        self.time.sleep(d)
+    }
+    fn utc_now(&self) -> DateTime<Utc> {
+        self.utc
+    }
+}
+
+/// Days of data a [`RecentSandbox::start`]'s configs read, up to the sandbox's last day. Every
+/// stream of every platform still has records in them (the newest WooCommerce coupon, the stream's
+/// last, was modified 119 days before the end), for about a fifth of what a sync from 2015 reads:
+/// Meta's 730 days of insights and GA4's empty years before its 180 days of traffic are most of that.
+pub const RECENT_DAYS: u64 = 120;
+
+/// The default sandbox on a [`SandboxClock`] at its end, and configs syncing all five platforms over
+/// its last days only: for tests that sync every platform and whose assertions compare runs or
+/// datasets with each other, not with the store's whole volume.
+pub struct RecentSandbox {
+    /// The running sandbox, its timers on [`RecentSandbox::clock`].
+    pub sandbox: Sandbox,
+    /// The clock of the sandbox and of the commands run with [`RecentSandbox::cli`].
+    pub clock: SandboxClock,
+    /// The configs' `start_date`: [`RECENT_DAYS`] (or the days given) before the sandbox's last day.
+    pub since: NaiveDate,
+}
+
+impl std::fmt::Debug for RecentSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentSandbox")
+            .field("sandbox", &self.sandbox)
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecentSandbox {
+    /// On virtual time ([`SandboxClock::at`]), reading the last [`RECENT_DAYS`] days: a sync is a
+    /// few seconds of debug CPU and waits nothing on the wall clock.
+    pub async fn start() -> RecentSandbox {
+        Self::start_days(RECENT_DAYS).await
+    }
+
+    /// [`RecentSandbox::start`] reading the last `days` days: for tests whose runs need records but
+    /// not every stream's (fewer than [`RECENT_DAYS`] leave some streams empty).
+    pub async fn start_days(days: u64) -> RecentSandbox {
+        let end = SandboxConfig::default().end;
+        Self::start_on(SandboxClock::at(end), days).await
+    }
+
+    /// On real time ([`SandboxClock::real_time_at`]), reading the last `days` days, for runs that
+    /// wait for each other. Up to 29 days (30 with the end day), Meta's insights are one synchronous
+    /// read, no report job polled on the wall clock; Shopify's cost bucket is still waited for on it.
+    pub async fn start_on_real_time(days: u64) -> RecentSandbox {
+        let end = SandboxConfig::default().end;
+        Self::start_on(SandboxClock::real_time_at(end), days).await
+    }
+
+    async fn start_on(clock: SandboxClock, days: u64) -> RecentSandbox {
+        let config = SandboxConfig::default();
+        let since = config.end.date_naive() - Days::new(days);
+        let sandbox = Sandbox::start_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        RecentSandbox {
+            sandbox,
+            clock,
+            since,
+        }
+    }
+
+    /// [`all_platforms_config`] reading from [`RecentSandbox::since`].
+    pub fn config(&self, dir: &Path, destination: &str) -> PathBuf {
+        all_platforms_config_since(&self.sandbox, dir, destination, self.since)
+    }
+
+    /// Run a command on the sandbox's clock ([`cli_at`]).
+    pub async fn cli(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        cli_at(&self.clock, config, args).await
+    }
 }
 
 fn parse(config: &Path, args: &[&str]) -> Cli {
@@ -425,6 +559,17 @@ pub fn neutral_snapshot_pg(client: &mut postgres::Client) -> BTreeMap<&'static s
 /// A config syncing every simulated platform of `sandbox` into `destination` (the body of its
 /// `[destination]` table), written to `dir/growthflow.toml` with the GA4 key file beside it.
 pub fn all_platforms_config(sandbox: &Sandbox, dir: &Path, destination: &str) -> PathBuf {
+    let start = NaiveDate::from_ymd_opt(2015, 1, 1).expect("valid constant date");
+    all_platforms_config_since(sandbox, dir, destination, start)
+}
+
+/// [`all_platforms_config`] with `start` as its `[sync] start_date`.
+pub fn all_platforms_config_since(
+    sandbox: &Sandbox,
+    dir: &Path,
+    destination: &str,
+    start: NaiveDate,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let key = dir.join("ga4.json");
     std::fs::write(
@@ -441,7 +586,7 @@ pub fn all_platforms_config(sandbox: &Sandbox, dir: &Path, destination: &str) ->
 {destination}
 
 [sync]
-start_date = "2015-01-01"
+start_date = "{start}"
 
 [sources.woo]
 type = "woocommerce"
@@ -485,10 +630,89 @@ base_url = "{meta_url}"
         meta_account = sandbox.meta().account_id,
         meta_token = sandbox.meta().access_token,
         meta_url = sandbox.meta_url(),
+        start = start.format("%Y-%m-%d"),
     );
     let path = dir.join("growthflow.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A relay to a sandbox that holds every connection until [`Gate::open`]ed: a run whose config
+/// reaches some platforms through it ([`Gate::route`]) is held in the middle, so "while the run is
+/// syncing" is a state a test waits for, never a guess about timing. Plain threads: it serves runs
+/// on any runtime, and the test's own.
+#[derive(Debug)]
+pub struct Gate {
+    addr: std::net::SocketAddr,
+    sandbox: String,
+    open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Gate {
+    /// A closed gate to `sandbox`.
+    pub fn to(sandbox: &Sandbox) -> Gate {
+        let target: std::net::SocketAddr = sandbox
+            .base_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let shared = open.clone();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                let open = shared.clone();
+                std::thread::spawn(move || {
+                    let (flag, opened) = &*open;
+                    drop(opened.wait_while(flag.lock().unwrap(), |o| !*o).unwrap());
+                    if let Ok(outbound) = std::net::TcpStream::connect(target) {
+                        relay(inbound, outbound);
+                    }
+                });
+            }
+        });
+        Gate {
+            addr,
+            sandbox: sandbox.base_url(),
+            open,
+        }
+    }
+
+    /// Let every held connection through, and every later one.
+    pub fn open(&self) {
+        let (flag, opened) = &*self.open;
+        *flag.lock().unwrap() = true;
+        opened.notify_all();
+    }
+
+    /// Make the config at `path` reach `platforms` (path prefixes: `woocommerce`, `shopify`,
+    /// `klaviyo`, `ga4`, `meta`) through the gate; its other platforms stay direct.
+    pub fn route(&self, path: &Path, platforms: &[&str]) {
+        let mut text = std::fs::read_to_string(path).unwrap();
+        for p in platforms {
+            text = text.replace(
+                &format!("\"{}/{p}", self.sandbox),
+                &format!("\"http://{}/{p}", self.addr),
+            );
+        }
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Copy both ways between two connections until both are done, passing each half-close on.
+fn relay(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut &a, &mut &b);
+        let _ = b.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut &b2, &mut &a2);
+    let _ = a2.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
 }
 
 /// Every raw record of `source`/`stream` as stored: record id → payload parsed back into JSON.

@@ -6,66 +6,35 @@
 //! Runs are held in the middle by a gate: a TCP relay between the runs and the sandbox that lets
 //! nothing through until the test opens it, so "while the first run holds its sources" is a state
 //! the test waits for, never a guess about timing.
+//!
+//! The runs read the sandbox's last days ([`RecentSandbox`]), on its virtual clock unless a run
+//! waits for another's lock: that wait is on real time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
-use growthflow_sandbox::{Sandbox, SandboxConfig};
-use growthflow_tests::{all_platforms_config, cli, neutral_snapshot, neutral_snapshot_pg};
+use growthflow_tests::{
+    cli_at, neutral_snapshot, neutral_snapshot_pg, Gate, RecentSandbox, SandboxClock,
+};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const SOURCES: [&str; 5] = ["ads", "email", "shop", "web", "woo"];
 
-/// A relay to the sandbox that holds every connection until opened.
-struct Gate {
-    addr: SocketAddr,
-    open: watch::Sender<bool>,
-}
+/// Days of data the runs read: every platform has records in them (a lock is about sources, not
+/// volume), and a PostgreSQL journey rebuild takes a fraction of a second.
+const DAYS: u64 = 30;
 
-impl Gate {
-    async fn to(sandbox: &Sandbox) -> Gate {
-        let target: SocketAddr = sandbox
-            .base_url()
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (open, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut rx = rx.clone();
-                tokio::spawn(async move {
-                    if rx.wait_for(|open| *open).await.is_err() {
-                        return;
-                    }
-                    if let Ok(mut out) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        });
-        Gate { addr, open }
-    }
+/// Every platform's path prefix in a config.
+const PLATFORMS: [&str; 5] = ["woocommerce", "shopify", "klaviyo", "ga4", "meta"];
 
-    fn open(&self) {
-        self.open.send_replace(true);
-    }
-}
-
-/// [`all_platforms_config`], its platforms reached through `gate` when given.
-fn config(sandbox: &Sandbox, dir: &Path, destination: &str, gate: Option<&Gate>) -> PathBuf {
-    let path = all_platforms_config(sandbox, dir, destination);
+/// [`RecentSandbox::config`], its platforms reached through `gate` when given.
+fn config(env: &RecentSandbox, dir: &Path, destination: &str, gate: Option<&Gate>) -> PathBuf {
+    let path = env.config(dir, destination);
     if let Some(g) = gate {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace(&sandbox.base_url(), &format!("http://{}", g.addr));
-        std::fs::write(&path, text).unwrap();
+        g.route(&path, &PLATFORMS);
     }
     path
 }
@@ -85,14 +54,14 @@ fn status(s: &Value) -> &str {
     s["status"].as_str().unwrap()
 }
 
-/// Start `growthflow sync --json ARGS` in-process on a task of its own.
-fn start(config: &Path, args: &[&str]) -> JoinHandle<(i32, String)> {
-    let config = config.to_path_buf();
+/// Start `growthflow sync --json ARGS` in-process on a task of its own, on `clock`.
+fn start(clock: &SandboxClock, config: &Path, args: &[&str]) -> JoinHandle<(i32, String)> {
+    let (clock, config) = (clock.clone(), config.to_path_buf());
     let mut argv = vec!["sync".to_string(), "--json".to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     tokio::spawn(async move {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-        cli(&config, &args).await
+        cli_at(&clock, &config, &args).await
     })
 }
 
@@ -173,16 +142,18 @@ fn pg_destination(schema: &TestSchema) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_skips_the_source_another_run_holds_and_exits_0() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let gate = Gate::to(&sandbox).await;
+    // No run waits for another's lock here: the runs are on virtual time.
+    let env = RecentSandbox::start_days(DAYS).await;
+    let cli = |config, args| env.cli(config, args);
+    let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gf.db");
     let destination = sqlite_destination(&db);
-    let held_up = config(&sandbox, &dir.path().join("a"), &destination, Some(&gate));
-    let free = config(&sandbox, &dir.path().join("b"), &destination, None);
+    let held_up = config(&env, &dir.path().join("a"), &destination, Some(&gate));
+    let free = config(&env, &dir.path().join("b"), &destination, None);
     let dataset = SqliteDataset(db.clone());
 
-    let first = start(&held_up, &["shop"]);
+    let first = start(&env.clock, &held_up, &["shop"]);
     until("the first run holds shop", || {
         dataset.locks().contains_key("shop")
     })
@@ -227,22 +198,24 @@ async fn a_run_skips_the_source_another_run_holds_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_wait_a_run_syncs_the_held_source_once_its_holder_is_done() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let gate = Gate::to(&sandbox).await;
+    // The second run waits for the first on real time (on virtual time its ten minutes would be over
+    // before the first run is done); a week of data keeps Meta's insights one synchronous read.
+    let env = RecentSandbox::start_on_real_time(7).await;
+    let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gf.db");
     let destination = sqlite_destination(&db);
-    let held_up = config(&sandbox, &dir.path().join("a"), &destination, Some(&gate));
-    let free = config(&sandbox, &dir.path().join("b"), &destination, None);
+    let held_up = config(&env, &dir.path().join("a"), &destination, Some(&gate));
+    let free = config(&env, &dir.path().join("b"), &destination, None);
     let dataset = SqliteDataset(db.clone());
 
-    let first = start(&held_up, &["shop"]);
+    let first = start(&env.clock, &held_up, &["shop"]);
     until("the first run holds shop", || {
         dataset.locks().contains_key("shop")
     })
     .await;
     let holder = dataset.locks()["shop"].clone();
-    let second = start(&free, &["--wait", "10m"]);
+    let second = start(&env.clock, &free, &["--wait", "10m"]);
     // The second run has found shop held (it asks in config order, shop second) once it holds the
     // sources after it; it keeps them until it is done, so this state lasts.
     until("the second run holds the other sources", || {
@@ -269,11 +242,13 @@ async fn with_wait_a_run_syncs_the_held_source_once_its_holder_is_done() {
 /// report it locked; all exit 0. Returns the workers' summaries.
 async fn n_workers_at_once(
     n: usize,
+    env: &RecentSandbox,
     config: &Path,
     gate: &Gate,
     dataset: &dyn Locks,
 ) -> Vec<BTreeMap<String, Value>> {
-    let workers: Vec<JoinHandle<(i32, String)>> = (0..n).map(|_| start(config, &[])).collect();
+    let workers: Vec<JoinHandle<(i32, String)>> =
+        (0..n).map(|_| start(&env.clock, config, &[])).collect();
     // Held at the gate until every source is taken and every worker that took none is done: no
     // worker can then finish (and let go) before the others asked for its sources.
     until("every worker asked for every source", || {
@@ -314,25 +289,20 @@ async fn n_workers_on_one_postgres_schema_sync_every_source_exactly_once() {
     ) else {
         return;
     };
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let gate = Gate::to(&sandbox).await;
+    let env = RecentSandbox::start_days(DAYS).await;
+    let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
     let workers = config(
-        &sandbox,
+        &env,
         &dir.path().join("w"),
         &pg_destination(&schema),
         Some(&gate),
     );
-    n_workers_at_once(3, &workers, &gate, &schema).await;
+    n_workers_at_once(3, &env, &workers, &gate, &schema).await;
     assert_eq!(schema.rows(), 0, "every worker released its locks");
 
-    let alone = config(
-        &sandbox,
-        &dir.path().join("s"),
-        &pg_destination(&single),
-        None,
-    );
-    let (code, out) = cli(&alone, &["sync", "--json"]).await;
+    let alone = config(&env, &dir.path().join("s"), &pg_destination(&single), None);
+    let (code, out) = env.cli(&alone, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let (together, by_one) = blocking(|| {
         (
@@ -347,28 +317,28 @@ async fn n_workers_on_one_postgres_schema_sync_every_source_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn n_workers_on_one_sqlite_file_sync_every_source_exactly_once() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let gate = Gate::to(&sandbox).await;
+    let env = RecentSandbox::start_days(DAYS).await;
+    let gate = Gate::to(&env.sandbox);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gf.db");
     let workers = config(
-        &sandbox,
+        &env,
         &dir.path().join("w"),
         &sqlite_destination(&db),
         Some(&gate),
     );
     let dataset = SqliteDataset(db.clone());
-    n_workers_at_once(3, &workers, &gate, &dataset).await;
+    n_workers_at_once(3, &env, &workers, &gate, &dataset).await;
     assert_eq!(dataset.rows(), 0, "every worker released its locks");
 
     let single = dir.path().join("single.db");
     let alone = config(
-        &sandbox,
+        &env,
         &dir.path().join("s"),
         &sqlite_destination(&single),
         None,
     );
-    let (code, out) = cli(&alone, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&alone, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let together = neutral_snapshot(&rusqlite::Connection::open(&db).unwrap());
     let by_one = neutral_snapshot(&rusqlite::Connection::open(&single).unwrap());

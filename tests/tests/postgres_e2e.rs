@@ -2,14 +2,17 @@
 //! schema gives, row for row, the dataset the same sync writes to SQLite, and the same report, to the
 //! last digit; a dataset from a newer growthflow exits 2 in both stores. Skipped (with a visible note) where no test server answers,
 //! unless `GROWTHFLOW_REQUIRE_POSTGRES=1`.
+//!
+//! The syncs read the sandbox's last days on its virtual clock ([`RecentSandbox`]): no throttle or
+//! report job is waited for on the wall clock, and the comparison's 120 days hold records of every
+//! stream.
 
 use std::path::{Path, PathBuf};
 
 use growthflow_core::destination::postgres::testing::{blocking, TestSchema};
 use growthflow_core::destination::sqlite::SqliteDestination;
-use growthflow_sandbox::{Sandbox, SandboxConfig};
 use growthflow_tests::{
-    all_platforms_config as config, cli, db, neutral_snapshot, neutral_snapshot_pg,
+    cli, cli_at, db, neutral_snapshot, neutral_snapshot_pg, Gate, RecentSandbox,
 };
 
 fn pg_destination(schema: &TestSchema) -> String {
@@ -21,18 +24,31 @@ async fn a_sync_into_postgres_gives_the_dataset_a_sync_into_sqlite_gives() {
     let Some(schema) = TestSchema::new("e2e_sync") else {
         return;
     };
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let env = RecentSandbox::start().await;
+    let cli = |config, args| env.cli(config, args);
     let dir = tempfile::tempdir().unwrap();
-    let lite = config(
-        &sandbox,
+    let lite = env.config(
         &dir.path().join("lite"),
         &format!(
             "url = \"sqlite://{}\"",
             dir.path().join("lite/gf.db").display()
         ),
     );
-    let pg = config(&sandbox, &dir.path().join("pg"), &pg_destination(&schema));
-    assert_eq!(cli(&lite, &["sync"]).await.0, 0);
+    let pg = env.config(&dir.path().join("pg"), &pg_destination(&schema));
+    let (code, out) = cli(&lite, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    // Every stream of every platform has records to write in the days read.
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let streams: Vec<&serde_json::Value> = summary["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["streams"].as_array().unwrap())
+        .collect();
+    assert_eq!(streams.len(), 20, "{out}");
+    for s in streams {
+        assert!(s["records"].as_u64().unwrap() > 0, "{s}");
+    }
     assert_eq!(cli(&pg, &["sync"]).await.0, 0);
     let expected = neutral_snapshot(&db(&lite));
     let got = blocking(|| neutral_snapshot_pg(&mut schema.client()));
@@ -146,10 +162,10 @@ async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_u
     let Some(schema) = TestSchema::new("e2e_killed") else {
         return;
     };
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // A month of data: every platform has records to cut through (every stream's, the test above).
+    let env = RecentSandbox::start_days(30).await;
     let dir = tempfile::tempdir().unwrap();
-    let lite = config(
-        &sandbox,
+    let lite = env.config(
         &dir.path().join("lite"),
         &format!(
             "url = \"sqlite://{}\"",
@@ -158,8 +174,7 @@ async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_u
     );
     // The sync's connection carries the schema's name, so the test can find it.
     let sep = if schema.url().contains('?') { '&' } else { '?' };
-    let pg = config(
-        &sandbox,
+    let pg = env.config(
         &dir.path().join("pg"),
         &format!(
             "url = \"{}{sep}application_name={}\"\nschema = \"{}\"",
@@ -168,11 +183,15 @@ async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_u
             schema.name()
         ),
     );
-    assert_eq!(cli(&lite, &["sync"]).await.0, 0);
+    // Every platform but WooCommerce is held at a gate until the backend is terminated: the cut
+    // lands after the store's first commits and before the run can end, whatever the timing.
+    let gate = Gate::to(&env.sandbox);
+    gate.route(&pg, &["shopify", "klaviyo", "ga4", "meta"]);
+    assert_eq!(env.cli(&lite, &["sync"]).await.0, 0);
 
     let run = tokio::spawn({
-        let pg = pg.clone();
-        async move { cli(&pg, &["sync"]).await.0 }
+        let (pg, clock) = (pg.clone(), env.clock.clone());
+        async move { cli_at(&clock, &pg, &["sync"]).await.0 }
     });
     let name = schema.name().to_string();
     let killed = tokio::task::spawn_blocking({
@@ -211,6 +230,8 @@ async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_u
     .await
     .unwrap();
     assert_eq!(killed, 1, "the sync's connection was found and terminated");
+    assert!(!run.is_finished(), "the run was cut in the middle");
+    gate.open();
     // Cut inside a commit, the run fails (1); cut between two commits, the writer finds its
     // connection closed before the next transaction, reconnects and finishes (0). Either way
     // nothing half-written stays, and the rerun below ends with the uninterrupted dataset.
@@ -221,7 +242,7 @@ async fn a_backend_terminated_mid_sync_fails_the_run_and_a_rerun_ends_with_the_u
     );
 
     // Run again: it resumes from the saved states and ends with the uninterrupted dataset.
-    assert_eq!(cli(&pg, &["sync"]).await.0, 0);
+    assert_eq!(env.cli(&pg, &["sync"]).await.0, 0);
     let expected = neutral_snapshot(&db(&lite));
     let got = blocking(|| neutral_snapshot_pg(&mut schema.client()));
     assert_eq!(got, expected);

@@ -5,21 +5,35 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use growthflow_core::http::TestClock;
 use growthflow_sandbox::{Sandbox, SandboxConfig};
-use growthflow_tests::cli;
+use growthflow_tests::{cli, cli_on};
 use serde_json::Value;
 
 struct Env {
     sandbox: Sandbox,
     dir: tempfile::TempDir,
+    /// The sandbox's clock and the commands': Shopify's cost bucket is waited for in no time.
+    clock: TestClock,
 }
 
 impl Env {
     async fn start() -> Env {
+        let clock = TestClock::yielding();
         Env {
-            sandbox: Sandbox::start(SandboxConfig::default()).await.unwrap(),
+            sandbox: Sandbox::start_with_clock(SandboxConfig::default(), Arc::new(clock.clone()))
+                .await
+                .unwrap(),
             dir: tempfile::tempdir().unwrap(),
+            clock,
         }
+    }
+
+    /// Run a command on the sandbox's clock.
+    async fn cli(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        cli_on(&self.clock, config, args).await
     }
 
     /// A config in `sub/` with the sandbox's WooCommerce store as source `woo` (or, with `shopify`,
@@ -61,7 +75,7 @@ fn db_path(config: &Path) -> PathBuf {
 async fn after_sync_the_db_file_alone_holds_the_records_and_is_owner_only() {
     let env = Env::start().await;
     let config = env.config("copy", false);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let db = db_path(&config);
     #[cfg(unix)]
@@ -92,7 +106,7 @@ async fn after_sync_the_db_file_alone_holds_the_records_and_is_owner_only() {
 async fn report_refuses_a_dataset_that_does_not_exist_and_creates_none() {
     let env = Env::start().await;
     let config = env.config("missing", false);
-    let (code, out) = cli(&config, &["report"]).await;
+    let (code, out) = env.cli(&config, &["report"]).await;
     assert_eq!(code, 2, "{out}");
     assert_eq!(out, "");
     assert!(!db_path(&config).exists());
@@ -138,12 +152,12 @@ async fn report_and_state_refuse_a_postgres_schema_without_a_dataset_and_create_
 async fn a_source_that_changed_type_is_refused_before_anything_is_read() {
     let env = Env::start().await;
     let config = env.config("replatform", false);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let requests = env.sandbox.request_count();
     // The same source name, now a Shopify shop.
     let config = env.config("replatform", true);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 1, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     let source = &v["sources"][0];
@@ -162,9 +176,9 @@ async fn a_source_that_changed_type_is_refused_before_anything_is_read() {
     assert_eq!(env.sandbox.request_count(), requests, "nothing was read");
 
     // Without --yes nothing changes (exit 2); with it, the name starts over as the Shopify shop.
-    let (code, _) = cli(&config, &["state", "reset", "woo"]).await;
+    let (code, _) = env.cli(&config, &["state", "reset", "woo"]).await;
     assert_eq!(code, 2);
-    let (code, out) = cli(&config, &["state", "show", "woo", "--json"]).await;
+    let (code, out) = env.cli(&config, &["state", "show", "woo", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     let states = v["states"].as_array().unwrap();
@@ -176,15 +190,15 @@ async fn a_source_that_changed_type_is_refused_before_anything_is_read() {
             .all(|s| s["age_seconds"].as_i64().unwrap() < 600),
         "{v}"
     );
-    let (code, out) = cli(&config, &["state", "reset", "woo", "--yes"]).await;
+    let (code, out) = env.cli(&config, &["state", "reset", "woo", "--yes"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("type are forgotten"), "{out}");
-    let (code, out) = cli(&config, &["state", "show", "--json"]).await;
+    let (code, out) = env.cli(&config, &["state", "show", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.trim(), r#"{"states":[]}"#);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
-    let (_, out) = cli(&config, &["state", "show"]).await;
+    let (_, out) = env.cli(&config, &["state", "show"]).await;
     assert!(out.starts_with("woo (shopify)\n"), "{out}");
 }
 
@@ -192,9 +206,9 @@ async fn a_source_that_changed_type_is_refused_before_anything_is_read() {
 async fn state_commands_refuse_a_dataset_that_does_not_exist() {
     let env = Env::start().await;
     let config = env.config("nostate", false);
-    let (code, _) = cli(&config, &["state", "show"]).await;
+    let (code, _) = env.cli(&config, &["state", "show"]).await;
     assert_eq!(code, 2);
-    let (code, _) = cli(&config, &["state", "reset", "woo", "--yes"]).await;
+    let (code, _) = env.cli(&config, &["state", "reset", "woo", "--yes"]).await;
     assert_eq!(code, 2);
     assert!(!db_path(&config).exists());
 }
@@ -221,10 +235,14 @@ async fn shards_split_the_sources_between_runs_without_overlap() {
             .collect()
     };
     // Sorted by name: shop, woo.
-    let (code, out) = cli(&config, &["sync", "--json", "--shard", "1/2"]).await;
+    let (code, out) = env
+        .cli(&config, &["sync", "--json", "--shard", "1/2"])
+        .await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(names(&out), vec!["shop"]);
-    let (code, out) = cli(&config, &["sync", "--json", "--shard", "2/2"]).await;
+    let (code, out) = env
+        .cli(&config, &["sync", "--json", "--shard", "2/2"])
+        .await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(names(&out), vec!["woo"]);
 }
@@ -263,13 +281,13 @@ async fn a_host_that_does_not_resolve_fails_at_once_as_unreachable() {
 async fn a_failed_rebuild_still_prints_the_summary_and_says_why() {
     let env = Env::start().await;
     let config = env.config("rebuild", false);
-    assert_eq!(cli(&config, &["sync"]).await.0, 0);
+    assert_eq!(env.cli(&config, &["sync"]).await.0, 0);
     // Break the journey model (a table an operator dropped by hand): the records still commit.
     rusqlite::Connection::open(db_path(&config))
         .unwrap()
         .execute_batch("DROP VIEW funnel_daily; DROP TABLE journey_events;")
         .unwrap();
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 1, "{out}");
     let v: Value = serde_json::from_str(out.trim()).expect("the summary, as JSON, on stdout");
     let source = &v["sources"][0];

@@ -2,17 +2,25 @@
 //! platforms (tokens in headers, in query strings, in Meta's `paging.next` URLs, in a GA4 key file and
 //! the access token it is exchanged for), its logs captured and searched for every secret.
 
+use std::sync::Arc;
+
 use chrono::{Duration, Utc};
+use growthflow_core::http::TestClock;
 use growthflow_sandbox::ga4::TEST_PRIVATE_KEY_PEM;
 use growthflow_sandbox::{Sandbox, SandboxConfig};
-use growthflow_tests::{cli, Captured};
+use growthflow_tests::{cli_on, Captured};
 
 #[tokio::test]
 async fn a_sync_of_every_platform_logs_no_secret_at_trace_level() {
-    let sandbox = Sandbox::start(SandboxConfig {
-        end: Utc::now(),
-        ..Default::default()
-    })
+    // The sandbox and the sync on one virtual clock: Shopify's cost bucket is waited for in no time.
+    let clock = TestClock::yielding();
+    let sandbox = Sandbox::start_with_clock(
+        SandboxConfig {
+            end: Utc::now(),
+            ..Default::default()
+        },
+        Arc::new(clock.clone()),
+    )
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +74,7 @@ base_url = "{meta_url}"
 "#,
         db = dir.path().join("gf.db").display(),
         // Three weeks: Meta's insights are then one synchronous, paged read (its `paging.next` URLs
-        // carry the token) and no async job waits on real time.
+        // carry the token), not an async job.
         start = (Utc::now() - Duration::days(20)).format("%Y-%m-%d"),
         woo_url = sandbox.woocommerce_url(),
         ck = woo.consumer_key,
@@ -94,7 +102,7 @@ base_url = "{meta_url}"
         .finish();
     // The test runtime is single-threaded, so every task of the sync logs through this subscriber.
     let guard = tracing::subscriber::set_default(subscriber);
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = cli_on(&clock, &config, &["sync", "--json"]).await;
     drop(guard);
     assert_eq!(code, 0, "{out}");
     let logs = sink.text();
