@@ -352,11 +352,26 @@ impl Destination for SqliteDestination {
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
         let by_type: HashMap<&str, &Arc<dyn JourneyMapper>> =
             mappers.iter().map(|m| (m.source_type(), m)).collect();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stats = rebuild(&tx, &by_type)?;
-        tx.commit()?;
+        // Temporary storage on disk for the rebuild: with `temp_store = MEMORY` SQLite keeps each
+        // statement's journal (the old content of every page a statement changes, for rolling it
+        // back alone) in memory with no bound, and the rebuild's UPDATEs over every order and order
+        // event of a full rebuild held tens of megabytes that way (docs/performance.md, "Memory").
+        // As files, the journals and the large sorts spill past a small buffer to the operating
+        // system's file cache. The setting can only change outside a transaction, and changing it
+        // drops the temporary tables, which the rebuild creates as it needs them; the report keeps
+        // its in-memory sorts.
+        self.conn.pragma_update(None, "temp_store", "FILE")?;
+        let result = (|| -> Result<RebuildStats> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stats = rebuild(&tx, &by_type)?;
+            tx.commit()?;
+            Ok(stats)
+        })();
+        let restored = self.conn.pragma_update(None, "temp_store", "MEMORY");
+        let stats = result?;
+        restored?;
         Ok(stats)
     }
 
