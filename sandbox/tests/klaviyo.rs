@@ -270,7 +270,14 @@ async fn filters_select_what_the_connector_asks_for() {
 
 #[tokio::test]
 async fn exceeding_a_tier_is_a_429_with_retry_after() {
-    let sandbox = start().await;
+    // On a clock that does not move, every request falls in the same burst window, however long a
+    // loaded machine takes to send them.
+    let sandbox = Sandbox::start_with_clock(
+        SandboxConfig::default(),
+        std::sync::Arc::new(growthflow_core::http::TestClock::new()),
+    )
+    .await
+    .unwrap();
     assert_eq!(growthflow_sandbox::klaviyo::tier_of("flows"), Some((3, 60)));
     let url = api(&sandbox, "flows");
     let mut throttled = None;

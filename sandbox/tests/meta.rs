@@ -2,7 +2,11 @@
 //! jobs and object filtering.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::NaiveDate;
+use growthflow_core::http::{Clock, TestClock};
 use growthflow_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
@@ -71,7 +75,8 @@ async fn a_wrong_token_is_code_190() {
 async fn insights_pages_return_every_row_once_within_the_time_range() {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let acct = sb.meta();
-    assert!(acct.insights().len() > 3000, "{}", acct.insights().len());
+    let all = acct.insights();
+    assert!(all.len() > 3000, "{}", all.len());
     assert_eq!(acct.campaigns.len(), 6);
     assert_eq!(acct.ads.len(), 24);
     let url = format!("{}/v25.0/act_{}/insights", sb.meta_url(), acct.account_id);
@@ -89,17 +94,16 @@ async fn insights_pages_return_every_row_once_within_the_time_range() {
         &q(json!({"since": "2020-01-01", "until": "2030-01-01"})),
     )
     .await;
-    assert_eq!(rows.len(), acct.insights().len());
+    assert_eq!(rows.len(), all.len());
     let keys: HashSet<String> = rows.iter().map(key).collect();
     assert_eq!(keys.len(), rows.len(), "no row twice");
-    assert_eq!(rows, acct.insights());
+    assert_eq!(rows, all);
 
     let rows = all_pages(
         url.clone(),
         &q(json!({"since": "2025-03-01", "until": "2025-03-10"})),
     )
     .await;
-    let all = acct.insights();
     let expected: Vec<&Value> = all
         .iter()
         .filter(|r| {
@@ -118,7 +122,11 @@ async fn insights_pages_return_every_row_once_within_the_time_range() {
 
 #[tokio::test]
 async fn async_report_jobs_run_for_a_while_then_complete() {
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // The jobs' clock: the polls below wait on it, so the job runs for the time they wait.
+    let clock = TestClock::new();
+    let sb = Sandbox::start_with_clock(SandboxConfig::default(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
     let acct = sb.meta();
     let root = format!("{}/v25.0", sb.meta_url());
     let token = ("access_token", acct.access_token.clone());
@@ -140,7 +148,7 @@ async fn async_report_jobs_run_for_a_while_then_complete() {
         .await
         .unwrap();
     let id = started["report_run_id"].as_str().unwrap().to_string();
-    let started_at = std::time::Instant::now();
+    let started_at = clock.now();
     let early = get(
         &format!("{root}/{id}/insights"),
         std::slice::from_ref(&token),
@@ -164,10 +172,10 @@ async fn async_report_jobs_run_for_a_while_then_complete() {
         if s == "Job Completed" {
             break;
         }
-        assert!(started_at.elapsed() < std::time::Duration::from_secs(30));
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(clock.now() - started_at < Duration::from_secs(30));
+        clock.sleep(Duration::from_millis(100)).await;
     }
-    assert!(started_at.elapsed() >= growthflow_sandbox::meta::routes::JOB_RUN_TIME);
+    assert!(clock.now() - started_at >= growthflow_sandbox::meta::routes::JOB_RUN_TIME);
     let order = ["Job Not Started", "Job Running", "Job Completed"];
     let ranks: Vec<usize> = seen
         .iter()
@@ -182,12 +190,12 @@ async fn async_report_jobs_run_for_a_while_then_complete() {
         &[token, ("limit", "500".into())],
     )
     .await;
-    let all = acct.insights();
-    let expected: Vec<&Value> = all
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let expected = acct.insights_between(day("2025-04-01"), day("2025-05-31"));
+    assert!(expected
         .iter()
-        .filter(|r| ("2025-04-01"..="2025-05-31").contains(&r["date_start"].as_str().unwrap()))
-        .collect();
-    assert_eq!(rows.iter().collect::<Vec<_>>(), expected);
+        .all(|r| ("2025-04-01"..="2025-05-31").contains(&r["date_start"].as_str().unwrap())));
+    assert_eq!(rows, expected);
     sb.shutdown().await;
 }
 
@@ -239,7 +247,11 @@ async fn objects_filter_on_updated_time() {
 
 #[tokio::test]
 async fn usage_rises_with_the_rate_until_code_17() {
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // On a clock that does not move, every request falls in one rate window, however long a
+    // loaded machine takes to send them.
+    let sb = Sandbox::start_with_clock(SandboxConfig::default(), Arc::new(TestClock::new()))
+        .await
+        .unwrap();
     let acct = sb.meta();
     let url = format!("{}/v25.0/act_{}/campaigns", sb.meta_url(), acct.account_id);
     let client = reqwest::Client::new();

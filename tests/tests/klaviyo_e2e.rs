@@ -1,12 +1,19 @@
 //! End to end: `growthflow sync` and `report` against the sandbox's simulated Klaviyo account (beside its
 //! WooCommerce store), checked against values computed independently from the generated data.
+//!
+//! The account and the commands run on one [`TestClock`]: the connector's rate tiers space its
+//! requests on it and the account counts its fixed windows on it, so the spacing is kept without
+//! being waited for.
 
-use growthflow_tests::{cents, cli, db, dec, on_both_stores, raw_payloads, Store};
+use growthflow_tests::{cents, cli_on, db, dec, on_both_stores, raw_payloads, Store};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::NaiveDate;
+use growthflow_core::http::TestClock;
 use growthflow_sandbox::{KlaviyoAccount, Sandbox, SandboxConfig};
 use rusqlite::Connection;
 use rust_decimal::Decimal;
@@ -14,6 +21,7 @@ use serde_json::Value;
 
 struct Env {
     sandbox: Sandbox,
+    clock: TestClock,
     dir: tempfile::TempDir,
     dataset: Store,
 }
@@ -24,11 +32,20 @@ impl Env {
     }
 
     async fn on(dataset: Store) -> Env {
+        let clock = TestClock::yielding();
         Env {
-            sandbox: Sandbox::start(SandboxConfig::default()).await.unwrap(),
+            sandbox: Sandbox::start_with_clock(SandboxConfig::default(), Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+            clock,
             dir: tempfile::tempdir().unwrap(),
             dataset,
         }
+    }
+
+    /// Run a command on the account's clock.
+    async fn cli(&self, config: &Path, args: &[&str]) -> (i32, String) {
+        cli_on(&self.clock, config, args).await
     }
 
     fn account(&self) -> &KlaviyoAccount {
@@ -79,7 +96,7 @@ fn count(conn: &Connection, sql: &str, param: &str) -> i64 {
 async fn sync_reads_every_klaviyo_record_within_the_rate_tiers(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let source = summary["sources"]
@@ -145,16 +162,17 @@ async fn sync_reads_every_klaviyo_record_within_the_rate_tiers(store: Store) {
 async fn report_gives_the_klaviyo_values_of_the_generated_account(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let (since, until) = ("2025-04-01", "2025-06-20");
-    let (code, out) = cli(
-        &config,
-        &[
-            "report", "--since", since, "--until", until, "--format", "json",
-        ],
-    )
-    .await;
+    let (code, out) = env
+        .cli(
+            &config,
+            &[
+                "report", "--since", since, "--until", until, "--format", "json",
+            ],
+        )
+        .await;
     assert_eq!(code, 0, "{out}");
     let r: Value = serde_json::from_str(out.trim()).unwrap();
 
@@ -228,7 +246,7 @@ async fn report_gives_the_klaviyo_values_of_the_generated_account(store: Store) 
 async fn profiles_join_store_customers_on_normalised_email(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a");
-    let (code, out) = cli(&config, &["sync"]).await;
+    let (code, out) = env.cli(&config, &["sync"]).await;
     assert_eq!(code, 0, "{out}");
     let conn = db(&config);
     let account = env.account();
@@ -277,9 +295,10 @@ async fn profiles_join_store_customers_on_normalised_email(store: Store) {
 }
 
 /// `n` metric reads (`check`) on one connector instance, as fast as its client-side quotas allow;
-/// every read must succeed; returns how many 429s the sandbox served meanwhile and how many requests
-/// it answered (a 429 retried after `Retry-After` would be one more).
-async fn sustained_metric_reads(n: usize) -> (u64, u64) {
+/// every read must succeed; returns how many 429s the sandbox served meanwhile, how many requests
+/// it answered (a 429 retried after `Retry-After` would be one more) and how much time passed on the
+/// clock the connector and the account share.
+async fn sustained_metric_reads(n: usize) -> (u64, u64, Duration) {
     let env = Env::start().await;
     let config = env.config("a");
     let parsed = growthflow_cli::config::load(&config).unwrap();
@@ -288,11 +307,12 @@ async fn sustained_metric_reads(n: usize) -> (u64, u64) {
         growthflow_cli::tokens::TokenStore::beside(&config.parent().unwrap().join("gf.db"));
     let connector = growthflow_cli::registry::build(
         entry,
-        &growthflow_core::http::ClientOptions::default(),
+        &growthflow_core::http::ClientOptions::with_clock(Arc::new(env.clock.clone())),
         &tokens,
     )
     .unwrap();
     let before = env.sandbox.request_count();
+    let started = env.clock.elapsed();
     for i in 0..n {
         if let Err(e) = connector.check().await {
             panic!("read {i} of {n} failed: {e}");
@@ -300,29 +320,35 @@ async fn sustained_metric_reads(n: usize) -> (u64, u64) {
     }
     let answered = env.sandbox.request_count() - before;
     let throttled = env.account().throttled_count();
+    let took = env.clock.elapsed() - started;
     env.sandbox.shutdown().await;
-    (throttled, answered)
+    (throttled, answered, took)
 }
 
 /// Klaviyo counts fixed wall-clock windows (a second and a minute), and the connector's quota for tier M
 /// spaces requests evenly at the tighter of 10/s and 150/min (one every 0.4 s), which never puts more
 /// than the limit in any window. So 12 reads in a row — more than the burst window's 10, which reads
 /// sent back to back would overrun into a 429 — are each answered at the first request. Both sides
-/// count real time (the client's quotas do not run on the injected clock), which is why this test
-/// takes the ~4.5 s that spacing asks for.
+/// count the test clock's time, so the 4.4 s that spacing asks for pass on it, not on the wall.
 #[tokio::test]
 async fn sustained_requests_stay_inside_the_fixed_windows_and_all_succeed() {
+    let (throttled, answered, took) = sustained_metric_reads(12).await;
     assert_eq!(
-        sustained_metric_reads(12).await,
+        (throttled, answered),
         (0, 12),
         "no read was answered 429, each was one request"
+    );
+    assert_eq!(
+        took,
+        Duration::from_millis(11 * 400),
+        "the 11 reads after the first waited 0.4 s each"
     );
 }
 
 async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts(store: Store) {
     let env = Env::on(store).await;
     let config = env.config("a");
-    assert_eq!(cli(&config, &["sync"]).await.0, 0);
+    assert_eq!(env.cli(&config, &["sync"]).await.0, 0);
     let raw_count = |config: &Path| -> i64 {
         db(config)
             .query_row(
@@ -352,7 +378,7 @@ async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts(store: Store) 
             "--json",
         ][..],
     ] {
-        let (code, out) = cli(&config, args).await;
+        let (code, out) = env.cli(&config, args).await;
         assert_eq!(code, 0, "{args:?}: {out}");
         let summary: Value = serde_json::from_str(out.trim()).unwrap();
         for source in summary["sources"].as_array().unwrap() {
@@ -371,9 +397,9 @@ async fn a_second_sync_and_a_backfill_use_filters_klaviyo_accepts(store: Store) 
 async fn a_no_change_sync_makes_at_most_one_request_per_stream() {
     let env = Env::start().await;
     let config = env.config("a");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
-    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let source = summary["sources"]

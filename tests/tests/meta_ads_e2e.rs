@@ -62,9 +62,7 @@ impl Env {
 
     /// The account's last day of insights: today.
     fn end(&self) -> NaiveDate {
-        let rows = self.account().insights();
-        let last = rows.last().unwrap()["date_start"].as_str().unwrap();
-        NaiveDate::parse_from_str(last, "%Y-%m-%d").unwrap()
+        self.account().last_day()
     }
 
     /// A config with the sandbox's Meta ad account (and its WooCommerce store when `woo`) starting at
@@ -148,13 +146,17 @@ fn ads_ok(out: &str) -> Value {
 
 /// The saved state of `ads`/`stream`.
 fn state(config: &std::path::Path, stream: &str) -> Option<String> {
-    db(config)
-        .query_row(
-            "SELECT state FROM sync_state WHERE source='ads' AND stream=?1",
-            [stream],
-            |r| r.get(0),
-        )
-        .ok()
+    state_in(&db(config), stream)
+}
+
+/// [`state`] in a dataset already open (a PostgreSQL one is copied whole by each [`db`]).
+fn state_in(conn: &rusqlite::Connection, stream: &str) -> Option<String> {
+    conn.query_row(
+        "SELECT state FROM sync_state WHERE source='ads' AND stream=?1",
+        [stream],
+        |r| r.get(0),
+    )
+    .ok()
 }
 
 /// `report` over `[since, until]` against the sums of `rows` (the account's insights as they are now).
@@ -256,12 +258,12 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
     // Only the days from start_date on, each row as generated.
     let from = start.to_string();
     let generated: HashMap<String, Value> = account
-        .insights()
+        .insights_between(start, end)
         .into_iter()
         .filter(|r| date(r) >= from.as_str())
         .map(|r| (key(&r), r))
         .collect();
-    assert!(generated.len() < account.insights().len());
+    assert!(generated.len() < account.insight_count());
     let synced = generated.len();
     let conn = db(&config);
     assert_eq!(raw_payloads(&conn, "ads", "ad_insights"), generated);
@@ -274,12 +276,19 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
     }
     let yesterday = (end - Duration::days(1)).to_string();
     assert_eq!(
-        state(&config, "ad_insights"),
+        state_in(&conn, "ad_insights"),
         Some(format!(r#"{{"cursor":"{yesterday}"}}"#)),
         "the last complete day"
     );
-    let (since, until) = ((end - Duration::days(89)).to_string(), end.to_string());
-    check_report(&config, &account.insights(), &since, &until).await;
+    let report_days = (end - Duration::days(89), end);
+    let (since, until) = (report_days.0.to_string(), report_days.1.to_string());
+    check_report(
+        &config,
+        &account.insights_between(report_days.0, report_days.1),
+        &since,
+        &until,
+    )
+    .await;
 
     // Meta restates the last three days; the next sync re-reads them within the lookback.
     let recent = (end - Duration::days(2)).to_string();
@@ -289,7 +298,7 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
         .collect();
     account.restate_recent_days(3);
     let restated: HashMap<String, Value> = account
-        .insights()
+        .insights_between(end - Duration::days(2), end)
         .into_iter()
         .filter(|r| date(r) >= recent.as_str())
         .map(|r| (key(&r), r))
@@ -316,7 +325,13 @@ async fn sync_restatement_and_report_give_the_generated_meta_values(store: Store
         "the restated rows replaced theirs, once each"
     );
     assert_eq!(raw.len(), synced, "restated rows are replaced, not added");
-    check_report(&config, &account.insights(), &since, &until).await;
+    check_report(
+        &config,
+        &account.insights_between(report_days.0, report_days.1),
+        &since,
+        &until,
+    )
+    .await;
 
     let before = snapshot(&db(&config));
     let (code, out) = env.cli(&config, &["sync", "--json"]).await;
@@ -344,7 +359,7 @@ async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Sto
     // The backfill is planned as jobs of at most 90 days (nine of 81–82 days), each far below the
     // sandbox's default limit. A limit of about 60 days of rows makes every one of them fail, as
     // Meta fails jobs too big for an account, while their halves (40–41 days) complete.
-    let rows_per_day = account.insights().len() / INSIGHT_DAYS as usize;
+    let rows_per_day = account.insight_count() / INSIGHT_DAYS as usize;
     account.set_job_row_limit(rows_per_day * 60);
     let planned = (INSIGHT_DAYS + INSIGHTS_JOB_DAYS - 1) / INSIGHTS_JOB_DAYS;
     assert_eq!(planned, 9);
@@ -390,12 +405,13 @@ async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Sto
         .collect();
     let days: std::collections::BTreeSet<&str> = generated.values().map(date).collect();
     assert_eq!(days.len() as i64, INSIGHT_DAYS);
+    let conn = db(&config);
     assert_eq!(
-        raw_payloads(&db(&config), "ads", "ad_insights"),
+        raw_payloads(&conn, "ads", "ad_insights"),
         generated,
         "every row of the 730 days, as generated"
     );
-    let stored: i64 = db(&config)
+    let stored: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM raw_records WHERE source='ads' AND stream='ad_insights'",
             [],
@@ -404,7 +420,7 @@ async fn a_two_year_backfill_splits_its_job_and_brings_every_day_once(store: Sto
         .unwrap();
     assert_eq!(stored as usize, generated.len(), "each row once");
     assert_eq!(
-        state(&config, "ad_insights"),
+        state_in(&conn, "ad_insights"),
         saved,
         "a backfill leaves the saved cursor alone"
     );
@@ -449,7 +465,7 @@ async fn a_day_failing_at_account_scope_comes_through_the_campaign_split() {
         got.extend(page.unwrap().records.into_iter().map(|r| (r.id, r.payload)));
     }
     let expected: HashMap<String, Value> = account
-        .insights()
+        .insights_between(since, until)
         .into_iter()
         .filter(|r| (since.to_string().as_str()..=until.to_string().as_str()).contains(&date(r)))
         .map(|r| (key(&r), r))
@@ -523,15 +539,16 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
         "the kill happened mid-stream ({partial} of {total})"
     );
     // State never claims a day whose rows are not all committed.
-    if let Some(state) = state(&killed, "ad_insights") {
+    let conn = db(&killed);
+    if let Some(state) = state_in(&conn, "ad_insights") {
         let cursor: Value = serde_json::from_str(&state).unwrap();
         let cursor = cursor["cursor"].as_str().unwrap().to_string();
-        let stored: std::collections::BTreeSet<String> =
-            raw_payloads(&db(&killed), "ads", "ad_insights")
-                .keys()
-                .cloned()
-                .collect();
-        for row in env.account().insights() {
+        let stored: std::collections::BTreeSet<String> = raw_payloads(&conn, "ads", "ad_insights")
+            .keys()
+            .cloned()
+            .collect();
+        let claimed = NaiveDate::parse_from_str(&cursor, "%Y-%m-%d").unwrap();
+        for row in env.account().insights_between(start, claimed) {
             if (start.to_string().as_str()..=cursor.as_str()).contains(&date(&row)) {
                 assert!(
                     stored.contains(&key(&row)),
@@ -541,6 +558,7 @@ async fn a_sync_killed_mid_insights_and_run_again_ends_with_the_uninterrupted_da
             }
         }
     }
+    drop(conn);
 
     let (code, out) = env.cli(&killed, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -577,7 +595,7 @@ async fn a_no_change_sync_makes_one_request_per_stream_plus_the_insights_lookbac
     // The saved cursor is yesterday: the re-read runs from 28 days before it through today.
     let from = (end - Duration::days(29)).to_string();
     let rows = account
-        .insights()
+        .insights_between(end - Duration::days(29), end)
         .iter()
         .filter(|r| date(r) >= from.as_str())
         .count() as u64;

@@ -348,7 +348,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                     };
                 }
                 if keep {
-                    selected.push(project(item, param("fields").as_deref(), &["id"]));
+                    selected.push(project(item.clone(), param("fields").as_deref(), &["id"]));
                 }
             }
             page(&state, &selected, Value::clone, &query, &host, &path, usage)
@@ -571,10 +571,13 @@ fn select<'a>(account: &AdAccount, rows: &'a [Insight], q: &InsightsQuery) -> Ve
     out.into_iter().map(Picked::Sum).collect()
 }
 
-/// Only the requested fields (plus `always`); every field when none are named.
-fn project(item: &Value, fields: Option<&str>, always: &[&str]) -> Value {
+/// Only the requested fields (plus `always`), in that order; every field when none are named.
+fn project(item: Value, fields: Option<&str>, always: &[&str]) -> Value {
     let Some(fields) = fields else {
-        return item.clone();
+        return item;
+    };
+    let Value::Object(mut item) = item else {
+        return item;
     };
     let mut out = Map::new();
     let names = fields
@@ -582,8 +585,9 @@ fn project(item: &Value, fields: Option<&str>, always: &[&str]) -> Value {
         .map(|f| f.split('{').next().unwrap_or("").trim())
         .chain(always.iter().copied());
     for name in names {
-        if let Some(v) = item.get(name) {
-            out.insert(name.to_string(), v.clone());
+        // Moved, not copied: a name given twice is kept where it first came.
+        if let Some(v) = item.remove(name) {
+            out.insert(name.to_string(), v);
         }
     }
     Value::Object(out)
@@ -631,7 +635,7 @@ fn page<R>(
         .map(|r| {
             let r = render(r);
             if r.get("date_start").is_some() {
-                project(&r, fields, &["date_start", "date_stop"])
+                project(r, fields, &["date_start", "date_stop"])
             } else {
                 r
             }

@@ -20,11 +20,6 @@ struct Events {
 
 const EVENTS_PER_PAGE: usize = 10;
 
-/// How long the mock takes to build a page. The events tier spaces requests ~17 ms apart (3,500 a
-/// minute), so requests overlap only when a page takes longer than that — as Klaviyo's pages with
-/// their includes do (hundreds of milliseconds).
-const PAGE_LATENCY: Duration = Duration::from_millis(100);
-
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     growthflow_core::time::parse_utc(s)
 }
@@ -101,7 +96,6 @@ impl wiremock::Respond for Events {
             .set_body_json(
                 json!({"data": data, "links": {"self": req.url.to_string(), "next": next}}),
             )
-            .set_delay(PAGE_LATENCY)
     }
 }
 

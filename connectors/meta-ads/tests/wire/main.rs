@@ -16,7 +16,7 @@ use growthflow_core::connector::{Connector, ReadRequest, Window};
 use growthflow_core::http::{ClientOptions, TestClock};
 use growthflow_core::testing::{assert_no_unexpected, mount_catch_all, query_map, read_pages};
 use growthflow_core::Error;
-use growthflow_meta_ads::{MetaAds, MetaAdsConfig};
+use growthflow_meta_ads::{limits, MetaAds, MetaAdsConfig};
 
 mod async_jobs;
 mod paging;
@@ -34,6 +34,19 @@ fn fixture(name: &str, base: &str) -> Value {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text.replace("{{BASE}}", base)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The client's spacing of requests sent back to back ([`limits::REQUESTS_PER_SECOND`]), waited on
+/// the client's clock like every other wait.
+const SPACING: Duration = Duration::from_millis(1000 / limits::REQUESTS_PER_SECOND as u64);
+
+/// What a read waited on `clock` besides [`SPACING`]: its polling rounds and throttles, in order.
+fn waits(clock: &TestClock) -> Vec<Duration> {
+    clock
+        .sleeps()
+        .into_iter()
+        .filter(|d| *d != SPACING)
+        .collect()
 }
 
 /// A clock whose "today" is 2024-07-15, so date ranges and checkpoints do not depend on the day the

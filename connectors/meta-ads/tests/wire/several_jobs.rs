@@ -80,7 +80,7 @@ async fn a_long_range_runs_as_several_jobs_polled_together_and_read_in_date_orde
         ]
     );
     // One wait per round, not per job: 1 s, then doubling.
-    assert_eq!(clock.sleeps(), [1, 2, 4].map(Duration::from_secs).to_vec());
+    assert_eq!(waits(&clock), [1, 2, 4].map(Duration::from_secs).to_vec());
     let dates = dates_in_order(&pages);
     assert_eq!(dates.len(), 200 * 3);
     assert_eq!(dates.first().unwrap(), "2023-12-01");
@@ -161,7 +161,7 @@ async fn no_more_than_four_jobs_run_at_once_and_freed_slots_start_the_next() {
     );
     // Rounds: 1 s; 1 s (new jobs); 1 s (new job); then 2 s and 4 s for the slow ones.
     assert_eq!(
-        clock.sleeps(),
+        waits(&clock),
         [1, 1, 1, 2, 4].map(Duration::from_secs).to_vec()
     );
     let dates = dates_in_order(&pages);
@@ -224,7 +224,7 @@ async fn a_failing_job_in_the_middle_is_split_and_its_rows_come_in_its_place() {
             "rows 2",
         ]
     );
-    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 2]);
+    assert_eq!(waits(&clock), vec![Duration::from_secs(1); 2]);
     let dates = dates_in_order(&pages);
     assert_eq!(dates.len(), 200 * 3, "every row once");
     let cp = |d: &str| json!({ "cursor": d });
@@ -280,7 +280,7 @@ async fn a_job_running_an_hour_after_its_own_start_is_split() {
     // hour into the read, are timed from their own start and complete.
     let s = Duration::from_secs;
     assert_eq!(
-        clock.sleeps(),
+        waits(&clock),
         [s(1), s(1200), s(2), s(1200), s(4), s(1200), s(1), s(2)]
     );
     assert_eq!(

@@ -108,7 +108,7 @@ async fn a_failing_day_is_split_by_campaign_then_by_ad_set_and_only_parts_retrie
         ]
     );
     // Eight polling rounds, each after 1 s: every round started new jobs, which resets the wait.
-    assert_eq!(clock.sleeps(), vec![Duration::from_secs(1); 8]);
+    assert_eq!(waits(&clock), vec![Duration::from_secs(1); 8]);
     assert_no_unexpected(catch_all).await;
 }
 
