@@ -98,6 +98,7 @@ pub async fn run_with_clock(cli: Cli, out: &mut (dyn Write + Send), clock: Arc<d
                 args.destination.as_deref(),
                 args.serve,
                 &cli,
+                &clock,
                 out,
             )
             .await
@@ -604,6 +605,17 @@ impl Default for RunFlags {
             deadline: None,
             wait: None,
             clock: Arc::new(TokioClock),
+        }
+    }
+}
+
+impl RunFlags {
+    /// The default flags, the run timed on `clock`.
+    #[cfg(feature = "demo")]
+    pub(crate) fn on(clock: Arc<dyn Clock>) -> Self {
+        RunFlags {
+            clock,
+            ..RunFlags::default()
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{Days, Utc};
 use growthflow_core::engine::SyncOptions;
-use growthflow_core::http::ClientOptions;
+use growthflow_core::http::{ClientOptions, Clock};
 use growthflow_core::report::ReportOptions;
 use growthflow_core::time::start_of_day;
 
@@ -16,20 +17,26 @@ use crate::config::{self, DestinationTarget};
 
 /// The demo: simulated platforms on loopback, synced into `DIR/growthflow.db` (or `destination`), then
 /// the report, `DIR/growthflow.toml` and the commands to try next. With `serve`, the platforms stay up
-/// until Ctrl-C.
+/// until Ctrl-C. The platforms and the sync share `clock` (real time, but for tests: a test clock
+/// waits out the simulated throttles and report jobs without waiting).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn demo(
     dir: &Path,
     scale: u32,
     destination: Option<&str>,
     serve: bool,
     cli: &Cli,
+    clock: &Arc<dyn Clock>,
     out: &mut (dyn Write + Send),
 ) -> Result<i32, Failure> {
-    let sandbox = growthflow_sandbox::Sandbox::start(growthflow_sandbox::SandboxConfig {
-        scale,
-        end: Utc::now(),
-        ..Default::default()
-    })
+    let sandbox = growthflow_sandbox::Sandbox::start_with_clock(
+        growthflow_sandbox::SandboxConfig {
+            scale,
+            end: clock.utc_now(),
+            ..Default::default()
+        },
+        clock.clone(),
+    )
     .await
     .map_err(|e| Failure::Failed(format!("cannot start the sandbox: {e}")))?;
     // Absolute, so that the config written below works from any directory.
@@ -42,7 +49,7 @@ pub(crate) async fn demo(
     let config_path = dir.join("growthflow.toml");
     std::fs::write(&config_path, crate::init::demo_file(&text, serve))
         .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", config_path.display())))?;
-    let sources = build_sources(&cfg, &[], &ClientOptions::default())?;
+    let sources = build_sources(&cfg, &[], &ClientOptions::with_clock(clock.clone()))?;
     let options = SyncOptions {
         start: start_of_day(cfg.sync.start_date),
         streams: Vec::new(),
@@ -57,7 +64,7 @@ pub(crate) async fn demo(
         "sync",
         &sources,
         &options,
-        RunFlags::default(),
+        RunFlags::on(clock.clone()),
         &mut summary,
     )
     .await?;

@@ -2,17 +2,24 @@
 //! run next; `init` writes a starter config and never overwrites one.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use growthflow_cli::app;
 use growthflow_cli::cli::Cli;
 use growthflow_cli::config;
+use growthflow_core::http::{Clock, TestClock, TokioClock};
 
 async fn run(args: &[&str]) -> (i32, String) {
+    run_on(Arc::new(TokioClock), args).await
+}
+
+/// [`run`] timed on `clock`: the demo's simulated platforms and its sync share it.
+async fn run_on(clock: Arc<dyn Clock>, args: &[&str]) -> (i32, String) {
     let mut argv = vec!["growthflow", "-q"];
     argv.extend_from_slice(args);
     let parsed = Cli::try_parse_args_from(argv).expect("valid command line");
     let mut out = Vec::new();
-    let code = app::run(parsed, &mut out).await;
+    let code = app::run_with_clock(parsed, &mut out, clock).await;
     (code, String::from_utf8(out).unwrap())
 }
 
@@ -44,7 +51,13 @@ async fn init_writes_a_starter_once() {
 async fn demo_writes_a_config_for_its_dataset_and_the_next_commands() {
     let dir = tempfile::tempdir().unwrap();
     let demo_dir = dir.path().join("demo");
-    let (code, out) = run(&["demo", "--dir", arg(&demo_dir)]).await;
+    // On virtual time: the simulated Shopify's throttle and Meta's report jobs are waited out at once.
+    let clock = Arc::new(TestClock::yielding());
+    let (code, out) = run_on(clock.clone(), &["demo", "--dir", arg(&demo_dir)]).await;
+    assert!(
+        clock.elapsed() > std::time::Duration::ZERO,
+        "the demo's waits went to the clock it was given"
+    );
     assert_eq!(code, 0, "{out}");
     let written = demo_dir.canonicalize().unwrap().join("growthflow.toml");
     let c = written.display().to_string();

@@ -106,7 +106,7 @@ impl Klaviyo {
         let limiter = limits::concurrency(options.clock.clone());
         let client = HttpClient::builder(Arc::new(KlaviyoPolicy::new(name).oauth(oauth)))
             .options(options)
-            .rate_limits(limits::rate_limits().with_clock(options.clock.clone()))
+            .rate_limits(limits::rate_limits())
             .adaptive(limiter.clone())
             .auth(authenticator)
             .origin(&config.api_base(name)?)

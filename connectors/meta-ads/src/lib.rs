@@ -78,7 +78,7 @@ impl MetaAds {
         config.validate(name)?;
         let client = HttpClient::builder(Arc::new(MetaPolicy::new(name)))
             .options(options)
-            .rate_limits(limits::rate_limits().with_clock(options.clock.clone()))
+            .rate_limits(limits::rate_limits())
             .auth(auth::authenticator(&config.access_token))
             .origin(&config.api_base(name)?)
             .build()?;

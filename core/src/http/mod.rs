@@ -144,7 +144,8 @@ impl HttpClientBuilder {
         Ok(HttpClient {
             inner,
             config: self.config,
-            limits: self.limits,
+            // The windows are kept, and waited for, on the client's clock like every other wait.
+            limits: self.limits.with_clock(self.clock.clone()),
             auth: self.auth,
             policy: self.policy,
             clock: self.clock,
@@ -221,10 +222,10 @@ impl HttpClient {
             self.clock.sleep(wait).await;
             metrics::count_wait(wait);
         }
-        // The rate limiter keeps its own (real) time; a millisecond or less is not a wait.
-        let limited = Instant::now();
+        // The rate limiter waits on the same clock; a millisecond or less is not a wait.
+        let limited = self.clock.now();
         self.limits.acquire(endpoint).await;
-        let held = limited.elapsed();
+        let held = self.clock.now().saturating_duration_since(limited);
         if held > Duration::from_millis(1) {
             metrics::count_wait(held);
         }

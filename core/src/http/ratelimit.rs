@@ -161,9 +161,9 @@ impl RateLimits {
         }
     }
 
-    /// The same windows, fresh (no request counted yet), on `clock`: give it the client's clock
-    /// ([`ClientOptions::clock`](super::ClientOptions)) so that the windows are kept, and waited
-    /// for, on the time the rest of the client waits on.
+    /// The same windows, fresh (no request counted yet), on `clock`. The client's builder does this
+    /// with the client's clock ([`ClientOptions::clock`](super::ClientOptions)), so that the windows
+    /// are kept, and waited for, on the time the rest of the client waits on.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         RateLimits {
             default: Windows::new(self.default.quota, &clock),
