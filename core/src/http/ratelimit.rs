@@ -5,8 +5,8 @@
 //! A [`Quota`] covers the fixed windows with governor limiters — every window must admit a request —
 //! and the adaptive part lives in [`ApiPolicy::pace`](super::ApiPolicy::pace).
 //!
-//! The limiters read and wait on a [`Clock`]: real time unless the connector hands its client's clock
-//! over ([`RateLimits::with_clock`]), so that a test on a [`TestClock`](super::TestClock) sees the
+//! The limiters read and wait on a [`Clock`]: the HTTP client's builder puts them on the client's
+//! clock ([`RateLimits::with_clock`]), so that a test on a [`TestClock`](super::TestClock) sees the
 //! waits the windows impose (on its virtual time) instead of sleeping through them.
 
 use std::collections::HashMap;
