@@ -11,7 +11,8 @@
 //! - [`window`] and [`adaptive`]: long reads as date windows side by side, as many at once as the
 //!   source's host sustains (AIMD on its latency, 429 and 503).
 //! - [`start`]: where an incremental read starts (saved cursor less overlap and lookback), written once.
-//! - [`model`] and [`channel`]: the journey model and the channel classifier.
+//! - [`model`] and [`channel`]: the journey model and the channel classifier; [`project`]: parsing a
+//!   record's JSON into only what its mapper reads.
 //! - [`destination`]: where records land (SQLite), with state committed alongside the records it covers.
 //! - [`report`]: the Growth Flow report computed from the dataset.
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@ pub mod http;
 pub mod model;
 pub mod paginate;
 pub mod poll;
+pub mod project;
 #[cfg(feature = "dataset")]
 pub mod report;
 #[cfg(feature = "dataset")]

@@ -247,6 +247,19 @@ pub trait JourneyMapper: Send + Sync {
 
     /// Map one record of `stream`. Records of streams that feed nothing return empty rows.
     fn map(&self, stream: &str, record: &Value) -> crate::Result<JourneyRows>;
+
+    /// The parts of a `stream` record that [`map`](Self::map) reads, so that the rebuild parses only
+    /// those out of the stored JSON text (see [`crate::project`]): building the whole `Value` of every
+    /// record was most of the rebuild's time. `None`, the default, parses the whole record, so a
+    /// connector needs nothing here to be correct.
+    ///
+    /// A projection must keep every value `map` reads, whole where `map` reads (or prints) it, and
+    /// every object it navigates through: `map` must give the same rows, and the same errors, for the
+    /// projected record as for the whole one.
+    fn projection(&self, stream: &str) -> Option<&'static crate::project::Projection> {
+        let _ = stream;
+        None
+    }
 }
 
 /// One `journey_events.event_type` of the journey vocabulary: the stages it may carry and the

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::model::{normalize_email, EventRow, JourneyMapper, OrderRow, Stage};
+use crate::project::parse_record;
 use crate::time::format_utc;
 use crate::Error;
 
@@ -73,7 +74,8 @@ pub(crate) fn map_one(mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>, raw: &Ra
     let Some(mapper) = mappers.get(raw.source_type.as_str()) else {
         return Mapped::Unmapped;
     };
-    let mapped = serde_json::from_str::<Value>(&raw.payload)
+    // Only what the mapper reads is built: the whole tree of every payload was most of the rebuild.
+    let mapped = parse_record(mapper.projection(&raw.stream), &raw.payload)
         .map_err(Error::from)
         .and_then(|v| mapper.map(&raw.stream, &v));
     let journey = match mapped {
