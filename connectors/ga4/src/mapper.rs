@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use growthflow_core::channel::from_ga4_channel_group;
 use growthflow_core::extract::Fields;
 use growthflow_core::model::{EventRow, JourneyMapper, JourneyRows, Stage};
+use growthflow_core::project::Projection::{self, All};
 use growthflow_core::Result;
 
 /// GA4's field readers: every decode error starts with "GA4".
@@ -38,9 +39,44 @@ fn metric(record: &Value, name: &str) -> Result<Option<Decimal>> {
     FIELDS.money(record.pointer(&format!("/metrics/{name}")), name, "record")
 }
 
+/// What `map` reads of a `traffic_daily` row (see `JourneyMapper::projection`): every leaf whole,
+/// since the readers print an unreadable value in their error. Keep it in step with `map`;
+/// `tests/projection.rs` maps records both ways and fails on any difference.
+const TRAFFIC_ROW: Projection = Projection::fields(&[
+    ("date", All),
+    (
+        "dimensions",
+        Projection::fields(&[
+            ("sessionCampaignName", All),
+            ("sessionDefaultChannelGroup", All),
+        ]),
+    ),
+    ("metadata", Projection::fields(&[("currencyCode", All)])),
+    (
+        "metrics",
+        Projection::fields(&[
+            ("sessions", All),
+            ("newUsers", All),
+            ("engagedSessions", All),
+            ("addToCarts", All),
+            ("checkouts", All),
+            ("ecommercePurchases", All),
+            ("purchaseRevenue", All),
+        ]),
+    ),
+]);
+
 impl JourneyMapper for Ga4Mapper {
     fn source_type(&self) -> &'static str {
         SOURCE_TYPE
+    }
+
+    fn projection(&self, stream: &str) -> Option<&'static Projection> {
+        Some(if stream == TRAFFIC_DAILY {
+            &TRAFFIC_ROW
+        } else {
+            &Projection::NOTHING
+        })
     }
 
     fn map(&self, stream: &str, record: &Value) -> Result<JourneyRows> {

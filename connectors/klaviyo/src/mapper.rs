@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use growthflow_core::extract::{text_or_number, Fields};
 use growthflow_core::model::{Channel, CustomerRow, EventRow, JourneyMapper, JourneyRows, Stage};
+use growthflow_core::project::Projection::{self, All};
 use growthflow_core::Result;
 
 use crate::streams::time_attr;
@@ -76,7 +77,91 @@ impl JourneyMapper for KlaviyoMapper {
         }
         Ok(rows)
     }
+
+    fn projection(&self, stream: &str) -> Option<&'static Projection> {
+        Some(match stream {
+            "events" => &EVENT,
+            "profiles" => &PROFILE,
+            _ => &Projection::NOTHING,
+        })
+    }
 }
+
+// What `map` reads of each stream's records (see `JourneyMapper::projection`): every leaf it reads
+// is kept whole, since the readers print an unreadable value in their error. Keep these in step with
+// the functions below; `tests/projection.rs` maps records both ways and fails on any difference.
+
+/// `relationships.{rel}.data.id` of an included attribution, as [`related_id`] reads it.
+const RELATED_ID: Projection = Projection::fields(&[("data", Projection::fields(&[("id", All)]))]);
+
+/// What [`event_row`] (with [`occurred_at`] and [`attribution`]) reads.
+const EVENT: Projection = Projection::fields(&[
+    ("id", All),
+    (
+        "attributes",
+        Projection::fields(&[
+            ("datetime", All),
+            ("timestamp", All),
+            (
+                "event_properties",
+                Projection::fields(&[
+                    ("$message", All),
+                    ("$flow", All),
+                    ("Campaign Name", All),
+                    ("$value", All),
+                    ("$currency_code", All),
+                    ("$value_currency", All),
+                    ("Currency", All),
+                    ("$attributed_flow", All),
+                    ("$attributed_message", All),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "included",
+        Projection::fields(&[
+            (
+                "metric",
+                Projection::fields(&[("attributes", Projection::fields(&[("name", All)]))]),
+            ),
+            (
+                "profile",
+                Projection::fields(&[("attributes", Projection::fields(&[("email", All)]))]),
+            ),
+            (
+                "attributions",
+                Projection::fields(&[(
+                    "relationships",
+                    Projection::fields(&[
+                        ("campaign", RELATED_ID),
+                        ("flow", RELATED_ID),
+                        ("campaign-message", RELATED_ID),
+                        ("flow-message", RELATED_ID),
+                    ]),
+                )]),
+            ),
+        ]),
+    ),
+    // Only whether the list of attribution links is empty is read: its elements are kept (so its
+    // length is), their contents are not.
+    (
+        "relationships",
+        Projection::fields(&[(
+            "attributions",
+            Projection::fields(&[("data", Projection::NOTHING)]),
+        )]),
+    ),
+]);
+
+/// What [`customer_row`] reads.
+const PROFILE: Projection = Projection::fields(&[
+    ("id", All),
+    (
+        "attributes",
+        Projection::fields(&[("email", All), ("created", All)]),
+    ),
+]);
 
 /// The id a relationship of an (included) resource points at.
 fn related_id(resource: &Value, rel: &str) -> Option<String> {

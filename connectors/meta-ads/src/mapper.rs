@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use growthflow_core::extract::{text_or_number, Fields};
 use growthflow_core::model::{Channel, EventRow, JourneyMapper, JourneyRows, Stage};
+use growthflow_core::project::Projection::{self, All};
 use growthflow_core::time::parse_date;
 use growthflow_core::Result;
 
@@ -30,9 +31,39 @@ pub const PURCHASE_ACTION: &str = "purchase";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetaAdsMapper;
 
+/// An `AdsActionStats` list as [`action_value`] reads it.
+const ACTION_STATS: Projection = Projection::fields(&[("action_type", All), ("value", All)]);
+
+/// What `map` reads of an `ad_insights` row (see `JourneyMapper::projection`): every leaf whole,
+/// since the readers print an unreadable value in their error. Keep it in step with `map`;
+/// `tests/projection.rs` maps records both ways and fails on any difference.
+const INSIGHTS_ROW: Projection = Projection::fields(&[
+    ("ad_id", All),
+    ("date_start", All),
+    ("account_currency", All),
+    ("impressions", All),
+    ("spend", All),
+    ("clicks", All),
+    ("inline_link_clicks", All),
+    ("reach", All),
+    ("campaign_id", All),
+    ("adset_id", All),
+    ("campaign_name", All),
+    ("actions", ACTION_STATS),
+    ("action_values", ACTION_STATS),
+]);
+
 impl JourneyMapper for MetaAdsMapper {
     fn source_type(&self) -> &'static str {
         SOURCE_TYPE
+    }
+
+    fn projection(&self, stream: &str) -> Option<&'static Projection> {
+        Some(if stream == "ad_insights" {
+            &INSIGHTS_ROW
+        } else {
+            &Projection::NOTHING
+        })
     }
 
     fn map(&self, stream: &str, record: &Value) -> Result<JourneyRows> {

@@ -17,6 +17,7 @@ use url::Url;
 use growthflow_core::channel::{classify, ChannelInput};
 use growthflow_core::extract::{text, Fields};
 use growthflow_core::model::{CustomerRow, EventRow, JourneyMapper, JourneyRows, OrderRow, Stage};
+use growthflow_core::project::Projection::{self, All};
 use growthflow_core::Result;
 
 /// Shopify's field readers: every decode error starts with "Shopify".
@@ -49,7 +50,87 @@ impl JourneyMapper for ShopifyMapper {
         }
         Ok(rows)
     }
+
+    fn projection(&self, stream: &str) -> Option<&'static Projection> {
+        Some(match stream {
+            "orders" => &ORDER,
+            "customers" => &CUSTOMER,
+            "abandoned_checkouts" => &ABANDONED_CHECKOUT,
+            _ => &Projection::NOTHING,
+        })
+    }
 }
+
+// What `map` reads of each stream's records (see `JourneyMapper::projection`): every leaf it reads
+// is kept whole, since the readers print an unreadable value in their error. Keep these in step with
+// the functions below; `tests/projection.rs` maps records both ways and fails on any difference.
+
+/// A `MoneyBag` as [`shop_money`] reads it.
+const MONEY_BAG: Projection = Projection::fields(&[(
+    "shopMoney",
+    Projection::fields(&[("amount", All), ("currencyCode", All)]),
+)]);
+
+/// A visit of the customer journey, as [`visit_utm`], [`channel_hint`] and [`order_row`] read it.
+const VISIT: Projection = Projection::fields(&[
+    (
+        "utmParameters",
+        Projection::fields(&[("source", All), ("medium", All), ("campaign", All)]),
+    ),
+    ("landingPage", All),
+    ("referrerUrl", All),
+    ("sourceType", All),
+]);
+
+/// What [`order_row`] and [`refund_events`] read.
+const ORDER: Projection = Projection::fields(&[
+    ("id", All),
+    ("createdAt", All),
+    ("totalPriceSet", MONEY_BAG),
+    ("subtotalPriceSet", MONEY_BAG),
+    ("totalDiscountsSet", MONEY_BAG),
+    ("totalRefundedSet", MONEY_BAG),
+    (
+        "refunds",
+        Projection::fields(&[
+            ("id", All),
+            ("createdAt", All),
+            ("totalRefundedSet", MONEY_BAG),
+        ]),
+    ),
+    ("email", All),
+    ("customer", Projection::fields(&[("email", All)])),
+    (
+        "customerJourneySummary",
+        Projection::fields(&[("lastVisit", VISIT), ("firstVisit", VISIT)]),
+    ),
+    ("sourceName", All),
+    ("currencyCode", All),
+    ("displayFinancialStatus", All),
+    ("cancelledAt", All),
+    ("test", All),
+]);
+
+/// What [`customer_row`] reads.
+const CUSTOMER: Projection = Projection::fields(&[
+    ("id", All),
+    ("email", All),
+    (
+        "defaultEmailAddress",
+        Projection::fields(&[("emailAddress", All)]),
+    ),
+    ("createdAt", All),
+]);
+
+/// What [`abandoned_checkout_event`] reads.
+const ABANDONED_CHECKOUT: Projection = Projection::fields(&[
+    ("id", All),
+    ("completedAt", All),
+    ("createdAt", All),
+    ("totalPriceSet", MONEY_BAG),
+    ("email", All),
+    ("customer", Projection::fields(&[("email", All)])),
+]);
 
 /// The record's id as the numeric tail of its gid.
 fn record_id(obj: &Map<String, Value>, what: &str) -> Result<String> {
