@@ -23,8 +23,9 @@
 //! `\u` escape of a lone surrogate, and nesting deeper than serde_json's 128 levels. None is in a stored
 //! payload (the destinations store the serialisation of a [`Value`] serde_json parsed from the
 //! platform's response: finite numbers, valid Unicode, depth within the limit), and in a kept member
-//! each fails as in the full parse. Checking them would cost a number
-//! parse per skipped number: about half again the time of the skip itself.
+//! each fails as in the full parse. Checking them too (a skip that parses numbers and unescapes
+//! strings, still allocating nothing) measured 5–10 µs against 3–5 µs for skipping a whole 4.7 KB
+//! order, whose full parse takes 28–46 µs.
 //!
 //! What a mapper reads is its own business: a leaf it reads (or may print in an error message) must
 //! be kept whole ([`Projection::All`]), and a field it only navigates into may be projected further.
