@@ -30,6 +30,7 @@ pub mod extract;
 pub mod http;
 pub mod model;
 pub mod paginate;
+pub mod payload;
 pub mod poll;
 #[cfg(feature = "dataset")]
 pub mod report;

@@ -379,7 +379,7 @@ pub fn insight_records(body: &Value) -> Result<Vec<Record>> {
             Ok(Record {
                 id: format!("{ad_id}:{date}"),
                 cursor: Some(date.to_string()),
-                payload: row.clone(),
+                payload: Payload::from_value(row),
             })
         })
         .collect()

@@ -39,7 +39,9 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
-use growthflow_core::connector::{failed_read, Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::connector::{
+    failed_read, Page, Payload, ReadRequest, Record, StreamDef, SyncMode,
+};
 use growthflow_core::http::HttpClient;
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
 use growthflow_core::start::{read_start_day, Rewind};
@@ -329,7 +331,7 @@ fn read_objects(
                     Ok(Record {
                         id: id.to_string(),
                         cursor,
-                        payload: o.clone(),
+                        payload: Payload::from_value(o),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
