@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::JourneyMapper;
+pub use crate::payload::Payload;
 use crate::window::{Span, WindowPlan};
 use crate::{Error, Result};
 
@@ -67,8 +68,9 @@ pub struct Record {
     pub id: String,
     /// Cursor value (RFC 3339 UTC for times, so that text order is time order).
     pub cursor: Option<String>,
-    /// The record, unknown fields included.
-    pub payload: Value,
+    /// The record's JSON, unknown fields included: the platform's own text where the connector
+    /// passed the record through.
+    pub payload: Payload,
 }
 
 /// One page of records, and optionally the state that is safe to save once they are committed.

@@ -31,6 +31,7 @@ pub mod extract;
 pub mod http;
 pub mod model;
 pub mod paginate;
+pub mod payload;
 pub mod poll;
 pub mod project;
 #[cfg(feature = "dataset")]

@@ -281,7 +281,7 @@ fn all_records() -> Vec<Record> {
             Record {
                 id: format!("{d}-{i}"),
                 cursor: Some(format_utc(at)),
-                payload: json!({}),
+                payload: json!({}).into(),
             }
         })
         .collect()

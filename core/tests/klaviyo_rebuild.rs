@@ -70,7 +70,7 @@ fn batch(source: &str, stream: &str, records: Vec<(&str, Value)>) -> WriteBatch 
             .map(|(id, payload)| Record {
                 id: id.to_string(),
                 cursor: None,
-                payload,
+                payload: payload.into(),
             })
             .collect(),
         state: None,

@@ -62,7 +62,7 @@ fn batch(stream: &str, ids: &[&str], cursor: &str) -> WriteBatch {
             .map(|id| Record {
                 id: id.to_string(),
                 cursor: Some(cursor.into()),
-                payload: json!({"id": id, "amount": "12.30"}),
+                payload: json!({"id": id, "amount": "12.30"}).into(),
             })
             .collect(),
         state: Some(json!({"cursor": cursor})),
@@ -320,7 +320,7 @@ fn a_nul_character_jsonb_cannot_hold_does_not_fail_the_commit() {
     page.records.push(Record {
         id: "1".into(),
         cursor: None,
-        payload: json!({"note": "a\u{0}b", "nested": [{"k\u{0}": "x"}]}),
+        payload: json!({"note": "a\u{0}b", "nested": [{"k\u{0}": "x"}]}).into(),
     });
     dest.commit(&[page]).unwrap();
     let stored: serde_json::Value = dest

@@ -370,7 +370,7 @@ impl Connector for HttpConnector {
                     .map(|r| Record {
                         id: r["id"].to_string(),
                         cursor: r["updated"].as_str().map(str::to_string),
-                        payload: r.clone(),
+                        payload: r.into(),
                     })
                     .collect();
                 yield Page { records, ..Page::default() };

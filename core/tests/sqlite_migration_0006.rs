@@ -123,7 +123,7 @@ fn a_version_3_dataset_keeps_every_record_in_a_rowid_table() {
         records: vec![Record {
             id: "7".into(),
             cursor: Some("2025-02-01T00:00:00Z".into()),
-            payload: json!({"id": 7, "note": "changed"}),
+            payload: json!({"id": 7, "note": "changed"}).into(),
         }],
         state: Some(json!({"cursor": "2025-02-01T00:00:00Z"})),
         replaces: None,

@@ -462,7 +462,12 @@ async fn a_day_failing_at_account_scope_comes_through_the_campaign_split() {
     });
     let mut got: Vec<(String, Value)> = Vec::new();
     while let Some(page) = pages.next().await {
-        got.extend(page.unwrap().records.into_iter().map(|r| (r.id, r.payload)));
+        got.extend(
+            page.unwrap()
+                .records
+                .into_iter()
+                .map(|r| (r.id, r.payload.to_value())),
+        );
     }
     let expected: HashMap<String, Value> = account
         .insights_between(since, until)

@@ -90,6 +90,7 @@ impl MetaAds {
                 account_id: config.account_id(name)?,
                 lookback_days: config.lookback_days(),
                 attribution_windows: config.action_attribution_windows.clone(),
+                insights_throttle: Default::default(),
             }),
         })
     }

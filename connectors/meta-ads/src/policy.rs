@@ -288,6 +288,20 @@ pub fn usage_pct(resp: &Response) -> Option<f64> {
     values.into_iter().reduce(f64::max)
 }
 
+/// The insights throttle an insights answer reports: the higher of `app_id_util_pct` and
+/// `acc_id_util_pct` in `x-fb-ads-insights-throttle` (Meta throttles insights calls at 100).
+pub fn insights_throttle_pct(resp: &Response) -> Option<f64> {
+    let t = header_json(resp, "x-fb-ads-insights-throttle")?;
+    [
+        number(t.get("app_id_util_pct")),
+        number(t.get("acc_id_util_pct")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|p| p.is_finite())
+    .reduce(f64::max)
+}
+
 /// The longest `estimated_time_to_regain_access` (minutes) in `x-business-use-case-usage`, when the
 /// header gives one (0 means access is not blocked).
 pub fn regain_access_minutes(resp: &Response) -> Option<f64> {

@@ -258,18 +258,6 @@ impl DatasetWriter {
     /// piling pages up in memory.
     pub fn spawn(mut dest: Box<dyn Destination>) -> DatasetWriter {
         let (tx, mut rx) = mpsc::channel::<Command>(16);
-        // Freeing a committed transaction's records (a tree of JSON values each) costs a good part
-        // of what writing them does: a thread of its own does it, so the writer goes on to the next
-        // commit at once. Bounded, so freed memory never lags far behind.
-        let (bin, bin_rx) = std::sync::mpsc::sync_channel::<Vec<WriteBatch>>(2);
-        std::thread::Builder::new()
-            .name("growthflow-free".into())
-            .spawn(move || {
-                for batches in bin_rx {
-                    drop(batches);
-                }
-            })
-            .expect("spawn the writer's freeing thread");
         std::thread::Builder::new()
             .name("growthflow-writer".into())
             .spawn(move || {
@@ -311,8 +299,9 @@ impl DatasetWriter {
                                 }
                             }
                             let result = dest.commit(&batches);
-                            // The freeing thread ends only with the writer: sending cannot fail.
-                            let _ = bin.send(batches);
+                            // A record is its JSON text now, so freeing a transaction's records is
+                            // cheap: no thread of its own, as the trees of values once needed.
+                            drop(batches);
                             for a in acks {
                                 let _ = a.send(match &result {
                                     Ok(()) => Ok(()),

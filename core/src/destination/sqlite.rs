@@ -317,26 +317,19 @@ impl Destination for SqliteDestination {
             let mut replace = tx.prepare_cached(
                 "DELETE FROM raw_records WHERE source = ?1 AND stream = ?2 AND cursor_value = ?3",
             )?;
-            // One buffer for every payload's JSON text: serialising into a fresh string grew it
-            // from nothing, copying it several times per record.
-            let mut text: Vec<u8> = Vec::with_capacity(8192);
             for b in batches {
                 if let Some(partition) = &b.replaces {
                     removed.execute(params![b.source, b.stream, partition])?;
                     replace.execute(params![b.source, b.stream, partition])?;
                 }
                 for r in &b.records {
-                    text.clear();
-                    serde_json::to_writer(&mut text, &r.payload)?;
+                    // The record's text as the platform sent it: nothing to print.
                     upsert.execute(params![
                         b.source,
                         b.stream,
                         r.id,
                         r.cursor,
-                        // serde_json writes UTF-8: bound as TEXT as it is.
-                        rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(
-                            &text
-                        )),
+                        r.payload.as_str(),
                         now
                     ])?;
                 }

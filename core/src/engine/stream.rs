@@ -186,10 +186,8 @@ impl Held {
 }
 
 /// The most records held for one commit while the previous one runs: bounds the memory a stream's
-/// read-ahead takes (a parsed record is several times its JSON: a 4 KB WooCommerce order is some
-/// 15-20 KB as a tree of values), two pages' worth. Every held record is also in memory twice more
-/// on its way out (the commit it joins, then the writer freeing it), so this is most of a sync's
-/// peak: 500 held a 100,000-order sync near 100 MiB (docs/performance.md, "Memory").
+/// read-ahead takes, two pages' worth. A held record is its JSON text (a WooCommerce order is 3-4 KB);
+/// 500 measured no faster than 200 once records stopped being trees of values, so the bound stayed.
 const HOLD_RECORDS: usize = 200;
 
 async fn stream_with(

@@ -309,7 +309,9 @@ fn records_naming_one_order_or_one_key_twice_keep_the_last(backend: Backend) {
             total,
             "paid",
         );
-        r.payload["extra"] = extra;
+        let mut payload = r.payload.to_value();
+        payload["extra"] = extra;
+        r.payload = payload.into();
         r
     };
     let records = || {

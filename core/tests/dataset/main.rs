@@ -349,7 +349,7 @@ fn rec(id: &str, cursor: Option<&str>, payload: Value) -> Record {
     Record {
         id: id.to_string(),
         cursor: cursor.map(str::to_string),
-        payload,
+        payload: payload.into(),
     }
 }
 

@@ -50,7 +50,7 @@ fn rec(id: &str, cursor: &str) -> Record {
     Record {
         id: id.to_string(),
         cursor: Some(cursor.to_string()),
-        payload: json!({"id": id, "updated": cursor}),
+        payload: json!({"id": id, "updated": cursor}).into(),
     }
 }
 

@@ -90,7 +90,7 @@ fn page(id: &str) -> Page {
         records: vec![Record {
             id: id.into(),
             cursor: None,
-            payload: json!({ "id": id }),
+            payload: json!({ "id": id }).into(),
         }],
         ..Page::default()
     }

@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
-use growthflow_core::connector::{Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::connector::{Page, Payload, ReadRequest, Record, StreamDef, SyncMode};
 use growthflow_core::http::HttpClient;
 use growthflow_core::paginate::{NextPage, Offset};
 use growthflow_core::start::{read_start_day, Rewind};
@@ -420,13 +420,13 @@ pub fn records(property: &str, body: &Value) -> Result<Vec<Record>> {
         out.push(Record {
             id: format!("{property}:{iso}:{}", rest.join(&ID_SEPARATOR.to_string())),
             cursor: Some(iso.clone()),
-            payload: json!({
+            payload: Payload::from(json!({
                 "property": property,
                 "date": iso,
                 "dimensions": dims,
                 "metrics": mets,
                 "metadata": meta,
-            }),
+            })),
         });
     }
     Ok(out)

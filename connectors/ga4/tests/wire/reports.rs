@@ -51,14 +51,26 @@ async fn reports_page_by_offset_and_parse_typed_metrics() {
         "123456789:2024-06-01:(direct)\u{1f}(none)\u{1f}(direct)\u{1f}Direct"
     );
     assert_eq!(records[0].cursor.as_deref(), Some("2024-06-01"));
-    assert_eq!(records[0].payload["metrics"]["purchaseRevenue"], "842.4");
-    assert_eq!(records[2].payload["metrics"]["ecommercePurchases"], "58.5");
-    assert_eq!(records[2].payload["metrics"]["purchaseRevenue"], "6720.9");
     assert_eq!(
-        records[2].payload["dimensions"]["sessionDefaultChannelGroup"],
+        records[0].payload.to_value()["metrics"]["purchaseRevenue"],
+        "842.4"
+    );
+    assert_eq!(
+        records[2].payload.to_value()["metrics"]["ecommercePurchases"],
+        "58.5"
+    );
+    assert_eq!(
+        records[2].payload.to_value()["metrics"]["purchaseRevenue"],
+        "6720.9"
+    );
+    assert_eq!(
+        records[2].payload.to_value()["dimensions"]["sessionDefaultChannelGroup"],
         "Email"
     );
-    assert_eq!(records[2].payload["metadata"]["currencyCode"], "USD");
+    assert_eq!(
+        records[2].payload.to_value()["metadata"]["currencyCode"],
+        "USD"
+    );
     assert!(clock.sleeps().is_empty());
     assert_no_unexpected(catch_all).await;
 }
@@ -116,7 +128,7 @@ async fn incremental_reads_run_from_the_lookback_to_the_clocks_today() {
     let before = growthflow_ga4::streams::records("1", &fixture("run_report_page1.json")).unwrap();
     let after = growthflow_ga4::streams::records("1", &restated).unwrap();
     assert_eq!(before[0].id, after[0].id);
-    assert_eq!(after[0].payload["metrics"]["sessions"], "530");
+    assert_eq!(after[0].payload.to_value()["metrics"]["sessions"], "530");
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{
-    failed_read, unknown_stream, Page, ReadRequest, Record, StreamDef, SyncMode,
+    failed_read, unknown_stream, Page, Payload, ReadRequest, Record, StreamDef, SyncMode,
 };
 use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, JsonCursor, NextPage};
@@ -462,7 +462,7 @@ pub(crate) fn time_attr(item: &Value, field: &str, what: &str) -> Result<Option<
 }
 
 /// A record with its id and cursor pulled out. Events without `datetime` fall back to `timestamp`.
-fn to_record(spec: &Spec, item: Value) -> Result<Record> {
+fn to_record(spec: &Spec, item: &Value) -> Result<Record> {
     let stream = spec.def.name;
     let Some(id) = item
         .get("id")
@@ -476,21 +476,22 @@ fn to_record(spec: &Spec, item: Value) -> Result<Record> {
         });
     };
     let what = format!("{stream} record {id}");
-    let mut cursor = time_attr(&item, spec.cursor_field(), &what)?;
+    let mut cursor = time_attr(item, spec.cursor_field(), &what)?;
     if cursor.is_none() && stream == "events" {
-        cursor = time_attr(&item, "timestamp", &what)?;
+        cursor = time_attr(item, "timestamp", &what)?;
     }
     Ok(Record {
         id,
         cursor: cursor.map(format_utc),
-        payload: item,
+        // The item with its `included` joined in: built here, so printed once here.
+        payload: Payload::from_value(item),
     })
 }
 
-fn kept(keep: Keep, record: &Record) -> Result<bool> {
+fn kept(keep: Keep, item: &Value, id: &str) -> Result<bool> {
     Ok(match keep {
         Keep::All => true,
-        Keep::CreatedIn(since, until) => match time_attr(&record.payload, "created", &record.id)? {
+        Keep::CreatedIn(since, until) => match time_attr(item, "created", id)? {
             Some(c) => c >= since && c < until,
             None => false,
         },
@@ -549,8 +550,8 @@ fn read_urls(
             let next = JsonCursor::url("/links/next").next_from(&document);
             let mut records = Vec::new();
             for item in join_included(&mut document) {
-                let record = to_record(&spec, item)?;
-                if kept(keep, &record)? {
+                let record = to_record(&spec, &item)?;
+                if kept(keep, &item, &record.id)? {
                     records.push(record);
                 }
             }

@@ -26,7 +26,7 @@ fn included_resources_are_joined_by_relationship() {
             "attributions": [{"type": "attribution", "id": "a1", "relationships": {}}]
         })
     );
-    let r = to_record(&Spec::of("events").unwrap(), items[0].clone()).unwrap();
+    let r = to_record(&Spec::of("events").unwrap(), &items[0]).unwrap();
     assert_eq!(r.cursor.as_deref(), Some("2024-06-01T08:00:00Z"));
 
     let mut plain = json!({"data": [{"type": "list", "id": "l1"}]});
@@ -40,17 +40,17 @@ fn included_resources_are_joined_by_relationship() {
 fn events_fall_back_to_the_epoch_timestamp() {
     let r = to_record(
         &Spec::of("events").unwrap(),
-        json!({"id": "e", "attributes": {"datetime": null, "timestamp": 1717228800}}),
+        &json!({"id": "e", "attributes": {"datetime": null, "timestamp": 1717228800}}),
     )
     .unwrap();
     assert_eq!(r.cursor.as_deref(), Some("2024-06-01T08:00:00Z"));
     let r = to_record(
         &Spec::of("metrics").unwrap(),
-        json!({"id": "m", "attributes": {"updated": "2021-03-31T10:50:36.123456"}}),
+        &json!({"id": "m", "attributes": {"updated": "2021-03-31T10:50:36.123456"}}),
     )
     .unwrap();
     assert_eq!(r.cursor.as_deref(), Some("2021-03-31T10:50:36Z"));
-    assert!(to_record(&Spec::of("events").unwrap(), json!({"attributes": {}})).is_err());
+    assert!(to_record(&Spec::of("events").unwrap(), &json!({"attributes": {}})).is_err());
 }
 
 fn reader() -> Reader {

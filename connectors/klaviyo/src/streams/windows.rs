@@ -73,7 +73,7 @@ fn measure(
     }
     let mut times = Vec::new();
     for item in join_included(&mut document.clone()) {
-        if let Some(t) = to_record(spec, item)?
+        if let Some(t) = to_record(spec, &item)?
             .cursor
             .as_deref()
             .and_then(growthflow_core::time::parse_utc)

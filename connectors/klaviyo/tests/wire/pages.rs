@@ -83,7 +83,7 @@ async fn events_send_key_revision_accept_and_follow_links_next_verbatim() {
         ]
     );
     // The payload is the data item as sent, plus the resources its relationships point at.
-    let order = &pages[0].records[1].payload;
+    let order = &pages[0].records[1].payload.to_value();
     assert_eq!(
         order["attributes"]["event_properties"]["$value"],
         json!(129.9)
@@ -100,7 +100,7 @@ async fn events_send_key_revision_accept_and_follow_links_next_verbatim() {
         order["included"]["attributions"][0]["relationships"]["campaign"]["data"]["id"],
         "01HZ4K7Q3M2V8N5R6T9W0XYZAA"
     );
-    let opened = &pages[0].records[0].payload;
+    let opened = &pages[0].records[0].payload.to_value();
     assert_eq!(
         opened["included"]["metric"]["attributes"]["name"],
         "Opened Email"

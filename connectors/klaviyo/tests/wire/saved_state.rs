@@ -83,7 +83,7 @@ async fn profiles_use_greater_than_on_updated_one_second_back() {
         (r.id.as_str(), r.cursor.as_deref()),
         ("01HZ1A2B3C4D5E6F7G8H9J0KLM", Some("2024-06-01T16:30:05Z"))
     );
-    assert!(r.payload.get("included").is_none());
+    assert!(r.payload.to_value().get("included").is_none());
     h.finish(guard).await;
 }
 

@@ -30,7 +30,7 @@ pub fn insights_range(
 /// Longest range of one planned async job. Longer ranges are cut into several jobs up front rather
 /// than sent as one: Meta fails or times out large jobs (and only then would they be split, after
 /// waiting for them), small ones rarely fail, and several of them run side by side (see
-/// [`MAX_CONCURRENT_JOBS`]) instead of one long job being waited for alone. 90 days keep a two-year
+/// [`JobSlots`]) instead of one long job being waited for alone. 90 days keep a two-year
 /// backfill to nine jobs, so few calls are spent starting and polling them.
 pub const INSIGHTS_JOB_DAYS: i64 = 90;
 
@@ -182,7 +182,7 @@ struct Queued {
 }
 
 /// The read's queue, in date order: the head is the slice read next; jobs are started in queue
-/// order, at most [`MAX_CONCURRENT_JOBS`] of them running; a failed job's parts take its place and
+/// order, as many running as [`JobSlots`] allows; a failed job's parts take its place and
 /// wait for slots like the slices behind them.
 #[derive(Debug)]
 struct InsightsState {
@@ -193,6 +193,8 @@ struct InsightsState {
     floor: Option<NaiveDate>,
     /// The waits between polling rounds.
     backoff: PollBackoff,
+    /// How many jobs may run, sized from Meta's insights throttle.
+    slots: JobSlots,
 }
 
 impl InsightsState {
@@ -203,14 +205,14 @@ impl InsightsState {
             .count()
     }
 
-    /// Start jobs for the first async slices without one, in queue order, while fewer than
-    /// [`MAX_CONCURRENT_JOBS`] run. New jobs reset the wait to [`JOB_POLL_FIRST`], as small jobs
-    /// finish in seconds.
+    /// Start jobs for the first async slices without one, in queue order, while [`JobSlots`]
+    /// allows. New jobs reset the wait to [`JOB_POLL_FIRST`], as small jobs finish in seconds.
     async fn start_jobs(&mut self, reader: &Reader) -> Result<()> {
         let mut running = self.running();
         let mut started = false;
-        for q in self.queue.iter_mut() {
-            if running >= MAX_CONCURRENT_JOBS || matches!(q.work, Work::Broken(_)) {
+        for (i, q) in self.queue.iter_mut().enumerate() {
+            let pct = reader.insights_throttle.pct();
+            if matches!(q.work, Work::Broken(_)) || !self.slots.may_start(running, pct, i == 0) {
                 break;
             }
             if q.slice.run_async && matches!(q.work, Work::Waiting) {
@@ -245,6 +247,7 @@ impl InsightsState {
                 None => i += 1,
                 Some(JobOutcome::Completed(id)) => {
                     self.queue[i].work = Work::Completed(id);
+                    self.slots.completed(reader.insights_throttle.pct());
                     i += 1;
                 }
                 Some(JobOutcome::Failed(status)) => {
@@ -270,6 +273,7 @@ impl InsightsState {
                 }
             }
         }
+        self.slots.round_ended(reader.insights_throttle.pct());
         Ok(())
     }
 
@@ -324,6 +328,7 @@ pub(super) fn read_insights(
         current: None,
         floor,
         backoff: PollBackoff::new(JOB_POLL_FIRST, JOB_POLL_MAX),
+        slots: JobSlots::default(),
     };
     paged(first, move |mut state: InsightsState| {
         let reader = reader.clone();
@@ -379,7 +384,7 @@ pub fn insight_records(body: &Value) -> Result<Vec<Record>> {
             Ok(Record {
                 id: format!("{ad_id}:{date}"),
                 cursor: Some(date.to_string()),
-                payload: row.clone(),
+                payload: Payload::from_value(row),
             })
         })
         .collect()

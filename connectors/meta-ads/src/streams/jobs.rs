@@ -17,16 +17,101 @@ pub const JOB_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(30)
 /// up and split, as Meta says jobs can take up to about an hour.
 pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
-/// Most async jobs one read has running at once (started and not yet seen to end).
+/// The async jobs a read runs at once when it starts, and keeps to while Meta sends no
+/// `x-fb-ads-insights-throttle` header.
 ///
 /// Jobs run side by side so that a long range waits about as long as its slowest job rather than the
-/// sum of all of them. The number stays small because every job start and every poll is an insights
-/// call counted against the ad account's hourly `ads_insights` quota (reported in
-/// `x-business-use-case-usage`, and throttled with codes 17/80000 when spent), and because a job can
-/// run for up to an hour, so many at once mostly spend quota on polls. No fixed cap on concurrent
-/// jobs is documented; the `x-fb-ads-insights-throttle` header is what a finer limit would be sized
-/// from (not read yet, see the README's gaps), so a fixed four is a conservative guess.
-pub const MAX_CONCURRENT_JOBS: usize = 4;
+/// sum of all of them. Every job start and every poll is an insights call counted against the ad
+/// account's `ads_insights` quota (reported in `x-business-use-case-usage`, throttled with codes
+/// 17/80000 when spent), and a job can run for up to an hour, so many at once mostly spend quota on
+/// polls. No fixed cap on concurrent jobs is documented; [`JobSlots`] sizes the number from the
+/// insights throttle Meta reports on each insights call.
+pub const FIRST_CONCURRENT_JOBS: usize = 4;
+
+/// The most async jobs one read runs at once, however low the insights throttle.
+pub const MAX_CONCURRENT_JOBS: usize = 10;
+
+/// An insights throttle (the higher of `app_id_util_pct` and `acc_id_util_pct`) below this lets each
+/// completed job make room for one more.
+pub const THROTTLE_GROW_BELOW: f64 = 50.0;
+
+/// An insights throttle at or above this halves the jobs a read runs, and starts no new job while one
+/// runs: Meta throttles insights calls at 100.
+pub const THROTTLE_SHRINK_AT: f64 = 75.0;
+
+/// The latest insights throttle Meta reported to this connector, shared by its reads: the throttle is
+/// the app's and the ad account's, not one read's.
+#[derive(Debug)]
+pub(crate) struct InsightsThrottle(std::sync::atomic::AtomicU64);
+
+/// [`InsightsThrottle`]'s "nothing reported yet".
+const NO_THROTTLE: u64 = u64::MAX;
+
+impl Default for InsightsThrottle {
+    fn default() -> Self {
+        InsightsThrottle(std::sync::atomic::AtomicU64::new(NO_THROTTLE))
+    }
+}
+
+impl InsightsThrottle {
+    /// Keep the throttle an insights answer reports, if it reports one.
+    pub(crate) fn note(&self, resp: &growthflow_core::http::Response) {
+        if let Some(pct) = crate::policy::insights_throttle_pct(resp) {
+            self.0
+                .store(pct.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The last throttle reported, in percent.
+    pub(crate) fn pct(&self) -> Option<f64> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            NO_THROTTLE => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    }
+}
+
+/// How many async jobs a read may run: additive increase while Meta's insights throttle is low,
+/// halving when it is high (as TCP sizes its window), between one and [`MAX_CONCURRENT_JOBS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSlots {
+    limit: usize,
+}
+
+impl Default for JobSlots {
+    fn default() -> Self {
+        JobSlots {
+            limit: FIRST_CONCURRENT_JOBS,
+        }
+    }
+}
+
+impl JobSlots {
+    /// The jobs that may run now.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether one more job may start while `running` run, the throttle last reported being `pct`.
+    /// The queue's head may always start: everything behind it waits for its rows.
+    pub fn may_start(&self, running: usize, pct: Option<f64>, head: bool) -> bool {
+        head || (running < self.limit && pct.is_none_or(|p| p < THROTTLE_SHRINK_AT))
+    }
+
+    /// A job completed: with the throttle low, one more may run.
+    pub fn completed(&mut self, pct: Option<f64>) {
+        if pct.is_some_and(|p| p < THROTTLE_GROW_BELOW) {
+            self.limit = (self.limit + 1).min(MAX_CONCURRENT_JOBS);
+        }
+    }
+
+    /// A polling round ended, the throttle last reported being `pct`: a high one halves the jobs.
+    pub fn round_ended(&mut self, pct: Option<f64>) {
+        if pct.is_some_and(|p| p >= THROTTLE_SHRINK_AT) {
+            self.limit = (self.limit / 2).max(1);
+        }
+    }
+}
 
 /// How an async job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +147,7 @@ impl Reader {
             .client
             .send("insights", self.client.reqwest().post(url))
             .await?;
+        self.insights_throttle.note(&resp);
         let started: Value = resp.json()?;
         let id = started
             .get("report_run_id")
@@ -89,7 +175,12 @@ impl Reader {
     pub async fn poll_job(&self, job: &mut Job) -> Result<Option<JobOutcome>> {
         let mut url = self.api_base.clone();
         url.set_path(&format!("{}{}", self.api_base.path(), job.report_run_id));
-        let status = self.get("insights", url).await?;
+        let resp = self
+            .client
+            .send("insights", self.client.reqwest().get(url))
+            .await?;
+        self.insights_throttle.note(&resp);
+        let status: Value = resp.json()?;
         let state = status
             .get("async_status")
             .and_then(Value::as_str)
@@ -213,5 +304,44 @@ impl Reader {
                 ..slice.clone()
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_grow_while_the_throttle_is_low_and_halve_when_it_is_high() {
+        let mut slots = JobSlots::default();
+        assert_eq!(slots.limit(), FIRST_CONCURRENT_JOBS);
+        // No header seen: nothing changes.
+        slots.completed(None);
+        slots.round_ended(None);
+        assert_eq!(slots.limit(), 4);
+        // Between the two bounds: hold.
+        slots.completed(Some(60.0));
+        slots.round_ended(Some(60.0));
+        assert_eq!(slots.limit(), 4);
+        for _ in 0..20 {
+            slots.completed(Some(10.0));
+        }
+        assert_eq!(slots.limit(), MAX_CONCURRENT_JOBS);
+        slots.round_ended(Some(80.0));
+        assert_eq!(slots.limit(), 5);
+        for _ in 0..5 {
+            slots.round_ended(Some(99.0));
+        }
+        assert_eq!(slots.limit(), 1);
+    }
+
+    #[test]
+    fn a_high_throttle_starts_nothing_beside_a_running_job_but_the_head() {
+        let slots = JobSlots::default();
+        assert!(slots.may_start(3, None, false));
+        assert!(!slots.may_start(4, None, false));
+        assert!(slots.may_start(3, Some(74.9), false));
+        assert!(!slots.may_start(0, Some(75.0), false));
+        assert!(slots.may_start(9, Some(100.0), true));
     }
 }

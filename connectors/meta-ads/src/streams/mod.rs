@@ -9,8 +9,9 @@
 //!   `/{report_run_id}/insights`) of at most [`INSIGHTS_JOB_DAYS`] days each, because long
 //!   synchronous ranges time out at Meta and big jobs fail there.
 //!
-//!   The slices wait in a queue in date order. Up to [`MAX_CONCURRENT_JOBS`] of their jobs run at
-//!   once, started in queue order as slots free up; each polling round waits once on the client's
+//!   The slices wait in a queue in date order. Their jobs run side by side, started in queue order
+//!   as slots free up: four at first, more (up to [`MAX_CONCURRENT_JOBS`]) while Meta's insights
+//!   throttle stays low, half as many when it runs high ([`JobSlots`]); each polling round waits once on the client's
 //!   clock ([`JOB_POLL_FIRST`], doubling to [`JOB_POLL_MAX`], back to the first when new jobs start)
 //!   and then polls every running job. The head slice's pages are read as soon as its job completed,
 //!   while the jobs behind it keep running, so records still come in date order, one page at a time.
@@ -39,7 +40,9 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
-use growthflow_core::connector::{failed_read, Page, ReadRequest, Record, StreamDef, SyncMode};
+use growthflow_core::connector::{
+    failed_read, Page, Payload, ReadRequest, Record, StreamDef, SyncMode,
+};
 use growthflow_core::http::HttpClient;
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
 use growthflow_core::start::{read_start_day, Rewind};
@@ -53,7 +56,10 @@ use insights::read_insights;
 pub use insights::{
     completed_through, insight_records, insights_range, plan, Scope, Slice, INSIGHTS_JOB_DAYS,
 };
-pub use jobs::{Job, JobOutcome, JOB_POLL_FIRST, JOB_POLL_MAX, JOB_TIMEOUT, MAX_CONCURRENT_JOBS};
+pub use jobs::{
+    Job, JobOutcome, JobSlots, FIRST_CONCURRENT_JOBS, JOB_POLL_FIRST, JOB_POLL_MAX, JOB_TIMEOUT,
+    MAX_CONCURRENT_JOBS, THROTTLE_GROW_BELOW, THROTTLE_SHRINK_AT,
+};
 
 /// Daily ad-level insights.
 pub const AD_INSIGHTS: StreamDef = StreamDef {
@@ -155,6 +161,8 @@ pub(crate) struct Reader {
     pub lookback_days: u32,
     /// `action_attribution_windows`.
     pub attribution_windows: Vec<String>,
+    /// The insights throttle Meta last reported, which sizes how many report jobs run at once.
+    pub insights_throttle: jobs::InsightsThrottle,
 }
 
 impl Reader {
@@ -329,7 +337,7 @@ fn read_objects(
                     Ok(Record {
                         id: id.to_string(),
                         cursor,
-                        payload: o.clone(),
+                        payload: Payload::from_value(o),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -146,6 +146,8 @@ struct FakeGraph {
     polls: PollRule,
     /// Called with a job's days at each of its polls (to move a test clock).
     on_poll: PollHook,
+    /// The `x-fb-ads-insights-throttle` percentage sent with job starts and polls (none: no header).
+    throttle: Option<f64>,
     seen: Arc<std::sync::Mutex<Seen>>,
 }
 
@@ -166,6 +168,7 @@ impl FakeGraph {
             fail: Arc::new(fail),
             polls: Arc::new(|_| 1),
             on_poll: Arc::new(|_| {}),
+            throttle: None,
             seen: Arc::default(),
         }
     }
@@ -173,6 +176,22 @@ impl FakeGraph {
     fn with_polls(mut self, polls: impl Fn(&[NaiveDate]) -> u32 + Send + Sync + 'static) -> Self {
         self.polls = Arc::new(polls);
         self
+    }
+
+    fn with_throttle(mut self, pct: f64) -> Self {
+        self.throttle = Some(pct);
+        self
+    }
+
+    /// `answer` with the insights throttle header, when this fake sends one.
+    fn throttled(&self, answer: ResponseTemplate) -> ResponseTemplate {
+        match self.throttle {
+            Some(pct) => answer.insert_header(
+                "x-fb-ads-insights-throttle",
+                format!(r#"{{"app_id_util_pct":{pct},"acc_id_util_pct":1}}"#).as_str(),
+            ),
+            None => answer,
+        }
     }
 
     fn on_poll(mut self, f: impl Fn(&[NaiveDate]) + Send + Sync + 'static) -> Self {
@@ -259,7 +278,7 @@ impl wiremock::Respond for FakeGraph {
                 seen.running += 1;
                 seen.max_running = seen.max_running.max(seen.running);
                 seen.events.push(format!("post {n}"));
-                ok(json!({"report_run_id": format!("{}", 900 + n)}))
+                self.throttled(ok(json!({"report_run_id": format!("{}", 900 + n)})))
             }
             ("GET", [act, "insights"]) if act.starts_with("act_") => {
                 // The listing of what delivered on one day.
@@ -301,7 +320,7 @@ impl wiremock::Respond for FakeGraph {
                     seen.running -= 1;
                 }
                 seen.events.push(format!("poll {n} {status}"));
-                job_status(id, status, 100)
+                self.throttled(job_status(id, status, 100))
             }
             ("GET", [id, "insights"]) => {
                 let (n, days, filtering) = self.job(id);

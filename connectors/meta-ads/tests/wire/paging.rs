@@ -71,7 +71,7 @@ async fn insights_pages_follow_paging_next_with_the_token_replaced() {
     );
     assert_eq!(pages[0].records[0].cursor.as_deref(), Some("2024-06-01"));
     // Strings stay strings in the raw record: exact, as Meta sent them.
-    assert_eq!(pages[0].records[0].payload["spend"], "212.47");
+    assert_eq!(pages[0].records[0].payload.to_value()["spend"], "212.47");
     assert_eq!(pages[0].checkpoint, None);
     assert_eq!(pages[1].checkpoint, Some(json!({"cursor": "2024-06-02"})));
     // No pause for a usage of 3 %: the second page, asked right after the first, waits only the

@@ -1,4 +1,4 @@
-//! Several jobs side by side (at most four), read in date order, split where one fails or lingers.
+//! Several jobs side by side (four, then as many as Meta's insights throttle allows), read in date order, split where one fails or lingers.
 
 use super::*;
 
@@ -94,7 +94,7 @@ async fn a_long_range_runs_as_several_jobs_polled_together_and_read_in_date_orde
 
 #[tokio::test]
 async fn no_more_than_four_jobs_run_at_once_and_freed_slots_start_the_next() {
-    use growthflow_meta_ads::streams::MAX_CONCURRENT_JOBS;
+    use growthflow_meta_ads::streams::FIRST_CONCURRENT_JOBS;
     let server = MockServer::start().await;
     let clock = pinned();
     // 2023-01-01 to 2024-06-30, 547 days: seven jobs (79 days, then six of 78). The first job is
@@ -126,10 +126,11 @@ async fn no_more_than_four_jobs_run_at_once_and_freed_slots_start_the_next() {
     .await
     .unwrap();
 
-    assert_eq!(MAX_CONCURRENT_JOBS, 4);
+    // No insights throttle header: the number of jobs stays where it starts.
+    assert_eq!(FIRST_CONCURRENT_JOBS, 4);
     assert_eq!(
         fake.max_running(),
-        MAX_CONCURRENT_JOBS,
+        FIRST_CONCURRENT_JOBS,
         "never more than four running, and four used"
     );
     let jobs = fake.jobs();
@@ -300,5 +301,78 @@ async fn a_job_running_an_hour_after_its_own_start_is_split() {
             json!({"cursor": "2024-06-30"})
         ]
     );
+    assert_no_unexpected(catch_all).await;
+}
+
+/// Two years: nine jobs. The first is slow (6 polls), the others end at their first poll.
+fn nine_jobs(throttle: f64) -> FakeGraph {
+    FakeGraph::failing(|_, _| false)
+        .with_polls(|days| {
+            if days[0].to_string() == "2022-07-01" {
+                6
+            } else {
+                1
+            }
+        })
+        .with_throttle(throttle)
+}
+
+#[tokio::test]
+async fn a_low_insights_throttle_lets_more_jobs_run_as_jobs_complete() {
+    use growthflow_meta_ads::streams::FIRST_CONCURRENT_JOBS;
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let fake = nine_jobs(10.0);
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2022, 7, 1), (2024, 7, 1))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.jobs().len(), 9);
+    // Round one: four jobs; three of them complete at 10 %, so seven may run, and the five left
+    // all start beside the slow first job.
+    assert_eq!(fake.max_running(), 6);
+    assert!(fake.max_running() > FIRST_CONCURRENT_JOBS);
+    let events = fake.events();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    assert_eq!(at("post 4"), at("poll 3 Job Completed") + 1);
+    assert!(at("post 8") < at("poll 0 Job Completed"));
+    let dates = dates_in_order(&pages);
+    assert_eq!(dates.len(), 731 * 3);
+    assert_no_unexpected(catch_all).await;
+}
+
+#[tokio::test]
+async fn a_high_insights_throttle_runs_one_job_at_a_time() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let fake = nine_jobs(90.0);
+    mount_fake(&server, &fake).await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2022, 7, 1), (2024, 7, 1))),
+    )
+    .await
+    .unwrap();
+    // The first start reports 90 %: nothing starts beside a running job, yet the head always may,
+    // so the read still ends, each job in its turn.
+    assert_eq!(fake.jobs().len(), 9);
+    assert_eq!(fake.max_running(), 1);
+    let posts: Vec<String> = fake
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("post"))
+        .collect();
+    assert_eq!(
+        posts,
+        (0..9).map(|n| format!("post {n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(dates_in_order(&pages).len(), 731 * 3);
     assert_no_unexpected(catch_all).await;
 }

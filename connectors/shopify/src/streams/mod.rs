@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use growthflow_core::connector::{
-    failed_read, unknown_stream, Page, ReadRequest, Record, StreamDef, SyncMode, Window,
+    failed_read, unknown_stream, Page, Payload, ReadRequest, Record, StreamDef, SyncMode, Window,
 };
 use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
@@ -331,7 +331,8 @@ pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
     Ok(Record {
         id,
         cursor: cursor.map(format_utc),
-        payload: node,
+        // GraphQL nodes are reshaped (connections flattened), so printed once here.
+        payload: Payload::from_value(&node),
     })
 }
 
@@ -415,7 +416,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.id, "6021883183294");
         assert_eq!(r.cursor.as_deref(), Some("2025-03-12T16:40:09Z"));
-        assert_eq!(r.payload["id"], "gid://shopify/Order/6021883183294");
+        assert_eq!(
+            r.payload.to_value()["id"],
+            "gid://shopify/Order/6021883183294"
+        );
         assert!(to_record("orders", json!({"updatedAt": "2025-03-12T12:40:09Z"})).is_err());
         assert!(to_record(
             "orders",

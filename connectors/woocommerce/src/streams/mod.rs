@@ -18,12 +18,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{BoxStream, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use url::Url;
 
 use growthflow_core::adaptive::AdaptiveLimiter;
 use growthflow_core::connector::{
-    failed_read, Page, ReadRequest, Record, StreamDef, SyncMode, Window,
+    failed_read, Page, Payload, ReadRequest, Record, StreamDef, SyncMode, Window,
 };
 use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
@@ -292,7 +294,11 @@ impl Reader {
     }
 
     /// GET one list page and decode it as a JSON array.
-    pub(crate) async fn get_list(&self, url: Url, path: &str) -> Result<(Response, Vec<Value>)> {
+    pub(crate) async fn get_list(
+        &self,
+        url: Url,
+        path: &str,
+    ) -> Result<(Response, Vec<Box<RawValue>>)> {
         let resp = self
             .client
             .send(ENDPOINT, self.client.reqwest().get(url))
@@ -338,7 +344,7 @@ fn explain(e: Error, path: &str) -> Error {
 /// A page body as a JSON array. A 200 HTML page is what WordPress serves for `/wp-json/…` when pretty
 /// permalinks are off (or what a caching layer serves by mistake); retrying will not change it, so it is a
 /// decode error that says where to look.
-fn decode_list(resp: &Response, path: &str) -> Result<Vec<Value>> {
+fn decode_list(resp: &Response, path: &str) -> Result<Vec<Box<RawValue>>> {
     if resp.is_html() {
         return Err(Error::Decode {
             message: format!(
@@ -347,7 +353,8 @@ fn decode_list(resp: &Response, path: &str) -> Result<Vec<Value>> {
             ),
         });
     }
-    resp.json::<Vec<Value>>().map_err(|e| match e {
+    // Each record's text is cut out of the page as it is: it goes to the dataset unparsed.
+    resp.json::<Vec<Box<RawValue>>>().map_err(|e| match e {
         Error::Decode { message } => Error::Decode {
             message: format!("WooCommerce /wp-json/wc/v3/{path}: {message}"),
         },
@@ -367,7 +374,12 @@ pub(crate) fn id_text(v: Option<&Value>) -> Option<String> {
 /// A `*_gmt` time field: `Ok(None)` when absent or null, a decode error naming the field when present but
 /// unreadable.
 pub(crate) fn gmt_field(item: &Value, field: &str, what: &str) -> Result<Option<DateTime<Utc>>> {
-    match item.get(field) {
+    gmt_value(item.get(field), field, what)
+}
+
+/// [`gmt_field`] of a value already taken out of its record.
+fn gmt_value(value: Option<&Value>, field: &str, what: &str) -> Result<Option<DateTime<Utc>>> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => parse_utc(s).map(Some).ok_or_else(|| Error::Decode {
@@ -379,40 +391,71 @@ pub(crate) fn gmt_field(item: &Value, field: &str, what: &str) -> Result<Option<
     }
 }
 
-/// A record with its id and cursor pulled out. A record whose cursor field is null (customers created
-/// before WooCommerce tracked modification) falls back to its creation time, so it still has a place in
-/// time order.
-fn to_record(spec: &Spec, item: Value) -> Result<Record> {
+/// What a page's item is read for before it is kept as text: its id and its two times. Everything
+/// else is skipped, not built.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Head {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    date_modified_gmt: Option<Value>,
+    #[serde(default)]
+    date_created_gmt: Option<Value>,
+}
+
+impl Head {
+    fn field(&self, name: &str) -> Option<&Value> {
+        match name {
+            "date_modified_gmt" => self.date_modified_gmt.as_ref(),
+            "date_created_gmt" => self.date_created_gmt.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A record with its id and cursor pulled out, its text kept as the page had it. A record whose
+/// cursor field is null (customers created before WooCommerce tracked modification) falls back to
+/// its creation time, so it still has a place in time order.
+fn to_record(spec: &Spec, item: Box<RawValue>) -> Result<(Record, Head)> {
     let stream = spec.def.name;
-    let Some(id) = id_text(item.get("id")) else {
+    // Not an object (or one naming a field twice): no id, refused below as before.
+    let head: Head = serde_json::from_str(item.get()).unwrap_or_default();
+    let Some(id) = id_text(head.id.as_ref()) else {
         return Err(Error::Decode {
             message: format!("WooCommerce {stream} record without an `id`"),
         });
     };
     let what = format!("{stream} record {id}");
     let field = spec.cursor_field();
-    let cursor = match gmt_field(&item, field, &what)? {
+    let cursor = match gmt_value(head.field(field), field, &what)? {
         Some(t) => Some(t),
-        None => gmt_field(&item, "date_created_gmt", &what)?,
+        None => gmt_value(head.date_created_gmt.as_ref(), "date_created_gmt", &what)?,
     };
-    Ok(Record {
+    let record = Record {
         id,
         cursor: cursor.map(format_utc),
-        payload: item,
-    })
+        payload: Payload::from_raw(item),
+    };
+    Ok((record, head))
 }
 
-fn kept(keep: &Keep, record: &Record) -> Result<bool> {
+fn kept(keep: &Keep, record: &Record, head: &Head) -> Result<bool> {
     Ok(match keep {
         Keep::All => true,
         Keep::CursorSince(start) => match record.cursor.as_deref().and_then(parse_utc) {
             Some(c) => c >= *start,
             None => true,
         },
-        Keep::CreatedIn(w) => match gmt_field(&record.payload, "date_created_gmt", "customer")? {
-            Some(c) => c >= w.since && c < w.until,
-            None => false,
-        },
+        Keep::CreatedIn(w) => {
+            match gmt_value(
+                head.date_created_gmt.as_ref(),
+                "date_created_gmt",
+                "customer",
+            )? {
+                Some(c) => c >= w.since && c < w.until,
+                None => false,
+            }
+        }
     })
 }
 
@@ -504,7 +547,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             let mut newest: Option<DateTime<Utc>> = None;
             let mut at_newest: Vec<String> = Vec::new();
             for item in items {
-                let record = to_record(&plan.spec, item)?;
+                let (record, head) = to_record(&plan.spec, item)?;
                 if plan.keyset {
                     let t = record.cursor.as_deref().and_then(parse_utc);
                     if t > newest {
@@ -518,7 +561,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
                         continue;
                     }
                 }
-                if kept(&plan.keep, &record)? {
+                if kept(&plan.keep, &record, &head)? {
                     records.push(record);
                 }
             }
@@ -553,6 +596,10 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
+    fn to_record(spec: &Spec, item: Value) -> Result<Record> {
+        super::to_record(spec, serde_json::value::to_raw_value(&item).unwrap()).map(|(r, _)| r)
+    }
+
     #[test]
     fn records_get_string_ids_and_utc_cursors() {
         let spec = Spec::of("orders").unwrap();
@@ -563,7 +610,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.id, "48213");
         assert_eq!(r.cursor.as_deref(), Some("2025-03-07T16:02:48Z"));
-        assert_eq!(r.payload["extra"]["kept"], json!(true));
+        assert_eq!(r.payload.to_value()["extra"]["kept"], json!(true));
 
         let customers = Spec::of("customers").unwrap();
         let r = to_record(

@@ -70,7 +70,10 @@ async fn three_pages_yield_every_record_once_in_order() {
     assert!(cursors.windows(2).all(|w| w[0] < w[1]));
     assert!(pages.iter().all(|p| p.checkpoint.is_none()));
     // The payload is the record as received, unknown fields included.
-    assert_eq!(pages[0].records[0].payload["currency_symbol"], json!("£"));
+    assert_eq!(
+        pages[0].records[0].payload.to_value()["currency_symbol"],
+        json!("£")
+    );
 
     let requests = h.finish(guard).await;
     let asked: Vec<String> = requests
@@ -78,4 +81,40 @@ async fn three_pages_yield_every_record_once_in_order() {
         .map(|r| query(r)["modified_after"].clone())
         .collect();
     assert_eq!(asked, anchors);
+}
+
+#[tokio::test]
+async fn a_record_is_kept_as_the_text_the_page_held() {
+    let h = Harness::start().await;
+    // WordPress escapes slashes and non-ASCII by default; what the platform sent is what is kept.
+    let first = r#"{"id":1,"date_modified_gmt":"2025-03-02T10:00:00","permalink":"https:\/\/shop.example.co\/?p=1","note":"caf\u00e9","meta_data":[{"key":"_x","value":{"deep":[1,2.50,null]}}]}"#;
+    let second = r#"{ "id" : "2", "date_modified_gmt" : "2025-03-02T11:00:00", "total" : "9.90" }"#;
+    let body = format!("[{first},\n  {second}]");
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wc/v3/orders"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("X-WP-Total", "2")
+                .insert_header("X-WP-TotalPages", "1")
+                .set_body_raw(body, "application/json; charset=UTF-8"),
+        )
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let pages = read_all(&h.connector(), read_request("orders", None, start()))
+        .await
+        .unwrap();
+    h.finish(guard).await;
+    let records: Vec<_> = pages.iter().flat_map(|p| &p.records).collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[0].id.as_str(), records[0].payload.as_str()),
+        ("1", first)
+    );
+    assert_eq!(
+        (records[1].id.as_str(), records[1].payload.as_str()),
+        ("2", second)
+    );
+    assert_eq!(records[1].cursor.as_deref(), Some("2025-03-02T11:00:00Z"));
+    assert_eq!(records[0].payload.to_value()["note"], json!("café"));
 }

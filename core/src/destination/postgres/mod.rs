@@ -23,11 +23,13 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
+use postgres::types::{Json, ToSql, Type};
 use postgres::{Client, NoTls, Statement, Transaction};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
+use crate::connector::Payload;
 use crate::model::{normalize_email, EventRow, JourneyMapper, Stage};
 use crate::{Error, Result};
 
@@ -462,6 +464,19 @@ fn jsonb_safe(v: &Value) -> std::borrow::Cow<'_, Value> {
     }
 }
 
+/// A payload's text cleaned for JSONB, or `None` when it can go as it is. JSON text can only spell
+/// a NUL as the escape `\u0000`, so a payload without that sequence needs nothing (the rare false
+/// alarm, an escaped backslash before `u0000`, only costs a parse).
+fn jsonb_safe_text(payload: &Payload) -> Option<Box<RawValue>> {
+    if !payload.as_str().contains("\\u0000") {
+        return None;
+    }
+    match jsonb_safe(&payload.to_value()) {
+        std::borrow::Cow::Owned(clean) => serde_json::value::to_raw_value(&clean).ok(),
+        std::borrow::Cow::Borrowed(_) => None,
+    }
+}
+
 impl Destination for PostgresDestination {
     fn register_source(&mut self, source: &str, source_type: &str) -> Result<()> {
         self.ensure_connected()?;
@@ -603,9 +618,15 @@ impl PostgresDestination {
                     .collect();
                 let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
                 let cursors: Vec<Option<&str>> = kept.iter().map(|r| r.cursor.as_deref()).collect();
-                let safe: Vec<std::borrow::Cow<'_, Value>> =
-                    kept.iter().map(|r| jsonb_safe(&r.payload)).collect();
-                let payloads: Vec<&Value> = safe.iter().map(|p| p.as_ref()).collect();
+                // The platform's text goes to the server as it is; only a payload that may hold
+                // `\u0000`, which JSONB refuses, is parsed and cleaned first.
+                let cleaned: Vec<Option<Box<RawValue>>> =
+                    kept.iter().map(|r| jsonb_safe_text(&r.payload)).collect();
+                let payloads: Vec<Json<&RawValue>> = kept
+                    .iter()
+                    .zip(&cleaned)
+                    .map(|(r, c)| Json(c.as_deref().unwrap_or(r.payload.raw())))
+                    .collect();
                 tx.execute(
                     &st.upsert_page,
                     &[&b.source, &b.stream, &now, &ids, &cursors, &payloads],
