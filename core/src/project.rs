@@ -20,10 +20,10 @@
 //!
 //! Skipped text is checked for JSON syntax only, as [`IgnoredAny`] checks it, so three things the full
 //! parse refuses pass when they sit in a *skipped* member: a number out of `f64`'s range (`1e400`), a
-//! `\u` escape of a lone surrogate, and nesting deeper than serde_json's 128 levels. None is in a stored
-//! payload (the destinations store the serialisation of a [`Value`] serde_json parsed from the
-//! platform's response: finite numbers, valid Unicode, depth within the limit), and in a kept member
-//! each fails as in the full parse. Checking them too (a skip that parses numbers and unescapes
+//! `\u` escape of a lone surrogate, and nesting deeper than serde_json's 128 levels. A stored payload
+//! may hold them: it is the platform's own text, which the sync checked for syntax only (see
+//! [`crate::payload`]). Where they sit in a member the mapper never reads, the record now maps where
+//! the full parse would have refused it; in a kept member each fails as in the full parse. Checking them too (a skip that parses numbers and unescapes
 //! strings, still allocating nothing) measured 5–10 µs against 3–5 µs for skipping a whole 4.7 KB
 //! order, whose full parse takes 28–46 µs.
 //!

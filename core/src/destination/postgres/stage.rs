@@ -4,6 +4,8 @@
 //! from `rebuild.rs`, which orders the steps, because both kinds of rebuild share it.
 
 use super::*;
+use crate::project::parse_record;
+use serde_json::value::RawValue;
 
 /// A person a record names: source, stream, record id, customer id, first seen.
 pub(super) type StagedPerson = (String, String, String, String, Option<DateTime<Utc>>);
@@ -80,7 +82,15 @@ pub(super) fn stage_page(
         let record_id: String = row.try_get(3)?;
         let journey = match mappers.get(source_type) {
             None => None,
-            Some(m) => Some(m.map(&stream, &row.try_get::<_, Value>(4)?)),
+            Some(m) => {
+                // The JSONB's text, borrowed from the row, parsed into only what the mapper reads.
+                let payload: postgres::types::Json<&RawValue> = row.try_get(4)?;
+                Some(
+                    parse_record(m.projection(&stream), payload.0.get())
+                        .map_err(Error::from)
+                        .and_then(|v| m.map(&stream, &v)),
+                )
+            }
         };
         Ok((source, stream, record_id, journey))
     };
