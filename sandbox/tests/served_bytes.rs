@@ -82,7 +82,10 @@ async fn woocommerce_serves_the_pinned_bytes() {
                 ("dates_are_gmt", "true"),
             ],
         ),
-        ("orders", &[("per_page", "50"), ("_fields", "id,total,line_items")]),
+        (
+            "orders",
+            &[("per_page", "50"), ("_fields", "id,total,line_items")],
+        ),
         ("customers", &[("per_page", "100"), ("role", "all")]),
         ("products", &[("per_page", "10")]),
         ("coupons", &[("per_page", "100")]),
@@ -158,7 +161,13 @@ async fn shopify_serves_the_pinned_bytes() {
     let mut bodies = Bodies::new(&sandbox);
     let runs: &[(&str, u64, &str, &str, bool)] = &[
         ("orders", 50, "", "CREATED_AT", false),
-        ("orders", 20, "updated_at:>='2025-05-01T00:00:00Z'", "UPDATED_AT", false),
+        (
+            "orders",
+            20,
+            "updated_at:>='2025-05-01T00:00:00Z'",
+            "UPDATED_AT",
+            false,
+        ),
         ("orders", 70, "created_at:<2025-04-01", "ID", true),
         ("customers", 60, "", "UPDATED_AT", false),
         ("products", 7, "", "ID", false),
