@@ -283,3 +283,37 @@ const SHOP_BODIES: usize = 17;
 const KLAVIYO_DATA: &str = "ecd441ff11659d67e7591bd2364e1fda2142e970efc92413afda614e8cebd48c,9776fefbd71796ccbedfff5f34c31944e0f1da04ff91738fd6a5315abef10727,09654226a40e46242cf083777d9f4df7f638a3be7668a7dc8ecf8572071bda44,d24c96fc132b0a70b81e7f430eeb94a0ef26aa250ebf8fa4c68b509519fbdd75,25599919d2613abfd5b38fd6699e6e9eee24843c268985ab590f50de304db980,c6902da7f59aab8d400d3601ddca8b1c345498eccd423dc1d91720bbdfd3e625,93f0af9c7623eeabea3d504d36744e27e680d3766951fb34673f39e23e955b39";
 const KLAVIYO_SERVED: &str = "f4f1d3b9811c7d723e99e47822ee911a82e86f04f3fa94a0f1b09725be1a3d47";
 const KLAVIYO_BODIES: usize = 31;
+
+/// Serving pages renders only those pages: the collections a test reads as values stay unrendered
+/// while a client pages through them (the demo never holds every record as a JSON value).
+#[tokio::test]
+async fn serving_pages_renders_only_the_pages() {
+    let woo = common::Woo::start().await;
+    let body = woo.get_json("orders", &[("per_page", "100")]).await;
+    assert_eq!(body.as_array().unwrap().len(), 100);
+    let store = woo.sandbox.woocommerce();
+    assert!(!store.orders.is_rendered());
+    assert_eq!(store.orders.len(), 300, "counted without rendering");
+    let account = woo.sandbox.klaviyo();
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/events?include=metric,profile&page[size]=1000",
+            woo.sandbox.klaviyo_url()
+        ))
+        .header(
+            "Authorization",
+            format!("Klaviyo-API-Key {}", account.api_key),
+        )
+        .header("revision", "2026-07-15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 1000);
+    assert!(!account.events.is_rendered());
+    // Read as values, they are what was served.
+    assert_eq!(body["data"][999], account.events[999]);
+    assert!(account.events.is_rendered());
+    woo.sandbox.shutdown().await;
+}

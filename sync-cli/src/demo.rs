@@ -1,5 +1,12 @@
 //! `growthflow demo`: the sandbox's simulated platforms on loopback, synced like any config, then the
 //! report. Behind the CLI's default `demo` feature, so a production build links no simulator.
+//!
+//! The demo's platforms are configured like a real business of that size would have them, not like
+//! the tests' (which exercise the throttles and failures): the Shopify shop is on Shopify Plus (its
+//! GraphQL cost bucket restores 1,000 points a second, Standard's 100 kept a scale-10 demo waiting
+//! two minutes), the Meta ad account's report jobs complete (in 1 s, up to 10,000 × scale rows) rather
+//! than fail and split, and Meta Ads, the longest source to read, is listed first so that it starts at
+//! once (docs/performance.md, "The demo's memory").
 
 use std::io::Write;
 use std::path::Path;
