@@ -665,7 +665,7 @@ impl KlaviyoAccount {
                 attribution,
             });
         }
-        events.sort_by(|a, b| (a.at, a.id).cmp(&(b.at, b.id)));
+        events.sort_by_key(|e| (e.at, e.id));
         let attribution_ids: Vec<String> = attributions
             .iter()
             .map(|a| a["id"].as_str().unwrap_or("").to_string())
