@@ -30,6 +30,7 @@ pub mod faults;
 pub mod ga4;
 pub mod klaviyo;
 pub mod meta;
+mod rendered;
 mod rng;
 pub mod shopify;
 pub mod woocommerce;
@@ -52,7 +53,8 @@ pub use faults::Faults;
 pub use ga4::Property;
 pub use klaviyo::KlaviyoAccount;
 pub use meta::AdAccount;
-pub use shopify::ShopData;
+pub use rendered::Rendered;
+pub use shopify::{ShopData, ShopifyPlan};
 pub use woocommerce::WooStore;
 
 /// What to generate: the seed, the size and the simulated "now".
@@ -71,10 +73,15 @@ pub struct SandboxConfig {
     /// asks for 100,000 orders without generating 300 times every other platform. `None`: `300 ×
     /// scale` orders.
     pub woocommerce_orders: Option<usize>,
+    /// The Shopify shop's plan, which sets its GraphQL cost bucket (how fast a sync may query it).
+    /// Standard by default, the plan the throttle tests are written for; `growthflow demo` runs a
+    /// Shopify Plus shop.
+    pub shopify_plan: ShopifyPlan,
 }
 
 impl Default for SandboxConfig {
-    /// Seed 42, scale 1, end 2025-06-30T23:59:59Z, WooCommerce orders by scale.
+    /// Seed 42, scale 1, end 2025-06-30T23:59:59Z, WooCommerce orders by scale, a Standard-plan
+    /// Shopify shop.
     fn default() -> Self {
         Self {
             seed: 42,
@@ -84,6 +91,7 @@ impl Default for SandboxConfig {
                 .single()
                 .expect("valid constant date"),
             woocommerce_orders: None,
+            shopify_plan: ShopifyPlan::Standard,
         }
     }
 }
@@ -134,6 +142,7 @@ impl Sandbox {
             scale,
             end,
             woocommerce_orders,
+            shopify_plan,
         } = config;
         let woo = tokio::task::spawn_blocking(move || match woocommerce_orders {
             Some(n) => WooStore::generate_with_orders(seed, n, end),
@@ -145,14 +154,14 @@ impl Sandbox {
         let mut shop = tokio::task::spawn_blocking(move || ShopData::generate(seed, scale, end))
             .await
             .map_err(std::io::Error::other)?;
-        shop.set_time(time.clone());
+        shop.set_meter(time.clone(), shopify_plan);
         let shop = Arc::new(shop);
         // Klaviyo's profiles are the store's customers, joined on the normalised email.
         let mut emails: Vec<String> = woo
-            .orders
+            .order_emails()
             .iter()
-            .map(WooStore::order_email)
             .filter(|e| e.contains('@'))
+            .cloned()
             .collect();
         emails.sort();
         emails.dedup();

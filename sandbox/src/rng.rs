@@ -58,6 +58,11 @@ impl SplitMix64 {
         &xs[self.below(xs.len() as u64) as usize]
     }
 
+    /// An index into a non-empty slice of `len` items: the draw [`pick`](Self::pick) makes.
+    pub(crate) fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
     /// An index drawn with the given integer weights (at least one non-zero).
     pub(crate) fn weighted(&mut self, weights: &[u32]) -> usize {
         let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();

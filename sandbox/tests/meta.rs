@@ -291,3 +291,58 @@ async fn usage_rises_with_the_rate_until_code_17() {
     assert_eq!(acct.throttled_count(), 1);
     sb.shutdown().await;
 }
+
+/// An account's report jobs can run for another time than the default (the demo's complete in a
+/// second); a job keeps the run time it started with.
+#[tokio::test]
+async fn a_job_runs_for_the_accounts_run_time_when_it_started() {
+    let clock = TestClock::new();
+    let sb = Sandbox::start_with_clock(SandboxConfig::default(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let acct = sb.meta();
+    assert_eq!(
+        acct.job_run_time(),
+        growthflow_sandbox::meta::routes::JOB_RUN_TIME
+    );
+    let root = format!("{}/v25.0", sb.meta_url());
+    let token = ("access_token", acct.access_token.clone());
+    let start = || async {
+        let started: Value = reqwest::Client::new()
+            .post(format!("{root}/act_{}/insights", acct.account_id))
+            .query(&[
+                token.clone(),
+                ("level", "ad".into()),
+                ("time_increment", "1".into()),
+                (
+                    "time_range",
+                    json!({"since": "2025-05-01", "until": "2025-05-07"}).to_string(),
+                ),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        started["report_run_id"].as_str().unwrap().to_string()
+    };
+    let status = |id: String| {
+        let (root, token) = (root.clone(), token.clone());
+        async move {
+            let (code, body) = get(&format!("{root}/{id}"), &[token]).await;
+            assert_eq!(code, 200, "{body}");
+            body["async_status"].as_str().unwrap().to_string()
+        }
+    };
+    acct.set_job_run_time(Duration::from_millis(400));
+    let quick = start().await;
+    acct.set_job_run_time(Duration::from_secs(3));
+    let slow = start().await;
+    clock.sleep(Duration::from_millis(450)).await;
+    assert_eq!(status(quick.clone()).await, "Job Completed");
+    assert_eq!(status(slow.clone()).await, "Job Running");
+    clock.sleep(Duration::from_millis(2600)).await;
+    assert_eq!(status(slow).await, "Job Completed");
+    sb.shutdown().await;
+}

@@ -376,3 +376,62 @@ async fn bulk_operation_runs_polls_and_serves_jsonl() {
     // Refunds stay inline (a list, not a connection).
     assert!(orders.iter().all(|o| o["refunds"].is_array()));
 }
+
+/// A shop's plan sets its bucket: a Plus shop restores 1,000 points a second into 20,000 (Standard:
+/// 100 into 2,000), reported in every `throttleStatus`, and a query it can cover is not throttled.
+#[tokio::test]
+async fn the_shops_plan_sets_its_cost_bucket() {
+    use growthflow_sandbox::ShopifyPlan;
+    assert_eq!(
+        (
+            ShopifyPlan::Standard.restore_rate(),
+            ShopifyPlan::Standard.maximum_available()
+        ),
+        (
+            growthflow_sandbox::shopify::RESTORE_RATE,
+            growthflow_sandbox::shopify::MAXIMUM_AVAILABLE
+        )
+    );
+    assert_eq!(ShopifyPlan::Advanced.restore_rate(), 200.0);
+    assert_eq!(ShopifyPlan::Enterprise.maximum_available(), 40_000.0);
+    let clock = TestClock::new();
+    let sandbox = Sandbox::start_with_clock(
+        SandboxConfig {
+            shopify_plan: ShopifyPlan::Plus,
+            ..Default::default()
+        },
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let data = sandbox.shopify();
+    assert_eq!(data.plan(), ShopifyPlan::Plus);
+    assert_eq!(data.bucket_available(), 20_000.0, "a full Plus bucket");
+    data.set_bucket_available(500.0);
+    clock.sleep(Duration::from_millis(300)).await;
+    assert!(
+        (data.bucket_available() - 800.0).abs() < 1e-6,
+        "1,000 points a second"
+    );
+    data.set_bucket_available(f64::MAX);
+    assert_eq!(data.bucket_available(), 20_000.0);
+    let body: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/api/2026-10/graphql.json",
+            sandbox.shopify_url()
+        ))
+        .header("X-Shopify-Access-Token", &data.access_token)
+        .json(&json!({ "query": ORDERS_PAGE, "variables": { "first": 50 } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    let status = &body["extensions"]["cost"]["throttleStatus"];
+    assert_eq!(status["restoreRate"], 1_000.0);
+    assert_eq!(status["maximumAvailable"], 20_000.0);
+    assert_eq!(data.throttled_count(), 0);
+    sandbox.shutdown().await;
+}

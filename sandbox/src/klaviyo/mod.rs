@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use crate::rendered::Rendered;
 use crate::rng::SplitMix64;
 
 pub(crate) use routes::router;
@@ -53,7 +54,7 @@ pub const METRIC_NAMES: [&str; 6] = [
 const SELF_BASE: &str = "https://a.klaviyo.com/api";
 
 /// The generated account: its data, in the JSON:API shape the API serves, and the key it accepts.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KlaviyoAccount {
     /// The private API key the account accepts (`Authorization: Klaviyo-API-Key …`).
     pub api_key: String,
@@ -69,11 +70,206 @@ pub struct KlaviyoAccount {
     pub flows: Vec<Value>,
     /// `list` resources.
     pub lists: Vec<Value>,
-    /// `event` resources, sorted by (`datetime`, id).
-    pub events: Vec<Value>,
+    /// `event` resources, sorted by (`datetime`, id): held as numbers and indexes and rendered as the
+    /// API's JSON only for the page served ([`Rendered`] renders them all when a test reads them).
+    pub events: Rendered,
     /// `attribution` resources the events' `attributions` relationships point at.
     pub attributions: Vec<Value>,
+    /// The events as the server reads them.
+    pub(crate) event_data: Arc<EventData>,
     limiter: Arc<Limiter>,
+}
+
+impl Clone for KlaviyoAccount {
+    /// The same account (its rate windows shared, like the clones of a shared account).
+    fn clone(&self) -> Self {
+        KlaviyoAccount {
+            api_key: self.api_key.clone(),
+            metrics: self.metrics.clone(),
+            profiles: self.profiles.clone(),
+            campaigns: self.campaigns.clone(),
+            campaign_channels: self.campaign_channels.clone(),
+            flows: self.flows.clone(),
+            lists: self.lists.clone(),
+            events: self.events.share(),
+            attributions: self.attributions.clone(),
+            event_data: self.event_data.clone(),
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// The product names of `Viewed Product` and `Started Checkout` events.
+const PRODUCT_NAMES: [&str; 3] = ["Linen Shirt", "Canvas Tote", "Wool Beanie"];
+
+/// The events and what their JSON repeats (ids and names), kept compactly: 30,000 events of a scale-10
+/// account held as JSON values with their relationship links took ≈ 280 MB of the demo's memory.
+#[derive(Debug)]
+pub(crate) struct EventData {
+    /// Sorted by (`at`, `id`), as served.
+    pub(crate) events: Vec<Event>,
+    /// The metrics' ids, by metric index (the order of [`METRIC_NAMES`]).
+    pub(crate) metric_ids: Vec<String>,
+    /// The profiles' ids, by position in [`KlaviyoAccount::profiles`].
+    pub(crate) profile_ids: Vec<String>,
+    /// The attributions' ids, by position in [`KlaviyoAccount::attributions`].
+    attribution_ids: Vec<String>,
+    /// Email campaigns' (campaign id, message id, name).
+    campaign_messages: Vec<(String, String, String)>,
+    /// Flows' (flow id, message id, name).
+    flow_messages: Vec<(String, String, String)>,
+}
+
+/// One event as the numbers and indexes its JSON is made of ([`EventData::render`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Event {
+    /// The 12-character id.
+    pub(crate) id: [u8; 12],
+    /// Unix seconds.
+    pub(crate) at: i64,
+    /// Index of the metric (and the kind of event) in [`METRIC_NAMES`].
+    pub(crate) metric: u8,
+    /// Position of the profile in [`KlaviyoAccount::profiles`].
+    pub(crate) profile: u32,
+    props: Props,
+    /// The uuid's 24 random hex digits.
+    uuid: [u8; 24],
+    /// Position of its attribution record, if it has one.
+    attribution: Option<u32>,
+}
+
+/// What an event's `event_properties` are made of.
+#[derive(Debug, Clone, PartialEq)]
+enum Props {
+    /// Received, opened (`clicked` false) or clicked an email.
+    Email { message: Message, clicked: bool },
+    /// Viewed a product or started a checkout.
+    Product {
+        event_id: [u8; 10],
+        product: u8,
+        cents: i64,
+    },
+    /// Placed an order, attributed in its properties or not.
+    Order {
+        order: i64,
+        cents: i64,
+        attributed: Option<Message>,
+    },
+}
+
+/// An email message: a campaign's (index in the email campaigns) or a flow's (index in the flows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Message {
+    Campaign(u32),
+    Flow(u32),
+}
+
+/// The bytes of an ASCII id of known length.
+fn ascii<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(s.as_bytes());
+    out
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("generated ids are ASCII")
+}
+
+impl Event {
+    /// The event's id.
+    pub(crate) fn id(&self) -> &str {
+        text(&self.id)
+    }
+}
+
+impl EventData {
+    /// The API's JSON of the `i`-th event, exactly as it was generated before events were kept
+    /// compactly (same keys in the same order, same numbers).
+    pub(crate) fn render(&self, i: usize) -> Value {
+        let e = &self.events[i];
+        let id = e.id();
+        let at = DateTime::from_timestamp(e.at, 0).expect("a generated time");
+        let props = match e.props {
+            Props::Email { message, clicked } => {
+                let mut p = json!({"$event_id": format!("{}", e.at),
+                                   "Email Domain": "example.com", "Client Name": "Apple Mail",
+                                   "Client Type": "Email Client", "Inbox Provider": "Gmail"});
+                match message {
+                    Message::Campaign(c) => {
+                        let (_, msg, name) = &self.campaign_messages[c as usize];
+                        p["$message"] = json!(msg);
+                        p["Campaign Name"] = json!(name);
+                        p["Subject"] = json!(format!("{name}: don't miss it"));
+                    }
+                    Message::Flow(f) => {
+                        let (flow, msg, name) = &self.flow_messages[f as usize];
+                        p["$message"] = json!(msg);
+                        p["$flow"] = json!(flow);
+                        p["Subject"] = json!(format!("{name} #1"));
+                    }
+                }
+                if clicked {
+                    p["URL"] = json!(
+                        "https://store.example.com/shop/?utm_source=klaviyo&utm_medium=email"
+                    );
+                }
+                p
+            }
+            Props::Product {
+                ref event_id,
+                product,
+                cents,
+            } => {
+                json!({"$event_id": text(event_id), "ProductName": PRODUCT_NAMES[product as usize],
+                       "$value": (cents as f64) / 100.0, "$currency_code": "USD"})
+            }
+            Props::Order {
+                order,
+                cents,
+                attributed,
+            } => {
+                let mut p = json!({"$event_id": order.to_string(), "OrderId": order.to_string(),
+                                   "$value": (cents as f64) / 100.0, "$currency_code": "USD",
+                                   "ItemNames": ["Linen Shirt"], "Source Name": "web"});
+                match attributed {
+                    Some(Message::Campaign(c)) => {
+                        let (_, msg, _) = &self.campaign_messages[c as usize];
+                        p["$attributed_channel"] = json!("Email");
+                        p["$attributed_message"] = json!(msg);
+                    }
+                    Some(Message::Flow(f)) => {
+                        let (flow, msg, _) = &self.flow_messages[f as usize];
+                        p["$attributed_channel"] = json!("Email");
+                        p["$attributed_flow"] = json!(flow);
+                        p["$attributed_message"] = json!(msg);
+                    }
+                    None => {}
+                }
+                p
+            }
+        };
+        let attribution_links: Vec<Value> = e
+            .attribution
+            .map(|a| json!({"type": "attribution", "id": self.attribution_ids[a as usize]}))
+            .into_iter()
+            .collect();
+        let ev_links = |rel: &str| {
+            json!({"self": format!("{SELF_BASE}/events/{id}/relationships/{rel}/"),
+                   "related": format!("{SELF_BASE}/events/{id}/{rel}/")})
+        };
+        let u = text(&e.uuid);
+        json!({"type": "event", "id": id,
+            "attributes": {"timestamp": e.at, "event_properties": props,
+                           "datetime": ts(at),
+                           "uuid": format!("{}-{}-11ef-8001-{}", &u[..8], &u[8..12], &u[12..])},
+            "relationships": {
+                "profile": {"data": {"type": "profile", "id": self.profile_ids[e.profile as usize]},
+                            "links": ev_links("profile")},
+                "metric": {"data": {"type": "metric", "id": self.metric_ids[e.metric as usize]},
+                           "links": ev_links("metric")},
+                "attributions": {"data": attribution_links, "links": ev_links("attributions")}},
+            "links": {"self": format!("{SELF_BASE}/events/{id}/")}})
+    }
 }
 
 /// Fixed-window counters per endpoint and the number of 429s served.
@@ -367,115 +563,126 @@ impl KlaviyoAccount {
                 "links": {"self": format!("{SELF_BASE}/profiles/{id}/")}}));
         }
         profiles.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let with_email: Vec<String> = profiles
-            .iter()
-            .filter(|p| p["attributes"]["email"].is_string())
-            .map(|p| p["id"].as_str().unwrap().to_string())
-            .collect();
 
-        // Events over the EVENT_DAYS before `end`.
+        // Events over the EVENT_DAYS before `end`: kept as numbers and indexes (see `Event`), rendered
+        // as the API's JSON when served. The draws are those the JSON was built from, in order.
         let mut rng = root.fork(7);
         let mut events = Vec::new();
         let mut attributions = Vec::new();
         let span = EVENT_DAYS * 86_400;
+        let campaign_refs: Vec<(String, String, String)> = campaign_messages
+            .iter()
+            .map(|(c, m, name, _)| (c.clone(), m.clone(), name.clone()))
+            .collect();
+        let profile_ids: Vec<String> = profiles
+            .iter()
+            .map(|p| p["id"].as_str().unwrap_or("").to_string())
+            .collect();
+        // Positions (in `profiles`) of the profiles with an email: events are theirs.
+        let with_email: Vec<u32> = profiles
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p["attributes"]["email"].is_string())
+            .map(|(i, _)| i as u32)
+            .collect();
         for _ in 0..3_000 * scale {
             let kind = rng.weighted(&[30, 24, 11, 16, 8, 11]);
-            let profile = rng.pick(&with_email).clone();
+            let profile = *rng.pick(&with_email);
             let at = start + Duration::seconds(rng.range(0, span - 1));
             let id = rng.alnum(12);
-            let mut attribution_links = Vec::new();
+            let mut attribution = None;
             let props = if kind < 3 {
                 // Email engagement: a campaign's message or a flow's.
-                let mut p = json!({"$event_id": format!("{}", at.timestamp()),
-                                   "Email Domain": "example.com", "Client Name": "Apple Mail",
-                                   "Client Type": "Email Client", "Inbox Provider": "Gmail"});
-                if rng.chance(0.7) {
-                    let (_, msg, name, _) = rng.pick(&campaign_messages).clone();
-                    p["$message"] = json!(msg);
-                    p["Campaign Name"] = json!(name);
-                    p["Subject"] = json!(format!("{name}: don't miss it"));
+                let message = if rng.chance(0.7) {
+                    Message::Campaign(rng.index(campaign_refs.len()) as u32)
                 } else {
-                    let (flow, msg, name) = rng.pick(&flow_messages).clone();
-                    p["$message"] = json!(msg);
-                    p["$flow"] = json!(flow);
-                    p["Subject"] = json!(format!("{name} #1"));
+                    Message::Flow(rng.index(flow_messages.len()) as u32)
+                };
+                Props::Email {
+                    message,
+                    clicked: kind == 2,
                 }
-                if kind == 2 {
-                    p["URL"] = json!(
-                        "https://store.example.com/shop/?utm_source=klaviyo&utm_medium=email"
-                    );
-                }
-                p
             } else if kind < 5 {
-                json!({"$event_id": rng.alnum(10), "ProductName": rng.pick(&["Linen Shirt", "Canvas Tote", "Wool Beanie"]),
-                       "$value": (rng.range(900, 19_900) as f64) / 100.0, "$currency_code": "USD"})
+                let event_id = rng.alnum(10);
+                let product = rng.index(PRODUCT_NAMES.len()) as u8;
+                let cents = rng.range(900, 19_900);
+                Props::Product {
+                    event_id: ascii(&event_id),
+                    product,
+                    cents,
+                }
             } else {
                 let cents = rng.range(1_500, 45_000);
                 let order = rng.range(10_000, 99_999);
-                let mut p = json!({"$event_id": order.to_string(), "OrderId": order.to_string(),
-                                   "$value": (cents as f64) / 100.0, "$currency_code": "USD",
-                                   "ItemNames": ["Linen Shirt"], "Source Name": "web"});
+                let mut attributed = None;
                 match rng.below(6) {
                     0 => {
-                        let (campaign, msg, _, _) = rng.pick(&campaign_messages).clone();
-                        p["$attributed_channel"] = json!("Email");
-                        p["$attributed_message"] = json!(msg.clone());
+                        let c = rng.index(campaign_refs.len());
+                        let (campaign, msg, _) = &campaign_refs[c];
+                        attributed = Some(Message::Campaign(c as u32));
                         let aid = rng.hex(32);
-                        attributions.push(attribution(
+                        attribution = Some(attributions.len() as u32);
+                        attributions.push(attribution_json(
                             &aid,
                             &id,
-                            Some(&campaign),
-                            Some(&msg),
+                            Some(campaign),
+                            Some(msg),
                             None,
                         ));
-                        attribution_links.push(json!({"type": "attribution", "id": aid}));
                     }
                     1 => {
-                        let (flow, msg, _) = rng.pick(&flow_messages).clone();
-                        p["$attributed_channel"] = json!("Email");
-                        p["$attributed_flow"] = json!(flow.clone());
-                        p["$attributed_message"] = json!(msg);
+                        attributed = Some(Message::Flow(rng.index(flow_messages.len()) as u32));
                     }
                     2 => {
                         // Attributed through the relationship only.
                         let aid = rng.hex(32);
-                        if rng.chance(0.5) {
-                            let (campaign, msg, _, _) = rng.pick(&campaign_messages).clone();
-                            attributions.push(attribution(
-                                &aid,
-                                &id,
-                                Some(&campaign),
-                                Some(&msg),
-                                None,
-                            ));
+                        let record = if rng.chance(0.5) {
+                            let (campaign, msg, _) = rng.pick(&campaign_refs);
+                            attribution_json(&aid, &id, Some(campaign), Some(msg), None)
                         } else {
-                            let (flow, _, _) = rng.pick(&flow_messages).clone();
-                            attributions.push(attribution(&aid, &id, None, None, Some(&flow)));
-                        }
-                        attribution_links.push(json!({"type": "attribution", "id": aid}));
+                            let (flow, _, _) = rng.pick(&flow_messages);
+                            attribution_json(&aid, &id, None, None, Some(flow))
+                        };
+                        attribution = Some(attributions.len() as u32);
+                        attributions.push(record);
                     }
                     _ => {}
                 }
-                p
+                Props::Order {
+                    order,
+                    cents,
+                    attributed,
+                }
             };
-            let metric = metric_id(kind);
-            let ev_links = |rel: &str| {
-                json!({"self": format!("{SELF_BASE}/events/{id}/relationships/{rel}/"),
-                       "related": format!("{SELF_BASE}/events/{id}/{rel}/")})
-            };
-            events.push(json!({"type": "event", "id": id,
-                "attributes": {"timestamp": at.timestamp(), "event_properties": props,
-                               "datetime": ts(at),
-                               "uuid": format!("{}-{}-11ef-8001-{}", rng.hex(8), rng.hex(4), rng.hex(12))},
-                "relationships": {
-                    "profile": {"data": {"type": "profile", "id": profile}, "links": ev_links("profile")},
-                    "metric": {"data": {"type": "metric", "id": metric}, "links": ev_links("metric")},
-                    "attributions": {"data": attribution_links, "links": ev_links("attributions")}},
-                "links": {"self": format!("{SELF_BASE}/events/{id}/")}}));
+            let uuid = format!("{}{}{}", rng.hex(8), rng.hex(4), rng.hex(12));
+            events.push(Event {
+                id: ascii(&id),
+                at: at.timestamp(),
+                metric: kind as u8,
+                profile,
+                props,
+                uuid: ascii(&uuid),
+                attribution,
+            });
         }
-        events.sort_by(|a, b| {
-            (a["attributes"]["timestamp"].as_i64(), a["id"].as_str())
-                .cmp(&(b["attributes"]["timestamp"].as_i64(), b["id"].as_str()))
+        events.sort_by_key(|e| (e.at, e.id));
+        let attribution_ids: Vec<String> = attributions
+            .iter()
+            .map(|a| a["id"].as_str().unwrap_or("").to_string())
+            .collect();
+        let event_data = Arc::new(EventData {
+            events,
+            metric_ids: (0..metrics.len()).map(metric_id).collect(),
+            profile_ids,
+            attribution_ids,
+            campaign_messages: campaign_refs,
+            flow_messages,
+        });
+        let rendered = event_data.clone();
+        let events = Rendered::new(event_data.events.len(), move || {
+            (0..rendered.events.len())
+                .map(|i| rendered.render(i))
+                .collect()
         });
 
         KlaviyoAccount {
@@ -488,6 +695,7 @@ impl KlaviyoAccount {
             lists,
             events,
             attributions,
+            event_data,
             limiter: Arc::new(Limiter::default()),
         }
     }
@@ -531,7 +739,7 @@ impl KlaviyoAccount {
     }
 }
 
-fn attribution(
+fn attribution_json(
     id: &str,
     event: &str,
     campaign: Option<&str>,

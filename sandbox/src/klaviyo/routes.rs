@@ -1,5 +1,6 @@
 //! The JSON:API routes of the simulated Klaviyo account.
 
+use std::borrow::Cow;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{KlaviyoAccount, PREFIX};
+use super::{EventData, KlaviyoAccount, PREFIX};
 use crate::clock::Time;
 use crate::faults::{self, FaultLayer, Faults};
 
@@ -454,18 +455,10 @@ fn parse_filter(s: &str, out: &mut Vec<Condition>) -> Result<(), String> {
     Ok(())
 }
 
-/// The value of a filter or sort field on a resource.
+/// The value of a filter or sort field on a resource other than an event ([`event_matches`]).
 fn field_value(st: &KState, endpoint: &str, item: &Value, field: &str) -> Value {
     match (endpoint, field) {
         (_, "id") => item["id"].clone(),
-        ("events", "metric_id") => item
-            .pointer("/relationships/metric/data/id")
-            .cloned()
-            .unwrap_or(Value::Null),
-        ("events", "profile_id") => item
-            .pointer("/relationships/profile/data/id")
-            .cloned()
-            .unwrap_or(Value::Null),
         ("campaigns", "messages.channel") => {
             Value::String(st.account.campaign_channel(item).to_string())
         }
@@ -473,6 +466,41 @@ fn field_value(st: &KState, endpoint: &str, item: &Value, field: &str) -> Value 
             item["attributes"]["integration"][&f["integration.".len()..]].clone()
         }
         (_, f) => item["attributes"][f].clone(),
+    }
+}
+
+/// Whether the `i`-th event meets a condition: what [`matches`] says of the field's JSON value, read
+/// from the event's numbers (a time bound on `datetime` compares the time itself, which is what
+/// parsing the rendered `datetime` gave).
+fn event_matches(data: &EventData, i: usize, c: &Condition) -> bool {
+    let e = &data.events[i];
+    let actual = match c.field.as_str() {
+        "datetime" => {
+            if let Operand::Time(t) = &c.value {
+                let at = DateTime::from_timestamp(e.at, 0).expect("a generated time");
+                return compare(at.cmp(t), &c.op);
+            }
+            Value::String(super::ts(
+                DateTime::from_timestamp(e.at, 0).expect("a generated time"),
+            ))
+        }
+        "timestamp" => Value::from(e.at),
+        "metric_id" => Value::String(data.metric_ids[e.metric as usize].clone()),
+        "profile_id" => Value::String(data.profile_ids[e.profile as usize].clone()),
+        "id" => Value::String(e.id().to_string()),
+        _ => Value::Null,
+    };
+    matches(&actual, c)
+}
+
+fn compare(ord: CmpOrdering, op: &str) -> bool {
+    match op {
+        EQ => ord == CmpOrdering::Equal,
+        GT => ord == CmpOrdering::Greater,
+        GTE => ord != CmpOrdering::Less,
+        LT => ord == CmpOrdering::Less,
+        LTE => ord != CmpOrdering::Greater,
+        _ => false,
     }
 }
 
@@ -486,14 +514,7 @@ fn matches(actual: &Value, c: &Condition) -> bool {
     let Some(ord) = ord else {
         return false;
     };
-    match c.op.as_str() {
-        EQ => ord == CmpOrdering::Equal,
-        GT => ord == CmpOrdering::Greater,
-        GTE => ord != CmpOrdering::Less,
-        LT => ord == CmpOrdering::Less,
-        LTE => ord != CmpOrdering::Greater,
-        _ => false,
-    }
+    compare(ord, &c.op)
 }
 
 fn compare_values(a: &Value, b: &Value) -> CmpOrdering {
@@ -687,43 +708,70 @@ fn serve(
     };
 
     let account = &st.account;
-    let source: &Vec<Value> = match endpoint.name {
-        "events" => &account.events,
-        "metrics" => &account.metrics,
-        "profiles" => &account.profiles,
-        "campaigns" => &account.campaigns,
-        "flows" => &account.flows,
-        _ => &account.lists,
+    // Events are held compactly and in (datetime, id) order: filtered on their numbers, sorted by
+    // that order, and rendered for the page only. Other resources are few and kept as values.
+    let (total, page): (usize, Vec<Cow<'_, Value>>) = if endpoint.name == "events" {
+        let data = &account.event_data;
+        let mut selected: Vec<usize> = (0..data.events.len())
+            .filter(|&i| conditions.iter().all(|c| event_matches(data, i, c)))
+            .collect();
+        // The only sorts are `datetime` and `timestamp`: the order held, or its reverse (ties by
+        // id, as the held order breaks them).
+        if sort.as_ref().is_some_and(|(desc, _)| *desc) {
+            selected.reverse();
+        }
+        let page = selected
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(|&i| Cow::Owned(data.render(i)))
+            .collect();
+        (selected.len(), page)
+    } else {
+        let source: &Vec<Value> = match endpoint.name {
+            "metrics" => &account.metrics,
+            "profiles" => &account.profiles,
+            "campaigns" => &account.campaigns,
+            "flows" => &account.flows,
+            _ => &account.lists,
+        };
+        let mut selected: Vec<&Value> = source
+            .iter()
+            .filter(|item| {
+                conditions
+                    .iter()
+                    .all(|c| matches(&field_value(st, endpoint.name, item, &c.field), c))
+            })
+            .collect();
+        if let Some((desc, field)) = &sort {
+            selected.sort_by(|a, b| {
+                let o = compare_values(
+                    &field_value(st, endpoint.name, a, field),
+                    &field_value(st, endpoint.name, b, field),
+                )
+                .then_with(|| a["id"].as_str().cmp(&b["id"].as_str()));
+                if *desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+        }
+        let page = selected
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(|v| Cow::Borrowed(*v))
+            .collect();
+        (selected.len(), page)
     };
-    let mut selected: Vec<&Value> = source
-        .iter()
-        .filter(|item| {
-            conditions
-                .iter()
-                .all(|c| matches(&field_value(st, endpoint.name, item, &c.field), c))
-        })
-        .collect();
-    if let Some((desc, field)) = &sort {
-        selected.sort_by(|a, b| {
-            let o = compare_values(
-                &field_value(st, endpoint.name, a, field),
-                &field_value(st, endpoint.name, b, field),
-            )
-            .then_with(|| a["id"].as_str().cmp(&b["id"].as_str()));
-            if *desc {
-                o.reverse()
-            } else {
-                o
-            }
-        });
-    }
-    let page: Vec<&Value> = selected.iter().skip(offset).take(size).copied().collect();
     let next_offset = offset + page.len();
 
     let mut included = Vec::new();
     let mut seen = HashSet::new();
     let mut data = Vec::with_capacity(page.len());
     for item in page {
+        let item = &*item;
         for inc in &includes {
             let (t, linkages): (&'static str, Vec<&Value>) = match inc.as_str() {
                 "metric" => (
@@ -787,7 +835,7 @@ fn serve(
             format!("{base}?{q}")
         }
     };
-    let next = (next_offset < selected.len()).then(|| with_cursor(Some(next_offset)));
+    let next = (next_offset < total).then(|| with_cursor(Some(next_offset)));
     let prev = (offset > 0).then(|| with_cursor(Some(offset.saturating_sub(size))));
     let mut doc = json!({
         "data": data,

@@ -9,7 +9,7 @@
 //! [`AdAccount::job_row_limit`] fail, like Meta's do on large accounts, and
 //! [`AdAccount::fail_account_jobs_on`] makes every account-wide job over a given day fail, so that a
 //! connector's splitting by window and by level can be exercised. A job runs for
-//! [`routes::JOB_RUN_TIME`] on the sandbox's clock (real time unless the sandbox was started on a
+//! [`AdAccount::job_run_time`] ([`routes::JOB_RUN_TIME`] unless changed) on the sandbox's clock (real time unless the sandbox was started on a
 //! test clock) however often it is polled, so jobs started side by side finish side by side, as at
 //! Meta.
 
@@ -74,6 +74,8 @@ pub struct AdAccount {
     restatements: AtomicU64,
     throttled: AtomicU64,
     job_row_limit: AtomicUsize,
+    /// [`AdAccount::job_run_time`] in milliseconds.
+    job_run_ms: AtomicU64,
     jobs_started: AtomicU64,
     jobs_failed: AtomicU64,
     failing_days: Mutex<Vec<NaiveDate>>,
@@ -252,6 +254,7 @@ impl AdAccount {
             restatements: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             job_row_limit: AtomicUsize::new(JOB_ROW_LIMIT),
+            job_run_ms: AtomicU64::new(routes::JOB_RUN_TIME.as_millis() as u64),
             jobs_started: AtomicU64::new(0),
             jobs_failed: AtomicU64::new(0),
             failing_days: Mutex::new(Vec::new()),
@@ -371,6 +374,18 @@ impl AdAccount {
     /// Change [`AdAccount::job_row_limit`] for the jobs started from now on.
     pub fn set_job_row_limit(&self, rows: usize) {
         self.job_row_limit.store(rows, Ordering::SeqCst);
+    }
+
+    /// How long an async report job runs before it completes ([`routes::JOB_RUN_TIME`] unless
+    /// changed), on the sandbox's clock.
+    pub fn job_run_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.job_run_ms.load(Ordering::SeqCst))
+    }
+
+    /// Change [`AdAccount::job_run_time`] for the jobs started from now on (whole milliseconds).
+    pub fn set_job_run_time(&self, run_time: std::time::Duration) {
+        self.job_run_ms
+            .store(run_time.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Async report jobs started so far (`POST act_{id}/insights`).

@@ -32,9 +32,10 @@ pub const RATE_LIMIT: usize = 600;
 /// The sliding window the rate is measured over.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 
-/// How long a report job runs before it is `Job Completed`: like Meta's, a job advances with time,
-/// not with polls, so jobs started side by side finish side by side. A client polling after 1 s and
-/// then 2 s more sees `Job Running` first and `Job Completed` on its second poll.
+/// How long a report job runs before it is `Job Completed`, by default ([`AdAccount::job_run_time`]
+/// changes it): like Meta's, a job advances with time, not with polls, so jobs started side by side
+/// finish side by side. A client polling after 1 s and then 2 s more sees `Job Running` first and
+/// `Job Completed` on its second poll.
 pub const JOB_RUN_TIME: Duration = Duration::from_millis(1500);
 
 /// How long a job stays `Job Not Started`.
@@ -46,6 +47,8 @@ pub const JOB_FAIL_TIME: Duration = Duration::from_millis(800);
 struct Job {
     query: InsightsQuery,
     started: Instant,
+    /// How long it runs ([`AdAccount::job_run_time`] when it started).
+    run_time: Duration,
     /// Too big, or over a day set to fail: ends `Job Failed`.
     fails: bool,
     failure_counted: bool,
@@ -290,6 +293,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                 Job {
                     query: q,
                     started: state.time.now(),
+                    run_time: account.job_run_time(),
                     fails,
                     failure_counted: false,
                 },
@@ -366,8 +370,8 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                         ("Job Not Started", 0)
                     } else if job.fails && age >= JOB_FAIL_TIME {
                         ("Job Failed", 0)
-                    } else if age < JOB_RUN_TIME {
-                        let pct = 100 * age.as_millis() / JOB_RUN_TIME.as_millis();
+                    } else if age < job.run_time {
+                        let pct = 100 * age.as_millis() / job.run_time.as_millis().max(1);
                         ("Job Running", pct as u32)
                     } else {
                         ("Job Completed", 100)
@@ -395,7 +399,7 @@ async fn handle(State(state): State<Arc<MState>>, req: Request) -> Response {
                         return state
                             .invalid_param(usage, "The report failed; start a smaller one");
                     }
-                    if state.time.now().saturating_duration_since(job.started) < JOB_RUN_TIME {
+                    if state.time.now().saturating_duration_since(job.started) < job.run_time {
                         drop(jobs);
                         return state.invalid_param(usage, "The report is not ready yet");
                     }

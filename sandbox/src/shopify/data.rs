@@ -601,9 +601,14 @@ impl ShopData {
         }
     }
 
-    /// Refill the cost bucket on `time` (a full bucket).
-    pub(crate) fn set_time(&mut self, time: crate::clock::Time) {
-        self.meter = super::cost::Meter::new(time);
+    /// A full cost bucket of `plan`, refilled on `time`.
+    pub(crate) fn set_meter(&mut self, time: crate::clock::Time, plan: super::ShopifyPlan) {
+        self.meter = super::cost::Meter::new(time, plan);
+    }
+
+    /// The shop's plan, which sets its cost bucket ([`SandboxConfig::shopify_plan`](crate::SandboxConfig::shopify_plan)).
+    pub fn plan(&self) -> super::ShopifyPlan {
+        self.meter.plan()
     }
 
     /// Throttled (`THROTTLED`) responses served so far.
@@ -616,7 +621,8 @@ impl ShopData {
         self.meter.over_cost()
     }
 
-    /// Set the cost bucket's points (clamped to 0..=2000), e.g. to start a test with a drained bucket.
+    /// Set the cost bucket's points (clamped to the plan's bucket, 0..=2000 on the Standard plan), e.g.
+    /// to start a test with a drained bucket.
     pub fn set_bucket_available(&self, points: f64) {
         self.meter.set(points);
     }

@@ -17,7 +17,8 @@
 //! - Sort keys `CREATED_AT`, `UPDATED_AT`, `ID` (ties by id), `reverse`; cursors are base64 JSON of
 //!   the last node's `(sort value, id)`; `first` is 1..=250.
 //! - Cost: a connection costs `2 + first × (1 + Σ nested (2 + their first))` requested; actual cost
-//!   uses the numbers returned. Each shop has a 2000-point bucket restored at 100 points/s; a query
+//!   uses the numbers returned. Each shop has a 2000-point bucket restored at 100 points/s (the
+//!   Standard plan; [`ShopifyPlan`] for larger ones, `SandboxConfig::shopify_plan`); a query
 //!   the bucket cannot cover is answered HTTP 200 `THROTTLED`; a requested cost over 1000 is
 //!   `MAX_COST_EXCEEDED` (without `extensions`). Every other response carries `extensions.cost`.
 //! - Bulk: `bulkOperationRunQuery` → `CREATED`; the first poll says `RUNNING`, the second `COMPLETED`
@@ -42,7 +43,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::{self, FaultLayer, Faults};
 
-pub use cost::{MAXIMUM_AVAILABLE, MAX_QUERY_COST, RESTORE_RATE};
+pub use cost::{ShopifyPlan, MAXIMUM_AVAILABLE, MAX_QUERY_COST, RESTORE_RATE};
 pub use data::{ShopData, STOREFRONT, WINDOW_DAYS};
 
 /// Path prefix of the simulated shop: the client's `base_url` is `http://HOST:PORT/shopify`.
@@ -542,7 +543,7 @@ impl ShopState {
                 json!({
                     "errors": [{ "message": "Throttled", "extensions": {
                         "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits" } }],
-                    "extensions": cost::extensions(requested, None, available),
+                    "extensions": meter.extensions(requested, None, available),
                 }),
             );
         }
@@ -573,7 +574,7 @@ impl ShopState {
         let available = meter.settle(requested, actual.min(requested));
         (
             StatusCode::OK,
-            json!({ "data": data, "extensions": cost::extensions(requested, Some(actual.min(requested)), available) }),
+            json!({ "data": data, "extensions": meter.extensions(requested, Some(actual.min(requested)), available) }),
         )
     }
 

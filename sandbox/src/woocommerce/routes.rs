@@ -24,11 +24,11 @@ use crate::faults::{self, FaultLayer, Faults};
 
 const WC_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
-/// One record with the values the filters and orderings need, parsed once. The JSON itself stays in
-/// the store (`pos` points at it): the routes keep no second copy of the records.
+/// One record with the values the filters and orderings need, parsed once. The JSON text itself stays
+/// in the store (`pos` points at it): the routes keep no second copy of the records.
 #[derive(Debug)]
 struct Rec {
-    /// Position of the record's JSON in its collection's values.
+    /// Position of the record's JSON text in its collection.
     pos: usize,
     id: u64,
     created: NaiveDateTime,
@@ -140,11 +140,15 @@ struct Coll {
 }
 
 impl Coll {
-    fn new(values: &[Value], kind: Collection) -> Self {
-        let recs: Vec<Rec> = values
+    /// The index of records given as JSON text (each parsed once, one at a time).
+    fn new(texts: &[Box<str>], kind: Collection) -> Self {
+        let recs: Vec<Rec> = texts
             .iter()
             .enumerate()
-            .map(|(i, v)| Rec::new(i, v, kind))
+            .map(|(i, t)| {
+                let v: Value = serde_json::from_str(t).expect("the store's own JSON");
+                Rec::new(i, &v, kind)
+            })
             .collect();
         let sorted = |key: Key| {
             let mut idx: Vec<u32> = (0..recs.len() as u32).collect();
@@ -216,13 +220,15 @@ struct Index {
     products: Coll,
     coupons: Coll,
     refunds: Coll,
-    /// Per-order refunds (without `parent_id`, as that endpoint serves them), keyed by order id.
-    order_refunds: BTreeMap<u64, (Vec<Value>, Coll)>,
+    /// Per-order refunds (their JSON text without `parent_id`, as that endpoint serves them), keyed
+    /// by order id.
+    order_refunds: BTreeMap<u64, (Vec<Box<str>>, Coll)>,
 }
 
 impl Index {
     fn new(store: &WooStore) -> Self {
-        let order_refunds = refunds_by_order(&store.refunds)
+        let texts = store.texts();
+        let order_refunds = refunds_by_order(&texts.refunds)
             .into_iter()
             .map(|(order, list)| {
                 let mut coll = Coll::new(&list, Collection::Refunds);
@@ -234,11 +240,11 @@ impl Index {
             })
             .collect();
         Index {
-            orders: Coll::new(&store.orders, Collection::Orders),
-            customers: Coll::new(&store.customers, Collection::Customers),
-            products: Coll::new(&store.products, Collection::Products),
-            coupons: Coll::new(&store.coupons, Collection::Coupons),
-            refunds: Coll::new(&store.refunds, Collection::Refunds),
+            orders: Coll::new(&texts.orders, Collection::Orders),
+            customers: Coll::new(&texts.customers, Collection::Customers),
+            products: Coll::new(&texts.products, Collection::Products),
+            coupons: Coll::new(&texts.coupons, Collection::Coupons),
+            refunds: Coll::new(&texts.refunds, Collection::Refunds),
             order_refunds,
         }
     }
@@ -458,15 +464,22 @@ fn invalid_order_id() -> Response {
     .into_response()
 }
 
-fn single(value: &Value, query: &Query) -> Response {
+/// One record, given as its JSON text: served as it is, or parsed and projected for `_fields`.
+fn single(text: &str, query: &Query) -> Response {
     let fields = query.get("_fields").map(|f| {
         f.split(',')
             .map(|x| x.trim().to_owned())
             .filter(|x| !x.is_empty())
             .collect::<Vec<_>>()
     });
-    let v = project(value, fields.as_deref());
-    let mut resp = json_response(200, serde_json::to_vec(&v).unwrap_or_default());
+    let body = match fields {
+        None => text.as_bytes().to_vec(),
+        Some(fields) => {
+            let value: Value = serde_json::from_str(text).expect("the store's own JSON");
+            serde_json::to_vec(&project(&value, Some(&fields))).unwrap_or_default()
+        }
+    };
+    let mut resp = json_response(200, body);
     resp.headers_mut().insert(
         header::ALLOW,
         HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
@@ -493,14 +506,15 @@ fn project(value: &Value, fields: Option<&[String]>) -> Value {
 }
 
 impl WooState {
-    /// The JSON of a collection's records, as [`Rec::pos`] points into it.
-    fn values(&self, kind: Collection) -> &[Value] {
+    /// The JSON text of a collection's records, as [`Rec::pos`] points into it.
+    fn values(&self, kind: Collection) -> &[Box<str>] {
+        let texts = self.store.texts();
         match kind {
-            Collection::Orders => &self.store.orders,
-            Collection::Customers => &self.store.customers,
-            Collection::Products => &self.store.products,
-            Collection::Coupons => &self.store.coupons,
-            Collection::Refunds => &self.store.refunds,
+            Collection::Orders => &texts.orders,
+            Collection::Customers => &texts.customers,
+            Collection::Products => &texts.products,
+            Collection::Coupons => &texts.coupons,
+            Collection::Refunds => &texts.refunds,
         }
     }
 
@@ -739,7 +753,7 @@ impl WooState {
         link_base: &str,
         query: &Query,
     ) -> Response {
-        let (values, coll): (&[Value], &Coll) = match scope {
+        let (values, coll): (&[Box<str>], &Coll) = match scope {
             Some(order_id) => {
                 if self.index.orders.find(order_id).is_none() {
                     return invalid_order_id();
@@ -759,12 +773,16 @@ impl WooState {
             if i > 0 {
                 body.push(b',');
             }
-            let value = &values[rec.pos];
-            let written = match p.fields.as_deref() {
-                None => serde_json::to_writer(&mut body, value),
-                Some(f) => serde_json::to_writer(&mut body, &project(value, Some(f))),
-            };
-            written.expect("a JSON value serialises");
+            let text = &values[rec.pos];
+            match p.fields.as_deref() {
+                // The record's JSON text is what serialising its value wrote.
+                None => body.extend_from_slice(text.as_bytes()),
+                Some(f) => {
+                    let value: Value = serde_json::from_str(text).expect("the store's own JSON");
+                    serde_json::to_writer(&mut body, &project(&value, Some(f)))
+                        .expect("a JSON value serialises");
+                }
+            }
         }
         body.push(b']');
 

@@ -5,12 +5,14 @@
 //! (and key order) the REST API serves them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Map, Value};
 
+use crate::rendered::Rendered;
 use crate::rng::SplitMix64;
 
 mod people;
@@ -36,11 +38,13 @@ pub const UTC_OFFSET_HOURS: i32 = -5;
 
 /// The simulated WooCommerce store: credentials and every record, exactly as the API serves them.
 ///
-/// Records are `serde_json::Value`s sorted by ascending `id`. Dates follow WooCommerce: `date_created`
-/// is site-local time, `date_created_gmt` UTC, both `YYYY-MM-DDTHH:MM:SS` without a zone suffix; money
-/// is a string with 2 decimals (`line_items[].price` is a JSON number, `refunds[].total` a negative
-/// string).
-#[derive(Clone, PartialEq)]
+/// Records are sorted by ascending `id`. Dates follow WooCommerce: `date_created` is site-local time,
+/// `date_created_gmt` UTC, both `YYYY-MM-DDTHH:MM:SS` without a zone suffix; money is a string with
+/// 2 decimals (`line_items[].price` is a JSON number, `refunds[].total` a negative string).
+///
+/// Each record is held as its JSON text, which the routes serve as it is (or, with `_fields`, parse
+/// for the page): as `serde_json::Value`s a scale-10 store took ≈ 135 MB. The collections below are
+/// the same records as values, rendered from that text when first read (by tests).
 pub struct WooStore {
     /// The canonical site URL used inside records ([`SITE_URL`]).
     pub site_url: String,
@@ -51,17 +55,71 @@ pub struct WooStore {
     /// The site's fixed offset from UTC in hours (`date_created = date_created_gmt + offset`).
     pub utc_offset_hours: i32,
     /// `GET /orders` records (guest orders have `customer_id` 0 and the email only in `billing`).
-    pub orders: Vec<Value>,
+    pub orders: Rendered,
     /// `GET /customers?role=all` records: every WordPress user, including one administrator, one shop
     /// manager and a few subscribers; `role == "customer"` are the store's customers.
-    pub customers: Vec<Value>,
+    pub customers: Rendered,
     /// `GET /products` records.
-    pub products: Vec<Value>,
+    pub products: Rendered,
     /// `GET /coupons` records.
-    pub coupons: Vec<Value>,
+    pub coupons: Rendered,
     /// `GET /refunds` records (the WC ≥ 9.0 global shape, with `parent_id` = the order id; the
     /// per-order endpoint serves the same objects without `parent_id`).
-    pub refunds: Vec<Value>,
+    pub refunds: Rendered,
+    /// The records' JSON text, as served.
+    texts: Arc<Texts>,
+    /// Each order's buyer email ([`WooStore::order_email`]), in id order.
+    order_emails: Vec<String>,
+}
+
+/// Every record's compact JSON text, by collection, in id order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Texts {
+    pub(crate) orders: Vec<Box<str>>,
+    pub(crate) customers: Vec<Box<str>>,
+    pub(crate) products: Vec<Box<str>>,
+    pub(crate) coupons: Vec<Box<str>>,
+    pub(crate) refunds: Vec<Box<str>>,
+}
+
+impl Clone for WooStore {
+    fn clone(&self) -> Self {
+        WooStore {
+            site_url: self.site_url.clone(),
+            consumer_key: self.consumer_key.clone(),
+            consumer_secret: self.consumer_secret.clone(),
+            utc_offset_hours: self.utc_offset_hours,
+            orders: self.orders.share(),
+            customers: self.customers.share(),
+            products: self.products.share(),
+            coupons: self.coupons.share(),
+            refunds: self.refunds.share(),
+            texts: self.texts.clone(),
+            order_emails: self.order_emails.clone(),
+        }
+    }
+}
+
+impl PartialEq for WooStore {
+    /// Same credentials and the same bytes served (without rendering the records as values).
+    fn eq(&self, other: &Self) -> bool {
+        self.site_url == other.site_url
+            && self.consumer_key == other.consumer_key
+            && self.consumer_secret == other.consumer_secret
+            && self.utc_offset_hours == other.utc_offset_hours
+            && self.texts == other.texts
+    }
+}
+
+/// One collection of `texts` as values, rendered when first read.
+fn rendered(texts: &Arc<Texts>, of: fn(&Texts) -> &Vec<Box<str>>) -> Rendered {
+    let texts = texts.clone();
+    Rendered::new(of(&texts).len(), move || {
+        of(&texts)
+            .iter()
+            .map(|t| serde_json::from_str(t).expect("the store's own JSON"))
+            .collect()
+    })
 }
 
 impl std::fmt::Debug for WooStore {
@@ -123,6 +181,59 @@ impl WooStore {
     pub fn order_email(order: &Value) -> String {
         Self::normalize_email(order["billing"]["email"].as_str().unwrap_or(""))
     }
+
+    /// [`WooStore::order_email`] of every order, in id order, without rendering the orders.
+    pub fn order_emails(&self) -> &[String] {
+        &self.order_emails
+    }
+
+    /// The records' JSON text, as the routes serve it.
+    pub(crate) fn texts(&self) -> &Texts {
+        &self.texts
+    }
+
+    fn from_values(
+        site_url: String,
+        consumer_key: String,
+        consumer_secret: String,
+        mut lists: [Vec<(u64, Box<str>)>; 5],
+        mut order_emails: Vec<(u64, String)>,
+    ) -> WooStore {
+        for list in &mut lists {
+            list.sort_by_key(|(id, _)| *id);
+        }
+        order_emails.sort_by_key(|(id, _)| *id);
+        let [orders, customers, products, coupons, refunds] =
+            lists.map(|l| l.into_iter().map(|(_, t)| t).collect::<Vec<_>>());
+        let texts = Arc::new(Texts {
+            orders,
+            customers,
+            products,
+            coupons,
+            refunds,
+        });
+        WooStore {
+            site_url,
+            consumer_key,
+            consumer_secret,
+            utc_offset_hours: UTC_OFFSET_HOURS,
+            orders: rendered(&texts, |t| &t.orders),
+            customers: rendered(&texts, |t| &t.customers),
+            products: rendered(&texts, |t| &t.products),
+            coupons: rendered(&texts, |t| &t.coupons),
+            refunds: rendered(&texts, |t| &t.refunds),
+            texts,
+            order_emails: order_emails.into_iter().map(|(_, e)| e).collect(),
+        }
+    }
+}
+
+/// A record's id and its JSON text.
+fn text_of(value: &Value) -> (u64, Box<str>) {
+    (
+        value["id"].as_u64().unwrap_or(0),
+        value.to_string().into_boxed_str(),
+    )
 }
 
 fn find_by_id(records: &[Value], id: u64) -> Option<&Value> {
@@ -453,41 +564,44 @@ impl Generator {
             }
         }
 
-        let product_json: Vec<Value> = products.iter().map(|p| self.product_json(p)).collect();
-        let coupon_json: Vec<Value> = coupons.iter().map(|c| self.coupon_json(c)).collect();
-        let mut order_json = Vec::with_capacity(orders.len());
-        let mut refund_json = Vec::new();
+        // Each record becomes its JSON text as soon as it is made: the store never holds them all as
+        // values.
+        let product_text: Vec<_> = products
+            .iter()
+            .map(|p| text_of(&self.product_json(p)))
+            .collect();
+        let coupon_text: Vec<_> = coupons
+            .iter()
+            .map(|c| text_of(&self.coupon_json(c)))
+            .collect();
+        let mut order_text = Vec::with_capacity(orders.len());
+        let mut order_emails = Vec::with_capacity(orders.len());
+        let mut refund_text = Vec::new();
         for (o, p) in orders.iter().zip(&priced) {
             let (order, refund) = self.order_json(o, p, &products, &coupons, &users, &guests);
-            order_json.push(order);
-            refund_json.extend(refund);
+            let (id, text) = text_of(&order);
+            order_emails.push((id, WooStore::order_email(&order)));
+            order_text.push((id, text));
+            refund_text.extend(refund.as_ref().map(text_of));
         }
-        let customer_json: Vec<Value> = users
+        let customer_text: Vec<_> = users
             .iter()
-            .map(|u| self.customer_json(u, &orders, &priced))
+            .map(|u| text_of(&self.customer_json(u, &orders, &priced)))
             .collect();
 
-        let mut store = WooStore {
-            site_url: self.site.clone(),
+        WooStore::from_values(
+            self.site.clone(),
             consumer_key,
             consumer_secret,
-            utc_offset_hours: UTC_OFFSET_HOURS,
-            orders: order_json,
-            customers: customer_json,
-            products: product_json,
-            coupons: coupon_json,
-            refunds: refund_json,
-        };
-        for list in [
-            &mut store.orders,
-            &mut store.customers,
-            &mut store.products,
-            &mut store.coupons,
-            &mut store.refunds,
-        ] {
-            list.sort_by_key(|v| v["id"].as_u64().unwrap_or(0));
-        }
-        store
+            [
+                order_text,
+                customer_text,
+                product_text,
+                coupon_text,
+                refund_text,
+            ],
+            order_emails,
+        )
     }
 }
 
@@ -500,12 +614,16 @@ pub(crate) fn per_order_refund(refund: &Value) -> Value {
     r
 }
 
-/// Group global refunds by order id, in id order.
-pub(crate) fn refunds_by_order(refunds: &[Value]) -> BTreeMap<u64, Vec<Value>> {
-    let mut out: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
-    for r in refunds {
+/// Group global refunds (their JSON text) by order id, in id order, as the per-order endpoint serves
+/// them (without `parent_id`).
+pub(crate) fn refunds_by_order(refunds: &[Box<str>]) -> BTreeMap<u64, Vec<Box<str>>> {
+    let mut out: BTreeMap<u64, Vec<Box<str>>> = BTreeMap::new();
+    for text in refunds {
+        let r: Value = serde_json::from_str(text).expect("the store's own JSON");
         if let Some(parent) = r["parent_id"].as_u64() {
-            out.entry(parent).or_default().push(per_order_refund(r));
+            out.entry(parent)
+                .or_default()
+                .push(per_order_refund(&r).to_string().into_boxed_str());
         }
     }
     out
