@@ -211,6 +211,64 @@ async fn settles_near_what_a_slow_host_sustains() {
     assert!(l.peak_in_flight() <= 16);
 }
 
+/// The slow host of `sync_bench --host-latency 200,3,8`: a page costs 200 ms plus 3 ms per record it
+/// was asked for, eight are built at once. A count request (one record, 203 ms), full pages (500 ms)
+/// and a window's short last pages (asked for 100, holding 30: 500 ms with a small body) answer at
+/// different, steady latencies; that spread is the host's design, not load, so the limit grows to
+/// what the host builds at once and stays there. A 503 then halves it, and so does latency rising to
+/// three times the best seen.
+#[tokio::test]
+async fn steady_per_record_latency_is_not_overload_but_503_and_rising_latency_are() {
+    let (l, clock) = limiter(AdaptiveConfig::with_cap(8));
+    // (body bytes, latency) of the three kinds of answers.
+    let kinds = [(600, 203u64), (200_000, 500), (60_000, 500)];
+    let round = |i: usize, slow: u64| {
+        let l = l.clone();
+        let clock = clock.clone();
+        async move {
+            let mut permits = Vec::new();
+            while let Some(p) = l.acquire("/wp-json/wc/v3/orders").now_or_never() {
+                permits.push(p);
+            }
+            let mut timed: Vec<(u64, usize, Permit)> = permits
+                .into_iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    let (bytes, ms) = kinds[(i + j) % kinds.len()];
+                    (ms * slow, bytes, p)
+                })
+                .collect();
+            timed.sort_by_key(|t| t.0);
+            let mut now = 0;
+            for (ms, bytes, p) in timed {
+                clock.sleep(Duration::from_millis(ms - now)).await;
+                now = ms;
+                p.finish_response(&answer(bytes));
+            }
+        }
+    };
+    let mut limits = Vec::new();
+    for i in 0..40 {
+        round(i, 1).await;
+        limits.push(l.limit());
+    }
+    let full = limits.iter().position(|n| *n == 8).expect("reaches the cap");
+    assert!(full <= 5, "slow start: {limits:?}");
+    assert!(limits[full..].iter().all(|n| *n == 8), "{limits:?}");
+    // Overload: one 503 halves.
+    let p = l.acquire("/wp-json/wc/v3/orders").now_or_never().unwrap();
+    p.finish(Outcome::of_status(503));
+    assert_eq!(l.limit(), 4);
+    for i in 0..8 {
+        round(i, 1).await;
+    }
+    let before = l.limit();
+    assert!(before > 4, "grows back while latency holds ({before})");
+    // Rising latency: every answer three times as slow as its kind's best.
+    round(0, 3).await;
+    assert_eq!(l.limit(), before / 2);
+}
+
 fn day(d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, d, 0, 0, 0).unwrap()
 }
