@@ -184,6 +184,36 @@ async fn a_request_waits_for_room_and_a_cancelled_one_gives_it_back() {
     assert_eq!(l.peak_in_flight(), 2);
 }
 
+/// Room goes to the request that has waited longest, not to whoever asks right when it frees: a
+/// stream with one request waiting (a count, a small stream's page) is not starved by streams that
+/// ask again the moment each answer arrives — in `sync_bench` on a slow host, products waited 20 s
+/// for their first request that way and finished last.
+#[tokio::test]
+async fn room_goes_to_the_request_waiting_longest() {
+    let (l, _clock) = limiter(AdaptiveConfig::with_cap(2));
+    let a = l.acquire("/orders").now_or_never().unwrap();
+    let b = l.acquire("/orders").now_or_never().unwrap();
+    let waiting = {
+        let l = l.clone();
+        tokio::spawn(async move { l.acquire("/products").await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    drop(a);
+    // A request asking right now (the next page of a busy stream) does not jump the line…
+    assert!(
+        l.acquire("/orders").now_or_never().is_none(),
+        "jumped the line"
+    );
+    // …the one that waited gets the room.
+    let products = waiting.await.unwrap();
+    assert_eq!(l.in_flight(), 2);
+    drop(b);
+    // With room for two and one waiter ahead gone, a newcomer is served at once.
+    assert!(l.acquire("/orders").now_or_never().is_some());
+    drop(products);
+}
+
 /// A host that builds 8 pages at once in 500 ms each; more queue (latency grows with the queue) and
 /// past 16 it sheds load with 503. Read one page at a time it serves 2 pages a second.
 #[tokio::test]
@@ -252,7 +282,10 @@ async fn steady_per_record_latency_is_not_overload_but_503_and_rising_latency_ar
         round(i, 1).await;
         limits.push(l.limit());
     }
-    let full = limits.iter().position(|n| *n == 8).expect("reaches the cap");
+    let full = limits
+        .iter()
+        .position(|n| *n == 8)
+        .expect("reaches the cap");
     assert!(full <= 5, "slow start: {limits:?}");
     assert!(limits[full..].iter().all(|n| *n == 8), "{limits:?}");
     // Overload: one 503 halves.

@@ -101,7 +101,10 @@ async fn customers_after_the_first_page_are_read_side_by_side_in_overlapping_sli
     assert_eq!(ids_read(&pages), (1..=95).collect::<Vec<u64>>());
     let requests = h.finish(guard).await;
     let first = query(&requests[0]);
-    assert_eq!((first["page"].as_str(), first["per_page"].as_str()), ("1", "10"));
+    assert_eq!(
+        (first["page"].as_str(), first["per_page"].as_str()),
+        ("1", "10")
+    );
     // The rest by offset, each slice starting on the previous one's last customer: 9, 18, …, 90.
     let mut offsets: Vec<u64> = requests[1..]
         .iter()
