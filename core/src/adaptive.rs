@@ -17,13 +17,17 @@
 //!   queueing at the host), it halves too;
 //! - it stays within `[1, cap]`; a configured cap always wins.
 //!
+//! Requests waiting for room are served first come, first served: the streams of a source share its
+//! limit, and without a queue the one whose wake-up happened to be polled last (a stream with a single
+//! request waiting, say) could wait for the whole read of the others, becoming the tail of the sync.
+//!
 //! Latency is judged per request path and response size (in quarter octaves), because a page of
 //! orders and a page of coupons, or a full page and a window's short last one, cost the host
 //! different amounts; the "best seen" of each is the lowest of a moving average (so that one lucky
 //! answer does not become the yardstick). A host that became slower for good shrinks the limit to
 //! one request, whose latency then is the new best (one request queues behind nothing of ours).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,6 +138,9 @@ struct State {
     /// The most requests in flight during the round: a limit that was not used is not grown.
     round_peak: usize,
     paths: HashMap<String, PathStats>,
+    /// Tickets of the requests waiting for room, first come first.
+    queue: VecDeque<u64>,
+    next_ticket: u64,
 }
 
 /// The adaptive concurrency limit of one source; shared by all its streams (they hit the same host).
@@ -172,6 +179,8 @@ impl AdaptiveLimiter {
                 round_len: 0,
                 round_peak: 0,
                 paths: HashMap::new(),
+                queue: VecDeque::new(),
+                next_ticket: 0,
             }),
             freed: Notify::new(),
         })
@@ -204,11 +213,12 @@ impl AdaptiveLimiter {
     /// Wait for room for one more request to `path` (the request's URL path, which its latency is
     /// judged against). Dropping the future gives nothing up; dropping the permit frees the room.
     pub async fn acquire(self: &Arc<Self>, path: &str) -> Permit {
+        let mut ticket: Option<Ticket> = None;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(epoch) = self.try_take() {
+            if let Some(epoch) = self.try_take(&mut ticket) {
                 return Permit {
                     limiter: self.clone(),
                     path: path.to_string(),
@@ -220,15 +230,55 @@ impl AdaptiveLimiter {
         }
     }
 
-    fn try_take(&self) -> Option<u64> {
+    /// Take room if there is some left after the requests waiting before this one; else queue (once).
+    fn try_take(self: &Arc<Self>, ticket: &mut Option<Ticket>) -> Option<u64> {
         let mut s = self.state();
-        if s.in_flight < s.limit {
+        let ahead = match ticket {
+            Some(t) => s.queue.iter().position(|id| *id == t.id).unwrap_or(0),
+            None => s.queue.len(),
+        };
+        if s.in_flight + ahead < s.limit {
+            if let Some(mut t) = ticket.take() {
+                s.queue.retain(|id| *id != t.id);
+                t.queued = false;
+            }
             s.in_flight += 1;
             s.peak = s.peak.max(s.in_flight);
             s.round_peak = s.round_peak.max(s.in_flight);
-            Some(s.epoch)
+            let more = s.in_flight < s.limit && !s.queue.is_empty();
+            let epoch = s.epoch;
+            drop(s);
+            if more {
+                // Room for the next in line too.
+                self.freed.notify_waiters();
+            }
+            Some(epoch)
         } else {
+            if ticket.is_none() {
+                let id = s.next_ticket;
+                s.next_ticket += 1;
+                s.queue.push_back(id);
+                *ticket = Some(Ticket {
+                    limiter: self.clone(),
+                    id,
+                    queued: true,
+                });
+            }
             None
+        }
+    }
+
+    /// A waiting request gave up (its future was dropped): out of the line, and the next one told.
+    fn leave(&self, id: u64) {
+        let mut s = self.state();
+        let Some(at) = s.queue.iter().position(|t| *t == id) else {
+            return;
+        };
+        s.queue.remove(at);
+        let wake = s.in_flight + at < s.limit && s.queue.len() > at;
+        drop(s);
+        if wake {
+            self.freed.notify_waiters();
         }
     }
 
@@ -304,6 +354,21 @@ impl AdaptiveLimiter {
         if after > before {
             tracing::debug!(limit = after, "adaptive limit grew");
             self.freed.notify_waiters();
+        }
+    }
+}
+
+/// A request's place in the line for room; leaves the line when dropped unserved.
+struct Ticket {
+    limiter: Arc<AdaptiveLimiter>,
+    id: u64,
+    queued: bool,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.queued {
+            self.limiter.leave(self.id);
         }
     }
 }

@@ -262,6 +262,55 @@ impl Paginator for Offset {
     }
 }
 
+/// Slices of a listing in a stable order (by id), read side by side by offset once its first page
+/// told the total, each overlapping the one before by one record.
+///
+/// Page numbers over a live listing cannot be read side by side safely on their own: a record deleted
+/// before a page already read shifts every later record one place forward, and the record that slides
+/// from the next page onto the read one is never seen (a sequential reader has the same hole, it only
+/// hits it less often). Slice `k` therefore starts at offset `k × (size − 1)`: its first record must be
+/// the previous slice's last ([`Overlap::joins`]). When every join holds and the last slice ends the
+/// listing, the slices cover it without a gap, whatever was served when: a record present throughout
+/// the read lies between two joined records and was in the slice that covers them. A join that fails
+/// means the listing shifted between two slices; the caller reads again (a re-read is an upsert, a
+/// missed record is data loss). Records created during the read only append (ids grow), so a slice
+/// that comes back full where it was planned to be the last just means one slice more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlap {
+    /// Records per slice (the page size; at least 2, or slices would not advance).
+    pub size: u64,
+}
+
+impl Overlap {
+    /// Slices of `size` records; `None` below 2, where a one-record overlap leaves no room to advance.
+    pub fn new(size: u64) -> Option<Overlap> {
+        (size >= 2).then_some(Overlap { size })
+    }
+
+    /// The offset of slice `k` (slice 0 is the first page).
+    pub fn offset(&self, k: u64) -> u64 {
+        k * (self.size - 1)
+    }
+
+    /// The last slice needed for a listing of `total` records: the first that reaches its end (0 when
+    /// the first page holds it all).
+    pub fn slices_for(&self, total: u64) -> u64 {
+        total.saturating_sub(self.size).div_ceil(self.size - 1)
+    }
+
+    /// True when slice `k`, which held `records` records of a listing its own response counted at
+    /// `total` (when the platform says), reached the listing's end.
+    pub fn ends(&self, k: u64, records: usize, total: Option<u64>) -> bool {
+        (records as u64) < self.size || total.is_some_and(|t| self.offset(k) + records as u64 >= t)
+    }
+
+    /// True when a slice that starts with `first` joins the one before, which ended with `last`: they
+    /// share that record. An empty slice never joins (the listing shrank under it).
+    pub fn joins<T: PartialEq>(last: Option<&T>, first: Option<&T>) -> bool {
+        matches!((last, first), (Some(a), Some(b)) if a == b)
+    }
+}
+
 /// One query parameter as [`set_query`] takes it, so that a connector's lists of parameters read as
 /// `param("page", "1")` rather than pairs of `to_string()`s.
 pub fn param(name: &str, value: impl Into<String>) -> (String, String) {
@@ -307,6 +356,35 @@ where
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn overlapping_slices_cover_a_listing_and_prove_their_joins() {
+        assert_eq!(Overlap::new(1), None);
+        let o = Overlap::new(100).unwrap();
+        assert_eq!((o.offset(0), o.offset(1), o.offset(3)), (0, 99, 297));
+        // 100 records fit the first page; 199 need slice 1 (99..=198); 200 need slice 2.
+        assert_eq!(
+            [
+                o.slices_for(0),
+                o.slices_for(100),
+                o.slices_for(101),
+                o.slices_for(199),
+                o.slices_for(200)
+            ],
+            [0, 0, 1, 1, 2]
+        );
+        assert!(o.ends(1, 100, Some(199)), "reaches the counted end");
+        assert!(!o.ends(1, 100, Some(200)));
+        assert!(
+            !o.ends(1, 100, None),
+            "a full slice with no count may not be the last"
+        );
+        assert!(o.ends(2, 2, None), "a short slice is the last");
+        assert!(Overlap::joins(Some(&7), Some(&7)));
+        assert!(!Overlap::joins(Some(&7), Some(&8)), "shifted");
+        assert!(!Overlap::joins(Some(&7), None), "emptied");
+        assert!(!Overlap::joins::<u64>(None, None));
+    }
 
     fn resp(headers: &[(&'static str, &str)], body: &str) -> Response {
         let mut h = HeaderMap::new();

@@ -184,6 +184,36 @@ async fn a_request_waits_for_room_and_a_cancelled_one_gives_it_back() {
     assert_eq!(l.peak_in_flight(), 2);
 }
 
+/// Room goes to the request that has waited longest, not to whoever asks right when it frees: a
+/// stream with one request waiting (a count, a small stream's page) is not starved by streams that
+/// ask again the moment each answer arrives — in `sync_bench` on a slow host, products waited 20 s
+/// for their first request that way and finished last.
+#[tokio::test]
+async fn room_goes_to_the_request_waiting_longest() {
+    let (l, _clock) = limiter(AdaptiveConfig::with_cap(2));
+    let a = l.acquire("/orders").now_or_never().unwrap();
+    let b = l.acquire("/orders").now_or_never().unwrap();
+    let waiting = {
+        let l = l.clone();
+        tokio::spawn(async move { l.acquire("/products").await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    drop(a);
+    // A request asking right now (the next page of a busy stream) does not jump the line…
+    assert!(
+        l.acquire("/orders").now_or_never().is_none(),
+        "jumped the line"
+    );
+    // …the one that waited gets the room.
+    let products = waiting.await.unwrap();
+    assert_eq!(l.in_flight(), 2);
+    drop(b);
+    // With room for two and one waiter ahead gone, a newcomer is served at once.
+    assert!(l.acquire("/orders").now_or_never().is_some());
+    drop(products);
+}
+
 /// A host that builds 8 pages at once in 500 ms each; more queue (latency grows with the queue) and
 /// past 16 it sheds load with 503. Read one page at a time it serves 2 pages a second.
 #[tokio::test]
@@ -209,6 +239,67 @@ async fn settles_near_what_a_slow_host_sustains() {
     // only slow start's one overshooting round went past that.
     assert!((8..=10).contains(&l.limit()), "limit {}", l.limit());
     assert!(l.peak_in_flight() <= 16);
+}
+
+/// The slow host of `sync_bench --host-latency 200,3,8`: a page costs 200 ms plus 3 ms per record it
+/// was asked for, eight are built at once. A count request (one record, 203 ms), full pages (500 ms)
+/// and a window's short last pages (asked for 100, holding 30: 500 ms with a small body) answer at
+/// different, steady latencies; that spread is the host's design, not load, so the limit grows to
+/// what the host builds at once and stays there. A 503 then halves it, and so does latency rising to
+/// three times the best seen.
+#[tokio::test]
+async fn steady_per_record_latency_is_not_overload_but_503_and_rising_latency_are() {
+    let (l, clock) = limiter(AdaptiveConfig::with_cap(8));
+    // (body bytes, latency) of the three kinds of answers.
+    let kinds = [(600, 203u64), (200_000, 500), (60_000, 500)];
+    let round = |i: usize, slow: u64| {
+        let l = l.clone();
+        let clock = clock.clone();
+        async move {
+            let mut permits = Vec::new();
+            while let Some(p) = l.acquire("/wp-json/wc/v3/orders").now_or_never() {
+                permits.push(p);
+            }
+            let mut timed: Vec<(u64, usize, Permit)> = permits
+                .into_iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    let (bytes, ms) = kinds[(i + j) % kinds.len()];
+                    (ms * slow, bytes, p)
+                })
+                .collect();
+            timed.sort_by_key(|t| t.0);
+            let mut now = 0;
+            for (ms, bytes, p) in timed {
+                clock.sleep(Duration::from_millis(ms - now)).await;
+                now = ms;
+                p.finish_response(&answer(bytes));
+            }
+        }
+    };
+    let mut limits = Vec::new();
+    for i in 0..40 {
+        round(i, 1).await;
+        limits.push(l.limit());
+    }
+    let full = limits
+        .iter()
+        .position(|n| *n == 8)
+        .expect("reaches the cap");
+    assert!(full <= 5, "slow start: {limits:?}");
+    assert!(limits[full..].iter().all(|n| *n == 8), "{limits:?}");
+    // Overload: one 503 halves.
+    let p = l.acquire("/wp-json/wc/v3/orders").now_or_never().unwrap();
+    p.finish(Outcome::of_status(503));
+    assert_eq!(l.limit(), 4);
+    for i in 0..8 {
+        round(i, 1).await;
+    }
+    let before = l.limit();
+    assert!(before > 4, "grows back while latency holds ({before})");
+    // Rising latency: every answer three times as slow as its kind's best.
+    round(0, 3).await;
+    assert_eq!(l.limit(), before / 2);
 }
 
 fn day(d: u32) -> DateTime<Utc> {

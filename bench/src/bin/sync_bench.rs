@@ -253,6 +253,9 @@ async fn main() -> Result<()> {
                 "cpu_rebuild_seconds": m.cpu_rebuild,
                 "sandbox_cpu_seconds": child_cpu,
                 "journey_orders": m.orders,
+                "streams": m.streams.iter().map(|(name, seconds, records, requests)| json!({
+                    "stream": name, "seconds": seconds, "records": records, "requests": requests,
+                })).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -296,6 +299,11 @@ async fn main() -> Result<()> {
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "?".into())
         );
+        for (name, seconds, records, requests) in &m.streams {
+            println!(
+                "  stream {name:<9} {seconds:>8.2} s  {records:>9} records  {requests:>6} requests"
+            );
+        }
         if args.cli {
             println!("  peak RSS         {}", mib(peak));
         } else {
@@ -324,6 +332,8 @@ struct Measured {
     orders: u64,
     fetch_write: Duration,
     rebuild: Duration,
+    /// Per stream: name, seconds, records, requests (the engine's outcome; empty with `--cli`).
+    streams: Vec<(String, f64, u64, u64)>,
 }
 
 /// What `growthflow sync` does, with the clock read between the sync and the rebuild.
@@ -377,6 +387,11 @@ async fn run_engine(config_path: &Path) -> Result<Measured> {
         .flat_map(|o| &o.streams)
         .map(|s| s.records)
         .sum();
+    let streams = outcomes
+        .iter()
+        .flat_map(|o| &o.streams)
+        .map(|s| (s.stream.clone(), s.seconds, s.records, s.requests))
+        .collect();
     let t = Instant::now();
     let stats = writer
         .rebuild_journey(growthflow_cli::registry::mappers())
@@ -392,6 +407,7 @@ async fn run_engine(config_path: &Path) -> Result<Measured> {
         orders: stats.orders,
         fetch_write,
         rebuild,
+        streams,
     })
 }
 
@@ -430,5 +446,6 @@ async fn run_cli(config_path: &Path) -> Result<Measured> {
         orders: 0,
         fetch_write: elapsed,
         rebuild: Duration::ZERO,
+        streams: Vec::new(),
     })
 }

@@ -34,6 +34,7 @@ use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
+mod customers;
 mod windows;
 
 /// WooCommerce sizes its windows by core's page rule, under the names it has always exported.
@@ -511,6 +512,9 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         }
         Err(e) => return failed_read(e),
     };
+    if plan.spec.filter == Filter::ClientSide {
+        return customers::scan(reader, plan);
+    }
     read_plan(reader, plan)
 }
 

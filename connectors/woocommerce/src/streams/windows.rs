@@ -27,7 +27,7 @@ pub(crate) async fn plan_windows(
     let mut url = plan.url.clone();
     set_query(&mut url, &plan.params);
     set_query(&mut url, &[param("page", "1"), param("per_page", "1")]);
-    let (resp, _) = reader.get_list(url, plan.spec.path).await?;
+    let (resp, items) = reader.get_list(url.clone(), plan.spec.path).await?;
     let Some(total) = resp
         .header("X-WP-Total")
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -44,13 +44,51 @@ pub(crate) async fn plan_windows(
         windows,
         "reading in windows"
     );
+    // The count's one record is the range's oldest (the query sorts ascending on the windows' date).
+    // When more than a window's width lies before it, the windows start at it instead of at
+    // `start_date`: years before a store's first order are otherwise split into windows of nothing
+    // (an empty request each) while all the orders crowd into the last few, read page after page.
+    // Nothing can appear before it later: a record modified meanwhile moves to now (the open last
+    // window), and creation dates do not change.
+    let width = (range.until - range.since) / windows.max(1) as i32;
+    let first = date_of(&plan, items.first());
+    let since = first
+        .filter(|t| *t - range.since > width && *t < range.until)
+        .unwrap_or(range.since);
+    // Likewise at the other end of an incremental read: months between the newest record and now
+    // would be windows of nothing. The last window reads on past `until` whatever it is, so ending
+    // the split at the newest record (one more request: the same query, newest first) skips nothing.
+    let mut until = range.until;
+    if range.open_end {
+        if let Some(first) = first {
+            set_query(&mut url, &[param("order", "desc")]);
+            let (_, items) = reader.get_list(url, plan.spec.path).await?;
+            if let Some(newest) = date_of(&plan, items.first()) {
+                let end = newest + Duration::seconds(1);
+                if newest > first && end > since && range.until - newest > width {
+                    until = end;
+                }
+            }
+        }
+    }
     Ok(Some(WindowPlan {
-        since: range.since,
-        until: range.until,
+        since,
+        until,
         windows,
         open_end: range.open_end,
         limiter: Some(reader.limiter.clone()),
     }))
+}
+
+/// The date the windows of `plan` split on, of a record its query listed first: the modification
+/// time for reads by modification (keyset), else the creation time.
+fn date_of(plan: &Plan, first: Option<&Value>) -> Option<DateTime<Utc>> {
+    let field = if plan.keyset {
+        plan.spec.cursor_field()
+    } else {
+        "date_created_gmt"
+    };
+    gmt_field(first?, field, "count").ok().flatten()
 }
 
 /// Read one window of a stream (see [`plan_windows`]), paged like a whole read.

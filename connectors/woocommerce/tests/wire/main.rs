@@ -27,6 +27,7 @@ use growthflow_woocommerce::{streams, WooAuth, WooCommerce, WooCommerceConfig};
 
 mod basic_auth;
 mod check;
+mod customers;
 mod final_errors;
 mod oauth1_signature;
 mod paging;

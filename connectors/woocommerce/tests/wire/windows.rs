@@ -389,3 +389,35 @@ async fn one_request_at_a_time_reads_in_sequence_without_a_count() {
     }));
     assert_eq!(connector.limiter().peak_in_flight(), 1);
 }
+
+#[tokio::test]
+async fn windows_start_at_the_oldest_order_when_start_date_lies_far_before_it() {
+    let w = WindowedHarness::start(0).await;
+    let guard = w.h.catch_all().await;
+    let connector = w.connector();
+    let (writer, _log) = recording_writer();
+    // Five years before the first order: split from here, five of the six windows would be empty
+    // and all 240 orders would crowd into the last one.
+    let options = SyncOptions {
+        start: Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
+        ..sync_options(None)
+    };
+    let outcome = sync_stream(&connector, &streams::ORDERS, &writer, &options, &NoProgress).await;
+    assert_eq!((outcome.status, outcome.records), ("ok", 240));
+    let oldest = w.orders.iter().map(|o| o.2.clone()).min().unwrap();
+    let oldest = growthflow_core::time::parse_utc(&oldest).unwrap();
+    let requests = w.h.finish(guard).await;
+    // The windows' requests (not the count and the newest record, which ask for one).
+    let mut afters: Vec<String> = requests
+        .iter()
+        .map(query)
+        .filter(|q| q["per_page"] != "1")
+        .map(|q| q["modified_after"].clone())
+        .collect();
+    afters.sort();
+    assert_eq!(
+        afters[0],
+        streams::wc_date(oldest - chrono::Duration::seconds(1)),
+        "the first window starts at the oldest order"
+    );
+}
