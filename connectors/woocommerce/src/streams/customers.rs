@@ -30,7 +30,7 @@ use growthflow_core::paginate::Overlap;
 use super::*;
 
 /// One slice's answer: its index, response and items.
-type Answer = Result<(u64, Response, Vec<Value>)>;
+type Answer = Result<(u64, Response, Vec<(Record, Head)>)>;
 
 /// Where a scan stands.
 enum Scan {
@@ -123,12 +123,19 @@ fn url_of(plan: &Plan, paging: &[(String, String)]) -> Url {
     url
 }
 
+/// A page's items as records (with what was read of each to decide on it), in the page's order.
+fn decoded(plan: &Plan, items: Vec<Box<RawValue>>) -> Result<Vec<(Record, Head)>> {
+    items
+        .into_iter()
+        .map(|item| to_record(&plan.spec, item))
+        .collect()
+}
+
 /// The kept records of `items`, skipping the first `skip` (the overlap already handed on).
-fn records_of(plan: &Plan, items: Vec<Value>, skip: usize) -> Result<Vec<Record>> {
+fn records_of(plan: &Plan, items: Vec<(Record, Head)>, skip: usize) -> Result<Vec<Record>> {
     let mut records = Vec::with_capacity(items.len());
-    for item in items.into_iter().skip(skip) {
-        let record = to_record(&plan.spec, item)?;
-        if kept(&plan.keep, &record)? {
+    for (record, head) in items.into_iter().skip(skip) {
+        if kept(&plan.keep, &record, &head)? {
             records.push(record);
         }
     }
@@ -148,8 +155,9 @@ async fn first(reader: &Arc<Reader>, plan: &Arc<Plan>) -> Result<(Option<Page>, 
         &[param("page", "1"), param("per_page", size.to_string())],
     );
     let (resp, items) = reader.get_list(url, plan.spec.path).await?;
+    let items = decoded(plan, items)?;
     let total = total_of(&resp);
-    let tail = items.last().and_then(|v| id_text(v.get("id")));
+    let tail = items.last().map(|(r, _)| r.id.clone());
     let count = items.len();
     let page = Page::new(records_of(plan, items, 0)?);
     let Some(overlap) = Overlap::new(u64::from(size)) else {
@@ -187,10 +195,10 @@ fn fill(reader: &Arc<Reader>, plan: &Arc<Plan>, slices: &mut Slices) {
             ],
         );
         let reader = reader.clone();
-        let path = plan.spec.path;
+        let plan = plan.clone();
         slices.in_flight.push_back(Box::pin(async move {
-            let (resp, items) = reader.get_list(url, path).await?;
-            Ok((k, resp, items))
+            let (resp, items) = reader.get_list(url, plan.spec.path).await?;
+            Ok((k, resp, decoded(&plan, items)?))
         }));
     }
 }
@@ -206,7 +214,7 @@ enum Taken {
 /// Check one slice's answer against the slice before and turn it into a page.
 fn take(plan: &Plan, slices: &mut Slices, answer: Answer) -> Result<Taken> {
     let (k, resp, items) = answer?;
-    let first = items.first().and_then(|v| id_text(v.get("id")));
+    let first = items.first().map(|(r, _)| r.id.clone());
     if !Overlap::joins(slices.tail.as_ref(), first.as_ref()) {
         return Ok(Taken::Shifted);
     }
@@ -220,6 +228,6 @@ fn take(plan: &Plan, slices: &mut Slices, answer: Answer) -> Result<Taken> {
         // Full where the plan ended (appended customers, no count): one slice more.
         slices.last = k + 1;
     }
-    slices.tail = items.last().and_then(|v| id_text(v.get("id")));
+    slices.tail = items.last().map(|(r, _)| r.id.clone());
     Ok(Taken::Page(Page::new(records_of(plan, items, 1)?), ended))
 }

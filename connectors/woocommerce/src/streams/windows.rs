@@ -51,7 +51,7 @@ pub(crate) async fn plan_windows(
     // Nothing can appear before it later: a record modified meanwhile moves to now (the open last
     // window), and creation dates do not change.
     let width = (range.until - range.since) / windows.max(1) as i32;
-    let first = date_of(&plan, items.first());
+    let first = date_of(&plan, items.first().map(|b| &**b));
     let since = first
         .filter(|t| *t - range.since > width && *t < range.until)
         .unwrap_or(range.since);
@@ -63,7 +63,7 @@ pub(crate) async fn plan_windows(
         if let Some(first) = first {
             set_query(&mut url, &[param("order", "desc")]);
             let (_, items) = reader.get_list(url, plan.spec.path).await?;
-            if let Some(newest) = date_of(&plan, items.first()) {
+            if let Some(newest) = date_of(&plan, items.first().map(|b| &**b)) {
                 let end = newest + Duration::seconds(1);
                 if newest > first && end > since && range.until - newest > width {
                     until = end;
@@ -82,13 +82,14 @@ pub(crate) async fn plan_windows(
 
 /// The date the windows of `plan` split on, of a record its query listed first: the modification
 /// time for reads by modification (keyset), else the creation time.
-fn date_of(plan: &Plan, first: Option<&Value>) -> Option<DateTime<Utc>> {
+fn date_of(plan: &Plan, first: Option<&RawValue>) -> Option<DateTime<Utc>> {
     let field = if plan.keyset {
         plan.spec.cursor_field()
     } else {
         "date_created_gmt"
     };
-    gmt_field(first?, field, "count").ok().flatten()
+    let head: Head = serde_json::from_str(first?.get()).ok()?;
+    gmt_value(head.field(field), field, "count").ok().flatten()
 }
 
 /// Read one window of a stream (see [`plan_windows`]), paged like a whole read.
