@@ -535,16 +535,20 @@ fn unmap_dirty(tx: &Transaction<'_>) -> Result<()> {
 fn settle_people(tx: &Transaction<'_>) -> Result<()> {
     restage_klaviyo_orders(tx)?;
     refund_currencies(tx)?;
+    // The orders' numbering goes into a key-ordered table, written in key order: one B-tree appended
+    // to instead of a row table and its key index filled at random (this step of a full rebuild of
+    // 100,000 orders: 2.05 s → 1.64 s).
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS order_index (source TEXT, order_id TEXT, idx INTEGER,
-            PRIMARY KEY (source, order_id));
+            PRIMARY KEY (source, order_id)) WITHOUT ROWID;
          DELETE FROM temp.order_index;
          INSERT INTO temp.order_index
            SELECT source, order_id,
                   ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY created_at, source, order_id)
            FROM orders
            WHERE cancelled = 0 AND test = 0
-             AND customer_id IN (SELECT customer_id FROM temp.affected);
+             AND customer_id IN (SELECT customer_id FROM temp.affected)
+           ORDER BY source, order_id;
          UPDATE orders SET customer_order_index = (
            SELECT idx FROM temp.order_index i
            WHERE i.source = orders.source AND i.order_id = orders.order_id)
@@ -621,6 +625,17 @@ fn restage_klaviyo_orders(tx: &Transaction<'_>) -> Result<()> {
 /// same order). A full rebuild names every Klaviyo email and placed-order event; an incremental one
 /// those of the records it mapped again, and all of a source's when its campaigns or flows changed.
 fn name_klaviyo_campaigns(tx: &Transaction<'_>, full: bool) -> Result<()> {
+    // Every statement below is about Klaviyo sources' rows: without one there is nothing to name,
+    // and the scans of the raw records and events would cost a full rebuild of a store a third of a
+    // second for nothing.
+    let klaviyo: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM growthflow_sources WHERE type = 'klaviyo')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !klaviyo {
+        return Ok(());
+    }
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS klaviyo_names (source TEXT, kind TEXT, id TEXT, name TEXT,
             PRIMARY KEY (source, kind, id)) WITHOUT ROWID;
