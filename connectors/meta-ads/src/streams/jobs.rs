@@ -140,15 +140,17 @@ impl Reader {
         self.client.clock().utc_now().date_naive()
     }
 
+    /// A job's start or poll, its answer's insights throttle noted for [`JobSlots`].
+    async fn job_call(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let resp = self.client.send("insights", request).await?;
+        self.insights_throttle.note(&resp);
+        resp.json()
+    }
+
     /// Start an async insights job for `slice`: the synchronous request's URL, POSTed.
     pub async fn start_job(&self, slice: &Slice) -> Result<Job> {
         let url = self.insights_url(slice.since, slice.until, &slice.scope);
-        let resp = self
-            .client
-            .send("insights", self.client.reqwest().post(url))
-            .await?;
-        self.insights_throttle.note(&resp);
-        let started: Value = resp.json()?;
+        let started = self.job_call(self.client.reqwest().post(url)).await?;
         let id = started
             .get("report_run_id")
             .and_then(|v| {
@@ -175,12 +177,7 @@ impl Reader {
     pub async fn poll_job(&self, job: &mut Job) -> Result<Option<JobOutcome>> {
         let mut url = self.api_base.clone();
         url.set_path(&format!("{}{}", self.api_base.path(), job.report_run_id));
-        let resp = self
-            .client
-            .send("insights", self.client.reqwest().get(url))
-            .await?;
-        self.insights_throttle.note(&resp);
-        let status: Value = resp.json()?;
+        let status = self.job_call(self.client.reqwest().get(url)).await?;
         let state = status
             .get("async_status")
             .and_then(Value::as_str)

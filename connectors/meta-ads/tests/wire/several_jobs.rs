@@ -304,9 +304,12 @@ async fn a_job_running_an_hour_after_its_own_start_is_split() {
     assert_no_unexpected(catch_all).await;
 }
 
-/// Two years: nine jobs. The first is slow (6 polls), the others end at their first poll.
-fn nine_jobs(throttle: f64) -> FakeGraph {
-    FakeGraph::failing(|_, _| false)
+/// Two years (nine jobs) read with Meta reporting `throttle` % on every job start and poll. The first
+/// job is slow (6 polls), the others end at their first poll.
+async fn read_nine_jobs(throttle: f64) -> (FakeGraph, Vec<growthflow_core::connector::Page>) {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let fake = FakeGraph::failing(|_, _| false)
         .with_polls(|days| {
             if days[0].to_string() == "2022-07-01" {
                 6
@@ -314,15 +317,7 @@ fn nine_jobs(throttle: f64) -> FakeGraph {
                 1
             }
         })
-        .with_throttle(throttle)
-}
-
-#[tokio::test]
-async fn a_low_insights_throttle_lets_more_jobs_run_as_jobs_complete() {
-    use growthflow_meta_ads::streams::FIRST_CONCURRENT_JOBS;
-    let server = MockServer::start().await;
-    let clock = pinned();
-    let fake = nine_jobs(10.0);
+        .with_throttle(throttle);
     mount_fake(&server, &fake).await;
     let catch_all = mount_catch_all(&server).await;
     let meta = connector(&server, &clock);
@@ -332,7 +327,16 @@ async fn a_low_insights_throttle_lets_more_jobs_run_as_jobs_complete() {
     )
     .await
     .unwrap();
+    assert_no_unexpected(catch_all).await;
     assert_eq!(fake.jobs().len(), 9);
+    assert_eq!(dates_in_order(&pages).len(), 731 * 3);
+    (fake, pages)
+}
+
+#[tokio::test]
+async fn a_low_insights_throttle_lets_more_jobs_run_as_jobs_complete() {
+    use growthflow_meta_ads::streams::FIRST_CONCURRENT_JOBS;
+    let (fake, _) = read_nine_jobs(10.0).await;
     // Round one: four jobs; three of them complete at 10 %, so seven may run, and the five left
     // all start beside the slow first job.
     assert_eq!(fake.max_running(), 6);
@@ -341,28 +345,13 @@ async fn a_low_insights_throttle_lets_more_jobs_run_as_jobs_complete() {
     let at = |e: &str| events.iter().position(|x| x == e).unwrap();
     assert_eq!(at("post 4"), at("poll 3 Job Completed") + 1);
     assert!(at("post 8") < at("poll 0 Job Completed"));
-    let dates = dates_in_order(&pages);
-    assert_eq!(dates.len(), 731 * 3);
-    assert_no_unexpected(catch_all).await;
 }
 
 #[tokio::test]
 async fn a_high_insights_throttle_runs_one_job_at_a_time() {
-    let server = MockServer::start().await;
-    let clock = pinned();
-    let fake = nine_jobs(90.0);
-    mount_fake(&server, &fake).await;
-    let catch_all = mount_catch_all(&server).await;
-    let meta = connector(&server, &clock);
-    let pages = read_pages(
-        &meta,
-        request("ad_insights", None, window((2022, 7, 1), (2024, 7, 1))),
-    )
-    .await
-    .unwrap();
+    let (fake, _) = read_nine_jobs(90.0).await;
     // The first start reports 90 %: nothing starts beside a running job, yet the head always may,
     // so the read still ends, each job in its turn.
-    assert_eq!(fake.jobs().len(), 9);
     assert_eq!(fake.max_running(), 1);
     let posts: Vec<String> = fake
         .events()
@@ -373,6 +362,4 @@ async fn a_high_insights_throttle_runs_one_job_at_a_time() {
         posts,
         (0..9).map(|n| format!("post {n}")).collect::<Vec<_>>()
     );
-    assert_eq!(dates_in_order(&pages).len(), 731 * 3);
-    assert_no_unexpected(catch_all).await;
 }
