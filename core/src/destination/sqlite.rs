@@ -537,7 +537,8 @@ fn settle_people(tx: &Transaction<'_>) -> Result<()> {
     refund_currencies(tx)?;
     // The orders' numbering goes into a key-ordered table, written in key order: one B-tree appended
     // to instead of a row table and its key index filled at random (this step of a full rebuild of
-    // 100,000 orders: 2.05 s → 1.64 s).
+    // 100,000 orders: 2.05 s → 1.64 s). A person's first sighting is the earliest of each table's
+    // earliest, so each table is reduced per person before the union is (→ 1.5 s).
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS order_index (source TEXT, order_id TEXT, idx INTEGER,
             PRIMARY KEY (source, order_id)) WITHOUT ROWID;
@@ -563,14 +564,14 @@ fn settle_people(tx: &Transaction<'_>) -> Result<()> {
          INSERT INTO customers (customer_id, email, first_seen_at, first_order_at, orders_count, total_spent)
            SELECT p.customer_id, p.customer_id, MIN(p.seen_at), o.first_order_at,
                   COALESCE(o.cnt, 0), COALESCE(o.spent, 0)
-           FROM (SELECT customer_id, created_at AS seen_at FROM orders
-                 WHERE customer_id IN (SELECT customer_id FROM temp.affected)
+           FROM (SELECT customer_id, MIN(created_at) AS seen_at FROM orders
+                 WHERE customer_id IN (SELECT customer_id FROM temp.affected) GROUP BY customer_id
                  UNION ALL
-                 SELECT customer_id, occurred_at FROM journey_events
-                 WHERE customer_id IN (SELECT customer_id FROM temp.affected)
+                 SELECT customer_id, MIN(occurred_at) FROM journey_events
+                 WHERE customer_id IN (SELECT customer_id FROM temp.affected) GROUP BY customer_id
                  UNION ALL
-                 SELECT customer_id, seen_at FROM growthflow_people
-                 WHERE customer_id IN (SELECT customer_id FROM temp.affected)) p
+                 SELECT customer_id, MIN(seen_at) FROM growthflow_people
+                 WHERE customer_id IN (SELECT customer_id FROM temp.affected) GROUP BY customer_id) p
            LEFT JOIN (SELECT customer_id, MIN(created_at) AS first_order_at, COUNT(*) AS cnt,
                              SUM(total_price) AS spent
                       FROM orders
