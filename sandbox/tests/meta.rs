@@ -44,6 +44,34 @@ async fn all_pages(first: String, query: &[(&str, String)]) -> Vec<Value> {
     rows
 }
 
+/// POST an ad-level daily insights job for `[since, until]`; its `report_run_id`.
+async fn start_job(
+    root: &str,
+    account_id: &str,
+    token: &(&str, String),
+    since: &str,
+    until: &str,
+) -> String {
+    let started: Value = reqwest::Client::new()
+        .post(format!("{root}/act_{account_id}/insights"))
+        .query(&[
+            token.clone(),
+            ("level", "ad".into()),
+            ("time_increment", "1".into()),
+            (
+                "time_range",
+                json!({"since": since, "until": until}).to_string(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    started["report_run_id"].as_str().unwrap().to_string()
+}
+
 fn key(r: &Value) -> String {
     format!(
         "{}:{}",
@@ -130,24 +158,7 @@ async fn async_report_jobs_run_for_a_while_then_complete() {
     let acct = sb.meta();
     let root = format!("{}/v25.0", sb.meta_url());
     let token = ("access_token", acct.access_token.clone());
-    let started: Value = reqwest::Client::new()
-        .post(format!("{root}/act_{}/insights", acct.account_id))
-        .query(&[
-            token.clone(),
-            ("level", "ad".into()),
-            ("time_increment", "1".into()),
-            (
-                "time_range",
-                json!({"since": "2025-04-01", "until": "2025-05-31"}).to_string(),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = started["report_run_id"].as_str().unwrap().to_string();
+    let id = start_job(&root, &acct.account_id, &token, "2025-04-01", "2025-05-31").await;
     let started_at = clock.now();
     let early = get(
         &format!("{root}/{id}/insights"),
@@ -307,26 +318,7 @@ async fn a_job_runs_for_the_accounts_run_time_when_it_started() {
     );
     let root = format!("{}/v25.0", sb.meta_url());
     let token = ("access_token", acct.access_token.clone());
-    let start = || async {
-        let started: Value = reqwest::Client::new()
-            .post(format!("{root}/act_{}/insights", acct.account_id))
-            .query(&[
-                token.clone(),
-                ("level", "ad".into()),
-                ("time_increment", "1".into()),
-                (
-                    "time_range",
-                    json!({"since": "2025-05-01", "until": "2025-05-07"}).to_string(),
-                ),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        started["report_run_id"].as_str().unwrap().to_string()
-    };
+    let start = || start_job(&root, &acct.account_id, &token, "2025-05-01", "2025-05-07");
     let status = |id: String| {
         let (root, token) = (root.clone(), token.clone());
         async move {
