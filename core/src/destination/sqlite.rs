@@ -26,7 +26,7 @@ use crate::{Error, Result};
 
 mod full;
 mod rows;
-use rows::map_records;
+use rows::{map_records, note_everyone, ReadOrder};
 
 /// Numbered schema migrations, applied in order.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -452,6 +452,7 @@ fn rebuild(
                                    AND r.record_id = d.record_id
                  JOIN growthflow_sources s ON s.source = r.source
                  ORDER BY r.source, r.stream, r.record_id",
+                ReadOrder::Key,
                 &mut stats,
             )?;
         }
@@ -462,10 +463,12 @@ fn rebuild(
                 mappers,
                 "SELECT r.source, s.type, r.stream, r.record_id, r.payload
                  FROM raw_records r JOIN growthflow_sources s ON s.source = r.source
-                 ORDER BY r.source, r.stream, r.record_id",
+                 ORDER BY r.rowid",
+                ReadOrder::Stored,
                 &mut stats,
             )?;
             full::restore_indexes(tx, &mut aside)?;
+            note_everyone(tx)?;
             set_aside = Some(aside);
         }
     }
