@@ -95,7 +95,8 @@ pub(crate) fn read_window(
 ) -> BoxStream<'static, Result<Page>> {
     let today = reader.client.clock().utc_now().date_naive();
     match span_days(span, today) {
-        Some((from, to)) => read_days(reader, request.stream, from, to, true),
+        // A window of a first sync or a backfill: plan_windows checked the names (once per process).
+        Some((from, to)) => read_days(reader, request.stream, from, to, true, true),
         None => futures::stream::empty().boxed(),
     }
 }
