@@ -46,10 +46,9 @@ pub const MAX_BATCH: usize = 5;
 pub const REPORT_ENDPOINT: &str = "reports";
 /// Separator of dimension values in record ids.
 pub const ID_SEPARATOR: char = '\u{1f}';
-/// The field of a stream's saved state that records which names were last checked
-/// ([`ReportSpec::checked`]): a run whose names match it does not ask for the property's metadata
-/// again. The names count as checked once GA4 has answered a report of them, as it refuses a name
-/// it does not know.
+/// The field of a stream's saved state that records which names were last checked against the
+/// property's metadata ([`ReportSpec::checked`]): a run whose names match it does not ask for the
+/// metadata again (see [`name_check`]).
 pub const CHECKED: &str = "checked";
 
 /// `traffic_daily`'s dimensions.
@@ -163,20 +162,39 @@ impl ReportSpec {
     }
 }
 
-/// Whether a read with saved state `state` checks `spec`'s names against the property's metadata
-/// before its first report. A first read (no state) does, and so does a read whose state records
-/// other names ([`CHECKED`]): a misspelt or retired name then fails before any report, with the
-/// config key, the name and GA4's replacement. A state that records the same names does not: they
-/// were checked, and a run would otherwise spend a request on the metadata every time. Nor does a
-/// state that records none (one saved by windows of days, where core keeps only the cursor, or by an
-/// older growthflow): GA4's own check of the first report stands in, and its refusal of a name is
-/// answered with the metadata check's error ([`Reader::send_report`]).
-pub fn needs_check(state: Option<&Value>, spec: &ReportSpec, property: &str) -> bool {
-    match state {
-        None => true,
-        Some(state) => match state.get(CHECKED).and_then(Value::as_str) {
-            Some(checked) => checked != spec.checked(property),
-            None => false,
+/// What a read does about its names ([`name_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameCheck {
+    /// Check the names against the property's metadata before the first report.
+    pub check: bool,
+    /// Record them as checked ([`CHECKED`]) in the read's checkpoints.
+    pub record: bool,
+}
+
+/// What a read with saved state `state` does about `spec`'s names. A first read (no state) checks
+/// them, and so does a read whose state records other names: a misspelt or retired name then fails
+/// before any report, with the config key, the name and GA4's replacement; both record the names
+/// checked. A state that records the same names is not checked again — a run would otherwise spend
+/// a request on the metadata every time — and records them on.
+///
+/// A state that records none (saved by windows of days, where core keeps only the cursor, or by an
+/// older growthflow) is neither checked nor given a record: GA4's own check of the first report
+/// stands in, its refusal of a name answered with the metadata check's error
+/// ([`Reader::send_report`]); and a resumed or repeated sync then ends with the state of one
+/// uninterrupted sync, as a sync that read nothing new must.
+pub fn name_check(state: Option<&Value>, spec: &ReportSpec, property: &str) -> NameCheck {
+    match state.map(|s| s.get(CHECKED).and_then(Value::as_str)) {
+        None => NameCheck {
+            check: true,
+            record: true,
+        },
+        Some(Some(checked)) => NameCheck {
+            check: checked != spec.checked(property),
+            record: true,
+        },
+        Some(None) => NameCheck {
+            check: false,
+            record: false,
         },
     }
 }
@@ -313,7 +331,7 @@ impl Reader {
 
     /// Send a report request. GA4 answers a name it does not know with 400 `INVALID_ARGUMENT`
     /// ("Field … is not a valid dimension"); a read that skipped the metadata check
-    /// ([`needs_check`]) makes it then, so that the error names the config key, the name and what to
+    /// ([`name_check`]) makes it then, so that the error names the config key, the name and what to
     /// do as the check would have. Any other refusal, or one the metadata does not explain (names
     /// GA4 knows but will not combine, a bad filter), is GA4's own error.
     async fn send_report(&self, spec: &ReportSpec, req: reqwest::RequestBuilder) -> Result<Value> {
@@ -527,8 +545,8 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         let today = reader.client.clock().utc_now().date_naive();
         let (from, to) = days(&request, reader.lookback_days, today)?;
         let spec = reader.spec(&request.stream)?;
-        let check = needs_check(request.state.as_ref(), &spec, &reader.property);
-        let mut pages = read_days(reader, request.stream, from, to, false, check);
+        let names = name_check(request.state.as_ref(), &spec, &reader.property);
+        let mut pages = read_days(reader, request.stream, from, to, false, names);
         while let Some(page) = pages.next().await {
             yield page?;
         }
@@ -538,22 +556,22 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
 
 /// Read the days `from..=to` of `stream` (see [`read`]). A window (`window`) starts batching from the
 /// largest day other windows of the stream have seen; a whole read starts at one day, as always. The
-/// names are checked against the metadata first when `check` says so ([`needs_check`]); every
-/// checkpoint records them as checked ([`CHECKED`]), as GA4 has then answered a report of them.
+/// names are checked against the metadata first, and recorded as checked ([`CHECKED`]) in every
+/// checkpoint, as `names` says ([`name_check`]).
 fn read_days(
     reader: Arc<Reader>,
     stream: String,
     from: NaiveDate,
     to: NaiveDate,
     window: bool,
-    check: bool,
+    names: NameCheck,
 ) -> BoxStream<'static, Result<Page>> {
     async_stream::try_stream! {
         let spec = reader.spec(&stream)?;
-        if check {
+        if names.check {
             reader.validate(&spec).await?;
         }
-        let checked = spec.checked(&reader.property);
+        let checked = names.record.then(|| spec.checked(&reader.property));
         let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
         let mut largest: Option<u64> = if window { reader.largest_day(&stream) } else { None };
         let mut next = 0;
@@ -590,7 +608,13 @@ fn read_days(
                     let done = rows.advance(recs.len(), Some(row_count(&body))) == NextPage::Done;
                     // Backfills checkpoint too: the engine saves no state for them, but tells the
                     // user how far a stopped one got.
-                    let checkpoint = done.then(|| json!({ "cursor": iso, CHECKED: checked }));
+                    let checkpoint = done.then(|| {
+                        let mut cp = json!({ "cursor": iso });
+                        if let Some(checked) = &checked {
+                            cp[CHECKED] = json!(checked);
+                        }
+                        cp
+                    });
                     yield Page::with_checkpoint(recs, checkpoint).replacing(replaces.take());
                     if done {
                         break;

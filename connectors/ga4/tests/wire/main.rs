@@ -188,21 +188,17 @@ fn batch_days(body: &Value) -> Vec<String> {
 }
 
 /// Each page's records, the day it replaces and its checkpoint, the checkpoint without the digest of
-/// the names it records as checked (`streams::CHECKED`, asserted present: a saved state without it
-/// would have the next run ask for the metadata again).
+/// the names it records as checked (`streams::CHECKED`, tested in `names`), which must be one when
+/// there.
 fn summary(pages: &[Page]) -> Vec<(usize, Option<String>, Option<Value>)> {
     pages
         .iter()
         .map(|p| {
             let checkpoint = p.checkpoint.clone().map(|mut c| {
-                let checked = c.as_object_mut().unwrap().remove(CHECKED);
-                let checked = checked.as_ref().and_then(Value::as_str).unwrap_or_default();
-                assert_eq!(
-                    checked.len(),
-                    16,
-                    "the checked names' digest in {:?}",
-                    p.checkpoint
-                );
+                if let Some(checked) = c.as_object_mut().unwrap().remove(CHECKED) {
+                    let digest = checked.as_str().unwrap_or_default();
+                    assert!(digest.len() == 16, "a digest: {checked}");
+                }
                 c
             });
             (p.records.len(), p.replaces.clone(), checkpoint)

@@ -79,6 +79,18 @@ async fn names_are_checked_on_a_first_read_and_again_only_when_they_change() {
     assert_ne!(added[CHECKED], state[CHECKED]);
     assert_eq!(added[CHECKED], ga4.checked("report_by_source").unwrap());
 
+    // A state that records no checked names (windows of days save the cursor alone) is not checked,
+    // and gets no record either: the state stays what an uninterrupted sync would have saved.
+    let ga4 = by_source(&server, "names-unrecorded", &clock, &["sessions"]);
+    let pages = read_pages(&ga4, incremental(Some(json!({"cursor": "2024-06-09"}))))
+        .await
+        .unwrap();
+    assert_eq!(requests_to(&server, META).await, 2, "no metadata");
+    assert_eq!(
+        pages.last().unwrap().checkpoint,
+        Some(json!({"cursor": "2024-06-10"}))
+    );
+
     // A retired name: the check fails before any report, naming the key, the name and its successor.
     let reports = requests_to(&server, BATCH).await;
     let ga4 = by_source(
