@@ -463,10 +463,12 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day(store: Stor
             |r| r.get(0),
         )
         .unwrap();
+    let state: Value = serde_json::from_str(&state).unwrap();
     assert_eq!(
-        state, r#"{"cursor":"2025-05-26"}"#,
+        state["cursor"], "2025-05-26",
         "a first day, then five batches of five days, were committed before the quota ran out"
     );
+    assert!(state["checked"].is_string(), "the checked names: {state}");
 
     property.set_daily_tokens(u64::MAX);
     let used = property.tokens_used();
@@ -498,10 +500,12 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day(store: Stor
 }
 
 /// Issue 13: a sync with nothing new reads only the lookback days again — the saved day less 3 days
-/// through today, one day and then the rest in one batch — plus what every run asks once, whatever
-/// its streams: an access token for the service account and the property's metadata (the configured
-/// names are checked against it). Four requests, no more. The first sync, two years
-/// long, is read in windows of days side by side and brings every row once.
+/// through today, one day and then the rest in one batch — plus an access token for the service
+/// account, which every run asks for once (a token is never stored). Three requests, no more: the
+/// property's metadata is not asked for — the first sync checked the names, and later ones check
+/// them again only when they change ([`a_changed_name_is_checked_again_and_only_then`]); this first
+/// sync's windows saved the cursor alone, so GA4's answer to the first report checks them. The
+/// first sync, two years long, is read in windows of days side by side and brings every row once.
 #[tokio::test]
 async fn a_no_change_sync_rereads_only_the_lookback_days() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
@@ -519,20 +523,120 @@ async fn a_no_change_sync_rereads_only_the_lookback_days() {
         .unwrap();
     assert_eq!(raw, property.rows().len() as i64, "one raw record per row");
     let tokens = property.tokens_used();
+    let requests = sandbox.request_count();
     let (code, out) = cli(&config, &["sync", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let stream = &summary["sources"][0]["streams"][0];
     assert_eq!(stream["status"], "ok", "{stream}");
+    assert_eq!(stream["requests"], 3, "token and two batches: {stream}");
     assert_eq!(
-        stream["requests"], 4,
-        "token, metadata and two batches: {stream}"
+        sandbox.request_count() - requests,
+        3,
+        "the property was asked three times"
     );
     assert_eq!(
         property.tokens_used() - tokens,
         4,
         "the 3 lookback days and today, a token a day"
     );
+}
+
+/// Adds report `by_source` (`sessionSource` by day) with `metrics` to the config at `config`.
+fn with_report(config: &Path, metrics: &[&str]) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let base = text.split("\n[[sources.web.reports]]").next().unwrap();
+    let metrics: Vec<String> = metrics.iter().map(|m| format!("\"{m}\"")).collect();
+    std::fs::write(
+        config,
+        format!(
+            "{base}\n[[sources.web.reports]]\nname = \"by_source\"\ndimensions = [\"sessionSource\"]\n\
+             metrics = [{}]\n",
+            metrics.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
+/// Runs a sync; its summary and how many requests the sandbox received meanwhile, which the summary's
+/// per-stream counts must add up to.
+async fn sync_counting(sandbox: &Sandbox, config: &Path) -> (Value, u64) {
+    let before = sandbox.request_count();
+    let (_, out) = cli(config, &["sync", "--json"]).await;
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let received = sandbox.request_count() - before;
+    let counted: u64 = summary["sources"][0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, received, "{summary}");
+    (summary, received)
+}
+
+/// Issue 13: the configured names are checked against the property's metadata by the first sync, not
+/// again while they stay the same (the stream's state records what was checked), and again by the
+/// first sync after one of them changed — a wrong one then failing its stream, before any report of
+/// it is asked for, with the config key, the name and what to do. Each stream here reads 4 lookback
+/// days in two batches; a run asks once for a token.
+#[tokio::test]
+async fn a_changed_name_is_checked_again_and_only_then() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Five days: read in sequence, so the state records the checked names from the first sync on.
+    let start = Utc::now().date_naive() - Duration::days(4);
+    let config = ga4_config(&sandbox, dir.path(), &start.format("%Y-%m-%d").to_string());
+    with_report(&config, &["sessions"]);
+    let (summary, first) = sync_counting(&sandbox, &config).await;
+    assert_eq!(summary["sources"][0]["status"], "ok", "{summary}");
+    assert_eq!(
+        first,
+        1 + 1 + 2 * 2,
+        "token, the metadata (once a run: the streams share it) and two batches a stream"
+    );
+
+    let (summary, same) = sync_counting(&sandbox, &config).await;
+    assert_eq!(summary["sources"][0]["status"], "ok", "{summary}");
+    assert_eq!(same, 1 + 2 * 2, "token and two batches a stream: {summary}");
+
+    // A metric added to the report: its names are checked again; traffic_daily's are not.
+    with_report(&config, &["sessions", "newUsers"]);
+    let (summary, changed) = sync_counting(&sandbox, &config).await;
+    assert_eq!(summary["sources"][0]["status"], "ok", "{summary}");
+    assert_eq!(
+        changed,
+        1 + 2 * 2 + 1,
+        "one metadata request more: {summary}"
+    );
+    let (_, again) = sync_counting(&sandbox, &config).await;
+    assert_eq!(again, 1 + 2 * 2, "and then no more");
+
+    // A retired name fails the report's stream before it asks for a report; the other stream syncs.
+    with_report(&config, &["sessions", "conversions"]);
+    let (summary, wrong) = sync_counting(&sandbox, &config).await;
+    assert_eq!(
+        wrong,
+        1 + 2 + 1,
+        "token, traffic_daily's two batches, metadata: {summary}"
+    );
+    let streams = summary["sources"][0]["streams"].as_array().unwrap();
+    let status = |name: &str| {
+        let s = streams.iter().find(|s| s["stream"] == name).unwrap();
+        (
+            s["status"].clone(),
+            s["error"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(status("traffic_daily").0, "ok", "{summary}");
+    let (state, error) = status("report_by_source");
+    assert_eq!(state, "failed", "{summary}");
+    assert!(error.contains("sources.web.reports[0].metrics"), "{error}");
+    assert!(
+        error.contains("\"conversions\"") && error.contains("keyEvents"),
+        "{error}"
+    );
+    sandbox.shutdown().await;
 }
 
 on_both_stores!(

@@ -452,6 +452,45 @@ async fn streams_read_side_by_side_share_the_bucket_without_being_throttled() {
     assert_eq!(orders as usize, env.shop().orders.len());
 }
 
+/// Issue 13: a sync with nothing new makes one request per stream. Each stream asks for records
+/// updated since its saved cursor less one second (`updated_at:>=`; no lookback by default), which
+/// one page holds — its first page, sized to fit the single-query cost limit, is enough — and
+/// `hasNextPage` is false. Abandoned checkouts, read by id as Shopify cannot sort them by update
+/// time, are filtered the same way. Bulk operations serve only long backfills, never a sync.
+#[tokio::test]
+async fn a_no_change_sync_makes_one_request_per_stream() {
+    let env = Env::start().await;
+    let config = env.config("no-change", "");
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let before = env.sandbox.request_count();
+    let (code, out) = env.cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let received = env.sandbox.request_count() - before;
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let requests: HashMap<String, u64> = summary["sources"][0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "ok", "{s}");
+            (
+                s["stream"].as_str().unwrap().to_string(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: HashMap<String, u64> = ["orders", "customers", "products", "abandoned_checkouts"]
+        .into_iter()
+        .map(|k| (k.to_string(), 1))
+        .collect();
+    assert_eq!(requests, want);
+    assert_eq!(
+        received, 4,
+        "the shop saw exactly the requests the streams counted"
+    );
+}
+
 #[tokio::test]
 async fn check_passes_and_a_wrong_token_fails_without_leaking() {
     let env = Env::start().await;

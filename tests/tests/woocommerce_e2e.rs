@@ -271,6 +271,57 @@ async fn a_second_sync_adds_nothing(store: Store) {
     assert_eq!(state, format!("{{\"cursor\":\"{newest}Z\"}}"));
 }
 
+/// Issue 13: a sync with nothing new makes one request per stream: the saved cursor less one second
+/// (WooCommerce's `modified_after`/`after` are exclusive and whole-second) brings back one page holding
+/// the newest records again. `customers` are the exception: the WooCommerce REST API has no modified
+/// (or any date) filter for customers, so every sync reads all of them — the first page of 100, then
+/// slices of 100 that each repeat the previous one's last customer (`offset` = k × 99, to prove no
+/// customer slid between two slices), as many as reach the listing's end: 1 + ⌈(N − 100) / 99⌉
+/// requests for N customers.
+#[tokio::test]
+async fn a_no_change_sync_makes_one_request_per_stream_and_reads_customers_whole() {
+    let env = Env::start().await;
+    let config = env.config("a", "", None);
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let before = env.sandbox.request_count();
+    let (code, out) = cli(&config, &["sync", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let received = env.sandbox.request_count() - before;
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let requests: HashMap<String, u64> = summary["sources"][0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "ok", "{s}");
+            (
+                s["stream"].as_str().unwrap().to_string(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let customers = env.store().customers.len() as u64;
+    assert!(customers > 100, "the store's customers fill several pages");
+    let customer_requests = 1 + customers.saturating_sub(100).div_ceil(99);
+    let want: HashMap<String, u64> = [
+        ("orders", 1),
+        ("refunds", 1),
+        ("customers", customer_requests),
+        ("products", 1),
+        ("coupons", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(requests, want, "{customers} customers");
+    assert_eq!(
+        received,
+        want.values().sum::<u64>(),
+        "the store saw exactly the requests the streams counted"
+    );
+}
+
 async fn a_sync_killed_mid_stream_and_run_again_ends_with_the_uninterrupted_dataset(store: Store) {
     let env = Env::on(store).await;
     // Small pages so that the kill lands in the middle of the orders stream.

@@ -128,6 +128,12 @@ impl Ga4 {
         &self.reader.api_base
     }
 
+    /// The digest of `stream`'s names that its saved state records once they are checked
+    /// ([`streams::CHECKED`]): a read whose state records another one checks them again.
+    pub fn checked(&self, stream: &str) -> Result<String> {
+        Ok(self.reader.spec(stream)?.checked(&self.reader.property))
+    }
+
     /// The property's adaptive concurrency limit (shared by all its streams), for progress displays
     /// and tests.
     pub fn limiter(&self) -> &Arc<AdaptiveLimiter> {

@@ -46,6 +46,10 @@ pub const MAX_BATCH: usize = 5;
 pub const REPORT_ENDPOINT: &str = "reports";
 /// Separator of dimension values in record ids.
 pub const ID_SEPARATOR: char = '\u{1f}';
+/// The field of a stream's saved state that records which names were last checked against the
+/// property's metadata ([`ReportSpec::checked`]): a run whose names match it does not ask for the
+/// metadata again (see [`name_check`]).
+pub const CHECKED: &str = "checked";
 
 /// `traffic_daily`'s dimensions.
 pub const TRAFFIC_DIMENSIONS: &[&str] = &[
@@ -138,6 +142,63 @@ pub struct ReportSpec {
     pub config_key: String,
 }
 
+impl ReportSpec {
+    /// What a check of the names covers — the property and the report's dimension and metric names —
+    /// as a short digest, saved in the stream's state under [`CHECKED`]: a changed name (or property)
+    /// gives another digest, and the next read checks the names against the metadata again. A digest
+    /// rather than the names keeps `state show` short; the filter is not part of it, as the metadata
+    /// check does not look at it.
+    pub fn checked(&self, property: &str) -> String {
+        let text = format!(
+            "{property}\n{}\n{}",
+            self.dimensions.join(","),
+            self.metrics.join(",")
+        );
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What a read does about its names ([`name_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameCheck {
+    /// Check the names against the property's metadata before the first report.
+    pub check: bool,
+    /// Record them as checked ([`CHECKED`]) in the read's checkpoints.
+    pub record: bool,
+}
+
+/// What a read with saved state `state` does about `spec`'s names. A first read (no state) checks
+/// them, and so does a read whose state records other names: a misspelt or retired name then fails
+/// before any report, with the config key, the name and GA4's replacement; both record the names
+/// checked. A state that records the same names is not checked again — a run would otherwise spend
+/// a request on the metadata every time — and records them on.
+///
+/// A state that records none (saved by windows of days, where core keeps only the cursor, or by an
+/// older growthflow) is neither checked nor given a record: GA4's own check of the first report
+/// stands in, its refusal of a name answered with the metadata check's error
+/// ([`Reader::send_report`]); and a resumed or repeated sync then ends with the state of one
+/// uninterrupted sync, as a sync that read nothing new must.
+pub fn name_check(state: Option<&Value>, spec: &ReportSpec, property: &str) -> NameCheck {
+    match state.map(|s| s.get(CHECKED).and_then(Value::as_str)) {
+        None => NameCheck {
+            check: true,
+            record: true,
+        },
+        Some(Some(checked)) => NameCheck {
+            check: checked != spec.checked(property),
+            record: true,
+        },
+        Some(None) => NameCheck {
+            check: false,
+            record: false,
+        },
+    }
+}
+
 impl Reader {
     /// `…/v1beta/properties/{id}{suffix}`.
     pub fn url(&self, suffix: &str) -> Url {
@@ -221,8 +282,9 @@ impl Reader {
                 return Err(Error::config(
                     format!("{}.{key}", spec.config_key),
                     format!(
-                        "GA4 property {} has no {kind} \"{name}\"{hint}; see GET /v1beta/properties/{}/metadata",
-                        self.property, self.property
+                        "GA4 property {} of source \"{}\" has no {kind} \"{name}\"{hint}: correct or remove it \
+                         (the property's names: GET /v1beta/properties/{}/metadata)",
+                        self.property, self.source, self.property
                     ),
                 ));
             }
@@ -264,7 +326,23 @@ impl Reader {
             .reqwest()
             .post(self.url(":runReport"))
             .json(&self.report_request(spec, day, offset));
-        self.client.send(REPORT_ENDPOINT, req).await?.json()
+        self.send_report(spec, req).await
+    }
+
+    /// Send a report request. GA4 answers a name it does not know with 400 `INVALID_ARGUMENT`
+    /// ("Field … is not a valid dimension"); a read that skipped the metadata check
+    /// ([`name_check`]) makes it then, so that the error names the config key, the name and what to
+    /// do as the check would have. Any other refusal, or one the metadata does not explain (names
+    /// GA4 knows but will not combine, a bad filter), is GA4's own error.
+    async fn send_report(&self, spec: &ReportSpec, req: reqwest::RequestBuilder) -> Result<Value> {
+        match self.client.send(REPORT_ENDPOINT, req).await {
+            Ok(resp) => resp.json(),
+            Err(refused @ Error::Api { status: 400, .. }) => match self.validate(spec).await {
+                Err(named @ Error::Config { .. }) => Err(named),
+                _ => Err(refused),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// The first page of each of `days` (at most [`MAX_BATCH`]) in one batchRunReports request, in
@@ -284,7 +362,7 @@ impl Reader {
             .reqwest()
             .post(self.url(":batchRunReports"))
             .json(&json!({ "requests": requests }));
-        let mut body: Value = self.client.send(REPORT_ENDPOINT, req).await?.json()?;
+        let mut body = self.send_report(spec, req).await?;
         let reports = match body.get_mut("reports").map(Value::take) {
             Some(Value::Array(reports)) => reports,
             _ => Vec::new(),
@@ -466,7 +544,9 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
     async_stream::try_stream! {
         let today = reader.client.clock().utc_now().date_naive();
         let (from, to) = days(&request, reader.lookback_days, today)?;
-        let mut pages = read_days(reader, request.stream, from, to, false);
+        let spec = reader.spec(&request.stream)?;
+        let names = name_check(request.state.as_ref(), &spec, &reader.property);
+        let mut pages = read_days(reader, request.stream, from, to, false, names);
         while let Some(page) = pages.next().await {
             yield page?;
         }
@@ -475,17 +555,23 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
 }
 
 /// Read the days `from..=to` of `stream` (see [`read`]). A window (`window`) starts batching from the
-/// largest day other windows of the stream have seen; a whole read starts at one day, as always.
+/// largest day other windows of the stream have seen; a whole read starts at one day, as always. The
+/// names are checked against the metadata first, and recorded as checked ([`CHECKED`]) in every
+/// checkpoint, as `names` says ([`name_check`]).
 fn read_days(
     reader: Arc<Reader>,
     stream: String,
     from: NaiveDate,
     to: NaiveDate,
     window: bool,
+    names: NameCheck,
 ) -> BoxStream<'static, Result<Page>> {
     async_stream::try_stream! {
         let spec = reader.spec(&stream)?;
-        reader.validate(&spec).await?;
+        if names.check {
+            reader.validate(&spec).await?;
+        }
+        let checked = names.record.then(|| spec.checked(&reader.property));
         let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
         let mut largest: Option<u64> = if window { reader.largest_day(&stream) } else { None };
         let mut next = 0;
@@ -522,7 +608,13 @@ fn read_days(
                     let done = rows.advance(recs.len(), Some(row_count(&body))) == NextPage::Done;
                     // Backfills checkpoint too: the engine saves no state for them, but tells the
                     // user how far a stopped one got.
-                    let checkpoint = done.then(|| json!({ "cursor": iso }));
+                    let checkpoint = done.then(|| {
+                        let mut cp = json!({ "cursor": iso });
+                        if let Some(checked) = &checked {
+                            cp[CHECKED] = json!(checked);
+                        }
+                        cp
+                    });
                     yield Page::with_checkpoint(recs, checkpoint).replacing(replaces.take());
                     if done {
                         break;

@@ -95,7 +95,15 @@ pub(crate) fn read_window(
 ) -> BoxStream<'static, Result<Page>> {
     let today = reader.client.clock().utc_now().date_naive();
     match span_days(span, today) {
-        Some((from, to)) => read_days(reader, request.stream, from, to, true),
+        // A window of a first sync or a backfill: plan_windows checked the names (the metadata is
+        // asked once per process), and core keeps only the cursor of a window's checkpoints.
+        Some((from, to)) => {
+            let names = NameCheck {
+                check: true,
+                record: true,
+            };
+            read_days(reader, request.stream, from, to, true, names)
+        }
         None => futures::stream::empty().boxed(),
     }
 }

@@ -22,8 +22,10 @@ use growthflow_core::testing::{assert_no_unexpected, mount_catch_all, read_pages
 use growthflow_core::Error;
 use growthflow_ga4::auth::{ServiceAccountKey, ServiceAccountToken};
 use growthflow_ga4::config::ReportConfig;
+use growthflow_ga4::streams::CHECKED;
 use growthflow_ga4::{Ga4, Ga4Config};
 
+mod names;
 mod quotas_and_errors;
 mod reports;
 mod service_account;
@@ -185,10 +187,22 @@ fn batch_days(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Each page's records, the day it replaces and its checkpoint, the checkpoint without the digest of
+/// the names it records as checked (`streams::CHECKED`, tested in `names`), which must be one when
+/// there.
 fn summary(pages: &[Page]) -> Vec<(usize, Option<String>, Option<Value>)> {
     pages
         .iter()
-        .map(|p| (p.records.len(), p.replaces.clone(), p.checkpoint.clone()))
+        .map(|p| {
+            let checkpoint = p.checkpoint.clone().map(|mut c| {
+                if let Some(checked) = c.as_object_mut().unwrap().remove(CHECKED) {
+                    let digest = checked.as_str().unwrap_or_default();
+                    assert!(digest.len() == 16, "a digest: {checked}");
+                }
+                c
+            });
+            (p.records.len(), p.replaces.clone(), checkpoint)
+        })
         .collect()
 }
 

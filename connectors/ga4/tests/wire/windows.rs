@@ -113,16 +113,25 @@ async fn a_long_first_sync_reads_windows_of_days_side_by_side_and_each_day_once(
     );
     assert_no_unexpected(catch_all).await;
 
-    // Nothing changed since: the next sync re-reads only the lookback days (in sequence, no windows),
-    // in two requests (one day, then the rest batched), and no metadata again.
+    // Nothing changed since: the next sync — a new run, knowing nothing of this one's token and
+    // metadata — re-reads only the lookback days (in sequence, no windows), in two requests (one
+    // day, then the rest batched), and does not ask for the metadata: windows save the cursor
+    // alone, a state recording no checked names is not checked (GA4 checks the names of the first
+    // report), and the state stays what one sync saved.
+    let ga4 = connector(&server, "windows", &clock);
     let before = server.received_requests().await.unwrap().len();
     let again = sync_stream(&ga4, &def, &writer, &day_options(None), &NoProgress).await;
     assert_eq!(again.status, "ok", "{:?}", again.error);
     let all = server.received_requests().await.unwrap();
-    let new: Vec<Value> = all[before..]
+    assert_eq!(
+        all[before].url.path(),
+        "/token",
+        "the new run's access token"
+    );
+    let new: Vec<Value> = all[before + 1..]
         .iter()
         .map(|r| {
-            assert_eq!(r.url.path(), BATCH, "only the lookback's reports");
+            assert_eq!(r.url.path(), BATCH, "then only the lookback's reports");
             serde_json::from_slice(&r.body).unwrap()
         })
         .collect();
