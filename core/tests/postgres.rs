@@ -334,6 +334,40 @@ fn a_nul_character_jsonb_cannot_hold_does_not_fail_the_commit() {
     );
 }
 
+/// A platform that cuts a string inside an emoji sends half a surrogate pair (`"\ud83d"`): JSON text
+/// that names no character, which JSONB refuses. The record is kept with the replacement character,
+/// and the rest of the commit with it.
+#[test]
+fn half_a_surrogate_pair_jsonb_cannot_hold_does_not_fail_the_commit() {
+    use growthflow_core::connector::Payload;
+    let Some(schema) = TestSchema::new("surrogate") else {
+        return;
+    };
+    let mut dest = schema.open();
+    let mut page = batch("customers", &["2"], "c1");
+    page.records.push(Record {
+        id: "1".into(),
+        cursor: None,
+        payload: Payload::from_text(r#"{"note":"Sale \ud83d","emoji":"\ud83d\ude00"}"#).unwrap(),
+    });
+    dest.commit(&[page]).unwrap();
+    let stored: Vec<(String, serde_json::Value)> = dest
+        .client()
+        .query(
+            "SELECT record_id, payload FROM raw_records ORDER BY record_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(
+        stored[0].1,
+        json!({"note": "Sale \u{FFFD}", "emoji": "\u{1F600}"})
+    );
+}
+
 #[test]
 fn a_commit_waiting_for_the_write_lock_is_stamped_after_it() {
     use chrono::{DateTime, Utc};
