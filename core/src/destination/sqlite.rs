@@ -494,36 +494,42 @@ fn rebuild(
 }
 
 /// Take out what the records in `temp.dirty` put into the model, noting the people it concerned.
+///
+/// Every join is a `CROSS JOIN`, which SQLite reads as "the left side is the outer loop": it has no
+/// statistics for a temporary table, and planned the first statement as every order of the source
+/// looked up in each dirty record's list, and three others as scans of every derived row. A sync with
+/// nothing new rebuilt for 1.4 s at 100,000 orders that way, where a few records' rows take
+/// milliseconds.
 fn unmap_dirty(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
         "INSERT OR IGNORE INTO temp.affected
            SELECT o.customer_id FROM temp.dirty t
-           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
-                                    AND d.record_id = t.record_id
-           JOIN json_each(d.orders) j
-           JOIN orders o ON o.source = d.source AND o.order_id = j.value
+           CROSS JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                          AND d.record_id = t.record_id
+           CROSS JOIN json_each(d.orders) j
+           CROSS JOIN orders o ON o.source = d.source AND o.order_id = j.value
            WHERE o.customer_id IS NOT NULL;
          INSERT OR IGNORE INTO temp.affected
            SELECT e.customer_id FROM temp.dirty t
-           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
-                                    AND d.record_id = t.record_id
-           JOIN json_each(d.events) j
-           JOIN journey_events e ON e.event_id = j.value
+           CROSS JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                          AND d.record_id = t.record_id
+           CROSS JOIN json_each(d.events) j
+           CROSS JOIN journey_events e ON e.event_id = j.value
            WHERE e.customer_id IS NOT NULL;
          INSERT OR IGNORE INTO temp.affected
            SELECT p.customer_id FROM temp.dirty t
-           JOIN growthflow_people p ON p.source = t.source AND p.stream = t.stream
-                                   AND p.record_id = t.record_id;
+           CROSS JOIN growthflow_people p ON p.source = t.source AND p.stream = t.stream
+                                         AND p.record_id = t.record_id;
          DELETE FROM journey_events WHERE event_id IN (
            SELECT j.value FROM temp.dirty t
-           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
-                                    AND d.record_id = t.record_id
-           JOIN json_each(d.events) j);
+           CROSS JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                          AND d.record_id = t.record_id
+           CROSS JOIN json_each(d.events) j);
          DELETE FROM orders WHERE (source, order_id) IN (
            SELECT d.source, j.value FROM temp.dirty t
-           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
-                                    AND d.record_id = t.record_id
-           JOIN json_each(d.orders) j);
+           CROSS JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                          AND d.record_id = t.record_id
+           CROSS JOIN json_each(d.orders) j);
          DELETE FROM growthflow_people WHERE (source, stream, record_id) IN (
            SELECT source, stream, record_id FROM temp.dirty);
          DELETE FROM growthflow_derived WHERE (source, stream, record_id) IN (
