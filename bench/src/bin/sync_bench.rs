@@ -8,6 +8,7 @@
 //! target/release/sync_bench --orders 100000 --destination postgres://root@127.0.0.1:5432/test
 //! target/release/sync_bench --orders 100000 --host-latency 50,0.5,4   # a slow shop's server
 //! target/release/sync_bench --orders 100000 --cli                     # `growthflow sync --json` itself
+//! target/release/sync_bench --orders 100000 --again                   # then a sync with nothing new
 //! ```
 //!
 //! The sandbox runs in a child process (this binary with `--serve`), so the peak RSS printed is the
@@ -32,7 +33,7 @@ use growthflow_core::http::ClientOptions;
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: sync_bench [--orders N] [--destination URL] \
-[--host-latency BASE_MS,PER_RECORD_MS,CONCURRENT] [--concurrency N] [--cli] [--json] [--keep]";
+[--host-latency BASE_MS,PER_RECORD_MS,CONCURRENT] [--concurrency N] [--cli] [--again] [--json] [--keep]";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -41,6 +42,8 @@ struct Args {
     host_latency: Option<(f64, f64, usize)>,
     concurrency: usize,
     cli: bool,
+    /// After the first sync, sync again with nothing new: a scheduled run's cost.
+    again: bool,
     json: bool,
     keep: bool,
     serve: bool,
@@ -53,6 +56,7 @@ fn parse_args() -> Result<Args> {
         host_latency: None,
         concurrency: 4,
         cli: false,
+        again: false,
         json: false,
         keep: false,
         serve: false,
@@ -76,6 +80,7 @@ fn parse_args() -> Result<Args> {
                 args.host_latency = Some((base.parse()?, per.parse()?, conc.parse()?));
             }
             "--cli" => args.cli = true,
+            "--again" => args.again = true,
             "--json" => args.json = true,
             "--keep" => args.keep = true,
             "--serve" => args.serve = true,
@@ -188,10 +193,21 @@ async fn main() -> Result<()> {
     std::fs::write(&config_path, &config)?;
 
     let child_cpu_before = cpu_seconds(Some(child.id()));
-    let result = if args.cli {
-        run_cli(&config_path).await
-    } else {
-        run_engine(&config_path).await
+    let run = |config: &Path| {
+        let config = config.to_path_buf();
+        async move {
+            if args.cli {
+                run_cli(&config).await
+            } else {
+                run_engine(&config).await
+            }
+        }
+    };
+    let result = run(&config_path).await;
+    // A scheduled run's cost: the same sync again, nothing new on the store.
+    let again = match (&result, args.again) {
+        (Ok(_), true) => Some(run(&config_path).await?),
+        _ => None,
     };
 
     let child_cpu = cpu_seconds(Some(child.id()))
@@ -253,9 +269,13 @@ async fn main() -> Result<()> {
                 "cpu_rebuild_seconds": m.cpu_rebuild,
                 "sandbox_cpu_seconds": child_cpu,
                 "journey_orders": m.orders,
-                "streams": m.streams.iter().map(|(name, seconds, records, requests)| json!({
-                    "stream": name, "seconds": seconds, "records": records, "requests": requests,
-                })).collect::<Vec<_>>(),
+                "streams": streams_json(&m),
+                "again": again.as_ref().map(|a| json!({
+                    "fetch_write_seconds": a.fetch_write.as_secs_f64(),
+                    "rebuild_seconds": a.rebuild.as_secs_f64(),
+                    "records": a.records,
+                    "streams": streams_json(a),
+                })),
             })
         );
     } else {
@@ -320,8 +340,34 @@ async fn main() -> Result<()> {
                 child_cpu.unwrap_or(f64::NAN)
             );
         }
+        if let Some(a) = &again {
+            let per_stream: Vec<String> = a
+                .streams
+                .iter()
+                .map(|(name, _, _, requests)| format!("{name} {requests}"))
+                .collect();
+            println!(
+                "  again, no change {:>8.2} s  ({:.2} s fetch + write, {:.2} s rebuild; {} records; \
+                 requests: {})",
+                (a.fetch_write + a.rebuild).as_secs_f64(),
+                a.fetch_write.as_secs_f64(),
+                a.rebuild.as_secs_f64(),
+                a.records,
+                per_stream.join(", ")
+            );
+        }
     }
     Ok(())
+}
+
+/// A run's streams for `--json`.
+fn streams_json(m: &Measured) -> Vec<Value> {
+    m.streams
+        .iter()
+        .map(|(name, seconds, records, requests)| {
+            json!({"stream": name, "seconds": seconds, "records": records, "requests": requests})
+        })
+        .collect()
 }
 
 struct Measured {
