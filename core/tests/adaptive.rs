@@ -354,6 +354,44 @@ fn the_low_water_mark_only_passes_finished_windows() {
     assert_eq!(lw.cursor(), Some(day(4)));
 }
 
+#[test]
+fn a_split_window_counts_as_finished_where_it_was_split_and_its_parts_follow_it() {
+    let hours = |d: u32, h: i64| day(d) + chrono::Duration::hours(h);
+    // Windows [1,4) [4,7) [7,10); the second, read up to March 5, is split there into [5,6) [6,7).
+    let mut lw = LowWater::new(spans(3), None);
+    lw.committed(0, [day(2)]);
+    lw.finished(0);
+    lw.committed(1, [day(4), day(5)]);
+    assert_eq!(lw.cursor(), Some(day(5)));
+    let parts = [
+        Span {
+            since: day(5),
+            until: Some(day(6)),
+        },
+        Span {
+            since: day(6),
+            until: Some(day(7)),
+        },
+    ];
+    lw.split(1, day(5), &parts);
+    // Positions now: [1,4) [4,5) (finished) [5,6) [6,7) [7,10).
+    assert_eq!(lw.through(), Some(day(5)));
+    lw.committed(3, [hours(6, 12)]);
+    lw.finished(3);
+    assert_eq!(
+        lw.cursor(),
+        Some(day(5)),
+        "a later part finishing first saves nothing"
+    );
+    lw.committed(2, [hours(5, 1), hours(6, 3)]);
+    assert_eq!(lw.cursor(), Some(day(6)), "clamped below the part's end");
+    lw.finished(2);
+    assert_eq!(lw.cursor(), Some(hours(6, 12)));
+    assert_eq!(lw.through(), Some(day(7)));
+    lw.finished(4);
+    assert!(lw.all_finished());
+}
+
 /// Ten records a day over March 1–20, read in windows, one record per page; the window starting at
 /// `fail_window_at` fails after its first page once every other window has finished (a run killed
 /// there, as far as state goes).
