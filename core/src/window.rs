@@ -367,8 +367,8 @@ fn split_rest(
 ///
 /// Windows are planned before anything is known of how their records spread: one may hold many
 /// more pages than the others and, read page after page, be all that is left at the end while the
-/// host could build more at once. So once every window is started and the limiter has room that the
-/// windows in flight do not use, a window whose page says that more than another page is left
+/// host could build more at once. So once every window is started and the limiter has room that no
+/// request uses or waits for (the source's other streams included), a window whose page says that more than another page is left
 /// ([`REMAINING`]) is split: it ends at its newest cursor, and the rest of its range is read as new
 /// windows side by side (the first re-reads that second, dropping the records it already gave). Only
 /// an incremental read is split (a backfill's windows bound a date its records' cursors may not be).
@@ -470,9 +470,12 @@ pub fn read_windowed<'a>(
                     }
                     page.checkpoint = now;
                     yield Ok(page);
-                    // Room the windows do not use, and this one has more than a page to go: split
-                    // what is left of it.
-                    let spare = room.saturating_sub(running);
+                    // Room that nothing uses (this window's next request aside), and this one has
+                    // more than a page to go: split what is left of it.
+                    let spare = match &limiter {
+                        Some(l) => l.idle().saturating_sub(1),
+                        None => room.saturating_sub(running),
+                    };
                     let pages_left = remaining
                         .map_or(0, |n| n.div_ceil(asked.max(1) as u64) as usize);
                     if backfill || next < spans.len() || spare == 0 || pages_left < 2 {
