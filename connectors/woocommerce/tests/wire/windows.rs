@@ -498,3 +498,13 @@ async fn a_window_that_turns_out_big_is_split_and_read_side_by_side_without_losi
         .collect();
     assert!(!inside.is_empty(), "the crowded window was not split");
 }
+
+#[test]
+fn the_limit_starts_at_four_requests_in_flight_within_the_cap() {
+    use growthflow_woocommerce::limits::{concurrency, INITIAL_IN_FLIGHT};
+    let clock = || Arc::new(TestClock::new()) as Arc<dyn growthflow_core::http::Clock>;
+    assert_eq!(INITIAL_IN_FLIGHT, 4);
+    assert_eq!(concurrency(16, clock()).limit(), 4);
+    assert_eq!(concurrency(2, clock()).limit(), 2, "a configured cap wins");
+    assert_eq!(concurrency(1, clock()).limit(), 1);
+}
