@@ -31,7 +31,7 @@ use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
-use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
+use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan, REMAINING};
 use growthflow_core::{Error, Result};
 
 mod customers;
@@ -494,11 +494,6 @@ struct Cursor {
     size: Option<u32>,
 }
 
-/// The key of a window page's checkpoint that says how many records of the window the platform
-/// still counted after that page (`X-WP-Total` less the page): the framework splits a window that
-/// turns out big while other windows have finished and left room (`growthflow_core::window`).
-pub const REMAINING: &str = "remaining";
-
 /// `X-WP-Total`: how many records the request's filters match.
 fn total_of(resp: &Response) -> Option<u64> {
     resp.header("X-WP-Total")
@@ -637,6 +632,8 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
                 page_on(cursor, &resp, count)?
             };
             let mut page = Page::new(records);
+            // How much of the window is left after this page (`X-WP-Total` less the page): core
+            // splits a window that turns out big once the others leave room.
             if plan.window && next.is_some() {
                 if let Some(left) = left {
                     page.checkpoint = Some(serde_json::json!({ REMAINING: left }));
