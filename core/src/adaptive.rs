@@ -10,7 +10,10 @@
 //! - after a *round* of successes (as many as the current limit) whose latency stays within
 //!   [`AdaptiveConfig::grow_within`] of the best seen, it allows one more — or, until the first sign
 //!   of load, twice as many (TCP's slow start: a long read should not spend its first seconds
-//!   creeping up; the first round that queues at the host halves the overshoot);
+//!   creeping up; the first round that queues at the host halves the overshoot). While requests
+//!   wait for room, slow start grows by one with each fast answer instead, as TCP does per
+//!   acknowledgement: the same doubling by the round trip, without waiting for the round's last
+//!   answer;
 //! - on a 429, 503, 504, 408 or a timed-out request — the host saying it is overloaded — it halves, at
 //!   most once per round trip (answers to requests sent before the cut say nothing new);
 //! - when a round's latency rises above [`AdaptiveConfig::shrink_above`] times the best seen (requests
@@ -137,6 +140,8 @@ struct State {
     round_len: usize,
     /// The most requests in flight during the round: a limit that was not used is not grown.
     round_peak: usize,
+    /// The limit already grew answer by answer this round (slow start with requests waiting).
+    round_grew: bool,
     paths: HashMap<String, PathStats>,
     /// Tickets of the requests waiting for room, first come first.
     queue: VecDeque<u64>,
@@ -178,6 +183,7 @@ impl AdaptiveLimiter {
                 round_sum: 0.0,
                 round_len: 0,
                 round_peak: 0,
+                round_grew: false,
                 paths: HashMap::new(),
                 queue: VecDeque::new(),
                 next_ticket: 0,
@@ -198,6 +204,13 @@ impl AdaptiveLimiter {
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.state().in_flight
+    }
+
+    /// Room that no request uses or waits for now: the limit less the requests in flight and in
+    /// line. What a reader may spend on more requests side by side without slowing the others.
+    pub fn idle(&self) -> usize {
+        let s = self.state();
+        s.limit.saturating_sub(s.in_flight + s.queue.len())
     }
 
     /// The most requests that were ever in flight at once.
@@ -314,11 +327,19 @@ impl AdaptiveLimiter {
                 };
                 let ratio = sample(&mut s, &key, latency);
                 if permit.epoch == s.epoch {
+                    if s.slow_start && ratio <= self.config.grow_within && !s.queue.is_empty() {
+                        // Requests are waiting and this answer came back at the best pace: one more
+                        // at once for each such answer (doubling by the round trip, as TCP's slow
+                        // start does per acknowledgement) rather than once the whole round is in.
+                        s.limit = (s.limit + 1).min(self.config.cap);
+                        s.round_grew = true;
+                    }
                     s.round_sum += ratio;
                     s.round_len += 1;
                     if s.round_len >= s.limit.max(MIN_ROUND) {
                         let mean = s.round_sum / s.round_len as f64;
                         let used = s.round_peak >= s.limit;
+                        let grew = std::mem::take(&mut s.round_grew);
                         s.round_sum = 0.0;
                         s.round_len = 0;
                         // Counted before this request leaves: it was in flight.
@@ -331,9 +352,9 @@ impl AdaptiveLimiter {
                             }
                         } else if mean > self.config.shrink_above {
                             cut(&mut s, "latency");
-                        } else if mean <= self.config.grow_within && !used {
+                        } else if mean <= self.config.grow_within && (!used || grew) {
                             // Fewer requests than allowed went out (a read winding down): nothing
-                            // was learnt about more.
+                            // was learnt about more. Or slow start grew it answer by answer.
                         } else if mean <= self.config.grow_within {
                             let grown = if s.slow_start {
                                 s.limit * 2
@@ -380,6 +401,7 @@ fn cut(s: &mut State, why: &'static str) {
     s.epoch += 1;
     s.round_sum = 0.0;
     s.round_len = 0;
+    s.round_grew = false;
     tracing::debug!(limit = s.limit, why, "adaptive limit halved");
 }
 

@@ -24,6 +24,8 @@
 //! and reads one window ([`Connector::read_window`]); the split, the concurrency and the state are
 //! the framework's.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -218,6 +220,23 @@ impl LowWater {
         }
     }
 
+    /// Window `window` ends at `at` (it has read its records before `at`, and some at `at`) and is
+    /// finished; `parts`, which cover from `at` to where it ended, follow it as new, unfinished
+    /// windows. The split of a window that turned out big, read on side by side.
+    pub fn split(&mut self, window: usize, at: DateTime<Utc>, parts: &[Span]) {
+        let Some(span) = self.spans.get_mut(window) else {
+            return;
+        };
+        span.until = Some(at);
+        self.finished[window] = true;
+        let after = window + 1;
+        self.spans.splice(after..after, parts.iter().copied());
+        self.finished
+            .splice(after..after, std::iter::repeat_n(false, parts.len()));
+        self.newest
+            .splice(after..after, std::iter::repeat_n(None, parts.len()));
+    }
+
     /// The first window not finished, if any.
     fn first_open(&self) -> Option<usize> {
         self.finished.iter().position(|f| !f)
@@ -257,12 +276,102 @@ impl LowWater {
     }
 }
 
+/// The key of a window page's own checkpoint saying how many records of the window its platform
+/// still counted after that page: `{"remaining": n}`. A connector whose windows' pages say so, and
+/// read no page before it is asked for (a dropped window has no request in flight), lets a window
+/// that turns out big be split (see [`read_windowed`]).
+pub const REMAINING: &str = "remaining";
+
+/// Where a window stands, for splitting it: its newest cursor so far and the ids read at it.
+#[derive(Debug, Default, Clone)]
+struct Tail {
+    at: Option<DateTime<Utc>>,
+    ids: std::collections::HashSet<String>,
+}
+
+impl Tail {
+    /// Take in the records of a page (in cursor order) with their cursors.
+    fn read<'r>(&mut self, records: impl IntoIterator<Item = (&'r str, DateTime<Utc>)>) {
+        for (id, t) in records {
+            if self.at.is_none_or(|at| t > at) {
+                self.at = Some(t);
+                self.ids.clear();
+            }
+            if self.at == Some(t) {
+                self.ids.insert(id.to_string());
+            }
+        }
+    }
+}
+
+/// A window being read: what it has read, and the switch that ends it early when it is split.
+#[derive(Debug, Default)]
+struct Reading {
+    stop: Arc<AtomicBool>,
+    tail: Tail,
+    /// Records of its first second that the window it was split from had already read.
+    skip: Tail,
+}
+
+/// `inner` until `stop` is set: checked before each item is asked for, so a window whose reader asks
+/// for nothing ahead has no request in flight when it is stopped.
+fn stoppable<'a, T: Send + 'a>(inner: BoxStream<'a, T>, stop: Arc<AtomicBool>) -> BoxStream<'a, T> {
+    futures::stream::unfold(Some(inner), move |inner| {
+        let stop = stop.clone();
+        async move {
+            let mut inner = inner?;
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            let item = inner.next().await?;
+            Some((item, Some(inner)))
+        }
+    })
+    .boxed()
+}
+
+/// How to split what is left of a window, `[at, until)` (`until` the plan's end for the open last
+/// window, which stays open), into at most `parts` windows of equal, whole-second width: `None`
+/// when it is too short to split.
+fn split_rest(
+    at: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    nominal_end: DateTime<Utc>,
+    parts: usize,
+) -> Option<Vec<Span>> {
+    let end = until.unwrap_or(nominal_end);
+    let seconds = (end - at).num_seconds();
+    let n = (parts as i64).min(seconds);
+    if n < 2 {
+        return None;
+    }
+    let width = seconds / n;
+    let mut spans: Vec<Span> = (0..n)
+        .map(|k| Span {
+            since: at + Duration::seconds(k * width),
+            until: Some(at + Duration::seconds((k + 1) * width)),
+        })
+        .collect();
+    if let Some(last) = spans.last_mut() {
+        last.until = until;
+    }
+    Some(spans)
+}
+
 /// Read `request` as the windows of `plan`, side by side, as one stream of pages for the engine.
 ///
 /// Every page carries the low-water mark as its checkpoint (`{"cursor": …}`; for a backfill, which
 /// saves no state, the start of the first unfinished window, for the "committed through" message),
 /// or none while nothing is known; a window's end that moves the mark sends an empty page with the
 /// new checkpoint. The first error ends the stream (windows in flight are dropped).
+///
+/// Windows are planned before anything is known of how their records spread: one may hold many
+/// more pages than the others and, read page after page, be all that is left at the end while the
+/// host could build more at once. So once every window is started and the limiter has room that no
+/// request uses or waits for (the source's other streams included), a window whose page says that more than another page is left
+/// ([`REMAINING`]) is split: it ends at its newest cursor, and the rest of its range is read as new
+/// windows side by side (the first re-reads that second, dropping the records it already gave). Only
+/// an incremental read is split (a backfill's windows bound a date its records' cursors may not be).
 pub fn read_windowed<'a>(
     connector: &'a dyn Connector,
     request: ReadRequest,
@@ -293,11 +402,22 @@ pub fn read_windowed<'a>(
         }
     };
     let limiter = plan.limiter.clone();
+    let nominal_end = plan.until;
     Box::pin(async_stream::stream! {
         let mut lw = LowWater::new(spans.clone(), floor);
+        // The window ids at `lw`'s positions (windows split off get new ids after the plan's).
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        let mut reading: HashMap<usize, Reading> = HashMap::new();
         let mut active: SelectAll<BoxStream<'a, (usize, Option<crate::Result<Page>>)>> =
             SelectAll::new();
+        let open = |id: usize, span: Span, stop: Arc<AtomicBool>| {
+            stoppable(connector.read_window(request.clone(), span), stop)
+                .map(move |p| (id, Some(p)))
+                .chain(futures::stream::once(async move { (id, None) }))
+                .boxed()
+        };
         let mut next = 0usize;
+        let mut next_id = spans.len();
         let mut running = 0usize;
         let mut sent = mark(&lw, days);
         loop {
@@ -309,21 +429,30 @@ pub fn read_windowed<'a>(
                 let i = next;
                 next += 1;
                 running += 1;
-                let window = connector
-                    .read_window(request.clone(), spans[i])
-                    .map(move |p| (i, Some(p)))
-                    .chain(futures::stream::once(async move { (i, None) }));
-                active.push(window.boxed());
+                let r = Reading::default();
+                active.push(open(i, spans[i], r.stop.clone()));
+                reading.insert(i, r);
             }
             let Some((i, item)) = active.next().await else { break };
+            let Some(at) = order.iter().position(|id| *id == i) else { continue };
             match item {
                 Some(Ok(mut page)) => {
-                    let own = page
-                        .checkpoint
-                        .as_ref()
+                    let own = page.checkpoint.as_ref();
+                    let remaining = own.and_then(|c| c.get(REMAINING)).and_then(|n| n.as_u64());
+                    let own = own
                         .and_then(|c| c.get("cursor"))
                         .and_then(|c| c.as_str())
                         .and_then(cursor_time);
+                    let asked = page.records.len();
+                    let state = reading.entry(i).or_default();
+                    if let Some(first) = state.skip.at {
+                        // Records of the split point's second the window split from already gave.
+                        page.records.retain(|r| {
+                            r.cursor.as_deref().and_then(cursor_time).is_none_or(|(t, _)| {
+                                t != first || !state.skip.ids.contains(&r.id)
+                            })
+                        });
+                    }
                     let seen: Vec<(DateTime<Utc>, bool)> = page
                         .records
                         .iter()
@@ -331,21 +460,71 @@ pub fn read_windowed<'a>(
                         .chain(own)
                         .collect();
                     days |= seen.iter().any(|(_, d)| *d);
-                    lw.committed(i, seen.into_iter().map(|(t, _)| t));
+                    state.tail.read(page.records.iter().filter_map(|r| {
+                        r.cursor.as_deref().and_then(cursor_time).map(|(t, _)| (r.id.as_str(), t))
+                    }));
+                    lw.committed(at, seen.into_iter().map(|(t, _)| t));
                     let now = mark(&lw, days);
                     if now.is_some() {
                         sent = now.clone();
                     }
                     page.checkpoint = now;
                     yield Ok(page);
+                    // Room that nothing uses (this window's next request aside), and this one has
+                    // more than a page to go: split what is left of it.
+                    let spare = match &limiter {
+                        Some(l) => l.idle().saturating_sub(1),
+                        None => room.saturating_sub(running),
+                    };
+                    let pages_left = remaining
+                        .map_or(0, |n| n.div_ceil(asked.max(1) as u64) as usize);
+                    if backfill || next < spans.len() || spare == 0 || pages_left < 2 {
+                        continue;
+                    }
+                    let state = reading.entry(i).or_default();
+                    let Some(from) = state.tail.at else { continue };
+                    let Some(parts) =
+                        split_rest(from, lw.spans[at].until, nominal_end, pages_left.min(spare + 1))
+                    else {
+                        continue;
+                    };
+                    tracing::debug!(
+                        stream = %request.stream,
+                        from = %format_utc(from),
+                        parts = parts.len(),
+                        remaining,
+                        "splitting a window that turned out big"
+                    );
+                    state.stop.store(true, Ordering::SeqCst);
+                    let tail = std::mem::take(&mut state.tail);
+                    running -= 1;
+                    lw.split(at, from, &parts);
+                    for (k, span) in parts.into_iter().enumerate() {
+                        let id = next_id;
+                        next_id += 1;
+                        order.insert(at + 1 + k, id);
+                        let mut r = Reading::default();
+                        if k == 0 {
+                            r.skip = tail.clone();
+                            r.tail = tail.clone();
+                        }
+                        active.push(open(id, span, r.stop.clone()));
+                        reading.insert(id, r);
+                        running += 1;
+                    }
                 }
                 Some(Err(e)) => {
                     yield Err(e);
                     break;
                 }
                 None => {
+                    let Some(state) = reading.remove(&i) else { continue };
+                    if state.stop.load(Ordering::SeqCst) {
+                        // Split: already counted as finished where it was split.
+                        continue;
+                    }
                     running -= 1;
-                    lw.finished(i);
+                    lw.finished(at);
                     let now = mark(&lw, days);
                     if now.is_some() && now != sent {
                         sent = now.clone();

@@ -93,6 +93,45 @@ async fn grows_while_answers_are_fast_up_to_the_cap() {
     assert_eq!((l.limit(), l.peak_in_flight()), (3, 3));
 }
 
+/// While requests wait for room, slow start makes room for one more with each fast answer (TCP's
+/// growth per acknowledgement) instead of waiting for a whole round: the first answers of a long
+/// read already let more requests out.
+#[tokio::test]
+async fn slow_start_grows_with_each_fast_answer_while_requests_wait() {
+    let (l, clock) = limiter(AdaptiveConfig::default());
+    let a = l.acquire("/orders").now_or_never().unwrap();
+    let b = l.acquire("/orders").now_or_never().unwrap();
+    // Four more requests wait in line.
+    let mut waiting: Vec<_> = (0..4).map(|_| Box::pin(l.acquire("/orders"))).collect();
+    for w in &mut waiting {
+        assert!(futures::poll!(w).is_pending());
+    }
+    clock.sleep(Duration::from_millis(200)).await;
+    a.finish(Outcome::Success);
+    assert_eq!(l.limit(), 3, "one answer, one more at once");
+    b.finish(Outcome::Success);
+    assert_eq!(l.limit(), 4);
+    // The four waiting get their room; answers without anyone waiting grow it by the round again.
+    let mut permits = Vec::new();
+    for w in waiting {
+        permits.push(w.await);
+    }
+    assert_eq!(l.in_flight(), 4);
+    clock.sleep(Duration::from_millis(200)).await;
+    for p in permits {
+        p.finish(Outcome::Success);
+    }
+    assert_eq!(
+        l.limit(),
+        4,
+        "the round that grew answer by answer does not double too"
+    );
+    // A 503 still halves, and a host that slows down still shrinks it (see the tests below).
+    let p = l.acquire("/orders").now_or_never().unwrap();
+    p.finish(Outcome::of_status(503));
+    assert_eq!(l.limit(), 2);
+}
+
 #[tokio::test]
 async fn halves_on_429_or_503_once_per_round_trip() {
     let (l, clock) = limiter(AdaptiveConfig {
@@ -165,9 +204,11 @@ async fn shrinks_when_latency_rises_well_above_the_best_seen() {
 #[tokio::test]
 async fn a_request_waits_for_room_and_a_cancelled_one_gives_it_back() {
     let (l, _clock) = limiter(AdaptiveConfig::with_cap(2));
+    assert_eq!(l.idle(), 2);
     let a = l.acquire("/orders").now_or_never().unwrap();
+    assert_eq!(l.idle(), 1);
     let b = l.acquire("/orders").now_or_never().unwrap();
-    assert_eq!(l.in_flight(), 2);
+    assert_eq!((l.in_flight(), l.idle()), (2, 0));
     assert!(l.acquire("/orders").now_or_never().is_none(), "full");
     let waiting = {
         let l = l.clone();
@@ -352,6 +393,44 @@ fn the_low_water_mark_only_passes_finished_windows() {
     assert_eq!(lw.cursor(), Some(day(2)));
     lw.committed(0, [day(6)]);
     assert_eq!(lw.cursor(), Some(day(4)));
+}
+
+#[test]
+fn a_split_window_counts_as_finished_where_it_was_split_and_its_parts_follow_it() {
+    let hours = |d: u32, h: i64| day(d) + chrono::Duration::hours(h);
+    // Windows [1,4) [4,7) [7,10); the second, read up to March 5, is split there into [5,6) [6,7).
+    let mut lw = LowWater::new(spans(3), None);
+    lw.committed(0, [day(2)]);
+    lw.finished(0);
+    lw.committed(1, [day(4), day(5)]);
+    assert_eq!(lw.cursor(), Some(day(5)));
+    let parts = [
+        Span {
+            since: day(5),
+            until: Some(day(6)),
+        },
+        Span {
+            since: day(6),
+            until: Some(day(7)),
+        },
+    ];
+    lw.split(1, day(5), &parts);
+    // Positions now: [1,4) [4,5) (finished) [5,6) [6,7) [7,10).
+    assert_eq!(lw.through(), Some(day(5)));
+    lw.committed(3, [hours(6, 12)]);
+    lw.finished(3);
+    assert_eq!(
+        lw.cursor(),
+        Some(day(5)),
+        "a later part finishing first saves nothing"
+    );
+    lw.committed(2, [hours(5, 1), hours(6, 3)]);
+    assert_eq!(lw.cursor(), Some(day(6)), "clamped below the part's end");
+    lw.finished(2);
+    assert_eq!(lw.cursor(), Some(hours(6, 12)));
+    assert_eq!(lw.through(), Some(day(7)));
+    lw.finished(4);
+    assert!(lw.all_finished());
 }
 
 /// Ten records a day over March 1–20, read in windows, one record per page; the window starting at

@@ -142,11 +142,6 @@ fn records_of(plan: &Plan, items: Vec<(Record, Head)>, skip: usize) -> Result<Ve
     Ok(records)
 }
 
-fn total_of(resp: &Response) -> Option<u64> {
-    resp.header("X-WP-Total")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-}
-
 /// The first page, as the sequential read asks for it; what follows it.
 async fn first(reader: &Arc<Reader>, plan: &Arc<Plan>) -> Result<(Option<Page>, Scan)> {
     let size = reader.per_page;

@@ -31,7 +31,7 @@ use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
-use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan};
+use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan, REMAINING};
 use growthflow_core::{Error, Result};
 
 mod customers;
@@ -173,6 +173,9 @@ struct Plan {
     keep: Keep,
     /// Page by modification time instead of page number (see [`Anchor`]).
     keyset: bool,
+    /// One window of an incremental windowed read, on its records' cursor: its pages say how many
+    /// of its records are still to come (see [`REMAINING`]).
+    window: bool,
 }
 
 /// The connector's reading half: client, API root and paging settings. Shared by the streams it reads.
@@ -258,6 +261,7 @@ impl Reader {
             params,
             keep,
             keyset,
+            window: false,
         })
     }
 
@@ -291,6 +295,9 @@ impl Reader {
             params,
             keep: Keep::All,
             keyset,
+            // An incremental read's window is split along its records' own cursor; a backfill's
+            // window bounds another date (creation), so its pages say nothing to split on.
+            window: request.window.is_none(),
         })
     }
 
@@ -481,6 +488,16 @@ struct Cursor {
     paginator: PageNumber,
     page_params: Vec<(String, String)>,
     anchor: Anchor,
+    /// `per_page` of the next request when it is known to be the last and fewer than a page are
+    /// left (keyset reads, on page 1 of a new anchor): a host builds a page in time that grows with
+    /// the records asked for, so the short last page of every window is asked for as short.
+    size: Option<u32>,
+}
+
+/// `X-WP-Total`: how many records the request's filters match.
+fn total_of(resp: &Response) -> Option<u64> {
+    resp.header("X-WP-Total")
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// The next page number after `resp`, or `None` at the end.
@@ -530,6 +547,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
         page_params: paginator.first(),
         paginator,
         anchor: Anchor::default(),
+        size: None,
     };
     let per_page = reader.per_page as usize;
     paged(first, move |mut cursor: Cursor| {
@@ -545,8 +563,21 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
                 );
             }
             set_query(&mut url, &cursor.page_params);
+            let asked = match cursor.size.take() {
+                Some(n) => {
+                    set_query(&mut url, &[param("per_page", n.to_string())]);
+                    n as usize
+                }
+                None => per_page,
+            };
+            // Page 1 of its query (a keyset read's every re-anchored request): `X-WP-Total` less this
+            // page is what is left after it.
+            let first_page = cursor.paginator.page() == 1;
             let (resp, items) = reader.get_list(url, plan.spec.path).await?;
             let count = items.len();
+            let left = total_of(&resp)
+                .filter(|_| first_page)
+                .map(|t| t.saturating_sub(count as u64));
             let mut records = Vec::with_capacity(count);
             let mut newest: Option<DateTime<Utc>> = None;
             let mut at_newest: Vec<String> = Vec::new();
@@ -570,14 +601,26 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
                 }
             }
             let next = if plan.keyset {
-                if count < per_page {
+                if count < asked || left == Some(0) {
+                    // A short page, or one the count says holds all that was left.
                     None
                 } else if newest > cursor.anchor.at {
-                    // Progress: re-anchor on the newest second and start again at page 1.
+                    // Progress: re-anchor on the newest second and start again at page 1. The next
+                    // request lists the records of that second again (dropped as seen) and what
+                    // was left: when that is less than a page, only as many are asked for.
+                    let again = (at_newest.len() as u64).saturating_add(left.unwrap_or(u64::MAX));
+                    cursor.size = (again < per_page as u64).then_some(again.max(1) as u32);
                     cursor.anchor = Anchor {
                         at: newest,
                         seen: at_newest.into_iter().collect(),
                     };
+                    cursor.page_params = cursor.paginator.reset();
+                    Some(cursor)
+                } else if asked < per_page {
+                    // A short request filled within one second (the listing grew meanwhile): ask
+                    // again for a whole page 1, dropping what was seen, rather than page on with
+                    // another page size.
+                    cursor.anchor.seen.extend(at_newest);
                     cursor.page_params = cursor.paginator.reset();
                     Some(cursor)
                 } else {
@@ -588,7 +631,15 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             } else {
                 page_on(cursor, &resp, count)?
             };
-            Ok((Page::new(records), next))
+            let mut page = Page::new(records);
+            // How much of the window is left after this page (`X-WP-Total` less the page): core
+            // splits a window that turns out big once the others leave room.
+            if plan.window && next.is_some() {
+                if let Some(left) = left {
+                    page.checkpoint = Some(serde_json::json!({ REMAINING: left }));
+                }
+            }
+            Ok((page, next))
         }
     })
     .boxed()

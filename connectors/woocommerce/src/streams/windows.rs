@@ -38,6 +38,9 @@ pub(crate) async fn plan_windows(
     let Some(windows) = windows_for_pages(pages) else {
         return Ok(None);
     };
+    // No more windows than can be read at once: every window ends on a short page, a request of its
+    // own, and a window that turns out big is split once the others leave room (core's windows).
+    let windows = windows.min(reader.limiter.config().cap.max(2));
     tracing::debug!(
         stream = plan.spec.def.name,
         total,

@@ -127,12 +127,15 @@ struct WindowedHarness {
 
 impl WindowedHarness {
     async fn start(kill_after: usize) -> WindowedHarness {
+        WindowedHarness::with_orders(kill_after, year_of_orders()).await
+    }
+
+    async fn with_orders(kill_after: usize, orders: Vec<(u64, String, String)>) -> WindowedHarness {
         let h = Harness {
             server: MockServer::start().await,
             // "Now" is pinned: the last window of an incremental read starts before it.
             clock: TestClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
         };
-        let orders = year_of_orders();
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let killed = Arc::new(tokio::sync::Notify::new());
         Mock::given(method("GET"))
@@ -222,7 +225,8 @@ async fn a_long_first_sync_reads_windows_side_by_side_and_gets_every_order_once(
     let mut ends: Vec<Option<String>> = windows.iter().map(|w| w.1.clone()).collect();
     ends.sort();
     ends.dedup();
-    assert_eq!(ends.len(), 6, "{ends:?}");
+    // Six planned; the limiter had room for more, so windows with pages to go were split.
+    assert!(ends.len() >= 6, "{ends:?}");
     assert_eq!(ends[0], None, "the last window is open");
     windows.sort();
     assert_eq!(windows[0].0, "2024-11-30T23:59:59", "from start_date");
@@ -383,9 +387,21 @@ async fn one_request_at_a_time_reads_in_sequence_without_a_count() {
     .await;
     assert_eq!((outcome.status, outcome.records), ("ok", 240));
     let requests = w.h.finish(guard).await;
+    assert_eq!(query(&requests[0])["per_page"], "10", "no count first");
+    // A host's time grows with the records a page is asked for: the last request asks only for the
+    // eight orders the count said were left (its second's order read again, and seven new).
+    let sizes: Vec<String> = requests
+        .iter()
+        .map(|r| query(r)["per_page"].clone())
+        .collect();
+    assert_eq!(sizes.last().map(String::as_str), Some("8"), "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|s| s == "10"),
+        "{sizes:?}"
+    );
     assert!(requests.iter().all(|r| {
         let q = query(r);
-        q["per_page"] == "10" && !q.contains_key("modified_before")
+        !q.contains_key("modified_before") && q.get("order").map(String::as_str) == Some("asc")
     }));
     assert_eq!(connector.limiter().peak_in_flight(), 1);
 }
@@ -420,4 +436,75 @@ async fn windows_start_at_the_oldest_order_when_start_date_lies_far_before_it() 
         streams::wc_date(oldest - chrono::Duration::seconds(1)),
         "the first window starts at the oldest order"
     );
+}
+
+/// 240 orders of which 200 were modified within one week of November 2025: the count's plan splits
+/// the year into six windows, one of which holds twenty of the twenty-four pages.
+fn crowded_orders() -> Vec<(u64, String, String)> {
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let spread = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let crowd = Utc.with_ymd_and_hms(2025, 11, 10, 0, 0, 0).unwrap();
+    (1..=240u64)
+        .map(|id| {
+            let modified = if id <= 40 {
+                spread + chrono::Duration::days(7 * id as i64)
+            } else {
+                // Every fifth shares its second with the one before (keyset ties).
+                crowd + chrono::Duration::minutes(50 * (id - id / 5) as i64)
+            };
+            (
+                id,
+                fmt(modified - chrono::Duration::hours(1)),
+                fmt(modified),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_window_that_turns_out_big_is_split_and_read_side_by_side_without_losing_an_order() {
+    let orders = crowded_orders();
+    let w = WindowedHarness::with_orders(0, orders.clone()).await;
+    let guard = w.h.catch_all().await;
+    let connector = w.connector();
+    let (writer, log) = recording_writer();
+    let outcome = sync_stream(
+        &connector,
+        &streams::ORDERS,
+        &writer,
+        &sync_options(None),
+        &NoProgress,
+    )
+    .await;
+    assert_eq!(outcome.status, "ok", "{:?}", outcome.error);
+    assert_eq!(outcome.records, 240, "every order exactly once");
+    let mut ids: Vec<String> = log.ids();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 240);
+    assert_eq!(
+        assert_state_never_passes_an_uncommitted_order(&log, &orders),
+        Some(w.newest())
+    );
+    let requests = w.h.finish(guard).await;
+    // Windows that end inside the crowded week: only a split makes them (the plan's six windows
+    // are each about two months wide).
+    let crowd = orders[40].2.as_str()..=orders[239].2.as_str();
+    let inside: Vec<String> = requests
+        .iter()
+        .map(query)
+        .filter_map(|q| q.get("modified_before").cloned())
+        .filter(|b| crowd.contains(&b.as_str()))
+        .collect();
+    assert!(!inside.is_empty(), "the crowded window was not split");
+}
+
+#[test]
+fn the_limit_starts_at_four_requests_in_flight_within_the_cap() {
+    use growthflow_woocommerce::limits::{concurrency, INITIAL_IN_FLIGHT};
+    let clock = || Arc::new(TestClock::new()) as Arc<dyn growthflow_core::http::Clock>;
+    assert_eq!(INITIAL_IN_FLIGHT, 4);
+    assert_eq!(concurrency(16, clock()).limit(), 4);
+    assert_eq!(concurrency(2, clock()).limit(), 2, "a configured cap wins");
+    assert_eq!(concurrency(1, clock()).limit(), 1);
 }
