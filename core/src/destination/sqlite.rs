@@ -495,13 +495,17 @@ fn rebuild(
 
 /// Take out what the records in `temp.dirty` put into the model, noting the people it concerned.
 fn unmap_dirty(tx: &Transaction<'_>) -> Result<()> {
+    // The first statement's joins are in a fixed order (`CROSS JOIN`): left to choose, SQLite read
+    // every order of the record's source for each dirty record and looked for it in the record's
+    // list, instead of looking each listed order up (2,000 dirty records of a 100,000-order
+    // dataset: 35 s).
     tx.execute_batch(
         "INSERT OR IGNORE INTO temp.affected
            SELECT o.customer_id FROM temp.dirty t
-           JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
-                                    AND d.record_id = t.record_id
-           JOIN json_each(d.orders) j
-           JOIN orders o ON o.source = d.source AND o.order_id = j.value
+           CROSS JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                          AND d.record_id = t.record_id
+           CROSS JOIN json_each(d.orders) j
+           CROSS JOIN orders o ON o.source = d.source AND o.order_id = j.value
            WHERE o.customer_id IS NOT NULL;
          INSERT OR IGNORE INTO temp.affected
            SELECT e.customer_id FROM temp.dirty t
