@@ -143,13 +143,13 @@ fn refresh(x: &mut impl Exec) -> Result<(), ReportError> {
         "SELECT {} FROM growthflow_rollup_dirty_days ORDER BY date",
         d.date_text("date")
     ))?;
-    let statements = day_statements(d);
+    let statements = day_statements(d, Scope::Dirty);
     for (lo, hi) in spans(&days) {
         for sql in &statements {
             x.exec(sql, &[lo, hi])?;
         }
     }
-    for sql in customer_statements(d) {
+    for sql in customer_statements(d, Scope::Dirty) {
         x.exec(&sql, &[])?;
     }
     // After a full rebuild or the migration, the planner's statistics of the rollups are stale (or
@@ -164,6 +164,32 @@ fn refresh(x: &mut impl Exec) -> Result<(), ReportError> {
     x.exec("DELETE FROM growthflow_rollup_dirty_days", &[])?;
     x.exec("DELETE FROM growthflow_rollup_dirty_customers", &[])?;
     Ok(())
+}
+
+/// Recompute every rollup from every row, whatever the lists of changes say, and empty them: what a
+/// full rebuild needs, every day and customer having changed. One grouped pass per rollup instead of
+/// one per span of days, each of which looked the span's days up in the lists and probed them for
+/// every row it read; the rows are the same as [`refresh`] gives once every day and customer is noted.
+fn refresh_all(x: &mut impl Exec) -> Result<(), ReportError> {
+    let d = x.dialect();
+    for sql in day_statements(d, Scope::All)
+        .into_iter()
+        .chain(customer_statements(d, Scope::All))
+    {
+        x.exec(&sql, &[])?;
+    }
+    x.exec("DELETE FROM growthflow_rollup_dirty_days", &[])?;
+    x.exec("DELETE FROM growthflow_rollup_dirty_customers", &[])?;
+    Ok(())
+}
+
+/// What a refresh recomputes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The days and customers in the lists of changes (days between parameters 1 and 2).
+    Dirty,
+    /// Everything.
+    All,
 }
 
 /// The sorted `days` cut into spans of at most [`DAYS_PER_CHUNK`] calendar days: (first, last).
@@ -184,15 +210,40 @@ fn spans(days: &[String]) -> Vec<(&str, &str)> {
     out
 }
 
-/// The statements that recompute the dirty days between parameters 1 and 2 (inclusive).
-fn day_statements(d: Dialect) -> Vec<String> {
+/// The statements that recompute the dirty days between parameters 1 and 2 (inclusive), or every day.
+fn day_statements(d: Dialect, scope: Scope) -> Vec<String> {
     let days = format!(
         "SELECT date FROM growthflow_rollup_dirty_days WHERE date BETWEEN {} AND {}",
         d.p_date(1),
         d.p_date(2)
     );
+    // `… AND <expr> IN (<the dirty days>)`, or nothing when every day is recomputed.
+    let and_dirty = |expr: &str| match scope {
+        Scope::Dirty => format!(" AND {expr} IN ({days})"),
+        Scope::All => String::new(),
+    };
+    let delete = |table: &str| match scope {
+        Scope::Dirty => format!("DELETE FROM {table} WHERE date IN ({days})"),
+        Scope::All => format!("DELETE FROM {table}"),
+    };
+    // Valid orders on the UTC day they were created: each dirty day's range of `created_at`, as the
+    // report's window compares it.
+    let valid = d.valid_order("");
+    let orders = match scope {
+        Scope::Dirty => format!(
+            "created_at >= {start} AND created_at < {end} AND {valid}{days}",
+            start = d.day_start(&d.p_date(1)),
+            end = d.day_start(&d.next_day(&d.p_date(2))),
+            days = and_dirty(&d.day_of("created_at")),
+        ),
+        Scope::All => valid,
+    };
+    let events = match scope {
+        Scope::Dirty => format!("WHERE date IN ({days})"),
+        Scope::All => String::new(),
+    };
     vec![
-        format!("DELETE FROM growthflow_rollup_events WHERE date IN ({days})"),
+        delete("growthflow_rollup_events"),
         // Grouped by everything a report query filters or groups events by; the sums are the
         // report's own (`sum_money` exact, quantities and clicks summed as the report sums them).
         format!(
@@ -204,39 +255,35 @@ fn day_statements(d: Dialect) -> Vec<String> {
                     COUNT(*), SUM(quantity), {value},
                     SUM(CASE WHEN event_type = 'ad_insights' THEN {clicks} END)
              FROM journey_events
-             WHERE date IN ({days})
+             {events}
              GROUP BY 1, 2, 3, 4, 5, 6, 7",
             platform = d.json_text("attributes", "platform"),
             attributed = d.json_is_true("attributes", "attributed"),
             value = d.sum_money("value"),
             clicks = d.json_number("attributes", "clicks"),
         ),
-        format!("DELETE FROM growthflow_rollup_orders WHERE date IN ({days})"),
-        // Valid orders on the UTC day they were created: each dirty day's range of `created_at`, as
-        // the report's window compares it.
+        delete("growthflow_rollup_orders"),
+        // Valid orders on the UTC day they were created.
         format!(
             "INSERT INTO growthflow_rollup_orders (date, currency, utm_campaign, channel, orders,
                  revenue)
              SELECT {day}, currency, utm_campaign, channel, COUNT(*), {revenue}
              FROM orders
-             WHERE created_at >= {start} AND created_at < {end} AND {valid}
-               AND {day} IN ({days})
+             WHERE {orders}
              GROUP BY 1, 2, 3, 4",
             day = d.day_of("created_at"),
             revenue = d.sum_money("total_price"),
-            start = d.day_start(&d.p_date(1)),
-            end = d.day_start(&d.next_day(&d.p_date(2))),
-            valid = d.valid_order(""),
         ),
-        format!("DELETE FROM growthflow_rollup_refunds WHERE date IN ({days})"),
+        delete("growthflow_rollup_refunds"),
         // Refunds of valid orders, in their own currency else their order's.
         format!(
             "INSERT INTO growthflow_rollup_refunds (date, currency, refunds, amount)
              SELECT e.date, COALESCE(NULLIF(trim(e.currency), ''), o.currency), COUNT(*), {amount}
              FROM journey_events e
              JOIN orders o ON o.source = e.source AND o.order_id = {order_id}
-             WHERE e.event_type = 'refund' AND e.date IN ({days}) AND {valid}
+             WHERE e.event_type = 'refund'{days} AND {valid}
              GROUP BY 1, 2",
+            days = and_dirty("e.date"),
             amount = d.sum_money("e.value"),
             order_id = d.json_text("e.attributes", "order_id"),
             valid = d.valid_order("o"),
@@ -244,12 +291,18 @@ fn day_statements(d: Dialect) -> Vec<String> {
     ]
 }
 
-/// The statements that recompute the dirty customers' summaries.
-fn customer_statements(d: Dialect) -> Vec<String> {
-    let dirty = "SELECT customer_id FROM growthflow_rollup_dirty_customers";
+/// The statements that recompute the dirty customers' summaries, or every customer's.
+fn customer_statements(d: Dialect, scope: Scope) -> Vec<String> {
+    let (dirty, only_dirty) = match scope {
+        Scope::Dirty => (
+            " WHERE customer_id IN (SELECT customer_id FROM growthflow_rollup_dirty_customers)",
+            "customer_id IN (SELECT customer_id FROM growthflow_rollup_dirty_customers) AND ",
+        ),
+        Scope::All => ("", ""),
+    };
     let valid = d.valid_order("");
     vec![
-        format!("DELETE FROM growthflow_rollup_customers WHERE customer_id IN ({dirty})"),
+        format!("DELETE FROM growthflow_rollup_customers{dirty}"),
         format!(
             "INSERT INTO growthflow_rollup_customers (customer_id, first_at, last_at, first_repeat_at,
                  last_repeat_at)
@@ -257,16 +310,16 @@ fn customer_statements(d: Dialect) -> Vec<String> {
                     MIN(CASE WHEN customer_order_index >= 2 THEN created_at END),
                     MAX(CASE WHEN customer_order_index >= 2 THEN created_at END)
              FROM orders
-             WHERE customer_id IN ({dirty}) AND {valid} AND customer_id <> ''
+             WHERE {only_dirty}{valid} AND customer_id <> ''
              GROUP BY customer_id"
         ),
-        format!("DELETE FROM growthflow_rollup_customer_currencies WHERE customer_id IN ({dirty})"),
+        format!("DELETE FROM growthflow_rollup_customer_currencies{dirty}"),
         format!(
             "INSERT INTO growthflow_rollup_customer_currencies (customer_id, currency, first_at,
                  last_at, total)
              SELECT customer_id, {cur}, MIN(created_at), MAX(created_at), {total}
              FROM orders
-             WHERE customer_id IN ({dirty}) AND {valid} AND customer_id <> ''
+             WHERE {only_dirty}{valid} AND customer_id <> ''
              GROUP BY 1, 2",
             cur = d.currency_key("currency"),
             total = d.sum_money("total_price"),
@@ -277,6 +330,12 @@ fn customer_statements(d: Dialect) -> Vec<String> {
 /// [`refresh_rollups_sqlite`] with the crate's error, for the rebuild and the migration runner.
 pub(crate) fn refresh_sqlite(conn: &rusqlite::Connection) -> crate::Result<()> {
     refresh_rollups_sqlite(conn).map_err(into_crate)
+}
+
+/// Every rollup recomputed from every row, in the caller's transaction: for a full rebuild, which
+/// changed every day and customer (see [`refresh_all`]).
+pub(crate) fn refresh_all_sqlite(conn: &rusqlite::Connection) -> crate::Result<()> {
+    refresh_all(&mut { conn }).map_err(into_crate)
 }
 
 /// [`refresh_rollups_postgres`] with the crate's error, for the rebuild and the migration runner.

@@ -132,19 +132,6 @@ pub(super) fn map_records(
     settle_orders_met_again(tx, mappers, met_again)
 }
 
-/// After a [`ReadOrder::Stored`] pass, once the indexes are back: every person the model names is
-/// affected, noted from the customer indexes in one statement instead of one insert per row written
-/// (three for most orders).
-pub(super) fn note_everyone(tx: &Transaction<'_>) -> Result<()> {
-    tx.execute_batch(
-        "INSERT OR IGNORE INTO temp.affected
-           SELECT customer_id FROM orders WHERE customer_id IS NOT NULL
-           UNION SELECT customer_id FROM journey_events WHERE customer_id IS NOT NULL
-           UNION SELECT customer_id FROM growthflow_people;",
-    )?;
-    Ok(())
-}
-
 /// In a [`ReadOrder::Stored`] pass, orders that more than one record gave were inserted by whichever
 /// came first: each gets the row of the record with the greatest stream and record id among those
 /// that gave it (what the key-order pass leaves). Platforms give an order one record, so this is
@@ -198,8 +185,8 @@ struct RowWriter<'c> {
     met_again: Vec<(String, String)>,
     event: rusqlite::CachedStatement<'c>,
     affect: rusqlite::CachedStatement<'c>,
-    /// Whether each person a row names is noted in `temp.affected` as it is written; a
-    /// [`ReadOrder::Stored`] pass maps every record, and [`note_everyone`] notes them all at once.
+    /// Whether each person a row names is noted in `temp.affected` as it is written: a
+    /// [`ReadOrder::Stored`] pass is a full rebuild's, which settles every person without the list.
     note_people: bool,
     person: rusqlite::CachedStatement<'c>,
     derived: rusqlite::CachedStatement<'c>,
