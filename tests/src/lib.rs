@@ -268,6 +268,23 @@ const DATASET_TABLES: [&str; 6] = [
     "growthflow_sources",
 ];
 
+/// One figure of each stream of a source in a `sync --json` summary (`"records"`, `"requests"`),
+/// by stream name; every stream must have ended `ok`.
+pub fn per_stream(source: &Value, figure: &str) -> HashMap<String, u64> {
+    source["streams"]
+        .as_array()
+        .expect("the source's streams")
+        .iter()
+        .map(|s| {
+            assert_eq!(s["status"], "ok", "{s}");
+            (
+                s["stream"].as_str().unwrap().to_string(),
+                s[figure].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The dataset of a test's config file. A SQLite dataset is opened as is. A PostgreSQL one is copied,
 /// value by value, into a fresh SQLite dataset made by the SQLite store's own migrations, each value
 /// written as the SQLite store writes it (money as REAL, times as RFC 3339 text, flags as 0/1, JSON as

@@ -5,7 +5,7 @@
 //! requests on it and the account counts its fixed windows on it, so the spacing is kept without
 //! being waited for.
 
-use growthflow_tests::{cents, cli_on, db, dec, on_both_stores, raw_payloads, Store};
+use growthflow_tests::{cents, cli_on, db, dec, on_both_stores, per_stream, raw_payloads, Store};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -108,18 +108,7 @@ async fn sync_reads_every_klaviyo_record_within_the_rate_tiers(store: Store) {
     assert_eq!(source["type"], "klaviyo");
     assert_eq!(source["status"], "ok", "{source}");
     let account = env.account();
-    let records: HashMap<String, u64> = source["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            assert_eq!(s["status"], "ok", "{s}");
-            (
-                s["stream"].as_str().unwrap().to_string(),
-                s["records"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let records = per_stream(source, "records");
     let expected: [(&str, &Vec<Value>); 6] = [
         ("events", &account.events),
         ("metrics", &account.metrics),
@@ -408,18 +397,7 @@ async fn a_no_change_sync_makes_at_most_one_request_per_stream() {
         .iter()
         .find(|s| s["source"] == "email")
         .unwrap();
-    let requests: HashMap<String, u64> = source["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            assert_eq!(s["status"], "ok", "{s}");
-            (
-                s["stream"].as_str().unwrap().to_string(),
-                s["requests"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let requests = per_stream(source, "requests");
     let want: HashMap<String, u64> = [
         ("events", 1),
         ("metrics", 1),

@@ -1,7 +1,9 @@
 //! End to end: the `growthflow` commands against the sandbox's simulated Shopify shop (GraphQL Admin
 //! API), checked against values computed independently from the shop's generated data.
 
-use growthflow_tests::{cli_on, date_of, db, on_both_stores, raw_payloads, snapshot, Store};
+use growthflow_tests::{
+    cli_on, date_of, db, on_both_stores, per_stream, raw_payloads, snapshot, Store,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -142,18 +144,7 @@ async fn sync_fills_the_dataset_with_exactly_the_generated_shop(store: Store) {
     assert_eq!(source["source"], "shop");
     assert_eq!(source["type"], "shopify");
     assert_eq!(source["status"], "ok", "{out}");
-    let records: HashMap<String, u64> = source["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            assert_eq!(s["status"], "ok", "{s}");
-            (
-                s["stream"].as_str().unwrap().to_string(),
-                s["records"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let records = per_stream(source, "records");
     assert_eq!(records["orders"], shop.orders.len() as u64);
     assert_eq!(records["customers"], shop.customers.len() as u64);
     assert_eq!(records["products"], shop.products.len() as u64);
@@ -468,18 +459,7 @@ async fn a_no_change_sync_makes_one_request_per_stream() {
     assert_eq!(code, 0, "{out}");
     let received = env.sandbox.request_count() - before;
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
-    let requests: HashMap<String, u64> = summary["sources"][0]["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            assert_eq!(s["status"], "ok", "{s}");
-            (
-                s["stream"].as_str().unwrap().to_string(),
-                s["requests"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let requests = per_stream(&summary["sources"][0], "requests");
     let want: HashMap<String, u64> = ["orders", "customers", "products", "abandoned_checkouts"]
         .into_iter()
         .map(|k| (k.to_string(), 1))

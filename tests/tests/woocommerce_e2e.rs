@@ -2,7 +2,8 @@
 //! against values computed independently from the store's generated data.
 
 use growthflow_tests::{
-    cents, cli, date_of, db, dec, on_both_stores, raw_payloads, snapshot, Captured, Store,
+    cents, cli, date_of, db, dec, on_both_stores, per_stream, raw_payloads, snapshot, Captured,
+    Store,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -289,18 +290,7 @@ async fn a_no_change_sync_makes_one_request_per_stream_and_reads_customers_whole
     assert_eq!(code, 0, "{out}");
     let received = env.sandbox.request_count() - before;
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
-    let requests: HashMap<String, u64> = summary["sources"][0]["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            assert_eq!(s["status"], "ok", "{s}");
-            (
-                s["stream"].as_str().unwrap().to_string(),
-                s["requests"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let requests = per_stream(&summary["sources"][0], "requests");
     let customers = env.store().customers.len() as u64;
     assert!(customers > 100, "the store's customers fill several pages");
     let customer_requests = 1 + customers.saturating_sub(100).div_ceil(99);
