@@ -310,24 +310,23 @@ const ORDER_NUMBERING: &[&str] = &[
 /// The end of [`SETTLE_PEOPLE`]: the customers rows.
 const SETTLE_CUSTOMERS: &[&str] = &[
     "DELETE FROM customers WHERE customer_id IN (SELECT customer_id FROM gf_affected)",
+    // One sort of every row that names a person, the valid orders counted and summed on the way
+    // (SQLite's statement; its twin there measured 0.85 s → 0.31 s against a union and a join).
     "INSERT INTO customers (customer_id, email, first_seen_at, first_order_at, orders_count, total_spent)
-       SELECT p.customer_id, p.customer_id, MIN(p.seen_at), o.first_order_at,
-              COALESCE(o.cnt, 0), COALESCE(o.spent, 0)
-       FROM (SELECT customer_id, created_at AS seen_at FROM orders
+       SELECT customer_id, customer_id, MIN(seen_at), MIN(first_order_at), SUM(valid),
+              COALESCE(SUM(spent), 0)
+       FROM (SELECT customer_id, created_at AS seen_at,
+                    CASE WHEN NOT cancelled AND NOT test THEN created_at END AS first_order_at,
+                    CASE WHEN NOT cancelled AND NOT test THEN 1 ELSE 0 END AS valid,
+                    CASE WHEN NOT cancelled AND NOT test THEN total_price END AS spent
+             FROM orders WHERE customer_id IN (SELECT customer_id FROM gf_affected)
+             UNION ALL
+             SELECT customer_id, occurred_at, NULL::timestamptz, 0, NULL::numeric FROM journey_events
              WHERE customer_id IN (SELECT customer_id FROM gf_affected)
              UNION ALL
-             SELECT customer_id, occurred_at FROM journey_events
-             WHERE customer_id IN (SELECT customer_id FROM gf_affected)
-             UNION ALL
-             SELECT customer_id, seen_at FROM growthflow_people
+             SELECT customer_id, seen_at, NULL::timestamptz, 0, NULL::numeric FROM growthflow_people
              WHERE customer_id IN (SELECT customer_id FROM gf_affected)) p
-       LEFT JOIN (SELECT customer_id, MIN(created_at) AS first_order_at, COUNT(*) AS cnt,
-                         SUM(total_price) AS spent
-                  FROM orders
-                  WHERE NOT cancelled AND NOT test
-                    AND customer_id IN (SELECT customer_id FROM gf_affected)
-                  GROUP BY customer_id) o ON o.customer_id = p.customer_id
-       GROUP BY p.customer_id, o.first_order_at, o.cnt, o.spent",
+       GROUP BY customer_id",
     "TRUNCATE gf_order_index, gf_affected, gf_dirty",
 ];
 
