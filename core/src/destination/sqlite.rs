@@ -9,7 +9,9 @@
 //!
 //! [`super::postgres`] does the same statement for statement in PostgreSQL's dialect: a change to the
 //! migrations, `rebuild`, `unmap_dirty` or `settle_people` here has its twin there (`SETTLE_PEOPLE` is
-//! the same list of statements in the same order).
+//! the same list of statements in the same order). The full rebuilds load differently, each the way
+//! its store bulk-loads best (`sqlite/full.rs` builds the indexes last, PostgreSQL numbers the orders
+//! as it copies them in), and give the same rows: the tests compare the two stores' datasets.
 
 use std::collections::HashMap;
 use std::path::Path;
