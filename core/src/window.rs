@@ -401,9 +401,22 @@ pub fn read_windowed<'a>(
                 .map(|c| json!({ "cursor": cursor_text(c, days) }))
         }
     };
+    // The connector's own checkpoint keys other than the cursor (GA4's `checked`: which names were
+    // checked against the property) ride on every mark, so the state a windowed read saves records
+    // them as a sequential read's would; `remaining` is about one window and stays out.
+    let with = |m: Option<serde_json::Value>,
+                extra: &serde_json::Map<String, serde_json::Value>| {
+        m.map(|mut m| {
+            for (k, v) in extra {
+                m[k] = v.clone();
+            }
+            m
+        })
+    };
     let limiter = plan.limiter.clone();
     let nominal_end = plan.until;
     Box::pin(async_stream::stream! {
+        let mut extra = serde_json::Map::new();
         let mut lw = LowWater::new(spans.clone(), floor);
         // The window ids at `lw`'s positions (windows split off get new ids after the plan's).
         let mut order: Vec<usize> = (0..spans.len()).collect();
@@ -419,7 +432,7 @@ pub fn read_windowed<'a>(
         let mut next = 0usize;
         let mut next_id = spans.len();
         let mut running = 0usize;
-        let mut sent = mark(&lw, days);
+        let mut sent = with(mark(&lw, days), &extra);
         loop {
             let room = limiter
                 .as_ref()
@@ -439,6 +452,13 @@ pub fn read_windowed<'a>(
                 Some(Ok(mut page)) => {
                     let own = page.checkpoint.as_ref();
                     let remaining = own.and_then(|c| c.get(REMAINING)).and_then(|n| n.as_u64());
+                    if let Some(serde_json::Value::Object(o)) = own {
+                        for (k, v) in o {
+                            if k != "cursor" && k != REMAINING {
+                                extra.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
                     let own = own
                         .and_then(|c| c.get("cursor"))
                         .and_then(|c| c.as_str())
@@ -464,7 +484,7 @@ pub fn read_windowed<'a>(
                         r.cursor.as_deref().and_then(cursor_time).map(|(t, _)| (r.id.as_str(), t))
                     }));
                     lw.committed(at, seen.into_iter().map(|(t, _)| t));
-                    let now = mark(&lw, days);
+                    let now = with(mark(&lw, days), &extra);
                     if now.is_some() {
                         sent = now.clone();
                     }
@@ -525,7 +545,7 @@ pub fn read_windowed<'a>(
                     }
                     running -= 1;
                     lw.finished(at);
-                    let now = mark(&lw, days);
+                    let now = with(mark(&lw, days), &extra);
                     if now.is_some() && now != sent {
                         sent = now.clone();
                         yield Ok(Page { records: Vec::new(), checkpoint: now, replaces: None });

@@ -504,7 +504,7 @@ async fn a_sync_stopped_by_the_daily_quota_resumes_from_its_last_day(store: Stor
 /// account, which every run asks for once (a token is never stored). Three requests, no more: the
 /// property's metadata is not asked for — the first sync checked the names, and later ones check
 /// them again only when they change ([`a_changed_name_is_checked_again_and_only_then`]); this first
-/// sync's windows saved the cursor alone, so GA4's answer to the first report checks them. The
+/// sync's windows saved them as checked with the cursor. The
 /// first sync, two years long, is read in windows of days side by side and brings every row once.
 #[tokio::test]
 async fn a_no_change_sync_rereads_only_the_lookback_days() {

@@ -177,8 +177,7 @@ pub struct NameCheck {
 /// checked. A state that records the same names is not checked again — a run would otherwise spend
 /// a request on the metadata every time — and records them on.
 ///
-/// A state that records none (saved by windows of days, where core keeps only the cursor, or by an
-/// older growthflow) is neither checked nor given a record: GA4's own check of the first report
+/// A state that records none (saved by an older growthflow) is neither checked nor given a record: GA4's own check of the first report
 /// stands in, its refusal of a name answered with the metadata check's error
 /// ([`Reader::send_report`]); and a resumed or repeated sync then ends with the state of one
 /// uninterrupted sync, as a sync that read nothing new must.

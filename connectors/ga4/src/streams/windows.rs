@@ -96,7 +96,8 @@ pub(crate) fn read_window(
     let today = reader.client.clock().utc_now().date_naive();
     match span_days(span, today) {
         // A window of a first sync or a backfill: plan_windows checked the names (the metadata is
-        // asked once per process), and core keeps only the cursor of a window's checkpoints.
+        // asked once per process), and core carries `checked` from the windows' checkpoints onto
+        // the state it saves.
         Some((from, to)) => {
             let names = NameCheck {
                 check: true,

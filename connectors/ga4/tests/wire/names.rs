@@ -79,7 +79,7 @@ async fn names_are_checked_on_a_first_read_and_again_only_when_they_change() {
     assert_ne!(added[CHECKED], state[CHECKED]);
     assert_eq!(added[CHECKED], ga4.checked("report_by_source").unwrap());
 
-    // A state that records no checked names (windows of days save the cursor alone) is not checked,
+    // A state that records no checked names (an older growthflow's) is not checked,
     // and gets no record either: the state stays what an uninterrupted sync would have saved.
     let ga4 = by_source(&server, "names-unrecorded", &clock, &["sessions"]);
     let pages = read_pages(&ga4, incremental(Some(json!({"cursor": "2024-06-09"}))))

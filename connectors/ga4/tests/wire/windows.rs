@@ -104,20 +104,20 @@ async fn a_long_first_sync_reads_windows_of_days_side_by_side_and_each_day_once(
     assert!(ga4.limiter().peak_in_flight() >= 2, "windows side by side");
     assert!(ga4.limiter().peak_in_flight() <= growthflow_ga4::limits::MAX_CONCURRENT_REQUESTS);
 
-    // The state is a day, as a sequential read saves it, and ends at today (an empty day counts).
+    // The state is a day, as a sequential read saves it, and ends at today (an empty day counts); it
+    // records the names checked, as a sequential read's does, so the next run asks no metadata.
     let cursors = assert_cursor_never_passes_an_unread_day(&log);
     assert_eq!(cursors.last().map(String::as_str), Some("2024-05-30"));
     assert_eq!(
         writer.load_state("web", "traffic_daily").await.unwrap(),
-        Some(json!({ "cursor": "2024-05-30" }))
+        Some(json!({ "cursor": "2024-05-30", "checked": ga4.checked("traffic_daily").unwrap() }))
     );
     assert_no_unexpected(catch_all).await;
 
     // Nothing changed since: the next sync — a new run, knowing nothing of this one's token and
     // metadata — re-reads only the lookback days (in sequence, no windows), in two requests (one
-    // day, then the rest batched), and does not ask for the metadata: windows save the cursor
-    // alone, a state recording no checked names is not checked (GA4 checks the names of the first
-    // report), and the state stays what one sync saved.
+    // day, then the rest batched), and does not ask for the metadata: the windows' state records
+    // the names as checked, and the state stays what one sync saved.
     let ga4 = connector(&server, "windows", &clock);
     let before = server.received_requests().await.unwrap().len();
     let again = sync_stream(&ga4, &def, &writer, &day_options(None), &NoProgress).await;
@@ -148,7 +148,7 @@ async fn a_long_first_sync_reads_windows_of_days_side_by_side_and_each_day_once(
     );
     assert_eq!(
         writer.load_state("web", "traffic_daily").await.unwrap(),
-        Some(json!({ "cursor": "2024-05-30" }))
+        Some(json!({ "cursor": "2024-05-30", "checked": ga4.checked("traffic_daily").unwrap() }))
     );
 }
 
@@ -238,7 +238,7 @@ async fn a_windowed_first_sync_killed_midway_resumes_without_losing_a_day() {
     assert_eq!(in_range, rows, "no row lost");
     assert_eq!(
         writer.load_state("web", "traffic_daily").await.unwrap(),
-        Some(json!({ "cursor": "2024-05-30" }))
+        Some(json!({ "cursor": "2024-05-30", "checked": ga4.checked("traffic_daily").unwrap() }))
     );
     assert_cursor_never_passes_an_unread_day(&log);
 }
