@@ -99,7 +99,9 @@ fn without_lone_surrogates(text: &str) -> Option<String> {
     let b = text.as_bytes();
     // Cheap test first: `\ud8`..`\udf` in either case. A false alarm (an escaped backslash before
     // such letters, or a whole pair: an emoji) only costs the exact scan below.
-    let suspect = text.match_indices("\\u").any(|(i, _)| {
+    // `memmem` scans with SIMD: this runs on every record of every page, and `str::match_indices`
+    // took 3 % of a sync's CPU.
+    let suspect = memchr::memmem::find_iter(b, b"\\u").any(|i| {
         matches!(b.get(i + 2), Some(b'd' | b'D'))
             && matches!(b.get(i + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
     });
