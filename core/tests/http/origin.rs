@@ -270,3 +270,102 @@ async fn an_always_truncated_json_page_fails_after_exactly_two_requests() {
     assert_eq!(requests(&home).await.len(), 2);
     home.verify().await;
 }
+
+/// `send_decoded` on a multi-threaded runtime (the CLI's), where the decoding runs as a task of its
+/// own: a page that does not decode is asked for once more, and the value decoded comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_decoded_off_the_polling_thread_is_asked_for_once_more_when_truncated() {
+    let home = server().await;
+    Mock::given(method("GET"))
+        .and(path("/x"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(TRUNCATED, "application/json"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&home)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/x"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [{"id": 7}]})))
+        .expect(1)
+        .with_priority(2)
+        .mount(&home)
+        .await;
+    let clock = TestClock::new();
+    let client = default_client(&clock);
+    let (resp, ids) = client
+        .send_decoded(
+            "x",
+            client.reqwest().get(format!("{}/x", home.uri())),
+            |r| {
+                let v: Value = r.json()?;
+                Ok(v["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d["id"].as_i64())
+                    .collect::<Vec<i64>>())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![7]);
+    assert_eq!(resp.status.as_u16(), 200);
+    assert_eq!(resp.json::<Value>().unwrap(), json!({"data": [{"id": 7}]}));
+    assert_eq!(requests(&home).await.len(), 2);
+    home.verify().await;
+}
+
+/// What `send_decoded`'s decoder refuses is final when the body is not meant to be JSON (an HTML
+/// page: asking again will not change it) and after one more ask when it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decoder_error_is_retried_only_for_a_body_meant_as_json() {
+    let home = server().await;
+    Mock::given(method("GET"))
+        .and(path("/html"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw("<html><body>hi</body></html>", "text/html"),
+        )
+        .expect(1)
+        .mount(&home)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .expect(3)
+        .mount(&home)
+        .await;
+    let clock = TestClock::new();
+    let client = default_client(&clock);
+    let refuse = |_: &Response| -> growthflow_core::Result<()> {
+        Err(Error::Decode {
+            message: "not what was expected".into(),
+        })
+    };
+    for (p, asked) in [("html", 1), ("json", 3)] {
+        let err = client
+            .send_decoded(
+                "x",
+                client.reqwest().get(format!("{}/{p}", home.uri())),
+                refuse,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not decode the response: not what was expected",
+            "{p}"
+        );
+        assert_eq!(requests(&home).await.len(), asked, "{p}");
+    }
+    // A decoder's other errors are final at once.
+    let err = client
+        .send_decoded(
+            "x",
+            client.reqwest().get(format!("{}/json", home.uri())),
+            |_: &Response| -> growthflow_core::Result<()> { Err(Error::Internal("no".into())) },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    assert_eq!(requests(&home).await.len(), 4);
+}

@@ -307,13 +307,15 @@ impl Reader {
         url: Url,
         path: &str,
     ) -> Result<(Response, Vec<Box<RawValue>>)> {
-        let resp = self
-            .client
-            .send(ENDPOINT, self.client.reqwest().get(url))
+        // Decoded as part of the request: the page is parsed once, off the thread that polls the
+        // sync, and a truncated one is asked for again.
+        let owned = path.to_string();
+        self.client
+            .send_decoded(ENDPOINT, self.client.reqwest().get(url), move |resp| {
+                decode_list(resp, &owned)
+            })
             .await
-            .map_err(|e| explain(e, path))?;
-        let items = decode_list(&resp, path)?;
-        Ok((resp, items))
+            .map_err(|e| explain(e, path))
     }
 }
 
