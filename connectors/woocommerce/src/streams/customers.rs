@@ -123,14 +123,6 @@ fn url_of(plan: &Plan, paging: &[(String, String)]) -> Url {
     url
 }
 
-/// A page's items as records (with what was read of each to decide on it), in the page's order.
-fn decoded(plan: &Plan, items: Vec<Box<RawValue>>) -> Result<Vec<(Record, Head)>> {
-    items
-        .into_iter()
-        .map(|item| to_record(&plan.spec, item))
-        .collect()
-}
-
 /// The kept records of `items`, skipping the first `skip` (the overlap already handed on).
 fn records_of(plan: &Plan, items: Vec<(Record, Head)>, skip: usize) -> Result<Vec<Record>> {
     let mut records = Vec::with_capacity(items.len());
@@ -149,8 +141,8 @@ async fn first(reader: &Arc<Reader>, plan: &Arc<Plan>) -> Result<(Option<Page>, 
         plan,
         &[param("page", "1"), param("per_page", size.to_string())],
     );
-    let (resp, items) = reader.get_list(url, plan.spec.path).await?;
-    let items = decoded(plan, items)?;
+    let (resp, items) = reader.get_records(url, &plan.spec).await?;
+    let items = items.into_iter().collect::<Result<Vec<_>>>()?;
     let total = total_of(&resp);
     let tail = items.last().map(|(r, _)| r.id.clone());
     let count = items.len();
@@ -192,8 +184,8 @@ fn fill(reader: &Arc<Reader>, plan: &Arc<Plan>, slices: &mut Slices) {
         let reader = reader.clone();
         let plan = plan.clone();
         slices.in_flight.push_back(Box::pin(async move {
-            let (resp, items) = reader.get_list(url, plan.spec.path).await?;
-            Ok((k, resp, decoded(&plan, items)?))
+            let (resp, items) = reader.get_records(url, &plan.spec).await?;
+            Ok((k, resp, items.into_iter().collect::<Result<Vec<_>>>()?))
         }));
     }
 }

@@ -301,6 +301,30 @@ impl Reader {
         })
     }
 
+    /// GET one list page and make records of its items, in the page's order, with what was read of
+    /// each to decide on it. Each item's head is read where the page is decoded (off the thread
+    /// that polls the sync); an item that is not a record (no `id`, an unreadable time) is an error
+    /// of its own, given back in its place rather than failing the decode (which would ask the page
+    /// again).
+    async fn get_records(
+        &self,
+        url: Url,
+        spec: &Spec,
+    ) -> Result<(Response, Vec<Result<(Record, Head)>>)> {
+        let path = spec.path;
+        let spec = spec.clone();
+        self.client
+            .send_decoded(ENDPOINT, self.client.reqwest().get(url), move |resp| {
+                let items = decode_list(resp, spec.path)?;
+                Ok(items
+                    .into_iter()
+                    .map(|item| to_record(&spec, item))
+                    .collect())
+            })
+            .await
+            .map_err(|e| explain(e, path))
+    }
+
     /// GET one list page and decode it as a JSON array.
     pub(crate) async fn get_list(
         &self,
@@ -575,7 +599,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             // Page 1 of its query (a keyset read's every re-anchored request): `X-WP-Total` less this
             // page is what is left after it.
             let first_page = cursor.paginator.page() == 1;
-            let (resp, items) = reader.get_list(url, plan.spec.path).await?;
+            let (resp, items) = reader.get_records(url, &plan.spec).await?;
             let count = items.len();
             let left = total_of(&resp)
                 .filter(|_| first_page)
@@ -584,7 +608,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             let mut newest: Option<DateTime<Utc>> = None;
             let mut at_newest: Vec<String> = Vec::new();
             for item in items {
-                let (record, head) = to_record(&plan.spec, item)?;
+                let (record, head) = item?;
                 if plan.keyset {
                     let t = record.cursor.as_deref().and_then(parse_utc);
                     if t > newest {

@@ -88,3 +88,36 @@ async fn an_html_page_with_200_points_at_the_permalink_setting() {
     assert!(err.to_string().contains("permalinks"), "{err}");
     h.finish(guard).await;
 }
+
+/// A well-formed page holding an item that is not a record (no `id`) fails the stream at once: the
+/// page came whole, so asking for it again would only fetch the same item. Run on a multi-threaded
+/// runtime, as the CLI does, where a page is decoded off the polling thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_item_without_an_id_is_a_decode_error_after_one_request() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wc/v3/orders"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("X-WP-TotalPages", "1")
+                .insert_header("X-WP-Total", "2")
+                .set_body_json(json!([
+                    {"id": 1, "date_modified_gmt": "2025-03-07T16:02:48"},
+                    {"status": "processing", "date_modified_gmt": "2025-03-07T16:02:49"}
+                ])),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let err = read_all(&h.connector(), read_request("orders", None, start()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("orders record without an `id`"),
+        "{err}"
+    );
+    assert!(h.clock.sleeps().is_empty(), "{:?}", h.clock.sleeps());
+    assert_eq!(h.finish(guard).await.len(), 1);
+}
