@@ -245,9 +245,10 @@ impl HttpClient {
         .map(|(resp, ())| resp)
     }
 
-    /// [`send`](Self::send), with the successful response decoded by `decode` as part of the request:
-    /// a body that says it is JSON but does not decode is asked for once more, as `send` does, and
-    /// the page is parsed once instead of once to check it and again to read it.
+    /// [`send`](Self::send), with the successful response decoded by `decode` as part of the request,
+    /// so that a page is parsed once instead of once to check it and again to read it. A body that
+    /// is not well-formed JSON is asked for once more and then fails with the same error as `send`
+    /// gives; what `decode` refuses in a well-formed body is final at once.
     ///
     /// On a multi-threaded runtime `decode` runs as a task of its own on the runtime's workers, so
     /// that reading many streams' pages side by side parses them side by side too instead of on
@@ -341,10 +342,17 @@ impl HttpClient {
                             let status = resp.status.as_u16();
                             let (resp, accepted) = accept(resp, path.clone()).await;
                             if let Err(error) = accepted {
-                                if decode_retried
-                                    || !matches!(error, Error::Decode { .. })
-                                    || !json_expected(&resp)
-                                {
+                                // Only a body that is not well-formed JSON is asked for again (the
+                                // check parses it once more, on this failure path only); a decoder
+                                // refusing a whole page is final, as its page will not change.
+                                let malformed = match &error {
+                                    Error::Decode { .. } => self.malformed_json(&resp, &path),
+                                    _ => None,
+                                };
+                                let Some(error) = malformed else {
+                                    return Err(error);
+                                };
+                                if decode_retried {
                                     return Err(error);
                                 }
                                 // A body cut at a chunk boundary by a proxy or a dropped connection
@@ -599,8 +607,7 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
 }
 
 /// Whether a successful answer's body is meant to be JSON: it says so or looks so, and is not an HTML
-/// page (which the connectors explain themselves) or empty. Only such a body that does not parse is
-/// asked for again: a proxy's truncated JSON may come whole the second time, an HTML page will not.
+/// page (which the connectors explain themselves) or empty.
 fn json_expected(resp: &Response) -> bool {
     let content_type = resp.header("content-type").unwrap_or_default();
     let says_json = content_type.contains("json")

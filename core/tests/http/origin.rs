@@ -315,10 +315,10 @@ async fn a_page_decoded_off_the_polling_thread_is_asked_for_once_more_when_trunc
     home.verify().await;
 }
 
-/// What `send_decoded`'s decoder refuses is final when the body is not meant to be JSON (an HTML
-/// page: asking again will not change it) and after one more ask when it is.
+/// What `send_decoded`'s decoder refuses in a well-formed body (or an HTML page) is final at once:
+/// asking again would fetch the same page. Only a body that is not well-formed JSON is asked again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decoder_error_is_retried_only_for_a_body_meant_as_json() {
+async fn a_decoder_refusing_a_well_formed_page_is_final_at_once() {
     let home = server().await;
     Mock::given(method("GET"))
         .and(path("/html"))
@@ -331,7 +331,7 @@ async fn a_decoder_error_is_retried_only_for_a_body_meant_as_json() {
     Mock::given(method("GET"))
         .and(path("/json"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
-        .expect(3)
+        .expect(2)
         .mount(&home)
         .await;
     let clock = TestClock::new();
@@ -341,7 +341,7 @@ async fn a_decoder_error_is_retried_only_for_a_body_meant_as_json() {
             message: "not what was expected".into(),
         })
     };
-    for (p, asked) in [("html", 1), ("json", 3)] {
+    for (p, asked) in [("html", 1), ("json", 2)] {
         let err = client
             .send_decoded(
                 "x",
@@ -357,7 +357,6 @@ async fn a_decoder_error_is_retried_only_for_a_body_meant_as_json() {
         );
         assert_eq!(requests(&home).await.len(), asked, "{p}");
     }
-    // A decoder's other errors are final at once.
     let err = client
         .send_decoded(
             "x",
@@ -367,5 +366,34 @@ async fn a_decoder_error_is_retried_only_for_a_body_meant_as_json() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Internal(_)), "{err:?}");
-    assert_eq!(requests(&home).await.len(), 4);
+    assert_eq!(requests(&home).await.len(), 3);
+    assert!(clock.sleeps().is_empty(), "{:?}", clock.sleeps());
+    home.verify().await;
+}
+
+/// A page that stays truncated fails after two requests with `send`'s own error, which names the
+/// platform and the path, whatever the decoder said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_stays_truncated_fails_as_send_does_after_two_requests() {
+    let home = server().await;
+    Mock::given(method("GET"))
+        .and(path("/x"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(TRUNCATED))
+        .expect(2)
+        .mount(&home)
+        .await;
+    let clock = TestClock::new();
+    let client = default_client(&clock);
+    let err = client
+        .send_decoded(
+            "x",
+            client.reqwest().get(format!("{}/x", home.uri())),
+            |r| r.json::<Value>(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err:?}");
+    assert!(err.to_string().contains("TestPlatform /x"), "{err}");
+    assert_eq!(clock.sleeps().len(), 1);
+    home.verify().await;
 }

@@ -142,7 +142,6 @@ async fn first(reader: &Arc<Reader>, plan: &Arc<Plan>) -> Result<(Option<Page>, 
         &[param("page", "1"), param("per_page", size.to_string())],
     );
     let (resp, items) = reader.get_records(url, &plan.spec).await?;
-    let items = items.into_iter().collect::<Result<Vec<_>>>()?;
     let total = total_of(&resp);
     let tail = items.last().map(|(r, _)| r.id.clone());
     let count = items.len();
@@ -185,7 +184,7 @@ fn fill(reader: &Arc<Reader>, plan: &Arc<Plan>, slices: &mut Slices) {
         let plan = plan.clone();
         slices.in_flight.push_back(Box::pin(async move {
             let (resp, items) = reader.get_records(url, &plan.spec).await?;
-            Ok((k, resp, items.into_iter().collect::<Result<Vec<_>>>()?))
+            Ok((k, resp, items))
         }));
     }
 }

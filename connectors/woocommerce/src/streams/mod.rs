@@ -302,24 +302,17 @@ impl Reader {
     }
 
     /// GET one list page and make records of its items, in the page's order, with what was read of
-    /// each to decide on it. Each item's head is read where the page is decoded (off the thread
-    /// that polls the sync); an item that is not a record (no `id`, an unreadable time) is an error
-    /// of its own, given back in its place rather than failing the decode (which would ask the page
-    /// again).
-    async fn get_records(
-        &self,
-        url: Url,
-        spec: &Spec,
-    ) -> Result<(Response, Vec<Result<(Record, Head)>>)> {
+    /// each to decide on it. The items are read where the page is decoded, off the thread that polls
+    /// the sync; an item that is no record (no `id`, an unreadable time) fails the page at once.
+    async fn get_records(&self, url: Url, spec: &Spec) -> Result<(Response, Vec<(Record, Head)>)> {
         let path = spec.path;
         let spec = spec.clone();
         self.client
             .send_decoded(ENDPOINT, self.client.reqwest().get(url), move |resp| {
-                let items = decode_list(resp, spec.path)?;
-                Ok(items
+                decode_list(resp, spec.path)?
                     .into_iter()
                     .map(|item| to_record(&spec, item))
-                    .collect())
+                    .collect()
             })
             .await
             .map_err(|e| explain(e, path))
@@ -607,8 +600,7 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             let mut records = Vec::with_capacity(count);
             let mut newest: Option<DateTime<Utc>> = None;
             let mut at_newest: Vec<String> = Vec::new();
-            for item in items {
-                let (record, head) = item?;
+            for (record, head) in items {
                 if plan.keyset {
                     let t = record.cursor.as_deref().and_then(parse_utc);
                     if t > newest {
