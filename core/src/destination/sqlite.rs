@@ -53,6 +53,14 @@ const CACHE_KIB: i64 = 8192;
 /// The page cache while the journey model is rebuilt (see `rebuild_journey`).
 const REBUILD_CACHE_KIB: i64 = 4096;
 
+/// Pages the write-ahead log grows to before a commit copies them into the file (SQLite's default
+/// is 1,000): 4,096 pages of 16 KiB, 64 MiB. Each such checkpoint syncs the log and the file to disk
+/// and copies every page changed since the last one, so a 100,000-order sync (500 MB of payloads)
+/// made about 30 of them, two `fsync`s each, and copied the B-trees' hot pages (the table's last
+/// leaf, the key index's) again each time; a quarter as many take the writer about a quarter less
+/// time (docs/performance.md, "The writer's checkpoints"). The log is emptied at the end of a run.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4096;
+
 /// A SQLite dataset.
 #[derive(Debug)]
 pub struct SqliteDestination {
@@ -103,6 +111,7 @@ impl SqliteDestination {
         // Sorts and DISTINCTs too big for the page cache (the report's over a large window, the
         // rebuild's) go to memory, not to temporary files: 3x faster in docs/performance.md.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         let mut me = SqliteDestination { conn };
         me.migrate()?;
         Ok(me)
@@ -756,6 +765,31 @@ mod tests {
 
     /// The rebuild's smaller cache and file-backed temporary storage are its own: the connection
     /// keeps the sync's and the report's settings afterwards, whether the rebuild worked or not.
+    #[test]
+    fn a_dataset_file_is_opened_with_the_write_path_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = SqliteDestination::open(&dir.path().join("d.db")).unwrap();
+        let c = dest.connection();
+        let pragma = |name: &str| -> String {
+            c.query_row(&format!("PRAGMA {name}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|v| match v {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+            .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "1");
+        assert_eq!(pragma("page_size"), "16384");
+        assert_eq!(
+            pragma("wal_autocheckpoint"),
+            WAL_AUTOCHECKPOINT_PAGES.to_string()
+        );
+    }
+
     #[test]
     fn a_rebuild_puts_the_page_cache_and_temp_store_back() {
         let mut dest = SqliteDestination::in_memory().unwrap();
