@@ -339,12 +339,18 @@ pub(super) fn read_insights(
             };
             let (records, next_url) = match url {
                 Some(url) => {
-                    let body = reader.get("insights", url).await?;
-                    let next = match JsonCursor::url("/paging/next").next_from(&body) {
+                    // Rows and `paging.next` from one parse, made where the page is decoded.
+                    let (next, records) = reader
+                        .get_page("insights", url, |body| {
+                            let next = JsonCursor::url("/paging/next").next_from(&body);
+                            Ok((next, insight_records(&body)))
+                        })
+                        .await?;
+                    let next = match next {
                         NextPage::Url(next) => Some(reader.next_url(&next)?),
                         _ => None,
                     };
-                    (insight_records(&body)?, next)
+                    (records?, next)
                 }
                 None => (Vec::new(), None),
             };

@@ -179,11 +179,24 @@ impl Reader {
 
     /// GET `url` on `endpoint` and decode the JSON body.
     pub async fn get(&self, endpoint: &str, url: Url) -> Result<Value> {
-        let resp = self
+        self.get_page(endpoint, url, Ok).await
+    }
+
+    /// GET `url` on `endpoint` and hand the decoded body to `then`, both as part of the request
+    /// ([`HttpClient::send_decoded`]): the page is parsed once, off the thread that polls the sync,
+    /// a truncated one is asked for once more, and what `then` refuses in a whole page is final.
+    pub async fn get_page<T, F>(&self, endpoint: &str, url: Url, then: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(Value) -> Result<T> + Send + Sync + 'static,
+    {
+        let (_, decoded) = self
             .client
-            .send(endpoint, self.client.reqwest().get(url))
+            .send_decoded(endpoint, self.client.reqwest().get(url), move |resp| {
+                then(resp.json()?)
+            })
             .await?;
-        resp.json()
+        Ok(decoded)
     }
 
     /// The `level=ad` insights request for `[since, until]` (both inclusive, account time zone),
@@ -290,6 +303,31 @@ pub fn parse_meta_time(s: &str) -> Option<DateTime<Utc>> {
     })
 }
 
+/// The records of a campaigns, adsets or ads page: id `id`, cursor `updated_time`.
+fn object_records(body: &Value, edge: &str) -> Result<Vec<Record>> {
+    data_array(body, edge)?
+        .iter()
+        .map(|o| {
+            let id = o
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::Decode {
+                    message: format!("Meta {edge} item without id: {o}"),
+                })?;
+            let cursor = o
+                .get("updated_time")
+                .and_then(Value::as_str)
+                .and_then(parse_meta_time)
+                .map(format_utc);
+            Ok(Record {
+                id: id.to_string(),
+                cursor,
+                payload: Payload::from_value(o),
+            })
+        })
+        .collect()
+}
+
 fn read_objects(
     reader: Arc<Reader>,
     edge: &'static str,
@@ -319,29 +357,13 @@ fn read_objects(
     paged(url, move |url: Url| {
         let reader = reader.clone();
         async move {
-            let body = reader.get(edge, url).await?;
-            let records = data_array(&body, edge)?
-                .iter()
-                .map(|o| {
-                    let id = o
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| Error::Decode {
-                            message: format!("Meta {edge} item without id: {o}"),
-                        })?;
-                    let cursor = o
-                        .get("updated_time")
-                        .and_then(Value::as_str)
-                        .and_then(parse_meta_time)
-                        .map(format_utc);
-                    Ok(Record {
-                        id: id.to_string(),
-                        cursor,
-                        payload: Payload::from_value(o),
-                    })
+            let (records, next) = reader
+                .get_page(edge, url, move |body| {
+                    let records = object_records(&body, edge)?;
+                    Ok((records, JsonCursor::url("/paging/next").next_from(&body)))
                 })
-                .collect::<Result<Vec<_>>>()?;
-            let next = match JsonCursor::url("/paging/next").next_from(&body) {
+                .await?;
+            let next = match next {
                 NextPage::Url(next) => Some(reader.next_url(&next)?),
                 _ => None,
             };
