@@ -178,17 +178,25 @@ impl Reader {
     /// POST one GraphQL request and return the parsed body, after reserving its expected cost in the
     /// shared bucket (the cost Shopify reported for the same query and page size last time).
     pub(crate) async fn post(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
-        self.post_expecting(query, variables, 0.0).await
+        let (resp, (_, body)) = self.post_expecting(query, variables, 0.0, Ok).await?;
+        Ok((resp, body))
     }
 
     /// [`Reader::post`] for a query whose cost is estimated at `estimate` until Shopify has reported
     /// one: reserving nothing for a query not seen yet let side-by-side streams overdraw the bucket.
-    async fn post_expecting(
+    /// The body goes to `then` where it is decoded (see [`Reader::send_graphql`]), with the cost
+    /// Shopify reported in it.
+    async fn post_expecting<T, F>(
         &self,
         query: &str,
         variables: Value,
         estimate: f64,
-    ) -> Result<(Response, Value)> {
+        then: F,
+    ) -> Result<(Response, (Option<QueryCost>, T))>
+    where
+        T: Send + 'static,
+        F: Fn(Value) -> Result<T> + Send + Sync + 'static,
+    {
         let key = (
             query.to_string(),
             variables.get("first").and_then(Value::as_u64),
@@ -202,11 +210,8 @@ impl Reader {
             .unwrap_or(estimate);
         let clock = self.client.clock().clone();
         let reservation = self.bucket.reserve(clock.as_ref(), expected).await;
-        let result = self.send_graphql(query, variables).await;
-        let cost = result
-            .as_ref()
-            .ok()
-            .and_then(|(_, body)| QueryCost::from_body(body));
+        let result = self.send_graphql(query, variables, then).await;
+        let cost = result.as_ref().ok().and_then(|(_, (cost, _))| *cost);
         reservation.settle(clock.as_ref(), cost.as_ref());
         if let Some(c) = cost {
             self.costs
@@ -214,10 +219,26 @@ impl Reader {
                 .expect("costs lock")
                 .insert(key, c.requested);
         }
-        result
+        let (resp, (cost, then)) = result?;
+        Ok((resp, (cost, then?)))
     }
 
-    async fn send_graphql(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+    /// POST one GraphQL request; its body is parsed once, as part of the request
+    /// ([`HttpClient::send_decoded`]: off the thread that polls the sync, and a truncated body is
+    /// asked for once more), and handed to `then` there. What `then` says comes back beside the
+    /// cost even when it refuses the page, so that the bucket still learns what the page cost; its
+    /// refusal is final.
+    #[allow(clippy::type_complexity)]
+    async fn send_graphql<T, F>(
+        &self,
+        query: &str,
+        variables: Value,
+        then: F,
+    ) -> Result<(Response, (Option<QueryCost>, Result<T>))>
+    where
+        T: Send + 'static,
+        F: Fn(Value) -> Result<T> + Send + Sync + 'static,
+    {
         let body = json!({ "query": query, "variables": variables });
         let request = self
             .client
@@ -225,22 +246,25 @@ impl Reader {
             .post(self.api_base.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body);
-        let resp = self.client.send(ENDPOINT, request).await?;
-        let parsed: Value = resp.json().map_err(|e| match e {
-            Error::Decode { message } => Error::Decode {
-                message: format!("Shopify GraphQL response: {message}"),
-            },
-            other => other,
-        })?;
-        Ok((resp, parsed))
+        self.client
+            .send_decoded(ENDPOINT, request, move |resp| {
+                let parsed: Value = resp.json().map_err(|e| match e {
+                    Error::Decode { message } => Error::Decode {
+                        message: format!("Shopify GraphQL response: {message}"),
+                    },
+                    other => other,
+                })?;
+                Ok((QueryCost::from_body(&parsed), then(parsed)))
+            })
+            .await
     }
 
     /// After an answer, the largest page the cost Shopify reported for this one says will still fit its
     /// single-query limit (up to `page_size`): the first page's size is estimated on the safe side, and
     /// the platform's own number replaces the estimate. Proportional scaling over-counts the fixed part
     /// of the cost, so the new size cannot exceed the limit.
-    fn grow(&self, plan: &Plan, cursor: &mut Cursor, body: &Value) {
-        let Some(cost) = QueryCost::from_body(body) else {
+    fn grow(&self, plan: &Plan, cursor: &mut Cursor, cost: Option<QueryCost>) {
+        let Some(cost) = cost else {
             return;
         };
         if cursor.refused || cost.requested <= 0.0 {
@@ -267,8 +291,9 @@ impl Reader {
         }
     }
 
-    /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`.
-    async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<Value> {
+    /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`: its records
+    /// and where the next page is, made where the page is decoded ([`page_of`]).
+    async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<(Vec<Record>, NextPage)> {
         loop {
             let variables = json!({
                 "first": cursor.first,
@@ -277,13 +302,16 @@ impl Reader {
                 "sortKey": plan.sort_key,
             });
             let estimate = plan.spec.requested_cost(cursor.first) as f64;
+            let spec = plan.spec.clone();
             match self
-                .post_expecting(&plan.document, variables, estimate)
+                .post_expecting(&plan.document, variables, estimate, move |body| {
+                    page_of(&spec, body)
+                })
                 .await
             {
-                Ok((_, body)) => {
-                    self.grow(plan, cursor, &body);
-                    return Ok(body);
+                Ok((_, (cost, page))) => {
+                    self.grow(plan, cursor, cost);
+                    return Ok(page);
                 }
                 Err(Error::Api {
                     code: Some(code),
@@ -304,6 +332,30 @@ impl Reader {
             }
         }
     }
+}
+
+/// The records of one page of `spec`'s connection, in its order, and where the next page is
+/// (`pageInfo`), from the page's one parse. An answer without the connection or with a node that is
+/// no record fails the page.
+fn page_of(spec: &Spec, mut body: Value) -> Result<(Vec<Record>, NextPage)> {
+    let root = format!("/data/{}", spec.root);
+    let connection = body.pointer_mut(&root).ok_or_else(|| Error::Decode {
+        message: format!(
+            "Shopify answered without data.{} (API version or permissions?)",
+            spec.root
+        ),
+    })?;
+    let nodes = match connection.get_mut("nodes").map(Value::take) {
+        Some(Value::Array(nodes)) => nodes,
+        _ => Vec::new(),
+    };
+    let mut records = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        records.push(to_record(spec.def.name, node)?);
+    }
+    let paginator =
+        JsonCursor::param("/pageInfo/endCursor", "after").with_has_more("/pageInfo/hasNextPage");
+    Ok((records, paginator.next_from(connection)))
 }
 
 /// A record with its id and cursor pulled out: the id is the gid's numeric tail (the gid stays in the
@@ -371,26 +423,8 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         let reader = reader.clone();
         let plan = plan.clone();
         async move {
-            let body = reader.page(&plan, &mut cursor).await?;
-            let root = format!("/data/{}", plan.spec.root);
-            let connection = body.pointer(&root).ok_or_else(|| Error::Decode {
-                message: format!(
-                    "Shopify answered without data.{} (API version or permissions?)",
-                    plan.spec.root
-                ),
-            })?;
-            let nodes = connection
-                .get("nodes")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let mut records = Vec::with_capacity(nodes.len());
-            for node in nodes {
-                records.push(to_record(plan.spec.def.name, node)?);
-            }
-            let paginator = JsonCursor::param("/pageInfo/endCursor", "after")
-                .with_has_more("/pageInfo/hasNextPage");
-            let next = match paginator.next_from(connection) {
+            let (records, next) = reader.page(&plan, &mut cursor).await?;
+            let next = match next {
                 NextPage::Params(p) => {
                     cursor.after = p.into_iter().next().map(|(_, v)| v);
                     Some(cursor)
