@@ -50,7 +50,12 @@ pub struct QueryCost {
 impl QueryCost {
     /// `extensions.cost` of a response body, when complete.
     pub fn from_body(body: &Value) -> Option<QueryCost> {
-        let cost = body.pointer("/extensions/cost")?;
+        QueryCost::from_extensions(body.get("extensions")?)
+    }
+
+    /// `cost` of a response's `extensions`, when complete (for a body read without its `data`).
+    pub fn from_extensions(extensions: &Value) -> Option<QueryCost> {
+        let cost = extensions.get("cost")?;
         let status = cost.get("throttleStatus")?;
         Some(QueryCost {
             requested: cost.get("requestedQueryCost")?.as_f64()?,
