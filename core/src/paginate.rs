@@ -172,6 +172,9 @@ impl Paginator for JsonCursor {
         Vec::new()
     }
 
+    /// Parses the whole body for one pointer: a connector that parses the page anyway (as part of
+    /// the request, with [`HttpClient::send_decoded`](crate::http::HttpClient::send_decoded)) calls
+    /// [`JsonCursor::next_from`] on that parse instead.
     fn next(&mut self, resp: &Response, _records: usize) -> Result<NextPage> {
         let body: serde_json::Value = resp.json()?;
         Ok(self.next_from(&body))
@@ -215,6 +218,21 @@ impl Offset {
         self.offset
     }
 
+    /// The next page after a body already parsed, which held `records` records: the total is read
+    /// at [`Offset::total_pointer`] (a number, or a number as a string) without parsing the page
+    /// again, as [`Paginator::next`] must.
+    pub fn next_from(&mut self, body: &serde_json::Value, records: usize) -> NextPage {
+        let total = self
+            .total_pointer
+            .as_deref()
+            .and_then(|p| body.pointer(p))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            });
+        self.advance(records, total)
+    }
+
     /// The next page given the page's record count and the total (if known).
     pub fn advance(&mut self, records: usize, total: Option<u64>) -> NextPage {
         self.offset += records as u64;
@@ -247,18 +265,14 @@ impl Paginator for Offset {
         self.first()
     }
 
+    /// Parses the whole body when there is a total to read: a connector that parses the page anyway
+    /// calls [`Offset::next_from`] on that parse instead.
     fn next(&mut self, resp: &Response, records: usize) -> Result<NextPage> {
-        let total = match &self.total_pointer {
-            Some(p) => {
-                let body: serde_json::Value = resp.json()?;
-                body.pointer(p).and_then(|v| {
-                    v.as_u64()
-                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                })
-            }
-            None => None,
-        };
-        Ok(self.advance(records, total))
+        if self.total_pointer.is_none() {
+            return Ok(self.advance(records, None));
+        }
+        let body: serde_json::Value = resp.json()?;
+        Ok(self.next_from(&body, records))
     }
 }
 
@@ -490,6 +504,24 @@ mod tests {
             ])
         );
         assert_eq!(o.next(&r, 1).unwrap(), NextPage::Done);
+
+        // The same from a body already parsed, the total a number this time.
+        let mut o = Offset::new("offset", "limit", 2, Some("/rowCount".into()));
+        let body = serde_json::json!({"rowCount": 3});
+        assert_eq!(
+            o.next_from(&body, 2),
+            NextPage::Params(vec![
+                ("offset".into(), "2".into()),
+                ("limit".into(), "2".into())
+            ])
+        );
+        assert_eq!(o.next_from(&body, 1), NextPage::Done);
+        // Without a total, a full page asks for more and the body is not read.
+        let mut o = Offset::new("offset", "limit", 2, None);
+        assert!(matches!(
+            o.next(&resp(&[], "not json"), 2),
+            Ok(NextPage::Params(_))
+        ));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! The Data API has no per-second request limit to pace by: it charges *tokens* per report against a
 //! property's hourly and daily budgets (and a per-project share of them), and limits concurrent
-//! requests. Every report asks for `returnPropertyQuota`, and [`Ga4Policy`](crate::Ga4Policy) pauses
-//! when an hourly budget runs low ([`quota_pause`](crate::policy::quota_pause)), waits out a spent
+//! requests. Every report asks for `returnPropertyQuota`; the connector pauses its report requests
+//! when an hourly budget runs low ([`quota_pause`](crate::policy::quota_pause), read where a report
+//! is decoded), and [`Ga4Policy`](crate::Ga4Policy) waits out a spent
 //! hourly quota and stops the sync on a spent daily one. So the request-count limiter is unlimited.
 //!
 //! A long first sync or backfill reads windows of days side by side ([`growthflow_core::window`]).

@@ -128,9 +128,9 @@ impl ApiPolicy for Ga4Policy {
         }
     }
 
-    fn pace(&self, resp: &Response) -> Option<Duration> {
-        quota_pause(resp)
-    }
+    // No `pace`: the hourly quota is in the body, which the connector parses once where it decodes a
+    // report ([`quota_pause_in`]); reading it here parsed every report page once more, on the thread
+    // that polls the sync.
 }
 
 /// A pause when `propertyQuota.tokensPerHour` (or the per-project hourly share) has under
@@ -139,7 +139,12 @@ impl ApiPolicy for Ga4Policy {
 /// its top level; a batchRunReports answer carries one inside each of its `reports`, and the lowest
 /// remaining of them counts.
 pub fn quota_pause(resp: &Response) -> Option<Duration> {
-    let v: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
+    quota_pause_in(&serde_json::from_slice(&resp.body).ok()?)
+}
+
+/// [`quota_pause`] of a report answer already parsed: the connector reads it where it decodes the
+/// answer and pauses its report requests with [`HttpClient::pause`](growthflow_core::http::HttpClient::pause).
+pub fn quota_pause_in(v: &serde_json::Value) -> Option<Duration> {
     let batched = v
         .get("reports")
         .and_then(|r| r.as_array())

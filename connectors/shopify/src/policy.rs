@@ -50,7 +50,12 @@ pub struct QueryCost {
 impl QueryCost {
     /// `extensions.cost` of a response body, when complete.
     pub fn from_body(body: &Value) -> Option<QueryCost> {
-        let cost = body.pointer("/extensions/cost")?;
+        QueryCost::from_extensions(body.get("extensions")?)
+    }
+
+    /// `cost` of a response's `extensions`, when complete (for a body read without its `data`).
+    pub fn from_extensions(extensions: &Value) -> Option<QueryCost> {
+        let cost = extensions.get("cost")?;
         let status = cost.get("throttleStatus")?;
         Some(QueryCost {
             requested: cost.get("requestedQueryCost")?.as_f64()?,
@@ -97,6 +102,20 @@ fn first_error(body: &Value) -> Option<(Option<String>, String, Option<String>)>
             .join(".")
     });
     Some((code, message, path))
+}
+
+/// False when a 2xx body cannot hold a top-level `errors` member because the key's text appears
+/// nowhere in it: nearly every page of data. Such a body needs no parse here, so that a page is
+/// parsed once (where the connector decodes it) instead of once more on the polling thread to look
+/// for errors it does not have. Shopify writes keys as plain text, never as `\u` escapes; a page
+/// that mentions `"errors"` elsewhere (a nested field of that name) is parsed and read as before.
+fn may_hold_errors(body: &[u8]) -> bool {
+    // `str::contains` searches a short needle with SIMD; a body that is not UTF-8 is no JSON, and
+    // the parse below says so as it always did.
+    match std::str::from_utf8(body) {
+        Ok(text) => text.contains("\"errors\""),
+        Err(_) => true,
+    }
 }
 
 impl ShopifyPolicy {
@@ -177,6 +196,9 @@ impl ApiPolicy for ShopifyPolicy {
     fn classify(&self, resp: &Response) -> Option<Error> {
         match resp.status.as_u16() {
             200..=299 => {
+                if !may_hold_errors(&resp.body) {
+                    return None;
+                }
                 let body: Value = serde_json::from_slice(&resp.body).ok()?;
                 self.classify_graphql(&body)
             }
@@ -339,5 +361,35 @@ mod tests {
             p.classify(&resp(502, &json!({}))),
             Some(Error::Transient { .. })
         ));
+    }
+
+    /// A page of data is not parsed to look for errors it cannot hold; a body naming `errors`
+    /// anywhere is, and its top-level errors classify as before, pretty-printed or not.
+    #[test]
+    fn only_a_body_naming_errors_is_parsed_for_them() {
+        let p = ShopifyPolicy::new("shop");
+        let note = json!({"data": {"orders": {"nodes": [{"id": "gid://shopify/Order/1",
+            "note": "customer said \"errors\" twice"}]}}, "extensions": cost(50.0, 1000.0)});
+        let text = serde_json::to_vec(&note).unwrap();
+        assert!(!may_hold_errors(&text), "an escaped quote is no key");
+        assert!(p.classify(&resp(200, &note)).is_none());
+        let nested = json!({"data": {"x": {"errors": []}}});
+        assert!(may_hold_errors(&serde_json::to_vec(&nested).unwrap()));
+        assert!(p.classify(&resp(200, &nested)).is_none());
+        let throttled = serde_json::to_vec_pretty(&json!({
+            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+            "extensions": cost(50.0, 10.0)}))
+        .unwrap();
+        assert!(may_hold_errors(&throttled));
+        let answer = Response {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: throttled,
+        };
+        assert!(matches!(
+            p.classify(&answer),
+            Some(Error::Throttled { retry_after: Some(d), .. }) if d == Duration::from_millis(400)
+        ));
+        assert!(may_hold_errors(b"\xff{\"errors\""));
     }
 }

@@ -24,6 +24,7 @@ use growthflow_core::window::{Span, WindowPlan};
 use growthflow_core::{Error, Result};
 
 use crate::config::ReportConfig;
+use crate::policy::quota_pause_in;
 
 mod windows;
 
@@ -243,7 +244,10 @@ impl Reader {
         self.metadata
             .get_or_try_init(|| async {
                 let req = self.client.reqwest().get(self.url("/metadata"));
-                let body: Value = self.client.send("metadata", req).await?.json()?;
+                let (_, body) = self
+                    .client
+                    .send_decoded("metadata", req, |resp| resp.json::<Value>())
+                    .await?;
                 let names = |k: &str| -> HashSet<String> {
                     body.get(k)
                         .and_then(|v| v.as_array())
@@ -334,8 +338,22 @@ impl Reader {
     /// do as the check would have. Any other refusal, or one the metadata does not explain (names
     /// GA4 knows but will not combine, a bad filter), is GA4's own error.
     async fn send_report(&self, spec: &ReportSpec, req: reqwest::RequestBuilder) -> Result<Value> {
-        match self.client.send(REPORT_ENDPOINT, req).await {
-            Ok(resp) => resp.json(),
+        // Parsed once, as part of the request (off the thread that polls the sync); the hourly
+        // quota it reports pauses the next report request as the policy's pacing would.
+        let decoded = self
+            .client
+            .send_decoded(REPORT_ENDPOINT, req, |resp| {
+                let body: Value = resp.json()?;
+                Ok((quota_pause_in(&body), body))
+            })
+            .await;
+        match decoded {
+            Ok((_, (pause, body))) => {
+                if let Some(pause) = pause {
+                    self.client.pause(REPORT_ENDPOINT, pause);
+                }
+                Ok(body)
+            }
             Err(refused @ Error::Api { status: 400, .. }) => match self.validate(spec).await {
                 Err(named @ Error::Config { .. }) => Err(named),
                 _ => Err(refused),

@@ -273,3 +273,75 @@ async fn batches_grow_to_five_days_while_days_stay_small() {
     assert_eq!(next_batch(100_000, Some(30_000)), 3);
     assert_eq!(next_batch(100_000, Some(100_000)), 1);
 }
+
+/// On a multi-threaded runtime, as the CLI runs, a report is decoded (rows, `rowCount` and the
+/// property quota from one parse) off the polling thread: a day that overflows its batched page
+/// goes on with runReport, a runReport answer cut in transit is asked for once more, and the low
+/// hourly quota the batch reported still pauses the next report request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_pages_decoded_off_the_polling_thread_page_on_pause_and_ask_again_when_truncated() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    mount_metadata(&server).await;
+    let sources = ["bing", "google", "newsletter"];
+    Mock::given(method("POST"))
+        .and(path(BATCH))
+        .respond_with(Reports(move |day: &str, offset, limit| {
+            let mut r = day_report(day, &sources, offset, limit);
+            r["propertyQuota"] = json!({"tokensPerHour": {"consumed": 12, "remaining": 900}});
+            r
+        }))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(RUN))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(r#"{"dimensionHeaders":[{"na"#, "application/json"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(RUN))
+        .respond_with(Reports(move |day: &str, offset, limit| {
+            day_report(day, &sources, offset, limit)
+        }))
+        .expect(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let clock = TestClock::at(Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap());
+    let ga4 = connector(&server, "decoded", &clock).with_page_size(2);
+    let pages = read_pages(&ga4, one_day(1)).await.unwrap();
+    let ids: Vec<Vec<String>> = pages
+        .iter()
+        .map(|p| p.records.iter().map(|r| r.id.clone()).collect())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            vec![
+                "123456789:2024-06-01:bing".to_string(),
+                "123456789:2024-06-01:google".to_string()
+            ],
+            vec!["123456789:2024-06-01:newsletter".to_string()]
+        ]
+    );
+    assert_eq!(
+        pages[1].records[0].payload.to_value()["metrics"]["sessions"],
+        "12"
+    );
+    assert_eq!(bodies(&server, BATCH).await.len(), 1);
+    let runs = bodies(&server, RUN).await;
+    assert_eq!(runs.len(), 2, "the truncated answer is asked for once more");
+    assert!(runs.iter().all(|r| r["offset"] == "2"));
+    // The quota pause first, then the one wait before asking again for the truncated answer.
+    let sleeps = clock.sleeps();
+    assert_eq!(sleeps.len(), 2, "{sleeps:?}");
+    assert_eq!(sleeps[0], Duration::from_secs(300), "{sleeps:?}");
+    assert_no_unexpected(catch_all).await;
+}

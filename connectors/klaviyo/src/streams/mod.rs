@@ -356,16 +356,62 @@ impl Reader {
     }
 
     /// GET one JSON:API page with the revision and accept headers.
-    pub(crate) async fn get(&self, url: Url, endpoint: &str) -> Result<Value> {
+    pub(crate) async fn get(&self, url: Url, endpoint: &'static str) -> Result<Value> {
+        self.fetch(url, endpoint, Ok).await
+    }
+
+    /// GET one page of `spec` and make its records (see [`page_of`]) where the page is decoded: the
+    /// body is parsed once, off the thread that polls the sync, and the next link comes from the
+    /// same parse.
+    async fn get_page(
+        &self,
+        url: Url,
+        spec: Arc<Spec>,
+        keep: Keep,
+    ) -> Result<(Vec<Record>, NextPage)> {
+        let endpoint = spec.path;
+        self.fetch(url, endpoint, move |document| {
+            page_of(&spec, keep, document)
+        })
+        .await
+    }
+
+    /// GET one JSON:API page and hand its document to `then`, both as part of the request
+    /// ([`HttpClient::send_decoded`]): a truncated page is asked for once more, what `then` refuses
+    /// in a whole page is final.
+    async fn fetch<T, F>(&self, url: Url, endpoint: &'static str, then: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(Value) -> Result<T> + Send + Sync + 'static,
+    {
         let request = self
             .client
             .reqwest()
             .get(url)
             .header("revision", &self.revision)
             .header(ACCEPT, JSON_API);
-        let resp = self.client.send(endpoint, request).await?;
-        decode_document(&resp, endpoint)
+        let (_, decoded) = self
+            .client
+            .send_decoded(endpoint, request, move |resp| {
+                then(decode_document(resp, endpoint)?)
+            })
+            .await?;
+        Ok(decoded)
     }
+}
+
+/// The records of one page, in its order, without those `keep` drops, and where the next page is.
+/// An item that is no record (no `id`, an unreadable time) fails the page.
+fn page_of(spec: &Spec, keep: Keep, mut document: Value) -> Result<(Vec<Record>, NextPage)> {
+    let next = JsonCursor::url("/links/next").next_from(&document);
+    let mut records = Vec::new();
+    for item in join_included(&mut document) {
+        let record = to_record(spec, &item)?;
+        if kept(keep, &item, &record.id)? {
+            records.push(record);
+        }
+    }
+    Ok((records, next))
 }
 
 /// A page body as a JSON:API document. A 200 HTML page is a proxy or challenge page, not data.
@@ -543,18 +589,14 @@ fn read_urls(
                 .lock()
                 .expect("probe lock")
                 .remove(cursor.url.as_str());
-            let mut document = match probed {
-                Some(document) => document,
-                None => reader.get(cursor.url.clone(), spec.path).await?,
-            };
-            let next = JsonCursor::url("/links/next").next_from(&document);
-            let mut records = Vec::new();
-            for item in join_included(&mut document) {
-                let record = to_record(&spec, &item)?;
-                if kept(keep, &item, &record.id)? {
-                    records.push(record);
+            let (records, next) = match probed {
+                Some(document) => page_of(&spec, keep, document)?,
+                None => {
+                    reader
+                        .get_page(cursor.url.clone(), spec.clone(), keep)
+                        .await?
                 }
-            }
+            };
             let next = match next {
                 NextPage::Url(u) => {
                     cursor.url = Url::parse(&u).map_err(|e| Error::Decode {

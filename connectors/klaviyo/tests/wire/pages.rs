@@ -147,3 +147,101 @@ async fn an_older_revision_sends_no_page_size_on_events() {
     assert!(pages[0].records.is_empty());
     h.finish(guard).await;
 }
+
+/// On a multi-threaded runtime, as the CLI runs, each page is decoded (records and `links.next`
+/// from one parse) off the polling thread: a page cut in transit is asked for once more, and the
+/// records come out whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_decoded_off_the_polling_thread_follow_links_next_and_ask_again_when_truncated() {
+    let h = Harness::start().await;
+    let base = h.uri();
+    let profile = |id: &str, updated: &str| json!({"type": "profile", "id": id, "attributes": {"email": format!("{id}@example.com"), "updated": updated}});
+    Mock::given(method("GET"))
+        .and(path("/api/profiles"))
+        .and(query_param_is_missing("page[cursor]"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/vnd.api+json")
+                .set_body_json(json!({
+                    "data": [profile("P1", "2024-06-02T10:00:00+00:00"), profile("P2", "2024-06-03T10:00:00+00:00")],
+                    "links": {"self": "x", "next": format!("{base}/api/profiles/?page%5Bcursor%5D=c2"), "prev": null}
+                })),
+        )
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/profiles/"))
+        .and(query_param("page[cursor]", "c2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/vnd.api+json")
+                .set_body_string(r#"{"data": [{"type": "profile", "id": "P3", "attri"#),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/profiles/"))
+        .and(query_param("page[cursor]", "c2"))
+        .respond_with(doc(vec![profile("P3", "2024-06-04T10:00:00+00:00")]))
+        .expect(1)
+        .with_priority(2)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let pages = read_all(&h.connector(), read_request("profiles", None))
+        .await
+        .unwrap();
+    let ids: Vec<Vec<(&str, &str)>> = pages
+        .iter()
+        .map(|p| {
+            p.records
+                .iter()
+                .map(|r| (r.id.as_str(), r.cursor.as_deref().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            vec![
+                ("P1", "2024-06-02T10:00:00Z"),
+                ("P2", "2024-06-03T10:00:00Z")
+            ],
+            vec![("P3", "2024-06-04T10:00:00Z")]
+        ]
+    );
+    assert_eq!(
+        pages[1].records[0].payload.to_value()["attributes"]["email"],
+        "P3@example.com"
+    );
+    assert_eq!(h.finish(guard).await.len(), 3);
+}
+
+/// A whole page holding an item that is no record (no `id`) fails at once, decoded off the polling
+/// thread: asking again would fetch the same item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_page_with_an_item_without_an_id_fails_after_one_request() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/profiles"))
+        .respond_with(doc(vec![
+            json!({"type": "profile", "attributes": {"updated": "2024-06-02T10:00:00+00:00"}}),
+        ]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let err = read_all(&h.connector(), read_request("profiles", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "could not decode the response: Klaviyo profiles record without an `id`"
+    );
+    assert!(h.clock.sleeps().is_empty(), "{:?}", h.clock.sleeps());
+    assert_eq!(h.finish(guard).await.len(), 1);
+}

@@ -339,12 +339,13 @@ pub(super) fn read_insights(
             };
             let (records, next_url) = match url {
                 Some(url) => {
-                    let body = reader.get("insights", url).await?;
-                    let next = match JsonCursor::url("/paging/next").next_from(&body) {
+                    // Rows and `paging.next` from one parse, made where the page is decoded.
+                    let (records, next) = reader.get_rows("insights", url, insight_rows).await?;
+                    let next = match next {
                         NextPage::Url(next) => Some(reader.next_url(&next)?),
                         _ => None,
                     };
-                    (insight_records(&body)?, next)
+                    (records?, next)
                 }
                 None => (Vec::new(), None),
             };
@@ -385,6 +386,40 @@ pub fn insight_records(body: &Value) -> Result<Vec<Record>> {
                 id: format!("{ad_id}:{date}"),
                 cursor: Some(date.to_string()),
                 payload: Payload::from_value(row),
+            })
+        })
+        .collect()
+}
+
+/// What [`insight_rows`] reads of a row; the rest is skipped, not built.
+#[derive(Deserialize)]
+struct InsightHead {
+    ad_id: Option<Value>,
+    date_start: Option<Value>,
+}
+
+/// [`insight_records`] of rows kept as the text Meta sent.
+fn insight_rows(rows: Vec<Box<RawValue>>) -> Result<Vec<Record>> {
+    rows.into_iter()
+        .map(|row| {
+            let head: Option<InsightHead> = serde_json::from_str(row.get()).ok();
+            let field = |k: &str, v: Option<&Value>| {
+                v.and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Decode {
+                        message: format!("Meta insights row without {k}: {}", row.get()),
+                    })
+            };
+            let ad_id = field("ad_id", head.as_ref().and_then(|h| h.ad_id.as_ref()))?;
+            let date = field(
+                "date_start",
+                head.as_ref().and_then(|h| h.date_start.as_ref()),
+            )?;
+            Ok(Record {
+                id: format!("{ad_id}:{date}"),
+                cursor: Some(date),
+                payload: Payload::from_raw(row),
             })
         })
         .collect()

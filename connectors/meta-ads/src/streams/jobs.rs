@@ -142,9 +142,12 @@ impl Reader {
 
     /// A job's start or poll, its answer's insights throttle noted for [`JobSlots`].
     async fn job_call(&self, request: reqwest::RequestBuilder) -> Result<Value> {
-        let resp = self.client.send("insights", request).await?;
+        let (resp, body) = self
+            .client
+            .send_decoded("insights", request, |resp| resp.json::<Value>())
+            .await?;
         self.insights_throttle.note(&resp);
-        resp.json()
+        Ok(body)
     }
 
     /// Start an async insights job for `slice`: the synchronous request's URL, POSTed.

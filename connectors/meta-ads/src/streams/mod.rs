@@ -37,13 +37,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::stream::{BoxStream, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use url::Url;
 
 use growthflow_core::connector::{
     failed_read, Page, Payload, ReadRequest, Record, StreamDef, SyncMode,
 };
-use growthflow_core::http::HttpClient;
+use growthflow_core::http::{HttpClient, Response};
 use growthflow_core::paginate::{paged, JsonCursor, NextPage};
 use growthflow_core::start::{read_start_day, Rewind};
 use growthflow_core::time::{format_utc, parse_date, parse_utc};
@@ -179,11 +181,47 @@ impl Reader {
 
     /// GET `url` on `endpoint` and decode the JSON body.
     pub async fn get(&self, endpoint: &str, url: Url) -> Result<Value> {
-        let resp = self
+        self.get_page(endpoint, url, Ok).await
+    }
+
+    /// GET `url` on `endpoint` and hand the decoded body to `then`, both as part of the request
+    /// ([`HttpClient::send_decoded`]): the page is parsed once, off the thread that polls the sync,
+    /// a truncated one is asked for once more, and what `then` refuses in a whole page is final.
+    pub async fn get_page<T, F>(&self, endpoint: &str, url: Url, then: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(Value) -> Result<T> + Send + Sync + 'static,
+    {
+        let (_, decoded) = self
             .client
-            .send(endpoint, self.client.reqwest().get(url))
+            .send_decoded(endpoint, self.client.reqwest().get(url), move |resp| {
+                then(resp.json()?)
+            })
             .await?;
-        resp.json()
+        Ok(decoded)
+    }
+
+    /// GET a page of rows on `endpoint` and make records of them with `then`, both as part of the
+    /// request (see [`Reader::get_page`]): the page is parsed once, its rows kept as text, and
+    /// `paging.next` read from the same parse. What `then` refuses comes back beside the next link,
+    /// final as it always was.
+    pub(crate) async fn get_rows<F>(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        then: F,
+    ) -> Result<(Result<Vec<Record>>, NextPage)>
+    where
+        F: Fn(Vec<Box<RawValue>>) -> Result<Vec<Record>> + Send + Sync + 'static,
+    {
+        let (_, decoded) = self
+            .client
+            .send_decoded(endpoint, self.client.reqwest().get(url), move |resp| {
+                let (rows, next) = rows_page(resp, endpoint)?;
+                Ok((then(rows), next))
+            })
+            .await?;
+        Ok(decoded)
     }
 
     /// The `level=ad` insights request for `[since, until]` (both inclusive, account time zone),
@@ -290,6 +328,72 @@ pub fn parse_meta_time(s: &str) -> Option<DateTime<Utc>> {
     })
 }
 
+/// A page of rows as parsed: each row's text cut out as Meta sent it (it goes to the dataset
+/// unparsed, see [`Payload`]), and `paging`.
+#[derive(Deserialize)]
+struct RawRows {
+    data: Option<Vec<Box<RawValue>>>,
+    paging: Option<Value>,
+}
+
+/// A page's rows and `paging.next`, from the page's one parse. A page without a data array (or not
+/// JSON at all) is parsed again as a value, on that failure path only, so that its error is the one
+/// it always was ([`data_array`]'s, or a truncated body's, which is asked for once more).
+fn rows_page(resp: &Response, what: &str) -> Result<(Vec<Box<RawValue>>, NextPage)> {
+    let parsed = serde_json::from_slice::<RawRows>(&resp.body);
+    if let Ok(RawRows {
+        data: Some(rows),
+        paging,
+    }) = parsed
+    {
+        let paging = json!({ "paging": paging });
+        return Ok((rows, JsonCursor::url("/paging/next").next_from(&paging)));
+    }
+    let body: Value = resp.json()?;
+    data_array(&body, what)?;
+    Err(Error::Decode {
+        message: format!(
+            "Meta {what} response is not a page of rows: {}",
+            parsed.err().map(|e| e.to_string()).unwrap_or_default()
+        ),
+    })
+}
+
+/// What [`object_records`] reads of an object; the rest is skipped, not built.
+#[derive(Deserialize)]
+struct ObjectHead {
+    id: Option<Value>,
+    updated_time: Option<Value>,
+}
+
+/// The records of a campaigns, adsets or ads page: id `id`, cursor `updated_time`; each object's
+/// text is kept as Meta sent it.
+fn object_records(rows: Vec<Box<RawValue>>, edge: &str) -> Result<Vec<Record>> {
+    rows.into_iter()
+        .map(|o| {
+            let head: Option<ObjectHead> = serde_json::from_str(o.get()).ok();
+            let head = head.as_ref();
+            let id = head
+                .and_then(|h| h.id.as_ref())
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::Decode {
+                    message: format!("Meta {edge} item without id: {}", o.get()),
+                })?
+                .to_string();
+            let cursor = head
+                .and_then(|h| h.updated_time.as_ref())
+                .and_then(Value::as_str)
+                .and_then(parse_meta_time)
+                .map(format_utc);
+            Ok(Record {
+                id,
+                cursor,
+                payload: Payload::from_raw(o),
+            })
+        })
+        .collect()
+}
+
 fn read_objects(
     reader: Arc<Reader>,
     edge: &'static str,
@@ -319,29 +423,11 @@ fn read_objects(
     paged(url, move |url: Url| {
         let reader = reader.clone();
         async move {
-            let body = reader.get(edge, url).await?;
-            let records = data_array(&body, edge)?
-                .iter()
-                .map(|o| {
-                    let id = o
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| Error::Decode {
-                            message: format!("Meta {edge} item without id: {o}"),
-                        })?;
-                    let cursor = o
-                        .get("updated_time")
-                        .and_then(Value::as_str)
-                        .and_then(parse_meta_time)
-                        .map(format_utc);
-                    Ok(Record {
-                        id: id.to_string(),
-                        cursor,
-                        payload: Payload::from_value(o),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let next = match JsonCursor::url("/paging/next").next_from(&body) {
+            let (records, next) = reader
+                .get_rows(edge, url, move |rows| object_records(rows, edge))
+                .await?;
+            let records = records?;
+            let next = match next {
                 NextPage::Url(next) => Some(reader.next_url(&next)?),
                 _ => None,
             };
@@ -360,6 +446,50 @@ mod tests {
         assert_eq!(
             format_utc(parse_meta_time("2024-06-01T07:45:19-0700").unwrap()),
             "2024-06-01T14:45:19Z"
+        );
+    }
+
+    fn answer(body: &str) -> Response {
+        Response {
+            status: reqwest::StatusCode::OK,
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// Rows are kept as Meta sent them and `paging.next` comes from the same parse; a page without
+    /// a data array says so as it always did.
+    #[test]
+    fn a_page_of_rows_keeps_their_text_and_its_next_link() {
+        let body = r#"{"data":[{"id":"7","name":"caf\u00e9","updated_time":"2024-06-01T07:45:19-0700"}],
+            "paging":{"cursors":{"after":"QQ"},"next":"https://graph.facebook.com/v25.0/act_1/ads?after=QQ"}}"#;
+        let (rows, next) = rows_page(&answer(body), "ads").unwrap();
+        assert_eq!(
+            next,
+            NextPage::Url("https://graph.facebook.com/v25.0/act_1/ads?after=QQ".into())
+        );
+        let records = object_records(rows, "ads").unwrap();
+        assert_eq!(records[0].id, "7");
+        assert_eq!(records[0].cursor.as_deref(), Some("2024-06-01T14:45:19Z"));
+        assert_eq!(
+            records[0].payload.as_str(),
+            r#"{"id":"7","name":"caf\u00e9","updated_time":"2024-06-01T07:45:19-0700"}"#
+        );
+        let (rows, next) = rows_page(&answer(r#"{"data":[]}"#), "ads").unwrap();
+        assert_eq!((rows.len(), next), (0, NextPage::Done));
+        let err = rows_page(&answer(r#"{"data":{"x":1}}"#), "ads").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"could not decode the response: Meta ads response without a data array: {"data":{"x":1}}"#
+        );
+        assert!(matches!(
+            rows_page(&answer(r#"{"data":[{"id"#), "ads"),
+            Err(Error::Decode { .. })
+        ));
+        let (rows, _) = rows_page(&answer(r#"{"data":[{"name":"x"}]}"#), "ads").unwrap();
+        assert_eq!(
+            object_records(rows, "ads").unwrap_err().to_string(),
+            r#"could not decode the response: Meta ads item without id: {"name":"x"}"#
         );
     }
 

@@ -143,3 +143,151 @@ async fn incremental_objects_filter_on_updated_time() {
     );
     assert_no_unexpected(catch_all).await;
 }
+
+/// On a multi-threaded runtime, as the CLI runs, an objects page is decoded (records and
+/// `paging.next` from one parse) off the polling thread: a page cut in transit is asked for once
+/// more, and the records come out whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_pages_decoded_off_the_polling_thread_ask_again_when_truncated() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let next = format!(
+        "{}{CAMPAIGNS}?fields=id&limit=500&after=QVFI&access_token={STALE}",
+        server.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path(CAMPAIGNS))
+        .and(query_param_is_missing("after"))
+        .respond_with(ok(json!({
+            "data": [
+                {"id": "1201", "name": "Spring", "updated_time": "2024-06-01T07:45:19-0700"},
+                {"id": "1202", "name": "Summer", "updated_time": "2024-06-02T07:45:19-0700"}
+            ],
+            "paging": {"cursors": {"after": "QVFI"}, "next": next}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(CAMPAIGNS))
+        .and(query_param("after", "QVFI"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(r#"{"data":[{"id":"1203","na"#, "application/json"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(CAMPAIGNS))
+        .and(query_param("after", "QVFI"))
+        .respond_with(ok(json!({
+            "data": [{"id": "1203", "name": "Autumn", "updated_time": "2024-06-03T07:45:19-0700"}],
+            "paging": {"cursors": {"after": "QVFJ"}}
+        })))
+        .expect(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(&meta, request("campaigns", None, None))
+        .await
+        .unwrap();
+    let ids: Vec<Vec<(&str, &str)>> = pages
+        .iter()
+        .map(|p| {
+            p.records
+                .iter()
+                .map(|r| (r.id.as_str(), r.cursor.as_deref().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            vec![
+                ("1201", "2024-06-01T14:45:19Z"),
+                ("1202", "2024-06-02T14:45:19Z")
+            ],
+            vec![("1203", "2024-06-03T14:45:19Z")]
+        ]
+    );
+    assert_eq!(pages[1].records[0].payload.to_value()["name"], "Autumn");
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 3);
+    assert_eq!(tokens(&received[2]), vec![TOKEN.to_string()]);
+    assert_no_unexpected(catch_all).await;
+}
+
+/// Insights pages read on a multi-threaded runtime: both pages' rows, in order, from two requests;
+/// then a whole page holding a row that is no record fails at once, after one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_pages_decoded_off_the_polling_thread() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    Mock::given(method("GET"))
+        .and(path(INSIGHTS))
+        .and(query_param_is_missing("after"))
+        .respond_with(ok(fixture("insights_page1.json", &server.uri())))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(INSIGHTS))
+        .and(query_param("after", "MQZDZD"))
+        .respond_with(ok(fixture("insights_page2.json", &server.uri())))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2024, 6, 1), (2024, 6, 3))),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<Vec<&str>> = pages
+        .iter()
+        .map(|p| p.records.iter().map(|r| r.id.as_str()).collect())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            vec![
+                "120208765432100789:2024-06-01",
+                "120208765432100790:2024-06-01"
+            ],
+            vec!["120208765432100791:2024-06-02"]
+        ]
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_no_unexpected(catch_all).await;
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(INSIGHTS))
+        .respond_with(ok(
+            json!({"data": [{"date_start": "2024-06-01", "spend": "1.00"}]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let err = read_pages(
+        &meta,
+        request("ad_insights", None, window((2024, 6, 1), (2024, 6, 2))),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("Meta insights row without ad_id"),
+        "{err}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_no_unexpected(catch_all).await;
+}

@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{BoxStream, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use url::Url;
 
@@ -178,17 +180,30 @@ impl Reader {
     /// POST one GraphQL request and return the parsed body, after reserving its expected cost in the
     /// shared bucket (the cost Shopify reported for the same query and page size last time).
     pub(crate) async fn post(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
-        self.post_expecting(query, variables, 0.0).await
+        let (resp, (_, body)) = self
+            .post_expecting(query, variables, 0.0, |resp| {
+                let body: Value = graphql_json(resp)?;
+                Ok((QueryCost::from_body(&body), Ok(body)))
+            })
+            .await?;
+        Ok((resp, body))
     }
 
     /// [`Reader::post`] for a query whose cost is estimated at `estimate` until Shopify has reported
     /// one: reserving nothing for a query not seen yet let side-by-side streams overdraw the bucket.
-    async fn post_expecting(
+    /// The body is decoded by `decode` (see [`Reader::send_graphql`]), which also reads the cost
+    /// Shopify reported in it.
+    async fn post_expecting<T, F>(
         &self,
         query: &str,
         variables: Value,
         estimate: f64,
-    ) -> Result<(Response, Value)> {
+        decode: F,
+    ) -> Result<(Response, (Option<QueryCost>, T))>
+    where
+        T: Send + 'static,
+        F: Fn(&Response) -> Result<Decoded<T>> + Send + Sync + 'static,
+    {
         let key = (
             query.to_string(),
             variables.get("first").and_then(Value::as_u64),
@@ -202,11 +217,8 @@ impl Reader {
             .unwrap_or(estimate);
         let clock = self.client.clock().clone();
         let reservation = self.bucket.reserve(clock.as_ref(), expected).await;
-        let result = self.send_graphql(query, variables).await;
-        let cost = result
-            .as_ref()
-            .ok()
-            .and_then(|(_, body)| QueryCost::from_body(body));
+        let result = self.send_graphql(query, variables, decode).await;
+        let cost = result.as_ref().ok().and_then(|(_, (cost, _))| *cost);
         reservation.settle(clock.as_ref(), cost.as_ref());
         if let Some(c) = cost {
             self.costs
@@ -214,10 +226,25 @@ impl Reader {
                 .expect("costs lock")
                 .insert(key, c.requested);
         }
-        result
+        let (resp, (cost, then)) = result?;
+        Ok((resp, (cost, then?)))
     }
 
-    async fn send_graphql(&self, query: &str, variables: Value) -> Result<(Response, Value)> {
+    /// POST one GraphQL request; its body is parsed once, by `decode`, as part of the request
+    /// ([`HttpClient::send_decoded`]: off the thread that polls the sync, and a body that is not
+    /// well-formed JSON is asked for once more). `decode` gives the cost Shopify reported beside
+    /// what it made of the page, even when it refuses the page, so that the bucket still learns what
+    /// the page cost; its refusal is final.
+    async fn send_graphql<T, F>(
+        &self,
+        query: &str,
+        variables: Value,
+        decode: F,
+    ) -> Result<(Response, Decoded<T>)>
+    where
+        T: Send + 'static,
+        F: Fn(&Response) -> Result<Decoded<T>> + Send + Sync + 'static,
+    {
         let body = json!({ "query": query, "variables": variables });
         let request = self
             .client
@@ -225,22 +252,15 @@ impl Reader {
             .post(self.api_base.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body);
-        let resp = self.client.send(ENDPOINT, request).await?;
-        let parsed: Value = resp.json().map_err(|e| match e {
-            Error::Decode { message } => Error::Decode {
-                message: format!("Shopify GraphQL response: {message}"),
-            },
-            other => other,
-        })?;
-        Ok((resp, parsed))
+        self.client.send_decoded(ENDPOINT, request, decode).await
     }
 
     /// After an answer, the largest page the cost Shopify reported for this one says will still fit its
     /// single-query limit (up to `page_size`): the first page's size is estimated on the safe side, and
     /// the platform's own number replaces the estimate. Proportional scaling over-counts the fixed part
     /// of the cost, so the new size cannot exceed the limit.
-    fn grow(&self, plan: &Plan, cursor: &mut Cursor, body: &Value) {
-        let Some(cost) = QueryCost::from_body(body) else {
+    fn grow(&self, plan: &Plan, cursor: &mut Cursor, cost: Option<QueryCost>) {
+        let Some(cost) = cost else {
             return;
         };
         if cursor.refused || cost.requested <= 0.0 {
@@ -267,8 +287,9 @@ impl Reader {
         }
     }
 
-    /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`.
-    async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<Value> {
+    /// One page of `plan` at `cursor`, shrinking the page size on `MAX_COST_EXCEEDED`: its records
+    /// and where the next page is, made where the page is decoded ([`page_of`]).
+    async fn page(&self, plan: &Plan, cursor: &mut Cursor) -> Result<(Vec<Record>, NextPage)> {
         loop {
             let variables = json!({
                 "first": cursor.first,
@@ -277,13 +298,16 @@ impl Reader {
                 "sortKey": plan.sort_key,
             });
             let estimate = plan.spec.requested_cost(cursor.first) as f64;
+            let spec = plan.spec.clone();
             match self
-                .post_expecting(&plan.document, variables, estimate)
+                .post_expecting(&plan.document, variables, estimate, move |resp| {
+                    page_of(&spec, resp)
+                })
                 .await
             {
-                Ok((_, body)) => {
-                    self.grow(plan, cursor, &body);
-                    return Ok(body);
+                Ok((_, (cost, page))) => {
+                    self.grow(plan, cursor, cost);
+                    return Ok(page);
                 }
                 Err(Error::Api {
                     code: Some(code),
@@ -306,16 +330,110 @@ impl Reader {
     }
 }
 
-/// A record with its id and cursor pulled out: the id is the gid's numeric tail (the gid stays in the
-/// payload), the cursor `updatedAt` as RFC 3339 UTC.
-pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
-    let Some(gid) = node.get("id").and_then(Value::as_str) else {
+/// What a GraphQL answer's decoder gives: the cost Shopify reported in it (when the body parsed),
+/// and what it made of the page or why it refused it.
+type Decoded<T> = (Option<QueryCost>, Result<T>);
+
+/// A GraphQL answer parsed as JSON; a body that is not is a decode error naming where it came from.
+fn graphql_json<T: serde::de::DeserializeOwned>(resp: &Response) -> Result<T> {
+    resp.json().map_err(|e| match e {
+        Error::Decode { message } => Error::Decode {
+            message: format!("Shopify GraphQL response: {message}"),
+        },
+        other => other,
+    })
+}
+
+/// A page of the read loop as parsed: each node's text is cut out as it is (it goes to the
+/// dataset unparsed, see [`Payload`]); `errors`, when a field-level one let the page through, is
+/// skipped.
+#[derive(Deserialize)]
+struct RawPage {
+    data: Option<HashMap<String, Option<RawConnection>>>,
+    extensions: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawConnection {
+    #[serde(default)]
+    nodes: Option<Vec<Box<RawValue>>>,
+    #[serde(rename = "pageInfo", default)]
+    page_info: Option<Value>,
+}
+
+/// The records of one page of `spec`'s connection, in its order, where the next page is
+/// (`pageInfo`) and the cost Shopify reported, all from the page's one parse. An answer without
+/// the connection or with a node that is no record fails the page.
+fn page_of(spec: &Spec, resp: &Response) -> Result<Decoded<(Vec<Record>, NextPage)>> {
+    let body: RawPage = graphql_json(resp)?;
+    let cost = body
+        .extensions
+        .as_ref()
+        .and_then(QueryCost::from_extensions);
+    Ok((cost, records_of(spec, body)))
+}
+
+fn records_of(spec: &Spec, body: RawPage) -> Result<(Vec<Record>, NextPage)> {
+    let Some(connection) = body.data.and_then(|mut d| d.remove(spec.root)) else {
+        return Err(Error::Decode {
+            message: format!(
+                "Shopify answered without data.{} (API version or permissions?)",
+                spec.root
+            ),
+        });
+    };
+    // `data.<root>: null` is an empty last page.
+    let Some(connection) = connection else {
+        return Ok((Vec::new(), NextPage::Done));
+    };
+    let nodes = connection.nodes.unwrap_or_default();
+    let mut records = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        records.push(raw_record(spec.def.name, node)?);
+    }
+    let page_info = json!({ "pageInfo": connection.page_info });
+    let paginator =
+        JsonCursor::param("/pageInfo/endCursor", "after").with_has_more("/pageInfo/hasNextPage");
+    Ok((records, paginator.next_from(&page_info)))
+}
+
+/// What [`raw_record`] reads of a node; the rest is skipped, not built.
+#[derive(Deserialize)]
+struct Head {
+    id: Option<Value>,
+    #[serde(rename = "updatedAt")]
+    updated_at: Option<Value>,
+}
+
+/// [`to_record`] of a node kept as the text Shopify sent.
+fn raw_record(stream: &str, node: Box<RawValue>) -> Result<Record> {
+    let payload = Payload::from_raw(node);
+    let head = payload.read_owned::<Head>().ok();
+    let (id, cursor) = record_head(
+        stream,
+        head.as_ref().and_then(|h| h.id.as_ref()),
+        head.as_ref().and_then(|h| h.updated_at.as_ref()),
+    )?;
+    Ok(Record {
+        id,
+        cursor,
+        payload,
+    })
+}
+
+/// A record's id (the gid's numeric tail) and cursor (`updatedAt` as RFC 3339 UTC).
+fn record_head(
+    stream: &str,
+    id: Option<&Value>,
+    updated_at: Option<&Value>,
+) -> Result<(String, Option<String>)> {
+    let Some(gid) = id.and_then(Value::as_str) else {
         return Err(Error::Decode {
             message: format!("Shopify {stream} record without an `id`"),
         });
     };
     let id = gid_tail(gid).to_string();
-    let cursor = match node.get("updatedAt") {
+    let cursor = match updated_at {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(parse_utc(s).ok_or_else(|| Error::Decode {
             message: format!("Shopify {stream} record {id}: `updatedAt` is not a date-time: {s:?}"),
@@ -328,10 +446,17 @@ pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
             })
         }
     };
+    Ok((id, cursor.map(format_utc)))
+}
+
+/// A record with its id and cursor pulled out: the id is the gid's numeric tail (the gid stays in the
+/// payload), the cursor `updatedAt` as RFC 3339 UTC.
+pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
+    let (id, cursor) = record_head(stream, node.get("id"), node.get("updatedAt"))?;
     Ok(Record {
         id,
-        cursor: cursor.map(format_utc),
-        // GraphQL nodes are reshaped (connections flattened), so printed once here.
+        cursor,
+        // Bulk nodes are reshaped (connections flattened), so printed once here.
         payload: Payload::from_value(&node),
     })
 }
@@ -371,26 +496,8 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         let reader = reader.clone();
         let plan = plan.clone();
         async move {
-            let body = reader.page(&plan, &mut cursor).await?;
-            let root = format!("/data/{}", plan.spec.root);
-            let connection = body.pointer(&root).ok_or_else(|| Error::Decode {
-                message: format!(
-                    "Shopify answered without data.{} (API version or permissions?)",
-                    plan.spec.root
-                ),
-            })?;
-            let nodes = connection
-                .get("nodes")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let mut records = Vec::with_capacity(nodes.len());
-            for node in nodes {
-                records.push(to_record(plan.spec.def.name, node)?);
-            }
-            let paginator = JsonCursor::param("/pageInfo/endCursor", "after")
-                .with_has_more("/pageInfo/hasNextPage");
-            let next = match paginator.next_from(connection) {
+            let (records, next) = reader.page(&plan, &mut cursor).await?;
+            let next = match next {
                 NextPage::Params(p) => {
                     cursor.after = p.into_iter().next().map(|(_, v)| v);
                     Some(cursor)
@@ -426,6 +533,61 @@ mod tests {
             json!({"id": "gid://shopify/Order/1", "updatedAt": "soon"})
         )
         .is_err());
+    }
+
+    fn answer(body: &str) -> Response {
+        Response {
+            status: reqwest::StatusCode::OK,
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// A page's nodes go to the dataset as Shopify sent them, escapes included; the cost and the
+    /// next cursor come from the same parse.
+    #[test]
+    fn a_page_keeps_its_nodes_text_and_reads_cost_and_cursor_from_one_parse() {
+        let spec = Spec::of("orders").unwrap();
+        let body = r#"{"data":{"orders":{"nodes":[{"id":"gid://shopify/Order/7","note":"a \u0026 b","updatedAt":"2025-03-12T12:40:09-04:00"},
+            {"updatedAt":null,"id":"gid://shopify/Order/8"}],"pageInfo":{"hasNextPage":true,"endCursor":"c2"}}},
+            "extensions":{"cost":{"requestedQueryCost":400,"actualQueryCost":50,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":1600,"restoreRate":100.0}}}}"#;
+        let (cost, page) = page_of(&spec, &answer(body)).unwrap();
+        let (records, next) = page.unwrap();
+        assert_eq!(
+            cost.map(|c| (c.requested, c.available)),
+            Some((400.0, 1600.0))
+        );
+        assert_eq!(next, NextPage::Params(vec![("after".into(), "c2".into())]));
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| (r.id.as_str(), r.cursor.as_deref()))
+                .collect::<Vec<_>>(),
+            [("7", Some("2025-03-12T16:40:09Z")), ("8", None)]
+        );
+        assert_eq!(
+            records[0].payload.as_str(),
+            r#"{"id":"gid://shopify/Order/7","note":"a \u0026 b","updatedAt":"2025-03-12T12:40:09-04:00"}"#
+        );
+        assert_eq!(records[0].payload.to_value()["note"], "a & b");
+
+        let (_, page) = page_of(&spec, &answer(r#"{"data":{"orders":null}}"#)).unwrap();
+        assert_eq!(page.unwrap(), (Vec::new(), NextPage::Done));
+        let (_, page) = page_of(&spec, &answer(r#"{"data":null,"errors":[]}"#)).unwrap();
+        assert_eq!(
+            page.unwrap_err().to_string(),
+            "could not decode the response: Shopify answered without data.orders (API version or permissions?)"
+        );
+        let (_, page) = page_of(
+            &spec,
+            &answer(r#"{"data":{"orders":{"nodes":[{"id":7}]}}}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            page.unwrap_err().to_string(),
+            "could not decode the response: Shopify orders record without an `id`"
+        );
+        assert!(page_of(&spec, &answer(r#"{"data":{"orders":{"nod"#)).is_err());
     }
 
     #[test]

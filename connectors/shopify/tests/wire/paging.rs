@@ -174,3 +174,111 @@ async fn abandoned_checkouts_are_read_by_id_with_their_own_sort_keys() {
     );
     h.finish(guard).await;
 }
+
+/// On a multi-threaded runtime, as the CLI runs, a page is decoded (nodes, `pageInfo` and the
+/// reported cost from one parse) off the polling thread: a page cut in transit is asked for once
+/// more, a THROTTLED answer is still waited out and asked again, and the records come out in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_decoded_off_the_polling_thread_retry_truncated_and_throttled_answers() {
+    let h = Harness::start().await;
+    h.graphql()
+        .and(Var("after", Value::Null))
+        .respond_with(page(
+            "orders",
+            vec![
+                order(1, "2025-03-02T10:00:00Z"),
+                order(2, "2025-03-03T10:00:00Z"),
+            ],
+            Some("c2"),
+            1900,
+        ))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    // Page 2: first cut in transit, then throttled, then whole.
+    h.graphql()
+        .and(Var("after", json!("c2")))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"data":{"orders":{"nodes":[{"id":"gid://sho"#,
+            "application/json",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+    h.graphql()
+        .and(Var("after", json!("c2")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+            "extensions": cost(50, 1900)
+        })))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&h.server)
+        .await;
+    h.graphql()
+        .and(Var("after", json!("c2")))
+        .respond_with(page(
+            "orders",
+            vec![order(3, "2025-03-04T10:00:00Z")],
+            None,
+            1900,
+        ))
+        .expect(1)
+        .with_priority(3)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let pages = read_all(&h.connector(), read_request("orders", None))
+        .await
+        .unwrap();
+    let records: Vec<Vec<(&str, &str)>> = pages
+        .iter()
+        .map(|p| {
+            p.records
+                .iter()
+                .map(|r| (r.id.as_str(), r.cursor.as_deref().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        records,
+        vec![
+            vec![("1", "2025-03-02T10:00:00Z"), ("2", "2025-03-03T10:00:00Z")],
+            vec![("3", "2025-03-04T10:00:00Z")]
+        ]
+    );
+    assert_eq!(
+        pages[1].records[0].payload.to_value()["id"],
+        "gid://shopify/Order/3"
+    );
+    assert_eq!(h.finish(guard).await.len(), 4);
+}
+
+/// A whole page holding a node that is no record (no `id`) fails at once, decoded off the polling
+/// thread: asking again would fetch the same node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_page_with_a_node_without_an_id_fails_after_one_request() {
+    let h = Harness::start().await;
+    h.graphql()
+        .respond_with(page(
+            "orders",
+            vec![json!({"updatedAt": "2025-03-02T10:00:00Z"})],
+            None,
+            1900,
+        ))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let err = read_all(&h.connector(), read_request("orders", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "could not decode the response: Shopify orders record without an `id`"
+    );
+    assert!(h.clock.sleeps().is_empty(), "{:?}", h.clock.sleeps());
+    assert_eq!(h.finish(guard).await.len(), 1);
+}
