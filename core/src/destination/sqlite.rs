@@ -614,9 +614,14 @@ fn settle_people(tx: &Transaction<'_>, full: bool) -> Result<()> {
              WHERE i.source = journey_events.source
                AND i.order_id = json_extract(journey_events.attributes, '$.order_id')
                AND i.idx >= 2) THEN 'retention' ELSE 'conversion' END";
+    tx.execute_batch(&number)?;
+    // A row is written only if its stage is not the one computed, so a conversion becomes a
+    // retention and the other way round: the new stage is the old one swapped, and only a stage of
+    // neither kind needs the probe again (the repeat-order events of a full rebuild were probed
+    // twice, once to find them and once to set them).
     tx.execute_batch(&format!(
-        "{number}
-         UPDATE journey_events SET stage = {stage}
+        "UPDATE journey_events SET stage = CASE stage WHEN 'conversion' THEN 'retention'
+                                                WHEN 'retention' THEN 'conversion' ELSE {stage} END
          WHERE event_type = 'order' AND {events} AND stage IS NOT {stage};",
         events = affected("customer_id"),
     ))?;
