@@ -313,4 +313,51 @@ fn campaign_and_flow_ids_are_named_from_the_synced_records() {
         Some("Spring Launch 2025")
     );
     assert_eq!(events(c), full_rebuild_of(&dest));
+
+    // Every event of the source is looked at again when a campaign is synced again, and only those
+    // whose name changes are written: none for the same name, the campaign's two for a new one.
+    dest.connection()
+        .execute_batch(
+            "CREATE TABLE test_renamed (event_id TEXT);
+             CREATE TRIGGER test_renames AFTER UPDATE OF campaign ON journey_events
+             BEGIN INSERT INTO test_renamed VALUES (NEW.event_id); END;",
+        )
+        .unwrap();
+    let renamed = |dest: &SqliteDestination| -> Vec<String> {
+        let c = dest.connection();
+        let mut stmt = c
+            .prepare("SELECT event_id FROM test_renamed ORDER BY event_id")
+            .unwrap();
+        let ids = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        c.execute("DELETE FROM test_renamed", []).unwrap();
+        ids
+    };
+    commit(
+        &mut dest,
+        "kl",
+        "campaigns",
+        vec![("C1".into(), campaign("Spring Launch 2025"))],
+    );
+    rebuild(&mut dest);
+    assert_eq!(renamed(&dest), Vec::<String>::new());
+    commit(
+        &mut dest,
+        "kl",
+        "campaigns",
+        vec![("C1".into(), campaign("Summer Launch"))],
+    );
+    rebuild(&mut dest);
+    assert_eq!(
+        renamed(&dest),
+        vec!["kl:events:e1:event:e1", "kl:events:e2:event:e2"]
+    );
+    assert_eq!(
+        campaign_of(dest.connection(), "kl:events:e1:event:e1").as_deref(),
+        Some("Summer Launch")
+    );
+    assert_eq!(events(dest.connection()), full_rebuild_of(&dest));
 }

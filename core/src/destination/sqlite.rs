@@ -623,9 +623,14 @@ fn settle_people(tx: &Transaction<'_>, full: bool) -> Result<()> {
              WHERE i.source = journey_events.source
                AND i.order_id = json_extract(journey_events.attributes, '$.order_id')
                AND i.idx >= 2) THEN 'retention' ELSE 'conversion' END";
+    tx.execute_batch(&number)?;
+    // A row is written only if its stage is not the one computed, so a conversion becomes a
+    // retention and the other way round: the new stage is the old one swapped, and only a stage of
+    // neither kind needs the probe again (the repeat-order events of a full rebuild were probed
+    // twice, once to find them and once to set them).
     tx.execute_batch(&format!(
-        "{number}
-         UPDATE journey_events SET stage = {stage}
+        "UPDATE journey_events SET stage = CASE stage WHEN 'conversion' THEN 'retention'
+                                                WHEN 'retention' THEN 'conversion' ELSE {stage} END
          WHERE event_type = 'order' AND {events} AND stage IS NOT {stage};",
         events = affected("customer_id"),
     ))?;
@@ -731,29 +736,35 @@ fn name_klaviyo_campaigns(tx: &Transaction<'_>, full: bool) -> Result<()> {
            WHERE r.stream = 'flows';
          DELETE FROM temp.klaviyo_names WHERE id IS NULL OR name IS NULL OR name = '';",
     )?;
+    // Only the events whose name changes are written (as PostgreSQL's twin does): an incremental
+    // rebuild after a campaign or flow record was synced again renames every event of its source,
+    // and most keep the name they have.
     tx.execute(
-        "UPDATE journey_events SET campaign = COALESCE(
-             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
-                AND n.kind = 'campaign' AND n.id = json_extract(journey_events.attributes, '$.campaign')),
-             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
-                AND n.kind = 'message' AND n.id = json_extract(journey_events.attributes, '$.message')),
-             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
-                AND n.kind = 'message' AND n.id = json_extract(journey_events.attributes, '$.campaign')),
-             (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = journey_events.source
-                AND n.kind = 'flow' AND n.id = json_extract(journey_events.attributes, '$.flow')),
-             json_extract(attributes, '$.campaign_name'),
-             json_extract(attributes, '$.message'),
-             json_extract(attributes, '$.campaign'),
-             json_extract(attributes, '$.flow'))
-         WHERE event_type IN ('email_received', 'email_opened', 'email_clicked', 'placed_order')
-           AND source IN (SELECT source FROM growthflow_sources WHERE type = 'klaviyo')
-           AND (?1
-                OR source IN (SELECT source FROM temp.dirty WHERE stream IN ('campaigns', 'flows'))
-                OR event_id IN (
-                    SELECT j.value FROM temp.dirty t
-                    JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
-                                             AND d.record_id = t.record_id
-                    JOIN json_each(d.events) j))",
+        "UPDATE journey_events SET campaign = s.campaign
+         FROM (SELECT j.rowid AS rid, COALESCE(
+                 (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = j.source
+                    AND n.kind = 'campaign' AND n.id = json_extract(j.attributes, '$.campaign')),
+                 (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = j.source
+                    AND n.kind = 'message' AND n.id = json_extract(j.attributes, '$.message')),
+                 (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = j.source
+                    AND n.kind = 'message' AND n.id = json_extract(j.attributes, '$.campaign')),
+                 (SELECT n.name FROM temp.klaviyo_names n WHERE n.source = j.source
+                    AND n.kind = 'flow' AND n.id = json_extract(j.attributes, '$.flow')),
+                 json_extract(j.attributes, '$.campaign_name'),
+                 json_extract(j.attributes, '$.message'),
+                 json_extract(j.attributes, '$.campaign'),
+                 json_extract(j.attributes, '$.flow')) AS campaign
+               FROM journey_events j
+               WHERE j.event_type IN ('email_received', 'email_opened', 'email_clicked', 'placed_order')
+                 AND j.source IN (SELECT source FROM growthflow_sources WHERE type = 'klaviyo')
+                 AND (?1
+                      OR j.source IN (SELECT source FROM temp.dirty WHERE stream IN ('campaigns', 'flows'))
+                      OR j.event_id IN (
+                          SELECT v.value FROM temp.dirty t
+                          JOIN growthflow_derived d ON d.source = t.source AND d.stream = t.stream
+                                                   AND d.record_id = t.record_id
+                          JOIN json_each(d.events) v))) s
+         WHERE journey_events.rowid = s.rid AND journey_events.campaign IS NOT s.campaign",
         [full],
     )?;
     Ok(())
