@@ -466,7 +466,7 @@ mod tests {
 
         let mut stats = Vec::new();
         for dest in [&mut file, &mut memory] {
-            stats.push(dest.rebuild_journey(&[shop.clone()]).unwrap());
+            stats.push(dest.rebuild_journey(std::slice::from_ref(&shop)).unwrap());
         }
         for s in &stats {
             assert_eq!((s.records, s.failed, s.orders), (2301, 1, 1999));
