@@ -106,8 +106,8 @@ fn first_error(body: &Value) -> Option<(Option<String>, String, Option<String>)>
 
 /// False when a 2xx body cannot hold a top-level `errors` member because the key's text appears
 /// nowhere in it: nearly every page of data. Such a body needs no parse here, so that a page is
-/// parsed once (where the connector decodes it) instead of once more on the polling thread to look
-/// for errors it does not have. Shopify writes keys as plain text, never as `\u` escapes; a page
+/// parsed once (where the connector decodes it) instead of once more here to look for errors it
+/// does not have. Shopify writes keys as plain text, never as `\u` escapes; a page
 /// that mentions `"errors"` elsewhere (a nested field of that name) is parsed and read as before.
 fn may_hold_errors(body: &[u8]) -> bool {
     // `str::contains` searches a short needle with SIMD; a body that is not UTF-8 is no JSON, and

@@ -271,10 +271,9 @@ async fn an_always_truncated_json_page_fails_after_exactly_two_requests() {
     home.verify().await;
 }
 
-/// `send_decoded` on a multi-threaded runtime (the CLI's), where the decoding runs as a task of its
-/// own: a page that does not decode is asked for once more, and the value decoded comes back.
+/// `send_decoded` on a multi-threaded runtime (the CLI's): a page that does not decode is asked for once more, and the value decoded comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_decoded_off_the_polling_thread_is_asked_for_once_more_when_truncated() {
+async fn a_page_decoded_with_the_request_is_asked_for_once_more_when_truncated() {
     let home = server().await;
     Mock::given(method("GET"))
         .and(path("/x"))

@@ -338,7 +338,7 @@ impl Reader {
     /// do as the check would have. Any other refusal, or one the metadata does not explain (names
     /// GA4 knows but will not combine, a bad filter), is GA4's own error.
     async fn send_report(&self, spec: &ReportSpec, req: reqwest::RequestBuilder) -> Result<Value> {
-        // Parsed once, as part of the request (off the thread that polls the sync); the hourly
+        // Parsed once, as part of the request; the hourly
         // quota it reports pauses the next report request as the policy's pacing would.
         let decoded = self
             .client

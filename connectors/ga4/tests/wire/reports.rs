@@ -275,11 +275,11 @@ async fn batches_grow_to_five_days_while_days_stay_small() {
 }
 
 /// On a multi-threaded runtime, as the CLI runs, a report is decoded (rows, `rowCount` and the
-/// property quota from one parse) off the polling thread: a day that overflows its batched page
+/// property quota from one parse): a day that overflows its batched page
 /// goes on with runReport, a runReport answer cut in transit is asked for once more, and the low
 /// hourly quota the batch reported still pauses the next report request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn report_pages_decoded_off_the_polling_thread_page_on_pause_and_ask_again_when_truncated() {
+async fn report_pages_decoded_once_page_on_pause_and_ask_again_when_truncated() {
     let server = MockServer::start().await;
     mount_token(&server).await;
     mount_metadata(&server).await;

@@ -361,8 +361,7 @@ impl Reader {
     }
 
     /// GET one page of `spec` and make its records (see [`page_of`]) where the page is decoded: the
-    /// body is parsed once, off the thread that polls the sync, and the next link comes from the
-    /// same parse.
+    /// body is parsed once, and the next link comes from the same parse.
     async fn get_page(
         &self,
         url: Url,

@@ -149,10 +149,10 @@ async fn an_older_revision_sends_no_page_size_on_events() {
 }
 
 /// On a multi-threaded runtime, as the CLI runs, each page is decoded (records and `links.next`
-/// from one parse) off the polling thread: a page cut in transit is asked for once more, and the
+/// from one parse): a page cut in transit is asked for once more, and the
 /// records come out whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_decoded_off_the_polling_thread_follow_links_next_and_ask_again_when_truncated() {
+async fn pages_decoded_once_follow_links_next_and_ask_again_when_truncated() {
     let h = Harness::start().await;
     let base = h.uri();
     let profile = |id: &str, updated: &str| json!({"type": "profile", "id": id, "attributes": {"email": format!("{id}@example.com"), "updated": updated}});
@@ -220,8 +220,8 @@ async fn pages_decoded_off_the_polling_thread_follow_links_next_and_ask_again_wh
     assert_eq!(h.finish(guard).await.len(), 3);
 }
 
-/// A whole page holding an item that is no record (no `id`) fails at once, decoded off the polling
-/// thread: asking again would fetch the same item.
+/// A whole page holding an item that is no record (no `id`) fails at once, on a multi-threaded
+/// runtime as the CLI runs: asking again would fetch the same item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_page_with_an_item_without_an_id_fails_after_one_request() {
     let h = Harness::start().await;

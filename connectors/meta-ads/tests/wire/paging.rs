@@ -145,10 +145,10 @@ async fn incremental_objects_filter_on_updated_time() {
 }
 
 /// On a multi-threaded runtime, as the CLI runs, an objects page is decoded (records and
-/// `paging.next` from one parse) off the polling thread: a page cut in transit is asked for once
+/// `paging.next` from one parse): a page cut in transit is asked for once
 /// more, and the records come out whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn object_pages_decoded_off_the_polling_thread_ask_again_when_truncated() {
+async fn object_pages_decoded_once_ask_again_when_truncated() {
     let server = MockServer::start().await;
     let clock = pinned();
     let next = format!(
@@ -224,7 +224,7 @@ async fn object_pages_decoded_off_the_polling_thread_ask_again_when_truncated() 
 /// Insights pages read on a multi-threaded runtime: both pages' rows, in order, from two requests;
 /// then a whole page holding a row that is no record fails at once, after one request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn insights_pages_decoded_off_the_polling_thread() {
+async fn insights_pages_decoded_once() {
     let server = MockServer::start().await;
     let clock = pinned();
     Mock::given(method("GET"))

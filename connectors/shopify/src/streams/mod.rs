@@ -231,8 +231,8 @@ impl Reader {
     }
 
     /// POST one GraphQL request; its body is parsed once, by `decode`, as part of the request
-    /// ([`HttpClient::send_decoded`]: off the thread that polls the sync, and a body that is not
-    /// well-formed JSON is asked for once more). `decode` gives the cost Shopify reported beside
+    /// ([`HttpClient::send_decoded`]: a body that is not well-formed JSON is asked for once
+    /// more). `decode` gives the cost Shopify reported beside
     /// what it made of the page, even when it refuses the page, so that the bucket still learns what
     /// the page cost; its refusal is final.
     async fn send_graphql<T, F>(

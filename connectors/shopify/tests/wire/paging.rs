@@ -176,10 +176,10 @@ async fn abandoned_checkouts_are_read_by_id_with_their_own_sort_keys() {
 }
 
 /// On a multi-threaded runtime, as the CLI runs, a page is decoded (nodes, `pageInfo` and the
-/// reported cost from one parse) off the polling thread: a page cut in transit is asked for once
+/// reported cost from one parse): a page cut in transit is asked for once
 /// more, a THROTTLED answer is still waited out and asked again, and the records come out in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_decoded_off_the_polling_thread_retry_truncated_and_throttled_answers() {
+async fn pages_decoded_once_retry_truncated_and_throttled_answers() {
     let h = Harness::start().await;
     h.graphql()
         .and(Var("after", Value::Null))
@@ -255,8 +255,8 @@ async fn pages_decoded_off_the_polling_thread_retry_truncated_and_throttled_answ
     assert_eq!(h.finish(guard).await.len(), 4);
 }
 
-/// A whole page holding a node that is no record (no `id`) fails at once, decoded off the polling
-/// thread: asking again would fetch the same node.
+/// A whole page holding a node that is no record (no `id`) fails at once, on a multi-threaded
+/// runtime as the CLI runs: asking again would fetch the same node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_page_with_a_node_without_an_id_fails_after_one_request() {
     let h = Harness::start().await;

@@ -302,8 +302,8 @@ impl Reader {
     }
 
     /// GET one list page and make records of its items, in the page's order, with what was read of
-    /// each to decide on it. The items are read where the page is decoded, off the thread that polls
-    /// the sync; an item that is no record (no `id`, an unreadable time) fails the page at once.
+    /// each to decide on it. The items are read where the page is decoded; an item that is no record
+    /// (no `id`, an unreadable time) fails the page at once.
     async fn get_records(&self, url: Url, spec: &Spec) -> Result<(Response, Vec<(Record, Head)>)> {
         let path = spec.path;
         let spec = spec.clone();
@@ -324,8 +324,8 @@ impl Reader {
         url: Url,
         path: &str,
     ) -> Result<(Response, Vec<Box<RawValue>>)> {
-        // Decoded as part of the request: the page is parsed once, off the thread that polls the
-        // sync, and a truncated one is asked for again.
+        // Decoded as part of the request: the page is parsed once, and a truncated one is asked
+        // for again.
         let owned = path.to_string();
         self.client
             .send_decoded(ENDPOINT, self.client.reqwest().get(url), move |resp| {

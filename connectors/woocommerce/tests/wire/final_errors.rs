@@ -91,7 +91,7 @@ async fn an_html_page_with_200_points_at_the_permalink_setting() {
 
 /// A well-formed page holding an item that is not a record (no `id`) fails the stream at once: the
 /// page came whole, so asking for it again would only fetch the same item. Run on a multi-threaded
-/// runtime, as the CLI does, where a page is decoded off the polling thread.
+/// runtime, as the CLI does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_item_without_an_id_is_a_decode_error_after_one_request() {
     let h = Harness::start().await;
