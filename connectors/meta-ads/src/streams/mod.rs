@@ -185,8 +185,8 @@ impl Reader {
     }
 
     /// GET `url` on `endpoint` and hand the decoded body to `then`, both as part of the request
-    /// ([`HttpClient::send_decoded`]): the page is parsed once, a
-    /// truncated one is asked for once more, and what `then` refuses in a whole page is final.
+    /// ([`HttpClient::send_decoded`]): the page is parsed once, a truncated one is asked for once
+    /// more, and what `then` refuses in a whole page is final.
     pub async fn get_page<T, F>(&self, endpoint: &str, url: Url, then: F) -> Result<T>
     where
         T: Send + 'static,
