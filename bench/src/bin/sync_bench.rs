@@ -1,5 +1,6 @@
 //! Sync throughput: a WooCommerce store of `--orders N` orders, served by the sandbox in a child
-//! process, synced into a fresh SQLite file (or a fresh PostgreSQL schema with `--destination URL`)
+//! process, synced into a fresh SQLite file (or the SQLite file or a fresh PostgreSQL schema that
+//! `--destination URL` names)
 //! the way `growthflow sync` does it, then the journey model rebuilt.
 //!
 //! ```sh
@@ -175,6 +176,7 @@ async fn main() -> Result<()> {
     );
     let destination = match &args.destination {
         None => format!("url = {}", toml_str(&format!("sqlite://{}", db.display()))),
+        Some(url) if url.starts_with("sqlite:") => format!("url = {}", toml_str(url)),
         Some(url) => format!("url = {}\nschema = {}", toml_str(url), toml_str(&schema)),
     };
     // Like a user's config for one store; the client-side request rate is lifted so that what is
@@ -240,10 +242,9 @@ async fn main() -> Result<()> {
     let records = m.records as f64;
     let total = m.fetch_write + m.rebuild;
     let peak = peak_rss_bytes().unwrap_or(0);
-    let dest_name = if args.destination.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
+    let dest_name = match &args.destination {
+        Some(url) if !url.starts_with("sqlite:") => "postgres",
+        _ => "sqlite",
     };
     let host = args
         .host_latency

@@ -26,8 +26,10 @@ use crate::model::JourneyMapper;
 use crate::time::format_utc;
 use crate::{Error, Result};
 
+mod checkpoint;
 mod full;
 mod rows;
+use checkpoint::Checkpoints;
 use rows::{map_records, ReadOrder};
 
 /// Numbered schema migrations, applied in order.
@@ -53,18 +55,12 @@ const CACHE_KIB: i64 = 8192;
 /// The page cache while the journey model is rebuilt (see `rebuild_journey`).
 const REBUILD_CACHE_KIB: i64 = 4096;
 
-/// Pages the write-ahead log grows to before a commit copies them into the file (SQLite's default
-/// is 1,000): 4,096 pages of 16 KiB, 64 MiB. Each such checkpoint syncs the log and the file to disk
-/// and copies every page changed since the last one, so a 100,000-order sync (500 MB of payloads)
-/// made about 30 of them, two `fsync`s each, and copied the B-trees' hot pages (the table's last
-/// leaf, the key index's) again each time; a quarter as many take the writer about a quarter less
-/// time (docs/performance.md, "The writer's checkpoints"). The log is emptied at the end of a run.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 4096;
-
 /// A SQLite dataset.
 #[derive(Debug)]
 pub struct SqliteDestination {
     conn: Connection,
+    /// The log's checkpoints, for a dataset file (an in-memory one has no log).
+    checkpoints: Option<Box<Checkpoints>>,
 }
 
 impl SqliteDestination {
@@ -80,7 +76,9 @@ impl SqliteDestination {
         }
         create_private(path)?;
         let conn = Connection::open(path)?;
-        Self::from_connection(conn)
+        let mut me = Self::from_connection(conn)?;
+        me.checkpoints = Some(Box::new(Checkpoints::install(&me.conn, path)));
+        Ok(me)
     }
 
     /// An in-memory dataset (tests, library experiments).
@@ -111,10 +109,20 @@ impl SqliteDestination {
         // Sorts and DISTINCTs too big for the page cache (the report's over a large window, the
         // rebuild's) go to memory, not to temporary files: 3x faster in docs/performance.md.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-        let mut me = SqliteDestination { conn };
+        let mut me = SqliteDestination {
+            conn,
+            checkpoints: None,
+        };
         me.migrate()?;
         Ok(me)
+    }
+
+    /// After a write transaction: the log's checkpoint, if one is due (see `checkpoint`).
+    fn after_commit(&mut self) -> Result<()> {
+        match &mut self.checkpoints {
+            Some(c) => c.after_commit(&self.conn),
+            None => Ok(()),
+        }
     }
 
     /// The connection, for reading (the report) and tests.
@@ -285,7 +293,11 @@ impl Destination for SqliteDestination {
     }
 
     fn close(&mut self) -> Result<()> {
-        // TRUNCATE: every committed page is copied into the `.db` file and the log emptied.
+        // TRUNCATE: every committed page is copied into the `.db` file and the log emptied, once the
+        // copier's round is done.
+        if let Some(c) = &mut self.checkpoints {
+            c.stop();
+        }
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
@@ -356,7 +368,7 @@ impl Destination for SqliteDestination {
             }
         }
         tx.commit()?;
-        Ok(())
+        self.after_commit()
     }
 
     fn rebuild_journey(&mut self, mappers: &[Arc<dyn JourneyMapper>]) -> Result<RebuildStats> {
@@ -393,6 +405,7 @@ impl Destination for SqliteDestination {
             .and(cache);
         let stats = result?;
         restored?;
+        self.after_commit()?;
         Ok(stats)
     }
 
@@ -795,10 +808,8 @@ mod tests {
         assert_eq!(pragma("journal_mode"), "wal");
         assert_eq!(pragma("synchronous"), "1");
         assert_eq!(pragma("page_size"), "16384");
-        assert_eq!(
-            pragma("wal_autocheckpoint"),
-            WAL_AUTOCHECKPOINT_PAGES.to_string()
-        );
+        // SQLite's automatic checkpoint gave way to the copier's hook (`checkpoint`).
+        assert_eq!(pragma("wal_autocheckpoint"), "0");
     }
 
     #[test]

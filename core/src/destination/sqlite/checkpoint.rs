@@ -1,0 +1,312 @@
+//! The write-ahead log's checkpoints, copied on a thread of their own.
+//!
+//! In WAL mode a committed page is written twice: appended to the log by its commit, then copied
+//! into the `.db` file by a checkpoint, which also syncs both files. SQLite's automatic checkpoint
+//! runs inside the commit that crosses its threshold, on the thread that commits: during a
+//! 100,000-order sync the writer spent about two of its five seconds copying 550 MB into new file
+//! pages and waiting on `fsync`, while the other core was mostly idle (docs/performance.md, "The
+//! checkpoints off the writer's thread").
+//!
+//! Here a second connection, on its own thread, copies the bulk of the log while the writer goes on
+//! appending to it (a `PASSIVE` checkpoint takes no lock a writer needs). SQLite starts the log over
+//! from its beginning only when every frame in it is in the file at the start of a write
+//! transaction, so once the copier has caught up to within a few megabytes the writer copies that
+//! remainder itself, cheaply, and its next transaction reuses the log from the start: the log stays
+//! the size it was, and its pages stay in the operating system's cache rather than growing a new
+//! file for every megabyte written.
+//!
+//! Durability is SQLite's own: the copier's checkpoints are ordinary checkpoints of the same file.
+
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rusqlite::hooks::Wal;
+use rusqlite::Connection;
+
+use crate::Result;
+
+/// Frames in the log (16 KiB pages; 32 MiB) at which the copier is woken.
+const WAKE_PAGES: i64 = 2048;
+
+/// Frames the copier may leave behind for the writer to copy itself (16 MiB at most; usually what
+/// the writer appended during the copier's last round, a few megabytes).
+const REST_PAGES: i64 = 1024;
+
+/// Frames past which the writer copies the log itself when the copier is still busy, as SQLite's
+/// own automatic checkpoint would (128 MiB): a stalled copier (a slow disk, a reader holding an old
+/// snapshot) can cost speed but not let the log grow without bound.
+const WRITER_PAGES: i64 = 8192;
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const CAUGHT_UP: u8 = 2;
+
+thread_local! {
+    /// Frames in the log after this thread's last commit, set by [`note_wal_pages`]. SQLite calls
+    /// the hook on the committing thread, inside the commit, so the writer reads it right after.
+    static WAL_PAGES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// The connection's log hook: takes the place of SQLite's automatic checkpoint, which is the same
+/// hook (`wal_autocheckpoint` would replace this one).
+fn note_wal_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|p| p.set(i64::from(pages)));
+    Ok(())
+}
+
+/// What the writer and the copier share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// `IDLE`, `RUNNING` or `CAUGHT_UP`.
+    phase: AtomicU8,
+    /// Frames of the log in the file after the copier's last round.
+    copied: AtomicI64,
+}
+
+/// The copier's thread, started the first time the log needs copying.
+#[derive(Debug)]
+struct Copier {
+    wake: SyncSender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Checkpoints for one dataset file's writing connection.
+#[derive(Debug)]
+pub(super) struct Checkpoints {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    copier: Option<Copier>,
+}
+
+impl Checkpoints {
+    /// Take over the checkpoints of `conn`, the writing connection of the dataset at `path`.
+    pub(super) fn install(conn: &Connection, path: &Path) -> Self {
+        conn.wal_hook(Some(note_wal_pages));
+        Checkpoints {
+            path: path.to_path_buf(),
+            shared: Arc::default(),
+            copier: None,
+        }
+    }
+
+    /// After each write transaction of `conn`: hand the log to the copier, finish what it left, or
+    /// (the copier being behind) copy it here.
+    pub(super) fn after_commit(&mut self, conn: &Connection) -> Result<()> {
+        let pages = WAL_PAGES.with(|p| p.replace(0));
+        match self.shared.phase.load(Ordering::Acquire) {
+            CAUGHT_UP => {
+                let left = pages - self.shared.copied.load(Ordering::Acquire);
+                if left > REST_PAGES {
+                    self.wake();
+                } else {
+                    self.shared.phase.store(IDLE, Ordering::Release);
+                    checkpoint(conn)?;
+                }
+            }
+            IDLE if pages >= WAKE_PAGES => self.wake(),
+            RUNNING if pages >= WRITER_PAGES => {
+                checkpoint(conn)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn wake(&mut self) {
+        if self.copier.is_none() {
+            match spawn_copier(&self.path, Arc::clone(&self.shared)) {
+                Ok(c) => self.copier = Some(c),
+                Err(e) => {
+                    // The writer's own checkpoints (WRITER_PAGES) still bound the log.
+                    tracing::warn!("the dataset's checkpoints stay on the writer's thread: {e}");
+                    self.shared.phase.store(RUNNING, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        self.shared.phase.store(RUNNING, Ordering::Release);
+        if let Some(c) = &self.copier {
+            // A full channel means a wake-up is already waiting.
+            let _ = c.wake.try_send(());
+        }
+    }
+
+    /// Stop the copier, once its round (if any) is done: the caller checkpoints alone from here.
+    pub(super) fn stop(&mut self) {
+        if let Some(c) = self.copier.take() {
+            drop(c.wake);
+            let _ = c.thread.join();
+        }
+        self.shared.phase.store(IDLE, Ordering::Release);
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A passive checkpoint: copies what no reader still needs from the log, blocking no one.
+/// Returns the frames in the log and the frames now in the file, when no lock was in the way.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let busy: i64 = r.get(0)?;
+        Ok((busy == 0).then_some((r.get(1)?, r.get(2)?)))
+    })
+}
+
+fn spawn_copier(path: &Path, shared: Arc<Shared>) -> std::io::Result<Copier> {
+    let conn = Connection::open(path).map_err(std::io::Error::other)?;
+    let (wake, woken) = sync_channel::<()>(1);
+    let thread = std::thread::Builder::new()
+        .name("growthflow-checkpoint".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                let phase = match checkpoint(&conn) {
+                    // Everything that was in the log when the round began is in the file.
+                    Ok(Some((log, copied))) if copied == log => {
+                        shared.copied.store(copied, Ordering::Release);
+                        CAUGHT_UP
+                    }
+                    // A reader's snapshot held frames back: the writer's next commit asks again
+                    // once the log is long enough.
+                    Ok(_) => IDLE,
+                    Err(e) => {
+                        tracing::warn!("a background checkpoint of the dataset failed: {e}");
+                        IDLE
+                    }
+                };
+                shared.phase.store(phase, Ordering::Release);
+            }
+        })?;
+    Ok(Copier { wake, thread })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Checkpoints {
+        /// Let the copier finish the rounds it was asked for, keeping what it reported.
+        fn join_copier(&mut self) {
+            if let Some(c) = self.copier.take() {
+                drop(c.wake);
+                c.thread.join().unwrap();
+            }
+        }
+    }
+
+    fn dataset(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "page_size", 16384).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (b BLOB NOT NULL)")
+            .unwrap();
+        conn
+    }
+
+    /// One write transaction of `rows` rows of 16,000 bytes (about a log frame each); the frames in
+    /// the log afterwards, as the hook saw them.
+    fn write(conn: &Connection, rows: i64) -> i64 {
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO t (b) SELECT zeroblob(16000) FROM n",
+            [rows],
+        )
+        .unwrap();
+        WAL_PAGES.with(|p| p.get())
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn the_copier_copies_the_log_and_the_writer_starts_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let wal = dir.path().join("d.db-wal");
+        let conn = dataset(&path);
+        let mut cp = Checkpoints::install(&conn, &path);
+        // SQLite's own automatic checkpoint is off: the hook took its place.
+        let auto: i64 = conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto, 0);
+
+        let frames = write(&conn, WAKE_PAGES + 50);
+        assert!(frames > WAKE_PAGES, "{frames} frames");
+        let before = size(&path);
+        cp.after_commit(&conn).unwrap();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), RUNNING);
+        cp.join_copier();
+        // The copier's round put every frame of the log into the file.
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), CAUGHT_UP);
+        assert_eq!(cp.shared.copied.load(Ordering::Acquire), frames);
+        assert!(size(&path) >= before + (WAKE_PAGES as u64) * 16000);
+        let log = size(&wal);
+
+        // With every frame in the file, the next transaction starts the log over, and the writer
+        // has next to nothing left to copy.
+        let restarted = write(&conn, 10);
+        assert!(restarted < 50, "the log went on at frame {restarted}");
+        cp.after_commit(&conn).unwrap();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), IDLE);
+        assert_eq!(size(&wal), log, "the log grew");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, WAKE_PAGES + 50 + 10);
+    }
+
+    /// What the writer appended during the copier's round: a long tail goes back to the copier,
+    /// a short one the writer copies itself, so that its next transaction starts the log over.
+    #[test]
+    fn the_tail_of_a_round_goes_back_to_the_copier_or_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let conn = dataset(&path);
+        let mut cp = Checkpoints::install(&conn, &path);
+        let frames = write(&conn, 600);
+        // The copier had copied all but a long tail.
+        cp.shared.phase.store(CAUGHT_UP, Ordering::Release);
+        cp.shared
+            .copied
+            .store(frames - REST_PAGES - 1, Ordering::Release);
+        cp.after_commit(&conn).unwrap();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), RUNNING);
+        cp.join_copier();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), CAUGHT_UP);
+
+        // All but a short tail: the writer copies it, and the log starts over.
+        let more = write(&conn, 20);
+        cp.shared.copied.store(more - 20, Ordering::Release);
+        cp.after_commit(&conn).unwrap();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), IDLE);
+        assert!(write(&conn, 1) < 50);
+    }
+
+    /// Far behind (here: no copier at all), the writer copies the log itself, as SQLite would.
+    #[test]
+    fn a_copier_far_behind_leaves_the_copy_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let conn = dataset(&path);
+        let mut cp = Checkpoints::install(&conn, &path);
+        cp.shared.phase.store(RUNNING, Ordering::Release);
+        let frames = write(&conn, WRITER_PAGES + 10);
+        let before = size(&path);
+        cp.after_commit(&conn).unwrap();
+        assert!(cp.copier.is_none());
+        assert!(size(&path) >= before + (frames as u64) * 15000);
+        // Every frame is in the file now: the next transaction starts the log over.
+        assert!(write(&conn, 1) < 50);
+    }
+}
