@@ -20,6 +20,7 @@ pub(crate) fn money(d: Decimal) -> f64 {
 }
 
 /// A raw record read for mapping.
+#[derive(Default)]
 pub(crate) struct RawRow {
     pub(crate) source: String,
     pub(crate) source_type: String,
