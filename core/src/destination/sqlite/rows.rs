@@ -55,23 +55,31 @@ pub(super) fn map_records(
     let in_flight = workers + 1;
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
     let work_rx = std::sync::Mutex::new(work_rx);
-    // A chunk comes back with what its records map to, and is read into again: the records' text
-    // is copied into the strings the chunk already holds, so reading a record allocates nothing.
-    // (Allocating each payload on this thread and freeing it on a worker made the two contend for
-    // the allocator's lock: about a tenth of this thread's time at 100,000 orders.)
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<RawRow>, Vec<Mapped>)>();
+    // Memory is freed by the thread that allocated it: glibc's allocator gives each thread an arena
+    // with a lock, and a block freed by another thread takes that arena's lock. Payloads allocated
+    // here and freed on a worker, and mapped rows allocated on a worker and freed here, made the
+    // threads wait on each other's locks about 20,000 times a second at 100,000 orders. So a chunk
+    // comes back with what its records map to and is read into again (the records' text is copied
+    // into the strings the chunk already holds: reading a record allocates nothing), and the mapped
+    // rows, once written, go back to the worker that made them, which drops them.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, usize, Vec<RawRow>, Vec<Mapped>)>();
     let stopped = || Error::destination("the journey mapping threads stopped");
     std::thread::scope(|scope| -> Result<()> {
         // Dropped when this closure returns, however it returns: the workers then stop.
         let work_tx = work_tx;
-        for _ in 0..workers {
+        let mut written_back = Vec::with_capacity(workers);
+        for worker in 0..workers {
             let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Mapped>>();
+            written_back.push(back_tx);
             let mappers = &mappers;
             scope.spawn(move || loop {
+                // What was written: freed here, where it was allocated.
+                while back_rx.try_recv().is_ok() {}
                 let job = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                 let Ok((seq, rows)) = job else { return };
                 let mapped = rows.iter().map(|raw| map_guarded(mappers, raw)).collect();
-                if done_tx.send((seq, rows, mapped)).is_err() {
+                if done_tx.send((seq, worker, rows, mapped)).is_err() {
                     return;
                 }
             });
@@ -79,7 +87,7 @@ pub(super) fn map_records(
         drop(done_tx);
         let mut rows = read.query([])?;
         let (mut sent, mut written) = (0u64, 0u64);
-        let mut ready: std::collections::BTreeMap<u64, (Vec<RawRow>, Vec<Mapped>)> =
+        let mut ready: std::collections::BTreeMap<u64, (usize, Vec<RawRow>, Vec<Mapped>)> =
             Default::default();
         let mut spare: Vec<Vec<RawRow>> = Vec::with_capacity(in_flight + 1);
         let mut exhausted = false;
@@ -96,12 +104,14 @@ pub(super) fn map_records(
             if written == sent {
                 break;
             }
-            let (seq, chunk, mapped) = done_rx.recv().map_err(|_| stopped())?;
-            ready.insert(seq, (chunk, mapped));
-            while let Some((chunk, mapped)) = ready.remove(&written) {
-                for (raw, m) in chunk.iter().zip(mapped) {
+            let (seq, worker, chunk, mapped) = done_rx.recv().map_err(|_| stopped())?;
+            ready.insert(seq, (worker, chunk, mapped));
+            while let Some((worker, chunk, mapped)) = ready.remove(&written) {
+                for (raw, m) in chunk.iter().zip(&mapped) {
                     write.record(raw, m, stats)?;
                 }
+                // A worker that stopped drops nothing more: then it is freed here.
+                let _ = written_back[worker].send(mapped);
                 spare.push(chunk);
                 written += 1;
             }
@@ -289,7 +299,7 @@ impl<'c> RowWriter<'c> {
         ])?)
     }
 
-    fn record(&mut self, raw: &RawRow, mapped: Mapped, stats: &mut RebuildStats) -> Result<()> {
+    fn record(&mut self, raw: &RawRow, mapped: &Mapped, stats: &mut RebuildStats) -> Result<()> {
         let (source, stream, record_id) = (&raw.source, &raw.stream, &raw.record_id);
         stats.records += 1;
         let (orders, events, people, derived) = match mapped {
@@ -306,7 +316,7 @@ impl<'c> RowWriter<'c> {
                 derived,
             } => (orders, events, people, derived),
         };
-        for o in &orders {
+        for o in orders {
             if self.order(source, o)? == 0 {
                 self.met_again
                     .push((source.clone(), o.row.order_id.clone()));
@@ -315,7 +325,7 @@ impl<'c> RowWriter<'c> {
                 self.affect.execute([c])?;
             }
         }
-        for e in &events {
+        for e in events {
             self.event.execute(params![
                 e.event_id,
                 source,
@@ -336,14 +346,14 @@ impl<'c> RowWriter<'c> {
                 self.affect.execute([c])?;
             }
         }
-        for (id, seen) in &people {
+        for (id, seen) in people {
             self.person
                 .execute(params![source, stream, record_id, id, seen])?;
             if self.note_people {
                 self.affect.execute([id])?;
             }
         }
-        if let Some((events, orders)) = &derived {
+        if let Some((events, orders)) = derived {
             self.derived
                 .execute(params![source, stream, record_id, events, orders])?;
         }
