@@ -812,6 +812,61 @@ mod tests {
         assert_eq!(pragma("wal_autocheckpoint"), "0");
     }
 
+    /// A sync that writes more than the log holds before the copier is woken: every record is in the
+    /// file after the run, the log is empty, and the next run finds them all.
+    #[test]
+    fn records_past_the_copiers_threshold_are_all_in_the_file_after_the_run() {
+        use crate::connector::Record;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let mut dest = SqliteDestination::open(&path).unwrap();
+        dest.register_source("s", "shop").unwrap();
+        let pad = "x".repeat(12_000);
+        // 3,000 records of 12 KB in 30 commits: about 36 MB, past the 32 MiB that wakes the copier.
+        for commit in 0..30 {
+            let records = (0..100)
+                .map(|i| Record {
+                    id: format!("{commit:02}-{i:03}"),
+                    cursor: None,
+                    payload: serde_json::json!({"n": commit * 100 + i, "pad": pad}).into(),
+                })
+                .collect();
+            dest.commit(&[WriteBatch {
+                source: "s".into(),
+                stream: "orders".into(),
+                records,
+                state: Some(serde_json::json!({"commit": commit})),
+                replaces: None,
+            }])
+            .unwrap();
+        }
+        assert!(
+            dest.checkpoints.as_ref().unwrap().started(),
+            "the copier was never woken"
+        );
+        dest.close().unwrap();
+        drop(dest);
+        // Emptied by the run's last checkpoint, then removed by SQLite as the last connection closed.
+        let log = std::fs::metadata(dir.path().join("d.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(log, 0);
+        assert!(std::fs::metadata(&path).unwrap().len() > 36_000_000);
+
+        let mut again = SqliteDestination::open(&path).unwrap();
+        let (count, sum): (i64, i64) = again
+            .connection()
+            .query_row(
+                "SELECT count(*), sum(json_extract(payload, '$.n')) FROM raw_records",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((count, sum), (3000, (0..3000).sum::<i64>()));
+        assert_eq!(
+            again.load_state("s", "orders").unwrap(),
+            Some(serde_json::json!({"commit": 29}))
+        );
+    }
+
     #[test]
     fn a_rebuild_puts_the_page_cache_and_temp_store_back() {
         let mut dest = SqliteDestination::in_memory().unwrap();

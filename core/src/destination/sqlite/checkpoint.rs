@@ -138,6 +138,12 @@ impl Checkpoints {
         }
     }
 
+    /// Whether the copier was ever started (tests).
+    #[cfg(test)]
+    pub(super) fn started(&self) -> bool {
+        self.copier.is_some()
+    }
+
     /// Stop the copier, once its round (if any) is done: the caller checkpoints alone from here.
     pub(super) fn stop(&mut self) {
         if let Some(c) = self.copier.take() {
@@ -301,6 +307,46 @@ mod tests {
         assert!(cp.copier.is_none());
         assert!(size(&path) >= before + 590 * 16000);
         assert!(write(&conn, 1) < 50);
+    }
+
+    /// A reader on an older snapshot (a `report` during the sync) holds frames back: the copier copies
+    /// what it may and leaves the rest for a later round, once the reader has moved on.
+    #[test]
+    fn a_reader_holding_a_snapshot_keeps_its_frames_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let conn = dataset(&path);
+        let mut cp = Checkpoints::install(&conn, &path);
+        write(&conn, 10);
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 10);
+
+        let frames = write(&conn, WAKE_PAGES + 50);
+        cp.after_commit(&conn).unwrap();
+        cp.join_copier();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), IDLE);
+        // The reader still sees its snapshot, and nothing was lost for the writer either.
+        let still: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(still, 10);
+        reader.execute_batch("COMMIT").unwrap();
+
+        // The next commit past the threshold wakes the copier again, and this time it catches up.
+        let more = write(&conn, 1);
+        assert!(more > frames, "{more} frames after {frames}");
+        cp.after_commit(&conn).unwrap();
+        cp.join_copier();
+        assert_eq!(cp.shared.phase.load(Ordering::Acquire), CAUGHT_UP);
+        assert_eq!(cp.shared.copied.load(Ordering::Acquire), more);
+        let rows: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 10 + WAKE_PAGES + 50 + 1);
     }
 
     /// Far behind (here: no copier at all), the writer copies the log itself, as SQLite would.
