@@ -58,9 +58,12 @@ const REBUILD_CACHE_KIB: i64 = 4096;
 /// A SQLite dataset.
 #[derive(Debug)]
 pub struct SqliteDestination {
-    conn: Connection,
-    /// The log's checkpoints, for a dataset file (an in-memory one has no log).
+    /// The log's checkpoints, for a dataset file (an in-memory one has no log). Declared before the
+    /// connection so that it is dropped first: a run that ends without `close` stops the copier
+    /// before the writing connection closes, and that connection, closing last, copies the rest of
+    /// the log into the file as SQLite does.
     checkpoints: Option<Box<Checkpoints>>,
+    conn: Connection,
 }
 
 impl SqliteDestination {
@@ -110,8 +113,8 @@ impl SqliteDestination {
         // rebuild's) go to memory, not to temporary files: 3x faster in docs/performance.md.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut me = SqliteDestination {
-            conn,
             checkpoints: None,
+            conn,
         };
         me.migrate()?;
         Ok(me)
@@ -816,6 +819,16 @@ mod tests {
     /// file after the run, the log is empty, and the next run finds them all.
     #[test]
     fn records_past_the_copiers_threshold_are_all_in_the_file_after_the_run() {
+        past_the_copiers_threshold(true);
+    }
+
+    /// The same when the run ends without `close` (a library user who drops the destination).
+    #[test]
+    fn records_past_the_copiers_threshold_survive_a_drop_without_close() {
+        past_the_copiers_threshold(false);
+    }
+
+    fn past_the_copiers_threshold(close: bool) {
         use crate::connector::Record;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
@@ -844,9 +857,12 @@ mod tests {
             dest.checkpoints.as_ref().unwrap().started(),
             "the copier was never woken"
         );
-        dest.close().unwrap();
+        if close {
+            dest.close().unwrap();
+        }
         drop(dest);
-        // Emptied by the run's last checkpoint, then removed by SQLite as the last connection closed.
+        // Emptied by the run's last checkpoint (or the closing connection's), then removed by SQLite
+        // as the last connection closed.
         let log = std::fs::metadata(dir.path().join("d.db-wal")).map_or(0, |m| m.len());
         assert_eq!(log, 0);
         assert!(std::fs::metadata(&path).unwrap().len() > 36_000_000);
