@@ -115,7 +115,8 @@ pub(crate) fn map_one(mappers: &HashMap<&str, &Arc<dyn JourneyMapper>>, raw: &Ra
         .map(|e| EventCols {
             event_id: format!("{source}:{stream}:{record_id}:{}", e.key),
             occurred: format_utc(e.occurred_at),
-            date: e.date.format("%Y-%m-%d").to_string(),
+            // `Display` is `%Y-%m-%d` (signed years past 9999 included) without reading a format.
+            date: e.date.to_string(),
             stage: e.stage.as_str(),
             channel: e.channel.map(|c| c.as_str()),
             customer_id: e.email.as_deref().and_then(normalize_email),
