@@ -409,3 +409,88 @@ fn records_naming_one_order_or_one_key_twice_keep_the_last(backend: Backend) {
     );
     expect(&mut dest);
 }
+
+/// PostgreSQL's full rebuild reads the raw records on a second connection in its snapshot; where the
+/// server refuses that connection (here: a role allowed one connection, the one the dataset holds),
+/// it reads them in its own transaction instead. Both ways give the same rows.
+#[test]
+fn a_postgres_full_rebuild_without_a_second_connection_gives_the_same_rows() {
+    use growthflow_core::destination::postgres::PostgresTarget;
+
+    let Some(mut expected) = journey_dataset(Backend::Postgres) else {
+        return;
+    };
+    expected.rebuild_journey(&mappers()).unwrap();
+    let Some(schema) = TestSchema::new("one_connection") else {
+        return;
+    };
+    let role = OneConnectionRole::create(&schema);
+    let mut url = url::Url::parse(schema.url()).unwrap();
+    url.set_username(&role.name).unwrap();
+    let target = PostgresTarget::parse(url.as_str(), Some(schema.name())).unwrap();
+    let (dest, refused) = blocking(|| {
+        let dest = PostgresDestination::open(&target).unwrap();
+        // The role's one connection is the dataset's: the rebuild's reader cannot have another.
+        (dest, target.connect().map(drop).unwrap_err().to_string())
+    });
+    assert!(refused.contains("too many connections"), "{refused}");
+    let reader = blocking(|| schema.client());
+    let mut db = Db {
+        store: Some(Store::Postgres(Box::new(dest))),
+        file: None,
+        reader: Some(reader),
+        schema: Some(schema),
+        _dir: None,
+    };
+    fill_journey(&mut db);
+    let stats = db.rebuild_journey(&mappers()).unwrap();
+    assert_eq!((stats.records, stats.orders), (12, 7));
+    let rows = model(&mut db);
+    assert_eq!(rows, model(&mut expected));
+    assert_eq!(rows.0.len(), 7);
+    // Dropped first: the schema and the role's connection go before the role.
+    drop(db);
+    drop(role);
+}
+
+/// A login role allowed one connection, owning the test schema (created by the dataset's first
+/// open, as a user's would be); dropped, with its grants, when the test ends.
+struct OneConnectionRole {
+    name: String,
+    admin_url: String,
+}
+
+impl OneConnectionRole {
+    fn create(schema: &TestSchema) -> OneConnectionRole {
+        let name = format!("{}_role", schema.name());
+        let admin_url = schema.url().to_string();
+        let sql = format!(
+            "CREATE ROLE \"{name}\" LOGIN CONNECTION LIMIT 1;
+             DO $$ BEGIN
+               EXECUTE format('GRANT CREATE ON DATABASE %I TO %I', current_database(), '{name}');
+             END $$;"
+        );
+        blocking(|| admin(&admin_url).batch_execute(&sql).unwrap());
+        OneConnectionRole { name, admin_url }
+    }
+}
+
+impl Drop for OneConnectionRole {
+    fn drop(&mut self) {
+        let sql = format!(
+            "DROP OWNED BY \"{name}\" CASCADE; DROP ROLE \"{name}\";",
+            name = self.name
+        );
+        let url = self.admin_url.clone();
+        blocking(move || {
+            let _ = admin(&url).batch_execute(&sql);
+        });
+    }
+}
+
+fn admin(url: &str) -> ::postgres::Client {
+    growthflow_core::destination::postgres::PostgresTarget::parse(url, None)
+        .unwrap()
+        .connect()
+        .unwrap()
+}

@@ -471,6 +471,12 @@ fn order(id: &str, email: Option<&str>, created: &str, total: &str, status: &str
 /// Two stores of the same type, a CRM-ish people stream, and a source whose type has no mapper.
 fn journey_dataset(backend: Backend) -> Option<Db> {
     let mut dest = Db::memory(backend, "journey")?;
+    fill_journey(&mut dest);
+    Some(dest)
+}
+
+/// The records of [`journey_dataset`], into `dest`.
+fn fill_journey(dest: &mut Db) {
     dest.register_source("shop_a", "teststore").unwrap();
     dest.register_source("shop_b", "teststore").unwrap();
     dest.register_source("legacy", "unmapped").unwrap();
@@ -581,7 +587,6 @@ fn journey_dataset(backend: Backend) -> Option<Db> {
         ),
     ])
     .unwrap();
-    Some(dest)
 }
 
 fn mappers() -> Vec<Arc<dyn JourneyMapper>> {
