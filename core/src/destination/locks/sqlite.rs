@@ -50,6 +50,11 @@ pub(super) fn connect(path: &Path) -> Result<Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(Duration::from_secs(30))?;
+    // Heartbeats commit a page or two; with SQLite's default automatic checkpoint, the one that
+    // found the log past 1,000 pages (a sync writing beside it) copied the whole log into the file
+    // on the heartbeat's thread. The dataset's own connection copies the log as it grows (its
+    // checkpoint thread), and whichever connection closes last copies the rest.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 
@@ -159,4 +164,22 @@ pub fn release(conn: &mut Connection, key: &str, owner: &RunOwner) -> Result<()>
         params![key, owner.run_id],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock connection leaves checkpoints to the dataset's connection.
+    #[test]
+    fn the_lock_connection_does_not_checkpoint_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        drop(crate::destination::sqlite::SqliteDestination::open(&path).unwrap());
+        let conn = connect(&path).unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pages, 0);
+    }
 }
