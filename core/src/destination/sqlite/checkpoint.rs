@@ -246,17 +246,29 @@ mod tests {
         WAL_PAGES.with(|p| p.get())
     }
 
+    /// A dataset file in a new folder, with the copier installed on its connection. Bound in this
+    /// order, they drop the other way round: the copier stops before the connection closes.
+    fn fixture() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Connection,
+        Checkpoints,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let conn = dataset(&path);
+        let cp = Checkpoints::install(&conn, &path);
+        (dir, path, conn, cp)
+    }
+
     fn size(path: &Path) -> u64 {
         std::fs::metadata(path).unwrap().len()
     }
 
     #[test]
     fn the_copier_copies_the_log_and_the_writer_starts_it_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.db");
+        let (dir, path, conn, mut cp) = fixture();
         let wal = dir.path().join("d.db-wal");
-        let conn = dataset(&path);
-        let mut cp = Checkpoints::install(&conn, &path);
         // SQLite's own automatic checkpoint is off: the hook took its place.
         let auto: i64 = conn
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
@@ -292,10 +304,7 @@ mod tests {
     /// starts the log over.
     #[test]
     fn the_writer_copies_the_tail_of_the_copiers_rounds() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.db");
-        let conn = dataset(&path);
-        let mut cp = Checkpoints::install(&conn, &path);
+        let (_dir, path, conn, mut cp) = fixture();
         let frames = write(&conn, 600);
         assert!(frames >= 600, "{frames} frames");
         // The copier reports it caught up with a log it saw earlier, shorter than this one.
@@ -313,10 +322,7 @@ mod tests {
     /// what it may and leaves the rest for a later round, once the reader has moved on.
     #[test]
     fn a_reader_holding_a_snapshot_keeps_its_frames_in_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.db");
-        let conn = dataset(&path);
-        let mut cp = Checkpoints::install(&conn, &path);
+        let (_dir, path, conn, mut cp) = fixture();
         write(&conn, 10);
         let reader = Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
@@ -352,10 +358,7 @@ mod tests {
     /// Far behind (here: no copier at all), the writer copies the log itself, as SQLite would.
     #[test]
     fn a_copier_far_behind_leaves_the_copy_to_the_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.db");
-        let conn = dataset(&path);
-        let mut cp = Checkpoints::install(&conn, &path);
+        let (_dir, path, conn, mut cp) = fixture();
         cp.shared.phase.store(RUNNING, Ordering::Release);
         let frames = write(&conn, WRITER_PAGES + 10);
         let before = size(&path);
