@@ -49,10 +49,12 @@ pub(super) fn map_records(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    // Enough chunks in flight to keep every worker busy while one is being written, few enough that
-    // memory stays a megabyte or two whatever the dataset's size. Twice as many showed no clear gain
-    // (on a busy 2-core host) for 1-3 MiB more peak RSS at 100,000 orders.
-    let in_flight = workers + 1;
+    // Enough chunks in flight that a worker finding its next chunk ready is the rule: chunks are
+    // written in the order they were read, so one slow chunk holds back those mapped after it, and
+    // with `workers + 1` the workers and the writer often all waited (1.55 of 2 cores busy while
+    // mapping 100,000 orders; 1.70-1.74 with four per worker, and the step 10-30% shorter). Few
+    // enough that memory stays a few megabytes whatever the dataset's size (docs/performance.md).
+    let in_flight = workers * 4;
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
     let work_rx = std::sync::Mutex::new(work_rx);
     // Memory is freed by the thread that allocated it: glibc's allocator gives each thread an arena
