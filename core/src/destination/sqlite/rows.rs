@@ -12,7 +12,7 @@ use crate::model::JourneyMapper;
 use crate::{Error, Result};
 
 /// Raw records handed to a mapping thread at once.
-const MAP_CHUNK: usize = 128;
+const MAP_CHUNK: usize = 64;
 
 /// The order in which `select` returns the raw records, which decides how two records that give the
 /// same order (`source`, `order_id`) are settled: the one with the greatest stream and record id wins,
@@ -49,11 +49,12 @@ pub(super) fn map_records(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    // Enough chunks in flight that a worker finding its next chunk ready is the rule: chunks are
-    // written in the order they were read, so one slow chunk holds back those mapped after it, and
-    // with `workers + 1` the workers and the writer often all waited (1.55 of 2 cores busy while
-    // mapping 100,000 orders; 1.70-1.74 with four per worker, and the step 10-30% shorter). Few
-    // enough that memory stays a few megabytes whatever the dataset's size (docs/performance.md).
+    // Enough chunks in flight that a worker mostly finds its next chunk ready: chunks are written in
+    // the order they were read, so one slow chunk holds back those mapped after it, and with
+    // `workers + 1` chunks of 128 the workers and the writer often all waited (1.53-1.55 of 2 cores
+    // busy while mapping 100,000 orders). Four smaller chunks per worker keep 1.63-1.70 busy with
+    // about as many records in flight (512, was 384); four of 128 kept 1.70-1.74, but peak RSS rose
+    // by about 3 MiB, past the 50 MB the sync aims for in some runs (docs/performance.md).
     let in_flight = workers * 4;
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
     let work_rx = std::sync::Mutex::new(work_rx);
