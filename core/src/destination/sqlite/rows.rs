@@ -52,9 +52,9 @@ pub(super) fn map_records(
     // Enough chunks in flight that a worker mostly finds its next chunk ready: chunks are written in
     // the order they were read, so one slow chunk holds back those mapped after it, and with
     // `workers + 1` chunks of 128 the workers and the writer often all waited (1.53-1.55 of 2 cores
-    // busy while mapping 100,000 orders). Four smaller chunks per worker keep 1.63-1.70 busy with
-    // about as many records in flight (512, was 384); four of 128 kept 1.70-1.74, but peak RSS rose
-    // by about 3 MiB, past the 50 MB the sync aims for in some runs (docs/performance.md).
+    // busy while mapping 100,000 orders). Four smaller chunks per worker keep 1.63-1.70 busy with a
+    // third more records in flight (512 on two cores, was 384); four of 128 kept 1.70-1.74, but peak
+    // RSS rose by about 3 MiB, past the 50 MB the sync aims for in some runs (docs/performance.md).
     let in_flight = workers * 4;
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<RawRow>)>(in_flight);
     let work_rx = std::sync::Mutex::new(work_rx);
