@@ -23,30 +23,33 @@ use serde_json::Value;
 /// every run, so the stream would never get past it) and serde refuses to parse it (the journey model
 /// would skip the record). Two payloads are equal when their texts are; compare
 /// [`Payload::to_value`]s to compare what they say.
+///
+/// The text is owned as a plain `str`, not a `RawValue`: a `RawValue` can only be made by scanning
+/// its text, and [`read_array`] knows an item's text is well formed from the scan that read its head.
 #[derive(Clone)]
-pub struct Payload(Box<RawValue>);
+pub struct Payload(Box<str>);
 
 impl Payload {
     /// The record's JSON as text, exactly as the dataset stores it.
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// The record parsed into a value, for code that reads more than a field or two.
     pub fn to_value(&self) -> Value {
         // The text was checked when the payload was made, so it parses.
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
     }
 
     /// The record read into a type of the caller's choosing: a struct naming only the fields it
     /// needs skips the rest without building it.
     pub fn read<'a, T: Deserialize<'a>>(&'a self) -> serde_json::Result<T> {
-        serde_json::from_str(self.0.get())
+        serde_json::from_str(&self.0)
     }
 
     /// The record read into an owned type (see [`Payload::read`]).
     pub fn read_owned<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
-        serde_json::from_str(self.0.get())
+        serde_json::from_str(&self.0)
     }
 
     /// A payload from JSON text, checked to be one well-formed JSON value.
@@ -56,22 +59,95 @@ impl Payload {
 
     /// A payload from JSON text already cut out of a page (see [`RawValue`]).
     pub fn from_raw(raw: Box<RawValue>) -> Payload {
-        match without_lone_surrogates(raw.get()) {
+        Payload::from_checked(raw.into())
+    }
+
+    /// A payload from text known to be one well-formed JSON value. Private: only this module's
+    /// scans can know that.
+    fn from_checked(text: Box<str>) -> Payload {
+        match without_lone_surrogates(&text) {
             // Replacing a six-byte escape by another keeps the text well-formed.
-            Some(repaired) => Payload(RawValue::from_string(repaired).unwrap_or(raw)),
-            None => Payload(raw),
+            Some(repaired) => Payload(repaired.into_boxed_str()),
+            None => Payload(text),
         }
     }
 
     /// A payload printed from a value the connector built.
     pub fn from_value(value: &Value) -> Payload {
         // A `Value` always prints, and its print is well-formed.
-        Payload(serde_json::value::to_raw_value(value).expect("a JSON value prints"))
+        Payload(
+            serde_json::to_string(value)
+                .expect("a JSON value prints")
+                .into_boxed_str(),
+        )
     }
+}
 
-    /// The raw JSON, for writers that hand it on as it is.
-    pub fn raw(&self) -> &RawValue {
-        &self.0
+/// Every item of a page that is one JSON array, as a payload with what `H` reads of it, in the
+/// page's order; `None` for an item that does not read as `H` (not an object, say).
+///
+/// One scan of the page, where cutting it into `RawValue`s and then reading each item's head was two:
+/// a WooCommerce page's items are read as `H` one after the other, and the scan that reads an item's
+/// head (skipping its other members, which checks them) says where the item ends. A page that is not
+/// that simple (an item that is no object or does not read as `H`, bytes that are not UTF-8, a
+/// syntax error) is read the two-scan way, so it decodes, or fails, exactly as it always did.
+pub fn read_array<H: DeserializeOwned>(
+    page: &[u8],
+) -> serde_json::Result<Vec<(Payload, Option<H>)>> {
+    match std::str::from_utf8(page).ok().and_then(read_objects) {
+        Some(items) => Ok(items),
+        None => read_array_twice(page),
+    }
+}
+
+/// [`read_array`] the two-scan way: the page cut into items, then each item read as `H`.
+fn read_array_twice<H: DeserializeOwned>(
+    page: &[u8],
+) -> serde_json::Result<Vec<(Payload, Option<H>)>> {
+    let items: Vec<Box<RawValue>> = serde_json::from_slice(page)?;
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let head = serde_json::from_str(item.get()).ok();
+            (Payload::from_raw(item), head)
+        })
+        .collect())
+}
+
+/// [`read_array`]'s one-scan reading of an array of objects that all read as `H`, or `None`.
+fn read_objects<H: DeserializeOwned>(page: &str) -> Option<Vec<(Payload, Option<H>)>> {
+    let b = page.as_bytes();
+    let skip_ws = |mut at: usize| {
+        while matches!(b.get(at), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = skip_ws(0);
+    if b.get(at) != Some(&b'[') {
+        return None;
+    }
+    at = skip_ws(at + 1);
+    let mut items = Vec::new();
+    if b.get(at) == Some(&b']') {
+        return (skip_ws(at + 1) == b.len()).then_some(items);
+    }
+    loop {
+        // An object ends at its own `}`: no look past it is needed to know the value is whole.
+        if b.get(at) != Some(&b'{') {
+            return None;
+        }
+        let rest = &page[at..];
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<H>();
+        let head = stream.next()?.ok()?;
+        let end = at + stream.byte_offset();
+        items.push((Payload::from_checked(page[at..end].into()), Some(head)));
+        at = skip_ws(end);
+        match b.get(at) {
+            Some(b',') => at = skip_ws(at + 1),
+            Some(b']') => return (skip_ws(at + 1) == b.len()).then_some(items),
+            _ => return None,
+        }
     }
 }
 
@@ -172,7 +248,9 @@ impl fmt::Display for Payload {
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        // Borrowed as raw JSON so that a JSON serializer writes the text as it is.
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 
@@ -239,5 +317,95 @@ mod tests {
         }
         let head: Head = p.read().unwrap();
         assert_eq!((head.b, head.a.len()), (1, 2));
+    }
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    struct Head {
+        #[serde(default)]
+        id: Option<Value>,
+        #[serde(default)]
+        at: Option<String>,
+    }
+
+    type Items = Vec<(String, Option<Head>)>;
+
+    fn texts(items: Vec<(Payload, Option<Head>)>) -> Items {
+        items
+            .into_iter()
+            .map(|(p, h)| (p.as_str().to_string(), h))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_read_in_one_scan_gives_what_two_scans_give() {
+        let pages = [
+            "[]",
+            " [ ] \n",
+            r#"[{"id":1,"at":"x","more":[1,{"a":"}"}],"s":"\"]"}]"#,
+            " [\n {\"id\" : 2 , \"n\":null}\t,{\"at\":\"y\",\"id\":\"3\"} ]\r\n",
+            r#"[{"id":4,"name":"Sale \ud83d"},{"id":5,"e":"caf\u00e9 \/"}]"#,
+            r#"[{},{"id":{"nested":[true,false,null,-1.5e3]}}]"#,
+        ];
+        for page in pages {
+            let one = read_objects::<Head>(page).expect(page);
+            let two = read_array_twice::<Head>(page.as_bytes()).unwrap();
+            assert_eq!(texts(one), texts(two), "{page}");
+        }
+        let items = texts(read_array::<Head>(pages[3].as_bytes()).unwrap());
+        assert_eq!(items[0].0, r#"{"id" : 2 , "n":null}"#);
+        assert_eq!(items[1].1.as_ref().unwrap().at.as_deref(), Some("y"));
+        // The lone half of a pair is repaired in either reading.
+        let items = texts(read_array::<Head>(pages[4].as_bytes()).unwrap());
+        assert_eq!(items[0].0, r#"{"id":4,"name":"Sale \ufffd"}"#);
+    }
+
+    #[test]
+    fn a_page_one_scan_cannot_read_is_read_as_before_or_refused_as_before() {
+        // Items that are no object, or do not read as the head: the two-scan reading, heads `None`.
+        for page in [
+            r#"[{"id":1},7,{"id":2}]"#,
+            r#"[{"id":1,"at":5}]"#,
+            r#"[{"id":1,"id":2}]"#,
+            r#"["x",null,[{"id":1}]]"#,
+        ] {
+            assert!(read_objects::<Head>(page).is_none(), "{page}");
+            let got = texts(read_array::<Head>(page.as_bytes()).unwrap());
+            let two = texts(read_array_twice::<Head>(page.as_bytes()).unwrap());
+            assert_eq!(got, two, "{page}");
+            assert!(got.iter().any(|(_, h)| h.is_none()), "{page}");
+        }
+        // Not one well-formed array: the same error as cutting the page into items gives.
+        for page in [
+            &b"{\"id\":1}"[..],
+            b"[{\"id\":1}",
+            b"[{\"id\":1},]",
+            b"[{\"id\":1}] x",
+            b"[{\"id\":1} {\"id\":2}]",
+            b"[{\"id\":1,\"s\":\"\xff\"}]",
+            b"[{\"id\":1,\"s\":\"a\nb\"}]",
+            b"",
+        ] {
+            let one = read_array::<Head>(page).unwrap_err().to_string();
+            let two = serde_json::from_slice::<Vec<Box<RawValue>>>(page)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(one, two, "{}", String::from_utf8_lossy(page));
+        }
+    }
+
+    #[test]
+    fn a_payload_serializes_as_its_own_text() {
+        let p = Payload::from_text(r#"{"b":1,"a":"caf\u00e9"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&json!({"p": p})).unwrap(),
+            r#"{"p":{"b":1,"a":"café"}}"#
+        );
+        let mut out = Vec::new();
+        p.serialize(&mut serde_json::Serializer::new(&mut out))
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"b":1,"a":"caf\u00e9"}"#
+        );
     }
 }

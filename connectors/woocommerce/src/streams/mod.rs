@@ -29,6 +29,7 @@ use growthflow_core::connector::{
 };
 use growthflow_core::http::{join_path, HttpClient, Response};
 use growthflow_core::paginate::{paged, param, set_query, NextPage, PageNumber, Paginator};
+use growthflow_core::payload::read_array;
 use growthflow_core::start::{read_start, Rewind};
 use growthflow_core::time::{format_utc, parse_utc};
 use growthflow_core::window::{windows_for_pages, ReadRange, Span, WindowPlan, REMAINING};
@@ -309,9 +310,9 @@ impl Reader {
         let spec = spec.clone();
         self.client
             .send_decoded(ENDPOINT, self.client.reqwest().get(url), move |resp| {
-                decode_list(resp, spec.path)?
+                decode_records(resp, spec.path)?
                     .into_iter()
-                    .map(|item| to_record(&spec, item))
+                    .map(|(payload, head)| to_record(&spec, payload, head.unwrap_or_default()))
                     .collect()
             })
             .await
@@ -368,10 +369,25 @@ fn explain(e: Error, path: &str) -> Error {
     }
 }
 
-/// A page body as a JSON array. A 200 HTML page is what WordPress serves for `/wp-json/…` when pretty
-/// permalinks are off (or what a caching layer serves by mistake); retrying will not change it, so it is a
-/// decode error that says where to look.
+/// A page body as a JSON array of items cut out as they are (the window planner's one-record pages).
 fn decode_list(resp: &Response, path: &str) -> Result<Vec<Box<RawValue>>> {
+    not_html(resp, path)?;
+    resp.json::<Vec<Box<RawValue>>>()
+        .map_err(|e| in_path(e, path))
+}
+
+/// A list page's records as payloads, each with its [`Head`] (`None` for an item that is no
+/// object): one scan of the page reads both, see [`read_array`].
+fn decode_records(resp: &Response, path: &str) -> Result<Vec<(Payload, Option<Head>)>> {
+    not_html(resp, path)?;
+    // Each record's text is cut out of the page as it is: it goes to the dataset unparsed.
+    read_array(&resp.body).map_err(|e| in_path(Error::decode(e, &resp.body), path))
+}
+
+/// A 200 HTML page refused. It is what WordPress serves for `/wp-json/…` when pretty permalinks are
+/// off (or what a caching layer serves by mistake); retrying will not change it, so it is a decode
+/// error that says where to look.
+fn not_html(resp: &Response, path: &str) -> Result<()> {
     if resp.is_html() {
         return Err(Error::Decode {
             message: format!(
@@ -380,13 +396,17 @@ fn decode_list(resp: &Response, path: &str) -> Result<Vec<Box<RawValue>>> {
             ),
         });
     }
-    // Each record's text is cut out of the page as it is: it goes to the dataset unparsed.
-    resp.json::<Vec<Box<RawValue>>>().map_err(|e| match e {
+    Ok(())
+}
+
+/// A decode error that names the endpoint.
+fn in_path(e: Error, path: &str) -> Error {
+    match e {
         Error::Decode { message } => Error::Decode {
             message: format!("WooCommerce /wp-json/wc/v3/{path}: {message}"),
         },
         other => other,
-    })
+    }
 }
 
 /// A JSON id (number or string) as text.
@@ -443,10 +463,9 @@ impl Head {
 /// A record with its id and cursor pulled out, its text kept as the page had it. A record whose
 /// cursor field is null (customers created before WooCommerce tracked modification) falls back to
 /// its creation time, so it still has a place in time order.
-fn to_record(spec: &Spec, item: Box<RawValue>) -> Result<(Record, Head)> {
+fn to_record(spec: &Spec, payload: Payload, head: Head) -> Result<(Record, Head)> {
     let stream = spec.def.name;
-    // Not an object (or one naming a field twice): no id, refused below as before.
-    let head: Head = serde_json::from_str(item.get()).unwrap_or_default();
+    // Not an object (or one naming a field twice): a default head, no id, refused below.
     let Some(id) = id_text(head.id.as_ref()) else {
         return Err(Error::Decode {
             message: format!("WooCommerce {stream} record without an `id`"),
@@ -461,7 +480,7 @@ fn to_record(spec: &Spec, item: Box<RawValue>) -> Result<(Record, Head)> {
     let record = Record {
         id,
         cursor: cursor.map(format_utc),
-        payload: Payload::from_raw(item),
+        payload,
     };
     Ok((record, head))
 }
@@ -669,8 +688,11 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
+    /// The record `item` makes, read out of a page that holds it, as a sync reads it.
     fn to_record(spec: &Spec, item: Value) -> Result<Record> {
-        super::to_record(spec, serde_json::value::to_raw_value(&item).unwrap()).map(|(r, _)| r)
+        let page = serde_json::to_vec(&json!([item])).unwrap();
+        let (payload, head) = read_array::<Head>(&page).unwrap().pop().unwrap();
+        super::to_record(spec, payload, head.unwrap_or_default()).map(|(r, _)| r)
     }
 
     #[test]

@@ -23,9 +23,8 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{Json, ToSql, Type};
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Statement, Transaction};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{source_type_changed, Destination, RebuildStats, SavedState, SchemaTooNew, WriteBatch};
@@ -467,14 +466,40 @@ fn jsonb_safe(v: &Value) -> std::borrow::Cow<'_, Value> {
 /// A payload's text cleaned for JSONB, or `None` when it can go as it is. JSON text can only spell
 /// a NUL as the escape `\u0000`, so a payload without that sequence needs nothing (the rare false
 /// alarm, an escaped backslash before `u0000`, only costs a parse).
-fn jsonb_safe_text(payload: &Payload) -> Option<Box<RawValue>> {
+fn jsonb_safe_text(payload: &Payload) -> Option<String> {
     if !payload.as_str().contains("\\u0000") {
         return None;
     }
     match jsonb_safe(&payload.to_value()) {
-        std::borrow::Cow::Owned(clean) => serde_json::value::to_raw_value(&clean).ok(),
+        std::borrow::Cow::Owned(clean) => serde_json::to_string(&clean).ok(),
         std::borrow::Cow::Borrowed(_) => None,
     }
+}
+
+/// A `JSONB` (or `JSON`) parameter sent as the JSON text it already is: a payload's text was checked
+/// when the payload was made, so it goes to the server without being parsed or printed again.
+#[derive(Debug)]
+struct JsonText<'a>(&'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // JSONB's binary form is a version byte, 1, then the text; JSON's is the text alone.
+        if *ty == Type::JSONB {
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+
+    to_sql_checked!();
 }
 
 impl Destination for PostgresDestination {
@@ -620,12 +645,12 @@ impl PostgresDestination {
                 let cursors: Vec<Option<&str>> = kept.iter().map(|r| r.cursor.as_deref()).collect();
                 // The platform's text goes to the server as it is; only a payload that may hold
                 // `\u0000`, which JSONB refuses, is parsed and cleaned first.
-                let cleaned: Vec<Option<Box<RawValue>>> =
+                let cleaned: Vec<Option<String>> =
                     kept.iter().map(|r| jsonb_safe_text(&r.payload)).collect();
-                let payloads: Vec<Json<&RawValue>> = kept
+                let payloads: Vec<JsonText> = kept
                     .iter()
                     .zip(&cleaned)
-                    .map(|(r, c)| Json(c.as_deref().unwrap_or(r.payload.raw())))
+                    .map(|(r, c)| JsonText(c.as_deref().unwrap_or(r.payload.as_str())))
                     .collect();
                 tx.execute(
                     &st.upsert_page,
