@@ -726,6 +726,35 @@ mod tests {
             matches!(&no_id, Error::Decode { message } if message.contains("`id`")),
             "{no_id}"
         );
+        // An item that is no object is read the two-scan way, and refused the same way.
+        let not_object = to_record(&spec, json!(7)).unwrap_err();
+        assert_eq!(not_object.to_string(), no_id.to_string(), "{not_object}");
+    }
+
+    #[test]
+    fn a_page_is_decoded_in_order_and_a_broken_one_names_its_endpoint() {
+        let resp = |body: &str| Response {
+            status: reqwest::StatusCode::OK,
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        };
+        let items = decode_records(
+            &resp(r#"[{"id":2,"date_modified_gmt":"2025-03-07T16:02:48"}, 5, {"id":"3"}]"#),
+            "orders",
+        )
+        .unwrap();
+        let ids: Vec<Option<String>> = items
+            .iter()
+            .map(|(_, h)| h.as_ref().and_then(|h| id_text(h.id.as_ref())))
+            .collect();
+        assert_eq!(ids, [Some("2".to_string()), None, Some("3".to_string())]);
+        assert_eq!(items[1].0.as_str(), "5");
+        let broken = decode_records(&resp(r#"[{"id":2},"#), "orders").unwrap_err();
+        assert!(
+            matches!(&broken, Error::Decode { message }
+                if message.starts_with("WooCommerce /wp-json/wc/v3/orders: ")),
+            "{broken}"
+        );
     }
 
     #[test]
