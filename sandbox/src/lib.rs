@@ -77,11 +77,17 @@ pub struct SandboxConfig {
     /// Standard by default, the plan the throttle tests are written for; `growthflow demo` runs a
     /// Shopify Plus shop.
     pub shopify_plan: ShopifyPlan,
+    /// The WooCommerce site is HTTPS behind a proxy that ends TLS, as on many hosts: WooCommerce then
+    /// authenticates by HTTP Basic (or the `consumer_key` and `consumer_secret` query parameters)
+    /// and no longer by OAuth 1.0a, though the sandbox still speaks plain HTTP. It lets a client that
+    /// only sends Basic read the store: `sync_bench --serve --behind-tls` serves the store Airbyte's
+    /// source is measured on (docs/performance.md). Off by default: plain-HTTP WooCommerce.
+    pub woocommerce_behind_tls: bool,
 }
 
 impl Default for SandboxConfig {
     /// Seed 42, scale 1, end 2025-06-30T23:59:59Z, WooCommerce orders by scale, a Standard-plan
-    /// Shopify shop.
+    /// Shopify shop, a plain-HTTP WooCommerce site.
     fn default() -> Self {
         Self {
             seed: 42,
@@ -92,6 +98,7 @@ impl Default for SandboxConfig {
                 .expect("valid constant date"),
             woocommerce_orders: None,
             shopify_plan: ShopifyPlan::Standard,
+            woocommerce_behind_tls: false,
         }
     }
 }
@@ -143,6 +150,7 @@ impl Sandbox {
             end,
             woocommerce_orders,
             shopify_plan,
+            woocommerce_behind_tls,
         } = config;
         let woo = tokio::task::spawn_blocking(move || match woocommerce_orders {
             Some(n) => WooStore::generate_with_orders(seed, n, end),
@@ -194,6 +202,7 @@ impl Sandbox {
                 woo.clone(),
                 faults.clone(),
                 addr.to_string(),
+                woocommerce_behind_tls,
             ))
             .merge(shopify::router(shop.clone(), faults.clone()))
             .merge(klaviyo::router(

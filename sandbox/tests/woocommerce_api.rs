@@ -205,6 +205,76 @@ async fn auth_failures_have_woocommerce_error_bodies() {
     );
 }
 
+/// Behind a proxy that ends TLS the site is HTTPS to WooCommerce: Basic auth and the query key pair
+/// are read, OAuth is not.
+#[tokio::test]
+async fn a_store_behind_tls_takes_basic_auth_instead_of_oauth() {
+    let sandbox = growthflow_sandbox::Sandbox::start(growthflow_sandbox::SandboxConfig {
+        woocommerce_behind_tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let woo = Woo {
+        sandbox,
+        http: reqwest::Client::new(),
+    };
+    let url = woo.endpoint("orders");
+    let (key, secret) = {
+        let store = woo.sandbox.woocommerce();
+        (store.consumer_key.clone(), store.consumer_secret.clone())
+    };
+    let basic = woo
+        .http
+        .get(format!("{url}?per_page=5"))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+    assert_eq!(header(&basic, "x-wp-total").as_deref(), Some("300"));
+    assert_eq!(
+        basic
+            .json::<Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    let query = woo
+        .get(&with_query(
+            &url,
+            &pairs(&[("consumer_key", &key), ("consumer_secret", &secret)]),
+        ))
+        .await;
+    assert_eq!(query.status(), 200);
+
+    let wrong = woo
+        .http
+        .get(&url)
+        .basic_auth(&key, Some("cs_wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap(),
+        auth_error("Consumer secret is invalid.")
+    );
+
+    // A correctly signed OAuth request is anonymous here, and refused by the capability check.
+    let signed = woo.get(&woo.signed_url("orders", &[])).await;
+    assert_eq!(signed.status(), 401);
+    assert_eq!(
+        signed.json::<Value>().await.unwrap()["code"],
+        "woocommerce_rest_cannot_view"
+    );
+    woo.sandbox.shutdown().await;
+}
+
 #[tokio::test]
 async fn paging_with_link_headers_returns_every_order_exactly_once() {
     let woo = Woo::start().await;

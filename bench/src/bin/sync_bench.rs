@@ -13,7 +13,10 @@
 //! ```
 //!
 //! The sandbox runs in a child process (this binary with `--serve`), so the peak RSS printed is the
-//! sync's own, not the generated store's. Prints records, seconds and records/s for fetch + write and
+//! sync's own, not the generated store's. `--serve` alone serves the store to another client: it
+//! prints the store's URL and key pair on one JSON line and serves until its standard input closes.
+//! With `--behind-tls` that store takes HTTP Basic auth, as WooCommerce does on an HTTPS site, for a
+//! client that speaks nothing else (Airbyte's source, in docs/performance.md's side-by-side run). Prints records, seconds and records/s for fetch + write and
 //! for the rebuild, the requests the sandbox answered and the peak RSS; `--json` prints the same as one
 //! JSON object.
 
@@ -34,7 +37,8 @@ use growthflow_core::http::ClientOptions;
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: sync_bench [--orders N] [--destination URL] \
-[--host-latency BASE_MS,PER_RECORD_MS,CONCURRENT] [--concurrency N] [--cli] [--again] [--json] [--keep]";
+[--host-latency BASE_MS,PER_RECORD_MS,CONCURRENT] [--concurrency N] [--cli] [--again] [--json] [--keep]
+       sync_bench --serve [--orders N] [--host-latency ...] [--behind-tls]";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -48,6 +52,8 @@ struct Args {
     json: bool,
     keep: bool,
     serve: bool,
+    /// With `serve`: the store authenticates by HTTP Basic, as on an HTTPS site.
+    behind_tls: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -61,6 +67,7 @@ fn parse_args() -> Result<Args> {
         json: false,
         keep: false,
         serve: false,
+        behind_tls: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -85,12 +92,17 @@ fn parse_args() -> Result<Args> {
             "--json" => args.json = true,
             "--keep" => args.keep = true,
             "--serve" => args.serve = true,
+            "--behind-tls" => args.behind_tls = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
+    }
+    if args.behind_tls && !args.serve {
+        // The sync signs its requests with OAuth 1.0a on a plain-HTTP URL, which such a store ignores.
+        bail!("--behind-tls serves a store to another client: use it with --serve\n{USAGE}");
     }
     Ok(args)
 }
@@ -104,6 +116,7 @@ fn ms(v: f64) -> Duration {
 async fn serve(args: &Args) -> Result<()> {
     let sandbox = growthflow_sandbox::Sandbox::start(growthflow_sandbox::SandboxConfig {
         woocommerce_orders: Some(args.orders),
+        woocommerce_behind_tls: args.behind_tls,
         ..Default::default()
     })
     .await?;

@@ -272,10 +272,18 @@ struct WooState {
     site_offset: TimeDelta,
     /// `Host` to assume when a request has none.
     fallback_host: String,
+    /// The site is HTTPS behind a proxy that ends TLS (see [`crate::SandboxConfig`]): requests are
+    /// authenticated by HTTP Basic or the key pair in the query, not by OAuth 1.0a.
+    behind_tls: bool,
 }
 
 /// The WooCommerce routes (everything under `/woocommerce`), wrapped by the fault layer.
-pub(crate) fn router(store: Arc<WooStore>, faults: Faults, fallback_host: String) -> Router {
+pub(crate) fn router(
+    store: Arc<WooStore>,
+    faults: Faults,
+    fallback_host: String,
+    behind_tls: bool,
+) -> Router {
     let state = Arc::new(WooState {
         index: Index::new(&store),
         no_refunds: Coll::new(&[], Collection::Refunds),
@@ -284,6 +292,7 @@ pub(crate) fn router(store: Arc<WooStore>, faults: Faults, fallback_host: String
         nonces: NonceCache::default(),
         faults: faults.clone(),
         fallback_host,
+        behind_tls,
     });
     let prefix = format!("/{PREFIX}");
     Router::new()
@@ -363,13 +372,23 @@ async fn handle(State(st): State<Arc<WooState>>, req: Request) -> Response {
             authorization: authorization.as_deref(),
         };
         let now = chrono::Utc::now().timestamp();
-        match auth::authenticate(
-            &signed,
-            &st.store.consumer_key,
-            &st.store.consumer_secret,
-            now,
-            &st.nonces,
-        ) {
+        let outcome = if st.behind_tls {
+            auth::authenticate_basic(
+                authorization.as_deref(),
+                &query.pairs,
+                &st.store.consumer_key,
+                &st.store.consumer_secret,
+            )
+        } else {
+            auth::authenticate(
+                &signed,
+                &st.store.consumer_key,
+                &st.store.consumer_secret,
+                now,
+                &st.nonces,
+            )
+        };
+        match outcome {
             AuthOutcome::Failed(e) => return e.into_response(),
             AuthOutcome::Authenticated => authenticated = true,
             AuthOutcome::Anonymous => {}
@@ -880,6 +899,7 @@ mod tests {
             nonces: NonceCache::default(),
             faults: Faults::new(),
             fallback_host: String::new(),
+            behind_tls: false,
         };
         let mut checked = 0;
         for kind in [
