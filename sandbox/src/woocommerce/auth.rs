@@ -293,10 +293,11 @@ pub(crate) fn authenticate_basic(
     consumer_key: &str,
     consumer_secret: &str,
 ) -> AuthOutcome {
+    // Only when both are non-empty, as WooCommerce checks them; else the header is read.
     let from_query = |name: &str| {
         query
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| v.clone())
     };
     let pair = match (from_query("consumer_key"), from_query("consumer_secret")) {
@@ -559,6 +560,12 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+        // An empty query pair is not read: the header beside it is.
+        let empty = pairs(&[("consumer_key", "ck_test"), ("consumer_secret", "")]);
+        assert!(matches!(
+            authenticate_basic(Some(&wrong), &empty, "ck_test", "cs_secret"),
+            AuthOutcome::Failed(_)
+        ));
         // An unknown key, no credentials, or OAuth parameters: anonymous, refused later.
         let other = basic("ck_other", "cs_secret");
         assert!(matches!(
