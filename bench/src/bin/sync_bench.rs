@@ -16,9 +16,10 @@
 //! sync's own, not the generated store's. `--serve` alone serves the store to another client: it
 //! prints the store's URL and key pair on one JSON line and serves until its standard input closes.
 //! With `--behind-tls` that store takes HTTP Basic auth, as WooCommerce does on an HTTPS site, for a
-//! client that speaks nothing else (Airbyte's source, in docs/performance.md's side-by-side run). Prints records, seconds and records/s for fetch + write and
-//! for the rebuild, the requests the sandbox answered and the peak RSS; `--json` prints the same as one
-//! JSON object.
+//! client that speaks nothing else (Airbyte's source, in docs/performance.md's side-by-side run).
+//!
+//! Prints records, seconds and records/s for fetch + write and for the rebuild, the requests the
+//! sandbox answered and the peak RSS; `--json` prints the same as one JSON object.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
