@@ -174,7 +174,7 @@ fn two_first_runs_at_once_both_succeed() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(versions, (1..=11).collect::<Vec<i32>>());
 }
 
 #[test]
@@ -422,4 +422,144 @@ fn a_commit_waiting_for_the_write_lock_is_stamped_after_it() {
         .unwrap()
         .get(0);
     assert!(synced > released, "{synced} after {released}");
+}
+
+/// A page of `n` records `{prefix}{i}` with distinct payloads, all with cursor `cursor`.
+fn large_batch(prefix: &str, n: usize, cursor: &str) -> WriteBatch {
+    WriteBatch {
+        source: "s".into(),
+        stream: "orders".into(),
+        records: (0..n)
+            .map(|i| Record {
+                id: format!("{prefix}{i}"),
+                cursor: Some(cursor.into()),
+                payload: json!({"id": i, "b": {"z": [1, "x\u{e9}"], "a": null}, "t": format!("{prefix}-{i}")})
+                    .into(),
+            })
+            .collect(),
+        state: Some(json!({"cursor": cursor})),
+        replaces: None,
+    }
+}
+
+/// `raw_records` and `sync_state` as text, without the time stamps, in key order.
+fn dump(d: &mut PostgresDestination) -> Vec<String> {
+    d.client()
+        .query(
+            "SELECT record_id || '|' || cursor_value || '|' || payload::TEXT FROM raw_records
+             UNION ALL SELECT stream || '|' || state::TEXT FROM sync_state ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// How many batches the second connection has staged in this schema so far.
+fn batches_staged(d: &mut PostgresDestination) -> i64 {
+    d.client()
+        .query_one(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM growthflow_raw_stage_batches",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// A larger page is stored half from its own arrays and half from what the second connection staged:
+/// the same rows as pages small enough for one connection, stamped with the commit's one time, and
+/// nothing left in the staging table.
+#[test]
+fn a_large_page_parsed_half_on_a_second_connection_lands_whole() {
+    let Some(schema) = TestSchema::new("staged") else {
+        return;
+    };
+    let Some(reference) = TestSchema::new("unstaged") else {
+        return;
+    };
+    let page = large_batch("o", 301, "c1");
+    let mut dest = schema.open();
+    dest.commit(std::slice::from_ref(&page)).unwrap();
+    assert_eq!(batches_staged(&mut dest), 1, "the page was shared");
+
+    // The same records in pages too small to share.
+    let mut whole = reference.open();
+    for chunk in page.records.chunks(50) {
+        let small = WriteBatch {
+            records: chunk.to_vec(),
+            ..page.clone()
+        };
+        whole.commit(std::slice::from_ref(&small)).unwrap();
+    }
+    assert_eq!(
+        batches_staged(&mut whole),
+        0,
+        "small pages stay on one connection"
+    );
+    let expected = dump(&mut whole);
+    assert_eq!(expected.len(), 302);
+    assert_eq!(dump(&mut dest), expected);
+
+    let row = dest
+        .client()
+        .query_one(
+            "SELECT COUNT(DISTINCT synced_at), (SELECT COUNT(*) FROM growthflow_raw_stage)
+             FROM raw_records",
+            &[],
+        )
+        .unwrap();
+    let (stamps, left): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((stamps, left), (1, 0));
+
+    // Again, changed: the staged half updates the rows it names, as the direct half does.
+    let again = large_batch("o", 301, "c2");
+    dest.commit(std::slice::from_ref(&again)).unwrap();
+    let cursors: Vec<String> = dest
+        .client()
+        .query("SELECT DISTINCT cursor_value FROM raw_records", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cursors, vec!["c2".to_string()]);
+    assert_eq!(batches_staged(&mut dest), 2);
+}
+
+/// When the second connection is gone, the commit stores the whole page on the first, and a later
+/// page opens a new second connection.
+#[test]
+fn a_lost_staging_connection_leaves_the_page_to_the_first() {
+    let Some(schema) = TestSchema::new("stager_lost") else {
+        return;
+    };
+    let mut dest = schema.open();
+    dest.commit(&[large_batch("a", 100, "c1")]).unwrap();
+    assert_eq!(batches_staged(&mut dest), 1);
+    let killed: i64 = schema
+        .client()
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = left('growthflow stager ' || $1, 63)",
+            &[&schema.name()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+
+    dest.commit(&[large_batch("b", 100, "c2")]).unwrap();
+    assert_eq!(batches_staged(&mut dest), 1, "nothing staged without it");
+    dest.commit(&[large_batch("c", 100, "c3")]).unwrap();
+    assert_eq!(batches_staged(&mut dest), 2, "a new second connection");
+
+    let ids: i64 = dest
+        .client()
+        .query_one("SELECT COUNT(*) FROM raw_records", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ids, 300);
+    assert_eq!(
+        dest.load_state("s", "orders").unwrap(),
+        Some(json!({"cursor": "c3"}))
+    );
 }

@@ -200,7 +200,7 @@ fn a_missing_migration_below_the_newest_is_still_applied() {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(versions, (1..=11).collect::<Vec<i64>>());
     let views: i64 = dest
         .connection()
         .query_row("SELECT COUNT(*) FROM funnel_daily", [], |r| r.get(0))
@@ -509,7 +509,7 @@ fn postgres_applies_a_missing_migration_below_the_newest_even_when_only_reading(
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions, (1..=11).collect::<Vec<i32>>());
         let rows: i64 = client
             .query_one("SELECT COUNT(*) FROM funnel_daily", &[])
             .unwrap()

@@ -82,7 +82,7 @@ fn a_version_3_dataset_keeps_every_record_in_a_rowid_table() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(versions, (1..=11).collect::<Vec<i64>>());
     let sql: String = conn
         .query_row(
             "SELECT sql FROM sqlite_master WHERE name = 'raw_records'",
@@ -151,7 +151,7 @@ fn a_version_3_dataset_keeps_every_record_in_a_rowid_table() {
     let dest = SqliteDestination::open(&path).unwrap();
     assert_eq!(
         count(dest.connection(), "SELECT COUNT(*) FROM schema_migrations"),
-        10
+        11
     );
     assert_eq!(
         count(dest.connection(), "SELECT COUNT(*) FROM raw_records"),

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("migrations/0010_rollup_triggers_under_upserts.sql"),
     ),
+    (11, include_str!("migrations/0011_raw_stage.sql")),
 ];
 
 /// The page cache of a dataset's connection, in KiB (`PRAGMA cache_size` takes it negated).

@@ -99,7 +99,8 @@ fn migrations_create_the_contract_tables_on_a_file(backend: Backend) {
             vec![i(7)],
             vec![i(8)],
             vec![i(9)],
-            vec![i(10)]
+            vec![i(10)],
+            vec![i(11)]
         ]
     );
     // The BI view (0003) is there, empty.
@@ -128,7 +129,7 @@ fn reopening_an_existing_dataset_does_not_rerun_migrations(backend: Backend) {
         &mut dest,
         "SELECT version, applied_at FROM schema_migrations",
     );
-    assert_eq!(before.len(), 10);
+    assert_eq!(before.len(), 11);
     dest.reopen();
     assert_eq!(
         rows(
@@ -174,12 +175,12 @@ fn a_dataset_from_a_newer_growthflow_is_refused(backend: Backend) {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Destination);
     let found = growthflow_core::destination::schema_too_new(&err).expect("SchemaTooNew");
-    assert_eq!((found.found, found.supported), (999, 10));
+    assert_eq!((found.found, found.supported), (999, 11));
     assert!(err.to_string().contains("newer growthflow"), "{err}");
     // Nothing was touched.
     assert_eq!(
         count(&mut dest, "SELECT COUNT(*) FROM schema_migrations"),
-        11
+        12
     );
 }
 

@@ -1,0 +1,4 @@
+-- PostgreSQL's migration 11 adds the staging table its writer's second connection parses payloads
+-- into, outside the write lock (`growthflow_raw_stage`). SQLite has one writing connection, which
+-- stores a page's text as it came: there is nothing to stage. The number is kept so that both
+-- stores have the same migrations.
