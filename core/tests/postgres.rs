@@ -563,3 +563,39 @@ fn a_lost_staging_connection_leaves_the_page_to_the_first() {
         Some(json!({"cursor": "c3"}))
     );
 }
+
+/// A server that allows the role one connection only: the sync writes every record on it.
+#[test]
+fn a_second_connection_the_server_refuses_leaves_every_page_to_the_first() {
+    let Some(schema) = TestSchema::new("one_connection") else {
+        return;
+    };
+    drop(schema.open());
+    let role = Role::new("single", &schema);
+    schema
+        .client()
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA \"{0}\" TO {1};
+             GRANT ALL ON ALL TABLES IN SCHEMA \"{0}\" TO {1};
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{0}\" TO {1};
+             ALTER ROLE {1} CONNECTION LIMIT 1",
+            schema.name(),
+            role.name
+        ))
+        .unwrap();
+    let url = url_as(&role.name).unwrap();
+    let mut dest = PostgresDestination::connect(&url, Some(schema.name())).unwrap();
+    dest.commit(&[large_batch("a", 100, "c1")]).unwrap();
+    dest.commit(&[large_batch("b", 100, "c2")]).unwrap();
+    assert_eq!(batches_staged(&mut dest), 0, "nothing staged");
+    let n: i64 = dest
+        .client()
+        .query_one("SELECT COUNT(*) FROM raw_records", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 200);
+    assert_eq!(
+        dest.load_state("s", "orders").unwrap(),
+        Some(json!({"cursor": "c2"}))
+    );
+}
