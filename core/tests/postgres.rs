@@ -467,6 +467,20 @@ fn batches_staged(d: &mut PostgresDestination) -> i64 {
         .get(0)
 }
 
+/// `records` raw records stored, and the stream's state at `cursor`.
+fn assert_stored(d: &mut PostgresDestination, records: i64, cursor: &str) {
+    let n: i64 = d
+        .client()
+        .query_one("SELECT COUNT(*) FROM raw_records", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, records);
+    assert_eq!(
+        d.load_state("s", "orders").unwrap(),
+        Some(json!({ "cursor": cursor }))
+    );
+}
+
 /// A larger page is stored half from its own arrays and half from what the second connection staged:
 /// the same rows as pages small enough for one connection, stamped with the commit's one time, and
 /// nothing left in the staging table.
@@ -552,16 +566,7 @@ fn a_lost_staging_connection_leaves_the_page_to_the_first() {
     dest.commit(&[large_batch("c", 100, "c3")]).unwrap();
     assert_eq!(batches_staged(&mut dest), 2, "a new second connection");
 
-    let ids: i64 = dest
-        .client()
-        .query_one("SELECT COUNT(*) FROM raw_records", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(ids, 300);
-    assert_eq!(
-        dest.load_state("s", "orders").unwrap(),
-        Some(json!({"cursor": "c3"}))
-    );
+    assert_stored(&mut dest, 300, "c3");
 }
 
 /// A server that allows the role one connection only: the sync writes every record on it.
@@ -588,14 +593,5 @@ fn a_second_connection_the_server_refuses_leaves_every_page_to_the_first() {
     dest.commit(&[large_batch("a", 100, "c1")]).unwrap();
     dest.commit(&[large_batch("b", 100, "c2")]).unwrap();
     assert_eq!(batches_staged(&mut dest), 0, "nothing staged");
-    let n: i64 = dest
-        .client()
-        .query_one("SELECT COUNT(*) FROM raw_records", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 200);
-    assert_eq!(
-        dest.load_state("s", "orders").unwrap(),
-        Some(json!({"cursor": "c2"}))
-    );
+    assert_stored(&mut dest, 200, "c2");
 }
