@@ -225,18 +225,6 @@ fn a_backend_terminated_mid_sync_fails_the_commit_and_a_rerun_completes() {
     for p in &pages[1..] {
         dest.commit(std::slice::from_ref(p)).unwrap();
     }
-    let dump = |d: &mut PostgresDestination| -> Vec<String> {
-        d.client()
-            .query(
-                "SELECT record_id || '|' || cursor_value || '|' || payload::TEXT FROM raw_records
-                 UNION ALL SELECT stream || '|' || state::TEXT FROM sync_state ORDER BY 1",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
     let expected = dump(&mut whole);
     assert_eq!(expected.len(), 6);
     assert_eq!(dump(&mut dest), expected);
