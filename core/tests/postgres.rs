@@ -583,3 +583,33 @@ fn a_second_connection_the_server_refuses_leaves_every_page_to_the_first() {
     assert_eq!(batches_staged(&mut dest), 0, "nothing staged");
     assert_stored(&mut dest, 200, "c2");
 }
+
+/// A role that may not write the staging table: the first large page tries once and stores the whole
+/// page on the first connection; later pages do not try again.
+#[test]
+fn a_staging_table_the_role_may_not_write_is_tried_once() {
+    let Some(schema) = TestSchema::new("no_stage") else {
+        return;
+    };
+    drop(schema.open());
+    let role = Role::new("nostage", &schema);
+    schema
+        .client()
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA \"{0}\" TO {1};
+             GRANT ALL ON ALL TABLES IN SCHEMA \"{0}\" TO {1};
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{0}\" TO {1};
+             REVOKE INSERT ON \"{0}\".growthflow_raw_stage FROM {1}",
+            schema.name(),
+            role.name
+        ))
+        .unwrap();
+    let url = url_as(&role.name).unwrap();
+    let mut dest = PostgresDestination::connect(&url, Some(schema.name())).unwrap();
+    for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
+        dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
+    }
+    // The one attempt took a batch number before its insert was refused.
+    assert_eq!(batches_staged(&mut dest), 1, "tried once");
+    assert_stored(&mut dest, 300, "c3");
+}
