@@ -557,27 +557,30 @@ fn a_lost_staging_connection_leaves_the_page_to_the_first() {
     assert_stored(&mut dest, 300, "c3");
 }
 
+/// A dataset created by the test server's user, opened as a role that may write all of its tables,
+/// with `restrict` (run with `{0}` the schema and `{1}` the role) taking something back.
+fn open_as_writer(schema: &TestSchema, label: &str, restrict: &str) -> (Role, PostgresDestination) {
+    drop(schema.open());
+    let role = Role::new(label, schema);
+    let grants = "GRANT USAGE ON SCHEMA \"{0}\" TO {1};
+         GRANT ALL ON ALL TABLES IN SCHEMA \"{0}\" TO {1};
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{0}\" TO {1};";
+    let sql = format!("{grants}\n{restrict}")
+        .replace("{0}", schema.name())
+        .replace("{1}", &role.name);
+    schema.client().batch_execute(&sql).unwrap();
+    let url = url_as(&role.name).unwrap();
+    let dest = PostgresDestination::connect(&url, Some(schema.name())).unwrap();
+    (role, dest)
+}
+
 /// A server that allows the role one connection only: the sync writes every record on it.
 #[test]
 fn a_second_connection_the_server_refuses_leaves_every_page_to_the_first() {
     let Some(schema) = TestSchema::new("one_connection") else {
         return;
     };
-    drop(schema.open());
-    let role = Role::new("single", &schema);
-    schema
-        .client()
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA \"{0}\" TO {1};
-             GRANT ALL ON ALL TABLES IN SCHEMA \"{0}\" TO {1};
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{0}\" TO {1};
-             ALTER ROLE {1} CONNECTION LIMIT 1",
-            schema.name(),
-            role.name
-        ))
-        .unwrap();
-    let url = url_as(&role.name).unwrap();
-    let mut dest = PostgresDestination::connect(&url, Some(schema.name())).unwrap();
+    let (_role, mut dest) = open_as_writer(&schema, "single", "ALTER ROLE {1} CONNECTION LIMIT 1");
     dest.commit(&[large_batch("a", 100, "c1")]).unwrap();
     dest.commit(&[large_batch("b", 100, "c2")]).unwrap();
     assert_eq!(batches_staged(&mut dest), 0, "nothing staged");
@@ -591,21 +594,11 @@ fn a_staging_table_the_role_may_not_write_is_tried_once() {
     let Some(schema) = TestSchema::new("no_stage") else {
         return;
     };
-    drop(schema.open());
-    let role = Role::new("nostage", &schema);
-    schema
-        .client()
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA \"{0}\" TO {1};
-             GRANT ALL ON ALL TABLES IN SCHEMA \"{0}\" TO {1};
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{0}\" TO {1};
-             REVOKE INSERT ON \"{0}\".growthflow_raw_stage FROM {1}",
-            schema.name(),
-            role.name
-        ))
-        .unwrap();
-    let url = url_as(&role.name).unwrap();
-    let mut dest = PostgresDestination::connect(&url, Some(schema.name())).unwrap();
+    let (_role, mut dest) = open_as_writer(
+        &schema,
+        "nostage",
+        "REVOKE INSERT ON \"{0}\".growthflow_raw_stage FROM {1}",
+    );
     for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
         dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
     }
