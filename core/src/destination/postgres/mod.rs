@@ -819,7 +819,9 @@ impl PostgresDestination {
                         tx.execute(&st.unstage, &[&batch])?;
                         if copied != (kept.len() - half) as u64 {
                             return Err(Error::destination(format!(
-                                "the staged half of a page of {}/{} came back with {copied} of its {} records",
+                                "PostgreSQL: half of a page of {}/{}, parsed on the second connection, came back \
+                                 with {copied} of its {} records; nothing of this commit was kept, and the next \
+                                 sync reads the page again",
                                 b.source,
                                 b.stream,
                                 kept.len() - half
