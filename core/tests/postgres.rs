@@ -4,6 +4,7 @@
 //! note) where no test server answers, unless `GROWTHFLOW_REQUIRE_POSTGRES=1`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use growthflow_core::connector::Record;
 use growthflow_core::destination::postgres::testing::{server_url, TestSchema};
@@ -581,10 +582,45 @@ fn a_second_connection_the_server_refuses_leaves_every_page_to_the_first() {
         return;
     };
     let (_role, mut dest) = open_as_writer(&schema, "single", "ALTER ROLE {1} CONNECTION LIMIT 1");
-    dest.commit(&[large_batch("a", 100, "c1")]).unwrap();
-    dest.commit(&[large_batch("b", 100, "c2")]).unwrap();
+    let warned = warnings_of(|| {
+        dest.commit(&[large_batch("a", 100, "c1")]).unwrap();
+        dest.commit(&[large_batch("b", 100, "c2")]).unwrap();
+    });
     assert_eq!(batches_staged(&mut dest), 0, "nothing staged");
     assert_stored(&mut dest, 200, "c2");
+    // Said once, with what to do; the role's password is in no PostgreSQL error.
+    assert_eq!(warned.matches("WARN").count(), 1, "{warned}");
+    assert!(
+        warned.contains("no second connection for staging large pages")
+            && warned.contains("Allow the role one more connection"),
+        "{warned}"
+    );
+    assert!(!warned.contains(PASSWORD), "{warned}");
+}
+
+/// What `f` logs at WARN and above on this thread, as text.
+fn warnings_of(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let text = sink.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
 }
 
 /// A role that may not write the staging table: the first large page tries once and stores the whole
@@ -599,10 +635,17 @@ fn a_staging_table_the_role_may_not_write_is_tried_once() {
         "nostage",
         "REVOKE INSERT ON \"{0}\".growthflow_raw_stage FROM {1}",
     );
-    for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
-        dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
-    }
+    let warned = warnings_of(|| {
+        for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
+            dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
+        }
+    });
     // The one attempt took a batch number before its insert was refused.
     assert_eq!(batches_staged(&mut dest), 1, "tried once");
     assert_stored(&mut dest, 300, "c3");
+    assert_eq!(warned.matches("WARN").count(), 1, "{warned}");
+    assert!(
+        warned.contains("refused to stage a large page") && warned.contains("grant it INSERT"),
+        "{warned}"
+    );
 }

@@ -727,7 +727,14 @@ impl PostgresDestination {
             match Stager::open(&self.target) {
                 Ok(s) => self.stager = Some(s),
                 Err(e) => {
-                    tracing::debug!(error = %e, "no second connection: every record is parsed under the write lock");
+                    // Said once per destination: the sync goes on, only slower, and the fix is the
+                    // server's (a role's connection limit, `max_connections`).
+                    tracing::warn!(
+                        error = %e,
+                        "PostgreSQL: no second connection for staging large pages; this sync stores every \
+                         record on one connection, which is slower. Allow the role one more connection \
+                         to stage them again"
+                    );
                     self.stager_refused = true;
                 }
             }
@@ -833,9 +840,17 @@ impl PostgresDestination {
                         // connection the server closed is opened again for the next large page; one
                         // whose statement was refused (a role without rights on the staging table,
                         // say) is not asked again.
-                        tracing::debug!(error = %e, "the staging connection failed; storing the page on the first");
                         if stager.take().is_some_and(|s| !s.client.is_closed()) {
+                            tracing::warn!(
+                                error = %e,
+                                "PostgreSQL: the server refused to stage a large page on the second \
+                                 connection; this sync stores every record on one connection, which is slower. \
+                                 Where the role lacks the rights, grant it INSERT on growthflow_raw_stage and \
+                                 USAGE on the sequence growthflow_raw_stage_batches"
+                            );
                             *stager_refused = true;
+                        } else {
+                            tracing::debug!(error = %e, "the staging connection was closed; storing the page on the first");
                         }
                         tx.execute(
                             &st.upsert_page,
