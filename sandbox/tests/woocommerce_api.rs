@@ -261,6 +261,11 @@ async fn a_store_behind_tls_takes_basic_auth_instead_of_oauth() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
     assert_eq!(
+        wrong.headers()["www-authenticate"],
+        "Basic realm=\"WooCommerce API. Use a consumer key in the username field and a consumer \
+         secret in the password field.\""
+    );
+    assert_eq!(
         wrong.json::<Value>().await.unwrap(),
         auth_error("Consumer secret is invalid.")
     );
@@ -268,6 +273,8 @@ async fn a_store_behind_tls_takes_basic_auth_instead_of_oauth() {
     // A correctly signed OAuth request is anonymous here, and refused by the capability check.
     let signed = woo.get(&woo.signed_url("orders", &[])).await;
     assert_eq!(signed.status(), 401);
+    // Refused by the capability check, not by a failed Basic login: no challenge.
+    assert!(signed.headers().get("www-authenticate").is_none());
     assert_eq!(
         signed.json::<Value>().await.unwrap()["code"],
         "woocommerce_rest_cannot_view"

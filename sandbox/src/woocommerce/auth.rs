@@ -282,6 +282,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The challenge WooCommerce adds to a response whose Basic credentials failed
+/// (`send_unauthorized_headers`).
+pub(crate) const BASIC_CHALLENGE: &str =
+    "Basic realm=\"WooCommerce API. Use a consumer key in the \
+     username field and a consumer secret in the password field.\"";
+
 /// Verify one request as WooCommerce does on an HTTPS site (`perform_basic_authentication`): the
 /// `consumer_key` and `consumer_secret` query parameters when both are given, else HTTP Basic with
 /// the key as user name and the secret as password. An unknown key does not fail: the request goes

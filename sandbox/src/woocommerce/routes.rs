@@ -389,7 +389,16 @@ async fn handle(State(st): State<Arc<WooState>>, req: Request) -> Response {
             )
         };
         match outcome {
-            AuthOutcome::Failed(e) => return e.into_response(),
+            AuthOutcome::Failed(e) => {
+                let mut resp = e.into_response();
+                if st.behind_tls {
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(auth::BASIC_CHALLENGE),
+                    );
+                }
+                return resp;
+            }
             AuthOutcome::Authenticated => authenticated = true,
             AuthOutcome::Anonymous => {}
         }
