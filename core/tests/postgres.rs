@@ -623,17 +623,60 @@ fn warnings_of(f: impl FnOnce()) -> String {
     String::from_utf8(text).unwrap()
 }
 
-/// A role that may not write the staging table: the first large page tries once and stores the whole
-/// page on the first connection; later pages do not try again.
+/// A role without one of the rights staging needs (a partial `REVOKE`) does not stage: every page is
+/// stored on the first connection, and the sync says once what to grant.
 #[test]
-fn a_staging_table_the_role_may_not_write_is_tried_once() {
-    let Some(schema) = TestSchema::new("no_stage") else {
+fn a_staging_table_the_role_may_not_fully_use_is_not_used() {
+    for (label, revoke) in [
+        (
+            "insert",
+            "REVOKE INSERT ON \"{0}\".growthflow_raw_stage FROM {1}",
+        ),
+        (
+            "select",
+            "REVOKE SELECT ON \"{0}\".growthflow_raw_stage FROM {1}",
+        ),
+        (
+            "delete",
+            "REVOKE DELETE ON \"{0}\".growthflow_raw_stage FROM {1}",
+        ),
+        (
+            "sequence",
+            "REVOKE USAGE, UPDATE ON SEQUENCE \"{0}\".growthflow_raw_stage_batches FROM {1}",
+        ),
+    ] {
+        let Some(schema) = TestSchema::new(&format!("no_stage_{label}")) else {
+            return;
+        };
+        let (_role, mut dest) = open_as_writer(&schema, &format!("nostage{label}"), revoke);
+        let warned = warnings_of(|| {
+            for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
+                dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
+            }
+        });
+        assert_eq!(batches_staged(&mut dest), 0, "{label}: nothing staged");
+        assert_stored(&mut dest, 300, "c3");
+        assert_eq!(warned.matches("WARN").count(), 1, "{label}: {warned}");
+        assert!(
+            warned.contains("may not use growthflow_raw_stage")
+                && warned.contains("grant it INSERT, SELECT and DELETE on growthflow_raw_stage"),
+            "{label}: {warned}"
+        );
+    }
+}
+
+/// A staging insert the server refuses although the role has every right (here a constraint no row
+/// meets): the first large page tries once and stores the whole page on the first connection; later
+/// pages do not try again.
+#[test]
+fn a_staging_insert_the_server_refuses_is_tried_once() {
+    let Some(schema) = TestSchema::new("stage_refused") else {
         return;
     };
     let (_role, mut dest) = open_as_writer(
         &schema,
-        "nostage",
-        "REVOKE INSERT ON \"{0}\".growthflow_raw_stage FROM {1}",
+        "stagerefused",
+        "ALTER TABLE \"{0}\".growthflow_raw_stage ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
     );
     let warned = warnings_of(|| {
         for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {

@@ -159,9 +159,29 @@ struct Stager {
     stage: Statement,
 }
 
+/// What a role needs to stage pages: a staged batch is numbered and inserted on the second
+/// connection (`nextval` takes USAGE or UPDATE on the sequence), then read and deleted on the first. A role with only some of it (a partial `REVOKE`)
+/// would have every large commit fail at the read, so it does not stage.
+const STAGE_PRIVILEGES: &str = "SELECT has_table_privilege('growthflow_raw_stage', 'INSERT')
+        AND has_table_privilege('growthflow_raw_stage', 'SELECT')
+        AND has_table_privilege('growthflow_raw_stage', 'DELETE')
+        AND has_sequence_privilege('growthflow_raw_stage_batches', 'USAGE, UPDATE')";
+
+/// What a role lacking [`STAGE_PRIVILEGES`] is told to grant.
+const STAGE_GRANT: &str = "grant it INSERT, SELECT and DELETE on growthflow_raw_stage and USAGE \
+    on the sequence growthflow_raw_stage_batches";
+
 impl Stager {
-    fn open(target: &PostgresTarget) -> Result<Self> {
+    /// The second connection, or `None` when the role may not use the staging table.
+    fn open(target: &PostgresTarget) -> Result<Option<Self>> {
         let mut client = target.connect()?;
+        let allowed: bool = client
+            .query_one(STAGE_PRIVILEGES, &[])
+            .map_err(|e| target.error("cannot check the staging table's privileges", &e))?
+            .get(0);
+        if !allowed {
+            return Ok(None);
+        }
         let prepared = (|| -> std::result::Result<Stager, postgres::Error> {
             // Named, so that an operator (or a test) can tell it from the writing connection.
             client.execute(
@@ -187,7 +207,9 @@ impl Stager {
                 stage,
             })
         })();
-        prepared.map_err(|e| target.error("cannot prepare the staging connection", &e))
+        prepared
+            .map(Some)
+            .map_err(|e| target.error("cannot prepare the staging connection", &e))
     }
 
     /// Parse and store `records` under a new batch number, committed at once (the first connection
@@ -725,7 +747,15 @@ impl PostgresDestination {
         }
         if self.stager.is_none() && !self.stager_refused {
             match Stager::open(&self.target) {
-                Ok(s) => self.stager = Some(s),
+                Ok(Some(s)) => self.stager = Some(s),
+                Ok(None) => {
+                    tracing::warn!(
+                        "PostgreSQL: this role may not use growthflow_raw_stage, where large pages are \
+                         staged; this sync stores every record on one connection, which is slower. To \
+                         stage them again, {STAGE_GRANT}"
+                    );
+                    self.stager_refused = true;
+                }
                 Err(e) => {
                     // Said once per destination: the sync goes on, only slower, and the fix is the
                     // server's (a role's connection limit, `max_connections`).
@@ -845,8 +875,7 @@ impl PostgresDestination {
                                 error = %e,
                                 "PostgreSQL: the server refused to stage a large page on the second \
                                  connection; this sync stores every record on one connection, which is slower. \
-                                 Where the role lacks the rights, grant it INSERT on growthflow_raw_stage and \
-                                 USAGE on the sequence growthflow_raw_stage_batches"
+                                 Where the role lacks the rights, {STAGE_GRANT}"
                             );
                             *stager_refused = true;
                         } else {
