@@ -3,7 +3,8 @@
 //! The engine, not the connector, decides what state to save and when (the Singer SDK's rule): after a
 //! page of a sorted incremental stream is committed, its highest cursor is safe to save in the same
 //! transaction; an unsorted stream saves its cursor only once the whole stream is committed. A backfill
-//! never writes state, so it can never move a saved cursor backwards. A stream that fails is reported and
+//! never writes state, so it can never move a saved cursor backwards. No saved cursor is later than the
+//! run's time, and an unsorted stream's stays five minutes before its read began (`stream.rs`). A stream that fails is reported and
 //! the others go on; everything committed before the failure stays.
 //!
 //! A sorted stream read without a saved cursor (a first sync, a full refresh, a backfill) may be read

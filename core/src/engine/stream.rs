@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use super::{
     format_duration, kind_name, Progress, RunControl, StopReason, StreamOutcome, SyncOptions,
 };
-use crate::connector::{Connector, ReadRequest, StreamDef, SyncMode};
+use chrono::{DateTime, Utc};
+
+use crate::connector::{Connector, Page, ReadRequest, StreamDef, SyncMode};
 use crate::destination::locks::LockProbe;
 use crate::destination::{DatasetWriter, WriteBatch};
 use crate::http::metrics::{metered, RequestMeter};
@@ -199,6 +201,7 @@ async fn stream_with(
     ctx: &Ctx<'_>,
 ) -> StreamOutcome {
     let started = ctx.control.clock.now();
+    let began_utc = ctx.control.clock.utc_now();
     let source = connector.name().to_string();
     let incremental = matches!(def.mode, SyncMode::Incremental { .. });
     let keeps_state = incremental && options.window.is_none();
@@ -266,7 +269,8 @@ async fn stream_with(
 
     let saved = if keeps_state && !options.full_refresh {
         match writer.load_state(&source, def.name).await {
-            Ok(s) => s,
+            // A cursor saved in the future (by a version before the cap below) is read as now.
+            Ok(s) => s.map(|s| not_after(s, ctx.control.clock.utc_now())),
             Err(e) => return failed(0, e),
         }
     } else {
@@ -417,13 +421,19 @@ async fn stream_with(
                 return outcome;
             }
         };
+        let now = ctx.control.clock.utc_now();
         for r in &page.records {
             if let Some(c) = &r.cursor {
-                if max_cursor.as_ref().is_none_or(|m| c > m) {
-                    max_cursor = Some(c.clone());
+                let c = cursor_not_after(c, now).unwrap_or_else(|| c.clone());
+                if max_cursor.as_ref().is_none_or(|m| c > *m) {
+                    max_cursor = Some(c);
                 }
             }
         }
+        let page = Page {
+            checkpoint: page.checkpoint.map(|cp| not_after(cp, now)),
+            ..page
+        };
         let reached = match &page.checkpoint {
             Some(cp) => cp.get("cursor").and_then(Value::as_str).map(str::to_string),
             None if def.sorted && !windowed => max_cursor.clone(),
@@ -461,6 +471,20 @@ async fn stream_with(
         submit!(batch, None);
     }
     settle!();
+    // An unsorted stream's records come in another order than their cursors (Shopify's abandoned
+    // checkouts by id): one changed while the stream was read, behind the read's position, is not in
+    // this read, while one changed later is, and its cursor would carry the saved state past the
+    // first. So the cursor saved is no later than when the read began, less a margin for the
+    // platform's clock; the next run reads those minutes again (upserts), never moving backwards.
+    if !def.sorted {
+        let cap = began_utc - UNSORTED_MARGIN;
+        if let Some(capped) = max_cursor.as_deref().and_then(|c| cursor_not_after(c, cap)) {
+            max_cursor = match &saved_cursor {
+                Some(s) if *s >= capped => saved_cursor.clone(),
+                _ => Some(capped),
+            };
+        }
+    }
     if keeps_state && !connector_checkpoints && max_cursor != saved_cursor {
         if let Some(why) = ctx.lock_confirmed_lost().await {
             return halted(records, Halt::LockLost(why));
@@ -487,4 +511,32 @@ async fn stream_with(
         requests: 0,
         waited_seconds: 0.0,
     }
+}
+
+/// How far before the start of its read an unsorted stream's saved cursor stays (see `stream_with`).
+const UNSORTED_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A time cursor later than `now` (RFC 3339), as `now`; `None` when it is not later, or not a time.
+///
+/// A saved cursor is never in the future. Klaviyo takes event times up to a year ahead from whoever
+/// sends the events, and a shop's clock can run fast: saved as it is, such a cursor would start every
+/// later read after the records created until then, and skip them (or have the read refused, for a
+/// filter on a time to come). Capped, the record is read again by each run until its time has come,
+/// which is an upsert. Day cursors (reports by day, in the property's or the account's own time zone,
+/// which may be a day ahead of UTC) are left as they are.
+fn cursor_not_after(cursor: &str, now: DateTime<Utc>) -> Option<String> {
+    let t = crate::time::parse_utc(cursor)?;
+    (t > now && crate::time::parse_date(cursor).is_none()).then(|| crate::time::format_utc(now))
+}
+
+/// `state` with its `cursor` capped at `now` (see [`cursor_not_after`]).
+fn not_after(mut state: Value, now: DateTime<Utc>) -> Value {
+    let capped = state
+        .get("cursor")
+        .and_then(Value::as_str)
+        .and_then(|c| cursor_not_after(c, now));
+    if let (Some(c), Some(obj)) = (capped, state.as_object_mut()) {
+        obj.insert("cursor".into(), Value::String(c));
+    }
+    state
 }

@@ -336,3 +336,124 @@ async fn full_refresh_streams_keep_no_state() {
     assert_eq!(ds.state("src", "products").await, None);
     assert_eq!(ds.record_ids("src", "products").len(), 5);
 }
+
+/// One stream of `c` read by `engine::run_with` on a test clock whose wall time is `now`.
+async fn run_at(c: &Arc<FakeConnector>, ds: &Dataset, now: &str) -> Vec<SourceOutcome> {
+    let sources: Vec<Arc<dyn Connector>> = vec![c.clone()];
+    let control = RunControl {
+        clock: Arc::new(TestClock::at(now.parse().unwrap())),
+        ..RunControl::default()
+    };
+    engine::run_with(
+        &sources,
+        &ds.writer,
+        &options(),
+        Arc::new(NoProgress),
+        &control,
+    )
+    .await
+}
+
+/// A record dated after the run's "now" (Klaviyo takes event times up to a year ahead) does not carry
+/// the saved cursor past now: saved as it was, the next read would start after every record created
+/// until then.
+#[tokio::test]
+async fn a_sorted_streams_cursor_is_never_saved_past_now() {
+    let ds = Dataset::new();
+    let def = incremental("orders", true);
+    let c = Arc::new(
+        FakeConnector::new("src", vec![def.clone()])
+            .script("orders", three_pages())
+            .observe(&ds.writer),
+    );
+    let outcomes = run_at(&c, &ds, "2025-01-04T12:00:00Z").await;
+    assert_eq!(outcomes[0].streams[0].records, 5);
+    assert_eq!(
+        c.observed(),
+        vec![
+            None,
+            cursor("2025-01-03T00:00:00Z"),
+            // The page's maximum (01-05) is after now.
+            cursor("2025-01-04T12:00:00Z"),
+        ]
+    );
+    assert_eq!(
+        ds.state("src", "orders").await,
+        cursor("2025-01-04T12:00:00Z")
+    );
+}
+
+/// A cursor that an earlier version saved in the future is read from now: the records created
+/// since are not skipped.
+#[tokio::test]
+async fn a_cursor_saved_in_the_future_is_read_from_now() {
+    let ds = Dataset::new();
+    let def = incremental("orders", true);
+    ds.writer.register_source("src", "fake").await.unwrap();
+    ds.set_state("src", "orders", json!({"cursor": "2026-06-01T00:00:00Z"}))
+        .await;
+    let c = Arc::new(
+        FakeConnector::new("src", vec![def.clone()])
+            .script("orders", vec![page(&[("1", "2025-01-04T08:00:00Z")])]),
+    );
+    run_at(&c, &ds, "2025-01-04T12:00:00Z").await;
+    let asked: Vec<Option<String>> = c
+        .requests()
+        .iter()
+        .map(|r| r.state_cursor().map(str::to_string))
+        .collect();
+    assert_eq!(asked, vec![Some("2025-01-04T12:00:00Z".to_string())]);
+    assert_eq!(ds.record_ids("src", "orders"), vec!["1"]);
+}
+
+/// An unsorted stream (records not in cursor order, as Shopify lists abandoned checkouts by id)
+/// saves no later than when its read began, less five minutes: a record changed during the read,
+/// behind the read's position, is read by the next run.
+#[tokio::test]
+async fn an_unsorted_streams_cursor_stays_before_its_read_began() {
+    let ds = Dataset::new();
+    let def = incremental("checkouts", false);
+    let c =
+        Arc::new(FakeConnector::new("src", vec![def.clone()]).script("checkouts", three_pages()));
+    run_at(&c, &ds, "2025-01-05T00:00:00Z").await;
+    assert_eq!(
+        ds.state("src", "checkouts").await,
+        cursor("2025-01-04T23:55:00Z")
+    );
+
+    // Never backwards: a saved cursor already inside the margin stays.
+    let ds = Dataset::new();
+    ds.writer.register_source("src", "fake").await.unwrap();
+    ds.set_state(
+        "src",
+        "checkouts",
+        json!({"cursor": "2025-01-04T23:58:00Z"}),
+    )
+    .await;
+    let c =
+        Arc::new(FakeConnector::new("src", vec![def.clone()]).script("checkouts", three_pages()));
+    run_at(&c, &ds, "2025-01-05T00:00:00Z").await;
+    assert_eq!(
+        ds.state("src", "checkouts").await,
+        cursor("2025-01-04T23:58:00Z")
+    );
+}
+
+/// A connector's own checkpoint (or the windows' low-water mark) is capped at now the same way.
+#[tokio::test]
+async fn a_checkpoint_in_the_future_is_saved_as_now() {
+    let ds = Dataset::new();
+    let def = incremental("events", true);
+    let c = Arc::new(FakeConnector::new("src", vec![def.clone()]).script(
+        "events",
+        vec![page_with_checkpoint(
+            &[("1", "2025-01-03T00:00:00Z")],
+            json!({"cursor": "2025-09-01T00:00:00Z", "checked": ["a"]}),
+        )],
+    ));
+    run_at(&c, &ds, "2025-01-04T12:00:00Z").await;
+    assert_eq!(
+        ds.state("src", "events").await,
+        Some(json!({"cursor": "2025-01-04T12:00:00Z", "checked": ["a"]}))
+    );
+}
