@@ -151,6 +151,60 @@ impl Error {
         }
     }
 
+    /// This error with every one of `secrets` in its text replaced by `[redacted]`. A platform may
+    /// echo a credential it refused (Meta answers a malformed token with "Malformed access token"
+    /// and the token), and an error's text goes to the logs and to the dataset's run history.
+    pub fn without_secrets(self, secrets: &[String]) -> Error {
+        if secrets.is_empty() {
+            return self;
+        }
+        let scrub = |mut text: String| {
+            for s in secrets {
+                if text.contains(s.as_str()) {
+                    text = text.replace(s.as_str(), "[redacted]");
+                }
+            }
+            text
+        };
+        match self {
+            Error::Api {
+                platform,
+                status,
+                code,
+                message,
+            } => Error::Api {
+                platform,
+                status,
+                code,
+                message: scrub(message),
+            },
+            Error::Auth { message } => Error::Auth {
+                message: scrub(message),
+            },
+            Error::Throttled {
+                retry_after,
+                message,
+            } => Error::Throttled {
+                retry_after,
+                message: scrub(message),
+            },
+            Error::Transient { message } => Error::Transient {
+                message: scrub(message),
+            },
+            Error::QuotaExhausted { message } => Error::QuotaExhausted {
+                message: scrub(message),
+            },
+            Error::Decode { message } => Error::Decode {
+                message: scrub(message),
+            },
+            Error::Other(message) => Error::Other(scrub(message)),
+            Error::Unreachable { message } => Error::Unreachable {
+                message: scrub(message),
+            },
+            other => other,
+        }
+    }
+
     /// True when retrying the same request may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind(), ErrorKind::Transient | ErrorKind::Throttled)

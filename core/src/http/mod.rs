@@ -301,8 +301,12 @@ impl HttpClient {
                 None => None,
             };
             let started = Instant::now();
+            let mut secrets = Vec::new();
             let outcome = match self.auth.authorize(&mut req).await {
-                Ok(()) => self.execute_once(req).await,
+                Ok(()) => {
+                    secrets = request_secrets(&req);
+                    self.execute_once(req).await
+                }
                 Err(e) if e.is_retryable() => Err(e),
                 Err(e) => return Err(e),
             };
@@ -315,7 +319,8 @@ impl HttpClient {
                         self.pause(endpoint, pause);
                     }
                     refuse_off_origin_redirect(template.url(), &resp)?;
-                    match self.policy.classify(&resp) {
+                    let classified = self.policy.classify(&resp);
+                    match classified.map(|e| e.without_secrets(&secrets)) {
                         None => {
                             let ms = started.elapsed().as_millis() as u64;
                             let status = resp.status.as_u16();
@@ -673,6 +678,51 @@ fn classify_transport(message: String, host: &str) -> Error {
     Error::Unreachable {
         message: format!("{advice}; not retried ({message})"),
     }
+}
+
+/// Query parameters that carry a credential, by name.
+const SECRET_PARAMS: &[&str] = &[
+    "access_token",
+    "token",
+    "api_key",
+    "key",
+    "consumer_key",
+    "consumer_secret",
+    "oauth_consumer_key",
+    "oauth_signature",
+    "oauth_token",
+    "client_secret",
+    "refresh_token",
+    "password",
+    "secret",
+];
+
+/// The credentials `req` carries: the value of each header marked sensitive (its last word, after a
+/// scheme such as `Bearer`) and of each query parameter in [`SECRET_PARAMS`]. Short values are left
+/// out: replacing them could blank ordinary words of an error message, and no real credential is
+/// that short.
+fn request_secrets(req: &reqwest::Request) -> Vec<String> {
+    const SHORTEST: usize = 8;
+    let mut secrets: Vec<String> = req
+        .headers()
+        .values()
+        .filter(|v| v.is_sensitive())
+        .filter_map(|v| {
+            v.to_str()
+                .ok()?
+                .split_whitespace()
+                .last()
+                .map(str::to_string)
+        })
+        .filter(|s| s.len() >= SHORTEST)
+        .collect();
+    secrets.extend(
+        req.url()
+            .query_pairs()
+            .filter(|(k, v)| SECRET_PARAMS.contains(&k.as_ref()) && v.len() >= SHORTEST)
+            .map(|(_, v)| v.into_owned()),
+    );
+    secrets
 }
 
 #[cfg(test)]

@@ -123,3 +123,45 @@ fn client_debug_shows_no_secret() {
     assert!(debug.contains("TestPlatform"), "{debug}");
     assert!(!debug.contains("sk_live_SECRET"), "{debug}");
 }
+
+/// A platform that echoes the credential it refused (Meta answers a malformed token with "Malformed
+/// access token <token>") does not get it into the error, whose text reaches the logs and the
+/// dataset's run history: in the query or in a header, whatever the error's kind.
+#[tokio::test]
+async fn a_credential_the_platform_echoes_is_redacted_from_the_error() {
+    const TOKEN: &str = "EAAB-not-a-real-token-0123456789";
+    for (status, by_header) in [(400, false), (401, false), (400, true), (503, true)] {
+        let server = server().await;
+        Mock::given(method("GET"))
+            .and(path("/x"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({
+                "error": {"message": format!("Malformed access token {TOKEN}"), "code": 190}
+            })))
+            .mount(&server)
+            .await;
+        let clock = TestClock::new();
+        let token: Arc<dyn TokenProvider> = Arc::new(StaticToken::new(SecretString::from(TOKEN)));
+        let builder = HttpClient::builder(Arc::new(DefaultPolicy("TestPlatform")));
+        let builder = if by_header {
+            builder.auth(Arc::new(HeaderAuth::bearer(token)))
+        } else {
+            builder.auth(Arc::new(QueryAuth::new("access_token", token)))
+        };
+        let client = builder
+            .origin(&server.uri().parse().unwrap())
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let err = get(&client, "x", format!("{}/x?fields=id", server.uri()))
+            .await
+            .unwrap_err();
+        let (display, debug) = (err.to_string(), format!("{err:?}"));
+        for text in [&display, &debug] {
+            assert!(!text.contains(TOKEN), "{status} {by_header}: {text}");
+        }
+        assert!(
+            display.contains("Malformed access token [redacted]"),
+            "{status} {by_header}: {display}"
+        );
+    }
+}
