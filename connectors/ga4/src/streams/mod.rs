@@ -421,8 +421,11 @@ pub fn parse_ga4_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y%m%d").ok()
 }
 
-/// The records of one runReport response.
-pub fn records(property: &str, body: &Value) -> Result<Vec<Record>> {
+/// The value GA4 gives every dimension of the row it folds other rows into.
+const OTHER: &str = "(other)";
+
+/// The records of one runReport response for `day` (every report asks for one day).
+pub fn records(property: &str, day: NaiveDate, body: &Value) -> Result<Vec<Record>> {
     let names = |k: &str| -> Vec<(String, String)> {
         body.get(k)
             .and_then(|v| v.as_array())
@@ -491,7 +494,13 @@ pub fn records(property: &str, body: &Value) -> Result<Vec<Record>> {
         let mut rest = Vec::new();
         for ((name, _), v) in dim_headers.iter().zip(&dv) {
             if name == "date" {
-                date = parse_ga4_date(v);
+                // The `(other)` row, where GA4 folds what is past its cardinality limits, has
+                // `(other)` in every dimension, the date included: it is the report's day.
+                date = if v == OTHER {
+                    Some(day)
+                } else {
+                    parse_ga4_date(v)
+                };
             } else {
                 rest.push(v.as_str());
             }
@@ -508,7 +517,7 @@ pub fn records(property: &str, body: &Value) -> Result<Vec<Record>> {
             );
         }
         let mut meta = metadata.clone();
-        if dv.iter().any(|v| v == "(other)") {
+        if dv.iter().any(|v| v == OTHER) {
             meta.insert("other_row".into(), Value::Bool(true));
         }
         let iso = date.format("%Y-%m-%d").to_string();
@@ -620,7 +629,7 @@ fn read_days(
                 let mut body = first;
                 let mut rows = Offset::new("offset", "limit", reader.page_size, None);
                 loop {
-                    let recs = records(&reader.property, &body)?;
+                    let recs = records(&reader.property, *day, &body)?;
                     // An empty page ends the day even if rowCount promised more: no endless loop.
                     let done = rows.advance(recs.len(), Some(row_count(&body))) == NextPage::Done;
                     // Backfills checkpoint too: the engine saves no state for them, but tells the

@@ -125,8 +125,10 @@ async fn incremental_reads_run_from_the_lookback_to_the_clocks_today() {
     // A restated day gives the same ids with new values, so the upsert replaces the rows.
     let mut restated = fixture("run_report_page1.json");
     restated["rows"][0]["metricValues"][0]["value"] = "530".into();
-    let before = growthflow_ga4::streams::records("1", &fixture("run_report_page1.json")).unwrap();
-    let after = growthflow_ga4::streams::records("1", &restated).unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    let before =
+        growthflow_ga4::streams::records("1", day, &fixture("run_report_page1.json")).unwrap();
+    let after = growthflow_ga4::streams::records("1", day, &restated).unwrap();
     assert_eq!(before[0].id, after[0].id);
     assert_eq!(after[0].payload.to_value()["metrics"]["sessions"], "530");
 }
@@ -344,4 +346,33 @@ async fn report_pages_decoded_once_page_on_pause_and_ask_again_when_truncated() 
     assert_eq!(sleeps.len(), 2, "{sleeps:?}");
     assert_eq!(sleeps[0], Duration::from_secs(300), "{sleeps:?}");
     assert_no_unexpected(catch_all).await;
+}
+
+/// GA4's `(other)` row, which folds in what is past its cardinality limits, carries `(other)` in
+/// every dimension, the date too: it belongs to the day the report asked for, instead of failing the
+/// whole day (on every run, while the lookback re-reads it). Any other unreadable date still fails.
+#[test]
+fn the_other_row_is_dated_by_the_report_it_came_in() {
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap();
+    let mut body = fixture("run_report_page1.json");
+    body["rows"][1]["dimensionValues"] = json!([
+        {"value": "(other)"}, {"value": "(other)"}, {"value": "(other)"},
+        {"value": "(other)"}, {"value": "(other)"}
+    ]);
+    body["metadata"]["dataLossFromOtherRow"] = json!(true);
+    let records = growthflow_ga4::streams::records("1", day, &body).unwrap();
+    assert_eq!(records.len(), 2);
+    let other = records[1].payload.to_value();
+    assert_eq!(records[1].cursor.as_deref(), Some("2024-06-01"));
+    let sep = growthflow_ga4::streams::ID_SEPARATOR.to_string();
+    assert_eq!(
+        records[1].id,
+        ["1:2024-06-01:(other)", "(other)", "(other)", "(other)"].join(&sep)
+    );
+    assert_eq!(other["date"], "2024-06-01");
+    assert_eq!(other["metadata"]["other_row"], true);
+    assert_eq!(other["metrics"]["sessions"], "1204");
+
+    body["rows"][1]["dimensionValues"][0] = json!({"value": "2024-06-01"});
+    assert!(growthflow_ga4::streams::records("1", day, &body).is_err());
 }
