@@ -434,9 +434,13 @@ async fn stream_with(
             checkpoint: page.checkpoint.map(|cp| not_after(cp, now)),
             ..page
         };
+        // How far a backfill got: only what the connector (or the windows) checkpoints. Its records'
+        // highest cursor says nothing of it, as a backfill reads by creation date (Shopify's and
+        // WooCommerce's windows) while the cursor is the modification time: a 2024 order refunded
+        // last week would have told the user to resume from last week.
         let reached = match &page.checkpoint {
             Some(cp) => cp.get("cursor").and_then(Value::as_str).map(str::to_string),
-            None if def.sorted && !windowed => max_cursor.clone(),
+            None if def.sorted && !windowed && options.window.is_none() => max_cursor.clone(),
             None => None,
         };
         let state = if !keeps_state {

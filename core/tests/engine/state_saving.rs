@@ -255,7 +255,9 @@ async fn a_failed_backfill_says_how_far_it_got() {
         error.contains("this backfill committed traffic_daily through 2025-01-02"),
         "{error}"
     );
-    // A sorted stream without checkpoints: its highest committed cursor.
+    // A sorted stream without checkpoints says nothing of how far it got: a backfill reads by
+    // creation date (Shopify, WooCommerce) while the cursor is the modification time, so its highest
+    // cursor (a 2024 order refunded last week) is no place to resume from.
     let def = incremental("orders", true);
     let c = FakeConnector::new("src", vec![def.clone()]).script(
         "orders",
@@ -265,10 +267,8 @@ async fn a_failed_backfill_says_how_far_it_got() {
         ],
     );
     let error = sync(&c, &def, &ds, &backfill).await.error.unwrap();
-    assert!(
-        error.contains("committed orders through 2025-01-05T00:00:00Z"),
-        "{error}"
-    );
+    assert!(error.contains("server error"), "{error}");
+    assert!(!error.contains("committed orders through"), "{error}");
     // The same failure in a sync says nothing of the kind: its state already holds the progress.
     let c = FakeConnector::new("src", vec![def.clone()]).script(
         "orders",
