@@ -10,8 +10,13 @@ use super::{Clock, RetryPolicy, TokioClock};
 pub struct HttpConfig {
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
-    /// Whole-request timeout, body included.
+    /// Whole-request timeout, body included; also the longest wait for any one read of a response,
+    /// so that a connection that stalls fails this soon whatever the request.
     pub request_timeout: Duration,
+    /// Whole-download timeout of [`HttpClient::send_raw`](super::HttpClient::send_raw) (Shopify's bulk
+    /// result files, which can be gigabytes and take longer than any page): a download that stalls
+    /// still fails after `request_timeout` without a byte.
+    pub download_timeout: Duration,
     /// Retry behaviour.
     pub retry: RetryPolicy,
     /// Sent as `User-Agent`.
@@ -26,6 +31,7 @@ impl Default for HttpConfig {
         HttpConfig {
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
+            download_timeout: default_download_timeout(),
             retry: RetryPolicy::default(),
             user_agent: default_user_agent(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -45,6 +51,10 @@ fn default_connect_timeout() -> Duration {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(120)
+}
+
+fn default_download_timeout() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 
 fn default_user_agent() -> String {

@@ -137,6 +137,7 @@ impl HttpClientBuilder {
         let inner = reqwest::Client::builder()
             .connect_timeout(self.config.connect_timeout)
             .timeout(self.config.request_timeout)
+            .read_timeout(self.config.request_timeout)
             .user_agent(self.config.user_agent.clone())
             .redirect(same_origin_redirects())
             .build()
@@ -534,9 +535,12 @@ impl HttpClient {
         let mut waited = Duration::ZERO;
         loop {
             self.wait_turn(endpoint).await;
-            let req = template
+            let mut req = template
                 .try_clone()
                 .ok_or_else(|| Error::Internal("request body cannot be replayed".into()))?;
+            // A whole file, not a page: the request's deadline is the download's (the idle read
+            // timeout still ends a stalled one).
+            *req.timeout_mut() = Some(self.config.download_timeout);
             metrics::count_request();
             let error = match self.inner.execute(req).await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),

@@ -100,3 +100,60 @@ async fn send_raw_retry_after_beyond_max_wait_fails_without_sleeping() {
     }
     server.verify().await;
 }
+
+/// A server that answers `GET` with a 200 and `chunks` lines of body, `gap` apart, then closes.
+async fn trickling_server(chunks: usize, gap: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 4096];
+        let _ = socket.read(&mut request).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/jsonl\r\n\
+                    transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+        socket.write_all(head.as_bytes()).await.unwrap();
+        for i in 0..chunks {
+            tokio::time::sleep(gap).await;
+            let line = format!("{{\"n\":{i}}}\n");
+            let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+            if socket.write_all(chunk.as_bytes()).await.is_err() {
+                return; // The client gave up.
+            }
+        }
+        let _ = socket.write_all(b"0\r\n\r\n").await;
+    });
+    format!("http://{addr}/bulk.jsonl")
+}
+
+/// A bulk result file takes longer than any page: its download is bounded by `download_timeout`, not
+/// by `request_timeout`, which then only ends a download that stalls (no byte for that long). Before,
+/// a file longer to read than two minutes was cut off and its bulk operation run again, smaller.
+/// The server writes a line every 300 ms for 1.5 s, against a request timeout of 1 s.
+#[tokio::test]
+async fn a_download_longer_than_the_request_timeout_is_read_whole() {
+    let url = trickling_server(5, Duration::from_millis(300)).await;
+    let config = HttpConfig {
+        request_timeout: Duration::from_secs(1),
+        ..HttpConfig::default()
+    };
+    let client = HttpClient::builder(Arc::new(DefaultPolicy("TestPlatform")))
+        .config(config)
+        .clock(Arc::new(TestClock::new()))
+        .build()
+        .unwrap();
+    let resp = client
+        .send_raw("bulk", client.reqwest().get(&url))
+        .await
+        .unwrap();
+    let body = resp.text().await.unwrap();
+    assert_eq!(body.lines().count(), 5, "{body}");
+
+    // A download that stalls for longer than the request timeout still fails.
+    let url = trickling_server(2, Duration::from_millis(1500)).await;
+    let resp = client
+        .send_raw("bulk", client.reqwest().get(&url))
+        .await
+        .unwrap();
+    assert!(resp.text().await.is_err());
+}
