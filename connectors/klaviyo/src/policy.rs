@@ -65,6 +65,20 @@ impl ApiPolicy for KlaviyoPolicy {
                     self.source
                 ),
             }),
+            // A key without one endpoint's scope (`lists:read`, say) is refused there only: the stream
+            // fails with what to grant, and the source's other streams go on. As an auth failure it
+            // stopped them all, so one missing scope synced nothing. A challenge page in front of
+            // the API (HTML) is still one: it stops every request from this network alike.
+            Some(Error::Auth { message })
+                if resp.status == StatusCode::FORBIDDEN && !resp.is_html() =>
+            {
+                Some(Error::Api {
+                    platform: "Klaviyo",
+                    status: 403,
+                    code: parse_error_body(&resp.body).and_then(|(code, _)| code),
+                    message,
+                })
+            }
             other => other,
         }
     }
@@ -219,7 +233,13 @@ mod tests {
             r#"{"errors":[{"id":"e2","status":403,"code":"permission_denied","title":"You do not have permission to perform this action.","detail":"This API key is missing required scopes.","source":{}}]}"#,
         );
         match KlaviyoPolicy::new("email").oauth(true).classify(&forbidden) {
-            Some(Error::Auth { message }) => {
+            Some(Error::Api {
+                status: 403,
+                code: Some(code),
+                message,
+                ..
+            }) => {
+                assert_eq!(code, "permission_denied");
                 assert!(
                     message.starts_with(
                         "Klaviyo refused access to source \"email\" (403 permission_denied"
