@@ -573,6 +573,20 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
     read_plan(reader, plan)
 }
 
+/// The error for a site that listed a record modified at `at` in answer to `modified_after = bound`:
+/// WooCommerce before 5.8 (2021) has no such filter and ignores it, so every re-anchored request
+/// would list the store from its first record again, n²/2 requests for n pages.
+fn ignored_filter(spec: &Spec, at: DateTime<Utc>, bound: DateTime<Utc>) -> Error {
+    Error::Other(format!(
+        "WooCommerce ignored modified_after on {}: it listed a record modified at {} for \
+         modified_after={}. Filtering by modification time needs WooCommerce 5.8 or later: update \
+         WooCommerce on the site",
+        spec.path,
+        wc_date(at),
+        wc_date(bound)
+    ))
+}
+
 /// Page through one planned read.
 fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<Page>> {
     let paginator = PageNumber::new(
@@ -619,9 +633,24 @@ fn read_plan(reader: Arc<Reader>, plan: Arc<Plan>) -> BoxStream<'static, Result<
             let mut records = Vec::with_capacity(count);
             let mut newest: Option<DateTime<Utc>> = None;
             let mut at_newest: Vec<String> = Vec::new();
+            // The exclusive bound this request sent: a record modified at or before it means the
+            // site ignores the filter (see `ignored_filter`).
+            let bound = match cursor.anchor.at {
+                Some(at) => Some(at - Duration::seconds(1)),
+                None => plan
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == "modified_after")
+                    .and_then(|(_, v)| parse_utc(v)),
+            };
             for (record, head) in items {
                 if plan.keyset {
                     let t = record.cursor.as_deref().and_then(parse_utc);
+                    if let (Some(t), Some(b)) = (t, bound) {
+                        if t <= b {
+                            return Err(ignored_filter(&plan.spec, t, b));
+                        }
+                    }
                     if t > newest {
                         newest = t;
                         at_newest.clear();
