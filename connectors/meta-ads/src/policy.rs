@@ -98,6 +98,15 @@ pub fn not_blocked_wait(n: u32) -> Duration {
         .min(DEFAULT_THROTTLE_WAIT)
 }
 
+/// What Meta's message says when a synchronous request asks for more than it will compute at once.
+const REDUCE_DATA: &str = "reduce the amount of data";
+
+/// Whether `e` is Meta asking for less data in one request (see [`MetaPolicy`]'s `classify`).
+pub(crate) fn asks_for_less_data(e: &Error) -> bool {
+    matches!(e, Error::Api { platform: "Meta", code: Some(c), message, .. }
+        if c == "1" && message.contains(REDUCE_DATA))
+}
+
 impl MetaPolicy {
     /// The policy for source `source` (`[sources.NAME]`).
     pub fn new(source: impl Into<String>) -> Self {
@@ -165,6 +174,16 @@ impl ApiPolicy for MetaPolicy {
                     resp.status.as_u16(),
                     e.message
                 ),
+            });
+        }
+        // "Please reduce the amount of data you're asking for" (code 1, HTTP 500): the same request
+        // fails the same way, so it is not retried; the insights read asks again as an async job.
+        if code == 1 && e.message.contains(REDUCE_DATA) {
+            return Some(Error::Api {
+                platform: "Meta",
+                status: resp.status.as_u16(),
+                code: Some("1".into()),
+                message: e.message,
             });
         }
         // `is_transient`, unknown errors (1) and service unavailable (2) are worth a retry.

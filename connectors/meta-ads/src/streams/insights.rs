@@ -340,7 +340,28 @@ pub(super) fn read_insights(
             let (records, next_url) = match url {
                 Some(url) => {
                     // Rows and `paging.next` from one parse, made where the page is decoded.
-                    let (records, next) = reader.get_rows("insights", url, insight_rows).await?;
+                    let (records, next) = match reader.get_rows("insights", url, insight_rows).await
+                    {
+                        // A synchronous read Meta finds too large is asked again as an async job
+                        // (split further if that fails too); its rows so far are upserted again.
+                        Err(e) if !slice.run_async && crate::policy::asks_for_less_data(&e) => {
+                            tracing::info!(
+                                since = %slice.since,
+                                until = %slice.until,
+                                "Meta asked for less data at once: reading these days as an async report job"
+                            );
+                            let slice = Slice {
+                                run_async: true,
+                                ..slice
+                            };
+                            state.queue.push_front(Queued {
+                                slice,
+                                work: Work::Waiting,
+                            });
+                            return Ok((Page::new(Vec::new()), Some(state)));
+                        }
+                        other => other?,
+                    };
                     let next = match next {
                         NextPage::Url(next) => Some(reader.next_url(&next)?),
                         _ => None,

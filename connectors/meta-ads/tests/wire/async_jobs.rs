@@ -170,3 +170,64 @@ async fn a_failed_job_is_split_in_halves_and_each_retried() {
     assert_eq!(waits(&clock), vec![Duration::from_secs(1); 2]);
     assert_no_unexpected(catch_all).await;
 }
+
+/// A synchronous read (30 days or less) that Meta answers with code 1, "Please reduce the amount of
+/// data you're asking for", is not retried as it was: the same request fails the same way. The days
+/// are asked again as an async report job, whose rows come in their place.
+#[tokio::test]
+async fn a_synchronous_read_meta_finds_too_large_runs_as_an_async_job() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    let range = r#"{"since":"2024-06-01","until":"2024-06-14"}"#;
+    Mock::given(method("GET"))
+        .and(path(INSIGHTS))
+        .and(query_param("time_range", range))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {
+            "message": "Please reduce the amount of data you're asking for, then retry your request",
+            "code": 1
+        }})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(INSIGHTS))
+        .and(query_param("time_range", range))
+        .and(query_param("level", "ad"))
+        .respond_with(ok(json!({"report_run_id": "6123456789012346"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/6123456789012346"))
+        .respond_with(job_status("6123456789012346", "Job Completed", 100))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/6123456789012346/insights"))
+        .respond_with(ok(fixture("insights_page2.json", &server.uri())))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(
+        &meta,
+        request("ad_insights", None, window((2024, 6, 1), (2024, 6, 15))),
+    )
+    .await
+    .unwrap();
+    let records: Vec<&str> = pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(records[0], "120208765432100791:2024-06-02");
+    assert_eq!(
+        pages.last().unwrap().checkpoint,
+        Some(json!({"cursor": "2024-06-14"}))
+    );
+    // No retry of the refused GET: only the job's poll waited.
+    assert_eq!(waits(&clock), vec![Duration::from_secs(1)]);
+    assert_no_unexpected(catch_all).await;
+}
