@@ -74,13 +74,27 @@ impl QueryCost {
     }
 }
 
-/// The first GraphQL error of a body: `(code, message, path)`.
+/// Whether one GraphQL error is the field-level ACCESS_DENIED of `customerJourneySummary`.
+fn withheld_journey(error: &Value) -> bool {
+    error.pointer("/extensions/code").and_then(Value::as_str) == Some(ACCESS_DENIED)
+        && error
+            .get("path")
+            .and_then(Value::as_array)
+            .and_then(|p| p.last())
+            .and_then(Value::as_str)
+            == Some("customerJourneySummary")
+}
+
+/// The GraphQL error of a body that decides what it means: `(code, message, path)`.
 fn first_error(body: &Value) -> Option<(Option<String>, String, Option<String>)> {
     let errors = body.get("errors")?.as_array()?;
-    // A throttle anywhere decides the outcome, whatever else is listed.
+    // A throttle anywhere decides the outcome, whatever else is listed; then any error but the
+    // withheld journey summary, which alone keeps the page (see `classify_graphql`): listed first, it
+    // hid a denied `customer` or `email` behind it, and the page was kept without them.
     let pick = errors
         .iter()
         .find(|e| e.pointer("/extensions/code").and_then(Value::as_str) == Some(THROTTLED))
+        .or_else(|| errors.iter().find(|e| !withheld_journey(e)))
         .or_else(|| errors.first())?;
     let code = pick
         .pointer("/extensions/code")
@@ -335,6 +349,30 @@ mod tests {
             "extensions": {"code": "ACCESS_DENIED"}}],
             "data": {"orders": {"edges": [{"node": {"id": "gid://shopify/Order/1", "customerJourneySummary": null}}]}}});
         assert!(p.classify(&resp(200, &body)).is_none());
+
+        // Another denied field behind it is not kept quiet: the page fails, naming that field.
+        let body = json!({"errors": [
+            {"message": "Access denied for customerJourneySummary field.",
+             "path": ["orders", "edges", 0, "node", "customerJourneySummary"],
+             "extensions": {"code": "ACCESS_DENIED"}},
+            {"message": "Access denied for customer field.",
+             "path": ["orders", "edges", 0, "node", "customer"],
+             "extensions": {"code": "ACCESS_DENIED"}}],
+            "data": {"orders": {"edges": [{"node": {"id": "gid://shopify/Order/1",
+                "customerJourneySummary": null, "customer": null}}]}}});
+        match p.classify(&resp(200, &body)) {
+            Some(Error::Auth { message }) => {
+                assert!(
+                    message.contains("Access denied for customer field"),
+                    "{message}"
+                );
+                assert!(
+                    message.contains("orders.edges.0.node.customer"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
