@@ -170,10 +170,12 @@ impl Ga4Config {
                     "give 1 to 10 metrics",
                 ));
             }
-            if r.dimensions.len() > 9 {
+            // GA4 takes at most 9 dimensions, and every report is asked for with `date` among them.
+            let besides_date = r.dimensions.iter().filter(|d| d.as_str() != "date").count();
+            if besides_date > 8 {
                 return Err(Error::config(
                     format!("{k}.dimensions"),
-                    "at most 9 dimensions",
+                    "at most 8 dimensions besides date (GA4 takes 9, and each report adds date)",
                 ));
             }
         }
@@ -278,6 +280,34 @@ mod tests {
         let secret = parse(serde_json::json!({"property_id":"1","client_id":"x","client_secret":"s3cr3t","refresh_token":"r3fr3sh"})).unwrap();
         let dbg = format!("{secret:?}");
         assert!(!dbg.contains("s3cr3t") && !dbg.contains("r3fr3sh"), "{dbg}");
+    }
+
+    /// GA4 takes 9 dimensions and every report asks for `date`: 8 others fit, 9 do not (it was
+    /// accepted here and refused by GA4 with a 400 on every run).
+    #[test]
+    fn a_report_has_at_most_eight_dimensions_besides_date() {
+        let with = |dims: Vec<String>| {
+            parse(
+                serde_json::json!({"property_id": "1", "credentials_file": "k.json",
+                "reports": [{"name": "r", "metrics": ["sessions"], "dimensions": dims}]}),
+            )
+            .unwrap()
+            .validate("web")
+        };
+        let dims = |n: usize| {
+            (0..n)
+                .map(|i| format!("customEvent:d{i}"))
+                .collect::<Vec<_>>()
+        };
+        with(dims(8)).unwrap();
+        let mut eight_and_date = dims(8);
+        eight_and_date.insert(0, "date".into());
+        with(eight_and_date).unwrap();
+        let err = with(dims(9)).unwrap_err().to_string();
+        assert!(
+            err.contains("sources.web.reports[0].dimensions") && err.contains("at most 8"),
+            "{err}"
+        );
     }
 
     #[test]
