@@ -43,6 +43,8 @@ struct BulkState {
     reader: Arc<Reader>,
     pending: VecDeque<Window>,
     current: Option<crate::bulk::Roots>,
+    /// The end of the slice being read (or just read without records), said once it is whole.
+    finished: Option<DateTime<Utc>>,
 }
 
 /// A backfill window read through bulk operations, one slice at a time, handed out in pages of
@@ -59,6 +61,7 @@ pub(super) fn bulk_pages(
         reader,
         pending: slices(window, BULK_SLICE_DAYS),
         current: None,
+        finished: None,
     };
     futures::stream::try_unfold(state, move |mut st| async move {
         loop {
@@ -69,11 +72,22 @@ pub(super) fn bulk_pages(
                 }
                 st.current = None;
             }
+            // A whole slice, and every one before it (slices are read in date order): a backfill
+            // stopped later is told it got this far (the engine saves no state for a backfill). The
+            // records' own cursors cannot say it: they are modification times, the slices creation
+            // times.
+            if let Some(until) = st.finished.take() {
+                let through = json!({ "cursor": format_utc(until) });
+                return Ok(Some((Page::with_checkpoint(Vec::new(), Some(through)), st)));
+            }
             let Some(slice) = st.pending.pop_front() else {
                 return Ok(None);
             };
             match st.reader.bulk_read(stream, slice).await {
-                Ok(roots) => st.current = roots,
+                Ok(roots) => {
+                    st.current = roots;
+                    st.finished = Some(slice.until);
+                }
                 Err(e) if retry_smaller(&e) && slice.until - slice.since > MIN_BULK_SLICE => {
                     let mid = slice.since + (slice.until - slice.since) / 2;
                     tracing::warn!(

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// The checkpoints of `pages`, in order.
+fn checkpoints(pages: &[Page]) -> Vec<Value> {
+    pages.iter().filter_map(|p| p.checkpoint.clone()).collect()
+}
+
 fn bulk_window() -> Window {
     Window {
         since: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
@@ -87,6 +92,11 @@ async fn a_long_backfill_runs_a_bulk_operation_and_reattaches_children() {
     req.window = Some(bulk_window());
     let pages = read_all(&h.connector(), req).await.unwrap();
     assert_eq!(ids(&pages), ["6021883183294", "6021907759294"]);
+    // The slice's end, once it is read whole (not an order's modification time).
+    assert_eq!(
+        checkpoints(&pages),
+        [json!({"cursor": "2024-04-01T00:00:00Z"})]
+    );
     let first = &pages[0].records[0];
     assert_eq!(first.cursor.as_deref(), Some("2024-03-12T16:40:09Z"));
     let payload = first.payload.to_value();
@@ -157,7 +167,15 @@ async fn a_failed_bulk_operation_is_retried_in_halves() {
     let mut req = read_request("orders", None);
     req.window = Some(bulk_window());
     let pages = read_all(&h.connector(), req).await.unwrap();
-    assert!(pages.is_empty());
+    assert!(ids(&pages).is_empty());
+    // Each half, once whole, says how far the backfill got: a stopped one resumes from there.
+    assert_eq!(
+        checkpoints(&pages),
+        [
+            json!({"cursor": "2024-02-15T12:00:00Z"}),
+            json!({"cursor": "2024-04-01T00:00:00Z"})
+        ]
+    );
     h.finish(guard).await;
 }
 
@@ -230,7 +248,12 @@ async fn a_completed_bulk_operation_without_a_file_yields_nothing() {
     let guard = h.catch_all().await;
     let mut req = read_request("orders", None);
     req.window = Some(bulk_window());
-    assert!(read_all(&h.connector(), req).await.unwrap().is_empty());
+    let pages = read_all(&h.connector(), req).await.unwrap();
+    assert!(ids(&pages).is_empty());
+    assert_eq!(
+        checkpoints(&pages),
+        [json!({"cursor": "2024-04-01T00:00:00Z"})]
+    );
     h.finish(guard).await;
 }
 
@@ -261,7 +284,7 @@ async fn a_bulk_operation_waits_for_a_free_slot_when_the_shops_are_taken() {
     let guard = h.catch_all().await;
     let mut req = read_request("orders", None);
     req.window = Some(bulk_window());
-    assert!(read_all(&h.connector(), req).await.unwrap().is_empty());
+    assert!(ids(&read_all(&h.connector(), req).await.unwrap()).is_empty());
     let slot = growthflow_shopify::bulk::SLOT_RETRY_INTERVAL;
     assert_eq!(
         h.clock.sleeps(),
