@@ -268,7 +268,14 @@ impl Reader {
     fn plan(&self, spec: &Spec, request: &ReadRequest) -> Result<(Vec<Url>, Keep)> {
         let mut filters: Vec<String> = Vec::new();
         let mut keep = Keep::All;
-        match (request.window, spec.updated_filter) {
+        // A backfill's window ends tomorrow by default; Klaviyo refuses a filter's end date in the
+        // future on some endpoints ("End date may not be in the future"), and nothing was created
+        // after now, so the object streams' windows end now at the latest.
+        let window = request.window.map(|mut w| {
+            w.until = w.until.min(self.client.clock().utc_now()).max(w.since);
+            w
+        });
+        match (window, spec.updated_filter) {
             (_, None) => {}
             (Some(w), Some(_)) => match spec.created_field {
                 // Profiles only allow greater-than/less-than on `created`: one second back keeps the

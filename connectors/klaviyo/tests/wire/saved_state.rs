@@ -204,3 +204,42 @@ async fn a_backfill_filters_events_on_the_window() {
     read_all(&h.connector(), request).await.unwrap();
     h.finish(guard).await;
 }
+
+/// A backfill's window ends tomorrow by default. Klaviyo refuses a filter's end date in the future on
+/// some endpoints ("End date may not be in the future"), so an object stream's window ends now at the
+/// latest: nothing was created after now.
+#[tokio::test]
+async fn a_backfill_window_ending_in_the_future_is_filtered_up_to_now() {
+    let h = Harness::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/flows"))
+        .respond_with(doc(vec![]))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let before = Utc::now();
+    let request = ReadRequest {
+        stream: "flows".into(),
+        state: None,
+        start: start(),
+        window: Some(Window {
+            since: Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap(),
+            until: before + chrono::Duration::days(2),
+        }),
+    };
+    read_all(&h.connector(), request).await.unwrap();
+    let after = Utc::now();
+    let requests = h.finish(guard).await;
+    let filter = query(&requests[0])["filter"].clone();
+    // The window's start as asked; its end now, not the day after tomorrow.
+    let to = filter
+        .strip_prefix("greater-or-equal(created,2024-05-01T00:00:00Z),less-than(created,")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{filter}"));
+    let to: DateTime<Utc> = to.parse().unwrap();
+    assert!(
+        to >= before - chrono::Duration::seconds(1) && to <= after,
+        "{filter}"
+    );
+}
