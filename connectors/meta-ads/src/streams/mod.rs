@@ -251,13 +251,39 @@ impl Reader {
         let url = Url::parse(next).map_err(|e| Error::Decode {
             message: format!("Meta paging.next is not a URL: {e}"),
         })?;
-        let mut url = strip_access_token(&url);
+        let mut url = strip_access_token(&self.on_our_base(url));
         // Core refuses it on sending anyway; refusing on reading keeps it out of any checkpoint.
         self.client.check_origin(&url)?;
         url.set_fragment(None);
         Ok(url)
     }
 }
+
+impl Reader {
+    /// A link on Meta's own host, rebased onto the configured `base_url` when that is another (a
+    /// pass-through proxy): Meta writes its absolute links with its own host, and the proxy passes
+    /// them on as they are, so page 2 was refused as off-origin. The link's version segment is
+    /// replaced by the API root's path (`{base}/{version}/`); any other host is left for the
+    /// origin check to refuse.
+    fn on_our_base(&self, url: Url) -> Url {
+        if url.origin().ascii_serialization() != META_ORIGIN
+            || self.api_base.origin() == url.origin()
+        {
+            return url;
+        }
+        let rest: Vec<&str> = url
+            .path_segments()
+            .map(|s| s.skip(1).collect())
+            .unwrap_or_default();
+        let mut rebased = self.api_base.clone();
+        rebased.set_path(&format!("{}{}", self.api_base.path(), rest.join("/")));
+        rebased.set_query(url.query());
+        rebased
+    }
+}
+
+/// Meta's own origin, which writes its paging links.
+const META_ORIGIN: &str = "https://graph.facebook.com";
 
 /// `url` without any `access_token` query parameter.
 pub fn strip_access_token(url: &Url) -> Url {

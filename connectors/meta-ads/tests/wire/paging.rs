@@ -291,3 +291,38 @@ async fn insights_pages_decoded_once() {
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
     assert_no_unexpected(catch_all).await;
 }
+
+/// Behind a pass-through proxy (`base_url`), Meta's `paging.next` still names Meta's own host: the
+/// next page is asked of the proxy, at the link's path and cursor, with the configured token only.
+/// Before, page 2 was refused as off-origin.
+#[tokio::test]
+async fn meta_links_are_followed_through_the_configured_proxy() {
+    let server = MockServer::start().await;
+    let clock = pinned();
+    Mock::given(method("GET"))
+        .and(path(CAMPAIGNS))
+        .and(query_param_is_missing("after"))
+        .respond_with(ok(fixture("campaigns.json", "https://graph.facebook.com")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(CAMPAIGNS))
+        .and(query_param("after", "QVFIUm"))
+        .respond_with(ok(fixture("campaigns_page2.json", &server.uri())))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let catch_all = mount_catch_all(&server).await;
+    let meta = connector(&server, &clock);
+    let pages = read_pages(&meta, request("campaigns", None, None))
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 2);
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2);
+    assert_eq!(tokens(&received[1]), vec![TOKEN.to_string()]);
+    assert!(!received[1].url.as_str().contains(STALE));
+    assert_eq!(query_map(&received[1])["limit"], "100");
+    assert_no_unexpected(catch_all).await;
+}
