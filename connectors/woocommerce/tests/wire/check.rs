@@ -206,13 +206,7 @@ async fn a_full_page_within_one_second_followed_by_newer_orders_loses_none() {
     config.per_page = 2;
     let connector = h.connector_with(config);
     let writer = DatasetWriter::spawn(Box::new(SqliteDestination::in_memory().unwrap()));
-    let options = SyncOptions {
-        start: start(),
-        streams: Vec::new(),
-        full_refresh: false,
-        window: None,
-        concurrency: 1,
-    };
+    let options = sync_options_from_start();
     let pages = read_all(&connector, read_request("orders", None, start()))
         .await
         .unwrap();

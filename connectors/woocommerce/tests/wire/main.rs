@@ -122,6 +122,17 @@ fn query(req: &Request) -> BTreeMap<String, String> {
     growthflow_core::testing::query_map(req)
 }
 
+/// A sync of the configured streams from [`start`], incremental, one stream at a time.
+fn sync_options_from_start() -> SyncOptions {
+    SyncOptions {
+        start: start(),
+        streams: Vec::new(),
+        full_refresh: false,
+        window: None,
+        concurrency: 1,
+    }
+}
+
 fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap()
 }

@@ -32,13 +32,7 @@ async fn the_second_sync_sends_modified_after_from_saved_state() {
     let guard = h.catch_all().await;
     let connector = h.connector();
     let writer = DatasetWriter::spawn(Box::new(SqliteDestination::in_memory().unwrap()));
-    let options = SyncOptions {
-        start: start(),
-        streams: Vec::new(),
-        full_refresh: false,
-        window: None,
-        concurrency: 1,
-    };
+    let options = sync_options_from_start();
     let def = streams::ORDERS;
 
     let first = sync_stream(&connector, &def, &writer, &options, &NoProgress).await;
@@ -131,13 +125,7 @@ async fn a_site_that_ignores_modified_after_is_told_to_update_woocommerce() {
         })
         .await
         .unwrap();
-    let options = SyncOptions {
-        start: start(),
-        streams: Vec::new(),
-        full_refresh: false,
-        window: None,
-        concurrency: 1,
-    };
+    let options = sync_options_from_start();
     let outcome = sync_stream(&connector, &streams::ORDERS, &writer, &options, &NoProgress).await;
     assert_eq!(outcome.status, "failed");
     let error = outcome.error.unwrap();
