@@ -598,6 +598,16 @@ fn a_second_connection_the_server_refuses_leaves_every_page_to_the_first() {
     assert!(!warned.contains(PASSWORD), "{warned}");
 }
 
+/// Three large pages (100 records each, cursors `c1`..`c3`) committed one by one; what they logged
+/// at WARN and above.
+fn three_large_commits(dest: &mut PostgresDestination) -> String {
+    warnings_of(|| {
+        for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
+            dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
+        }
+    })
+}
+
 /// What `f` logs at WARN and above on this thread, as text.
 fn warnings_of(f: impl FnOnce()) -> String {
     #[derive(Clone, Default)]
@@ -649,11 +659,7 @@ fn a_staging_table_the_role_may_not_fully_use_is_not_used() {
             return;
         };
         let (_role, mut dest) = open_as_writer(&schema, &format!("nostage{label}"), revoke);
-        let warned = warnings_of(|| {
-            for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
-                dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
-            }
-        });
+        let warned = three_large_commits(&mut dest);
         assert_eq!(batches_staged(&mut dest), 0, "{label}: nothing staged");
         assert_stored(&mut dest, 300, "c3");
         assert_eq!(warned.matches("WARN").count(), 1, "{label}: {warned}");
@@ -678,11 +684,7 @@ fn a_staging_insert_the_server_refuses_is_tried_once() {
         "stagerefused",
         "ALTER TABLE \"{0}\".growthflow_raw_stage ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
     );
-    let warned = warnings_of(|| {
-        for (prefix, cursor) in [("a", "c1"), ("b", "c2"), ("c", "c3")] {
-            dest.commit(&[large_batch(prefix, 100, cursor)]).unwrap();
-        }
-    });
+    let warned = three_large_commits(&mut dest);
     // The one attempt took a batch number before its insert was refused.
     assert_eq!(batches_staged(&mut dest), 1, "tried once");
     assert_stored(&mut dest, 300, "c3");
