@@ -461,6 +461,17 @@ pub(crate) fn to_record(stream: &str, node: Value) -> Result<Record> {
     })
 }
 
+/// A record's `createdAt`, as UTC RFC 3339.
+fn created_at(record: &Record) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Created<'a> {
+        #[serde(rename = "createdAt", borrow)]
+        created_at: Option<std::borrow::Cow<'a, str>>,
+    }
+    let head: Created<'_> = record.payload.read().ok()?;
+    parse_utc(&head.created_at?).map(format_utc)
+}
+
 /// The paging state between two requests: the `after` cursor and the (possibly shrunk) page size.
 #[derive(Debug, Clone)]
 struct Cursor {
@@ -497,6 +508,13 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
         let plan = plan.clone();
         async move {
             let (records, next) = reader.page(&plan, &mut cursor).await?;
+            // A backfill reads by creation time (`sortKey: CREATED_AT`): its last record's says how
+            // far it got, for a backfill stopped later (its records' cursors, modification times,
+            // cannot say it).
+            let through = (plan.sort_key == "CREATED_AT")
+                .then(|| records.last().and_then(created_at))
+                .flatten()
+                .map(|t| serde_json::json!({ "cursor": t }));
             let next = match next {
                 NextPage::Params(p) => {
                     cursor.after = p.into_iter().next().map(|(_, v)| v);
@@ -504,7 +522,7 @@ pub(crate) fn read(reader: Arc<Reader>, request: ReadRequest) -> BoxStream<'stat
                 }
                 NextPage::Url(_) | NextPage::Done => None,
             };
-            Ok((Page::new(records), next))
+            Ok((Page::with_checkpoint(records, through), next))
         }
     })
     .boxed()

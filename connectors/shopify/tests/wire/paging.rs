@@ -129,7 +129,12 @@ async fn a_backfill_reads_by_creation_time_in_the_window() {
         .and(Var("sortKey", json!("CREATED_AT")))
         .respond_with(page(
             "orders",
-            vec![order(7, "2025-01-05T00:00:00Z")],
+            vec![{
+                // Created in the window, modified long after it (a refund last week, say).
+                let mut o = order(7, "2025-06-05T00:00:00Z");
+                o["createdAt"] = json!("2025-01-05T10:30:00+01:00");
+                o
+            }],
             None,
             1900,
         ))
@@ -145,6 +150,11 @@ async fn a_backfill_reads_by_creation_time_in_the_window() {
     // 30 days: not longer than bulk_threshold_days, so paged.
     let pages = read_all(&h.connector(), req).await.unwrap();
     assert_eq!(ids(&pages), ["7"]);
+    // How far it got is the last creation time read, not the modification time in June.
+    assert_eq!(
+        pages[0].checkpoint,
+        Some(json!({"cursor": "2025-01-05T09:30:00Z"}))
+    );
     h.finish(guard).await;
 }
 
