@@ -405,7 +405,19 @@ impl Reader {
         let resp = self
             .client
             .send_raw(DOWNLOAD_ENDPOINT, self.client.reqwest().get(&url))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The storage host refusing its own signed link is not the Admin API refusing the
+                // token (the download carries none): an expired or unusable link, which a new
+                // operation replaces. As an auth error it blamed the token and stopped the
+                // source's other streams.
+                Error::Auth { .. } => Error::Transient {
+                    message: "the storage host refused the bulk result's signed link (expired or \
+                              not valid); its slice is read again by new operations"
+                        .into(),
+                },
+                other => other,
+            })?;
         let mut assembler = Assembler::new()?;
         let mut buffer: Vec<u8> = Vec::new();
         let mut chunks = resp.bytes_stream();

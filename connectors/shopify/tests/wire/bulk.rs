@@ -385,3 +385,72 @@ async fn streams_started_together_wait_for_the_first_answer_to_learn_the_bucket(
     assert_eq!(h.clock.sleeps(), vec![Duration::from_millis(2020)]);
     assert_eq!(h.finish(guard).await.len(), 2);
 }
+
+/// The storage host refusing the result's signed link (a 403 from the bucket: expired, say) is not
+/// Shopify refusing the token, which the download does not carry: the slice is read again by new
+/// operations, as when an operation fails, instead of an auth error that blamed the token and
+/// stopped the source's other streams.
+#[tokio::test]
+async fn a_result_link_the_storage_host_refuses_reads_the_slice_again() {
+    let h = Harness::start().await;
+    mount_bulk_start(&h).await;
+    h.graphql()
+        .and(body_string_contains("PollBulk"))
+        .respond_with(poll_answer(
+            "COMPLETED",
+            None,
+            Some(format!(
+                "{}/bulk/bulk-5732981489854.jsonl?X-Goog-Signature=abc",
+                h.server.uri()
+            )),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/bulk/bulk-5732981489854.jsonl"))
+        .respond_with(ResponseTemplate::new(403).set_body_string(
+            "<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code></Error>",
+        ))
+        .expect(1)
+        .mount(&h.server)
+        .await;
+    // The two halves: new operations, which complete with nothing to download.
+    for (since, until) in [
+        ("2024-01-01T00:00:00Z", "2024-02-15T12:00:00Z"),
+        ("2024-02-15T12:00:00Z", "2024-04-01T00:00:00Z"),
+    ] {
+        h.graphql()
+            .and(body_string_contains("bulkOperationRunQuery"))
+            .and(body_string_contains(format!(
+                "created_at:>='{since}' created_at:<'{until}'"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": {"bulkOperationRunQuery": {
+                    "bulkOperation": {"id": "gid://shopify/BulkOperation/5732981489854", "status": "CREATED"},
+                    "userErrors": []}},
+                "extensions": cost(10, 1990)})))
+            .expect(1)
+            .mount(&h.server)
+            .await;
+    }
+    h.graphql()
+        .and(body_string_contains("PollBulk"))
+        .respond_with(poll_answer("COMPLETED", None, None))
+        .with_priority(2)
+        .expect(2)
+        .mount(&h.server)
+        .await;
+    let guard = h.catch_all().await;
+    let mut req = read_request("orders", None);
+    req.window = Some(bulk_window());
+    let pages = read_all(&h.connector(), req).await.unwrap();
+    assert!(ids(&pages).is_empty());
+    assert_eq!(
+        checkpoints(&pages).last(),
+        Some(&json!({"cursor": "2024-04-01T00:00:00Z"}))
+    );
+    h.finish(guard).await;
+}
