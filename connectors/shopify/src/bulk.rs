@@ -70,7 +70,7 @@ fn bulk_query(stream: &str, window: Window) -> Option<String> {
                 "id legacyResourceId name createdAt updatedAt processedAt cancelledAt cancelReason
                  email test tags sourceName currencyCode presentmentCurrencyCode discountCodes
                  displayFinancialStatus displayFulfillmentStatus
-                 customer {{ id email }}
+                 customer {{ id defaultEmailAddress {{ emailAddress }} }}
                  totalPriceSet {{ shopMoney {{ amount currencyCode }} }}
                  subtotalPriceSet {{ shopMoney {{ amount currencyCode }} }}
                  totalDiscountsSet {{ shopMoney {{ amount currencyCode }} }}
@@ -88,7 +88,7 @@ fn bulk_query(stream: &str, window: Window) -> Option<String> {
         ),
         "customers" => (
             "customers",
-            "id email firstName lastName state tags createdAt updatedAt numberOfOrders
+            "id defaultEmailAddress { emailAddress } firstName lastName state tags createdAt updatedAt numberOfOrders
              amountSpent { amount currencyCode }
              emailMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt }"
                 .to_string(),
@@ -102,7 +102,7 @@ fn bulk_query(stream: &str, window: Window) -> Option<String> {
         "abandoned_checkouts" => (
             "abandonedCheckouts",
             "id name createdAt updatedAt completedAt abandonedCheckoutUrl discountCodes
-             customer { id email }
+             customer { id defaultEmailAddress { emailAddress } }
              subtotalPriceSet { shopMoney { amount currencyCode } }
              totalDiscountSet { shopMoney { amount currencyCode } }
              totalPriceSet { shopMoney { amount currencyCode } }

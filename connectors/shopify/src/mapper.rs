@@ -99,7 +99,7 @@ const ORDER: Projection = Projection::fields(&[
         ]),
     ),
     ("email", All),
-    ("customer", Projection::fields(&[("email", All)])),
+    ("customer", CUSTOMER_EMAIL),
     (
         "customerJourneySummary",
         Projection::fields(&[("lastVisit", VISIT), ("firstVisit", VISIT)]),
@@ -129,7 +129,25 @@ const ABANDONED_CHECKOUT: Projection = Projection::fields(&[
     ("createdAt", All),
     ("totalPriceSet", MONEY_BAG),
     ("email", All),
-    ("customer", Projection::fields(&[("email", All)])),
+    ("customer", CUSTOMER_EMAIL),
+]);
+
+/// A `Customer`'s email: `defaultEmailAddress.emailAddress`, which the queries select (since
+/// 2025-04; `email` is deprecated in its favour), else `email`, which records read before carry.
+fn customer_email(customer: &Value) -> Option<String> {
+    customer
+        .get("defaultEmailAddress")
+        .and_then(|d| text(d.get("emailAddress")))
+        .or_else(|| text(customer.get("email")))
+}
+
+/// The customer projection's email fields, for [`customer_email`].
+const CUSTOMER_EMAIL: Projection = Projection::fields(&[
+    ("email", All),
+    (
+        "defaultEmailAddress",
+        Projection::fields(&[("emailAddress", All)]),
+    ),
 ]);
 
 /// The record's id as the numeric tail of its gid.
@@ -245,8 +263,7 @@ pub fn order_row(record: &Value) -> Result<OrderRow> {
             sum
         }
     };
-    let email =
-        text(obj.get("email")).or_else(|| obj.get("customer").and_then(|c| text(c.get("email"))));
+    let email = text(obj.get("email")).or_else(|| obj.get("customer").and_then(customer_email));
     let visit = attributed_visit(obj);
     let utm = visit.map(visit_utm).unwrap_or_default();
     let landing_page = visit.and_then(|v| text(v.get("landingPage")));
@@ -320,10 +337,7 @@ pub fn customer_row(record: &Value) -> Result<Option<CustomerRow>> {
     let obj = FIELDS.object(record, "customer")?;
     let id = record_id(obj, "customer")?;
     let what = format!("customer {id}");
-    let email = text(obj.get("email")).or_else(|| {
-        obj.get("defaultEmailAddress")
-            .and_then(|d| text(d.get("emailAddress")))
-    });
+    let email = customer_email(record);
     let Some(email) = email else {
         return Ok(None);
     };
@@ -373,8 +387,7 @@ pub fn abandoned_checkout_event(record: &Value) -> Result<Option<EventRow>> {
     );
     event.value = total;
     event.currency = currency;
-    event.email =
-        text(obj.get("email")).or_else(|| obj.get("customer").and_then(|c| text(c.get("email"))));
+    event.email = text(obj.get("email")).or_else(|| obj.get("customer").and_then(customer_email));
     event.attributes = json!({ "checkout_id": id });
     Ok(Some(event))
 }

@@ -465,7 +465,10 @@ impl ShopData {
                             .2
                             .map_or(updated, |u: DateTime<Utc>| u.max(updated)),
                     );
-                    (json!(typed), json!({ "id": p.gid, "email": p.email }))
+                    (
+                        json!(typed),
+                        json!({ "id": p.gid, "defaultEmailAddress": { "emailAddress": p.email } }),
+                    )
                 }
                 None => (json!(format!("guest{i}@example.com")), Value::Null),
             };
@@ -517,7 +520,8 @@ impl ShopData {
                     .min(end);
                 json!({
                     "id": p.gid,
-                    "email": p.email,
+                    // What the connector selects: `email` is deprecated in its favour since 2025-04.
+                    "defaultEmailAddress": { "emailAddress": p.email },
                     "firstName": p.first,
                     "lastName": p.last,
                     "state": if n > 0 { "ENABLED" } else { "DISABLED" },
@@ -554,7 +558,7 @@ impl ShopData {
                 let updated = updated.min(end);
                 let customer = if arng.chance(0.9) {
                     let p = &people[arng.below(n_customers as u64) as usize];
-                    json!({ "id": p.gid, "email": p.email })
+                    json!({ "id": p.gid, "defaultEmailAddress": { "emailAddress": p.email } })
                 } else {
                     Value::Null
                 };

@@ -379,10 +379,10 @@ async fn streams_started_together_wait_for_the_first_answer_to_learn_the_bucket(
     );
     assert_eq!(ids(&a.unwrap()), ["1"]);
     assert_eq!(ids(&b.unwrap()), ["1"]);
-    // The second query reserves its estimated cost (2 + 100 × 3 = 302 points) only after the first
-    // answer said 100 are left: (302 − 100) / 100 per second = 2.02 s. Sent together, both would have gone
+    // The second query reserves its estimated cost (2 + 100 × 4 = 402 points) only after the first
+    // answer said 100 are left: (402 − 100) / 100 per second = 3.02 s. Sent together, both would have gone
     // at once and nothing been waited for.
-    assert_eq!(h.clock.sleeps(), vec![Duration::from_millis(2020)]);
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_millis(3020)]);
     assert_eq!(h.finish(guard).await.len(), 2);
 }
 
