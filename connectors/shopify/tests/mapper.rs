@@ -227,3 +227,47 @@ fn money_and_its_currency_come_from_shop_money() {
     assert_eq!(rows.events[0].currency.as_deref(), Some("CAD"));
     assert_eq!(rows.events[0].value, Some(dec("17.5")));
 }
+
+/// The customer's email as the queries select it, `defaultEmailAddress.emailAddress` (`email` is
+/// deprecated in its favour), and as records stored before carry it, `email`: the same person either
+/// way, for an order without its own email, an abandoned checkout and a customer.
+#[test]
+fn a_customers_email_is_read_from_its_default_email_address_or_the_old_field() {
+    for customer in [
+        json!({"id": "gid://shopify/Customer/1", "defaultEmailAddress": {"emailAddress": "New@Example.com"}}),
+        json!({"id": "gid://shopify/Customer/1", "email": "New@Example.com"}),
+    ] {
+        let mut order = fixture("order_1042.json");
+        order["email"] = Value::Null;
+        order["customer"] = customer.clone();
+        let rows = ShopifyMapper.map("orders", &order).unwrap();
+        assert_eq!(
+            rows.orders[0].email.as_deref(),
+            Some("New@Example.com"),
+            "{customer}"
+        );
+
+        let mut checkout = fixture("abandoned_checkout_38720911245502.json");
+        checkout["customer"] = customer.clone();
+        let rows = ShopifyMapper.map("abandoned_checkouts", &checkout).unwrap();
+        assert_eq!(
+            rows.events[0].email.as_deref(),
+            Some("New@Example.com"),
+            "{customer}"
+        );
+
+        let mut person = fixture("customer_7391920570558.json");
+        person.as_object_mut().unwrap().remove("email");
+        person
+            .as_object_mut()
+            .unwrap()
+            .remove("defaultEmailAddress");
+        for (k, v) in customer.as_object().unwrap() {
+            if k != "id" {
+                person[k] = v.clone();
+            }
+        }
+        let rows = ShopifyMapper.map("customers", &person).unwrap();
+        assert_eq!(rows.customers[0].email, "New@Example.com", "{customer}");
+    }
+}
