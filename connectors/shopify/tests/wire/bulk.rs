@@ -30,6 +30,36 @@ async fn mount_bulk_start(h: &Harness) {
         .await;
 }
 
+/// The two halves of [`bulk_window`] run again as new operations (2024-01-01 .. 2024-02-15T12:00
+/// and on to 2024-04-01), both completing with nothing to download.
+async fn mount_empty_halves(h: &Harness) {
+    for (since, until) in [
+        ("2024-01-01T00:00:00Z", "2024-02-15T12:00:00Z"),
+        ("2024-02-15T12:00:00Z", "2024-04-01T00:00:00Z"),
+    ] {
+        h.graphql()
+            .and(body_string_contains("bulkOperationRunQuery"))
+            .and(body_string_contains(format!(
+                "created_at:>='{since}' created_at:<'{until}'"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": {"bulkOperationRunQuery": {
+                    "bulkOperation": {"id": "gid://shopify/BulkOperation/5732981489854", "status": "CREATED"},
+                    "userErrors": []}},
+                "extensions": cost(10, 1990)})))
+            .expect(1)
+            .mount(&h.server)
+            .await;
+    }
+    h.graphql()
+        .and(body_string_contains("PollBulk"))
+        .respond_with(poll_answer("COMPLETED", None, None))
+        .with_priority(2)
+        .expect(2)
+        .mount(&h.server)
+        .await;
+}
+
 fn poll_answer(status: &str, error_code: Option<&str>, url: Option<String>) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "data": {"node": {"id": "gid://shopify/BulkOperation/5732981489854", "status": status,
@@ -137,32 +167,7 @@ async fn a_failed_bulk_operation_is_retried_in_halves() {
         .expect(1)
         .mount(&h.server)
         .await;
-    // The two halves: 2024-01-01 .. 2024-02-15T12:00 and on to 2024-04-01; both complete empty.
-    for (since, until) in [
-        ("2024-01-01T00:00:00Z", "2024-02-15T12:00:00Z"),
-        ("2024-02-15T12:00:00Z", "2024-04-01T00:00:00Z"),
-    ] {
-        h.graphql()
-            .and(body_string_contains("bulkOperationRunQuery"))
-            .and(body_string_contains(format!(
-                "created_at:>='{since}' created_at:<'{until}'"
-            )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "data": {"bulkOperationRunQuery": {
-                    "bulkOperation": {"id": "gid://shopify/BulkOperation/5732981489854", "status": "CREATED"},
-                    "userErrors": []}},
-                "extensions": cost(10, 1990)})))
-            .expect(1)
-            .mount(&h.server)
-            .await;
-    }
-    h.graphql()
-        .and(body_string_contains("PollBulk"))
-        .respond_with(poll_answer("COMPLETED", None, None))
-        .with_priority(2)
-        .expect(2)
-        .mount(&h.server)
-        .await;
+    mount_empty_halves(&h).await;
     let guard = h.catch_all().await;
     let mut req = read_request("orders", None);
     req.window = Some(bulk_window());
@@ -417,32 +422,7 @@ async fn a_result_link_the_storage_host_refuses_reads_the_slice_again() {
         .expect(1)
         .mount(&h.server)
         .await;
-    // The two halves: new operations, which complete with nothing to download.
-    for (since, until) in [
-        ("2024-01-01T00:00:00Z", "2024-02-15T12:00:00Z"),
-        ("2024-02-15T12:00:00Z", "2024-04-01T00:00:00Z"),
-    ] {
-        h.graphql()
-            .and(body_string_contains("bulkOperationRunQuery"))
-            .and(body_string_contains(format!(
-                "created_at:>='{since}' created_at:<'{until}'"
-            )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "data": {"bulkOperationRunQuery": {
-                    "bulkOperation": {"id": "gid://shopify/BulkOperation/5732981489854", "status": "CREATED"},
-                    "userErrors": []}},
-                "extensions": cost(10, 1990)})))
-            .expect(1)
-            .mount(&h.server)
-            .await;
-    }
-    h.graphql()
-        .and(body_string_contains("PollBulk"))
-        .respond_with(poll_answer("COMPLETED", None, None))
-        .with_priority(2)
-        .expect(2)
-        .mount(&h.server)
-        .await;
+    mount_empty_halves(&h).await;
     let guard = h.catch_all().await;
     let mut req = read_request("orders", None);
     req.window = Some(bulk_window());
